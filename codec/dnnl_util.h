@@ -1,0 +1,51 @@
+// Shared oneDNN engine/stream and a per-shape primitive cache.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+namespace wavtok {
+
+using dtag = dnnl::memory::format_tag;
+using ddt = dnnl::memory::data_type;
+
+dnnl::engine& cpu_engine();
+// One stream per thread: sessions on different threads never share a stream.
+dnnl::stream& cpu_stream();
+// Threads used by oneDNN (OpenMP) in this process; 0 leaves the default.
+void set_num_threads(int n);
+int get_num_threads();
+
+inline dnnl::memory wrap(const dnnl::memory::desc& md, const float* p) {
+  return dnnl::memory(md, cpu_engine(), const_cast<float*>(p));
+}
+
+// Primitives are immutable and safe to execute concurrently, so layers create them once per input
+// shape (key) and share them between sessions and threads.
+template <class Entry>
+class ShapeCache {
+ public:
+  template <class Make>
+  std::shared_ptr<const Entry> get(int64_t key, Make&& make) const {
+    std::lock_guard<std::mutex> lock(*mu_);
+    auto it = map_->find(key);
+    if (it != map_->end()) return it->second;
+    auto e = std::make_shared<const Entry>(make());
+    map_->emplace(key, e);
+    return e;
+  }
+  void clear() {
+    std::lock_guard<std::mutex> lock(*mu_);
+    map_->clear();
+  }
+
+ private:
+  std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();
+  std::unique_ptr<std::map<int64_t, std::shared_ptr<const Entry>>> map_ =
+      std::make_unique<std::map<int64_t, std::shared_ptr<const Entry>>>();
+};
+
+}  // namespace wavtok

@@ -1,0 +1,355 @@
+#include "codec/layers.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "codec/error.h"
+
+namespace wavtok {
+namespace {
+
+using dnnl::memory;
+
+dnnl::algorithm act_alg(Act a) {
+  switch (a) {
+    case Act::Elu: return dnnl::algorithm::eltwise_elu;
+    case Act::Gelu: return dnnl::algorithm::eltwise_gelu_erf;
+    case Act::Silu: return dnnl::algorithm::eltwise_swish;
+    default: return dnnl::algorithm::undef;
+  }
+}
+
+dnnl::primitive_attr make_attr(Act post, bool accumulate) {
+  dnnl::post_ops ops;
+  if (accumulate) ops.append_sum(1.0f);
+  if (post != Act::None) ops.append_eltwise(1.0f, act_alg(post), 1.0f, 0.0f);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(ops);
+  return attr;
+}
+
+// Reorders user weights into the layout a primitive asked for (done once per primitive).
+memory reorder_weights(const memory::desc& want, const memory::desc& have, const float* data) {
+  memory src = wrap(have, data);
+  if (want == have) {
+    memory dst(want, cpu_engine());
+    std::copy(data, data + have.get_size() / sizeof(float), static_cast<float*>(dst.get_data_handle()));
+    return dst;
+  }
+  memory dst(want, cpu_engine());
+  dnnl::stream s(cpu_engine());
+  dnnl::reorder(src, dst).execute(s, src, dst);
+  s.wait();
+  return dst;
+}
+
+memory copy_to_memory(const memory::desc& md, const float* data) {
+  memory m(md, cpu_engine());
+  std::copy(data, data + md.get_size() / sizeof(float), static_cast<float*>(m.get_data_handle()));
+  return m;
+}
+
+}  // namespace
+
+void apply_act(Act act, float* x, int64_t n) {
+  if (act == Act::None || n == 0) return;
+  // Tiny and called per layer: a plain loop avoids creating a primitive for every length.
+  switch (act) {
+    case Act::Elu:
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0 ? x[i] : std::expm1(x[i]);
+      break;
+    case Act::Gelu:
+      for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+      break;
+    case Act::Silu:
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
+      break;
+    default: break;
+  }
+}
+
+// ---------------------------------------------------------------- Conv1d
+
+Conv1d::Conv1d(const Tensor& weight, const Tensor& bias, int stride, int dilation, int groups,
+               bool channels_last, Act post)
+    : w_(weight), b_(bias), stride_(stride), dilation_(dilation), groups_(groups),
+      channels_last_(channels_last), post_(post) {
+  if (weight.ndim() != 3) throw Error("Conv1d: weight must be [Cout, Cin/groups, K], got " + shape_str(weight.shape()));
+  cout_ = static_cast<int>(weight.dim(0));
+  cin_ = static_cast<int>(weight.dim(1)) * groups;
+  kernel_ = static_cast<int>(weight.dim(2));
+  if (bias.numel() != cout_ || bias.empty()) {
+    b_ = Tensor({cout_});
+    if (!bias.empty() && bias.numel() != cout_) throw Error("Conv1d: bias size does not match weight");
+  }
+  if (stride < 1 || dilation < 1 || groups < 1 || cout_ % groups) throw Error("Conv1d: bad stride/dilation/groups");
+}
+
+Conv1d::Entry Conv1d::make(int64_t tin, bool accumulate) const {
+  const int64_t tout = out_len(tin);
+  if (tout < 1) throw Error("Conv1d: input of " + std::to_string(tin) + " samples is shorter than the kernel");
+  const dtag act_tag = channels_last_ ? dtag::nwc : dtag::ncw;
+  memory::desc src_md({1, cin_, tin}, ddt::f32, act_tag);
+  memory::desc dst_md({1, cout_, tout}, ddt::f32, act_tag);
+  memory::desc bias_md({cout_}, ddt::f32, dtag::a);
+  memory::dims wdims = groups_ == 1 ? memory::dims{cout_, cin_, kernel_}
+                                    : memory::dims{groups_, cout_ / groups_, cin_ / groups_, kernel_};
+  memory::desc w_user(wdims, ddt::f32, groups_ == 1 ? dtag::oiw : dtag::goiw);
+  memory::desc w_any(wdims, ddt::f32, dtag::any);
+  dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
+                                    w_any, bias_md, dst_md, {stride_}, {dilation_ - 1}, {0}, {0});
+  dnnl::convolution_forward::primitive_desc pd(d, make_attr(post_, accumulate), cpu_engine());
+  Entry e{dnnl::convolution_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
+          copy_to_memory(bias_md, b_.data()), src_md, dst_md};
+  return e;
+}
+
+void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) const {
+  auto e = cache_.get(tin * 2 + (accumulate ? 1 : 0), [&] { return make(tin, accumulate); });
+  auto& s = cpu_stream();
+  e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
+                      {DNNL_ARG_WEIGHTS, e->weights},
+                      {DNNL_ARG_BIAS, e->bias},
+                      {DNNL_ARG_DST, wrap(e->dst_md, y)}});
+  s.wait();
+}
+
+// ---------------------------------------------------------------- ConvTranspose1d
+
+ConvTranspose1d::ConvTranspose1d(const Tensor& weight, const Tensor& bias, int stride) : b_(bias), stride_(stride) {
+  if (weight.ndim() != 3) throw Error("ConvTranspose1d: weight must be [Cin, Cout, K]");
+  cin_ = static_cast<int>(weight.dim(0));
+  cout_ = static_cast<int>(weight.dim(1));
+  kernel_ = static_cast<int>(weight.dim(2));
+  w_ = Tensor({cout_, cin_, kernel_});
+  for (int i = 0; i < cin_; ++i)
+    for (int o = 0; o < cout_; ++o)
+      for (int k = 0; k < kernel_; ++k) w_[(int64_t(o) * cin_ + i) * kernel_ + k] = weight[(int64_t(i) * cout_ + o) * kernel_ + k];
+  if (b_.empty()) b_ = Tensor({cout_});
+  if (b_.numel() != cout_) throw Error("ConvTranspose1d: bias size does not match weight");
+}
+
+ConvTranspose1d::Entry ConvTranspose1d::make(int64_t tin) const {
+  const int64_t tout = out_len(tin);
+  memory::desc src_md({1, cin_, tin}, ddt::f32, dtag::ncw);
+  memory::desc dst_md({1, cout_, tout}, ddt::f32, dtag::ncw);
+  memory::desc bias_md({cout_}, ddt::f32, dtag::a);
+  memory::desc w_user({cout_, cin_, kernel_}, ddt::f32, dtag::oiw);
+  memory::desc w_any({cout_, cin_, kernel_}, ddt::f32, dtag::any);
+  dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                      src_md, w_any, bias_md, dst_md, {stride_}, {0}, {0});
+  dnnl::deconvolution_forward::primitive_desc pd(d, cpu_engine());
+  return Entry{dnnl::deconvolution_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
+               copy_to_memory(bias_md, b_.data()), src_md, dst_md};
+}
+
+void ConvTranspose1d::forward(const float* x, int64_t tin, float* y) const {
+  auto e = cache_.get(tin, [&] { return make(tin); });
+  auto& s = cpu_stream();
+  e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
+                      {DNNL_ARG_WEIGHTS, e->weights},
+                      {DNNL_ARG_BIAS, e->bias},
+                      {DNNL_ARG_DST, wrap(e->dst_md, y)}});
+  s.wait();
+}
+
+// ---------------------------------------------------------------- Linear
+
+Linear::Linear(const Tensor& weight, const Tensor& bias, Act post) : w_(weight), b_(bias), post_(post) {
+  if (weight.ndim() != 2) throw Error("Linear: weight must be [Cout, Cin], got " + shape_str(weight.shape()));
+  cout_ = static_cast<int>(weight.dim(0));
+  cin_ = static_cast<int>(weight.dim(1));
+  if (b_.empty()) b_ = Tensor({cout_});
+  if (b_.numel() != cout_) throw Error("Linear: bias size does not match weight");
+}
+
+Linear::Entry Linear::make(int64_t rows, bool accumulate) const {
+  memory::desc src_md({rows, cin_}, ddt::f32, dtag::nc);
+  memory::desc dst_md({rows, cout_}, ddt::f32, dtag::nc);
+  memory::desc bias_md({cout_}, ddt::f32, dtag::a);
+  memory::desc w_user({cout_, cin_}, ddt::f32, dtag::oi);
+  memory::desc w_any({cout_, cin_}, ddt::f32, dtag::any);
+  dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, w_any, bias_md, dst_md);
+  dnnl::inner_product_forward::primitive_desc pd(d, make_attr(post_, accumulate), cpu_engine());
+  return Entry{dnnl::inner_product_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
+               copy_to_memory(bias_md, b_.data()), src_md, dst_md};
+}
+
+void Linear::forward(const float* x, int64_t rows, float* y, bool accumulate) const {
+  if (rows == 0) return;
+  auto e = cache_.get(rows * 2 + (accumulate ? 1 : 0), [&] { return make(rows, accumulate); });
+  auto& s = cpu_stream();
+  e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
+                      {DNNL_ARG_WEIGHTS, e->weights},
+                      {DNNL_ARG_BIAS, e->bias},
+                      {DNNL_ARG_DST, wrap(e->dst_md, y)}});
+  s.wait();
+}
+
+// ---------------------------------------------------------------- LayerNorm
+
+LayerNorm::Entry LayerNorm::make(int64_t rows) const {
+  memory::desc md({rows, c_}, ddt::f32, dtag::ab);
+  memory::desc ss_md({c_}, ddt::f32, dtag::a);
+  dnnl::layer_normalization_forward::desc d(dnnl::prop_kind::forward_inference, md, eps_,
+                                            dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift);
+  dnnl::layer_normalization_forward::primitive_desc pd(d, cpu_engine());
+  return Entry{dnnl::layer_normalization_forward(pd), md, ss_md};
+}
+
+void LayerNorm::forward(const float* x, int64_t rows, float* y, const float* scale, const float* shift) const {
+  if (rows == 0) return;
+  auto e = cache_.get(rows, [&] { return make(rows); });
+  auto& s = cpu_stream();
+  e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->md, x)},
+                      {DNNL_ARG_DST, wrap(e->md, y)},
+                      {DNNL_ARG_SCALE, wrap(e->ss_md, scale)},
+                      {DNNL_ARG_SHIFT, wrap(e->ss_md, shift)}});
+  s.wait();
+}
+
+// ---------------------------------------------------------------- GroupNorm
+
+void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, const float* gamma, const float* beta,
+                   float* y, bool silu) {
+  const int cg = C / groups;
+  std::vector<double> sum(groups, 0.0), sq(groups, 0.0);
+  for (int64_t t = 0; t < T; ++t) {
+    const float* row = x + t * C;
+    for (int g = 0; g < groups; ++g) {
+      double s = 0, q = 0;
+      for (int c = g * cg; c < (g + 1) * cg; ++c) {
+        s += row[c];
+        q += double(row[c]) * row[c];
+      }
+      sum[g] += s;
+      sq[g] += q;
+    }
+  }
+  std::vector<float> mean(groups), inv(groups);
+  const double n = double(T) * cg;
+  for (int g = 0; g < groups; ++g) {
+    double m = sum[g] / n;
+    double var = std::max(0.0, sq[g] / n - m * m);
+    mean[g] = static_cast<float>(m);
+    inv[g] = static_cast<float>(1.0 / std::sqrt(var + eps));
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    const float* row = x + t * C;
+    float* out = y + t * C;
+    for (int c = 0; c < C; ++c) {
+      const int g = c / cg;
+      float v = (row[c] - mean[g]) * inv[g] * gamma[c] + beta[c];
+      out[c] = silu ? v / (1.0f + std::exp(-v)) : v;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- LSTM
+
+Lstm::Lstm(const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih,
+           const std::vector<Tensor>& b_hh) {
+  layers_ = static_cast<int>(w_ih.size());
+  if (layers_ == 0 || w_hh.size() != w_ih.size() || b_ih.size() != w_ih.size() || b_hh.size() != w_ih.size())
+    throw Error("Lstm: inconsistent layer weights");
+  hidden_ = static_cast<int>(w_hh[0].dim(1));
+  input_ = static_cast<int>(w_ih[0].dim(1));
+  const int H = hidden_, G = 4;
+  // oneDNN runs all layers in one primitive only when input width == hidden width (true for SLSTM).
+  if (input_ != H) throw Error("Lstm: input width must equal hidden width");
+  wl_ = Tensor({layers_, 1, input_, G, H});
+  wi_ = Tensor({layers_, 1, H, G, H});
+  bias_ = Tensor({layers_, 1, G, H});
+  for (int l = 0; l < layers_; ++l) {
+    if (w_ih[l].dim(0) != G * H || w_ih[l].dim(1) != input_ || w_hh[l].dim(0) != G * H || w_hh[l].dim(1) != H ||
+        b_ih[l].numel() != G * H || b_hh[l].numel() != G * H)
+      throw Error("Lstm: layer " + std::to_string(l) + " weights have unexpected shapes");
+    for (int r = 0; r < G * H; ++r) {  // PyTorch row r = gate*H + h
+      for (int i = 0; i < input_; ++i) wl_[((int64_t(l) * input_ + i) * G * H) + r] = w_ih[l][int64_t(r) * input_ + i];
+      for (int i = 0; i < H; ++i) wi_[((int64_t(l) * H + i) * G * H) + r] = w_hh[l][int64_t(r) * H + i];
+      bias_[int64_t(l) * G * H + r] = b_ih[l][r] + b_hh[l][r];
+    }
+  }
+}
+
+Lstm::State Lstm::initial_state() const { return State{Tensor({layers_, hidden_}), Tensor({layers_, hidden_})}; }
+
+Lstm::Entry Lstm::make(int64_t T) const {
+  const int64_t L = layers_, H = hidden_, G = 4;
+  memory::desc src_md({T, 1, input_}, ddt::f32, dtag::tnc);
+  memory::desc dst_md({T, 1, H}, ddt::f32, dtag::tnc);
+  memory::desc iter_md({L, 1, 1, H}, ddt::f32, dtag::ldnc);
+  memory::desc wl_user({L, 1, input_, G, H}, ddt::f32, dtag::ldigo);
+  memory::desc wi_user({L, 1, H, G, H}, ddt::f32, dtag::ldigo);
+  memory::desc bias_md({L, 1, G, H}, ddt::f32, dtag::ldgo);
+  memory::desc wl_any({L, 1, input_, G, H}, ddt::f32, dtag::any);
+  memory::desc wi_any({L, 1, H, G, H}, ddt::f32, dtag::any);
+  dnnl::lstm_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::rnn_direction::unidirectional_left2right,
+                             src_md, iter_md, iter_md, wl_any, wi_any, bias_md, dst_md, iter_md, iter_md);
+  dnnl::lstm_forward::primitive_desc pd(d, cpu_engine());
+  return Entry{dnnl::lstm_forward(pd), reorder_weights(pd.weights_layer_desc(), wl_user, wl_.data()),
+               reorder_weights(pd.weights_iter_desc(), wi_user, wi_.data()), copy_to_memory(bias_md, bias_.data()),
+               src_md, dst_md, iter_md, iter_md};
+}
+
+void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
+  if (T == 0) return;
+  auto e = cache_.get(T, [&] { return make(T); });
+  State local;
+  if (!state) {
+    local = initial_state();
+    state = &local;
+  }
+  // oneDNN reads src_iter before writing dst_iter per cell, but keep them distinct to be safe.
+  Tensor h_out({layers_, hidden_}), c_out({layers_, hidden_});
+  auto& s = cpu_stream();
+  e->prim.execute(s, {{DNNL_ARG_SRC_LAYER, wrap(e->src_md, x)},
+                      {DNNL_ARG_SRC_ITER, wrap(e->iter_md, state->h.data())},
+                      {DNNL_ARG_SRC_ITER_C, wrap(e->iter_c_md, state->c.data())},
+                      {DNNL_ARG_WEIGHTS_LAYER, e->wl},
+                      {DNNL_ARG_WEIGHTS_ITER, e->wi},
+                      {DNNL_ARG_BIAS, e->bias},
+                      {DNNL_ARG_DST_LAYER, wrap(e->dst_md, y)},
+                      {DNNL_ARG_DST_ITER, wrap(e->iter_md, h_out.data())},
+                      {DNNL_ARG_DST_ITER_C, wrap(e->iter_c_md, c_out.data())}});
+  s.wait();
+  state->h = std::move(h_out);
+  state->c = std::move(c_out);
+}
+
+// ---------------------------------------------------------------- Attention
+
+AttentionCore::Entry AttentionCore::make(int64_t T, int C) const {
+  memory::desc q_md({T, C}, ddt::f32, dtag::ab);
+  memory::desc kt_md({C, T}, ddt::f32, dtag::ba);  // K stored [T, C], read transposed
+  memory::desc s_md({T, T}, ddt::f32, dtag::ab);
+  memory::desc v_md({T, C}, ddt::f32, dtag::ab);
+  memory::desc o_md({T, C}, ddt::f32, dtag::ab);
+  dnnl::primitive_attr scale_attr;
+  scale_attr.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(C))});
+  dnnl::matmul::primitive_desc qk_pd(dnnl::matmul::desc(q_md, kt_md, s_md), scale_attr, cpu_engine());
+  dnnl::matmul::primitive_desc pv_pd(dnnl::matmul::desc(s_md, v_md, o_md), cpu_engine());
+  dnnl::softmax_forward::primitive_desc sm_pd(
+      dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, s_md, 1), cpu_engine());
+  return Entry{dnnl::matmul(qk_pd), dnnl::matmul(pv_pd), dnnl::softmax_forward(sm_pd), q_md, kt_md, s_md, v_md, o_md};
+}
+
+void AttentionCore::forward(const float* q, const float* k, const float* v, int64_t T, int C, float* out,
+                            Tensor& scratch) const {
+  auto e = cache_.get(T, [&] { return make(T, C); });
+  scratch.resize({T, T});
+  auto& s = cpu_stream();
+  memory sm = wrap(e->s_md, scratch.data());
+  e->qk.execute(s, {{DNNL_ARG_SRC, wrap(e->q_md, q)}, {DNNL_ARG_WEIGHTS, wrap(e->kt_md, k)}, {DNNL_ARG_DST, sm}});
+  e->softmax.execute(s, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, sm}});
+  e->pv.execute(s, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wrap(e->v_md, v)}, {DNNL_ARG_DST, wrap(e->o_md, out)}});
+  s.wait();
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + ")";
+}
+
+}  // namespace wavtok

@@ -1,0 +1,163 @@
+// oneDNN-backed layers. Batch size is always 1; activations are plain row-major float buffers:
+// channels-first [C, T] ("ncw") or channels-last [T, C] ("nwc"), chosen per layer.
+// Every layer creates its primitives once per input length and reuses them; forward() is const and
+// safe to call from several threads at once.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "codec/dnnl_util.h"
+#include "codec/tensor.h"
+
+namespace wavtok {
+
+enum class Act { None, Elu, Gelu, Silu };
+
+void apply_act(Act act, float* x, int64_t n);  // in place, oneDNN eltwise
+
+// Conv1d over an already padded input (no implicit padding). Weight [Cout, Cin/groups, K].
+class Conv1d {
+ public:
+  Conv1d() = default;
+  Conv1d(const Tensor& weight, const Tensor& bias, int stride, int dilation, int groups,
+         bool channels_last, Act post = Act::None);
+  int64_t out_len(int64_t tin) const { return (tin - dilation_ * (kernel_ - 1) - 1) / stride_ + 1; }
+  // y = post(conv(x) [+ y if accumulate]); x has tin samples per channel.
+  void forward(const float* x, int64_t tin, float* y, bool accumulate = false) const;
+  int in_channels() const { return cin_; }
+  int out_channels() const { return cout_; }
+  int kernel() const { return kernel_; }
+  int stride() const { return stride_; }
+  int dilation() const { return dilation_; }
+  int64_t macs_per_output() const { return int64_t(cin_ / groups_) * kernel_ * cout_; }
+
+ private:
+  struct Entry {
+    dnnl::convolution_forward prim;
+    dnnl::memory weights, bias;
+    dnnl::memory::desc src_md, dst_md;
+  };
+  Entry make(int64_t tin, bool accumulate) const;
+  Tensor w_, b_;
+  int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1, dilation_ = 1, groups_ = 1;
+  bool channels_last_ = false;
+  Act post_ = Act::None;
+  ShapeCache<Entry> cache_;
+};
+
+// ConvTranspose1d without output trimming (callers unpad). PyTorch weight [Cin, Cout, K].
+class ConvTranspose1d {
+ public:
+  ConvTranspose1d() = default;
+  ConvTranspose1d(const Tensor& weight, const Tensor& bias, int stride);
+  int64_t out_len(int64_t tin) const { return (tin - 1) * stride_ + kernel_; }
+  void forward(const float* x, int64_t tin, float* y) const;  // [Cin, T] -> [Cout, Tout]
+  int in_channels() const { return cin_; }
+  int out_channels() const { return cout_; }
+  int kernel() const { return kernel_; }
+  int stride() const { return stride_; }
+
+ private:
+  struct Entry {
+    dnnl::deconvolution_forward prim;
+    dnnl::memory weights, bias;
+    dnnl::memory::desc src_md, dst_md;
+  };
+  Entry make(int64_t tin) const;
+  Tensor w_, b_;  // w_ in oneDNN order [Cout, Cin, K]
+  int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1;
+  ShapeCache<Entry> cache_;
+};
+
+// y[T, Cout] = post(x[T, Cin] W^T + b) [+ y before post if accumulate].
+class Linear {
+ public:
+  Linear() = default;
+  Linear(const Tensor& weight, const Tensor& bias, Act post = Act::None);
+  void forward(const float* x, int64_t rows, float* y, bool accumulate = false) const;
+  int in_features() const { return cin_; }
+  int out_features() const { return cout_; }
+
+ private:
+  struct Entry {
+    dnnl::inner_product_forward prim;
+    dnnl::memory weights, bias;
+    dnnl::memory::desc src_md, dst_md;
+  };
+  Entry make(int64_t rows, bool accumulate) const;
+  Tensor w_, b_;
+  int cin_ = 0, cout_ = 0;
+  Act post_ = Act::None;
+  ShapeCache<Entry> cache_;
+};
+
+// LayerNorm over the last dimension of [T, C]; scale/shift may be given per call (AdaLayerNorm).
+class LayerNorm {
+ public:
+  LayerNorm() = default;
+  LayerNorm(int channels, float eps) : c_(channels), eps_(eps) {}
+  void forward(const float* x, int64_t rows, float* y, const float* scale, const float* shift) const;
+  int channels() const { return c_; }
+
+ private:
+  struct Entry {
+    dnnl::layer_normalization_forward prim;
+    dnnl::memory::desc md, ss_md;
+  };
+  Entry make(int64_t rows) const;
+  int c_ = 0;
+  float eps_ = 1e-5f;
+  ShapeCache<Entry> cache_;
+};
+
+// GroupNorm on channels-last [T, C] (oneDNN 2.6 has no group normalization primitive).
+void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, const float* gamma,
+                   const float* beta, float* y, bool silu);
+
+// Multi-layer unidirectional LSTM, PyTorch gate order (i, f, g, o), same as oneDNN's.
+// Input and output are [T, C] (channels-last). State (h, c) for each layer is carried in `state`
+// when given, so a stream can be processed chunk by chunk.
+class Lstm {
+ public:
+  struct State {
+    Tensor h, c;  // [layers, hidden]
+  };
+  Lstm() = default;
+  // weights per layer: weight_ih [4H, I], weight_hh [4H, H], bias_ih [4H], bias_hh [4H]
+  Lstm(const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh,
+       const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh);
+  void forward(const float* x, int64_t T, float* y, State* state = nullptr) const;
+  State initial_state() const;
+  int hidden() const { return hidden_; }
+  int layers() const { return layers_; }
+
+ private:
+  struct Entry {
+    dnnl::lstm_forward prim;
+    dnnl::memory wl, wi, bias;
+    dnnl::memory::desc src_md, dst_md, iter_md, iter_c_md;
+  };
+  Entry make(int64_t T) const;
+  Tensor wl_, wi_, bias_;  // ldigo, ldigo, ldgo
+  int layers_ = 0, input_ = 0, hidden_ = 0;
+  ShapeCache<Entry> cache_;
+};
+
+// Single-head self-attention core on [T, C]: out = softmax(q k^T * scale) v.
+class AttentionCore {
+ public:
+  void forward(const float* q, const float* k, const float* v, int64_t T, int C, float* out,
+               Tensor& scratch) const;
+
+ private:
+  struct Entry {
+    dnnl::matmul qk, pv;
+    dnnl::softmax_forward softmax;
+    dnnl::memory::desc q_md, kt_md, s_md, v_md, o_md;
+  };
+  Entry make(int64_t T, int C) const;
+  ShapeCache<Entry> cache_;
+};
+
+}  // namespace wavtok

@@ -1,0 +1,284 @@
+#include "codec/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "codec/error.h"
+#include "codec/model_file.h"
+
+namespace wavtok {
+namespace {
+
+constexpr const char* kWtEncoder = "feature_extractor.encodec.encoder.";
+constexpr const char* kWtQuantizer = "feature_extractor.encodec.quantizer.vq.layers.";
+
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+bool is_wavtokenizer_weights(const WeightMap& w) {
+  for (const auto& [k, v] : w.all())
+    if (k.rfind(kWtEncoder, 0) == 0) return true;
+  return false;
+}
+
+std::string quantizer_prefix(const ModelConfig& c) {
+  return c.arch == "wavtokenizer" ? kWtQuantizer : "quantizer.vq.layers.";
+}
+
+// Number of consecutive NAME.N entries that exist.
+int count_indexed(const WeightMap& w, const std::string& prefix, const std::string& suffix) {
+  int n = 0;
+  while (w.has(prefix + std::to_string(n) + suffix)) ++n;
+  return n;
+}
+
+}  // namespace
+
+void infer_dims_from_weights(ModelConfig& cfg, const WeightMap& w) {
+  const std::string enc = cfg.arch == "wavtokenizer" ? kWtEncoder : "encoder.";
+  const Tensor& first = w.get(enc + "model.0.conv.conv.weight");
+  if (first.ndim() != 3) throw Error(w.origin() + ": encoder first conv is not 3-D");
+  cfg.encoder.n_filters = static_cast<int>(first.dim(0));
+  cfg.encoder.channels = static_cast<int>(first.dim(1));
+  cfg.encoder.kernel_size = static_cast<int>(first.dim(2));
+  // Last encoder conv: the highest model.N.conv.conv.weight index.
+  int last = -1;
+  for (int i = 0; i < 256; ++i)
+    if (w.has(enc + "model." + std::to_string(i) + ".conv.conv.weight")) last = i;
+  const Tensor& lastw = w.get(enc + "model." + std::to_string(last) + ".conv.conv.weight");
+  cfg.encoder.dimension = static_cast<int>(lastw.dim(0));
+  cfg.encoder.last_kernel_size = static_cast<int>(lastw.dim(2));
+  const std::string q = quantizer_prefix(cfg);
+  const int nq = count_indexed(w, q, "._codebook.embed");
+  if (nq == 0) throw Error(w.origin() + ": no codebooks found (" + q + "0._codebook.embed)");
+  const Tensor& cb = w.get(q + "0._codebook.embed");
+  if (cb.ndim() != 2) throw Error(w.origin() + ": codebook is not 2-D");
+  if (cfg.arch == "encodec") {
+    cfg.quantizer.n_q = nq;
+    cfg.quantizer.bins = static_cast<int>(cb.dim(0));
+  }
+  cfg.quantizer.dim = static_cast<int>(cb.dim(1));
+  if (cfg.quantizer.n_q > nq)
+    throw Error(w.origin() + ": config asks for " + std::to_string(cfg.quantizer.n_q) + " codebooks, checkpoint has " +
+                std::to_string(nq));
+  if (cb.dim(0) != cfg.quantizer.bins)
+    throw Error(w.origin() + ": config says " + std::to_string(cfg.quantizer.bins) + " codebook entries, checkpoint has " +
+                std::to_string(cb.dim(0)));
+  if (cfg.quantizer.dim != cfg.encoder.dimension)
+    throw Error(w.origin() + ": codebook width " + std::to_string(cfg.quantizer.dim) + " differs from the encoder output " +
+                std::to_string(cfg.encoder.dimension));
+}
+
+namespace {
+
+// EnCodec plain state dicts come without a config: infer the SEANet layout from the tensors.
+ModelConfig infer_encodec_config(const WeightMap& w) {
+  ModelConfig c;
+  c.arch = "encodec";
+  c.encoder.causal = true;
+  c.encoder.pad_mode = "constant";
+  // Strided encoder convs have kernel 2 * ratio; their order gives the (reversed) ratios.
+  std::vector<int> enc_ratios;
+  for (int i = 1; i < 256; ++i) {
+    const std::string n = "encoder.model." + std::to_string(i) + ".conv.conv.weight";
+    if (!w.has(n)) continue;
+    const Tensor& t = w.get(n);
+    if (t.dim(0) == 2 * t.dim(1) && t.dim(2) % 2 == 0) enc_ratios.push_back(static_cast<int>(t.dim(2) / 2));
+  }
+  if (enc_ratios.empty()) throw Error(w.origin() + ": cannot find the encoder's strided convs");
+  c.encoder.ratios.assign(enc_ratios.rbegin(), enc_ratios.rend());
+  c.encoder.lstm_layers = 0;
+  for (int i = 0; i < 256; ++i)
+    if (w.has("encoder.model." + std::to_string(i) + ".lstm.weight_ih_l0"))
+      c.encoder.lstm_layers = count_indexed(w, "encoder.model." + std::to_string(i) + ".lstm.weight_ih_l", "");
+  c.encoder.true_skip = !w.has("encoder.model.1.shortcut.conv.conv.weight");
+  infer_dims_from_weights(c, w);
+  c.decoder = c.encoder;
+  c.sample_rate = 24000;
+  for (int nq = 2; nq <= c.quantizer.n_q; nq *= 2) c.bandwidths.push_back(std::round(c.kbps(nq) * 100) / 100);
+  return c;
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& opts) {
+  if (!std::filesystem::exists(path)) throw Error(path + ": model file not found");
+  ModelConfig cfg;
+  WeightMap w;
+  if (is_model_file(path)) {
+    read_model_file(path, cfg, w);
+  } else {
+    w = load_checkpoint_weights(path);
+    w.fold_weight_norm();
+    if (is_wavtokenizer_weights(w)) {
+      std::string cfg_path = opts.config_path;
+      if (cfg_path.empty()) {
+        auto beside = std::filesystem::path(path).parent_path() / "config.yaml";
+        if (!std::filesystem::exists(beside))
+          throw Error(path + ": WavTokenizer checkpoint needs its config.yaml (give --config)");
+        cfg_path = beside.string();
+      }
+      cfg = parse_release_config(cfg_path);
+      infer_dims_from_weights(cfg, w);
+      // Keep only the inference model's tensors.
+      WeightMap kept(path);
+      for (auto& [k, v] : w.all()) {
+        const bool enc = k.rfind(kWtEncoder, 0) == 0;
+        const bool cb = k.rfind(kWtQuantizer, 0) == 0 && k.size() > 15 && k.compare(k.size() - 15, 15, "._codebook.embed") == 0;
+        if (enc || cb || k.rfind("backbone.", 0) == 0 || k.rfind("head.out.", 0) == 0) kept.set(k, std::move(v));
+      }
+      w = std::move(kept);
+    } else if (w.has("encoder.model.0.conv.conv.weight") && w.has("quantizer.vq.layers.0._codebook.embed")) {
+      cfg = infer_encodec_config(w);
+      if (!opts.config_path.empty()) {
+        ModelConfig over = ModelConfig::from_yaml(
+            [&] {
+              std::ifstream f(opts.config_path);
+              if (!f) throw Error(opts.config_path + ": cannot open config");
+              return std::string(std::istreambuf_iterator<char>(f), {});
+            }(),
+            opts.config_path);
+        over.arch = "encodec";
+        infer_dims_from_weights(over, w);
+        cfg = over;
+      }
+      WeightMap kept(path);
+      for (auto& [k, v] : w.all()) {
+        const bool cb = k.size() > 15 && k.compare(k.size() - 15, 15, "._codebook.embed") == 0;
+        if (k.rfind("encoder.", 0) == 0 || k.rfind("decoder.", 0) == 0 || (k.rfind("quantizer.", 0) == 0 && cb))
+          kept.set(k, std::move(v));
+      }
+      w = std::move(kept);
+    } else {
+      throw Error(path + ": checkpoint holds neither a WavTokenizer nor an EnCodec model (no encoder tensors found)");
+    }
+    validate_config(cfg, path);
+  }
+  return from_weights(std::move(cfg), std::move(w));
+}
+
+std::shared_ptr<const Model> Model::from_weights(ModelConfig config, WeightMap weights) {
+  std::shared_ptr<Model> m(new Model());
+  m->cfg_ = std::move(config);
+  m->weights_ = std::move(weights);
+  m->build();
+  return m;
+}
+
+void Model::build() {
+  validate_config(cfg_, weights_.origin());
+  const bool wt = cfg_.arch == "wavtokenizer";
+  encoder_ = SeanetEncoder(weights_, wt ? kWtEncoder : "encoder.", cfg_.encoder);
+  std::vector<Tensor> books;
+  const std::string q = quantizer_prefix(cfg_);
+  for (int i = 0; i < cfg_.quantizer.n_q; ++i)
+    books.push_back(weights_.get(q + std::to_string(i) + "._codebook.embed", {cfg_.quantizer.bins, cfg_.quantizer.dim}));
+  vq_ = ResidualVQ(std::move(books));
+  if (wt) {
+    if (cfg_.vocos.input_channels != cfg_.quantizer.dim)
+      throw Error(weights_.origin() + ": backbone input_channels " + std::to_string(cfg_.vocos.input_channels) +
+                  " differs from the codebook width " + std::to_string(cfg_.quantizer.dim));
+    backbone_ = VocosBackbone(weights_, "backbone.", cfg_.vocos);
+    head_ = IstftHead(weights_, "head.", cfg_.vocos);
+  } else {
+    decoder_ = SeanetDecoder(weights_, "decoder.", cfg_.decoder);
+  }
+  // Fingerprint: config + codebooks, identical for a checkpoint and its converted file.
+  const std::string y = cfg_.to_yaml();
+  uint64_t h = fnv1a(y.data(), y.size());
+  for (int i = 0; i < vq_.n_q(); ++i) h = fnv1a(vq_.codebook(i).data(), vq_.codebook(i).numel() * sizeof(float), h);
+  fingerprint_ = h;
+}
+
+int64_t Model::parameter_count() const { return weights_.parameter_count(); }
+
+void Model::set_decode_window_frames(int64_t w) {
+  if (w < 16) throw Error("decode window must be at least 16 frames");
+  decode_window_ = w;
+}
+
+Tensor Model::encode_latents(const float* audio, int64_t samples) const {
+  if (samples < 1) throw Error("cannot encode empty audio");
+  return encoder_.forward(audio, samples);
+}
+
+Tokens Model::quantize(const Tensor& latents, int n_q, Tensor* quantized) const {
+  if (latents.ndim() != 2 || latents.dim(0) != vq_.dim())
+    throw Error("latent has shape " + shape_str(latents.shape()) + ", this model expects [" + std::to_string(vq_.dim()) +
+                ", frames]");
+  Tokens t;
+  t.n_q = n_q;
+  t.frames = latents.dim(1);
+  t.codes.resize(size_t(n_q) * t.frames);
+  if (quantized) quantized->resize({vq_.dim(), t.frames});
+  vq_.encode(latents.data(), t.frames, n_q, t.codes.data(), quantized ? quantized->data() : nullptr);
+  return t;
+}
+
+Tensor Model::dequantize(const Tokens& tokens) const {
+  if (tokens.n_q > vq_.n_q())
+    throw Error("tokens use " + std::to_string(tokens.n_q) + " codebooks, this model has " + std::to_string(vq_.n_q()));
+  Tensor out({vq_.dim(), tokens.frames});
+  vq_.decode(tokens.codes.data(), tokens.frames, tokens.n_q, out.data());
+  return out;
+}
+
+std::vector<float> Model::decode_latents(const Tensor& features, int bandwidth_id) const {
+  if (features.ndim() != 2 || features.dim(0) != vq_.dim())
+    throw Error("latent has shape " + shape_str(features.shape()) + ", this model expects [" + std::to_string(vq_.dim()) +
+                ", frames]");
+  const int64_t F = features.dim(1);
+  if (F < 1) throw Error("cannot decode zero frames");
+  if (cfg_.arch == "encodec") {
+    Tensor y = decoder_.forward(features.data(), F);
+    return std::vector<float>(y.data(), y.data() + y.numel());
+  }
+  if (F <= decode_window_) {
+    Tensor h = backbone_.forward(features.data(), F, bandwidth_id);
+    return head_.forward(h.data(), F);
+  }
+  // Long inputs: windows of decode_window_ frames overlapping by `ov` frames on each side; each
+  // window's audio is cross-faded (linear) with its neighbour over the overlap.
+  const int64_t D = vq_.dim(), hop = cfg_.hop();
+  const int64_t ov = std::max<int64_t>(8, decode_window_ / 16);
+  const int64_t step = decode_window_ - 2 * ov;
+  std::vector<float> out(F * hop, 0.0f), weight(F * hop, 0.0f);
+  for (int64_t start = 0; start < F; start += step) {
+    const int64_t a = std::max<int64_t>(0, start - ov), b = std::min<int64_t>(F, start + step + ov);
+    Tensor win({D, b - a});
+    for (int64_t d = 0; d < D; ++d) std::copy(features.data() + d * F + a, features.data() + d * F + b, win.data() + d * (b - a));
+    Tensor h = backbone_.forward(win.data(), b - a, bandwidth_id);
+    std::vector<float> y = head_.forward(h.data(), b - a);
+    const int64_t fade = 2 * ov * hop;
+    for (int64_t i = 0; i < (b - a) * hop; ++i) {
+      const int64_t pos = a * hop + i;
+      float wgt = 1.0f;
+      if (a > 0 && i < fade) wgt = float(i + 1) / float(fade + 1);
+      const int64_t from_end = (b - a) * hop - 1 - i;
+      if (b < F && from_end < fade) wgt = std::min(wgt, float(from_end + 1) / float(fade + 1));
+      out[pos] += wgt * y[i];
+      weight[pos] += wgt;
+    }
+    if (b == F) break;
+  }
+  for (size_t i = 0; i < out.size(); ++i) out[i] /= weight[i];
+  return out;
+}
+
+Tokens Model::encode(const float* audio, int64_t samples, int n_q) const {
+  Tensor lat = encode_latents(audio, samples);
+  return quantize(lat, n_q);
+}
+
+std::vector<float> Model::decode(const Tokens& tokens, int bandwidth_id) const {
+  return decode_latents(dequantize(tokens), bandwidth_id);
+}
+
+}  // namespace wavtok

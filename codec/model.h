@@ -1,0 +1,78 @@
+// The codec model: encoder -> (residual) VQ -> decoder, loaded from a release checkpoint or the
+// engine's own model file. Immutable after loading; share one Model between sessions and threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "codec/config.h"
+#include "codec/seanet.h"
+#include "codec/tensor.h"
+#include "codec/vocos.h"
+#include "codec/weights.h"
+#include "vq/rvq.h"
+
+namespace wavtok {
+
+// Codes of one stream, row-major [n_q, frames].
+struct Tokens {
+  int n_q = 0;
+  int64_t frames = 0;
+  std::vector<int32_t> codes;
+};
+
+struct LoadOptions {
+  std::string config_path;  // release config.yaml (WavTokenizer) or model YAML/JSON for plain state dicts
+};
+
+class Model {
+ public:
+  // Accepts a PyTorch checkpoint (.ckpt/.th/.pt, with config.yaml beside it or given) or a .wtk model file.
+  static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& opts = {});
+  static std::shared_ptr<const Model> from_weights(ModelConfig config, WeightMap weights);
+
+  const ModelConfig& config() const { return cfg_; }
+  const WeightMap& weights() const { return weights_; }
+  uint64_t fingerprint() const { return fingerprint_; }
+  int64_t parameter_count() const;
+  int sample_rate() const { return cfg_.sample_rate; }
+  int hop() const { return cfg_.hop(); }
+  int max_n_q() const { return cfg_.quantizer.n_q; }
+  int latent_dim() const { return cfg_.quantizer.dim; }
+  const ResidualVQ& quantizer() const { return vq_; }
+
+  // audio at sample_rate -> pre-quantization latents [dim, frames]
+  Tensor encode_latents(const float* audio, int64_t samples) const;
+  Tokens quantize(const Tensor& latents, int n_q, Tensor* quantized = nullptr) const;
+  Tensor dequantize(const Tokens& tokens) const;  // [dim, frames]
+  // features/latents [dim, frames] -> audio (frames * hop samples)
+  std::vector<float> decode_latents(const Tensor& features, int bandwidth_id = 0) const;
+
+  Tokens encode(const float* audio, int64_t samples, int n_q) const;
+  std::vector<float> decode(const Tokens& tokens, int bandwidth_id = 0) const;
+
+  // Long decodes run the backbone in windows of this many frames (attention memory is quadratic).
+  int64_t decode_window_frames() const { return decode_window_; }
+  void set_decode_window_frames(int64_t w);
+
+ private:
+  Model() = default;
+  void build();
+
+  ModelConfig cfg_;
+  WeightMap weights_;
+  uint64_t fingerprint_ = 0;
+  SeanetEncoder encoder_;
+  ResidualVQ vq_;
+  VocosBackbone backbone_;
+  IstftHead head_;
+  SeanetDecoder decoder_;
+  int64_t decode_window_ = 4500;  // 60 s at 75 Hz
+};
+
+// Infers WavTokenizer/EnCodec dims that releases leave out of their configs from tensor shapes.
+void infer_dims_from_weights(ModelConfig& cfg, const WeightMap& w);
+
+}  // namespace wavtok

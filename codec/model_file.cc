@@ -1,0 +1,172 @@
+#include "codec/model_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+#include "codec/error.h"
+#include "codec/file_util.h"
+
+namespace wavtok {
+namespace {
+
+constexpr char kMagic[8] = {'W', 'A', 'V', 'T', 'O', 'K', 'M', 'F'};
+constexpr uint64_t kAlign = 64;
+
+struct Mapping {
+  void* addr = MAP_FAILED;
+  size_t size = 0;
+  ~Mapping() {
+    if (addr != MAP_FAILED) munmap(addr, size);
+  }
+};
+
+class Reader {
+ public:
+  Reader(const uint8_t* p, uint64_t n, const std::string& path) : p_(p), n_(n), path_(path) {}
+  template <class T>
+  T get() {
+    need(sizeof(T));
+    T v;
+    std::memcpy(&v, p_ + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string str(uint64_t len) {
+    need(len);
+    std::string s(reinterpret_cast<const char*>(p_ + pos_), len);
+    pos_ += len;
+    return s;
+  }
+
+ private:
+  void need(uint64_t k) {
+    if (k > n_ - pos_) throw Error(path_ + ": model file is truncated (header or tensor table runs past the end)");
+  }
+  const uint8_t* p_;
+  uint64_t n_, pos_ = 0;
+  std::string path_;
+};
+
+}  // namespace
+
+bool is_model_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char m[8] = {};
+  return f.read(m, 8) && std::memcmp(m, kMagic, 8) == 0;
+}
+
+void write_model_file(const std::string& path, const ModelConfig& config, const WeightMap& weights) {
+  const std::string yaml = config.to_yaml();
+  std::string table;
+  auto put = [&](const void* p, size_t n) { table.append(static_cast<const char*>(p), n); };
+  // First pass: header + table size, to place data.
+  uint64_t table_bytes = 0;
+  for (const auto& [name, t] : weights.all()) table_bytes += 4 + name.size() + 4 + 4 + 8 * t.ndim() + 8 + 8;
+  uint64_t offset = 32 + yaml.size() + table_bytes;
+  offset = (offset + kAlign - 1) / kAlign * kAlign;
+  std::vector<uint64_t> offsets;
+  for (const auto& [name, t] : weights.all()) {
+    offsets.push_back(offset);
+    offset += (t.numel() * 4 + kAlign - 1) / kAlign * kAlign;
+  }
+  size_t i = 0;
+  for (const auto& [name, t] : weights.all()) {
+    uint32_t nl = static_cast<uint32_t>(name.size()), dtype = 0, nd = static_cast<uint32_t>(t.ndim());
+    put(&nl, 4);
+    put(name.data(), nl);
+    put(&dtype, 4);
+    put(&nd, 4);
+    for (int d = 0; d < t.ndim(); ++d) {
+      int64_t v = t.dim(d);
+      put(&v, 8);
+    }
+    uint64_t off = offsets[i++], nb = static_cast<uint64_t>(t.numel()) * 4;
+    put(&off, 8);
+    put(&nb, 8);
+  }
+  AtomicFile out(path);
+  std::FILE* f = out.file();
+  uint32_t version = kModelFileVersion, flags = 0;
+  uint64_t ylen = yaml.size(), count = weights.all().size();
+  std::fwrite(kMagic, 1, 8, f);
+  std::fwrite(&version, 4, 1, f);
+  std::fwrite(&flags, 4, 1, f);
+  std::fwrite(&ylen, 8, 1, f);
+  std::fwrite(&count, 8, 1, f);
+  std::fwrite(yaml.data(), 1, yaml.size(), f);
+  std::fwrite(table.data(), 1, table.size(), f);
+  uint64_t pos = 32 + yaml.size() + table.size();
+  static const char zeros[kAlign] = {};
+  i = 0;
+  for (const auto& [name, t] : weights.all()) {
+    std::fwrite(zeros, 1, offsets[i] - pos, f);
+    std::fwrite(t.data(), 4, t.numel(), f);
+    pos = offsets[i] + t.numel() * 4;
+    ++i;
+  }
+  out.commit();
+}
+
+void read_model_file(const std::string& path, ModelConfig& config, WeightMap& weights, const ModelFileLimits& limits) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open model file: " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(path + ": not a regular file");
+  }
+  Mapping map;
+  map.size = static_cast<size_t>(st.st_size);
+  if (map.size < 32) {
+    ::close(fd);
+    throw Error(path + ": model file is truncated (" + std::to_string(map.size) + " bytes)");
+  }
+  map.addr = mmap(nullptr, map.size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map.addr == MAP_FAILED) throw Error(path + ": cannot map model file");
+  const auto* base = static_cast<const uint8_t*>(map.addr);
+  Reader r(base, map.size, path);
+  if (r.str(8) != std::string(kMagic, 8)) throw Error(path + ": not a wavtok model file (bad magic)");
+  const uint32_t version = r.get<uint32_t>();
+  if (version != kModelFileVersion)
+    throw Error(path + ": model file version " + std::to_string(version) + " is not supported (this build reads " +
+                std::to_string(kModelFileVersion) + ")");
+  r.get<uint32_t>();
+  const uint64_t ylen = r.get<uint64_t>(), count = r.get<uint64_t>();
+  if (ylen > static_cast<uint64_t>(limits.max_config_bytes)) throw Error(path + ": config section too large");
+  if (count > static_cast<uint64_t>(limits.max_tensors)) throw Error(path + ": too many tensors (" + std::to_string(count) + ")");
+  config = ModelConfig::from_yaml(r.str(ylen), path);
+  weights = WeightMap(path);
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint32_t nl = r.get<uint32_t>();
+    if (nl == 0 || nl > static_cast<uint32_t>(limits.max_name)) throw Error(path + ": bad tensor name length");
+    std::string name = r.str(nl);
+    const uint32_t dtype = r.get<uint32_t>(), nd = r.get<uint32_t>();
+    if (dtype != 0) throw Error(path + ": tensor '" + name + "' has unsupported dtype " + std::to_string(dtype));
+    if (nd > static_cast<uint32_t>(limits.max_ndim)) throw Error(path + ": tensor '" + name + "' has too many dims");
+    std::vector<int64_t> shape(nd);
+    uint64_t numel = 1;
+    for (auto& d : shape) {
+      d = r.get<int64_t>();
+      if (d < 0 || d > (int64_t(1) << 32)) throw Error(path + ": tensor '" + name + "' has a bad dimension");
+      if (d && numel > (uint64_t(1) << 40) / uint64_t(d)) throw Error(path + ": tensor '" + name + "' is too large");
+      numel *= uint64_t(d);
+    }
+    const uint64_t off = r.get<uint64_t>(), nb = r.get<uint64_t>();
+    if (nb != numel * 4) throw Error(path + ": tensor '" + name + "' byte size does not match its shape");
+    if (off > map.size || nb > map.size - off)
+      throw Error(path + ": tensor '" + name + "' data lies beyond the end of the file (truncated?)");
+    Tensor t(shape);
+    std::memcpy(t.data(), base + off, nb);
+    weights.set(name, std::move(t));
+  }
+}
+
+}  // namespace wavtok

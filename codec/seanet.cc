@@ -1,0 +1,266 @@
+#include "codec/seanet.h"
+
+#include <cmath>
+
+#include "codec/error.h"
+
+namespace wavtok {
+
+void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool reflect, Tensor& out) {
+  const int64_t To = T + left + right;
+  out.resize({C, To});
+  // Reflect padding needs more samples than the pad; EnCodec zero-extends short inputs first.
+  const int64_t max_pad = std::max(left, right);
+  const int64_t extra = (reflect && T <= max_pad) ? max_pad - T + 1 : 0;
+  const int64_t Te = T + extra;  // length of the (virtually) zero-extended signal
+  for (int c = 0; c < C; ++c) {
+    const float* src = x + c * T;
+    float* dst = out.data() + c * To;
+    auto at = [&](int64_t i) { return i < T ? src[i] : 0.0f; };  // zero-extended read
+    for (int64_t i = 0; i < left; ++i) dst[i] = reflect ? at(left - i) : 0.0f;
+    std::copy(src, src + T, dst + left);
+    for (int64_t i = 0; i < right; ++i) {
+      // position in the extended signal: T + i; reflect around Te - 1
+      int64_t p = T + i;
+      if (reflect) {
+        int64_t r = p < Te ? p : 2 * (Te - 1) - p;
+        dst[left + T + i] = at(r);
+      } else {
+        dst[left + T + i] = 0.0f;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- SConv1d
+
+SConv1d::SConv1d(const WeightMap& w, const std::string& name, int cin, int cout, int kernel, int stride, int dilation,
+                 bool causal, bool reflect, Act post)
+    : conv_(w.get(name + ".weight", {cout, cin, kernel}), w.get(name + ".bias", {cout}), stride, dilation, 1, false, post),
+      causal_(causal), reflect_(reflect) {}
+
+int64_t SConv1d::extra_padding(int64_t tin) const {
+  const int64_t k = int64_t(conv_.dilation()) * (conv_.kernel() - 1) + 1;
+  const int64_t s = conv_.stride();
+  const int64_t total = k - s;
+  // frames = ceil((tin - k + total) / s + 1); ideal = (frames - 1) * s + k - total
+  const int64_t num = tin - k + total;
+  int64_t frames = num >= 0 ? (num + s - 1) / s + 1 : -((-num) / s) + 1;
+  const int64_t ideal = (frames - 1) * s + k - total;
+  return ideal - tin;
+}
+
+int64_t SConv1d::out_len(int64_t tin) const {
+  return conv_.out_len(tin + padding_total() + extra_padding(tin));
+}
+
+void SConv1d::forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumulate) const {
+  const int64_t T = x.dim(1);
+  const int64_t total = padding_total(), extra = extra_padding(T);
+  int64_t left, right;
+  if (causal_) {
+    left = total;
+    right = extra;
+  } else {
+    right = total / 2;
+    left = total - right;
+    right += extra;
+  }
+  const float* src = x.data();
+  int64_t Tp = T;
+  if (left || right) {
+    pad1d(x.data(), conv_.in_channels(), T, left, right, reflect_, scratch);
+    src = scratch.data();
+    Tp = T + left + right;
+  }
+  const int64_t To = conv_.out_len(Tp);
+  if (!accumulate) y.resize({conv_.out_channels(), To});
+  else if (y.dim(0) != conv_.out_channels() || y.dim(1) != To) throw Error("SConv1d: accumulate shape mismatch");
+  conv_.forward(src, Tp, y.data(), accumulate);
+}
+
+// ---------------------------------------------------------------- SConvTranspose1d
+
+SConvTranspose1d::SConvTranspose1d(const WeightMap& w, const std::string& name, int cin, int cout, int kernel, int stride,
+                                   bool causal)
+    : conv_(w.get(name + ".weight", {cin, cout, kernel}), w.get(name + ".bias", {cout}), stride), causal_(causal) {}
+
+void SConvTranspose1d::forward(const Tensor& x, Tensor& y, Tensor& scratch) const {
+  const int64_t T = x.dim(1);
+  const int64_t Tfull = conv_.out_len(T);
+  scratch.resize({conv_.out_channels(), Tfull});
+  conv_.forward(x.data(), T, scratch.data());
+  const int64_t total = conv_.kernel() - conv_.stride();
+  int64_t left, right;
+  if (causal_) {
+    right = total;  // trim_right_ratio = 1
+    left = 0;
+  } else {
+    right = total / 2;
+    left = total - right;
+  }
+  const int64_t To = Tfull - left - right;
+  y.resize({conv_.out_channels(), To});
+  for (int c = 0; c < conv_.out_channels(); ++c)
+    std::copy(scratch.data() + c * Tfull + left, scratch.data() + c * Tfull + left + To, y.data() + c * To);
+}
+
+// ---------------------------------------------------------------- blocks
+
+SeanetResBlock::SeanetResBlock(const WeightMap& w, const std::string& name, int dim, const SeanetConfig& c, int dilation)
+    : true_skip_(c.true_skip) {
+  const int hidden = dim / c.compress;
+  const bool reflect = c.pad_mode == "reflect";
+  conv1_ = SConv1d(w, name + ".block.1.conv.conv", dim, hidden, c.residual_kernel_size, 1, dilation, c.causal, reflect,
+                   Act::Elu);
+  conv2_ = SConv1d(w, name + ".block.3.conv.conv", hidden, dim, 1, 1, 1, c.causal, reflect);
+  if (!true_skip_) shortcut_ = SConv1d(w, name + ".shortcut.conv.conv", dim, dim, 1, 1, 1, c.causal, reflect);
+}
+
+void SeanetResBlock::forward(const Tensor& x, Tensor& y, Tensor& t1, Tensor& t2, Tensor& t3) const {
+  // y = shortcut(x); then y += conv2(elu(conv1(elu(x)))) through the conv's sum post-op.
+  if (true_skip_) {
+    y = x;
+  } else {
+    shortcut_.forward(x, y, t3);
+  }
+  t1 = x;
+  apply_act(Act::Elu, t1.data(), t1.numel());
+  conv1_.forward(t1, t2, t3);  // ELU fused as post-op
+  conv2_.forward(t2, y, t3, /*accumulate=*/true);
+}
+
+SLstm::SLstm(const WeightMap& w, const std::string& name, int dim, int layers) {
+  std::vector<Tensor> wih, whh, bih, bhh;
+  for (int l = 0; l < layers; ++l) {
+    const std::string s = std::to_string(l);
+    wih.push_back(w.get(name + ".lstm.weight_ih_l" + s, {4 * dim, dim}));
+    whh.push_back(w.get(name + ".lstm.weight_hh_l" + s, {4 * dim, dim}));
+    bih.push_back(w.get(name + ".lstm.bias_ih_l" + s, {4 * dim}));
+    bhh.push_back(w.get(name + ".lstm.bias_hh_l" + s, {4 * dim}));
+  }
+  lstm_ = Lstm(wih, whh, bih, bhh);
+}
+
+void SLstm::forward(const Tensor& x, Tensor& y, Tensor& t1, Tensor& t2) const {
+  const int64_t C = x.dim(0), T = x.dim(1);
+  t1.resize({T, C});
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < T; ++t) t1[t * C + c] = x[c * T + t];
+  t2.resize({T, C});
+  lstm_.forward(t1.data(), T, t2.data());
+  y.resize({C, T});
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < T; ++t) y[c * T + t] = t2[t * C + c] + x[c * T + t];
+}
+
+// ---------------------------------------------------------------- encoder
+
+SeanetEncoder::SeanetEncoder(const WeightMap& w, const std::string& prefix, const SeanetConfig& c) : cfg_(c) {
+  const bool reflect = c.pad_mode == "reflect";
+  int mult = 1;
+  int idx = 0;
+  auto name = [&](int i) { return prefix + "model." + std::to_string(i); };
+  first_ = SConv1d(w, name(idx++) + ".conv.conv", c.channels, c.n_filters, c.kernel_size, 1, 1, c.causal, reflect);
+  for (auto it = c.ratios.rbegin(); it != c.ratios.rend(); ++it) {
+    Stage st;
+    int dil = 1;
+    for (int j = 0; j < c.n_residual_layers; ++j, dil *= c.dilation_base)
+      st.res.emplace_back(w, name(idx++), mult * c.n_filters, c, dil);
+    idx++;  // ELU
+    st.down = SConv1d(w, name(idx++) + ".conv.conv", mult * c.n_filters, mult * c.n_filters * 2, *it * 2, *it, 1, c.causal,
+                      reflect);
+    stages_.push_back(std::move(st));
+    mult *= 2;
+  }
+  if (c.lstm_layers > 0) {
+    lstm_ = SLstm(w, name(idx++), mult * c.n_filters, c.lstm_layers);
+    has_lstm_ = true;
+  }
+  idx++;  // ELU
+  last_ = SConv1d(w, name(idx++) + ".conv.conv", mult * c.n_filters, c.dimension, c.last_kernel_size, 1, 1, c.causal,
+                  reflect);
+}
+
+int64_t SeanetEncoder::frames(int64_t T) const {
+  int64_t t = first_.out_len(T);
+  for (const auto& st : stages_) t = st.down.out_len(t);
+  return last_.out_len(t);
+}
+
+Tensor SeanetEncoder::forward(const float* audio, int64_t T) const {
+  Tensor x({1, T});
+  std::copy(audio, audio + T, x.data());
+  Tensor y, t1, t2, t3;
+  first_.forward(x, y, t3);
+  std::swap(x, y);
+  for (const auto& st : stages_) {
+    for (const auto& rb : st.res) {
+      rb.forward(x, y, t1, t2, t3);
+      std::swap(x, y);
+    }
+    apply_act(Act::Elu, x.data(), x.numel());
+    st.down.forward(x, y, t3);
+    std::swap(x, y);
+  }
+  if (has_lstm_) {
+    lstm_.forward(x, y, t1, t2);
+    std::swap(x, y);
+  }
+  apply_act(Act::Elu, x.data(), x.numel());
+  last_.forward(x, y, t3);
+  return y;
+}
+
+// ---------------------------------------------------------------- decoder
+
+SeanetDecoder::SeanetDecoder(const WeightMap& w, const std::string& prefix, const SeanetConfig& c) : cfg_(c) {
+  const bool reflect = c.pad_mode == "reflect";
+  int mult = 1 << c.ratios.size();
+  int idx = 0;
+  auto name = [&](int i) { return prefix + "model." + std::to_string(i); };
+  first_ = SConv1d(w, name(idx++) + ".conv.conv", c.dimension, mult * c.n_filters, c.kernel_size, 1, 1, c.causal, reflect);
+  if (c.lstm_layers > 0) {
+    lstm_ = SLstm(w, name(idx++), mult * c.n_filters, c.lstm_layers);
+    has_lstm_ = true;
+  }
+  for (int r : c.ratios) {
+    Stage st;
+    idx++;  // ELU
+    st.up = SConvTranspose1d(w, name(idx++) + ".convtr.convtr", mult * c.n_filters, mult * c.n_filters / 2, r * 2, r,
+                             c.causal);
+    int dil = 1;
+    for (int j = 0; j < c.n_residual_layers; ++j, dil *= c.dilation_base)
+      st.res.emplace_back(w, name(idx++), mult * c.n_filters / 2, c, dil);
+    stages_.push_back(std::move(st));
+    mult /= 2;
+  }
+  idx++;  // ELU
+  last_ = SConv1d(w, name(idx++) + ".conv.conv", c.n_filters, c.channels, c.last_kernel_size, 1, 1, c.causal, reflect);
+}
+
+Tensor SeanetDecoder::forward(const float* latents, int64_t F) const {
+  Tensor x({cfg_.dimension, F});
+  std::copy(latents, latents + cfg_.dimension * F, x.data());
+  Tensor y, t1, t2, t3;
+  first_.forward(x, y, t3);
+  std::swap(x, y);
+  if (has_lstm_) {
+    lstm_.forward(x, y, t1, t2);
+    std::swap(x, y);
+  }
+  for (const auto& st : stages_) {
+    apply_act(Act::Elu, x.data(), x.numel());
+    st.up.forward(x, y, t3);
+    std::swap(x, y);
+    for (const auto& rb : st.res) {
+      rb.forward(x, y, t1, t2, t3);
+      std::swap(x, y);
+    }
+  }
+  apply_act(Act::Elu, x.data(), x.numel());
+  last_.forward(x, y, t3);
+  return y;
+}
+
+}  // namespace wavtok

@@ -1,0 +1,97 @@
+// Dense float tensors and views used throughout the engine.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace wavtok {
+
+// 64-byte aligned float buffer (oneDNN and AVX-512 like aligned data).
+struct AlignedFree {
+  void operator()(float* p) const noexcept { std::free(p); }
+};
+using AlignedPtr = std::unique_ptr<float[], AlignedFree>;
+
+inline AlignedPtr aligned_floats(size_t n) {
+  size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+  if (bytes == 0) bytes = 64;
+  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!p) throw std::bad_alloc();
+  return AlignedPtr(p);
+}
+
+// Non-owning view over contiguous row-major float data.
+struct TensorView {
+  float* data = nullptr;
+  std::vector<int64_t> shape;
+  int64_t numel() const {
+    return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
+  }
+  int64_t dim(int i) const { return shape.at(i < 0 ? shape.size() + i : i); }
+};
+
+// Owning contiguous row-major float tensor.
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::vector<int64_t> shape) : shape_(std::move(shape)) {
+    for (auto d : shape_)
+      if (d < 0) throw std::invalid_argument("Tensor: negative dimension");
+    capacity_ = static_cast<size_t>(numel());
+    data_ = aligned_floats(capacity_);
+    std::fill(data_.get(), data_.get() + capacity_, 0.0f);
+  }
+  Tensor(std::vector<int64_t> shape, const std::vector<float>& values) : Tensor(std::move(shape)) {
+    if (values.size() != static_cast<size_t>(numel()))
+      throw std::invalid_argument("Tensor: value count does not match shape");
+    std::copy(values.begin(), values.end(), data_.get());
+  }
+  Tensor(const Tensor& o) : Tensor(o.shape_) { std::copy(o.data(), o.data() + numel(), data()); }
+  Tensor& operator=(const Tensor& o) {
+    if (this != &o) {
+      Tensor t(o);
+      *this = std::move(t);
+    }
+    return *this;
+  }
+  Tensor(Tensor&&) noexcept = default;
+  Tensor& operator=(Tensor&&) noexcept = default;
+
+  // Changes the shape, reusing the buffer when it is large enough (no allocation on hot paths).
+  void resize(std::vector<int64_t> shape) {
+    int64_t n = std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
+    if (static_cast<size_t>(n) > capacity_) {
+      data_ = aligned_floats(static_cast<size_t>(n));
+      capacity_ = static_cast<size_t>(n);
+    }
+    shape_ = std::move(shape);
+  }
+
+  float* data() { return data_.get(); }
+  const float* data() const { return data_.get(); }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int64_t dim(int i) const { return shape_.at(i < 0 ? shape_.size() + i : i); }
+  int ndim() const { return static_cast<int>(shape_.size()); }
+  int64_t numel() const {
+    return std::accumulate(shape_.begin(), shape_.end(), int64_t{1}, std::multiplies<>());
+  }
+  float& operator[](int64_t i) { return data_[i]; }
+  float operator[](int64_t i) const { return data_[i]; }
+  TensorView view() { return TensorView{data(), shape_}; }
+  bool empty() const { return numel() == 0 || !data_; }
+
+ private:
+  std::vector<int64_t> shape_;
+  AlignedPtr data_;
+  size_t capacity_ = 0;
+};
+
+std::string shape_str(const std::vector<int64_t>& shape);
+
+}  // namespace wavtok

@@ -1,0 +1,187 @@
+#include "codec/token_file.h"
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "codec/error.h"
+#include "codec/file_util.h"
+#include "codec/npy.h"
+
+namespace wavtok {
+namespace {
+
+constexpr char kMagic[8] = {'W', 'A', 'V', 'T', 'O', 'K', 'T', 'K'};
+
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+}  // namespace
+
+TokenFormat token_format_for(const std::string& path, const std::string& requested) {
+  if (requested == "npy") return TokenFormat::Npy;
+  if (requested == "txt") return TokenFormat::Txt;
+  if (requested == "wtt" || requested == "native") return TokenFormat::Native;
+  if (!requested.empty()) throw Error("unknown token format '" + requested + "' (use wtt, npy or txt)");
+  if (ends_with(path, ".npy")) return TokenFormat::Npy;
+  if (ends_with(path, ".txt")) return TokenFormat::Txt;
+  return TokenFormat::Native;
+}
+
+void write_tokens(const std::string& path, const TokenFile& t, TokenFormat fmt) {
+  const Tokens& tk = t.tokens;
+  if (tk.codes.size() != size_t(tk.n_q) * size_t(tk.frames)) throw Error("write_tokens: code count does not match n_q x frames");
+  if (fmt == TokenFormat::Npy) {
+    RawTensor r;
+    r.dtype = DType::I64;
+    r.shape = {tk.n_q, 1, tk.frames};
+    r.bytes.resize(tk.codes.size() * 8);
+    for (size_t i = 0; i < tk.codes.size(); ++i) {
+      int64_t v = tk.codes[i];
+      std::memcpy(r.bytes.data() + i * 8, &v, 8);
+    }
+    write_npy(path, r);
+    return;
+  }
+  AtomicFile out(path);
+  std::FILE* f = out.file();
+  if (fmt == TokenFormat::Txt) {
+    for (int q = 0; q < tk.n_q; ++q) {
+      for (int64_t i = 0; i < tk.frames; ++i) std::fprintf(f, i ? " %d" : "%d", tk.codes[q * tk.frames + i]);
+      std::fputc('\n', f);
+    }
+  } else {
+    uint32_t version = 1, flags = 0, sr = t.sample_rate, hop = t.hop, nq = tk.n_q, bins = t.bins;
+    uint64_t fp = t.fingerprint, frames = tk.frames;
+    std::fwrite(kMagic, 1, 8, f);
+    std::fwrite(&version, 4, 1, f);
+    std::fwrite(&flags, 4, 1, f);
+    std::fwrite(&fp, 8, 1, f);
+    std::fwrite(&sr, 4, 1, f);
+    std::fwrite(&hop, 4, 1, f);
+    std::fwrite(&nq, 4, 1, f);
+    std::fwrite(&bins, 4, 1, f);
+    std::fwrite(&frames, 8, 1, f);
+    std::fwrite(tk.codes.data(), 4, tk.codes.size(), f);
+  }
+  out.commit();
+}
+
+TokenFile read_tokens(const std::string& path, const TokenLimits& limits) {
+  TokenFile t;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open token file");
+  char magic[8] = {};
+  f.read(magic, 8);
+  const bool native = f.gcount() == 8 && std::memcmp(magic, kMagic, 8) == 0;
+  if (native) {
+    auto get = [&](auto& v) {
+      f.read(reinterpret_cast<char*>(&v), sizeof(v));
+      if (f.gcount() != sizeof(v)) throw Error(path + ": token file is truncated (header)");
+    };
+    uint32_t version, flags, sr, hop, nq, bins;
+    uint64_t fp, frames;
+    get(version);
+    if (version != 1) throw Error(path + ": token file version " + std::to_string(version) + " is not supported");
+    get(flags);
+    get(fp);
+    get(sr);
+    get(hop);
+    get(nq);
+    get(bins);
+    get(frames);
+    if (nq < 1 || nq > uint32_t(limits.max_n_q)) throw Error(path + ": token file claims " + std::to_string(nq) + " codebooks");
+    if (frames > uint64_t(limits.max_frames)) throw Error(path + ": token file claims " + std::to_string(frames) + " frames");
+    f.seekg(0, std::ios::end);
+    const uint64_t size = static_cast<uint64_t>(f.tellg());
+    const uint64_t want = 48 + uint64_t(nq) * frames * 4;
+    if (size < want)
+      throw Error(path + ": token file is truncated (" + std::to_string(size) + " bytes, header promises " + std::to_string(want) + ")");
+    if (size > want) throw Error(path + ": token file has " + std::to_string(size - want) + " unexpected trailing bytes");
+    f.seekg(48);
+    t.tokens.n_q = static_cast<int>(nq);
+    t.tokens.frames = static_cast<int64_t>(frames);
+    t.tokens.codes.resize(size_t(nq) * frames);
+    f.read(reinterpret_cast<char*>(t.tokens.codes.data()), std::streamsize(t.tokens.codes.size() * 4));
+    t.fingerprint = fp;
+    t.sample_rate = static_cast<int>(sr);
+    t.hop = static_cast<int>(hop);
+    t.bins = static_cast<int>(bins);
+    return t;
+  }
+  if (ends_with(path, ".npy") || std::string(magic, 6) == "\x93NUMPY") {
+    RawTensor r = read_npy(path);
+    int64_t nq = 1, frames = 0;
+    if (r.shape.size() == 3 && r.shape[1] == 1) {
+      nq = r.shape[0];
+      frames = r.shape[2];
+    } else if (r.shape.size() == 2) {
+      nq = r.shape[0];
+      frames = r.shape[1];
+    } else if (r.shape.size() == 1) {
+      frames = r.shape[0];
+    } else {
+      throw Error(path + ": token array has shape " + shape_str(r.shape) + "; expected (n_q, 1, frames), (n_q, frames) or (frames)");
+    }
+    if (r.dtype == DType::F32 || r.dtype == DType::F64 || r.dtype == DType::F16 || r.dtype == DType::BF16)
+      throw Error(path + ": token array has a floating-point dtype; tokens must be integers (is this a latent? use --latents)");
+    if (nq < 1 || nq > limits.max_n_q || frames > limits.max_frames) throw Error(path + ": token array is too large");
+    auto v = r.to_int64();
+    t.tokens.n_q = static_cast<int>(nq);
+    t.tokens.frames = frames;
+    t.tokens.codes.resize(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (v[i] < 0 || v[i] > INT32_MAX) throw Error(path + ": token " + std::to_string(v[i]) + " is out of range");
+      t.tokens.codes[i] = static_cast<int32_t>(v[i]);
+    }
+    return t;
+  }
+  // Text: one line per codebook.
+  f.clear();
+  f.seekg(0);
+  std::string line;
+  std::vector<std::vector<int32_t>> rows;
+  while (std::getline(f, line)) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::istringstream ls(line);
+    std::vector<int32_t> row;
+    std::string tok;
+    while (ls >> tok) {
+      char* end = nullptr;
+      long v = std::strtol(tok.c_str(), &end, 10);
+      if (*end || v < 0 || v > INT32_MAX) throw Error(path + ": '" + tok + "' is not a token (not a wavtok token file?)");
+      row.push_back(static_cast<int32_t>(v));
+      if (int64_t(row.size()) > limits.max_frames) throw Error(path + ": too many frames");
+    }
+    rows.push_back(std::move(row));
+    if (int(rows.size()) > limits.max_n_q) throw Error(path + ": too many codebook lines");
+  }
+  if (rows.empty()) throw Error(path + ": token file is empty");
+  for (const auto& r : rows)
+    if (r.size() != rows[0].size()) throw Error(path + ": codebook lines have different lengths (truncated?)");
+  t.tokens.n_q = static_cast<int>(rows.size());
+  t.tokens.frames = static_cast<int64_t>(rows[0].size());
+  for (const auto& r : rows) t.tokens.codes.insert(t.tokens.codes.end(), r.begin(), r.end());
+  return t;
+}
+
+void check_tokens_for_model(const TokenFile& t, const Model& m, const std::string& path) {
+  if (t.fingerprint != 0 && t.fingerprint != m.fingerprint())
+    throw Error(path + ": tokens were made by a different model (fingerprint " + std::to_string(t.fingerprint) +
+                ", this model " + std::to_string(m.fingerprint()) + "); decode them with the model that made them");
+  if (t.sample_rate && (t.sample_rate != m.sample_rate() || t.hop != m.hop()))
+    throw Error(path + ": tokens are at " + std::to_string(t.sample_rate) + " Hz / hop " + std::to_string(t.hop) +
+                ", this model runs at " + std::to_string(m.sample_rate()) + " Hz / hop " + std::to_string(m.hop()));
+  if (t.tokens.n_q > m.max_n_q())
+    throw Error(path + ": tokens use " + std::to_string(t.tokens.n_q) + " codebooks, this model has only " +
+                std::to_string(m.max_n_q()));
+  if (t.tokens.frames < 1) throw Error(path + ": token file holds no frames");
+  const int bins = m.config().quantizer.bins;
+  for (size_t i = 0; i < t.tokens.codes.size(); ++i)
+    if (t.tokens.codes[i] < 0 || t.tokens.codes[i] >= bins)
+      throw Error(path + ": token " + std::to_string(t.tokens.codes[i]) + " at index " + std::to_string(i) +
+                  " is outside this model's codebook (0.." + std::to_string(bins - 1) + ")");
+}
+
+}  // namespace wavtok

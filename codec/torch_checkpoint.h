@@ -1,0 +1,37 @@
+// Reader for PyTorch checkpoints as `torch.save` writes them (zip container + pickle protocol 2).
+// Handles Lightning training checkpoints and plain state_dict files (EnCodec releases) alike.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "codec/raw_tensor.h"
+
+namespace wavtok {
+
+// Bounds on what a checkpoint may ask for, so a hostile file cannot exhaust memory or stack.
+struct CheckpointLimits {
+  int64_t max_pickle_bytes = 64ll << 20;     // data.pkl size
+  int max_nesting_depth = 256;               // nested containers in the pickle
+  int64_t max_memo_entries = 10'000'000;
+  int64_t max_tensors = 1'000'000;
+  int64_t max_tensor_elements = 1ll << 32;   // per tensor, also checked against storage size
+};
+
+struct TorchCheckpoint {
+  // Every tensor reachable from the pickle root, keyed by the dotted path of dict keys / list indices,
+  // e.g. "state_dict.backbone.embed.weight" or "optimizer_states.0.state.3.exp_avg".
+  std::map<std::string, RawTensor> tensors;
+  // Scalars (int, float, bool, str, None) reachable from the root, same dotted keys, printed as text.
+  std::map<std::string, std::string> scalars;
+
+  // The model's state dict: tensors under "state_dict." when present (Lightning), otherwise the
+  // top-level ones (plain state_dict files); the prefix is removed from the names.
+  std::map<std::string, RawTensor> state_dict() const;
+};
+
+// Throws wavtok::Error naming `path` and the problem on any malformed, truncated or unsupported input.
+TorchCheckpoint load_torch_checkpoint(const std::string& path, const CheckpointLimits& limits = {});
+
+}  // namespace wavtok

@@ -1,0 +1,167 @@
+#include "codec/vocos.h"
+
+#include <cmath>
+
+#include "codec/error.h"
+
+namespace wavtok {
+namespace {
+
+constexpr float kGroupNormEps = 1e-6f;
+constexpr int kGroups = 32;
+
+// Zero-pads [T, C] rows by p on both sides (nn.Conv1d's padding=p).
+void pad_rows(const Tensor& x, int64_t p, Tensor& out) {
+  const int64_t T = x.dim(0), C = x.dim(1);
+  out.resize({T + 2 * p, C});
+  std::fill(out.data(), out.data() + p * C, 0.0f);
+  std::copy(x.data(), x.data() + T * C, out.data() + p * C);
+  std::fill(out.data() + (T + p) * C, out.data() + (T + 2 * p) * C, 0.0f);
+}
+
+// 1x1 conv weight [Cout, Cin, 1] as a Linear weight [Cout, Cin].
+Tensor squeeze_last(const Tensor& t) { return Tensor({t.dim(0), t.dim(1)}, std::vector<float>(t.data(), t.data() + t.numel())); }
+
+}  // namespace
+
+VocosBackbone::NormParams VocosBackbone::load_norm(const WeightMap& w, const std::string& name) const {
+  NormParams p;
+  if (c_.adanorm_num_embeddings > 0) {
+    p.scale = w.get(name + ".scale.weight", {c_.adanorm_num_embeddings, c_.dim});
+    p.shift = w.get(name + ".shift.weight", {c_.adanorm_num_embeddings, c_.dim});
+  } else {
+    p.scale = w.get(name + ".weight", {c_.dim});
+    p.shift = w.get(name + ".bias", {c_.dim});
+  }
+  return p;
+}
+
+VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, const VocosConfig& c)
+    : c_(c), ln_(c.dim, 1e-6f) {
+  const int D = c.dim;
+  embed_ = Conv1d(w.get(prefix + "embed.weight", {D, c.input_channels, 7}), w.get(prefix + "embed.bias", {D}), 1, 1, 1, true);
+  auto load_res = [&](int i) {
+    const std::string n = prefix + "pos_net." + std::to_string(i);
+    ResBlock b;
+    b.n1w = w.get(n + ".norm1.weight", {D});
+    b.n1b = w.get(n + ".norm1.bias", {D});
+    b.n2w = w.get(n + ".norm2.weight", {D});
+    b.n2b = w.get(n + ".norm2.bias", {D});
+    b.conv1 = Conv1d(w.get(n + ".conv1.weight", {D, D, 3}), w.get(n + ".conv1.bias", {D}), 1, 1, 1, true);
+    b.conv2 = Conv1d(w.get(n + ".conv2.weight", {D, D, 3}), w.get(n + ".conv2.bias", {D}), 1, 1, 1, true);
+    return b;
+  };
+  pre_res_.push_back(load_res(0));
+  pre_res_.push_back(load_res(1));
+  {
+    const std::string n = prefix + "pos_net.2";
+    attn_.nw = w.get(n + ".norm.weight", {D});
+    attn_.nb = w.get(n + ".norm.bias", {D});
+    attn_.q = Linear(squeeze_last(w.get(n + ".q.weight", {D, D, 1})), w.get(n + ".q.bias", {D}));
+    attn_.k = Linear(squeeze_last(w.get(n + ".k.weight", {D, D, 1})), w.get(n + ".k.bias", {D}));
+    attn_.v = Linear(squeeze_last(w.get(n + ".v.weight", {D, D, 1})), w.get(n + ".v.bias", {D}));
+    attn_.proj = Linear(squeeze_last(w.get(n + ".proj_out.weight", {D, D, 1})), w.get(n + ".proj_out.bias", {D}));
+  }
+  post_res_.push_back(load_res(3));
+  post_res_.push_back(load_res(4));
+  pos_norm_w_ = w.get(prefix + "pos_net.5.weight", {D});
+  pos_norm_b_ = w.get(prefix + "pos_net.5.bias", {D});
+  norm_ = load_norm(w, prefix + "norm");
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string n = prefix + "convnext." + std::to_string(i);
+    Block b;
+    b.dwconv = Conv1d(w.get(n + ".dwconv.weight", {D, 1, 7}), w.get(n + ".dwconv.bias", {D}), 1, 1, D, true);
+    b.norm = load_norm(w, n + ".norm");
+    b.pw1 = Linear(w.get(n + ".pwconv1.weight", {c.intermediate_dim, D}), w.get(n + ".pwconv1.bias", {c.intermediate_dim}),
+                   Act::Gelu);
+    Tensor w2 = w.get(n + ".pwconv2.weight", {D, c.intermediate_dim});
+    Tensor b2 = w.get(n + ".pwconv2.bias", {D});
+    if (w.has(n + ".gamma")) {  // gamma * (W x + b) == (gamma W) x + gamma b
+      const Tensor& g = w.get(n + ".gamma", {D});
+      for (int o = 0; o < D; ++o) {
+        for (int i2 = 0; i2 < c.intermediate_dim; ++i2) w2[int64_t(o) * c.intermediate_dim + i2] *= g[o];
+        b2[o] *= g[o];
+      }
+    }
+    b.pw2 = Linear(w2, b2);
+    blocks_.push_back(std::move(b));
+  }
+  final_w_ = w.get(prefix + "final_layer_norm.weight", {D});
+  final_b_ = w.get(prefix + "final_layer_norm.bias", {D});
+}
+
+void VocosBackbone::resblock(const ResBlock& b, Tensor& x, Tensor& t1, Tensor& t2) const {
+  const int64_t T = x.dim(0);
+  const int D = c_.dim;
+  t1.resize({T, D});
+  group_norm_tc(x.data(), T, D, kGroups, kGroupNormEps, b.n1w.data(), b.n1b.data(), t1.data(), true);
+  pad_rows(t1, 1, t2);
+  t1.resize({T, D});
+  b.conv1.forward(t2.data(), T + 2, t1.data());
+  group_norm_tc(t1.data(), T, D, kGroups, kGroupNormEps, b.n2w.data(), b.n2b.data(), t1.data(), true);
+  pad_rows(t1, 1, t2);
+  b.conv2.forward(t2.data(), T + 2, x.data(), /*accumulate=*/true);
+}
+
+void VocosBackbone::attention(const Attn& a, Tensor& x, Tensor& t1, Tensor& t2) const {
+  const int64_t T = x.dim(0);
+  const int D = c_.dim;
+  t1.resize({T, D});
+  group_norm_tc(x.data(), T, D, kGroups, kGroupNormEps, a.nw.data(), a.nb.data(), t1.data(), false);
+  Tensor q({T, D}), k({T, D}), v({T, D}), scores;
+  a.q.forward(t1.data(), T, q.data());
+  a.k.forward(t1.data(), T, k.data());
+  a.v.forward(t1.data(), T, v.data());
+  a.core.forward(q.data(), k.data(), v.data(), T, D, t1.data(), scores);
+  a.proj.forward(t1.data(), T, x.data(), /*accumulate=*/true);
+}
+
+Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id) const {
+  if (bandwidth_id < 0 || bandwidth_id >= num_bandwidths())
+    throw Error("bandwidth id " + std::to_string(bandwidth_id) + " out of range 0.." + std::to_string(num_bandwidths() - 1));
+  const int D = c_.dim, Cin = c_.input_channels;
+  // [Cin, F] -> zero-padded [F + 6, Cin] for the k=7, padding=3 embedding conv.
+  Tensor in({F + 6, Cin});
+  for (int c = 0; c < Cin; ++c)
+    for (int64_t t = 0; t < F; ++t) in[(t + 3) * Cin + c] = features[c * F + t];
+  Tensor x({F, D}), t1, t2;
+  embed_.forward(in.data(), F + 6, x.data());
+  for (const auto& b : pre_res_) resblock(b, x, t1, t2);
+  attention(attn_, x, t1, t2);
+  for (const auto& b : post_res_) resblock(b, x, t1, t2);
+  group_norm_tc(x.data(), F, D, kGroups, kGroupNormEps, pos_norm_w_.data(), pos_norm_b_.data(), x.data(), false);
+  const int64_t row = c_.adanorm_num_embeddings > 0 ? bandwidth_id : 0;
+  ln_.forward(x.data(), F, x.data(), norm_.scale.data() + row * D, norm_.shift.data() + row * D);
+  Tensor h({F, c_.intermediate_dim});
+  for (const auto& b : blocks_) {
+    pad_rows(x, 3, t2);
+    t1.resize({F, D});
+    b.dwconv.forward(t2.data(), F + 6, t1.data());
+    ln_.forward(t1.data(), F, t1.data(), b.norm.scale.data() + row * D, b.norm.shift.data() + row * D);
+    b.pw1.forward(t1.data(), F, h.data());
+    b.pw2.forward(h.data(), F, x.data(), /*accumulate=*/true);
+  }
+  ln_.forward(x.data(), F, x.data(), final_w_.data(), final_b_.data());
+  return x;
+}
+
+IstftHead::IstftHead(const WeightMap& w, const std::string& prefix, const VocosConfig& c)
+    : c_(c),
+      out_(w.get(prefix + "out.weight", {c.n_fft + 2, c.dim}), w.get(prefix + "out.bias", {c.n_fft + 2})) {}
+
+std::vector<float> IstftHead::forward(const float* hidden, int64_t F) const {
+  const int bins = c_.n_fft / 2 + 1;
+  Tensor y({F, 2 * bins});
+  out_.forward(hidden, F, y.data());
+  std::vector<float> re(F * bins), im(F * bins);
+  for (int64_t t = 0; t < F; ++t) {
+    const float* r = y.data() + t * 2 * bins;
+    magphase_to_complex(r, r + bins, bins, re.data() + t * bins, im.data() + t * bins);
+  }
+  Istft istft(c_.n_fft, c_.hop);  // per call: Istft keeps scratch state, and calls may run concurrently
+  std::vector<float> audio(istft.output_length(F));
+  istft.inverse(re.data(), im.data(), F, audio.data());
+  return audio;
+}
+
+}  // namespace wavtok

@@ -1,0 +1,69 @@
+// Vocos backbone (WavTokenizer variant with pos_net attention) and the iSTFT head.
+// Activations are channels-last [T, C].
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "codec/config.h"
+#include "codec/layers.h"
+#include "codec/weights.h"
+#include "dsp/istft.h"
+
+namespace wavtok {
+
+class VocosBackbone {
+ public:
+  VocosBackbone() = default;
+  VocosBackbone(const WeightMap& w, const std::string& prefix, const VocosConfig& c);
+  // features channels-first [input_channels, F] -> hidden [F, dim]
+  Tensor forward(const float* features, int64_t F, int bandwidth_id) const;
+  int num_bandwidths() const { return c_.adanorm_num_embeddings > 0 ? c_.adanorm_num_embeddings : 1; }
+
+ private:
+  struct ResBlock {
+    Tensor n1w, n1b, n2w, n2b;
+    Conv1d conv1, conv2;
+  };
+  struct Attn {
+    Tensor nw, nb;
+    Linear q, k, v, proj;
+    AttentionCore core;
+  };
+  struct NormParams {
+    Tensor scale, shift;  // [num_embeddings, dim] (AdaLayerNorm) or [1, dim]
+  };
+  struct Block {
+    Conv1d dwconv;
+    NormParams norm;
+    Linear pw1, pw2;  // layer scale gamma folded into pw2
+  };
+  void resblock(const ResBlock& b, Tensor& x, Tensor& t1, Tensor& t2) const;
+  void attention(const Attn& a, Tensor& x, Tensor& t1, Tensor& t2) const;
+  NormParams load_norm(const WeightMap& w, const std::string& name) const;
+
+  VocosConfig c_;
+  Conv1d embed_;
+  std::vector<ResBlock> pre_res_, post_res_;
+  Attn attn_;
+  Tensor pos_norm_w_, pos_norm_b_;
+  NormParams norm_;
+  std::vector<Block> blocks_;
+  Tensor final_w_, final_b_;
+  LayerNorm ln_;
+};
+
+class IstftHead {
+ public:
+  IstftHead() = default;
+  IstftHead(const WeightMap& w, const std::string& prefix, const VocosConfig& c);
+  // hidden [F, dim] -> audio [F * hop]
+  std::vector<float> forward(const float* hidden, int64_t F) const;
+
+ private:
+  VocosConfig c_;
+  Linear out_;
+};
+
+}  // namespace wavtok

@@ -1,0 +1,188 @@
+"""Vocos-style decoder: backbone (pos_net + ConvNeXt blocks with AdaLayerNorm) and the iSTFT head."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def swish(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(x)
+
+
+def group_norm(ch: int, groups: int = 32) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=groups, num_channels=ch, eps=1e-6, affine=True)
+
+
+class ResnetBlock(nn.Module):
+    """GroupNorm -> swish -> conv3 -> GroupNorm -> swish -> dropout -> conv3, plus identity."""
+
+    def __init__(self, channels: int, dropout: float = 0.1):
+        super().__init__()
+        self.norm1 = group_norm(channels)
+        self.conv1 = nn.Conv1d(channels, channels, 3, padding=1)
+        self.norm2 = group_norm(channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv1d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        h = self.conv1(swish(self.norm1(x)))
+        h = self.conv2(self.dropout(swish(self.norm2(h))))
+        return x + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over time with 1x1-conv q/k/v/out projections, plus identity."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.q = nn.Conv1d(channels, channels, 1)
+        self.k = nn.Conv1d(channels, channels, 1)
+        self.v = nn.Conv1d(channels, channels, 1)
+        self.proj_out = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x):
+        h = self.norm(x)
+        q, k, v = self.q(h), self.k(h), self.v(h)  # (B, C, T)
+        c = q.shape[1]
+        scores = torch.bmm(q.transpose(1, 2), k) * (c ** -0.5)  # (B, Tq, Tk)
+        attn = torch.softmax(scores, dim=2)
+        out = torch.bmm(v, attn.transpose(1, 2))  # (B, C, Tq)
+        return x + self.proj_out(out)
+
+
+class AdaLayerNorm(nn.Module):
+    """LayerNorm without affine, then a per-condition scale and shift (embedding tables)."""
+
+    def __init__(self, num_embeddings: int, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.scale = nn.Embedding(num_embeddings, dim)
+        self.shift = nn.Embedding(num_embeddings, dim)
+        nn.init.ones_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x, cond_id: torch.Tensor):
+        y = F.layer_norm(x, (self.dim,), eps=self.eps)
+        return y * self.scale(cond_id) + self.shift(cond_id)
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv7 -> (Ada)LayerNorm -> Linear -> GELU -> Linear -> * gamma, plus identity."""
+
+    def __init__(self, dim: int, intermediate_dim: int, layer_scale_init_value: float,
+                 adanorm_num_embeddings: Optional[int] = None):
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, 7, padding=3, groups=dim)
+        self.adanorm = bool(adanorm_num_embeddings)
+        self.norm = (AdaLayerNorm(adanorm_num_embeddings, dim, eps=1e-6) if self.adanorm
+                     else nn.LayerNorm(dim, eps=1e-6))
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = (nn.Parameter(layer_scale_init_value * torch.ones(dim))
+                      if layer_scale_init_value > 0 else None)
+
+    def forward(self, x, cond_id: Optional[torch.Tensor] = None):
+        h = self.dwconv(x).transpose(1, 2)  # (B, T, C)
+        h = self.norm(h, cond_id) if self.adanorm else self.norm(h)
+        h = self.pwconv2(self.act(self.pwconv1(h)))
+        if self.gamma is not None:
+            h = self.gamma * h
+        return x + h.transpose(1, 2)
+
+
+class VocosBackbone(nn.Module):
+    """Features (B, input_channels, F) -> hidden (B, F, dim)."""
+
+    def __init__(self, input_channels: int, dim: int, intermediate_dim: int, num_layers: int,
+                 layer_scale_init_value: Optional[float] = None,
+                 adanorm_num_embeddings: Optional[int] = None, dropout: float = 0.1):
+        super().__init__()
+        self.input_channels = input_channels
+        self.embed = nn.Conv1d(input_channels, dim, 7, padding=3)
+        self.adanorm = bool(adanorm_num_embeddings)
+        self.norm = (AdaLayerNorm(adanorm_num_embeddings, dim, eps=1e-6) if self.adanorm
+                     else nn.LayerNorm(dim, eps=1e-6))
+        scale = layer_scale_init_value or 1.0 / num_layers
+        self.convnext = nn.ModuleList([
+            ConvNeXtBlock(dim, intermediate_dim, scale, adanorm_num_embeddings) for _ in range(num_layers)
+        ])
+        self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
+        # truncated-normal init for embed / ConvNeXt layers (pos_net keeps PyTorch defaults)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv1d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        self.pos_net = nn.Sequential(
+            ResnetBlock(dim, dropout), ResnetBlock(dim, dropout), AttnBlock(dim),
+            ResnetBlock(dim, dropout), ResnetBlock(dim, dropout), group_norm(dim),
+        )
+
+    def forward(self, x, bandwidth_id: Optional[torch.Tensor] = None):
+        x = self.pos_net(self.embed(x))
+        x = x.transpose(1, 2)
+        if self.adanorm:
+            if bandwidth_id is None:
+                raise ValueError("this backbone is conditioned: pass bandwidth_id")
+            x = self.norm(x, bandwidth_id)
+        else:
+            x = self.norm(x)
+        x = x.transpose(1, 2)
+        for block in self.convnext:
+            x = block(x, bandwidth_id)
+        return self.final_layer_norm(x.transpose(1, 2))
+
+
+class ISTFT(nn.Module):
+    """Inverse STFT with a Hann window, "same" padding (or torch.istft center mode)."""
+
+    def __init__(self, n_fft: int, hop_length: int, win_length: int, padding: str = "same"):
+        super().__init__()
+        if padding not in ("same", "center"):
+            raise ValueError("padding must be 'same' or 'center'")
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.win_length = win_length
+        self.padding = padding
+        self.register_buffer("window", torch.hann_window(win_length))
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        """spec: complex (B, n_fft/2+1, F) -> audio (B, F * hop) for "same" padding."""
+        if self.padding == "center":
+            return torch.istft(spec, self.n_fft, self.hop_length, self.win_length, self.window, center=True)
+        trim = (self.win_length - self.hop_length) // 2
+        b, _, n = spec.shape
+        frames = torch.fft.irfft(spec, self.n_fft, dim=1, norm="backward") * self.window[None, :, None]
+        total = (n - 1) * self.hop_length + self.win_length
+        # overlap-add of frames (B, win, F) into (B, total)
+        y = F.fold(frames, output_size=(1, total), kernel_size=(1, self.win_length),
+                   stride=(1, self.hop_length))[:, 0, 0, trim:total - trim]
+        wsq = self.window.square()[None, :, None].expand(1, -1, n)
+        env = F.fold(wsq, output_size=(1, total), kernel_size=(1, self.win_length),
+                     stride=(1, self.hop_length))[0, 0, 0, trim:total - trim]
+        if not bool((env > 1e-11).all()):
+            raise RuntimeError("window envelope has zeros (NOLA violated)")
+        return y / env
+
+
+class ISTFTHead(nn.Module):
+    """Hidden (B, F, dim) -> Linear -> (log-magnitude, phase) -> complex spectrum -> iSTFT."""
+
+    def __init__(self, dim: int, n_fft: int, hop_length: int, padding: str = "same"):
+        super().__init__()
+        self.out = nn.Linear(dim, n_fft + 2)
+        self.istft = ISTFT(n_fft, hop_length, n_fft, padding)
+
+    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.out(x).transpose(1, 2)
+        logmag, phase = y.chunk(2, dim=1)
+        mag = torch.clip(torch.exp(logmag), max=1e2)
+        return mag * (torch.cos(phase) + 1j * torch.sin(phase))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.istft(self.spectrum(x))

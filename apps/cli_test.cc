@@ -1,0 +1,181 @@
+// The CLI on good and bad input: exit codes, error texts, no partial outputs, inputs untouched.
+#include "apps/cli.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "codec/token_file.h"
+#include "dsp/audio_io.h"
+#include "tests/test_util.h"
+
+namespace wavtok {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace wavtok::testing;
+
+struct Result {
+  int code;
+  std::string err;
+};
+
+Result run(std::vector<std::string> args) {
+  args.insert(args.begin(), "wavtok");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  ::testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStdout();
+  int code = cli_main(static_cast<int>(argv.size()), argv.data());
+  std::string out = ::testing::internal::GetCapturedStdout();
+  std::string err = ::testing::internal::GetCapturedStderr();
+  return {code, err + out};
+}
+
+std::string slurp(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_bytes(const std::string& p, const std::string& data) {
+  std::ofstream f(p, std::ios::binary);
+  f << data;
+}
+
+const std::string kCkpt = fixture("wavtokenizer-75/model.ckpt");
+const std::string kCfg = fixture("wavtokenizer-75/config.yaml");
+const std::string kWav = fixture("wavtokenizer-75/speech.input.wav");
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir = scratch_dir(::testing::UnitTest::GetInstance()->current_test_info()->name()); }
+  std::string path(const std::string& n) const { return dir + "/" + n; }
+  // Only the named files exist in the scratch folder (no partial or temp outputs).
+  void expect_only(std::set<std::string> names) const {
+    std::set<std::string> have;
+    for (auto& e : fs::directory_iterator(dir)) have.insert(e.path().filename().string());
+    EXPECT_EQ(have, names);
+  }
+  std::string dir;
+};
+
+TEST_F(CliTest, EncodeDecodeRoundTripThroughFiles) {
+  auto r = run({"encode", kWav, "-m", kCkpt, "-o", path("t.wtt"), "-q"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  TokenFile tf = read_tokens(path("t.wtt"));
+  EXPECT_EQ(tf.tokens.n_q, 1);
+  EXPECT_EQ(tf.tokens.frames, 300);
+  EXPECT_EQ(tf.sample_rate, 24000);
+  // npy export matches the fixture's layout and values.
+  ASSERT_EQ(run({"encode", kWav, "-m", kCkpt, "-o", path("t.npy"), "-q"}).code, 0);
+  auto codes = npy_ints(path("t.npy"));
+  auto ref = npy_ints(fixture("wavtokenizer-75/speech.codes.npy"));
+  ASSERT_EQ(codes.size(), ref.size());
+  size_t same = 0;
+  for (size_t i = 0; i < ref.size(); ++i) same += codes[i] == ref[i];
+  EXPECT_GE(same, ref.size() * 99 / 100);
+  r = run({"decode", path("t.wtt"), "-m", kCkpt, "-o", path("y.wav"), "-q"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_audio(path("y.wav"), 24000).samples.size(), 96000u);
+  ASSERT_EQ(run({"encode", kWav, "-m", kCkpt, "-o", path("t.txt"), "-q"}).code, 0);
+  EXPECT_EQ(read_tokens(path("t.txt")).tokens.codes, tf.tokens.codes);
+}
+
+TEST_F(CliTest, InfoAndHelp) {
+  auto r = run({"info", kCkpt});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("75.00 frames/s"), std::string::npos) << r.err;
+  EXPECT_EQ(run({"encode", "--help"}).code, 0);
+  EXPECT_NE(run({}).code, 0);
+  EXPECT_NE(run({"frobnicate"}).code, 0);
+}
+
+TEST_F(CliTest, BadCheckpoints) {
+  write_bytes(path("empty.ckpt"), "");
+  write_bytes(path("junk.ckpt"), std::string(5000, 'x'));
+  const std::string full = slurp(kCkpt);
+  write_bytes(path("trunc.ckpt"), full.substr(0, full.size() / 2));
+  for (const auto& [file, needle] : std::vector<std::pair<std::string, std::string>>{
+           {path("missing.ckpt"), "not found"}, {path("empty.ckpt"), "empty.ckpt"}, {path("junk.ckpt"), "junk.ckpt"},
+           {path("trunc.ckpt"), "trunc.ckpt"}}) {
+    auto r = run({"encode", kWav, "-m", file, "--config", kCfg, "-o", path("out.wtt")});
+    EXPECT_EQ(r.code, 1) << file;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path("out.wtt")));
+  }
+  expect_only({"empty.ckpt", "junk.ckpt", "trunc.ckpt"});
+}
+
+TEST_F(CliTest, ConfigContradictingTensorShapes) {
+  std::string cfg = slurp(kCfg);
+  const auto at = cfg.find("vq_bins: 512");
+  ASSERT_NE(at, std::string::npos);
+  cfg.replace(at, 12, "vq_bins: 1024");
+  write_bytes(path("config.yaml"), cfg);
+  auto r = run({"encode", kWav, "-m", kCkpt, "--config", path("config.yaml"), "-o", path("out.wtt")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("1024"), std::string::npos) << r.err;
+  std::string cfg2 = slurp(kCfg);
+  cfg2.replace(cfg2.find("dim: 128"), 8, "dim: 256");
+  write_bytes(path("config2.yaml"), cfg2);
+  r = run({"encode", kWav, "-m", kCkpt, "--config", path("config2.yaml"), "-o", path("out.wtt")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("shape"), std::string::npos) << r.err;
+  expect_only({"config.yaml", "config2.yaml"});
+}
+
+TEST_F(CliTest, BadAudio) {
+  write_audio(path("empty.wav"), std::vector<float>{}, 24000);
+  std::vector<float> nan(24000, 0.1f);
+  nan[1234] = std::nanf("");
+  // libsndfile float WAV keeps NaN as written.
+  write_audio(path("nan.wav"), nan, 24000);
+  write_bytes(path("text.wav"), "this is not audio at all\n");
+  for (const auto& [file, needle] : std::vector<std::pair<std::string, std::string>>{
+           {path("empty.wav"), "empty.wav"}, {path("nan.wav"), "NaN"}, {path("text.wav"), "text.wav"},
+           {path("none.wav"), "none.wav"}}) {
+    auto r = run({"encode", file, "-m", kCkpt, "-o", path("out.wtt")});
+    EXPECT_EQ(r.code, 1) << file;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(path("out.wtt")));
+  // Silence is valid audio: it encodes, and decodes to finite samples.
+  write_audio(path("silent.wav"), std::vector<float>(48000, 0.0f), 24000);
+  ASSERT_EQ(run({"roundtrip", path("silent.wav"), "-m", kCkpt, "-o", path("silent_out.wav"), "-q"}).code, 0);
+  for (float v : read_audio(path("silent_out.wav"), 24000).samples) ASSERT_TRUE(std::isfinite(v));
+}
+
+TEST_F(CliTest, BadTokenFiles) {
+  ASSERT_EQ(run({"encode", kWav, "-m", kCkpt, "-o", path("t.wtt"), "-q"}).code, 0);
+  const std::string good = slurp(path("t.wtt"));
+  write_bytes(path("trunc.wtt"), good.substr(0, good.size() - 10));
+  std::string other = good;
+  other[16] ^= 0x5a;  // fingerprint of another model
+  write_bytes(path("other.wtt"), other);
+  for (const auto& [file, needle] : std::vector<std::pair<std::string, std::string>>{
+           {path("trunc.wtt"), "truncated"}, {path("other.wtt"), "different model"}}) {
+    auto r = run({"decode", file, "-m", kCkpt, "-o", path("y.wav")});
+    EXPECT_EQ(r.code, 1) << file;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path("y.wav")));
+  }
+}
+
+TEST_F(CliTest, OutputEqualToInputIsRefused) {
+  fs::copy_file(kWav, path("in.wav"));
+  const std::string before = slurp(path("in.wav"));
+  auto r = run({"roundtrip", path("in.wav"), "-m", kCkpt, "-o", path("in.wav")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("same file"), std::string::npos) << r.err;
+  EXPECT_EQ(slurp(path("in.wav")), before);
+  r = run({"roundtrip", path("in.wav"), "-m", kCkpt, "-o", path("no/such/dir/out.wav")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace wavtok

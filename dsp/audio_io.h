@@ -1,0 +1,42 @@
+// Audio file reading and writing (libsndfile) and sample-rate conversion (libsoxr).
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+namespace wavtok {
+
+struct Audio {
+  int sample_rate = 0;
+  std::vector<float> samples;  // mono
+};
+
+// Limits a file must respect to be read at all.
+inline constexpr int kMaxSampleRate = 768000;
+inline constexpr int kMaxChannels = 64;
+inline constexpr long long kMaxFrames = 1LL << 31;
+
+// Reads any format libsndfile reads (WAV, FLAC, OGG, ...). Integer PCM is scaled to [-1, 1); float files are kept
+// as stored. Channels are averaged to mono, then resampled to target_rate (libsoxr, high quality) unless
+// target_rate <= 0 or equal to the file's rate. Throws wavtok::Error naming the file if it cannot be opened or
+// decoded, has no frames, more than kMaxFrames frames, a sample rate outside (0, kMaxSampleRate], more than
+// kMaxChannels channels, or a NaN/Inf sample.
+Audio read_audio(const std::string& path, int target_rate);
+
+// Writes mono audio; the container comes from the extension (case-insensitive): .wav = 32-bit float WAV,
+// .flac = 24-bit FLAC (samples outside [-1, 1] are clipped), .ogg = Ogg Vorbis. Anything else throws.
+// The data go to a temporary file next to `path`, which is renamed over `path` only once complete, so a failure
+// leaves neither a partial file nor the temporary. If protect is not empty and names the same file as path
+// (see same_file), nothing is written and wavtok::Error is thrown. NaN/Inf samples are refused.
+void write_audio(const std::string& path, std::span<const float> samples, int sample_rate,
+                 const std::string& protect = {});
+
+// True if both paths exist and are the same file (same device and inode, following symlinks).
+bool same_file(const std::string& a, const std::string& b);
+
+// Band-limited sample-rate conversion with libsoxr (high quality, linear phase, delay compensated). The output
+// has round(x.size() * to / from) samples. Throws wavtok::Error for rates <= 0.
+std::vector<float> resample(std::span<const float> x, int from, int to);
+
+}  // namespace wavtok

@@ -22,9 +22,10 @@ double ModelConfig::kbps(int n_q) const {
 
 int ModelConfig::n_q_for_bandwidth(double kb) const {
   std::string avail;
-  for (int nq = 1; nq <= quantizer.n_q; ++nq) {
-    if (std::abs(kbps(nq) - kb) < 0.05 * kb) return nq;
-  }
+  int best = 0;
+  for (int nq = 1; nq <= quantizer.n_q; ++nq)
+    if (std::abs(kbps(nq) - kb) < 0.02 * kb && (!best || std::abs(kbps(nq) - kb) < std::abs(kbps(best) - kb))) best = nq;
+  if (best) return best;
   for (int nq = 1; nq <= quantizer.n_q; nq *= 2) {
     std::ostringstream s;
     s << kbps(nq);

@@ -22,6 +22,10 @@ uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) 
   return h;
 }
 
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
 bool is_wavtokenizer_weights(const WeightMap& w) {
   for (const auto& [k, v] : w.all())
     if (k.rfind(kWtEncoder, 0) == 0) return true;
@@ -83,7 +87,7 @@ ModelConfig infer_encodec_config(const WeightMap& w) {
   ModelConfig c;
   c.arch = "encodec";
   c.encoder.causal = true;
-  c.encoder.pad_mode = "constant";
+  c.encoder.pad_mode = "reflect";  // EnCodec's default pad_mode, also for its causal convs
   // Strided encoder convs have kernel 2 * ratio; their order gives the (reversed) ratios.
   std::vector<int> enc_ratios;
   for (int i = 1; i < 256; ++i) {
@@ -131,7 +135,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
       WeightMap kept(path);
       for (auto& [k, v] : w.all()) {
         const bool enc = k.rfind(kWtEncoder, 0) == 0;
-        const bool cb = k.rfind(kWtQuantizer, 0) == 0 && k.size() > 15 && k.compare(k.size() - 15, 15, "._codebook.embed") == 0;
+        const bool cb = k.rfind(kWtQuantizer, 0) == 0 && ends_with(k, "._codebook.embed");
         if (enc || cb || k.rfind("backbone.", 0) == 0 || k.rfind("head.out.", 0) == 0) kept.set(k, std::move(v));
       }
       w = std::move(kept);
@@ -151,7 +155,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
       }
       WeightMap kept(path);
       for (auto& [k, v] : w.all()) {
-        const bool cb = k.size() > 15 && k.compare(k.size() - 15, 15, "._codebook.embed") == 0;
+        const bool cb = ends_with(k, "._codebook.embed");
         if (k.rfind("encoder.", 0) == 0 || k.rfind("decoder.", 0) == 0 || (k.rfind("quantizer.", 0) == 0 && cb))
           kept.set(k, std::move(v));
       }

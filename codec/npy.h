@@ -7,7 +7,8 @@
 
 namespace wavtok {
 
-// Throws wavtok::Error naming `path` on malformed input; rejects Fortran order and big-endian data.
+// Throws wavtok::Error naming `path` on malformed input; rejects big-endian data. Fortran-order files
+// (NumPy writes column-major arrays that way) are reordered, so the result is always row-major.
 RawTensor read_npy(const std::string& path);
 // Writes atomically (temp file + rename) so a failure leaves no partial file.
 void write_npy(const std::string& path, const RawTensor& t);

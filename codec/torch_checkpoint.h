@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "codec/raw_tensor.h"
 
@@ -29,6 +30,11 @@ struct TorchCheckpoint {
   // The model's state dict: tensors under "state_dict." when present (Lightning), otherwise the
   // top-level ones (plain state_dict files); the prefix is removed from the names.
   std::map<std::string, RawTensor> state_dict() const;
+  // The same, moving the tensors out of `tensors` instead of copying them (for large checkpoints).
+  std::map<std::string, RawTensor> take_state_dict();
+
+  // Names of the tensors that are direct children of the pickle root (a plain state_dict's entries).
+  std::vector<std::string> root_tensor_names;
 };
 
 // Throws wavtok::Error naming `path` and the problem on any malformed, truncated or unsupported input.

@@ -10,19 +10,14 @@
 #include <random>
 
 #include "codec/error.h"
+#include "dsp/test_util.h"
 
 namespace wavtok {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path scratch_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path dir = fs::path(WAVTOK_BINARY_DIR) / "dsp_test_tmp" / (std::string(info->test_suite_name()) + "." + info->name());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+using testing::scratch_dir;
 
 // Writes interleaved frames with libsndfile directly, so tests can make files read_audio must reject.
 void write_raw(const fs::path& p, int format, int rate, int channels, const std::vector<float>& interleaved) {
@@ -33,7 +28,9 @@ void write_raw(const fs::path& p, int format, int rate, int channels, const std:
   SNDFILE* f = sf_open(p.c_str(), SFM_WRITE, &info);
   ASSERT_NE(f, nullptr) << sf_strerror(nullptr);
   const sf_count_t frames = sf_count_t(interleaved.size()) / channels;
-  if (frames > 0) EXPECT_EQ(sf_writef_float(f, interleaved.data(), frames), frames);
+  if (frames > 0) {
+    EXPECT_EQ(sf_writef_float(f, interleaved.data(), frames), frames);
+  }
   sf_close(f);
 }
 

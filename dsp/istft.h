@@ -16,10 +16,11 @@
 namespace wavtok {
 
 // Streaming form. Frames go in one or many at a time; samples come out as soon as no later frame can change them.
-// Output position i (after the leading trim) is final once frame t with t * hop > i + pad has been pushed, so:
+// Output position i (after the leading trim) is final once frames 0..t with (t + 1) * hop > i + pad are in, so:
 //   after n frames in total, max(0, n * hop - pad) samples have been emitted by push();
-//   finish() emits the remaining n_fft - hop - pad samples (pad if n_fft - hop is even), whose envelope
-//   depends on where the stream ends.
+//   finish() emits the rest, output_length(n) minus that: n_fft - hop - pad samples (pad if n_fft - hop is even)
+//   once n * hop >= pad, all output_length(n) samples for shorter streams. Their envelope depends on where the
+//   stream ends, which is why they wait for finish().
 // The concatenation of every push() output and finish() equals Istft::inverse() on all frames bit for bit:
 // the leading and trailing pad samples that inverse() trims are trimmed here too, nothing else is dropped.
 // The latency is therefore pad samples (480 = 20 ms for n_fft 1280, hop 320 at 24 kHz) plus one frame.

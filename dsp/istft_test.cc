@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <numbers>
 #include <random>
 #include <vector>
 
 #include "codec/error.h"
+#include "dsp/test_util.h"
 
 namespace wavtok {
 namespace {
@@ -214,6 +216,56 @@ TEST(MagPhase, ExpClipsAfterExponentAndPropagatesNan) {
     EXPECT_NEAR(im[i], mag * std::sin(double(phase[i])), 1e-5 * mag);
   }
   EXPECT_NEAR(std::hypot(re[3], im[3]), 100.0, 1e-4);
+}
+
+
+// The head's computation written with torch ops (irfft, window, fold-style overlap-add, envelope, trim), when
+// Debian's Python has torch: a second, float32 reference built on an independent FFT.
+TEST(Istft, MatchesTorchFormulation) {
+  const auto dir = testing::scratch_dir();
+  const int n_fft = 1280, hop = 320;
+  const int64_t frames = 30;
+  const Spectrum s = random_spectrum(n_fft, frames, 77);
+  testing::write_f32(dir / "re.f32", s.re);
+  testing::write_f32(dir / "im.f32", s.im);
+  std::ofstream(dir / "ref.py") << R"(
+import sys
+try:
+    import numpy as np, torch
+except ImportError:
+    print("skip"); sys.exit(0)
+torch.set_num_threads(1)
+n_fft, hop = int(sys.argv[4]), int(sys.argv[5])
+re = torch.from_numpy(np.fromfile(sys.argv[1], dtype="<f4")).reshape(-1, n_fft // 2 + 1)
+im = torch.from_numpy(np.fromfile(sys.argv[2], dtype="<f4")).reshape(-1, n_fft // 2 + 1)
+spec = torch.complex(re, im).T[None]                      # (1, bins, T)
+T = spec.shape[-1]
+win = torch.hann_window(n_fft)
+frames = torch.fft.irfft(spec, n_fft, dim=1) * win[None, :, None]
+size = (T - 1) * hop + n_fft
+y = torch.nn.functional.fold(frames, (1, size), (1, n_fft), stride=(1, hop))[0, 0, 0]
+env = torch.nn.functional.fold(win.square()[None, :, None].expand(1, n_fft, T), (1, size), (1, n_fft),
+                               stride=(1, hop))[0, 0, 0]
+pad = (n_fft - hop) // 2
+(y[pad:size - pad] / env[pad:size - pad]).numpy().astype("<f4").tofile(sys.argv[3])
+print("ok")
+)";
+  const std::string out = testing::run_python((dir / "ref.py").string() + " " + (dir / "re.f32").string() + " " +
+                                              (dir / "im.f32").string() + " " + (dir / "y.f32").string() + " " +
+                                              std::to_string(n_fft) + " " + std::to_string(hop));
+  if (out == "skip\n") GTEST_SKIP() << "/usr/bin/python3 has no torch";
+  ASSERT_EQ(out, "ok\n");
+  const auto ref = testing::read_f32(dir / "y.f32");
+  Istft istft(n_fft, hop);
+  std::vector<float> y(istft.output_length(frames));
+  ASSERT_EQ(ref.size(), y.size());
+  istft.inverse(s.re.data(), s.im.data(), frames, y.data());
+  double err = 0, peak = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    err = std::max(err, double(std::abs(ref[i] - y[i])));
+    peak = std::max(peak, double(std::abs(ref[i])));
+  }
+  EXPECT_LT(err, 1e-5 * peak) << "max abs error " << err << " peak " << peak;
 }
 
 }  // namespace

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Check wavtok_ref against a reference fixture directory (default: the upstream WavTokenizer fixture).
+"""Check wavtok_ref against reference fixture directories.
 
-    /usr/bin/python3 models/check_parity.py [--fixture DIR] [--strict]
+    /usr/bin/python3 models/check_parity.py [--fixture DIR] [--encodec-fixture DIR | --skip-encodec]
 
 Loads DIR/model.ckpt + DIR/config.yaml, encodes DIR/speech.input.wav and compares codes,
 latents, features and decoded audio with the stored outputs. Prints the numbers and exits
 non-zero if any check fails. Default bounds are this project's parity targets (codes 100%,
 latents/features <= 1e-4, audio SNR >= 60 dB).
+
+Also (unless --skip-encodec) loads the EnCodec fixture (model.th, causal) into
+wavtok_ref.EncodecModel and checks emb / codes / latents / decoded audio at 1.5, 6 and 24 kbps
+with the fixture README's tolerances (codes >= 99%, max abs err <= 1e-3, SNR >= 50 dB).
 """
 import argparse
 import os
@@ -16,10 +20,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavtok_ref import load_wavtokenizer, read_wav  # noqa: E402
+from wavtok_ref import load_wavtokenizer, read_wav, read_checkpoint_state, EncodecModel  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_FIXTURE = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "fixtures", "wavtokenizer-75"))
+FIXTURES = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "fixtures"))
+DEFAULT_FIXTURE = os.path.join(FIXTURES, "wavtokenizer-75")
+DEFAULT_ENCODEC = os.path.join(FIXTURES, "encodec-24k")
 
 
 def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
@@ -80,15 +86,55 @@ def compare(fixture: str, max_abs: float = 1e-4, min_code_match: float = 1.0, mi
     return ok
 
 
+def compare_encodec(fixture: str, max_abs: float = 1e-3, min_code_match: float = 0.99, min_snr: float = 50.0,
+                    verbose: bool = True) -> bool:
+    torch.set_num_threads(1)
+    model = EncodecModel.from_state_dict(read_checkpoint_state(os.path.join(fixture, "model.th")), causal=True)
+    audio, _ = read_wav(os.path.join(fixture, "speech.input.wav"))
+    x = torch.from_numpy(audio.astype(np.float32))[None]
+    ok = True
+
+    def report(name, good, text):
+        nonlocal ok
+        ok = ok and good
+        if verbose:
+            print(f"{'OK  ' if good else 'FAIL'} {name:16s} {text}")
+
+    with torch.no_grad():
+        emb = model.encoder(x[:, None]).numpy()
+        ref = np.load(os.path.join(fixture, "speech.emb.npy"))
+        err = float(np.abs(emb - ref).max()) if emb.shape == ref.shape else float("inf")
+        report("emb", err <= max_abs, f"shape {emb.shape} max abs err {err:.3e}")
+        for bw in ("1.5", "6", "24"):
+            codes, _ = model.encode(x, float(bw))
+            rc = np.load(os.path.join(fixture, f"speech.bw{bw}.codes.npy"))
+            match = float((codes.numpy() == rc).mean()) if codes.shape == rc.shape else 0.0
+            report(f"bw{bw} codes", match >= min_code_match, f"shape {tuple(codes.shape)} match {100 * match:.3f}%")
+            lat = model.quantizer.decode(codes)
+            rl = np.load(os.path.join(fixture, f"speech.bw{bw}.latents.npy"))
+            err = float(np.abs(lat.numpy() - rl).max())
+            report(f"bw{bw} latents", err <= max_abs, f"max abs err {err:.3e}")
+            y = model.decoder(lat)[0, 0].numpy()
+            ry, _ = read_wav(os.path.join(fixture, f"speech.bw{bw}.decoded.wav"))
+            s = snr_db(ry, y) if y.shape == ry.shape else float("-inf")
+            report(f"bw{bw} decoded", s >= min_snr, f"{len(y)} samples SNR {s:.1f} dB")
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fixture", default=DEFAULT_FIXTURE, help="fixture directory (default %(default)s)")
     ap.add_argument("--max-abs", type=float, default=1e-4)
     ap.add_argument("--min-code-match", type=float, default=1.0)
     ap.add_argument("--min-snr", type=float, default=60.0)
+    ap.add_argument("--encodec-fixture", default=DEFAULT_ENCODEC)
+    ap.add_argument("--skip-encodec", action="store_true")
     args = ap.parse_args()
     print(f"fixture: {args.fixture}")
     ok = compare(args.fixture, args.max_abs, args.min_code_match, args.min_snr)
+    if not args.skip_encodec:
+        print(f"fixture: {args.encodec_fixture}")
+        ok = compare_encodec(args.encodec_fixture) and ok
     print("PASS" if ok else "FAILED")
     sys.exit(0 if ok else 1)
 

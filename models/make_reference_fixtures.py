@@ -117,7 +117,7 @@ def make_speech(tmpdir: str, seed: int):
 
 def to_int16_float(x: np.ndarray) -> np.ndarray:
     """The float values a 16-bit WAV of x reads back as (what the engine will see)."""
-    q = np.clip(np.round(x.astype(np.float64) * 32767.0), -32768, 32767)
+    q = np.clip(np.round(x.astype(np.float64) * 32768.0), -32768, 32767)
     return (q / 32768.0).astype(np.float32)
 
 

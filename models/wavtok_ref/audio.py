@@ -54,7 +54,7 @@ def read_wav(path: str) -> Tuple[np.ndarray, int]:
 
 
 def write_wav(path: str, x: np.ndarray, sample_rate: int, sample_format: str = "float32"):
-    """Write mono [T] or [T, C]. sample_format: 'float32' (IEEE, no clipping) or 'int16' (clipped, rounded)."""
+    """Write mono [T] or [T, C]. sample_format: 'float32' (IEEE, no clipping) or 'int16' (x * 32768 rounded, clipped)."""
     x = np.asarray(x)
     if x.ndim == 1:
         x = x[:, None]
@@ -63,7 +63,9 @@ def write_wav(path: str, x: np.ndarray, sample_rate: int, sample_format: str = "
         payload = x.astype("<f4").tobytes()
         tag, bits = 3, 32
     elif sample_format == "int16":
-        q = np.clip(np.round(x.astype(np.float64) * 32767.0), -32768, 32767).astype("<i2")
+        # x * 32768, rounded and clipped: the inverse of read_wav's scaling, so values
+        # already on the 16-bit grid survive a write/read round trip unchanged
+        q = np.clip(np.round(x.astype(np.float64) * 32768.0), -32768, 32767).astype("<i2")
         payload = q.tobytes()
         tag, bits = 1, 16
     else:

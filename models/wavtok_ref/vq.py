@@ -29,9 +29,10 @@ def kmeans(samples: torch.Tensor, k: int, iters: int = 10):
     means = pick_rows(samples, k)
     counts = torch.zeros(k, dtype=torch.long, device=samples.device)
     for _ in range(iters):
-        # negative squared distance, maximised
-        score = -((samples[:, None, :] - means[None, :, :]) ** 2).sum(-1)
-        assign = score.max(dim=-1).indices
+        # nearest mean by squared Euclidean distance (expanded form: no N x k x D tensor)
+        dist = (samples.pow(2).sum(1, keepdim=True) - 2 * samples @ means.t()
+                + means.pow(2).sum(1)[None, :])
+        assign = dist.min(dim=-1).indices
         counts = torch.bincount(assign, minlength=k)
         empty = counts == 0
         sums = torch.zeros(k, d, dtype=samples.dtype, device=samples.device)

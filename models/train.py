@@ -1,0 +1,413 @@
+#!/usr/bin/python3
+"""Train a WavTokenizer-architecture codec (models/wavtok_ref) on the generated data, on CPU.
+
+    /usr/bin/python3 models/train.py --config models/train_config.yaml --run runs/default [--resume]
+
+- random 1 s crops from data/train (see models/data/make_dataset.py), batch 8
+- losses (models/losses.py): multi-resolution log-mel L1 + multi-resolution STFT (spectral
+  convergence + log magnitude) + VQ commitment
+- the codebook is k-means initialised from the encoder latents of the first batches, then updated
+  by EMA (inside wavtok_ref's VQ); dead codes are restarted from the current batch
+- AdamW, linear warmup then cosine decay, gradient clipping
+- runs/<name>/last.ckpt every few minutes (model + optimizer + step + RNG states, atomic write);
+  training resumes from it automatically (--resume insists that it exists, --restart ignores it)
+- runs/<name>/log.tsv: losses every log_every steps; stdout the same with steps/s
+- runs/<name>/export/: model.ckpt + config.yaml in the release layout (wavtok_ref save_checkpoint)
+  every export_minutes, with the mel distance on eval clips in export/eval.json and a couple of
+  reconstructions in export/samples/
+SIGINT/SIGTERM save last.ckpt before exiting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+import wave
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from wavtok_ref import WavTokenizer  # noqa: E402
+from losses import CodecLoss, MelSpectrogram, mel_distance  # noqa: E402
+
+
+# --------------------------------------------------------------------------- data
+def read_wav_int16(path: str) -> np.ndarray:
+    with wave.open(path, "rb") as w:
+        if w.getsampwidth() != 2 or w.getnchannels() != 1:
+            raise ValueError(f"{path}: expected mono 16-bit PCM")
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").copy()
+
+
+def read_filelist(path: str) -> List[str]:
+    base = os.path.dirname(os.path.abspath(path))
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip().split("|")[0]
+            if line:
+                out.append(line if os.path.isabs(line) else os.path.join(base, line))
+    return out
+
+
+class CropSampler:
+    """All training audio in memory (int16); random fixed-length crops, clip chosen in proportion to length."""
+
+    def __init__(self, filelist: str, segment: int, gain_db=(-6.0, 3.0), flip: float = 0.5):
+        self.clips = [read_wav_int16(p) for p in read_filelist(filelist)]
+        if not self.clips:
+            raise RuntimeError(f"no audio in {filelist}")
+        self.segment = segment
+        lens = np.array([max(len(c), segment) for c in self.clips], dtype=np.float64)
+        self.p = lens / lens.sum()
+        self.seconds = float(sum(len(c) for c in self.clips)) / 24000.0
+        self.gain_db = gain_db
+        self.flip = flip
+
+    def batch(self, rng: np.random.Generator, n: int) -> torch.Tensor:
+        out = np.zeros((n, self.segment), dtype=np.float32)
+        idx = rng.choice(len(self.clips), size=n, p=self.p)
+        for b, i in enumerate(idx):
+            c = self.clips[i]
+            if len(c) > self.segment:
+                o = int(rng.integers(0, len(c) - self.segment + 1))
+                seg = c[o:o + self.segment]
+            else:
+                seg = c
+            g = 10 ** (rng.uniform(*self.gain_db) / 20) / 32768.0
+            if rng.random() < self.flip:
+                g = -g
+            out[b, :len(seg)] = seg.astype(np.float32) * g
+        np.clip(out, -1.0, 1.0, out=out)
+        return torch.from_numpy(out)
+
+
+# --------------------------------------------------------------------------- VQ helpers
+def codebook_module(model: WavTokenizer):
+    return model.feature_extractor.quantizer.vq.layers[0]._codebook
+
+
+@torch.no_grad()
+def kmeans_chunked(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> (torch.Tensor, torch.Tensor):
+    n = x.shape[0]
+    idx = torch.randperm(n, generator=gen)[:k] if n >= k else torch.randint(0, n, (k,), generator=gen)
+    means = x[idx].clone()
+    x2 = (x * x).sum(1, keepdim=True)
+    counts = torch.zeros(k, dtype=torch.long)
+    for _ in range(iters):
+        d = x2 - 2 * x @ means.t() + (means * means).sum(1)[None]
+        assign = d.argmin(1)
+        counts = torch.bincount(assign, minlength=k)
+        sums = torch.zeros_like(means).index_add_(0, assign, x)
+        empty = counts == 0
+        new = sums / counts.clamp(min=1)[:, None].to(x.dtype)
+        # re-seed empty clusters from random points
+        if bool(empty.any()):
+            new[empty] = x[torch.randint(0, n, (int(empty.sum()),), generator=gen)]
+        means = new
+    return means, counts
+
+
+@torch.no_grad()
+def kmeans_init(model: WavTokenizer, sampler: CropSampler, rng: np.random.Generator, cfg: Dict, log):
+    cb = codebook_module(model)
+    if bool(cb.inited.item()):
+        return
+    t0 = time.time()
+    was_training = model.training
+    model.eval()
+    lat = []
+    bs = cfg["data"]["batch_size"]
+    for _ in range(int(cfg["vq"]["kmeans_batches"])):
+        audio = sampler.batch(rng, bs)
+        z = model.feature_extractor.encoder(audio.unsqueeze(1))  # (B, D, F)
+        lat.append(z.transpose(1, 2).reshape(-1, z.shape[1]))
+    x = torch.cat(lat)
+    gen = torch.Generator().manual_seed(int(cfg["run"]["seed"]))
+    means, counts = kmeans_chunked(x, cb.codebook_size, int(cfg["vq"]["kmeans_iters"]), gen)
+    per_batch = counts.to(torch.float32) * (x.shape[0] / len(lat)) / x.shape[0]  # expected uses per batch
+    cb.embed.copy_(means)
+    cb.cluster_size.copy_(per_batch)
+    cb.embed_avg.copy_(means * per_batch[:, None])
+    cb.inited.fill_(1.0)
+    model.train(was_training)
+    log(f"k-means init of the codebook from {x.shape[0]} latents ({len(lat)} batches): "
+        f"{int((counts > 0).sum())}/{cb.codebook_size} clusters used, {time.time() - t0:.1f} s")
+
+
+@torch.no_grad()
+def restart_dead_codes(model: WavTokenizer, latents: torch.Tensor, threshold: float,
+                       gen: torch.Generator) -> int:
+    """Codes whose EMA cluster size fell below threshold are moved onto random current latents."""
+    cb = codebook_module(model)
+    dead = cb.cluster_size < threshold
+    n = int(dead.sum())
+    if n == 0:
+        return 0
+    x = latents.detach().transpose(1, 2).reshape(-1, latents.shape[1])
+    pick = x[torch.randint(0, x.shape[0], (n,), generator=gen)]
+    pick = pick + 0.01 * pick.std() * torch.randn(pick.shape, generator=gen)
+    c0 = float(cb.cluster_size.mean()) * 0.5 + 1e-3
+    cb.embed[dead] = pick
+    cb.cluster_size[dead] = c0
+    cb.embed_avg[dead] = pick * c0
+    return n
+
+
+# --------------------------------------------------------------------------- schedule / checkpoint
+def lr_at(step: int, o: Dict) -> float:
+    base = float(o["lr"])
+    w = int(o.get("warmup_steps", 0))
+    if step < w:
+        return base * (step + 1) / w
+    total = max(int(o["max_steps"]) - w, 1)
+    p = min(1.0, (step - w) / total)
+    lo = float(o.get("min_lr_ratio", 0.0))
+    return base * (lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def atomic_save(obj, path: str):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def inference_bytes(model: WavTokenizer) -> int:
+    return sum(v.numel() * v.element_size() for k, v in model.inference_state_dict().items()
+               if not k.startswith("feature_extractor.encodec.decoder."))
+
+
+# --------------------------------------------------------------------------- eval / export
+@torch.no_grad()
+def evaluate(model: WavTokenizer, files: List[str], mel: MelSpectrogram, sample_dir: Optional[str],
+             n_samples: int) -> Dict:
+    was = model.training
+    model.eval()
+    dists, used = [], set()
+    for i, p in enumerate(files):
+        x = torch.from_numpy(read_wav_int16(p).astype(np.float32) / 32768.0)[None]
+        hop = model.hop_length
+        x = x[:, : (x.shape[1] // hop) * hop]
+        feats, codes, _ = model.encode(x)
+        y = model.decode(feats, 0)
+        dists.append(mel_distance(y, x, mel))
+        used.update(codes.flatten().tolist())
+        if sample_dir and i < n_samples:
+            os.makedirs(sample_dir, exist_ok=True)
+            for tag, sig in (("orig", x), ("recon", y)):
+                s = np.clip(np.round(sig[0].numpy() * 32767), -32768, 32767).astype("<i2")
+                with wave.open(os.path.join(sample_dir, f"{i:02d}_{tag}.wav"), "wb") as w:
+                    w.setnchannels(1)
+                    w.setsampwidth(2)
+                    w.setframerate(24000)
+                    w.writeframes(s.tobytes())
+    model.train(was)
+    return {"mel_distance": float(np.mean(dists)) if dists else float("nan"),
+            "per_clip": [round(d, 4) for d in dists], "codes_used": len(used)}
+
+
+def export(model: WavTokenizer, run_dir: str, step: int, eval_files: List[str], mel: MelSpectrogram,
+           n_samples: int, log) -> Dict:
+    d = os.path.join(run_dir, "export")
+    os.makedirs(d, exist_ok=True)
+    ck, cy = os.path.join(d, "model.ckpt"), os.path.join(d, "config.yaml")
+    model.save_checkpoint(ck + ".tmp", cy + ".tmp", global_step=step)
+    os.replace(ck + ".tmp", ck)
+    os.replace(cy + ".tmp", cy)
+    res = evaluate(model, eval_files, mel, os.path.join(d, "samples"), n_samples)
+    res.update(step=step, time=time.strftime("%Y-%m-%d %H:%M:%S"), ckpt_bytes=os.path.getsize(ck))
+    with open(os.path.join(d, "eval.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    with open(os.path.join(run_dir, "eval.tsv"), "a") as f:
+        f.write(f"{step}\t{res['mel_distance']:.4f}\t{res['codes_used']}\n")
+    log(f"export step {step} -> {d}: eval mel distance {res['mel_distance']:.4f} on {len(eval_files)} clips, "
+        f"{res['codes_used']} codes used")
+    return res
+
+
+# --------------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=os.path.join(HERE, "train_config.yaml"))
+    ap.add_argument("--run", default="runs/default")
+    ap.add_argument("--resume", action="store_true", help="require runs/<name>/last.ckpt and resume from it")
+    ap.add_argument("--restart", action="store_true", help="ignore an existing last.ckpt (start from scratch)")
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (total)")
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes (this process)")
+    ap.add_argument("--bench", type=int, default=0, help="time N steps (after k-means) and exit, no files written")
+    ap.add_argument("--bench-vq", action="store_true", help="with --bench: k-means init first and time with the VQ")
+    args = ap.parse_args()
+
+    with open(args.config) as f:
+        cfg = yaml.safe_load(f)
+    r = cfg["run"]
+    torch.set_num_threads(int(r.get("threads", 1)))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    os.makedirs(args.run, exist_ok=True)
+    ckpt_path = os.path.join(args.run, "last.ckpt")
+    log_path = os.path.join(args.run, "log.tsv")
+    text_log = os.path.join(args.run, "train.log")
+
+    def log(msg: str):
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        if not args.bench:
+            with open(text_log, "a") as f:
+                f.write(line + "\n")
+
+    seed = int(r["seed"])
+    torch.manual_seed(seed)
+    random.seed(seed)
+    rng = np.random.default_rng(seed)
+    vq_gen = torch.Generator().manual_seed(seed + 1)
+
+    model = WavTokenizer(**cfg["model"])
+    model.train()
+    n_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("feature_extractor.encodec.decoder."))
+    log(f"model: {n_params / 1e6:.2f} M trained parameters, inference weights {inference_bytes(model) / 1e6:.1f} MB "
+        f"(float32, without the unused SEANet decoder), frame rate {model.cfg.frame_rate:.1f}/s, "
+        f"{math.log2(model.cfg.codebook_size) * model.cfg.frame_rate * model.cfg.n_q:.0f} bit/s")
+    params = [p for n, p in model.named_parameters()
+              if p.requires_grad and not n.startswith("feature_extractor.encodec.decoder.")]
+    o = cfg["optim"]
+    opt = torch.optim.AdamW(params, lr=float(o["lr"]), betas=tuple(o["betas"]), weight_decay=float(o["weight_decay"]))
+    loss_fn = CodecLoss(model.cfg.sample_rate, **cfg["loss"])
+    eval_mel = MelSpectrogram(model.cfg.sample_rate, 1024, 256, 100)
+
+    d = cfg["data"]
+    seg = int(round(float(d["segment_seconds"]) * model.cfg.sample_rate))
+    seg = (seg // model.hop_length) * model.hop_length
+    t0 = time.time()
+    sampler = CropSampler(d["train_filelist"], seg, tuple(d.get("gain_db", (-6.0, 3.0))), float(d.get("flip_polarity", 0.5)))
+    eval_files = read_filelist(d["eval_filelist"])[: int(r.get("eval_clips", 8))] if os.path.exists(d["eval_filelist"]) else []
+    log(f"data: {len(sampler.clips)} clips, {sampler.seconds / 60:.1f} min in {time.time() - t0:.1f} s; "
+        f"{len(eval_files)} eval clips")
+
+    step = 0
+    if args.bench:
+        cfg["vq"]["bypass_steps"] = 0 if args.bench_vq else 10 ** 9
+    if os.path.exists(ckpt_path) and not args.restart and not args.bench:
+        st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        step = int(st["step"])
+        rng.bit_generator.state = st["np_rng"]
+        torch.set_rng_state(st["torch_rng"])
+        vq_gen.set_state(st["vq_rng"])
+        random.setstate(st["py_rng"])
+        log(f"resumed from {ckpt_path} at step {step}")
+    elif args.resume:
+        sys.exit(f"--resume: {ckpt_path} not found")
+    bypass_steps = int(cfg["vq"].get("bypass_steps", 0))
+    if step >= bypass_steps:
+        kmeans_init(model, sampler, rng, cfg, log)  # no-op when the codebook is already initialised
+
+    def save(reason: str):
+        atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                     "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                     "vq_rng": vq_gen.get_state(), "py_rng": random.getstate(), "config": cfg,
+                     "time": time.time()}, ckpt_path)
+        log(f"checkpoint step {step} -> {ckpt_path} ({reason})")
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    if not args.bench and not os.path.exists(log_path):
+        with open(log_path, "w") as f:
+            f.write("step\twall_s\tlr\tloss\tmel\tsc\tlogmag\tcommit\tgrad_norm\tcodes_in_batch\tdead_restarted\tsteps_per_s\n")
+
+    bs = int(d["batch_size"])
+    vq = cfg["vq"]
+    log_every = int(r.get("log_every", 10))
+    t_start = time.time()
+    t_ckpt = t_export = time.time()
+    t_win, steps_win = time.time(), 0
+    acc: Dict[str, float] = {}
+    dead_total = 0
+    max_steps = args.max_steps if args.max_steps is not None else int(o["max_steps"])
+    bench_times = []
+    while step < max_steps and not stop["flag"]:
+        ts = time.time()
+        tc = time.process_time()
+        lr = lr_at(step, o)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if step == bypass_steps and step > 0:
+            kmeans_init(model, sampler, rng, cfg, log)
+        audio = sampler.batch(rng, bs)
+        if step < bypass_steps:  # autoencoder warm-up: continuous latents, no quantizer
+            latents = model.feature_extractor.encoder(audio.unsqueeze(1))
+            features, codes, commit = latents, torch.zeros(1), torch.zeros(1)
+        else:
+            features, codes, commit, latents = model.feature_extractor(audio)
+        audio_hat = model.decode_with_grad(features, 0)
+        loss, parts = loss_fn(audio_hat, audio, commit)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(params, float(o["grad_clip"]))
+        opt.step()
+        step += 1
+        if vq.get("dead_code_every") and step > bypass_steps and step % int(vq["dead_code_every"]) == 0:
+            dead_total += restart_dead_codes(model, latents, float(vq["dead_code_threshold"]), vq_gen)
+        if not math.isfinite(float(loss)):
+            log(f"non-finite loss at step {step}; stopping without saving")
+            sys.exit(1)
+        parts.update(loss=float(loss), grad_norm=float(gn), codes_in_batch=float(codes.unique().numel()))
+        for k, v in parts.items():
+            acc[k] = acc.get(k, 0.0) + v
+        steps_win += 1
+        if args.bench:
+            bench_times.append((time.time() - ts, time.process_time() - tc))
+            if len(bench_times) >= args.bench:
+                tt = np.array(bench_times[2:] if len(bench_times) > 4 else bench_times)
+                print(f"bench: {tt[:, 0].mean():.3f} s/step wall, {tt[:, 1].mean():.3f} s/step CPU over {len(tt)} steps, "
+                      f"batch {bs} x {seg / 24000:.2f} s, {torch.get_num_threads()} thread(s); last loss {float(loss):.3f} {parts}")
+                return
+            continue
+        if step % log_every == 0:
+            now = time.time()
+            sps = steps_win / max(now - t_win, 1e-9)
+            m = {k: v / steps_win for k, v in acc.items()}
+            with open(log_path, "a") as f:
+                f.write(f"{step}\t{now - t_start:.1f}\t{lr:.3e}\t{m['loss']:.4f}\t{m['mel']:.4f}\t{m['sc']:.4f}\t"
+                        f"{m['logmag']:.4f}\t{m['commit']:.4g}\t{m['grad_norm']:.2f}\t{m['codes_in_batch']:.0f}\t"
+                        f"{dead_total}\t{sps:.3f}\n")
+            log(f"step {step} loss {m['loss']:.3f} mel {m['mel']:.3f} sc {m['sc']:.3f} logmag {m['logmag']:.3f} "
+                f"commit {m['commit']:.3g} gnorm {m['grad_norm']:.1f} codes/batch {m['codes_in_batch']:.0f} "
+                f"dead-restarts {dead_total} lr {lr:.2e} {sps:.3f} steps/s")
+            acc, steps_win, t_win = {}, 0, now
+        if time.time() - t_ckpt > 60 * float(r["checkpoint_minutes"]):
+            save("periodic")
+            t_ckpt = time.time()
+        if time.time() - t_export > 60 * float(r["export_minutes"]):
+            export(model, args.run, step, eval_files, eval_mel, int(r.get("eval_samples", 2)), log)
+            t_export = time.time()
+        if args.max_minutes is not None and time.time() - t_start > 60 * args.max_minutes:
+            break
+    if args.bench:
+        return
+    save("signal" if stop["flag"] else "end")
+    if not stop["flag"]:
+        export(model, args.run, step, eval_files, eval_mel, int(r.get("eval_samples", 2)), log)
+
+
+if __name__ == "__main__":
+    main()

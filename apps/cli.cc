@@ -1,4 +1,5 @@
 #include "apps/cli.h"
+#include "apps/commands.h"
 
 #include <chrono>
 #include <cmath>
@@ -24,16 +25,8 @@
 #endif
 
 namespace wavtok {
-namespace {
 
 namespace fs = std::filesystem;
-
-struct Common {
-  std::string model;
-  std::string config;
-  int threads = 1;
-  bool quiet = false;
-};
 
 std::string resolve_model(const Common& c) {
   if (!c.model.empty()) return c.model;
@@ -60,15 +53,15 @@ void check_output(const std::string& out, const std::vector<std::string>& inputs
   if (fs::is_directory(out)) throw Error(out + ": output path is a folder");
 }
 
-struct Progress {
-  bool on;
-  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  void say(const std::string& what) const {
-    if (!on) return;
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(stderr, "[%6.2fs] %s\n", s, what.c_str());
-  }
-};
+void Progress::say(const std::string& what) const {
+  if (!on) return;
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "[%6.2fs] %s\n", s, what.c_str());
+}
+
+namespace {
+
+}  // namespace
 
 int n_q_from(const Model& m, double bandwidth, int n_q) {
   if (n_q > 0 && bandwidth > 0) throw Error("give either --bandwidth or --n-q, not both");
@@ -80,6 +73,8 @@ int n_q_from(const Model& m, double bandwidth, int n_q) {
   }
   return m.max_n_q();
 }
+
+namespace {
 
 RawTensor latent_to_raw(const Tensor& t) {
   RawTensor r;
@@ -184,6 +179,10 @@ int cli_main(int argc, char** argv) {
   info->add_option("model", info_in, "model file or checkpoint (default: the shipped model)");
   info->add_option("--config", c.config, "config.yaml for a checkpoint");
 
+  // Commands that live in their own files (apps/cmd_*.cc).
+  std::vector<Command> extra;
+  register_extra_commands(app, c, extra);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -191,6 +190,8 @@ int cli_main(int argc, char** argv) {
   }
 
   try {
+    for (auto& cmd : extra)
+      if (cmd.sub->parsed()) return cmd.run();
     Progress prog{!c.quiet};
     if (*enc) {
       if (enc_out.empty() && enc_lat.empty() && enc_qlat.empty()) throw Error("encode: give -o tokens and/or --latents FILE");

@@ -8,6 +8,7 @@
 #include <set>
 
 #include <gtest/gtest.h>
+#include <sndfile.h>
 
 #include "codec/token_file.h"
 #include "dsp/audio_io.h"
@@ -132,8 +133,16 @@ TEST_F(CliTest, BadAudio) {
   write_audio(path("empty.wav"), std::vector<float>{}, 24000);
   std::vector<float> nan(24000, 0.1f);
   nan[1234] = std::nanf("");
-  // libsndfile float WAV keeps NaN as written.
-  write_audio(path("nan.wav"), nan, 24000);
+  {  // write_audio refuses NaN, so write the float WAV with libsndfile directly
+    SF_INFO info{};
+    info.samplerate = 24000;
+    info.channels = 1;
+    info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
+    SNDFILE* f = sf_open(path("nan.wav").c_str(), SFM_WRITE, &info);
+    ASSERT_NE(f, nullptr);
+    sf_write_float(f, nan.data(), sf_count_t(nan.size()));
+    sf_close(f);
+  }
   write_bytes(path("text.wav"), "this is not audio at all\n");
   for (const auto& [file, needle] : std::vector<std::pair<std::string, std::string>>{
            {path("empty.wav"), "empty.wav"}, {path("nan.wav"), "NaN"}, {path("text.wav"), "text.wav"},

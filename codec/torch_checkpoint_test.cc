@@ -56,7 +56,9 @@ void write_zip(const std::string& path, const std::vector<std::pair<std::string,
   for (const auto& [name, data] : entries) {
     zip_source_t* s = zip_source_buffer(z, data.data(), data.size(), 0);
     ASSERT_NE(s, nullptr);
-    ASSERT_GE(zip_file_add(z, name.c_str(), s, ZIP_FL_OVERWRITE), 0);
+    const zip_int64_t idx = zip_file_add(z, name.c_str(), s, ZIP_FL_OVERWRITE);
+    ASSERT_GE(idx, 0);
+    ASSERT_EQ(zip_set_file_compression(z, zip_uint64_t(idx), ZIP_CM_STORE, 0), 0);  // as torch.save does
   }
   ASSERT_EQ(zip_close(z), 0);
 }

@@ -121,7 +121,7 @@ def kmeans_chunked(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) ->
 def kmeans_init(model: WavTokenizer, sampler: CropSampler, rng: np.random.Generator, cfg: Dict, log):
     cb = codebook_module(model)
     if bool(cb.inited.item()):
-        return
+        return False
     t0 = time.time()
     was_training = model.training
     model.eval()
@@ -142,21 +142,22 @@ def kmeans_init(model: WavTokenizer, sampler: CropSampler, rng: np.random.Genera
     model.train(was_training)
     log(f"k-means init of the codebook from {x.shape[0]} latents ({len(lat)} batches): "
         f"{int((counts > 0).sum())}/{cb.codebook_size} clusters used, {time.time() - t0:.1f} s")
+    return True
 
 
 @torch.no_grad()
-def restart_dead_codes(model: WavTokenizer, latents: torch.Tensor, threshold: float,
+def restart_dead_codes(model: WavTokenizer, latents: torch.Tensor, dead: torch.Tensor,
                        gen: torch.Generator) -> int:
-    """Codes whose EMA cluster size fell below threshold are moved onto random current latents."""
+    """Move the codes flagged in `dead` onto random latents of the current batch (plus a little noise),
+    with an EMA state (cluster_size, embed_avg) that keeps them there until they are used."""
     cb = codebook_module(model)
-    dead = cb.cluster_size < threshold
     n = int(dead.sum())
     if n == 0:
         return 0
     x = latents.detach().transpose(1, 2).reshape(-1, latents.shape[1])
     pick = x[torch.randint(0, x.shape[0], (n,), generator=gen)]
-    pick = pick + 0.01 * pick.std() * torch.randn(pick.shape, generator=gen)
-    c0 = float(cb.cluster_size.mean()) * 0.5 + 1e-3
+    pick = pick + 0.05 * x.std(0, keepdim=True) * torch.randn(pick.shape, generator=gen)
+    c0 = float(x.shape[0]) / cb.codebook_size  # the mean per-batch count of a uniformly used code
     cb.embed[dead] = pick
     cb.cluster_size[dead] = c0
     cb.embed_avg[dead] = pick * c0
@@ -309,17 +310,19 @@ def main():
         torch.set_rng_state(st["torch_rng"])
         vq_gen.set_state(st["vq_rng"])
         random.setstate(st["py_rng"])
+        last_used = st.get("last_used")
         log(f"resumed from {ckpt_path} at step {step}")
     elif args.resume:
         sys.exit(f"--resume: {ckpt_path} not found")
     bypass_steps = int(cfg["vq"].get("bypass_steps", 0))
-    if step >= bypass_steps:
-        kmeans_init(model, sampler, rng, cfg, log)  # no-op when the codebook is already initialised
+    if step >= bypass_steps and kmeans_init(model, sampler, rng, cfg, log):  # no-op if already initialised
+        last_used = torch.full((model.cfg.codebook_size,), step, dtype=torch.long)
 
     def save(reason: str):
         atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                      "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                      "vq_rng": vq_gen.get_state(), "py_rng": random.getstate(), "config": cfg,
+                     "last_used": last_used,
                      "time": time.time()}, ckpt_path)
         log(f"checkpoint step {step} -> {ckpt_path} ({reason})")
 
@@ -350,8 +353,8 @@ def main():
         lr = lr_at(step, o)
         for g in opt.param_groups:
             g["lr"] = lr
-        if step == bypass_steps and step > 0:
-            kmeans_init(model, sampler, rng, cfg, log)
+        if step == bypass_steps and step > 0 and kmeans_init(model, sampler, rng, cfg, log):
+            last_used = torch.full((model.cfg.codebook_size,), step, dtype=torch.long)
         audio = sampler.batch(rng, bs)
         if step < bypass_steps:  # autoencoder warm-up: continuous latents, no quantizer
             latents = model.feature_extractor.encoder(audio.unsqueeze(1))
@@ -365,8 +368,15 @@ def main():
         gn = torch.nn.utils.clip_grad_norm_(params, float(o["grad_clip"]))
         opt.step()
         step += 1
-        if vq.get("dead_code_every") and step > bypass_steps and step % int(vq["dead_code_every"]) == 0:
-            dead_total += restart_dead_codes(model, latents, float(vq["dead_code_threshold"]), vq_gen)
+        if step > bypass_steps:
+            if last_used is None:  # (also after resuming an older checkpoint): every code counts as unused
+                last_used = torch.full((model.cfg.codebook_size,), step - 10 ** 6, dtype=torch.long)
+            last_used[codes.flatten().unique()] = step
+            if vq.get("dead_code_every") and step % int(vq["dead_code_every"]) == 0:
+                dead = (step - last_used) > int(vq["dead_code_after"])
+                n_dead = restart_dead_codes(model, latents, dead, vq_gen)
+                last_used[dead] = step
+                dead_total += n_dead
         if not math.isfinite(float(loss)):
             log(f"non-finite loss at step {step}; stopping without saving")
             sys.exit(1)

@@ -48,6 +48,7 @@ float max_of(std::span<const float> x) { return *std::max_element(x.begin(), x.e
 uint8_t LogQParams::code(float x) const {
   const int L = 1 << bits;
   const double u = double(x) + shift;
+  if (std::isnan(u)) return kind == LogKind::kTan ? 0 : uint8_t(L - 1);  // NaN -> the zero (or smallest) level
   if (kind == LogKind::kTan) {
     const double v = std::clamp(u / scale, 0.0, 1.0);  // keep tan on its monotone branch
     const double q = std::nearbyint((std::tan(tan_a * (v - tan_m)) - tan_t0) / tan_d);

@@ -81,7 +81,9 @@ TEST(AdaLog, LevelsMatchAdaptiveBaseWithinMantissaRounding) {
     for (int q = 0; q < 31; ++q) {
       const double v = std::pow(2.0, -double(q) * k / 32);
       EXPECT_NEAR(p.levels[q], v, std::ldexp(v, -8)) << k << " " << q;
-      if (k == 32) EXPECT_EQ(p.levels[q], float(v));  // integer exponents are exact shifts
+      if (k == 32) {
+        EXPECT_EQ(p.levels[q], float(v));  // integer exponents are exact shifts
+      }
     }
     EXPECT_EQ(p.levels[31], 0.0f);
   }

@@ -16,6 +16,7 @@ void check_bits(int bits) {
 
 // One quantize step in float64; round-half-even matches oneDNN's reorder rounding.
 inline int32_t code_of(double x, double s, int32_t z, int32_t qmin, int32_t qmax) {
+  if (std::isnan(x)) return std::clamp(z, qmin, qmax);  // NaN -> the code of 0, never UB in the cast
   const double q = std::nearbyint(x / s) + z;
   return static_cast<int32_t>(std::clamp(q, double(qmin), double(qmax)));
 }

@@ -256,6 +256,10 @@ TEST(UniformErrors, BadInputsThrow) {
   std::vector<float> y(12);
   fake_quant(x, y, p);
   EXPECT_EQ(y, x);
+  // NaN at inference maps to the code of 0 instead of an undefined float->int cast.
+  fake_quant(nan, y, p);
+  EXPECT_EQ(y[2], 0.0f);
+  EXPECT_EQ(y[3], 1.0f);
 }
 
 }  // namespace

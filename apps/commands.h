@@ -1,0 +1,45 @@
+// Pieces shared by the CLI's subcommands. Each group of subcommands lives in its own apps/cmd_*.cc and
+// registers itself in register_extra_commands() (apps/commands.cc).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "codec/model.h"
+
+namespace wavtok {
+
+// Options every model-using command shares.
+struct Common {
+  std::string model;
+  std::string config;
+  int threads = 1;
+  bool quiet = false;
+};
+
+struct Command {
+  CLI::App* sub = nullptr;
+  std::function<int()> run;  // called when `sub` was parsed; exceptions are reported by cli_main
+};
+
+struct Progress {
+  bool on = true;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  void say(const std::string& what) const;
+};
+
+std::string resolve_model(const Common& c);
+std::shared_ptr<const Model> load_model(const Common& c);  // also applies c.threads
+// Refuses an output that is one of the inputs, a folder, or inside a missing folder.
+void check_output(const std::string& out, const std::vector<std::string>& inputs);
+// --bandwidth / --n-q to a number of codebooks (all when neither is given).
+int n_q_from(const Model& m, double bandwidth, int n_q);
+
+void register_extra_commands(CLI::App& app, Common& common, std::vector<Command>& out);
+
+}  // namespace wavtok

@@ -118,6 +118,42 @@ def kmeans_chunked(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) ->
 
 
 @torch.no_grad()
+def standardize_latents(model: WavTokenizer, sampler: CropSampler, rng: np.random.Generator, cfg: Dict,
+                        opt: torch.optim.Optimizer, log):
+    """Give every latent channel zero mean and std `target_std` over frames, without changing the
+    decoded audio: the encoder's last conv (weight_g, bias) absorbs scale s_c and offset mu_c,
+    the backbone's first conv the inverse (weights / s_c, bias + W * mu). Run once, before the k-means
+    init: an autoencoder warmed up without the quantizer has nearly constant latents (spread ~1e-3
+    around an offset ~0.1) that drift faster than their spread, so a codebook fitted to them
+    collapses to a few codes within a few steps."""
+    target = float(cfg["vq"].get("latent_std", 0.0))
+    if target <= 0:
+        return
+    enc_conv = model.feature_extractor.encodec.encoder.model[-1].conv.conv
+    emb = model.backbone.embed
+    lat = []
+    was = model.training
+    model.eval()
+    for _ in range(int(cfg["vq"]["kmeans_batches"])):
+        z = model.feature_extractor.encoder(sampler.batch(rng, cfg["data"]["batch_size"]).unsqueeze(1))
+        lat.append(z.transpose(1, 2).reshape(-1, z.shape[1]))
+    x = torch.cat(lat)
+    mu, sd = x.mean(0), x.std(0).clamp(min=1e-8)
+    scale = target / sd  # per channel
+    enc_conv.weight_g.mul_(scale.view(-1, *([1] * (enc_conv.weight_g.dim() - 1))))
+    enc_conv.bias.copy_(scale * (enc_conv.bias - mu))
+    w = emb.weight  # (dim, D, k)
+    emb.bias.add_((w * mu.view(1, -1, 1)).sum(dim=(1, 2)))
+    w.div_(scale.view(1, -1, 1))
+    for p in (enc_conv.weight_g, enc_conv.bias, emb.weight, emb.bias):
+        opt.state.pop(p, None)  # fresh Adam moments for the rescaled parameters
+    model.train(was)
+    z = model.feature_extractor.encoder(sampler.batch(rng, cfg["data"]["batch_size"]).unsqueeze(1))
+    log(f"latents standardised: channel std {sd.mean():.2e} (mean over channels), offset |mu| {mu.abs().mean():.2e}"
+        f" -> std {z.std(dim=(0, 2)).mean():.3f}, mean |mu| {z.mean(dim=(0, 2)).abs().mean():.3f}")
+
+
+@torch.no_grad()
 def kmeans_init(model: WavTokenizer, sampler: CropSampler, rng: np.random.Generator, cfg: Dict, log):
     cb = codebook_module(model)
     if bool(cb.inited.item()):
@@ -353,6 +389,8 @@ def main():
         lr = lr_at(step, o)
         for g in opt.param_groups:
             g["lr"] = lr
+        if step == bypass_steps and step > 0 and not bool(codebook_module(model).inited.item()):
+            standardize_latents(model, sampler, rng, cfg, opt, log)
         if step == bypass_steps and step > 0 and kmeans_init(model, sampler, rng, cfg, log):
             last_used = torch.full((model.cfg.codebook_size,), step, dtype=torch.long)
         audio = sampler.batch(rng, bs)

@@ -116,7 +116,8 @@ void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) con
 
 // ---------------------------------------------------------------- ConvTranspose1d
 
-ConvTranspose1d::ConvTranspose1d(const Tensor& weight, const Tensor& bias, int stride) : b_(bias), stride_(stride) {
+ConvTranspose1d::ConvTranspose1d(const Tensor& weight, const Tensor& bias, int stride, bool channels_last)
+    : b_(bias), stride_(stride), channels_last_(channels_last) {
   if (weight.ndim() != 3) throw Error("ConvTranspose1d: weight must be [Cin, Cout, K]");
   cin_ = static_cast<int>(weight.dim(0));
   cout_ = static_cast<int>(weight.dim(1));
@@ -131,8 +132,9 @@ ConvTranspose1d::ConvTranspose1d(const Tensor& weight, const Tensor& bias, int s
 
 ConvTranspose1d::Entry ConvTranspose1d::make(int64_t tin) const {
   const int64_t tout = out_len(tin);
-  memory::desc src_md({1, cin_, tin}, ddt::f32, dtag::ncw);
-  memory::desc dst_md({1, cout_, tout}, ddt::f32, dtag::ncw);
+  const dtag act_tag = channels_last_ ? dtag::nwc : dtag::ncw;
+  memory::desc src_md({1, cin_, tin}, ddt::f32, act_tag);
+  memory::desc dst_md({1, cout_, tout}, ddt::f32, act_tag);
   memory::desc bias_md({cout_}, ddt::f32, dtag::a);
   memory::desc w_user({cout_, cin_, kernel_}, ddt::f32, dtag::oiw);
   memory::desc w_any({cout_, cin_, kernel_}, ddt::f32, dtag::any);

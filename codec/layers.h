@@ -50,9 +50,9 @@ class Conv1d {
 class ConvTranspose1d {
  public:
   ConvTranspose1d() = default;
-  ConvTranspose1d(const Tensor& weight, const Tensor& bias, int stride);
+  ConvTranspose1d(const Tensor& weight, const Tensor& bias, int stride, bool channels_last = false);
   int64_t out_len(int64_t tin) const { return (tin - 1) * stride_ + kernel_; }
-  void forward(const float* x, int64_t tin, float* y) const;  // [Cin, T] -> [Cout, Tout]
+  void forward(const float* x, int64_t tin, float* y) const;  // [Cin, T] -> [Cout, Tout] (or [T, C] layouts)
   int in_channels() const { return cin_; }
   int out_channels() const { return cout_; }
   int kernel() const { return kernel_; }
@@ -67,6 +67,7 @@ class ConvTranspose1d {
   Entry make(int64_t tin) const;
   Tensor w_, b_;  // w_ in oneDNN order [Cout, Cin, K]
   int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1;
+  bool channels_last_ = false;
   ShapeCache<Entry> cache_;
 };
 

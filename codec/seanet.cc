@@ -8,27 +8,25 @@ namespace wavtok {
 
 void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool reflect, Tensor& out) {
   const int64_t To = T + left + right;
-  out.resize({C, To});
+  out.resize({To, C});
   // Reflect padding needs more samples than the pad; EnCodec zero-extends short inputs first.
   const int64_t max_pad = std::max(left, right);
   const int64_t extra = (reflect && T <= max_pad) ? max_pad - T + 1 : 0;
   const int64_t Te = T + extra;  // length of the (virtually) zero-extended signal
-  for (int c = 0; c < C; ++c) {
-    const float* src = x + c * T;
-    float* dst = out.data() + c * To;
-    auto at = [&](int64_t i) { return i < T ? src[i] : 0.0f; };  // zero-extended read
-    for (int64_t i = 0; i < left; ++i) dst[i] = reflect ? at(left - i) : 0.0f;
-    std::copy(src, src + T, dst + left);
-    for (int64_t i = 0; i < right; ++i) {
-      // position in the extended signal: T + i; reflect around Te - 1
-      int64_t p = T + i;
-      if (reflect) {
-        int64_t r = p < Te ? p : 2 * (Te - 1) - p;
-        dst[left + T + i] = at(r);
-      } else {
-        dst[left + T + i] = 0.0f;
-      }
-    }
+  float* dst = out.data();
+  auto put_row = [&](int64_t to, int64_t from) {  // from: index into the extended signal
+    if (from < T) std::copy(x + from * C, x + (from + 1) * C, dst + to * C);
+    else std::fill(dst + to * C, dst + (to + 1) * C, 0.0f);
+  };
+  for (int64_t i = 0; i < left; ++i) {
+    if (reflect) put_row(i, left - i);
+    else std::fill(dst + i * C, dst + (i + 1) * C, 0.0f);
+  }
+  std::copy(x, x + T * C, dst + left * C);
+  for (int64_t i = 0; i < right; ++i) {
+    const int64_t p = T + i;  // position in the extended signal; reflect around Te - 1
+    if (reflect) put_row(left + T + i, p < Te ? p : 2 * (Te - 1) - p);
+    else std::fill(dst + (left + T + i) * C, dst + (left + T + i + 1) * C, 0.0f);
   }
 }
 
@@ -36,7 +34,7 @@ void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool r
 
 SConv1d::SConv1d(const WeightMap& w, const std::string& name, int cin, int cout, int kernel, int stride, int dilation,
                  bool causal, bool reflect, Act post)
-    : conv_(w.get(name + ".weight", {cout, cin, kernel}), w.get(name + ".bias", {cout}), stride, dilation, 1, false, post),
+    : conv_(w.get(name + ".weight", {cout, cin, kernel}), w.get(name + ".bias", {cout}), stride, dilation, 1, true, post),
       causal_(causal), reflect_(reflect) {}
 
 int64_t SConv1d::extra_padding(int64_t tin) const {
@@ -55,7 +53,7 @@ int64_t SConv1d::out_len(int64_t tin) const {
 }
 
 void SConv1d::forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumulate) const {
-  const int64_t T = x.dim(1);
+  const int64_t T = x.dim(0);
   const int64_t total = padding_total(), extra = extra_padding(T);
   int64_t left, right;
   if (causal_) {
@@ -74,8 +72,8 @@ void SConv1d::forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumula
     Tp = T + left + right;
   }
   const int64_t To = conv_.out_len(Tp);
-  if (!accumulate) y.resize({conv_.out_channels(), To});
-  else if (y.dim(0) != conv_.out_channels() || y.dim(1) != To) throw Error("SConv1d: accumulate shape mismatch");
+  if (!accumulate) y.resize({To, conv_.out_channels()});
+  else if (y.dim(1) != conv_.out_channels() || y.dim(0) != To) throw Error("SConv1d: accumulate shape mismatch");
   conv_.forward(src, Tp, y.data(), accumulate);
 }
 
@@ -83,12 +81,12 @@ void SConv1d::forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumula
 
 SConvTranspose1d::SConvTranspose1d(const WeightMap& w, const std::string& name, int cin, int cout, int kernel, int stride,
                                    bool causal)
-    : conv_(w.get(name + ".weight", {cin, cout, kernel}), w.get(name + ".bias", {cout}), stride), causal_(causal) {}
+    : conv_(w.get(name + ".weight", {cin, cout, kernel}), w.get(name + ".bias", {cout}), stride, true), causal_(causal) {}
 
 void SConvTranspose1d::forward(const Tensor& x, Tensor& y, Tensor& scratch) const {
-  const int64_t T = x.dim(1);
+  const int64_t T = x.dim(0);
   const int64_t Tfull = conv_.out_len(T);
-  scratch.resize({conv_.out_channels(), Tfull});
+  scratch.resize({Tfull, conv_.out_channels()});
   conv_.forward(x.data(), T, scratch.data());
   const int64_t total = conv_.kernel() - conv_.stride();
   int64_t left, right;
@@ -100,9 +98,9 @@ void SConvTranspose1d::forward(const Tensor& x, Tensor& y, Tensor& scratch) cons
     left = total - right;
   }
   const int64_t To = Tfull - left - right;
-  y.resize({conv_.out_channels(), To});
-  for (int c = 0; c < conv_.out_channels(); ++c)
-    std::copy(scratch.data() + c * Tfull + left, scratch.data() + c * Tfull + left + To, y.data() + c * To);
+  const int64_t C = conv_.out_channels();
+  y.resize({To, C});
+  std::copy(scratch.data() + left * C, scratch.data() + (left + To) * C, y.data());
 }
 
 // ---------------------------------------------------------------- blocks
@@ -143,15 +141,12 @@ SLstm::SLstm(const WeightMap& w, const std::string& name, int dim, int layers) {
 }
 
 void SLstm::forward(const Tensor& x, Tensor& y, Tensor& t1, Tensor& t2) const {
-  const int64_t C = x.dim(0), T = x.dim(1);
-  t1.resize({T, C});
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t t = 0; t < T; ++t) t1[t * C + c] = x[c * T + t];
-  t2.resize({T, C});
-  lstm_.forward(t1.data(), T, t2.data());
-  y.resize({C, T});
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t t = 0; t < T; ++t) y[c * T + t] = t2[t * C + c] + x[c * T + t];
+  (void)t1;
+  (void)t2;
+  const int64_t T = x.dim(0), C = x.dim(1);
+  y.resize({T, C});
+  lstm_.forward(x.data(), T, y.data());
+  for (int64_t i = 0; i < T * C; ++i) y[i] += x[i];  // skip connection
 }
 
 // ---------------------------------------------------------------- encoder
@@ -189,7 +184,7 @@ int64_t SeanetEncoder::frames(int64_t T) const {
 }
 
 Tensor SeanetEncoder::forward(const float* audio, int64_t T) const {
-  Tensor x({1, T});
+  Tensor x({T, 1});
   std::copy(audio, audio + T, x.data());
   Tensor y, t1, t2, t3;
   first_.forward(x, y, t3);
@@ -209,7 +204,12 @@ Tensor SeanetEncoder::forward(const float* audio, int64_t T) const {
   }
   apply_act(Act::Elu, x.data(), x.numel());
   last_.forward(x, y, t3);
-  return y;
+  // Channels-last inside; latents leave channels-first [dimension, frames].
+  const int64_t F = y.dim(0), D = y.dim(1);
+  Tensor out({D, F});
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t d = 0; d < D; ++d) out[d * F + f] = y[f * D + d];
+  return out;
 }
 
 // ---------------------------------------------------------------- decoder
@@ -240,8 +240,10 @@ SeanetDecoder::SeanetDecoder(const WeightMap& w, const std::string& prefix, cons
 }
 
 Tensor SeanetDecoder::forward(const float* latents, int64_t F) const {
-  Tensor x({cfg_.dimension, F});
-  std::copy(latents, latents + cfg_.dimension * F, x.data());
+  const int64_t D = cfg_.dimension;
+  Tensor x({F, D});
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t d = 0; d < D; ++d) x[f * D + d] = latents[d * F + f];
   Tensor y, t1, t2, t3;
   first_.forward(x, y, t3);
   std::swap(x, y);

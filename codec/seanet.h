@@ -1,5 +1,6 @@
 // SEANet encoder and decoder (EnCodec's convolutional stacks, used by WavTokenizer's encoder too).
-// Activations are channels-first [C, T].
+// Activations are channels-last [T, C] (oneDNN's fast convolution kernels want nwc); latents enter and
+// leave channels-first [dimension, frames].
 #pragma once
 
 #include <memory>
@@ -12,7 +13,7 @@
 
 namespace wavtok {
 
-// Pads [C, T] along T as EnCodec's pad1d: reflect (with the small-input zero extension) or zeros.
+// Pads [T, C] along T as EnCodec's pad1d: reflect (with the small-input zero extension) or zeros.
 void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool reflect, Tensor& out);
 
 // Conv1d with EnCodec's SConv1d padding: total k_eff - stride, split (non-causal) or all left (causal),
@@ -57,7 +58,7 @@ class SeanetResBlock {
   bool true_skip_ = false;
 };
 
-// LSTM with skip connection, on [C, T].
+// LSTM with skip connection, on [T, C].
 class SLstm {
  public:
   SLstm() = default;

@@ -52,7 +52,10 @@ class Tensor {
       throw std::invalid_argument("Tensor: value count does not match shape");
     std::copy(values.begin(), values.end(), data_.get());
   }
-  Tensor(const Tensor& o) : Tensor(o.shape_) { std::copy(o.data(), o.data() + numel(), data()); }
+  Tensor(const Tensor& o) : shape_(o.shape_), capacity_(static_cast<size_t>(o.numel())) {
+    data_ = aligned_floats(capacity_);  // no zero fill: overwritten right away
+    if (o.data_) std::copy(o.data(), o.data() + numel(), data());
+  }
   Tensor& operator=(const Tensor& o) {
     if (this != &o) {
       Tensor t(o);

@@ -1,7 +1,9 @@
 #include "codec/layers.h"
 
 #include <cmath>
+#include <map>
 #include <stdexcept>
+#include <utility>
 
 #include "codec/error.h"
 
@@ -105,6 +107,18 @@ Conv1d::Entry Conv1d::make(int64_t tin, bool accumulate) const {
 }
 
 void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) const {
+  // Long channels-last inputs run in tiles of kTile output frames: primitive creation time grows with the
+  // length (seconds at 240k samples), tiles stay in cache, and only two shapes (tile, tail) get primitives.
+  constexpr int64_t kTile = 4096;
+  const int64_t tout = out_len(tin);
+  if (channels_last_ && tout > kTile) {
+    const int64_t span = int64_t(dilation_) * (kernel_ - 1) + 1;
+    for (int64_t a = 0; a < tout; a += kTile) {
+      const int64_t n = std::min(kTile, tout - a);
+      forward(x + a * stride_ * cin_, (n - 1) * stride_ + span, y + a * cout_, accumulate);
+    }
+    return;
+  }
   auto e = cache_.get(tin * 2 + (accumulate ? 1 : 0), [&] { return make(tin, accumulate); });
   auto& s = cpu_stream();
   e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
@@ -346,6 +360,11 @@ void AttentionCore::forward(const float* q, const float* k, const float* v, int6
   e->softmax.execute(s, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, sm}});
   e->pv.execute(s, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wrap(e->v_md, v)}, {DNNL_ARG_DST, wrap(e->o_md, out)}});
   s.wait();
+}
+
+Tensor& scratch_tensor(const void* owner, int slot) {
+  thread_local std::map<std::pair<const void*, int>, Tensor> pool;
+  return pool[{owner, slot}];
 }
 
 std::string shape_str(const std::vector<int64_t>& shape) {

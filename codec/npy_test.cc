@@ -158,7 +158,8 @@ TEST_F(NpySamplesTest, WrittenFilesLoadInNumpy) {
   empty.shape = {0, 3};
   write_npy(out + "/empty_f4.npy", empty);
 
-  const std::string cmd = "/usr/bin/python3 " + std::string(WAVTOK_SOURCE_DIR) + "/tests/make_torch_samples.py --check-npy " + out;
+  const std::string cmd =
+      "/usr/bin/python3 " + std::string(WAVTOK_SOURCE_DIR) + "/tests/make_torch_samples.py --check-npy " + out;
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 
   // And back: every file round-trips bit for bit.

@@ -184,9 +184,11 @@ int64_t SeanetEncoder::frames(int64_t T) const {
 }
 
 Tensor SeanetEncoder::forward(const float* audio, int64_t T) const {
-  Tensor x({T, 1});
+  Tensor& x = scratch_tensor(this, 0);
+  x.resize({T, 1});
   std::copy(audio, audio + T, x.data());
-  Tensor y, t1, t2, t3;
+  Tensor &y = scratch_tensor(this, 1), &t1 = scratch_tensor(this, 2), &t2 = scratch_tensor(this, 3),
+         &t3 = scratch_tensor(this, 4);
   first_.forward(x, y, t3);
   std::swap(x, y);
   for (const auto& st : stages_) {
@@ -241,10 +243,12 @@ SeanetDecoder::SeanetDecoder(const WeightMap& w, const std::string& prefix, cons
 
 Tensor SeanetDecoder::forward(const float* latents, int64_t F) const {
   const int64_t D = cfg_.dimension;
-  Tensor x({F, D});
+  Tensor& x = scratch_tensor(this, 0);
+  x.resize({F, D});
   for (int64_t f = 0; f < F; ++f)
     for (int64_t d = 0; d < D; ++d) x[f * D + d] = latents[d * F + f];
-  Tensor y, t1, t2, t3;
+  Tensor &y = scratch_tensor(this, 1), &t1 = scratch_tensor(this, 2), &t2 = scratch_tensor(this, 3),
+         &t3 = scratch_tensor(this, 4);
   first_.forward(x, y, t3);
   std::swap(x, y);
   if (has_lstm_) {

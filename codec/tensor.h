@@ -56,10 +56,10 @@ class Tensor {
     data_ = aligned_floats(capacity_);  // no zero fill: overwritten right away
     if (o.data_) std::copy(o.data(), o.data() + numel(), data());
   }
-  Tensor& operator=(const Tensor& o) {
+  Tensor& operator=(const Tensor& o) {  // reuses this tensor's buffer when it is large enough
     if (this != &o) {
-      Tensor t(o);
-      *this = std::move(t);
+      resize(o.shape_);
+      if (o.data_) std::copy(o.data(), o.data() + numel(), data());
     }
     return *this;
   }
@@ -96,5 +96,9 @@ class Tensor {
 };
 
 std::string shape_str(const std::vector<int64_t>& shape);
+
+// Scratch tensors owned by the calling thread and reused across calls (keyed by the module using them), so
+// steady-state inference neither allocates nor page-faults fresh memory. Sized by the largest call so far.
+Tensor& scratch_tensor(const void* owner, int slot);
 
 }  // namespace wavtok

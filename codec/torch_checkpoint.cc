@@ -76,12 +76,18 @@ class Zip {
   std::vector<uint8_t> read(const std::string& name, uint64_t expected) const {
     std::unique_ptr<zip_file_t, ZipFileCloser> f(zip_fopen(zip_.get(), name.c_str(), 0));
     if (!f) throw Error(path_ + ": cannot open entry '" + name + "': " + zip_strerror(zip_.get()));
-    std::vector<uint8_t> buf(static_cast<size_t>(expected));
+    // Read through a small cache-resident chunk and append within reserved capacity: a vector sized up front
+    // would be zero-filled first, an extra pass over memory that costs as much as the copy itself.
+    std::vector<uint8_t> buf;
+    buf.reserve(static_cast<size_t>(expected));
+    constexpr size_t kChunk = 1 << 20;
+    std::unique_ptr<uint8_t[]> chunk(new uint8_t[kChunk]);
     uint64_t got = 0;
     while (got < expected) {
-      const zip_int64_t r = zip_fread(f.get(), buf.data() + got, expected - got);
+      const zip_int64_t r = zip_fread(f.get(), chunk.get(), std::min<uint64_t>(kChunk, expected - got));
       if (r < 0) throw Error(path_ + ": cannot read entry '" + name + "': " + zip_file_strerror(f.get()));
       if (r == 0) break;
+      buf.insert(buf.end(), chunk.get(), chunk.get() + r);
       got += uint64_t(r);
     }
     if (got != expected)
@@ -326,10 +332,9 @@ TorchCheckpoint load_torch_checkpoint(const std::string& path, const CheckpointL
     for (size_t u : users) {
       const auto& [name, ti] = w.tensors[u];
       const TensorRef& t = g.tensors[ti];
-      const auto& st = g.storages[t.storage];
-      const size_t es = dtype_size(st.dtype);
+      const size_t es = dtype_size(t.dtype);
       RawTensor rt;
-      rt.dtype = st.dtype;
+      rt.dtype = t.dtype;
       rt.shape = t.size;
       // A single contiguous tensor covering its whole storage (the usual case) takes the buffer as is.
       if (users.size() == 1 && t.offset == 0 && is_contiguous(t) && uint64_t(t.numel) * es == data.size()) {

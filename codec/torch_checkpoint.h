@@ -1,5 +1,8 @@
-// Reader for PyTorch checkpoints as `torch.save` writes them (zip container + pickle protocol 2).
+// Reader for PyTorch checkpoints as `torch.save` writes them (zip container + pickle protocols 2-5).
 // Handles Lightning training checkpoints and plain state_dict files (EnCodec releases) alike.
+// Walked: dicts (incl. OrderedDict), lists, tuples and the items of dict/list subclasses. Instances of other classes
+// (argparse.Namespace, pathlib paths, numpy scalars, custom classes) are skipped, with any tensors they hold.
+// Non-contiguous tensors are materialised row-major; each storage entry is read once however many tensors share it.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +27,8 @@ struct TorchCheckpoint {
   // Every tensor reachable from the pickle root, keyed by the dotted path of dict keys / list indices,
   // e.g. "state_dict.backbone.embed.weight" or "optimizer_states.0.state.3.exp_avg".
   std::map<std::string, RawTensor> tensors;
-  // Scalars (int, float, bool, str, None) reachable from the root, same dotted keys, printed as text.
+  // Scalars (int, float, bool, str, None) reachable from the root, same dotted keys, printed as Python's str()
+  // prints them: "12000", "0.0002", "True", "None"; ints of any width in decimal.
   std::map<std::string, std::string> scalars;
 
   // The model's state dict: tensors under "state_dict." when present (Lightning), otherwise the

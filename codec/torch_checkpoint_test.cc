@@ -197,6 +197,18 @@ void compare_checkpoint(const std::string& path, const Expected& want) {
   const auto sd = ck.state_dict();
   for (const auto& [n, t] : sd) sd_names.insert(n);
   EXPECT_EQ(sd_names, want.state_dict);
+
+  // take_state_dict hands over the same tensors and removes them from the checkpoint.
+  const size_t before = ck.tensors.size();
+  const auto taken = ck.take_state_dict();
+  ASSERT_EQ(taken.size(), sd.size());
+  for (const auto& [n, t] : sd) {
+    ASSERT_TRUE(taken.count(n)) << n;
+    EXPECT_EQ(taken.at(n).dtype, t.dtype);
+    EXPECT_EQ(taken.at(n).shape, t.shape);
+    EXPECT_TRUE(taken.at(n).bytes == t.bytes) << n;
+  }
+  EXPECT_EQ(ck.tensors.size(), before - sd.size());
 }
 
 class TorchSamplesTest : public ::testing::Test {
@@ -398,6 +410,31 @@ TEST(TorchCheckpointErrors, CraftedStridedTensorHasClosedFormValues) {
   EXPECT_EQ(ck.state_dict().size(), 1u);
 }
 
+// torch >= 2.1 writes tensors of some dtypes as _rebuild_tensor_v3 over an UntypedStorage (numel in bytes).
+std::string pickle_v3(int32_t nbytes, int32_t offset, int32_t size, const std::string& dtype) {
+  Pickle p;
+  p.op("}").str("h").global("torch._utils", "_rebuild_tensor_v3").op("((").str("storage");
+  p.global("torch", "UntypedStorage").str("0").str("cpu").i32(nbytes).op("tQ");
+  p.i32(offset).ints({size}).ints({1}).op("\x89").global("collections", "OrderedDict").op(")R");
+  p.global("torch", dtype).op("tRs.");
+  return p.b;
+}
+
+TEST(TorchCheckpointErrors, RebuildTensorV3ViewsUntypedStorage) {
+  const std::string dir = scratch_dir("torch_v3");
+  const std::string halves("\x00\x3c\x00\xc0\x00\x38", 6);  // float16 1.0, -2.0, 0.5
+  write_zip(dir + "/v3.pt", {{"archive/data.pkl", pickle_v3(6, 1, 2, "float16")}, {"archive/data/0", halves}});
+  const TorchCheckpoint ck = load_torch_checkpoint(dir + "/v3.pt");
+  ASSERT_TRUE(ck.tensors.count("h"));
+  EXPECT_EQ(ck.tensors.at("h").dtype, DType::F16);
+  EXPECT_EQ(ck.tensors.at("h").to_float(), (std::vector<float>{-2.0f, 0.5f}));
+  write_zip(dir + "/v3_oob.pt", {{"archive/data.pkl", pickle_v3(6, 0, 4, "float16")}, {"archive/data/0", halves}});
+  expect_load_error(dir + "/v3_oob.pt", "holds only 3");
+  // A dtype the engine has no type for (float8) is skipped, not misread.
+  write_zip(dir + "/v3_f8.pt", {{"archive/data.pkl", pickle_v3(6, 0, 6, "float8_e4m3fn")}, {"archive/data/0", halves}});
+  EXPECT_TRUE(load_torch_checkpoint(dir + "/v3_f8.pt").tensors.empty());
+}
+
 TEST(TorchCheckpointErrors, TensorBeyondItsStorage) {
   const std::string dir = scratch_dir("torch_oob");
   const std::string data = floats_bytes({0, 1, 2, 3});
@@ -428,7 +465,10 @@ TEST(TorchCheckpointErrors, TensorBeyondItsStorage) {
 
 class CraftedPickleTest : public ::testing::Test {
  protected:
-  void SetUp() override { dir_ = scratch_dir("torch_pickles"); }
+  // One folder per test: CTest runs the tests of this fixture in parallel processes.
+  void SetUp() override {
+    dir_ = scratch_dir(std::string("torch_pickles_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
   std::string make(const std::string& name, const std::string& pkl) {
     const std::string p = dir_ + "/" + name + ".pt";
     write_zip(p, {{"archive/data.pkl", pkl}, {"archive/version", "3\n"}});

@@ -25,6 +25,24 @@ constexpr StorageType kStorageTypes[] = {
     {"torch.BoolStorage", DType::Bool},  {"torch.UntypedStorage", DType::U8},
 };
 
+// torch.dtype objects pickle as globals such as torch.float16.
+struct DTypeName {
+  const char* name;
+  DType dtype;
+};
+constexpr DTypeName kTorchDTypes[] = {
+    {"torch.float32", DType::F32}, {"torch.float64", DType::F64}, {"torch.float16", DType::F16},
+    {"torch.bfloat16", DType::BF16}, {"torch.int64", DType::I64},  {"torch.int32", DType::I32},
+    {"torch.int16", DType::I16},   {"torch.int8", DType::I8},     {"torch.uint8", DType::U8},
+    {"torch.bool", DType::Bool},
+};
+
+const DType* torch_dtype(const std::string& name) {
+  for (const auto& d : kTorchDTypes)
+    if (name == d.name) return &d.dtype;
+  return nullptr;
+}
+
 constexpr int kMaxDims = 64;
 constexpr size_t kMaxGlobalName = 4096;
 constexpr size_t kMaxBigIntBytes = 256;
@@ -223,13 +241,24 @@ class Machine {
     return true;
   }
 
-  Value rebuild_tensor(const std::vector<Value>& a) {
-    if (a.size() < 4) fail("_rebuild_tensor with " + std::to_string(a.size()) + " arguments");
+  // _rebuild_tensor / _rebuild_tensor_v2 (storage, offset, size, stride, ...) take the storage's dtype;
+  // _rebuild_tensor_v3 (..., requires_grad, hooks, dtype[, metadata]) views an untyped storage as `dtype`.
+  Value rebuild_tensor(const std::vector<Value>& a, bool v3) {
+    if (a.size() < (v3 ? 7u : 4u)) fail("_rebuild_tensor with " + std::to_string(a.size()) + " arguments");
     const Obj* so = obj(a[0]);
     if (!so || so->kind != ObjKind::Storage) return make(ObjKind::Object, "tensor on an unsupported storage");
     const StorageRef& st = g_.storages[size_t(so->index)];
     TensorRef t;
     t.storage = uint32_t(so->index);
+    t.dtype = st.dtype;
+    if (v3) {
+      const Obj* d = obj(a[6]);
+      const DType* dt = d && d->kind == ObjKind::Global ? torch_dtype(d->text) : nullptr;
+      if (!dt) return make(ObjKind::Object, "tensor of an unsupported dtype");
+      t.dtype = *dt;
+    }
+    // Capacity in elements of the tensor's own dtype.
+    const int64_t capacity = st.numel * int64_t(dtype_size(st.dtype)) / int64_t(dtype_size(t.dtype));
     if (a[1].kind != Kind::Int || !int_tuple(a[2], t.size) || !int_tuple(a[3], t.stride))
       fail("malformed tensor arguments (offset, size, stride)");
     t.offset = a[1].i;
@@ -252,10 +281,10 @@ class Machine {
     }
     if (numel > lim_.max_tensor_elements)
       fail("tensor has more than " + std::to_string(lim_.max_tensor_elements) + " elements");
-    if (numel > 0 && last >= st.numel)
+    if (numel > 0 && last >= capacity)
       fail("tensor (offset " + std::to_string(t.offset) + ", " + std::to_string(numel) +
            " elements) reaches element " + std::to_string(last) + " of storage '" + st.key + "' which holds only " +
-           std::to_string(st.numel));
+           std::to_string(capacity));
     t.numel = numel;
     if (int64_t(g_.tensors.size()) >= lim_.max_tensors)
       fail("more than " + std::to_string(lim_.max_tensors) + " tensors");
@@ -272,7 +301,9 @@ class Machine {
     const std::string name = f->text;  // a copy: make() may move objs
     if (!ao || ao->kind != ObjKind::Tuple) return make(ObjKind::Object, name);
     const std::vector<Value> a = ao->items;  // copy: make() may reallocate objs
-    if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") return rebuild_tensor(a);
+    if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor")
+      return rebuild_tensor(a, false);
+    if (name == "torch._utils._rebuild_tensor_v3") return rebuild_tensor(a, true);
     if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state")
       return a.empty() ? make(ObjKind::Object, name) : a[0];
     if (name == "torch._tensor._rebuild_from_type_v2" || name == "torch._tensor._rebuild_from_type") {

@@ -56,6 +56,7 @@ struct StorageRef {
 
 struct TensorRef {
   uint32_t storage = 0;  // index into PickleGraph::storages
+  DType dtype = DType::F32;  // the storage's, or the one _rebuild_tensor_v3 names
   int64_t offset = 0;    // in elements
   std::vector<int64_t> size, stride;
   int64_t numel = 0;

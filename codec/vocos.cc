@@ -108,7 +108,11 @@ void VocosBackbone::attention(const Attn& a, Tensor& x, Tensor& t1, Tensor& t2) 
   const int D = c_.dim;
   t1.resize({T, D});
   group_norm_tc(x.data(), T, D, kGroups, kGroupNormEps, a.nw.data(), a.nb.data(), t1.data(), false);
-  Tensor q({T, D}), k({T, D}), v({T, D}), scores;
+  Tensor &q = scratch_tensor(this, 10), &k = scratch_tensor(this, 11), &v = scratch_tensor(this, 12),
+         &scores = scratch_tensor(this, 13);
+  q.resize({T, D});
+  k.resize({T, D});
+  v.resize({T, D});
   a.q.forward(t1.data(), T, q.data());
   a.k.forward(t1.data(), T, k.data());
   a.v.forward(t1.data(), T, v.data());
@@ -121,10 +125,13 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
     throw Error("bandwidth id " + std::to_string(bandwidth_id) + " out of range 0.." + std::to_string(num_bandwidths() - 1));
   const int D = c_.dim, Cin = c_.input_channels;
   // [Cin, F] -> zero-padded [F + 6, Cin] for the k=7, padding=3 embedding conv.
-  Tensor in({F + 6, Cin});
+  Tensor& in = scratch_tensor(this, 0);
+  in.resize({F + 6, Cin});
+  std::fill(in.data(), in.data() + in.numel(), 0.0f);
   for (int c = 0; c < Cin; ++c)
     for (int64_t t = 0; t < F; ++t) in[(t + 3) * Cin + c] = features[c * F + t];
-  Tensor x({F, D}), t1, t2;
+  Tensor x({F, D});
+  Tensor &t1 = scratch_tensor(this, 1), &t2 = scratch_tensor(this, 2);
   embed_.forward(in.data(), F + 6, x.data());
   for (const auto& b : pre_res_) resblock(b, x, t1, t2);
   attention(attn_, x, t1, t2);
@@ -132,7 +139,8 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
   group_norm_tc(x.data(), F, D, kGroups, kGroupNormEps, pos_norm_w_.data(), pos_norm_b_.data(), x.data(), false);
   const int64_t row = c_.adanorm_num_embeddings > 0 ? bandwidth_id : 0;
   ln_.forward(x.data(), F, x.data(), norm_.scale.data() + row * D, norm_.shift.data() + row * D);
-  Tensor h({F, c_.intermediate_dim});
+  Tensor& h = scratch_tensor(this, 3);
+  h.resize({F, c_.intermediate_dim});
   for (const auto& b : blocks_) {
     pad_rows(x, 3, t2);
     t1.resize({F, D});

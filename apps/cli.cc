@@ -38,6 +38,9 @@ std::string resolve_model(const Common& c) {
 
 std::shared_ptr<const Model> load_model(const Common& c) {
   set_num_threads(c.threads);
+  if (c.precision == "bf16") set_precision(Precision::BF16);
+  else if (c.precision == "f32") set_precision(Precision::F32);
+  else throw Error("--precision must be f32 or bf16, not '" + c.precision + "'");
   LoadOptions o;
   o.config_path = c.config;
   return Model::load(resolve_model(c), o);
@@ -114,6 +117,8 @@ int cli_main(int argc, char** argv) {
       sub->add_option("--config", c.config, "config.yaml for a checkpoint (default: config.yaml beside it)");
     }
     sub->add_option("-t,--threads", c.threads, "CPU threads")->check(CLI::Range(1, 1024));
+    if (needs_model)
+      sub->add_option("--precision", c.precision, "f32 (default) or bf16 (needs AVX512-BF16/AMX)");
     sub->add_flag("-q,--quiet", c.quiet, "no progress output");
   };
 

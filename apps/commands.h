@@ -19,6 +19,7 @@ struct Common {
   std::string model;
   std::string config;
   int threads = 1;
+  std::string precision = "f32";  // f32 | bf16
   bool quiet = false;
 };
 

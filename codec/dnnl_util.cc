@@ -2,7 +2,10 @@
 
 #include <omp.h>
 
+#include <atomic>
 #include <cstdlib>
+
+#include "codec/error.h"
 
 namespace wavtok {
 
@@ -19,6 +22,23 @@ dnnl::stream& cpu_stream() {
   thread_local dnnl::stream s(cpu_engine());
   return s;
 }
+
+namespace {
+std::atomic<Precision> g_precision{Precision::F32};
+}
+
+bool bf16_supported() {
+  const auto isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+}
+
+void set_precision(Precision p) {
+  if (p == Precision::BF16 && !bf16_supported())
+    throw Error("bf16 precision needs a CPU with AVX512-BF16 or AMX; this one has neither (use --precision f32)");
+  g_precision = p;
+}
+
+Precision get_precision() { return g_precision.load(); }
 
 void set_num_threads(int n) {
   if (n > 0) omp_set_num_threads(n);

@@ -15,6 +15,15 @@ using ddt = dnnl::memory::data_type;
 dnnl::engine& cpu_engine();
 // One stream per thread: sessions on different threads never share a stream.
 dnnl::stream& cpu_stream();
+// Arithmetic of the matrix layers. BF16 lets oneDNN compute convolutions, inner products and matmuls with
+// bfloat16 inputs and float32 accumulation (fast on AVX512-BF16/AMX CPUs); activations stay float32 between layers.
+enum class Precision { F32, BF16 };
+// Set before running a model; primitives are cached per precision. Throws if BF16 is asked for on a CPU
+// without native bf16 support (see bf16_supported()).
+void set_precision(Precision p);
+Precision get_precision();
+bool bf16_supported();
+
 // Threads used by oneDNN (OpenMP) in this process; 0 leaves the default.
 void set_num_threads(int n);
 int get_num_threads();

@@ -1,6 +1,7 @@
 #include "codec/layers.h"
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <utility>
@@ -27,8 +28,12 @@ dnnl::primitive_attr make_attr(Act post, bool accumulate) {
   if (post != Act::None) ops.append_eltwise(1.0f, act_alg(post), 1.0f, 0.0f);
   dnnl::primitive_attr attr;
   attr.set_post_ops(ops);
+  if (get_precision() == Precision::BF16) attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
   return attr;
 }
+
+// Cache key that also tells the precision apart, so switching precision never reuses a primitive.
+int64_t pkey(int64_t k) { return k * 2 + (get_precision() == Precision::BF16 ? 1 : 0); }
 
 // Reorders user weights into the layout a primitive asked for (done once per primitive).
 memory reorder_weights(const memory::desc& want, const memory::desc& have, const float* data) {
@@ -91,18 +96,22 @@ Conv1d::Entry Conv1d::make(int64_t tin, bool accumulate) const {
   const int64_t tout = out_len(tin);
   if (tout < 1) throw Error("Conv1d: input of " + std::to_string(tin) + " samples is shorter than the kernel");
   const dtag act_tag = channels_last_ ? dtag::nwc : dtag::ncw;
-  memory::desc src_md({1, cin_, tin}, ddt::f32, act_tag);
+  // bf16 only where it pays: dense convs with enough input channels (the depthwise and 1-channel ones are
+  // memory bound).
+  const bool bf16 = bf16_ok_ && get_precision() == Precision::BF16 && groups_ == 1 && cin_ >= 16;
+  const ddt cdt = bf16 ? ddt::bf16 : ddt::f32;
+  memory::desc src_md({1, cin_, tin}, cdt, act_tag);
   memory::desc dst_md({1, cout_, tout}, ddt::f32, act_tag);
   memory::desc bias_md({cout_}, ddt::f32, dtag::a);
   memory::dims wdims = groups_ == 1 ? memory::dims{cout_, cin_, kernel_}
                                     : memory::dims{groups_, cout_ / groups_, cin_ / groups_, kernel_};
   memory::desc w_user(wdims, ddt::f32, groups_ == 1 ? dtag::oiw : dtag::goiw);
-  memory::desc w_any(wdims, ddt::f32, dtag::any);
+  memory::desc w_any(wdims, cdt, dtag::any);
   dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
                                     w_any, bias_md, dst_md, {stride_}, {dilation_ - 1}, {0}, {0});
   dnnl::convolution_forward::primitive_desc pd(d, make_attr(post_, accumulate), cpu_engine());
   Entry e{dnnl::convolution_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
-          copy_to_memory(bias_md, b_.data()), src_md, dst_md};
+          copy_to_memory(bias_md, b_.data()), src_md, dst_md, bf16};
   return e;
 }
 
@@ -119,9 +128,10 @@ void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) con
     }
     return;
   }
-  auto e = cache_.get(tin * 2 + (accumulate ? 1 : 0), [&] { return make(tin, accumulate); });
+  auto e = cache_.get(pkey(tin * 2 + (accumulate ? 1 : 0)), [&] { return make(tin, accumulate); });
   auto& s = cpu_stream();
-  e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
+  const void* src = e->bf16 ? static_cast<const void*>(to_bf16_scratch(x, tin * cin_, 0)) : x;
+  e->prim.execute(s, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<void*>(src))},
                       {DNNL_ARG_WEIGHTS, e->weights},
                       {DNNL_ARG_BIAS, e->bias},
                       {DNNL_ARG_DST, wrap(e->dst_md, y)}});
@@ -154,13 +164,13 @@ ConvTranspose1d::Entry ConvTranspose1d::make(int64_t tin) const {
   memory::desc w_any({cout_, cin_, kernel_}, ddt::f32, dtag::any);
   dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
                                       src_md, w_any, bias_md, dst_md, {stride_}, {0}, {0});
-  dnnl::deconvolution_forward::primitive_desc pd(d, cpu_engine());
+  dnnl::deconvolution_forward::primitive_desc pd(d, make_attr(Act::None, false), cpu_engine());
   return Entry{dnnl::deconvolution_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
                copy_to_memory(bias_md, b_.data()), src_md, dst_md};
 }
 
 void ConvTranspose1d::forward(const float* x, int64_t tin, float* y) const {
-  auto e = cache_.get(tin, [&] { return make(tin); });
+  auto e = cache_.get(pkey(tin), [&] { return make(tin); });
   auto& s = cpu_stream();
   e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
                       {DNNL_ARG_WEIGHTS, e->weights},
@@ -180,22 +190,25 @@ Linear::Linear(const Tensor& weight, const Tensor& bias, Act post) : w_(weight),
 }
 
 Linear::Entry Linear::make(int64_t rows, bool accumulate) const {
-  memory::desc src_md({rows, cin_}, ddt::f32, dtag::nc);
+  const bool bf16 = get_precision() == Precision::BF16;
+  const ddt cdt = bf16 ? ddt::bf16 : ddt::f32;
+  memory::desc src_md({rows, cin_}, cdt, dtag::nc);
   memory::desc dst_md({rows, cout_}, ddt::f32, dtag::nc);
   memory::desc bias_md({cout_}, ddt::f32, dtag::a);
   memory::desc w_user({cout_, cin_}, ddt::f32, dtag::oi);
-  memory::desc w_any({cout_, cin_}, ddt::f32, dtag::any);
+  memory::desc w_any({cout_, cin_}, cdt, dtag::any);
   dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, w_any, bias_md, dst_md);
   dnnl::inner_product_forward::primitive_desc pd(d, make_attr(post_, accumulate), cpu_engine());
   return Entry{dnnl::inner_product_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
-               copy_to_memory(bias_md, b_.data()), src_md, dst_md};
+               copy_to_memory(bias_md, b_.data()), src_md, dst_md, bf16};
 }
 
 void Linear::forward(const float* x, int64_t rows, float* y, bool accumulate) const {
   if (rows == 0) return;
-  auto e = cache_.get(rows * 2 + (accumulate ? 1 : 0), [&] { return make(rows, accumulate); });
+  auto e = cache_.get(pkey(rows * 2 + (accumulate ? 1 : 0)), [&] { return make(rows, accumulate); });
   auto& s = cpu_stream();
-  e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
+  const void* src = e->bf16 ? static_cast<const void*>(to_bf16_scratch(x, rows * cin_, 1)) : x;
+  e->prim.execute(s, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<void*>(src))},
                       {DNNL_ARG_WEIGHTS, e->weights},
                       {DNNL_ARG_BIAS, e->bias},
                       {DNNL_ARG_DST, wrap(e->dst_md, y)}});
@@ -343,8 +356,10 @@ AttentionCore::Entry AttentionCore::make(int64_t T, int C) const {
   memory::desc o_md({T, C}, ddt::f32, dtag::ab);
   dnnl::primitive_attr scale_attr;
   scale_attr.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(C))});
+  dnnl::primitive_attr pv_attr = make_attr(Act::None, false);
+  if (get_precision() == Precision::BF16) scale_attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
   dnnl::matmul::primitive_desc qk_pd(dnnl::matmul::desc(q_md, kt_md, s_md), scale_attr, cpu_engine());
-  dnnl::matmul::primitive_desc pv_pd(dnnl::matmul::desc(s_md, v_md, o_md), cpu_engine());
+  dnnl::matmul::primitive_desc pv_pd(dnnl::matmul::desc(s_md, v_md, o_md), pv_attr, cpu_engine());
   dnnl::softmax_forward::primitive_desc sm_pd(
       dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, s_md, 1), cpu_engine());
   return Entry{dnnl::matmul(qk_pd), dnnl::matmul(pv_pd), dnnl::softmax_forward(sm_pd), q_md, kt_md, s_md, v_md, o_md};
@@ -352,7 +367,7 @@ AttentionCore::Entry AttentionCore::make(int64_t T, int C) const {
 
 void AttentionCore::forward(const float* q, const float* k, const float* v, int64_t T, int C, float* out,
                             Tensor& scratch) const {
-  auto e = cache_.get(T, [&] { return make(T, C); });
+  auto e = cache_.get(pkey(T), [&] { return make(T, C); });
   scratch.resize({T, T});
   auto& s = cpu_stream();
   memory sm = wrap(e->s_md, scratch.data());
@@ -360,6 +375,19 @@ void AttentionCore::forward(const float* q, const float* k, const float* v, int6
   e->softmax.execute(s, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, sm}});
   e->pv.execute(s, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wrap(e->v_md, v)}, {DNNL_ARG_DST, wrap(e->o_md, out)}});
   s.wait();
+}
+
+const uint16_t* to_bf16_scratch(const float* x, int64_t n, int slot) {
+  thread_local std::vector<uint16_t> buf[2];
+  auto& b = buf[slot];
+  if (b.size() < size_t(n)) b.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &x[i], 4);
+    u += 0x7FFFu + ((u >> 16) & 1u);  // round to nearest even (finite inputs)
+    b[i] = static_cast<uint16_t>(u >> 16);
+  }
+  return b.data();
 }
 
 Tensor& scratch_tensor(const void* owner, int slot) {

@@ -14,7 +14,10 @@ namespace wavtok {
 
 enum class Act { None, Elu, Gelu, Silu };
 
-void apply_act(Act act, float* x, int64_t n);  // in place, oneDNN eltwise
+void apply_act(Act act, float* x, int64_t n);  // in place
+
+// float32 -> bfloat16 (round to nearest even) into a per-thread buffer; returns it.
+const uint16_t* to_bf16_scratch(const float* x, int64_t n, int slot);
 
 // Conv1d over an already padded input (no implicit padding). Weight [Cout, Cin/groups, K].
 class Conv1d {
@@ -31,17 +34,21 @@ class Conv1d {
   int stride() const { return stride_; }
   int dilation() const { return dilation_; }
   int64_t macs_per_output() const { return int64_t(cin_ / groups_) * kernel_ * cout_; }
+  // Layers whose error would change tokens (the encoder) stay float32 in bf16 mode.
+  void allow_bf16(bool on) { bf16_ok_ = on; }
 
  private:
   struct Entry {
     dnnl::convolution_forward prim;
     dnnl::memory weights, bias;
     dnnl::memory::desc src_md, dst_md;
+    bool bf16 = false;  // src and weights in bfloat16, dst float32
   };
   Entry make(int64_t tin, bool accumulate) const;
   Tensor w_, b_;
   int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1, dilation_ = 1, groups_ = 1;
   bool channels_last_ = false;
+  bool bf16_ok_ = true;
   Act post_ = Act::None;
   ShapeCache<Entry> cache_;
 };
@@ -85,6 +92,7 @@ class Linear {
     dnnl::inner_product_forward prim;
     dnnl::memory weights, bias;
     dnnl::memory::desc src_md, dst_md;
+    bool bf16 = false;
   };
   Entry make(int64_t rows, bool accumulate) const;
   Tensor w_, b_;

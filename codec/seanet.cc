@@ -175,6 +175,13 @@ SeanetEncoder::SeanetEncoder(const WeightMap& w, const std::string& prefix, cons
   idx++;  // ELU
   last_ = SConv1d(w, name(idx++) + ".conv.conv", mult * c.n_filters, c.dimension, c.last_kernel_size, 1, 1, c.causal,
                   reflect);
+  // bf16 here would move latents enough to change tokens; the encoder always computes in float32.
+  first_.keep_f32();
+  last_.keep_f32();
+  for (auto& st : stages_) {
+    st.down.keep_f32();
+    for (auto& rb : st.res) rb.keep_f32();
+  }
 }
 
 int64_t SeanetEncoder::frames(int64_t T) const {

@@ -26,6 +26,7 @@ class SConv1d {
   int64_t out_len(int64_t tin) const;
   void forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumulate = false) const;
   const Conv1d& conv() const { return conv_; }
+  void keep_f32() { conv_.allow_bf16(false); }
   int64_t padding_total() const { return int64_t(conv_.dilation()) * (conv_.kernel() - 1) + 1 - conv_.stride(); }
   int64_t extra_padding(int64_t tin) const;
 
@@ -52,6 +53,11 @@ class SeanetResBlock {
   SeanetResBlock() = default;
   SeanetResBlock(const WeightMap& w, const std::string& name, int dim, const SeanetConfig& c, int dilation);
   void forward(const Tensor& x, Tensor& y, Tensor& t1, Tensor& t2, Tensor& t3) const;
+  void keep_f32() {
+    conv1_.keep_f32();
+    conv2_.keep_f32();
+    shortcut_.keep_f32();
+  }
 
  private:
   SConv1d conv1_, conv2_, shortcut_;

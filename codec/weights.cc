@@ -59,7 +59,7 @@ WeightMap WeightMap::with_prefix(const std::string& prefix) const {
 WeightMap load_checkpoint_weights(const std::string& path) {
   TorchCheckpoint ckpt = load_torch_checkpoint(path);
   WeightMap w(path);
-  for (auto& [name, raw] : ckpt.state_dict()) {
+  for (auto& [name, raw] : ckpt.take_state_dict()) {  // moved out: no second copy of big checkpoints
     if (raw.dtype == DType::I64 || raw.dtype == DType::I32 || raw.dtype == DType::Bool || raw.dtype == DType::U8 ||
         raw.dtype == DType::I8 || raw.dtype == DType::I16)
       continue;  // counters and flags (e.g. num_batches_tracked); not weights

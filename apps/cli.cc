@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "codec/default_model.h"
 #include "codec/dnnl_util.h"
 #include "codec/error.h"
 #include "codec/file_util.h"
@@ -20,10 +21,6 @@
 #include "codec/token_file.h"
 #include "dsp/audio_io.h"
 
-#ifndef WAVTOK_DEFAULT_MODEL
-#define WAVTOK_DEFAULT_MODEL ""
-#endif
-
 namespace wavtok {
 
 namespace fs = std::filesystem;
@@ -31,8 +28,7 @@ namespace fs = std::filesystem;
 std::string resolve_model(const Common& c) {
   if (!c.model.empty()) return c.model;
   if (const char* env = std::getenv("WAVTOK_MODEL"); env && *env) return env;
-  std::string def = WAVTOK_DEFAULT_MODEL;
-  if (!def.empty() && fs::exists(def)) return def;
+  if (has_embedded_default_model()) return "";  // the model built into this binary
   throw Error("no model given: pass --model FILE (a .wtk file or a checkpoint with config.yaml) or set WAVTOK_MODEL");
 }
 
@@ -43,7 +39,8 @@ std::shared_ptr<const Model> load_model(const Common& c) {
   else throw Error("--precision must be f32 or bf16, not '" + c.precision + "'");
   LoadOptions o;
   o.config_path = c.config;
-  return Model::load(resolve_model(c), o);
+  const std::string path = resolve_model(c);
+  return path.empty() ? load_embedded_default_model() : Model::load(path, o);
 }
 
 void check_output(const std::string& out, const std::vector<std::string>& inputs) {
@@ -274,7 +271,8 @@ int cli_main(int argc, char** argv) {
       c.model = info_in;
       auto model = load_model(c);
       const ModelConfig& m = model->config();
-      std::printf("model:        %s\n", resolve_model(c).c_str());
+      const std::string path = resolve_model(c);
+      std::printf("model:        %s\n", path.empty() ? "built-in default model" : path.c_str());
       std::printf("architecture: %s\n", m.arch.c_str());
       std::printf("sample rate:  %d Hz\n", m.sample_rate);
       std::printf("hop:          %d samples (%.2f frames/s)\n", m.hop(), m.frame_rate());

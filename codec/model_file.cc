@@ -131,8 +131,13 @@ void read_model_file(const std::string& path, ModelConfig& config, WeightMap& we
   map.addr = mmap(nullptr, map.size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
   if (map.addr == MAP_FAILED) throw Error(path + ": cannot map model file");
-  const auto* base = static_cast<const uint8_t*>(map.addr);
-  Reader r(base, map.size, path);
+  parse_model_file(static_cast<const uint8_t*>(map.addr), map.size, path, config, weights, limits);
+}
+
+void parse_model_file(const uint8_t* base, size_t size, const std::string& path, ModelConfig& config,
+                      WeightMap& weights, const ModelFileLimits& limits) {
+  if (size < 32) throw Error(path + ": model file is truncated (" + std::to_string(size) + " bytes)");
+  Reader r(base, size, path);
   if (r.str(8) != std::string(kMagic, 8)) throw Error(path + ": not a wavtok model file (bad magic)");
   const uint32_t version = r.get<uint32_t>();
   if (version != kModelFileVersion)
@@ -161,7 +166,7 @@ void read_model_file(const std::string& path, ModelConfig& config, WeightMap& we
     }
     const uint64_t off = r.get<uint64_t>(), nb = r.get<uint64_t>();
     if (nb != numel * 4) throw Error(path + ": tensor '" + name + "' byte size does not match its shape");
-    if (off > map.size || nb > map.size - off)
+    if (off > size || nb > size - off)
       throw Error(path + ": tensor '" + name + "' data lies beyond the end of the file (truncated?)");
     Tensor t(shape);
     std::memcpy(t.data(), base + off, nb);

@@ -32,5 +32,8 @@ bool is_model_file(const std::string& path);  // checks the magic only
 void write_model_file(const std::string& path, const ModelConfig& config, const WeightMap& weights);
 // Memory-maps the file, validates every offset and size against the file length, and copies tensors out.
 void read_model_file(const std::string& path, ModelConfig& config, WeightMap& weights, const ModelFileLimits& limits = {});
+// The same from bytes in memory (e.g. the model embedded in the binary); `origin` names it in errors.
+void parse_model_file(const uint8_t* data, size_t size, const std::string& origin, ModelConfig& config,
+                      WeightMap& weights, const ModelFileLimits& limits = {});
 
 }  // namespace wavtok

@@ -18,6 +18,7 @@
 #include "codec/model.h"
 #include "codec/model_file.h"
 #include "codec/npy.h"
+#include "codec/progress.h"
 #include "codec/token_file.h"
 #include "dsp/audio_io.h"
 
@@ -56,7 +57,18 @@ void check_output(const std::string& out, const std::vector<std::string>& inputs
 void Progress::say(const std::string& what) const {
   if (!on) return;
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr, "[%6.2fs] %s\n", s, what.c_str());
+  std::fprintf(stderr, "\r[%6.2fs] %-60s\n", s, what.c_str());
+}
+
+ProgressFn Progress::bar() const {
+  if (!on) return {};
+  return [t0 = t0](const char* phase, double f) {
+    const int width = 30, filled = static_cast<int>(f * width + 0.5);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "\r[%6.2fs] %-7s [%.*s%*s] %3d%%", s, phase, filled, "##############################",
+                 width - filled, "", static_cast<int>(f * 100 + 0.5));
+    std::fflush(stderr);
+  };
 }
 
 namespace {
@@ -203,7 +215,11 @@ int cli_main(int argc, char** argv) {
       Audio audio = read_audio(enc_in, model->sample_rate());
       prog.on = prog.on && audio.samples.size() > size_t(model->sample_rate()) * 3;
       prog.say("read " + enc_in + ": " + std::to_string(audio.samples.size()) + " samples");
-      Tensor lat = model->encode_latents(audio.samples.data(), int64_t(audio.samples.size()));
+      Tensor lat;
+      {
+        ProgressScope ps(prog.bar());
+        lat = model->encode_latents(audio.samples.data(), int64_t(audio.samples.size()));
+      }
       prog.say("encoded " + std::to_string(lat.dim(1)) + " frames");
       Tensor q;
       Tokens tk = model->quantize(lat, nq, &q);
@@ -229,7 +245,11 @@ int cli_main(int argc, char** argv) {
       }
       prog.on = prog.on && feats.dim(1) * model->hop() > model->sample_rate() * 3;
       prog.say("decoding " + std::to_string(feats.dim(1)) + " frames");
-      std::vector<float> audio = model->decode_latents(feats, dec_bwid);
+      std::vector<float> audio;
+      {
+        ProgressScope ps(prog.bar());
+        audio = model->decode_latents(feats, dec_bwid);
+      }
       write_audio(dec_out, audio, model->sample_rate());
       prog.say("done");
       return 0;
@@ -249,6 +269,7 @@ int cli_main(int argc, char** argv) {
       const int nq = n_q_from(*model, rt_bw, rt_nq);
       Audio audio = read_audio(rt_in, model->sample_rate());
       prog.on = prog.on && audio.samples.size() > size_t(model->sample_rate()) * 3;
+      ProgressScope ps(prog.bar());
       Tokens tk = model->encode(audio.samples.data(), int64_t(audio.samples.size()), nq);
       prog.say("encoded " + std::to_string(tk.frames) + " frames");
       std::vector<float> out = model->decode(tk);

@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "codec/model.h"
+#include "codec/progress.h"
 
 namespace wavtok {
 
@@ -32,6 +33,7 @@ struct Progress {
   bool on = true;
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
   void say(const std::string& what) const;
+  ProgressFn bar() const;  // a progress bar on stderr, or an empty callback when off
 };
 
 std::string resolve_model(const Common& c);

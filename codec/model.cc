@@ -9,6 +9,7 @@
 
 #include "codec/error.h"
 #include "codec/model_file.h"
+#include "codec/progress.h"
 
 namespace wavtok {
 namespace {
@@ -254,7 +255,13 @@ std::vector<float> Model::decode_latents(const Tensor& features, int bandwidth_i
   const int64_t ov = std::max<int64_t>(8, decode_window_ / 16);
   const int64_t step = decode_window_ - 2 * ov;
   std::vector<float> out(F * hop, 0.0f), weight(F * hop, 0.0f);
+  const int64_t windows = (F + step - 1) / step;
   for (int64_t start = 0; start < F; start += step) {
+    const int64_t wi = start / step;
+    // Within a window, progress counts as that window's share of the whole.
+    ProgressScope scaled([wi, windows, outer = current_progress()](const char* phase, double f) {
+      if (outer) outer(phase, (double(wi) + f) / double(windows));
+    });
     const int64_t a = std::max<int64_t>(0, start - ov), b = std::min<int64_t>(F, start + step + ov);
     Tensor win({D, b - a});
     for (int64_t d = 0; d < D; ++d) std::copy(features.data() + d * F + a, features.data() + d * F + b, win.data() + d * (b - a));

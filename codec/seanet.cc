@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "codec/error.h"
+#include "codec/progress.h"
 
 namespace wavtok {
 
@@ -198,7 +199,9 @@ Tensor SeanetEncoder::forward(const float* audio, int64_t T) const {
          &t3 = scratch_tensor(this, 4);
   first_.forward(x, y, t3);
   std::swap(x, y);
-  for (const auto& st : stages_) {
+  const double steps = double(stages_.size() + 2);
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    const auto& st = stages_[i];
     for (const auto& rb : st.res) {
       rb.forward(x, y, t1, t2, t3);
       std::swap(x, y);
@@ -206,13 +209,16 @@ Tensor SeanetEncoder::forward(const float* audio, int64_t T) const {
     apply_act(Act::Elu, x.data(), x.numel());
     st.down.forward(x, y, t3);
     std::swap(x, y);
+    report_progress("encode", (i + 1) / steps);
   }
   if (has_lstm_) {
     lstm_.forward(x, y, t1, t2);
     std::swap(x, y);
   }
+  report_progress("encode", (steps - 1) / steps);
   apply_act(Act::Elu, x.data(), x.numel());
   last_.forward(x, y, t3);
+  report_progress("encode", 1.0);
   // Channels-last inside; latents leave channels-first [dimension, frames].
   const int64_t F = y.dim(0), D = y.dim(1);
   Tensor out({D, F});

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "codec/error.h"
+#include "codec/progress.h"
 
 namespace wavtok {
 namespace {
@@ -141,7 +142,9 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
   ln_.forward(x.data(), F, x.data(), norm_.scale.data() + row * D, norm_.shift.data() + row * D);
   Tensor& h = scratch_tensor(this, 3);
   h.resize({F, c_.intermediate_dim});
-  for (const auto& b : blocks_) {
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const auto& b = blocks_[i];
+    report_progress("decode", double(i) / blocks_.size());
     pad_rows(x, 3, t2);
     t1.resize({F, D});
     b.dwconv.forward(t2.data(), F + 6, t1.data());

@@ -204,7 +204,7 @@ void Model::build() {
 
 int64_t Model::parameter_count() const { return weights_.parameter_count(); }
 
-void Model::set_decode_window_frames(int64_t w) {
+void Model::set_decode_window_frames(int64_t w) const {
   if (w < 16) throw Error("decode window must be at least 16 frames");
   decode_window_ = w;
 }
@@ -245,15 +245,16 @@ std::vector<float> Model::decode_latents(const Tensor& features, int bandwidth_i
     Tensor y = decoder_.forward(features.data(), F);
     return std::vector<float>(y.data(), y.data() + y.numel());
   }
-  if (F <= decode_window_) {
+  const int64_t window = decode_window_.load();
+  if (F <= window) {
     Tensor h = backbone_.forward(features.data(), F, bandwidth_id);
     return head_.forward(h.data(), F);
   }
   // Long inputs: windows of decode_window_ frames overlapping by `ov` frames on each side; each
   // window's audio is cross-faded (linear) with its neighbour over the overlap.
   const int64_t D = vq_.dim(), hop = cfg_.hop();
-  const int64_t ov = std::max<int64_t>(8, decode_window_ / 16);
-  const int64_t step = decode_window_ - 2 * ov;
+  const int64_t ov = std::max<int64_t>(8, window / 16);
+  const int64_t step = window - 2 * ov;
   std::vector<float> out(F * hop, 0.0f), weight(F * hop, 0.0f);
   const int64_t windows = (F + step - 1) / step;
   for (int64_t start = 0; start < F; start += step) {

@@ -2,6 +2,7 @@
 // engine's own model file. Immutable after loading; share one Model between sessions and threads.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,8 +55,8 @@ class Model {
   std::vector<float> decode(const Tokens& tokens, int bandwidth_id = 0) const;
 
   // Long decodes run the backbone in windows of this many frames (attention memory is quadratic).
-  int64_t decode_window_frames() const { return decode_window_; }
-  void set_decode_window_frames(int64_t w);
+  int64_t decode_window_frames() const { return decode_window_.load(); }
+  void set_decode_window_frames(int64_t w) const;  // a model-wide setting, safe to change between calls
 
  private:
   Model() = default;
@@ -69,7 +70,7 @@ class Model {
   VocosBackbone backbone_;
   IstftHead head_;
   SeanetDecoder decoder_;
-  int64_t decode_window_ = 4500;  // 60 s at 75 Hz
+  mutable std::atomic<int64_t> decode_window_{4500};  // 60 s at 75 Hz
 };
 
 // Infers WavTokenizer/EnCodec dims that releases leave out of their configs from tensor shapes.

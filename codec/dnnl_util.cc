@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <vector>
 
 #include "codec/error.h"
 
@@ -25,6 +26,26 @@ dnnl::stream& cpu_stream() {
 
 namespace {
 std::atomic<Precision> g_precision{Precision::F32};
+}
+
+dnnl::primitive_attr scratchpad_attr() {
+  dnnl::primitive_attr a;
+  a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return a;
+}
+
+void run_primitive(const dnnl::primitive& p, std::unordered_map<int, dnnl::memory> args) {
+  const_dnnl_primitive_desc_t pd = p.get_primitive_desc();
+  const dnnl_memory_desc_t* md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  if (md && md->ndims > 0) {
+    dnnl::memory::desc smd(*md);
+    thread_local std::vector<uint8_t> buf;
+    if (buf.size() < smd.get_size()) buf.resize(smd.get_size());
+    args.insert({DNNL_ARG_SCRATCHPAD, dnnl::memory(smd, cpu_engine(), buf.data())});
+  }
+  auto& s = cpu_stream();
+  p.execute(s, args);
+  s.wait();
 }
 
 bool bf16_supported() {

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -27,6 +28,12 @@ bool bf16_supported();
 // Threads used by oneDNN (OpenMP) in this process; 0 leaves the default.
 void set_num_threads(int n);
 int get_num_threads();
+
+// Every primitive is created with a user-managed scratchpad (attr below) and run through run_primitive(),
+// which hands it a per-thread scratchpad: oneDNN's library-managed scratchpad is per primitive and not safe
+// when sessions on several threads execute the same primitive at once.
+dnnl::primitive_attr scratchpad_attr();
+void run_primitive(const dnnl::primitive& p, std::unordered_map<int, dnnl::memory> args);
 
 inline dnnl::memory wrap(const dnnl::memory::desc& md, const float* p) {
   return dnnl::memory(md, cpu_engine(), const_cast<float*>(p));

@@ -26,7 +26,7 @@ dnnl::primitive_attr make_attr(Act post, bool accumulate) {
   dnnl::post_ops ops;
   if (accumulate) ops.append_sum(1.0f);
   if (post != Act::None) ops.append_eltwise(1.0f, act_alg(post), 1.0f, 0.0f);
-  dnnl::primitive_attr attr;
+  dnnl::primitive_attr attr = scratchpad_attr();
   attr.set_post_ops(ops);
   if (get_precision() == Precision::BF16) attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
   return attr;
@@ -46,7 +46,6 @@ memory reorder_weights(const memory::desc& want, const memory::desc& have, const
   memory dst(want, cpu_engine());
   dnnl::stream s(cpu_engine());
   dnnl::reorder(src, dst).execute(s, src, dst);
-  s.wait();
   return dst;
 }
 
@@ -129,13 +128,11 @@ void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) con
     return;
   }
   auto e = cache_.get(pkey(tin * 2 + (accumulate ? 1 : 0)), [&] { return make(tin, accumulate); });
-  auto& s = cpu_stream();
   const void* src = e->bf16 ? static_cast<const void*>(to_bf16_scratch(x, tin * cin_, 0)) : x;
-  e->prim.execute(s, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<void*>(src))},
+  run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<void*>(src))},
                       {DNNL_ARG_WEIGHTS, e->weights},
                       {DNNL_ARG_BIAS, e->bias},
                       {DNNL_ARG_DST, wrap(e->dst_md, y)}});
-  s.wait();
 }
 
 // ---------------------------------------------------------------- ConvTranspose1d
@@ -171,12 +168,10 @@ ConvTranspose1d::Entry ConvTranspose1d::make(int64_t tin) const {
 
 void ConvTranspose1d::forward(const float* x, int64_t tin, float* y) const {
   auto e = cache_.get(pkey(tin), [&] { return make(tin); });
-  auto& s = cpu_stream();
-  e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
+  run_primitive(e->prim, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
                       {DNNL_ARG_WEIGHTS, e->weights},
                       {DNNL_ARG_BIAS, e->bias},
                       {DNNL_ARG_DST, wrap(e->dst_md, y)}});
-  s.wait();
 }
 
 // ---------------------------------------------------------------- Linear
@@ -206,13 +201,11 @@ Linear::Entry Linear::make(int64_t rows, bool accumulate) const {
 void Linear::forward(const float* x, int64_t rows, float* y, bool accumulate) const {
   if (rows == 0) return;
   auto e = cache_.get(pkey(rows * 2 + (accumulate ? 1 : 0)), [&] { return make(rows, accumulate); });
-  auto& s = cpu_stream();
   const void* src = e->bf16 ? static_cast<const void*>(to_bf16_scratch(x, rows * cin_, 1)) : x;
-  e->prim.execute(s, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<void*>(src))},
+  run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<void*>(src))},
                       {DNNL_ARG_WEIGHTS, e->weights},
                       {DNNL_ARG_BIAS, e->bias},
                       {DNNL_ARG_DST, wrap(e->dst_md, y)}});
-  s.wait();
 }
 
 // ---------------------------------------------------------------- LayerNorm
@@ -222,19 +215,17 @@ LayerNorm::Entry LayerNorm::make(int64_t rows) const {
   memory::desc ss_md({c_}, ddt::f32, dtag::a);
   dnnl::layer_normalization_forward::desc d(dnnl::prop_kind::forward_inference, md, eps_,
                                             dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift);
-  dnnl::layer_normalization_forward::primitive_desc pd(d, cpu_engine());
+  dnnl::layer_normalization_forward::primitive_desc pd(d, scratchpad_attr(), cpu_engine());
   return Entry{dnnl::layer_normalization_forward(pd), md, ss_md};
 }
 
 void LayerNorm::forward(const float* x, int64_t rows, float* y, const float* scale, const float* shift) const {
   if (rows == 0) return;
   auto e = cache_.get(rows, [&] { return make(rows); });
-  auto& s = cpu_stream();
-  e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->md, x)},
+  run_primitive(e->prim, {{DNNL_ARG_SRC, wrap(e->md, x)},
                       {DNNL_ARG_DST, wrap(e->md, y)},
                       {DNNL_ARG_SCALE, wrap(e->ss_md, scale)},
                       {DNNL_ARG_SHIFT, wrap(e->ss_md, shift)}});
-  s.wait();
 }
 
 // ---------------------------------------------------------------- GroupNorm
@@ -315,7 +306,7 @@ Lstm::Entry Lstm::make(int64_t T) const {
   memory::desc wi_any({L, 1, H, G, H}, ddt::f32, dtag::any);
   dnnl::lstm_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::rnn_direction::unidirectional_left2right,
                              src_md, iter_md, iter_md, wl_any, wi_any, bias_md, dst_md, iter_md, iter_md);
-  dnnl::lstm_forward::primitive_desc pd(d, cpu_engine());
+  dnnl::lstm_forward::primitive_desc pd(d, scratchpad_attr(), cpu_engine());
   return Entry{dnnl::lstm_forward(pd), reorder_weights(pd.weights_layer_desc(), wl_user, wl_.data()),
                reorder_weights(pd.weights_iter_desc(), wi_user, wi_.data()), copy_to_memory(bias_md, bias_.data()),
                src_md, dst_md, iter_md, iter_md};
@@ -331,8 +322,7 @@ void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
   }
   // oneDNN reads src_iter before writing dst_iter per cell, but keep them distinct to be safe.
   Tensor h_out({layers_, hidden_}), c_out({layers_, hidden_});
-  auto& s = cpu_stream();
-  e->prim.execute(s, {{DNNL_ARG_SRC_LAYER, wrap(e->src_md, x)},
+  run_primitive(e->prim, {{DNNL_ARG_SRC_LAYER, wrap(e->src_md, x)},
                       {DNNL_ARG_SRC_ITER, wrap(e->iter_md, state->h.data())},
                       {DNNL_ARG_SRC_ITER_C, wrap(e->iter_c_md, state->c.data())},
                       {DNNL_ARG_WEIGHTS_LAYER, e->wl},
@@ -341,7 +331,6 @@ void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
                       {DNNL_ARG_DST_LAYER, wrap(e->dst_md, y)},
                       {DNNL_ARG_DST_ITER, wrap(e->iter_md, h_out.data())},
                       {DNNL_ARG_DST_ITER_C, wrap(e->iter_c_md, c_out.data())}});
-  s.wait();
   state->h = std::move(h_out);
   state->c = std::move(c_out);
 }
@@ -354,14 +343,14 @@ AttentionCore::Entry AttentionCore::make(int64_t T, int C) const {
   memory::desc s_md({T, T}, ddt::f32, dtag::ab);
   memory::desc v_md({T, C}, ddt::f32, dtag::ab);
   memory::desc o_md({T, C}, ddt::f32, dtag::ab);
-  dnnl::primitive_attr scale_attr;
+  dnnl::primitive_attr scale_attr = scratchpad_attr();
   scale_attr.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(C))});
   dnnl::primitive_attr pv_attr = make_attr(Act::None, false);
   if (get_precision() == Precision::BF16) scale_attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
   dnnl::matmul::primitive_desc qk_pd(dnnl::matmul::desc(q_md, kt_md, s_md), scale_attr, cpu_engine());
   dnnl::matmul::primitive_desc pv_pd(dnnl::matmul::desc(s_md, v_md, o_md), pv_attr, cpu_engine());
   dnnl::softmax_forward::primitive_desc sm_pd(
-      dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, s_md, 1), cpu_engine());
+      dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, s_md, 1), scratchpad_attr(), cpu_engine());
   return Entry{dnnl::matmul(qk_pd), dnnl::matmul(pv_pd), dnnl::softmax_forward(sm_pd), q_md, kt_md, s_md, v_md, o_md};
 }
 
@@ -369,12 +358,10 @@ void AttentionCore::forward(const float* q, const float* k, const float* v, int6
                             Tensor& scratch) const {
   auto e = cache_.get(pkey(T), [&] { return make(T, C); });
   scratch.resize({T, T});
-  auto& s = cpu_stream();
   memory sm = wrap(e->s_md, scratch.data());
-  e->qk.execute(s, {{DNNL_ARG_SRC, wrap(e->q_md, q)}, {DNNL_ARG_WEIGHTS, wrap(e->kt_md, k)}, {DNNL_ARG_DST, sm}});
-  e->softmax.execute(s, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, sm}});
-  e->pv.execute(s, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wrap(e->v_md, v)}, {DNNL_ARG_DST, wrap(e->o_md, out)}});
-  s.wait();
+  run_primitive(e->qk, {{DNNL_ARG_SRC, wrap(e->q_md, q)}, {DNNL_ARG_WEIGHTS, wrap(e->kt_md, k)}, {DNNL_ARG_DST, sm}});
+  run_primitive(e->softmax, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, sm}});
+  run_primitive(e->pv, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wrap(e->v_md, v)}, {DNNL_ARG_DST, wrap(e->o_md, out)}});
 }
 
 const uint16_t* to_bf16_scratch(const float* x, int64_t n, int slot) {

@@ -41,7 +41,6 @@ void ResidualVQ::encode(const float* latents, int64_t frames, int nq, int32_t* c
   std::copy(latents, latents + dim_ * frames, residual.data());
   Tensor scores;
   if (quantized) std::fill(quantized, quantized + dim_ * frames, 0.0f);
-  auto& s = cpu_stream();
   for (int q = 0; q < nq; ++q) {
     const Book& book = *prims_[q];
     const int64_t bins = books_[q].dim(0);
@@ -49,16 +48,16 @@ void ResidualVQ::encode(const float* latents, int64_t frames, int nq, int32_t* c
       memory::desc src_md({frames, dim_}, ddt::f32, dtag::ba);
       memory::desc dst_md({frames, bins}, ddt::f32, dtag::ab);
       dnnl::matmul::primitive_desc pd(
-          dnnl::matmul::desc(src_md, book.weights.get_desc(), book.bias.get_desc(), dst_md), cpu_engine());
+          dnnl::matmul::desc(src_md, book.weights.get_desc(), book.bias.get_desc(), dst_md), scratchpad_attr(),
+          cpu_engine());
       return Entry{dnnl::matmul(pd), src_md, dst_md};
     });
     scores.resize({frames, bins});
     // score = x.e - |e|^2/2: maximising it is the Euclidean nearest neighbour.
-    e->prim.execute(s, {{DNNL_ARG_SRC, wrap(e->src_md, residual.data())},
+    run_primitive(e->prim, {{DNNL_ARG_SRC, wrap(e->src_md, residual.data())},
                         {DNNL_ARG_WEIGHTS, book.weights},
                         {DNNL_ARG_BIAS, book.bias},
                         {DNNL_ARG_DST, wrap(e->dst_md, scores.data())}});
-    s.wait();
     const float* cb = books_[q].data();
     for (int64_t f = 0; f < frames; ++f) {
       const float* row = scores.data() + f * bins;

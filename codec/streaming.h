@@ -1,0 +1,78 @@
+// Streaming tokenizer sessions: PCM in, tokens out as soon as they are final (StreamingEncoder), and tokens in,
+// PCM out (StreamingDecoder). A session owns all its state and shares one immutable Model with any number of
+// other sessions, on any threads.
+//
+// How: windowed recomputation. WavTokenizer's encoder and decoder are not causal (reflect padding, GroupNorm and
+// attention over the whole input), so a session emits `block` frames at a time by running the one-shot model on a
+// window of `left` frames of past context, the block, and `lookahead` frames of future context, and keeps the
+// block's part. Output length and frame positions are the one-shot ones; memory is bounded by the window; the
+// result approaches one-shot decoding as the contexts grow (measured figures per preset in README.md).
+// Algorithmic latency = (lookahead + block) frames; compute = (left + block + lookahead) / block times one-shot.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "codec/model.h"
+
+namespace wavtok {
+
+struct StreamParams {
+  int block_frames = 15;      // frames emitted per window run
+  int left_frames = 150;      // past context per window
+  int lookahead_frames = 10;  // future context per window (latency)
+  int n_q = 0;                // codebooks to emit (0: all)
+  int bandwidth_id = 0;       // WavTokenizer AdaLayerNorm id for decoding
+};
+
+StreamParams stream_default_params();
+// Presets: "low-latency", "default", "high-fidelity", or a YAML file with the fields above.
+StreamParams stream_preset(const std::string& name_or_path);
+
+class StreamingEncoder {
+ public:
+  StreamingEncoder(std::shared_ptr<const Model> model, const StreamParams& params);
+  // Takes any number of samples at the model's rate; appends newly final codes to `out` (frame-major:
+  // for each new frame, n_q codes). Returns the number of new frames.
+  int64_t push(const float* pcm, int64_t n, std::vector<int32_t>& out);
+  // Ends the stream: emits the remaining frames and resets for a new stream.
+  int64_t flush(std::vector<int32_t>& out);
+  int n_q() const { return n_q_; }
+  int64_t frames_emitted() const { return next_frame_; }
+  size_t memory_bytes() const;  // capacity of the session's buffers
+
+ private:
+  int64_t run(int64_t end_sample, int64_t frames_to_emit, std::vector<int32_t>& out);
+  std::shared_ptr<const Model> model_;
+  StreamParams p_;
+  int n_q_;
+  int hop_;
+  std::vector<float> buf_;     // samples [buf_start_, buf_start_ + buf_.size())
+  int64_t buf_start_ = 0;
+  int64_t total_ = 0;          // samples received
+  int64_t next_frame_ = 0;     // first frame not yet emitted
+};
+
+class StreamingDecoder {
+ public:
+  StreamingDecoder(std::shared_ptr<const Model> model, const StreamParams& params);
+  // Takes whole frames of codes (frame-major, n_q codes each); appends newly final samples to `out`.
+  int64_t push(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out);
+  int64_t flush(std::vector<float>& out);
+  size_t memory_bytes() const;
+
+ private:
+  int64_t run(int64_t end_frame, int64_t frames_to_emit, std::vector<float>& out);
+  std::shared_ptr<const Model> model_;
+  StreamParams p_;
+  int hop_, dim_;
+  std::vector<float> feats_;   // frame-major latents of frames [feat_start_, ...), dim_ each
+  int64_t feat_start_ = 0;
+  int64_t total_ = 0;          // frames received
+  int64_t next_frame_ = 0;     // first frame whose audio is not yet emitted
+  Tensor window_;              // reused [dim, frames] window
+};
+
+}  // namespace wavtok

@@ -67,7 +67,9 @@ TEST(Streaming, DefaultPresetMatchesOneShot) {
     const double snr = snr_db(ref, audio);
     std::printf("preset %-13s tokens %.1f%% equal to one-shot, decoded audio %.1f dB SNR vs one-shot\n", preset,
                 100 * agree, snr);
-    if (std::string(preset) == "default") EXPECT_GE(agree, 0.98);
+    if (std::string(preset) == "default") {
+      EXPECT_GE(agree, 0.98);
+    }
     for (float v : audio) ASSERT_TRUE(std::isfinite(v));
   }
 }

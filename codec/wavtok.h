@@ -1,0 +1,69 @@
+/* wavtok C API: load a codec model, then stream PCM to tokens and tokens to PCM.
+ *
+ * Plain C (C99), usable through any FFI. Every object is an opaque handle made by a create or load call and
+ * released by the matching free call; the caller owns every handle it gets and frees it exactly once.
+ * A model may be shared by any number of encoders/decoders on any threads; each encoder/decoder must be used
+ * by one thread at a time. Functions returning int return 0 on success and -1 on error; then
+ * wavtok_last_error() describes the error (a thread-local string owned by the library, valid until the next
+ * call on the same thread). Output buffers are owned by the caller.
+ */
+#ifndef WAVTOK_H
+#define WAVTOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wavtok_model wavtok_model;
+typedef struct wavtok_encoder wavtok_encoder;
+typedef struct wavtok_decoder wavtok_decoder;
+
+typedef struct wavtok_stream_params {
+  int block_frames;     /* frames emitted per window run */
+  int left_frames;      /* past context per window */
+  int lookahead_frames; /* future context per window (latency) */
+  int n_q;              /* codebooks (0: all the model has) */
+  int bandwidth_id;     /* WavTokenizer AdaLayerNorm id used when decoding */
+} wavtok_stream_params;
+
+/* Defaults (the "default" preset). */
+wavtok_stream_params wavtok_stream_default_params(void);
+
+const char* wavtok_last_error(void);
+
+/* Loads a .wtk model file or a PyTorch checkpoint (config.yaml beside it, or config_path). NULL on error.
+ * path == NULL loads the default model built into the library. */
+wavtok_model* wavtok_model_load(const char* path, const char* config_path);
+void wavtok_model_free(wavtok_model* model);
+int wavtok_model_sample_rate(const wavtok_model* model);
+int wavtok_model_hop(const wavtok_model* model);        /* samples per frame */
+int wavtok_model_n_q(const wavtok_model* model);        /* codebooks the model has */
+int wavtok_model_codebook_size(const wavtok_model* model);
+
+/* Encoder: PCM (float, mono, the model's rate) in, codes out. The encoder keeps its own reference to the
+ * model, so the model handle may be freed before the encoder. */
+wavtok_encoder* wavtok_encoder_create(const wavtok_model* model, const wavtok_stream_params* params);
+void wavtok_encoder_free(wavtok_encoder* enc);
+/* Feeds n samples. Returns the number of new frames that are ready (>= 0), -1 on error. */
+int64_t wavtok_encoder_push(wavtok_encoder* enc, const float* pcm, size_t n);
+/* Ends the stream; remaining frames become ready. Returns their number, -1 on error. */
+int64_t wavtok_encoder_flush(wavtok_encoder* enc);
+/* Copies up to max_frames ready frames (n_q codes each, frame-major) into codes; returns frames copied. */
+int64_t wavtok_encoder_read(wavtok_encoder* enc, int32_t* codes, size_t max_frames);
+
+/* Decoder: codes in (frame-major, n_q per frame), PCM out. */
+wavtok_decoder* wavtok_decoder_create(const wavtok_model* model, const wavtok_stream_params* params);
+void wavtok_decoder_free(wavtok_decoder* dec);
+int64_t wavtok_decoder_push(wavtok_decoder* dec, const int32_t* codes, size_t frames, int n_q);
+int64_t wavtok_decoder_flush(wavtok_decoder* dec);
+/* Copies up to max_samples ready samples into pcm; returns samples copied. */
+int64_t wavtok_decoder_read(wavtok_decoder* dec, float* pcm, size_t max_samples);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WAVTOK_H */

@@ -1,0 +1,155 @@
+// The C API over Model and the streaming sessions (codec/wavtok.h).
+#include "codec/wavtok.h"
+
+#include <algorithm>
+#include <deque>
+#include <string>
+
+#include "codec/default_model.h"
+#include "codec/error.h"
+#include "codec/model.h"
+#include "codec/streaming.h"
+
+struct wavtok_model {
+  std::shared_ptr<const wavtok::Model> m;
+};
+struct wavtok_encoder {
+  std::unique_ptr<wavtok::StreamingEncoder> s;
+  std::vector<int32_t> ready;  // codes not yet read, frame-major
+  int n_q;
+};
+struct wavtok_decoder {
+  std::unique_ptr<wavtok::StreamingDecoder> s;
+  std::vector<float> ready;
+};
+
+namespace {
+
+thread_local std::string g_error;
+
+template <class F>
+auto guard(F&& f, decltype(f()) on_error) -> decltype(f()) {
+  try {
+    g_error.clear();
+    return f();
+  } catch (const std::exception& e) {
+    g_error = e.what();
+  } catch (...) {
+    g_error = "unknown error";
+  }
+  return on_error;
+}
+
+wavtok::StreamParams to_params(const wavtok_stream_params* p) {
+  wavtok::StreamParams s = wavtok::stream_default_params();
+  if (p) s = wavtok::StreamParams{p->block_frames, p->left_frames, p->lookahead_frames, p->n_q, p->bandwidth_id};
+  return s;
+}
+
+template <class T>
+int64_t take(std::vector<T>& ready, T* out, size_t max) {
+  const size_t n = std::min(max, ready.size());
+  std::copy(ready.begin(), ready.begin() + n, out);
+  ready.erase(ready.begin(), ready.begin() + n);
+  return int64_t(n);
+}
+
+}  // namespace
+
+extern "C" {
+
+wavtok_stream_params wavtok_stream_default_params(void) {
+  const wavtok::StreamParams s = wavtok::stream_default_params();
+  return wavtok_stream_params{s.block_frames, s.left_frames, s.lookahead_frames, s.n_q, s.bandwidth_id};
+}
+
+const char* wavtok_last_error(void) { return g_error.c_str(); }
+
+wavtok_model* wavtok_model_load(const char* path, const char* config_path) {
+  return guard(
+      [&]() -> wavtok_model* {
+        wavtok::LoadOptions o;
+        if (config_path) o.config_path = config_path;
+        auto m = path ? wavtok::Model::load(path, o) : wavtok::load_embedded_default_model();
+        return new wavtok_model{std::move(m)};
+      },
+      nullptr);
+}
+
+void wavtok_model_free(wavtok_model* model) { delete model; }
+int wavtok_model_sample_rate(const wavtok_model* m) { return m ? m->m->sample_rate() : -1; }
+int wavtok_model_hop(const wavtok_model* m) { return m ? m->m->hop() : -1; }
+int wavtok_model_n_q(const wavtok_model* m) { return m ? m->m->max_n_q() : -1; }
+int wavtok_model_codebook_size(const wavtok_model* m) { return m ? m->m->config().quantizer.bins : -1; }
+
+wavtok_encoder* wavtok_encoder_create(const wavtok_model* model, const wavtok_stream_params* params) {
+  return guard(
+      [&]() -> wavtok_encoder* {
+        if (!model) throw wavtok::Error("wavtok_encoder_create: model is NULL");
+        auto s = std::make_unique<wavtok::StreamingEncoder>(model->m, to_params(params));
+        const int nq = s->n_q();
+        return new wavtok_encoder{std::move(s), {}, nq};
+      },
+      nullptr);
+}
+
+void wavtok_encoder_free(wavtok_encoder* enc) { delete enc; }
+
+int64_t wavtok_encoder_push(wavtok_encoder* enc, const float* pcm, size_t n) {
+  return guard(
+      [&]() -> int64_t {
+        if (!enc || (!pcm && n)) throw wavtok::Error("wavtok_encoder_push: NULL argument");
+        return enc->s->push(pcm, int64_t(n), enc->ready);
+      },
+      -1);
+}
+
+int64_t wavtok_encoder_flush(wavtok_encoder* enc) {
+  return guard(
+      [&]() -> int64_t {
+        if (!enc) throw wavtok::Error("wavtok_encoder_flush: NULL encoder");
+        return enc->s->flush(enc->ready);
+      },
+      -1);
+}
+
+int64_t wavtok_encoder_read(wavtok_encoder* enc, int32_t* codes, size_t max_frames) {
+  if (!enc || !codes) return 0;
+  return take(enc->ready, codes, max_frames * size_t(enc->n_q)) / enc->n_q;
+}
+
+wavtok_decoder* wavtok_decoder_create(const wavtok_model* model, const wavtok_stream_params* params) {
+  return guard(
+      [&]() -> wavtok_decoder* {
+        if (!model) throw wavtok::Error("wavtok_decoder_create: model is NULL");
+        return new wavtok_decoder{std::make_unique<wavtok::StreamingDecoder>(model->m, to_params(params)), {}};
+      },
+      nullptr);
+}
+
+void wavtok_decoder_free(wavtok_decoder* dec) { delete dec; }
+
+int64_t wavtok_decoder_push(wavtok_decoder* dec, const int32_t* codes, size_t frames, int n_q) {
+  return guard(
+      [&]() -> int64_t {
+        if (!dec || (!codes && frames)) throw wavtok::Error("wavtok_decoder_push: NULL argument");
+        return dec->s->push(codes, int64_t(frames), n_q, dec->ready);
+      },
+      -1);
+}
+
+int64_t wavtok_decoder_flush(wavtok_decoder* dec) {
+  return guard(
+      [&]() -> int64_t {
+        if (!dec) throw wavtok::Error("wavtok_decoder_flush: NULL decoder");
+        return dec->s->flush(dec->ready);
+      },
+      -1);
+}
+
+int64_t wavtok_decoder_read(wavtok_decoder* dec, float* pcm, size_t max_samples) {
+  if (!dec || !pcm) return 0;
+  return take(dec->ready, pcm, max_samples);
+}
+
+}  // extern "C"

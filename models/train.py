@@ -6,8 +6,12 @@
 - random 1 s crops from data/train (see models/data/make_dataset.py), batch 8
 - losses (models/losses.py): multi-resolution log-mel L1 + multi-resolution STFT (spectral
   convergence + log magnitude) + VQ commitment
-- the codebook is k-means initialised from the encoder latents of the first batches, then updated
-  by EMA (inside wavtok_ref's VQ); dead codes are restarted from the current batch
+- schedule: vq.bypass_steps of autoencoder warm-up without the quantizer; then the codebook is
+  k-means initialised from the encoder latents of fresh batches and updated by EMA (inside
+  wavtok_ref's VQ); the encoder stays frozen for vq.encoder_freeze_steps (with batches of 600
+  frames its latents otherwise drift faster than the codebook can follow and the code usage
+  collapses to a few codes), then trains at optim.encoder_lr_mult x lr; codes unused for
+  vq.dead_code_after steps are restarted on current latents
 - AdamW, linear warmup then cosine decay, gradient clipping
 - runs/<name>/last.ckpt every few minutes (model + optimizer + step + RNG states, atomic write);
   training resumes from it automatically (--resume insists that it exists, --restart ignores it)
@@ -62,8 +66,12 @@ def read_filelist(path: str) -> List[str]:
 class CropSampler:
     """All training audio in memory (int16); random fixed-length crops, clip chosen in proportion to length."""
 
-    def __init__(self, filelist: str, segment: int, gain_db=(-6.0, 3.0), flip: float = 0.5):
+    def __init__(self, filelist: str, segment: int, gain_db=(-6.0, 3.0), flip: float = 0.5, peak_db=None):
         self.clips = [read_wav_int16(p) for p in read_filelist(filelist)]
+        # peak_db (lo, hi): scale each clip so that its peak is at a random level in dBFS (like upstream's
+        # sox "norm" augmentation); applied before the gain_db augmentation
+        self.peak_db = peak_db
+        self.peaks = [max(int(np.abs(c.astype(np.int32)).max()) if len(c) else 1, 1) for c in self.clips]
         if not self.clips:
             raise RuntimeError(f"no audio in {filelist}")
         self.segment = segment
@@ -84,6 +92,8 @@ class CropSampler:
             else:
                 seg = c
             g = 10 ** (rng.uniform(*self.gain_db) / 20) / 32768.0
+            if self.peak_db is not None:
+                g *= 10 ** (rng.uniform(*self.peak_db) / 20) * 32768.0 / self.peaks[i]
             if rng.random() < self.flip:
                 g = -g
             out[b, :len(seg)] = seg.astype(np.float32) * g
@@ -118,39 +128,22 @@ def kmeans_chunked(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) ->
 
 
 @torch.no_grad()
-def standardize_latents(model: WavTokenizer, sampler: CropSampler, rng: np.random.Generator, cfg: Dict,
-                        opt: torch.optim.Optimizer, log):
-    """Give every latent channel zero mean and std `target_std` over frames, without changing the
-    decoded audio: the encoder's last conv (weight_g, bias) absorbs scale s_c and offset mu_c,
-    the backbone's first conv the inverse (weights / s_c, bias + W * mu). Run once, before the k-means
-    init: an autoencoder warmed up without the quantizer has nearly constant latents (spread ~1e-3
-    around an offset ~0.1) that drift faster than their spread, so a codebook fitted to them
-    collapses to a few codes within a few steps."""
-    target = float(cfg["vq"].get("latent_std", 0.0))
-    if target <= 0:
-        return
-    enc_conv = model.feature_extractor.encodec.encoder.model[-1].conv.conv
-    emb = model.backbone.embed
+def standardize_encoder_output(model: WavTokenizer, sampler: CropSampler, rng: np.random.Generator, cfg: Dict,
+                               target: float, log):
+    """At initialisation: rescale the encoder's last conv (weight_g, bias) so that every latent channel
+    has zero mean and std `target` over frames. A fresh SEANet's latents are a constant offset with a
+    ~1e-3 spread, which the decoder can hardly see."""
+    conv = model.feature_extractor.encodec.encoder.model[-1].conv.conv
     lat = []
-    was = model.training
-    model.eval()
-    for _ in range(int(cfg["vq"]["kmeans_batches"])):
+    for _ in range(4):
         z = model.feature_extractor.encoder(sampler.batch(rng, cfg["data"]["batch_size"]).unsqueeze(1))
         lat.append(z.transpose(1, 2).reshape(-1, z.shape[1]))
     x = torch.cat(lat)
     mu, sd = x.mean(0), x.std(0).clamp(min=1e-8)
-    scale = target / sd  # per channel
-    enc_conv.weight_g.mul_(scale.view(-1, *([1] * (enc_conv.weight_g.dim() - 1))))
-    enc_conv.bias.copy_(scale * (enc_conv.bias - mu))
-    w = emb.weight  # (dim, D, k)
-    emb.bias.add_((w * mu.view(1, -1, 1)).sum(dim=(1, 2)))
-    w.div_(scale.view(1, -1, 1))
-    for p in (enc_conv.weight_g, enc_conv.bias, emb.weight, emb.bias):
-        opt.state.pop(p, None)  # fresh Adam moments for the rescaled parameters
-    model.train(was)
-    z = model.feature_extractor.encoder(sampler.batch(rng, cfg["data"]["batch_size"]).unsqueeze(1))
-    log(f"latents standardised: channel std {sd.mean():.2e} (mean over channels), offset |mu| {mu.abs().mean():.2e}"
-        f" -> std {z.std(dim=(0, 2)).mean():.3f}, mean |mu| {z.mean(dim=(0, 2)).abs().mean():.3f}")
+    scale = target / sd
+    conv.weight_g.mul_(scale.view(-1, *([1] * (conv.weight_g.dim() - 1))))
+    conv.bias.copy_(scale * (conv.bias - mu))
+    log(f"encoder output standardised: channel std {sd.mean():.2e} -> {target}, offset {mu.abs().mean():.2e} -> 0")
 
 
 @torch.no_grad()
@@ -318,10 +311,14 @@ def main():
     log(f"model: {n_params / 1e6:.2f} M trained parameters, inference weights {inference_bytes(model) / 1e6:.1f} MB "
         f"(float32, without the unused SEANet decoder), frame rate {model.cfg.frame_rate:.1f}/s, "
         f"{math.log2(model.cfg.codebook_size) * model.cfg.frame_rate * model.cfg.n_q:.0f} bit/s")
-    params = [p for n, p in model.named_parameters()
-              if p.requires_grad and not n.startswith("feature_extractor.encodec.decoder.")]
+    named = [(n, p) for n, p in model.named_parameters()
+             if p.requires_grad and not n.startswith("feature_extractor.encodec.decoder.")]
+    params = [p for _, p in named]
     o = cfg["optim"]
-    opt = torch.optim.AdamW(params, lr=float(o["lr"]), betas=tuple(o["betas"]), weight_decay=float(o["weight_decay"]))
+    enc_mult = float(o.get("encoder_lr_mult", 1.0))
+    groups = [{"params": [p for n, p in named if n.startswith("feature_extractor.encodec.encoder.")], "lr_mult": enc_mult, "encoder": True},
+              {"params": [p for n, p in named if not n.startswith("feature_extractor.encodec.encoder.")], "lr_mult": 1.0, "encoder": False}]
+    opt = torch.optim.AdamW(groups, lr=float(o["lr"]), betas=tuple(o["betas"]), weight_decay=float(o["weight_decay"]))
     loss_fn = CodecLoss(model.cfg.sample_rate, **cfg["loss"])
     eval_mel = MelSpectrogram(model.cfg.sample_rate, 1024, 256, 100)
 
@@ -329,36 +326,53 @@ def main():
     seg = int(round(float(d["segment_seconds"]) * model.cfg.sample_rate))
     seg = (seg // model.hop_length) * model.hop_length
     t0 = time.time()
-    sampler = CropSampler(d["train_filelist"], seg, tuple(d.get("gain_db", (-6.0, 3.0))), float(d.get("flip_polarity", 0.5)))
+    sampler = CropSampler(d["train_filelist"], seg, tuple(d.get("gain_db", (-6.0, 3.0))), float(d.get("flip_polarity", 0.5)),
+                          tuple(d["peak_db"]) if d.get("peak_db") else None)
     eval_files = read_filelist(d["eval_filelist"])[: int(r.get("eval_clips", 8))] if os.path.exists(d["eval_filelist"]) else []
     log(f"data: {len(sampler.clips)} clips, {sampler.seconds / 60:.1f} min in {time.time() - t0:.1f} s; "
         f"{len(eval_files)} eval clips")
 
     step = 0
+    last_used = None  # step at which each code was last chosen (dead-code restarts)
+    dead_resumed = 0
     if args.bench:
         cfg["vq"]["bypass_steps"] = 0 if args.bench_vq else 10 ** 9
     if os.path.exists(ckpt_path) and not args.restart and not args.bench:
         st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
+        try:
+            opt.load_state_dict(st["optimizer"])
+        except (KeyError, ValueError) as e:  # e.g. a checkpoint from a different param-group layout
+            log(f"optimizer state not restored ({e.__class__.__name__}: {e}); starting with fresh moments")
         step = int(st["step"])
         rng.bit_generator.state = st["np_rng"]
         torch.set_rng_state(st["torch_rng"])
         vq_gen.set_state(st["vq_rng"])
         random.setstate(st["py_rng"])
         last_used = st.get("last_used")
+        dead_resumed = int(st.get("dead_total", 0))
         log(f"resumed from {ckpt_path} at step {step}")
     elif args.resume:
         sys.exit(f"--resume: {ckpt_path} not found")
     bypass_steps = int(cfg["vq"].get("bypass_steps", 0))
-    if step >= bypass_steps and kmeans_init(model, sampler, rng, cfg, log):  # no-op if already initialised
-        last_used = torch.full((model.cfg.codebook_size,), step, dtype=torch.long)
+    if step == 0 and float(cfg["vq"].get("init_latent_std", 0)) > 0:
+        standardize_encoder_output(model, sampler, rng, cfg, float(cfg["vq"]["init_latent_std"]), log)
+
+    def start_vq():
+        """Latent standardisation + k-means init of the codebook, once (the codebook's `inited` flag)."""
+        if bool(codebook_module(model).inited.item()):
+            return None
+        kmeans_init(model, sampler, rng, cfg, log)
+        return torch.full((model.cfg.codebook_size,), step, dtype=torch.long)
+
+    if step >= bypass_steps:
+        last_used = start_vq() if last_used is None else last_used
 
     def save(reason: str):
         atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                      "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                      "vq_rng": vq_gen.get_state(), "py_rng": random.getstate(), "config": cfg,
-                     "last_used": last_used,
+                     "last_used": last_used, "dead_total": dead_total,
                      "time": time.time()}, ckpt_path)
         log(f"checkpoint step {step} -> {ckpt_path} ({reason})")
 
@@ -380,19 +394,19 @@ def main():
     t_ckpt = t_export = time.time()
     t_win, steps_win = time.time(), 0
     acc: Dict[str, float] = {}
-    dead_total = 0
+    dead_total = dead_resumed
     max_steps = args.max_steps if args.max_steps is not None else int(o["max_steps"])
     bench_times = []
     while step < max_steps and not stop["flag"]:
         ts = time.time()
         tc = time.process_time()
         lr = lr_at(step, o)
+        # the encoder is frozen for the first encoder_freeze_steps steps of VQ training (see TRAINING.md)
+        enc_frozen = bypass_steps <= step < bypass_steps + int(vq.get("encoder_freeze_steps", 0))
         for g in opt.param_groups:
-            g["lr"] = lr
-        if step == bypass_steps and step > 0 and not bool(codebook_module(model).inited.item()):
-            standardize_latents(model, sampler, rng, cfg, opt, log)
-        if step == bypass_steps and step > 0 and kmeans_init(model, sampler, rng, cfg, log):
-            last_used = torch.full((model.cfg.codebook_size,), step, dtype=torch.long)
+            g["lr"] = lr * (0.0 if enc_frozen and g["encoder"] else g["lr_mult"])
+        if step == bypass_steps and not bool(codebook_module(model).inited.item()):
+            last_used = start_vq()
         audio = sampler.batch(rng, bs)
         if step < bypass_steps:  # autoencoder warm-up: continuous latents, no quantizer
             latents = model.feature_extractor.encoder(audio.unsqueeze(1))
@@ -445,7 +459,7 @@ def main():
         if time.time() - t_ckpt > 60 * float(r["checkpoint_minutes"]):
             save("periodic")
             t_ckpt = time.time()
-        if time.time() - t_export > 60 * float(r["export_minutes"]):
+        if time.time() - t_export > 60 * float(r["export_minutes"]) and step > bypass_steps:
             export(model, args.run, step, eval_files, eval_mel, int(r.get("eval_samples", 2)), log)
             t_export = time.time()
         if args.max_minutes is not None and time.time() - t_start > 60 * args.max_minutes:
@@ -453,7 +467,7 @@ def main():
     if args.bench:
         return
     save("signal" if stop["flag"] else "end")
-    if not stop["flag"]:
+    if not stop["flag"] and step > bypass_steps:
         export(model, args.run, step, eval_files, eval_mel, int(r.get("eval_samples", 2)), log)
 
 

@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config git
   libsndfile1-dev libsoxr-dev libkissfft-dev libdnnl-dev libyaml-cpp-dev libzip-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-torch python3-numpy python3-yaml python3-scipy libopenblas0
+  python3 python3-torch python3-numpy python3-yaml python3-scipy python3-matplotlib libopenblas0 wamerican
   espeak-ng fluidsynth fluid-soundfont-gm sox codec2 opus-tools
   clang libclang-rt-14-dev
 )

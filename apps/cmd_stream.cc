@@ -28,17 +28,15 @@ struct Stats {
   }
 };
 
-// Raw stdin: float32 little-endian mono at the model rate, or s16le with --s16.
-std::vector<float> read_stdin_pcm(bool s16) {
-  std::vector<float> out;
-  if (s16) {
-    int16_t v;
-    while (std::fread(&v, 2, 1, stdin) == 1) out.push_back(v / 32768.0f);
-  } else {
-    float v;
-    while (std::fread(&v, 4, 1, stdin) == 1) out.push_back(v);
-  }
-  return out;
+// Raw PCM from stdin, mono at the model rate: float32 little-endian, or s16le with --s16. Reads up to `max`
+// samples (blocking until they arrive or the input ends); returns how many were read.
+size_t read_stdin_pcm(bool s16, size_t max, std::vector<float>& out, std::vector<int16_t>& raw16) {
+  out.resize(max);
+  if (!s16) return std::fread(out.data(), sizeof(float), max, stdin);
+  raw16.resize(max);
+  const size_t n = std::fread(raw16.data(), sizeof(int16_t), max, stdin);
+  for (size_t i = 0; i < n; ++i) out[i] = raw16[i] / 32768.0f;
+  return n;
 }
 
 }  // namespace
@@ -46,7 +44,8 @@ std::vector<float> read_stdin_pcm(bool s16) {
 void register_stream_commands(CLI::App& app, Common& common, std::vector<Command>& out) {
   struct Opts {
     std::string in, out, preset = "default", fmt;
-    double chunk_ms = 20;
+    double chunk_ms = 20, bandwidth = 0;
+    int n_q = 0, bandwidth_id = -1;
     bool s16 = false;
   };
   auto e = std::make_shared<Opts>();
@@ -58,6 +57,8 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   enc->add_option("--preset", e->preset, "low-latency | default | high-fidelity | a YAML file (configs/streaming/)");
   enc->add_option("--format", e->fmt, "token format: wtt|npy|txt");
   enc->add_flag("--s16", e->s16, "stdin PCM is s16le instead of float32");
+  enc->add_option("-b,--bandwidth", e->bandwidth, "bandwidth in kbps (selects the number of codebooks)");
+  enc->add_option("-n,--n-q", e->n_q, "number of codebooks (default: the preset's, else all)");
   enc->add_option("-m,--model", common.model, "model (default: the built-in one)");
   enc->add_option("-t,--threads", common.threads, "CPU threads");
   enc->add_flag("-q,--quiet", common.quiet, "no statistics");
@@ -65,17 +66,38 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     check_output(e->out, {e->in});
     auto model = load_model(common);
     StreamParams p = stream_preset(e->preset);
-    std::vector<float> pcm = e->in == "-" ? read_stdin_pcm(e->s16) : read_audio(e->in, model->sample_rate()).samples;
-    if (pcm.empty()) throw Error(e->in + ": no audio");
+    if (e->bandwidth > 0 || e->n_q > 0) p.n_q = n_q_from(*model, e->bandwidth, e->n_q);
+    // A file is read whole and fed in chunks; stdin is fed chunk by chunk as it arrives.
+    const bool from_stdin = e->in == "-";
+    std::vector<float> file_pcm, chunk_buf;
+    std::vector<int16_t> raw16;
+    if (!from_stdin) file_pcm = read_audio(e->in, model->sample_rate()).samples;
     StreamingEncoder session(model, p);
     const size_t chunk = std::max<size_t>(1, size_t(e->chunk_ms * model->sample_rate() / 1000.0));
     std::vector<int32_t> codes;
     Stats st;
-    for (size_t i = 0; i < pcm.size(); i += chunk) {
+    int64_t received = 0, worst_lag = 0;
+    for (size_t pos = 0;;) {
+      const float* x;
+      size_t n;
+      if (from_stdin) {
+        n = read_stdin_pcm(e->s16, chunk, chunk_buf, raw16);
+        x = chunk_buf.data();
+      } else {
+        n = std::min(chunk, file_pcm.size() - pos);
+        x = file_pcm.data() + pos;
+        pos += n;
+      }
+      if (n == 0) break;
       auto t0 = std::chrono::steady_clock::now();
-      session.push(pcm.data() + i, int64_t(std::min(chunk, pcm.size() - i)), codes);
+      session.push(x, int64_t(n), codes);
       st.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      received += int64_t(n);
+      // Frames complete in the input but not yet final (right context, start-up padding), past the first second.
+      if (received > model->sample_rate())
+        worst_lag = std::max(worst_lag, received / model->hop() - session.frames_emitted());
     }
+    if (received == 0) throw Error(e->in + ": no audio");
     session.flush(codes);
     const int nq = session.n_q();
     TokenFile tf;
@@ -90,10 +112,10 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     tf.bins = model->config().quantizer.bins;
     write_tokens(e->out, tf, token_format_for(e->out, e->fmt));
     if (!common.quiet) {
-      st.print("stream-encode", double(pcm.size()) / model->sample_rate());
-      std::fprintf(stderr, "algorithmic latency %.1f ms (lookahead %d + block %d frames) + chunk %.1f ms\n",
-                   1000.0 * (p.lookahead_frames + p.block_frames) * model->hop() / model->sample_rate(),
-                   p.lookahead_frames, p.block_frames, e->chunk_ms);
+      st.print("stream-encode", double(received) / model->sample_rate());
+      std::fprintf(stderr, "%lld frames; codes trail the input by at most %lld frame(s) (%.1f ms) + the chunk (%.1f ms)\n",
+                   (long long)tf.tokens.frames, (long long)worst_lag,
+                   1000.0 * double(worst_lag) * model->hop() / model->sample_rate(), e->chunk_ms);
     }
     return 0;
   }});
@@ -104,6 +126,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   dec->add_option("-o,--output", d->out, "audio file")->required();
   dec->add_option("--chunk-ms", d->chunk_ms, "tokens per push, in milliseconds of audio (default 20)");
   dec->add_option("--preset", d->preset, "low-latency | default | high-fidelity | a YAML file");
+  dec->add_option("--bandwidth-id", d->bandwidth_id, "WavTokenizer AdaLayerNorm bandwidth id (default: the preset's)");
   dec->add_option("-m,--model", common.model, "model (default: the built-in one)");
   dec->add_option("-t,--threads", common.threads, "CPU threads");
   dec->add_flag("-q,--quiet", common.quiet, "no statistics");
@@ -112,7 +135,9 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     auto model = load_model(common);
     TokenFile tf = read_tokens(d->in);
     check_tokens_for_model(tf, *model, d->in);
-    StreamingDecoder session(model, stream_preset(d->preset));
+    StreamParams sp = stream_preset(d->preset);
+    if (d->bandwidth_id >= 0) sp.bandwidth_id = d->bandwidth_id;
+    StreamingDecoder session(model, sp);
     const int nq = tf.tokens.n_q;
     std::vector<int32_t> fm(tf.tokens.codes.size());
     for (int64_t f = 0; f < tf.tokens.frames; ++f)
@@ -127,7 +152,15 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     }
     session.flush(audio);
     write_audio(d->out, audio, model->sample_rate());
-    if (!common.quiet) st.print("stream-decode", double(audio.size()) / model->sample_rate());
+    if (!common.quiet) {
+      st.print("stream-decode", double(audio.size()) / model->sample_rate());
+      if (streams_exactly(*model))
+        std::fprintf(stderr, "exact streaming decoder: audio as soon as each frame arrives\n");
+      else
+        std::fprintf(stderr, "windowed decoder: latency %.1f ms (block %d + lookahead %d frames) + the chunk\n",
+                     1000.0 * (sp.block_frames + sp.lookahead_frames) * model->hop() / model->sample_rate(),
+                     sp.block_frames, sp.lookahead_frames);
+    }
     return 0;
   }});
 }

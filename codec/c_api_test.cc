@@ -1,4 +1,5 @@
-// The C API (codec/wavtok.h) against the C++ streaming classes; tests/c_api_test.c is compiled as C.
+// The C API (codec/wavtok.h) against the C++ streaming classes and one-shot processing; tests/c_api_test.c,
+// compiled as C, drives the stream.
 #include "codec/wavtok.h"
 
 #include <gtest/gtest.h>
@@ -7,7 +8,7 @@
 #include "dsp/audio_io.h"
 #include "tests/test_util.h"
 
-extern "C" int wavtok_c_api_roundtrip(const char* model_path, const float* pcm, size_t n, int32_t* codes,
+extern "C" int wavtok_c_api_roundtrip(const char* model_path, int n_q, const float* pcm, size_t n, int32_t* codes,
                                       size_t max_frames, float* out, size_t max_out, size_t* frames_out,
                                       size_t* samples_out);
 
@@ -16,38 +17,86 @@ namespace {
 
 using namespace wavtok::testing;
 
-TEST(CApi, StreamsLikeTheCppSessions) {
-  const std::string model = fixture("wavtokenizer-75/model.ckpt");
-  auto pcm = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
-  std::vector<int32_t> codes(1000);
-  std::vector<float> out(400000);
+struct CRun {
+  std::vector<int32_t> codes;  // frame-major
+  std::vector<float> audio;
+};
+
+CRun c_roundtrip(const std::string& model, int n_q, const std::vector<float>& pcm) {
+  CRun r;
+  r.codes.resize(1000 * size_t(n_q));
+  r.audio.resize(400000);
   size_t frames = 0, samples = 0;
-  ASSERT_EQ(wavtok_c_api_roundtrip(model.c_str(), pcm.data(), pcm.size(), codes.data(), codes.size(), out.data(),
-                                   out.size(), &frames, &samples),
+  EXPECT_EQ(wavtok_c_api_roundtrip(model.c_str(), n_q, pcm.data(), pcm.size(), r.codes.data(), 1000, r.audio.data(),
+                                   r.audio.size(), &frames, &samples),
             0)
       << wavtok_last_error();
-  ASSERT_EQ(frames, 300u);
-  ASSERT_EQ(samples, 96000u);
-  // Same as the C++ classes with the same parameters.
+  r.codes.resize(frames * size_t(n_q));
+  r.audio.resize(samples);
+  return r;
+}
+
+TEST(CApi, WavTokenizerStreamsLikeTheCppSessions) {
+  const std::string model = fixture("wavtokenizer-75/model.ckpt");
+  auto pcm = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
+  const CRun c = c_roundtrip(model, 1, pcm);
+  ASSERT_EQ(c.codes.size(), 300u);
+  ASSERT_EQ(c.audio.size(), 96000u);
   auto m = Model::load(model);
   StreamingEncoder enc(m, stream_default_params());
   std::vector<int32_t> ref;
   enc.push(pcm.data(), int64_t(pcm.size()), ref);
   enc.flush(ref);
-  EXPECT_EQ(std::vector<int32_t>(codes.begin(), codes.begin() + 300), ref);
+  EXPECT_EQ(c.codes, ref);
   StreamingDecoder dec(m, stream_default_params());
   std::vector<float> audio;
   dec.push(ref.data(), 300, 1, audio);
   dec.flush(audio);
-  EXPECT_EQ(std::vector<float>(out.begin(), out.begin() + 96000), audio);
+  EXPECT_EQ(c.audio, audio);
+}
+
+TEST(CApi, EncodecStreamsExactly) {
+  const std::string model = fixture("encodec-24k/model.th");
+  auto pcm = read_audio(fixture("encodec-24k/speech.input.wav"), 24000).samples;
+  const CRun c = c_roundtrip(model, 8, pcm);
+  auto m = Model::load(model);
+  const Tokens one = m->encode(pcm.data(), int64_t(pcm.size()), 8);
+  ASSERT_EQ(c.codes.size(), one.codes.size());
+  for (int64_t f = 0; f < one.frames; ++f)
+    for (int q = 0; q < 8; ++q) ASSERT_EQ(c.codes[f * 8 + q], one.codes[q * one.frames + f]) << f << "," << q;
+  const std::vector<float> ref = m->decode(one);
+  ASSERT_EQ(c.audio.size(), ref.size());
+  EXPECT_GE(snr_db(ref, c.audio), 60.0);
+  wavtok_model* h = wavtok_model_load(model.c_str(), nullptr);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(wavtok_model_streams_exactly(h), 1);
+  EXPECT_EQ(wavtok_model_n_q(h), 32);
+  EXPECT_EQ(wavtok_model_hop(h), 320);
+  wavtok_model_free(h);
 }
 
 TEST(CApi, ErrorsAreReportedNotThrown) {
   EXPECT_EQ(wavtok_model_load("/no/such/model.wtk", nullptr), nullptr);
-  EXPECT_NE(std::string(wavtok_last_error()).find("not found"), std::string::npos) << wavtok_last_error();
+  EXPECT_NE(std::string(wavtok_last_error()).find("/no/such/model.wtk"), std::string::npos) << wavtok_last_error();
   EXPECT_EQ(wavtok_encoder_create(nullptr, nullptr), nullptr);
   EXPECT_NE(std::string(wavtok_last_error()).find("NULL"), std::string::npos);
   EXPECT_EQ(wavtok_model_sample_rate(nullptr), -1);
+  wavtok_stream_params p = wavtok_stream_default_params();
+  EXPECT_EQ(wavtok_stream_preset("no-such-preset", &p), -1);
+  EXPECT_NE(std::string(wavtok_last_error()).find("no-such-preset"), std::string::npos);
+  EXPECT_EQ(p.block_frames, wavtok_stream_default_params().block_frames);  // untouched
+  // Codes out of the codebook are refused with a message, not a crash.
+  wavtok_model* m = wavtok_model_load(fixture("encodec-24k/model.th").c_str(), nullptr);
+  ASSERT_NE(m, nullptr);
+  wavtok_decoder* d = wavtok_decoder_create(m, nullptr);
+  ASSERT_NE(d, nullptr);
+  const int32_t bad[2] = {5, 99999};
+  EXPECT_EQ(wavtok_decoder_push(d, bad, 1, 2), -1);
+  EXPECT_STRNE(wavtok_last_error(), "");
+  EXPECT_EQ(wavtok_decoder_push(d, bad, 1, 33), -1);  // more codebooks than the model has
+  wavtok_decoder_free(d);
+  wavtok_model_free(m);
+  wavtok_encoder_free(nullptr);  // freeing NULL is a no-op
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "codec/layers.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -56,6 +57,116 @@ memory copy_to_memory(const memory::desc& md, const float* data) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- int8 support
+
+struct Int8State {
+  Int8Params p;
+  std::vector<int8_t> qw;        // weight codes in the user layout (oi / oiw)
+  std::vector<float> shift, inv;  // per input channel: u / act_scale = (x - shift) * inv
+  std::vector<float> bias_acc;    // bias in accumulator units, zero-point compensation included
+  std::vector<float> out_scale;   // act_scale * weight_scale[o]
+};
+
+namespace {
+
+thread_local const ActObserver* t_observer = nullptr;
+
+std::shared_ptr<const Int8State> make_int8_state(Int8Params p, const Tensor& w, const Tensor& b, int cin, int cout,
+                                                 const char* who) {
+  const int64_t per_out = w.numel() / cout;  // Cin * K
+  const int64_t k = per_out / cin;
+  if (int(p.weight_scale.size()) != cout) throw Error(std::string(who) + ": int8 weight_scale has the wrong size");
+  if (!p.in_shift.empty() && int(p.in_shift.size()) != cin) throw Error(std::string(who) + ": int8 in_shift has the wrong size");
+  if (!p.in_scale.empty() && int(p.in_scale.size()) != cin) throw Error(std::string(who) + ": int8 in_scale has the wrong size");
+  if (!(p.act_scale > 0) || p.act_zero < 0 || p.act_zero > 255) throw Error(std::string(who) + ": bad int8 activation params");
+  auto s = std::make_shared<Int8State>();
+  s->qw.resize(w.numel());
+  s->bias_acc.resize(cout);
+  s->out_scale.resize(cout);
+  for (int o = 0; o < cout; ++o) {
+    const float ws = p.weight_scale[o];
+    if (!(ws > 0)) throw Error(std::string(who) + ": int8 weight scale of channel " + std::to_string(o) + " is not positive");
+    int64_t sum = 0;
+    for (int64_t i = 0; i < per_out; ++i) {
+      const float q = std::clamp(std::nearbyint(w[o * per_out + i] / ws), -127.0f, 127.0f);
+      s->qw[o * per_out + i] = static_cast<int8_t>(q);
+      sum += static_cast<int64_t>(q);
+    }
+    s->out_scale[o] = p.act_scale * ws;
+    // oneDNN 2.x int8: dst = output_scale * (acc + bias), so the bias is given in accumulator units. The codes
+    // carry the zero point: sum_i (q_i - z) w_i = acc - z sum_i w_i.
+    s->bias_acc[o] = static_cast<float>(double(b[o]) / (double(p.act_scale) * ws) - double(p.act_zero) * double(sum));
+  }
+  s->shift.assign(cin, 0.0f);
+  s->inv.assign(cin, 1.0f / p.act_scale);
+  for (int c = 0; c < cin; ++c) {
+    if (!p.in_shift.empty()) s->shift[c] = p.in_shift[c];
+    if (!p.in_scale.empty()) {
+      if (!(p.in_scale[c] > 0)) throw Error(std::string(who) + ": int8 in_scale must be positive");
+      s->inv[c] = 1.0f / (p.in_scale[c] * p.act_scale);
+    }
+  }
+  (void)k;
+  s->p = std::move(p);
+  return s;
+}
+
+// Activation codes into a per-thread buffer. Clamping before rounding is the same as after (the bounds are
+// integers); the 1.5 * 2^23 trick rounds half to even like rint in the default rounding mode.
+const uint8_t* quantize_act(const Int8State& s, const float* x, int64_t rows, int cin, bool channels_last) {
+  thread_local std::vector<uint8_t> buf;
+  const int64_t n = rows * cin;
+  if (buf.size() < size_t(n)) buf.resize(size_t(n));
+  const float lo = -float(s.p.act_zero), hi = 255.0f - float(s.p.act_zero), z = float(s.p.act_zero);
+  constexpr float kMagic = 12582912.0f;
+  const float* sh = s.shift.data();
+  const float* inv = s.inv.data();
+  uint8_t* out = buf.data();
+  if (channels_last) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * cin;
+      uint8_t* orow = out + r * cin;
+      for (int c = 0; c < cin; ++c) {
+        float v = std::clamp((xr[c] - sh[c]) * inv[c], lo, hi);
+        v = (v + kMagic) - kMagic;
+        orow[c] = static_cast<uint8_t>(static_cast<int>(v + z));
+      }
+    }
+  } else {
+    for (int c = 0; c < cin; ++c)
+      for (int64_t t = 0; t < rows; ++t) {
+        float v = std::clamp((x[c * rows + t] - sh[c]) * inv[c], lo, hi);
+        v = (v + kMagic) - kMagic;
+        out[c * rows + t] = static_cast<uint8_t>(static_cast<int>(v + z));
+      }
+  }
+  return out;
+}
+
+dnnl::primitive_attr int8_attr(const Int8State& s, Act post, bool accumulate) {
+  dnnl::post_ops ops;
+  if (accumulate) ops.append_sum(1.0f);
+  if (post != Act::None) ops.append_eltwise(1.0f, act_alg(post), 1.0f, 0.0f);
+  dnnl::primitive_attr attr = scratchpad_attr();
+  attr.set_output_scales(1 << 1, s.out_scale);  // per output channel (dim 1 of the dst)
+  attr.set_post_ops(ops);
+  return attr;
+}
+
+memory reorder_s8_weights(const memory::desc& want, const memory::desc& have, const int8_t* data) {
+  memory src(have, cpu_engine(), const_cast<int8_t*>(data));
+  memory dst(want, cpu_engine());
+  dnnl::stream s(cpu_engine());
+  dnnl::reorder(src, dst).execute(s, src, dst);
+  s.wait();
+  return dst;
+}
+
+}  // namespace
+
+void set_act_observer(const ActObserver* obs) { t_observer = obs; }
+const ActObserver* act_observer() { return t_observer; }
 
 void apply_act(Act act, float* x, int64_t n) {
   if (act == Act::None || n == 0) return;
@@ -114,6 +225,28 @@ Conv1d::Entry Conv1d::make(int64_t tin, bool accumulate) const {
   return e;
 }
 
+void Conv1d::set_int8(Int8Params p) {
+  if (groups_ != 1) throw Error("Conv1d " + name_ + ": int8 needs groups == 1");
+  q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "Conv1d");
+  cache_.clear();
+}
+
+Conv1d::Entry Conv1d::make_int8(int64_t tin, bool accumulate) const {
+  const int64_t tout = out_len(tin);
+  if (tout < 1) throw Error("Conv1d: input of " + std::to_string(tin) + " samples is shorter than the kernel");
+  const dtag act_tag = channels_last_ ? dtag::nwc : dtag::ncw;
+  memory::desc src_md({1, cin_, tin}, ddt::u8, act_tag);
+  memory::desc dst_md({1, cout_, tout}, ddt::f32, act_tag);
+  memory::desc bias_md({cout_}, ddt::f32, dtag::a);
+  memory::desc w_user({cout_, cin_, kernel_}, ddt::s8, dtag::oiw);
+  memory::desc w_any({cout_, cin_, kernel_}, ddt::s8, dtag::any);
+  dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
+                                    w_any, bias_md, dst_md, {stride_}, {dilation_ - 1}, {0}, {0});
+  dnnl::convolution_forward::primitive_desc pd(d, int8_attr(*q_, post_, accumulate), cpu_engine());
+  return Entry{dnnl::convolution_forward(pd), reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()),
+               copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md, false};
+}
+
 void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) const {
   // Long channels-last inputs run in tiles of kTile output frames: primitive creation time grows with the
   // length (seconds at 240k samples), tiles stay in cache, and only two shapes (tile, tail) get primitives.
@@ -125,6 +258,16 @@ void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) con
       const int64_t n = std::min(kTile, tout - a);
       forward(x + a * stride_ * cin_, (n - 1) * stride_ + span, y + a * cout_, accumulate);
     }
+    return;
+  }
+  if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
+  if (q_) {
+    auto e = cache_.get(tin * 2 + (accumulate ? 1 : 0), [&] { return make_int8(tin, accumulate); });
+    const uint8_t* src = quantize_act(*q_, x, tin, cin_, channels_last_);
+    run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<uint8_t*>(src))},
+                            {DNNL_ARG_WEIGHTS, e->weights},
+                            {DNNL_ARG_BIAS, e->bias},
+                            {DNNL_ARG_DST, wrap(e->dst_md, y)}});
     return;
   }
   auto e = cache_.get(pkey(tin * 2 + (accumulate ? 1 : 0)), [&] { return make(tin, accumulate); });
@@ -198,8 +341,35 @@ Linear::Entry Linear::make(int64_t rows, bool accumulate) const {
                copy_to_memory(bias_md, b_.data()), src_md, dst_md, bf16};
 }
 
+void Linear::set_int8(Int8Params p) {
+  q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "Linear");
+  cache_.clear();
+}
+
+Linear::Entry Linear::make_int8(int64_t rows, bool accumulate) const {
+  memory::desc src_md({rows, cin_}, ddt::u8, dtag::nc);
+  memory::desc dst_md({rows, cout_}, ddt::f32, dtag::nc);
+  memory::desc bias_md({cout_}, ddt::f32, dtag::a);
+  memory::desc w_user({cout_, cin_}, ddt::s8, dtag::oi);
+  memory::desc w_any({cout_, cin_}, ddt::s8, dtag::any);
+  dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, w_any, bias_md, dst_md);
+  dnnl::inner_product_forward::primitive_desc pd(d, int8_attr(*q_, post_, accumulate), cpu_engine());
+  return Entry{dnnl::inner_product_forward(pd), reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()),
+               copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md, false};
+}
+
 void Linear::forward(const float* x, int64_t rows, float* y, bool accumulate) const {
   if (rows == 0) return;
+  if (t_observer && !name_.empty()) (*t_observer)(name_, x, rows, cin_, true);
+  if (q_) {
+    auto e = cache_.get(rows * 2 + (accumulate ? 1 : 0), [&] { return make_int8(rows, accumulate); });
+    const uint8_t* src = quantize_act(*q_, x, rows, cin_, true);
+    run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<uint8_t*>(src))},
+                            {DNNL_ARG_WEIGHTS, e->weights},
+                            {DNNL_ARG_BIAS, e->bias},
+                            {DNNL_ARG_DST, wrap(e->dst_md, y)}});
+    return;
+  }
   auto e = cache_.get(pkey(rows * 2 + (accumulate ? 1 : 0)), [&] { return make(rows, accumulate); });
   const void* src = e->bf16 ? static_cast<const void*>(to_bf16_scratch(x, rows * cin_, 1)) : x;
   run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<void*>(src))},

@@ -5,6 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "codec/dnnl_util.h"
@@ -18,6 +21,27 @@ void apply_act(Act act, float* x, int64_t n);  // in place
 
 // float32 -> bfloat16 (round to nearest even) into a per-thread buffer; returns it.
 const uint16_t* to_bf16_scratch(const float* x, int64_t n, int slot);
+
+// Post-training int8 quantization of one Conv1d/Linear (docs/PTQ.md). The input x is mapped per input channel
+// c to u = (x - in_shift[c]) / in_scale[c] (SmoothQuant-b / RepQ-ViT reparameterization, identity when the
+// vectors are empty), then to u8 codes q = clamp(rint(u / act_scale) + act_zero, 0, 255); the layer's weight
+// must already be the transformed W' = W diag(in_scale) with bias b' = b + W in_shift. Weights are s8 with one
+// scale per output channel, q_w = clamp(rint(W' / weight_scale[o]), -127, 127); oneDNN accumulates u8 x s8
+// in int32 and dequantizes with per-channel output scales into float32 (post-ops: sum, activation).
+struct Int8Params {
+  float act_scale = 1.0f;
+  int32_t act_zero = 0;
+  std::vector<float> in_shift, in_scale;  // [Cin] or empty
+  std::vector<float> weight_scale;        // [Cout]
+};
+
+struct Int8State;  // quantized weights and per-channel factors (layers.cc)
+
+// Calibration hook: while set on a thread, every named Conv1d/Linear forward on that thread reports its
+// float input (rows x cols, channels-last when `channels_last`, else [cols, rows] channels-first).
+using ActObserver = std::function<void(const std::string& layer, const float* x, int64_t rows, int cols, bool channels_last)>;
+void set_act_observer(const ActObserver* obs);  // nullptr turns it off
+const ActObserver* act_observer();
 
 // Conv1d over an already padded input (no implicit padding). Weight [Cout, Cin/groups, K].
 class Conv1d {
@@ -36,6 +60,14 @@ class Conv1d {
   int64_t macs_per_output() const { return int64_t(cin_ / groups_) * kernel_ * cout_; }
   // Layers whose error would change tokens (the encoder) stay float32 in bf16 mode.
   void allow_bf16(bool on) { bf16_ok_ = on; }
+  // Name reported to the activation observer (the weight prefix, e.g. "backbone.embed").
+  void set_name(std::string name) { name_ = std::move(name); }
+  const std::string& name() const { return name_; }
+  const Tensor& weight() const { return w_; }
+  const Tensor& bias() const { return b_; }
+  // Switches to int8 (groups == 1 only); the weight/bias given at construction must be the transformed ones.
+  void set_int8(Int8Params p);
+  bool is_int8() const { return q_ != nullptr; }
 
  private:
   struct Entry {
@@ -45,6 +77,9 @@ class Conv1d {
     bool bf16 = false;  // src and weights in bfloat16, dst float32
   };
   Entry make(int64_t tin, bool accumulate) const;
+  Entry make_int8(int64_t tin, bool accumulate) const;
+  std::string name_;
+  std::shared_ptr<const Int8State> q_;
   Tensor w_, b_;
   int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1, dilation_ = 1, groups_ = 1;
   bool channels_last_ = false;
@@ -86,6 +121,12 @@ class Linear {
   void forward(const float* x, int64_t rows, float* y, bool accumulate = false) const;
   int in_features() const { return cin_; }
   int out_features() const { return cout_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  const std::string& name() const { return name_; }
+  const Tensor& weight() const { return w_; }
+  const Tensor& bias() const { return b_; }
+  void set_int8(Int8Params p);  // see Int8Params
+  bool is_int8() const { return q_ != nullptr; }
 
  private:
   struct Entry {
@@ -95,6 +136,9 @@ class Linear {
     bool bf16 = false;
   };
   Entry make(int64_t rows, bool accumulate) const;
+  Entry make_int8(int64_t rows, bool accumulate) const;
+  std::string name_;
+  std::shared_ptr<const Int8State> q_;
   Tensor w_, b_;
   int cin_ = 0, cout_ = 0;
   Act post_ = Act::None;

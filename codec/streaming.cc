@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <mutex>
 
 #include <yaml-cpp/yaml.h>
 
@@ -13,18 +15,26 @@ StreamParams stream_default_params() { return StreamParams{}; }
 
 StreamParams stream_preset(const std::string& name) {
   StreamParams p;
-  if (name == "low-latency") return StreamParams{5, 60, 4, 0, 0};
+  if (name == "low-latency") return StreamParams{5, 60, 4, 0, 0, 0};
   if (name == "default") return p;
-  if (name == "high-fidelity") return StreamParams{25, 300, 30, 0, 0};
+  if (name == "high-fidelity") return StreamParams{25, 300, 30, 0, 0, 0};
   if (!std::filesystem::exists(name))
     throw Error("unknown streaming preset '" + name + "' (low-latency, default, high-fidelity, or a YAML file)");
   try {
     YAML::Node n = YAML::LoadFile(name);
+    if (!n.IsMap()) throw Error(name + ": a streaming preset is a YAML mapping of its fields");
+    for (const auto& kv : n) {
+      const std::string k = kv.first.as<std::string>();
+      if (k != "block_frames" && k != "left_frames" && k != "lookahead_frames" && k != "n_q" && k != "bandwidth_id" &&
+          k != "crossfade_frames")
+        throw Error(name + ": unknown streaming preset field '" + k + "'");
+    }
     if (n["block_frames"]) p.block_frames = n["block_frames"].as<int>();
     if (n["left_frames"]) p.left_frames = n["left_frames"].as<int>();
     if (n["lookahead_frames"]) p.lookahead_frames = n["lookahead_frames"].as<int>();
     if (n["n_q"]) p.n_q = n["n_q"].as<int>();
     if (n["bandwidth_id"]) p.bandwidth_id = n["bandwidth_id"].as<int>();
+    if (n["crossfade_frames"]) p.crossfade_frames = n["crossfade_frames"].as<int>();
   } catch (const YAML::Exception& e) {
     throw Error(name + ": cannot read streaming preset: " + e.what());
   }
@@ -35,13 +45,53 @@ namespace {
 
 void check_params(const StreamParams& p) {
   if (p.block_frames < 1 || p.block_frames > 100000 || p.left_frames < 0 || p.left_frames > 100000 ||
-      p.lookahead_frames < 0 || p.lookahead_frames > 100000)
-    throw Error("streaming parameters out of range (block >= 1, contexts >= 0)");
+      p.lookahead_frames < 0 || p.lookahead_frames > 100000 || p.crossfade_frames < 0 || p.crossfade_frames > 100000)
+    throw Error("streaming parameters out of range (block_frames >= 1; left, lookahead and crossfade frames >= 0)");
+}
+
+// SEANet graphs for layer-wise streaming, built once per model from its weights and shared by all its sessions
+// (Model keeps its own graph private).
+struct SeanetGraph {
+  std::unique_ptr<SeanetEncoder> enc;
+  std::unique_ptr<SeanetDecoder> dec;  // EnCodec with a causal decoder only
+};
+
+bool exact_decoder(const Model& m) { return m.config().arch == "encodec" && m.config().decoder.causal; }
+
+std::shared_ptr<const SeanetGraph> seanet_graph(const std::shared_ptr<const Model>& m) {
+  static std::mutex mu;
+  static std::map<const Model*, std::pair<std::weak_ptr<const Model>, std::shared_ptr<const SeanetGraph>>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto it = cache.begin(); it != cache.end();) it = it->second.first.expired() ? cache.erase(it) : std::next(it);
+  auto it = cache.find(m.get());
+  if (it != cache.end() && it->second.first.lock() == m) return it->second.second;
+  auto g = std::make_shared<SeanetGraph>();
+  const ModelConfig& c = m->config();
+  const bool wt = c.arch == "wavtokenizer";
+  g->enc = std::make_unique<SeanetEncoder>(m->weights(), wt ? "feature_extractor.encodec.encoder." : "encoder.", c.encoder);
+  if (exact_decoder(*m)) g->dec = std::make_unique<SeanetDecoder>(m->weights(), "decoder.", c.decoder);
+  cache[m.get()] = {m, g};
+  return g;
 }
 
 }  // namespace
 
+bool streams_exactly(const Model& m) { return exact_decoder(m); }
+
 // ---------------------------------------------------------------- encoder
+
+struct StreamingEncoder::State {
+  std::shared_ptr<const SeanetGraph> graph;
+  SeanetEncoderStream stream;
+  std::vector<float> pending;  // samples not yet fed (less than a hop: no frame can complete with them)
+  Tensor lat, lat_cf;          // [F, D] from the stream, [D, F] for the quantizer
+  std::vector<int32_t> codes;  // [n_q, F]
+  explicit State(std::shared_ptr<const SeanetGraph> g) : graph(std::move(g)), stream(*graph->enc) {}
+};
+
+StreamingEncoder::~StreamingEncoder() = default;
+StreamingEncoder::StreamingEncoder(StreamingEncoder&&) noexcept = default;
+StreamingEncoder& StreamingEncoder::operator=(StreamingEncoder&&) noexcept = default;
 
 StreamingEncoder::StreamingEncoder(std::shared_ptr<const Model> model, const StreamParams& params)
     : model_(std::move(model)), p_(params) {
@@ -50,80 +100,105 @@ StreamingEncoder::StreamingEncoder(std::shared_ptr<const Model> model, const Str
   if (n_q_ > model_->max_n_q())
     throw Error("streaming: n_q " + std::to_string(n_q_) + " exceeds the model's " + std::to_string(model_->max_n_q()));
   hop_ = model_->hop();
-  buf_.reserve(size_t(p_.left_frames + p_.block_frames + p_.lookahead_frames + 2) * hop_);
+  st_ = std::make_unique<State>(seanet_graph(model_));
+  st_->pending.reserve(size_t(2 * hop_));
 }
 
-size_t StreamingEncoder::memory_bytes() const { return buf_.capacity() * sizeof(float); }
+size_t StreamingEncoder::memory_bytes() const {
+  return st_->stream.capacity_bytes() + st_->pending.capacity() * sizeof(float) + peak_ * sizeof(float) +
+         st_->codes.capacity() * sizeof(int32_t);
+}
 
-int64_t StreamingEncoder::run(int64_t end_sample, int64_t frames_to_emit, std::vector<int32_t>& out) {
-  const int64_t ws = std::max<int64_t>(0, next_frame_ - p_.left_frames) * hop_;  // window start sample
-  if (ws < buf_start_) throw Error("streaming encoder: internal buffer underflow");
-  const float* x = buf_.data() + (ws - buf_start_);
-  Tensor lat = model_->encode_latents(x, end_sample - ws);
-  const int64_t first = next_frame_ - ws / hop_;  // our frames inside the window
-  frames_to_emit = std::min(frames_to_emit, lat.dim(1) - first);
-  Tensor part({lat.dim(0), frames_to_emit});
-  for (int64_t d = 0; d < lat.dim(0); ++d)
-    std::copy(lat.data() + d * lat.dim(1) + first, lat.data() + d * lat.dim(1) + first + frames_to_emit,
-              part.data() + d * frames_to_emit);
-  Tokens t = model_->quantize(part, n_q_);
-  for (int64_t f = 0; f < frames_to_emit; ++f)
-    for (int q = 0; q < n_q_; ++q) out.push_back(t.codes[size_t(q) * frames_to_emit + f]);
-  next_frame_ += frames_to_emit;
-  // Keep only what later windows need: `left` frames before the next frame.
-  const int64_t keep_from = std::max<int64_t>(0, next_frame_ - p_.left_frames) * hop_;
-  if (keep_from > buf_start_) {
-    buf_.erase(buf_.begin(), buf_.begin() + (keep_from - buf_start_));
-    buf_start_ = keep_from;
-  }
-  return frames_to_emit;
+int64_t StreamingEncoder::run(int64_t samples, bool last, std::vector<int32_t>& out) {
+  State& x = *st_;
+  x.stream.run(x.pending.data(), samples, last, x.lat);
+  x.pending.erase(x.pending.begin(), x.pending.begin() + samples);
+  const int64_t F = x.lat.dim(0), D = x.lat.dim(1);
+  if (F == 0) return 0;
+  x.lat_cf.resize({D, F});
+  peak_ = std::max(peak_, size_t(x.lat.numel() + x.lat_cf.numel()));
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t d = 0; d < D; ++d) x.lat_cf[d * F + f] = x.lat[f * D + d];
+  x.codes.resize(size_t(n_q_) * F);
+  model_->quantizer().encode(x.lat_cf.data(), F, n_q_, x.codes.data());
+  for (int64_t f = 0; f < F; ++f)
+    for (int q = 0; q < n_q_; ++q) out.push_back(x.codes[size_t(q) * F + f]);
+  next_frame_ += F;
+  return F;
 }
 
 int64_t StreamingEncoder::push(const float* pcm, int64_t n, std::vector<int32_t>& out) {
   if (n < 0) throw Error("streaming encoder: negative sample count");
-  buf_.insert(buf_.end(), pcm, pcm + n);
+  if (n > 0 && !pcm) throw Error("streaming encoder: no samples given");
+  // Feed whole hops only: a frame needs its full hop anyway, and fewer, larger runs are cheaper.
+  st_->pending.insert(st_->pending.end(), pcm, pcm + n);
   total_ += n;
-  int64_t emitted = 0;
-  // A block is final once its lookahead has arrived.
-  while ((next_frame_ + p_.block_frames + p_.lookahead_frames) * hop_ <= total_)
-    emitted += run((next_frame_ + p_.block_frames + p_.lookahead_frames) * hop_, p_.block_frames, out);
-  return emitted;
+  const int64_t feed = int64_t(st_->pending.size()) / hop_ * hop_;
+  return feed > 0 ? run(feed, false, out) : 0;
 }
 
 int64_t StreamingEncoder::flush(std::vector<int32_t>& out) {
-  int64_t emitted = 0;
-  const int64_t frames_total = (total_ + hop_ - 1) / hop_;  // one-shot frame count: ceil(T / hop)
-  if (next_frame_ < frames_total) emitted = run(total_, frames_total - next_frame_, out);
-  buf_.clear();
-  buf_start_ = total_ = next_frame_ = 0;
+  const int64_t emitted = total_ > 0 ? run(int64_t(st_->pending.size()), true, out) : 0;
+  total_ = next_frame_ = 0;
   return emitted;
 }
 
 // ---------------------------------------------------------------- decoder
+
+struct StreamingDecoder::Exact {
+  std::shared_ptr<const SeanetGraph> graph;
+  SeanetDecoderStream stream;
+  std::vector<int32_t> codes;  // [n_q, F]
+  Tensor lat_cf, lat, audio;   // [D, F], [F, D], [samples, 1]
+  explicit Exact(std::shared_ptr<const SeanetGraph> g) : graph(std::move(g)), stream(*graph->dec) {}
+};
+
+StreamingDecoder::~StreamingDecoder() = default;
+StreamingDecoder::StreamingDecoder(StreamingDecoder&&) noexcept = default;
+StreamingDecoder& StreamingDecoder::operator=(StreamingDecoder&&) noexcept = default;
 
 StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const StreamParams& params)
     : model_(std::move(model)), p_(params) {
   check_params(p_);
   hop_ = model_->hop();
   dim_ = model_->latent_dim();
+  if (exact_decoder(*model_)) {
+    exact_ = std::make_unique<Exact>(seanet_graph(model_));
+    return;
+  }
   feats_.reserve(size_t(p_.left_frames + p_.block_frames + p_.lookahead_frames + 2) * dim_);
 }
 
 size_t StreamingDecoder::memory_bytes() const {
-  return feats_.capacity() * sizeof(float) + size_t(std::max<int64_t>(window_.numel(), 0)) * sizeof(float);
+  size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_) * sizeof(float) +
+             codes_.capacity() * sizeof(int32_t);
+  if (exact_)
+    b += exact_->stream.capacity_bytes() + exact_->codes.capacity() * sizeof(int32_t) +
+         (exact_->lat_cf.numel() + exact_->lat.numel() + exact_->audio.numel()) * sizeof(float);
+  return b;
 }
 
 int64_t StreamingDecoder::run(int64_t end_frame, int64_t frames_to_emit, std::vector<float>& out) {
   const int64_t ws = std::max<int64_t>(0, next_frame_ - p_.left_frames);
   const int64_t len = end_frame - ws;
   window_.resize({dim_, len});
+  window_peak_ = std::max(window_peak_, size_t(window_.numel()));
   for (int64_t f = 0; f < len; ++f) {
     const float* src = feats_.data() + (ws - feat_start_ + f) * dim_;
     for (int d = 0; d < dim_; ++d) window_[d * len + f] = src[d];
   }
   std::vector<float> audio = model_->decode_latents(window_, p_.bandwidth_id);
-  const int64_t first = (next_frame_ - ws) * hop_;
-  out.insert(out.end(), audio.begin() + first, audio.begin() + first + frames_to_emit * hop_);
+  const int64_t first = (next_frame_ - ws) * hop_, n = frames_to_emit * hop_;
+  const size_t at = out.size();
+  out.insert(out.end(), audio.begin() + first, audio.begin() + first + n);
+  // Seam: fade from the previous window's audio for these samples (it saw them as lookahead) to this window's.
+  const int64_t fade = std::min<int64_t>(int64_t(tail_.size()), n);
+  for (int64_t i = 0; i < fade; ++i) {
+    const float w = float(i + 1) / float(fade + 1);
+    out[at + i] = (1 - w) * tail_[i] + w * out[at + i];
+  }
+  const int64_t after = first + n, keep = std::min<int64_t>(int64_t(audio.size()) - after, p_.crossfade_frames * hop_);
+  tail_.assign(audio.begin() + after, audio.begin() + after + std::max<int64_t>(keep, 0));
   next_frame_ += frames_to_emit;
   const int64_t keep_from = std::max<int64_t>(0, next_frame_ - p_.left_frames);
   if (keep_from > feat_start_) {
@@ -135,16 +210,33 @@ int64_t StreamingDecoder::run(int64_t end_frame, int64_t frames_to_emit, std::ve
 
 int64_t StreamingDecoder::push(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out) {
   if (frames < 0 || n_q < 1) throw Error("streaming decoder: bad frame or codebook count");
+  if (n_q > model_->max_n_q())
+    throw Error("streaming decoder: tokens use " + std::to_string(n_q) + " codebooks, the model has " +
+                std::to_string(model_->max_n_q()));
+  if (exact_) {
+    Exact& x = *exact_;
+    x.codes.resize(size_t(n_q) * frames);
+    for (int64_t f = 0; f < frames; ++f)
+      for (int q = 0; q < n_q; ++q) x.codes[size_t(q) * frames + f] = codes[f * n_q + q];
+    x.lat_cf.resize({dim_, frames});
+    x.lat.resize({frames, dim_});
+    if (frames > 0) model_->quantizer().decode(x.codes.data(), frames, n_q, x.lat_cf.data());
+    for (int64_t f = 0; f < frames; ++f)
+      for (int d = 0; d < dim_; ++d) x.lat[f * dim_ + d] = x.lat_cf[d * frames + f];
+    x.stream.run(x.lat.data(), frames, false, x.audio);
+    out.insert(out.end(), x.audio.data(), x.audio.data() + x.audio.numel());
+    total_ += frames;
+    return x.audio.numel();
+  }
   // Frame-major codes -> latents via the model's codebooks.
-  Tokens t;
-  t.n_q = n_q;
-  t.frames = frames;
-  t.codes.resize(size_t(n_q) * frames);
+  codes_.resize(size_t(n_q) * frames);
   for (int64_t f = 0; f < frames; ++f)
-    for (int q = 0; q < n_q; ++q) t.codes[size_t(q) * frames + f] = codes[f * n_q + q];
-  Tensor lat = model_->dequantize(t);  // [dim, frames]
+    for (int q = 0; q < n_q; ++q) codes_[size_t(q) * frames + f] = codes[f * n_q + q];
+  lat_.resize({dim_, frames});
+  lat_peak_ = std::max(lat_peak_, size_t(lat_.numel()));
+  if (frames > 0) model_->quantizer().decode(codes_.data(), frames, n_q, lat_.data());
   for (int64_t f = 0; f < frames; ++f)
-    for (int d = 0; d < dim_; ++d) feats_.push_back(lat[d * frames + f]);
+    for (int d = 0; d < dim_; ++d) feats_.push_back(lat_[d * frames + f]);
   total_ += frames;
   int64_t emitted = 0;
   while (next_frame_ + p_.block_frames + p_.lookahead_frames <= total_)
@@ -153,9 +245,16 @@ int64_t StreamingDecoder::push(const int32_t* codes, int64_t frames, int n_q, st
 }
 
 int64_t StreamingDecoder::flush(std::vector<float>& out) {
+  if (exact_) {
+    exact_->stream.run(nullptr, 0, true, exact_->audio);
+    out.insert(out.end(), exact_->audio.data(), exact_->audio.data() + exact_->audio.numel());
+    total_ = 0;
+    return exact_->audio.numel();
+  }
   int64_t emitted = 0;
   if (next_frame_ < total_) emitted = run(total_, total_ - next_frame_, out);
   feats_.clear();
+  tail_.clear();
   feat_start_ = total_ = next_frame_ = 0;
   return emitted;
 }

@@ -2,10 +2,19 @@
 // PCM out (StreamingDecoder). A session owns all its state and shares one immutable Model with any number of
 // other sessions, on any threads.
 //
-// How: windowed recomputation. WavTokenizer's encoder and decoder are not causal (reflect padding, GroupNorm and
-// attention over the whole input), so a session emits `block` frames at a time by running the one-shot model on a
-// window of `left` frames of past context, the block, and `lookahead` frames of future context, and keeps the
-// block's part. Output length and frame positions are the one-shot ones; memory is bounded by the window; the
+// Encoder (both model kinds): the SEANet encoder streams exactly, layer by layer: every convolution keeps the
+// input it still needs (left context, the remainder of strided convs, and for non-causal convs the right
+// context they wait for), the LSTM carries (h, c), and flush() applies the one-shot path's end padding. The codes
+// equal one-shot encoding. A frame is final once its hop of samples (plus, for WavTokenizer's non-causal
+// encoder, the convolutions' right context) arrived; the reflect padding at the start delays the first frames.
+//
+// Decoder, EnCodec-format models (causal SEANet decoder): exact the same way (transposed convolutions keep their
+// overlapping inputs); the audio equals one-shot decoding to float rounding. The window parameters do not apply.
+//
+// Decoder, WavTokenizer: windowed recomputation. The Vocos backbone is not causal (GroupNorm and attention over
+// the whole input), so a session emits `block` frames at a time by running the one-shot decoder on a window of
+// `left` frames of past context, the block, and `lookahead` frames of future context, and keeps the block's
+// part. Output length and frame positions are the one-shot ones; memory is bounded by the window; the
 // result approaches one-shot decoding as the contexts grow (measured figures per preset in README.md).
 // Algorithmic latency = (lookahead + block) frames; compute = (left + block + lookahead) / block times one-shot.
 #pragma once
@@ -25,15 +34,22 @@ struct StreamParams {
   int lookahead_frames = 10;  // future context per window (latency)
   int n_q = 0;                // codebooks to emit (0: all)
   int bandwidth_id = 0;       // WavTokenizer AdaLayerNorm id for decoding
+  int crossfade_frames = 0;   // windowed decoding: linear fade over this much of each block from the previous
+                              // window's lookahead audio (measured: no gain, see docs/STREAMING.md)
 };
 
 StreamParams stream_default_params();
+// True when decoding streams exactly too (EnCodec-format models with a causal decoder); encoding always does.
+bool streams_exactly(const Model& m);
 // Presets: "low-latency", "default", "high-fidelity", or a YAML file with the fields above.
 StreamParams stream_preset(const std::string& name_or_path);
 
 class StreamingEncoder {
  public:
   StreamingEncoder(std::shared_ptr<const Model> model, const StreamParams& params);
+  ~StreamingEncoder();
+  StreamingEncoder(StreamingEncoder&&) noexcept;
+  StreamingEncoder& operator=(StreamingEncoder&&) noexcept;
   // Takes any number of samples at the model's rate; appends newly final codes to `out` (frame-major:
   // for each new frame, n_q codes). Returns the number of new frames.
   int64_t push(const float* pcm, int64_t n, std::vector<int32_t>& out);
@@ -44,15 +60,16 @@ class StreamingEncoder {
   size_t memory_bytes() const;  // capacity of the session's buffers
 
  private:
-  int64_t run(int64_t end_sample, int64_t frames_to_emit, std::vector<int32_t>& out);
+  struct State;  // the SEANet stream
+  int64_t run(int64_t samples, bool last, std::vector<int32_t>& out);
   std::shared_ptr<const Model> model_;
   StreamParams p_;
+  std::unique_ptr<State> st_;
   int n_q_;
   int hop_;
-  std::vector<float> buf_;     // samples [buf_start_, buf_start_ + buf_.size())
-  int64_t buf_start_ = 0;
-  int64_t total_ = 0;          // samples received
-  int64_t next_frame_ = 0;     // first frame not yet emitted
+  int64_t total_ = 0;       // samples received
+  int64_t next_frame_ = 0;  // frames emitted
+  size_t peak_ = 0;         // largest latent tensors so far (floats)
 };
 
 class StreamingDecoder {
@@ -62,10 +79,16 @@ class StreamingDecoder {
   int64_t push(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out);
   int64_t flush(std::vector<float>& out);
   size_t memory_bytes() const;
+  bool exact() const { return exact_ != nullptr; }
+  ~StreamingDecoder();
+  StreamingDecoder(StreamingDecoder&&) noexcept;
+  StreamingDecoder& operator=(StreamingDecoder&&) noexcept;
 
  private:
+  struct Exact;
   int64_t run(int64_t end_frame, int64_t frames_to_emit, std::vector<float>& out);
   std::shared_ptr<const Model> model_;
+  std::unique_ptr<Exact> exact_;
   StreamParams p_;
   int hop_, dim_;
   std::vector<float> feats_;   // frame-major latents of frames [feat_start_, ...), dim_ each
@@ -73,6 +96,10 @@ class StreamingDecoder {
   int64_t total_ = 0;          // frames received
   int64_t next_frame_ = 0;     // first frame whose audio is not yet emitted
   Tensor window_;              // reused [dim, frames] window
+  std::vector<float> tail_;    // previous window's audio past its block, for the cross-fade
+  std::vector<int32_t> codes_; // [n_q, frames] of one push
+  Tensor lat_;                 // [dim, frames] of one push
+  size_t window_peak_ = 0, lat_peak_ = 0;  // largest sizes so far (Tensors keep their capacity)
 };
 
 }  // namespace wavtok

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "codec/default_model.h"
 #include "codec/error.h"
 #include "dsp/audio_io.h"
 #include "tests/test_util.h"
@@ -31,13 +32,6 @@ std::vector<int32_t> stream_encode(const std::shared_ptr<const Model>& m, const 
   return codes;
 }
 
-double agreement(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
-  if (a.size() != b.size()) return 0;
-  size_t same = 0;
-  for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
-  return double(same) / a.size();
-}
-
 TEST(Streaming, AnyChunkSizeGivesTheSameTokens) {
   auto m = fixture_model();
   const auto pcm = speech();
@@ -48,30 +42,63 @@ TEST(Streaming, AnyChunkSizeGivesTheSameTokens) {
     EXPECT_EQ(stream_encode(m, pcm, chunk, p), whole) << "chunk " << chunk;
 }
 
-TEST(Streaming, DefaultPresetMatchesOneShot) {
+// The encoder streams exactly: codes equal one-shot encoding, also for streams shorter than the padding or ending
+// mid-frame (WavTokenizer's encoder is non-causal: its reflect padding at both ends must match).
+TEST(Streaming, EncoderCodesEqualOneShot) {
   auto m = fixture_model();
   const auto pcm = speech();
   const Tokens one = m->encode(pcm.data(), int64_t(pcm.size()), 1);
-  for (const char* preset : {"default"}) {  // all presets: `wavtok stream-encode --preset ...` / README table
-    const StreamParams p = stream_preset(preset);
-    const auto codes = stream_encode(m, pcm, 480, p);  // 20 ms chunks
-    const double agree = agreement(codes, one.codes);
-    // Decode the one-shot tokens in a stream and compare with one-shot decoding.
-    StreamingDecoder dec(m, p);
-    std::vector<float> audio;
-    for (int64_t f = 0; f < one.frames; f += 3)
-      dec.push(one.codes.data() + f, std::min<int64_t>(3, one.frames - f), 1, audio);
-    dec.flush(audio);
-    const std::vector<float> ref = m->decode(one);
-    ASSERT_EQ(audio.size(), ref.size());
-    const double snr = snr_db(ref, audio);
-    std::printf("preset %-13s tokens %.1f%% equal to one-shot, decoded audio %.1f dB SNR vs one-shot\n", preset,
-                100 * agree, snr);
-    if (std::string(preset) == "default") {
-      EXPECT_GE(agree, 0.98);
-    }
-    for (float v : audio) ASSERT_TRUE(std::isfinite(v));
+  EXPECT_EQ(stream_encode(m, pcm, 480, stream_default_params()), one.codes);
+  const auto fixture_codes = npy_ints(fixture("wavtokenizer-75/speech.codes.npy"));
+  EXPECT_EQ(std::vector<int32_t>(fixture_codes.begin(), fixture_codes.end()), one.codes);
+  for (size_t n : {size_t(1), size_t(5), size_t(100), size_t(321), size_t(2000), size_t(3333)}) {
+    std::vector<float> part(pcm.begin() + 20000, pcm.begin() + 20000 + n);
+    EXPECT_EQ(stream_encode(m, part, 64, stream_default_params()), m->encode(part.data(), int64_t(n), 1).codes)
+        << n << " samples";
   }
+}
+
+// Codes come out as soon as they are final: a few frames behind the input (the convolutions' right context).
+TEST(Streaming, EncoderEmitsFramesPromptly) {
+  auto m = fixture_model();
+  const auto pcm = speech();
+  StreamingEncoder enc(m, stream_default_params());
+  std::vector<int32_t> codes;
+  int64_t worst = 0;
+  for (size_t i = 0; i < pcm.size(); i += 480) {
+    enc.push(pcm.data() + i, 480, codes);
+    const int64_t complete = int64_t(i + 480) / 320;
+    if (i > 24000) worst = std::max(worst, complete - enc.frames_emitted());
+  }
+  std::printf("encoder lag after the start: at most %lld frames\n", (long long)worst);
+  EXPECT_LE(worst, 4);
+}
+
+// Windowed decoding of the WavTokenizer backbone: the acceptance on a trained model (the shipped default
+// model on real speech): >= 30 dB SNR against one-shot decoding with the default preset.
+TEST(Streaming, DefaultPresetDecodesCloseToOneShot) {
+  if (!has_embedded_default_model()) GTEST_SKIP() << "no shipped default model in this build";
+  auto m = load_embedded_default_model();
+  const auto pcm = speech();
+  const Tokens one = m->encode(pcm.data(), int64_t(pcm.size()), 1);
+  const StreamParams p = stream_preset("default");
+  // Chunked convolutions and LSTM round differently from one pass; near-tie codes of a 4096-entry codebook may flip.
+  const auto codes = stream_encode(m, pcm, 480, p);
+  ASSERT_EQ(codes.size(), one.codes.size());
+  size_t same = 0;
+  for (size_t i = 0; i < codes.size(); ++i) same += codes[i] == one.codes[i];
+  std::printf("default preset, shipped model: %zu of %zu codes equal to one-shot\n", same, codes.size());
+  EXPECT_GE(double(same) / codes.size(), 0.99);
+  StreamingDecoder dec(m, p);
+  std::vector<float> audio;
+  for (int64_t f = 0; f < one.frames; f += 3) dec.push(one.codes.data() + f, std::min<int64_t>(3, one.frames - f), 1, audio);
+  dec.flush(audio);
+  const std::vector<float> ref = m->decode(one);
+  ASSERT_EQ(audio.size(), ref.size());
+  const double snr = snr_db(ref, audio);
+  std::printf("default preset, shipped model: decoded audio %.1f dB SNR vs one-shot\n", snr);
+  EXPECT_GE(snr, 30.0);
+  for (float v : audio) ASSERT_TRUE(std::isfinite(v));
 }
 
 // Each emitted block is exactly that block's part of its window decoded on its own.
@@ -96,7 +123,8 @@ TEST(Streaming, DecoderBlocksAreTheirWindowsDecodedAlone) {
   std::vector<float> alone = m->decode(w);
   std::vector<float> a(alone.begin() + 30 * 320, alone.begin() + 45 * 320);
   std::vector<float> b(audio.begin() + 75 * 320, audio.begin() + 90 * 320);
-  EXPECT_GE(snr_db(a, b), 100.0);
+  // Block seams are cross-faded with the neighbouring windows, so the block is close to, not equal to, its window.
+  EXPECT_GE(snr_db(a, b), 25.0);
 }
 
 TEST(Streaming, ConcurrentSessionsMatchSerial) {
@@ -114,7 +142,7 @@ TEST(Streaming, ConcurrentSessionsMatchSerial) {
 
 TEST(Streaming, SessionMemoryDoesNotGrowWithStreamLength) {
   auto m = fixture_model();
-  const auto pcm = speech();  // 4 s, fed 15 times = 60 s
+  const auto pcm = speech();  // 4 s, fed 30 times = 120 s
   StreamParams p;  // small windows keep the test fast; the buffers' bound does not depend on them
   p.block_frames = 30;
   p.left_frames = 30;
@@ -124,7 +152,7 @@ TEST(Streaming, SessionMemoryDoesNotGrowWithStreamLength) {
   std::vector<int32_t> codes;
   std::vector<float> audio;
   size_t enc_at_12s = 0, dec_at_12s = 0;
-  for (int rep = 0; rep < 15; ++rep) {
+  for (int rep = 0; rep < 30; ++rep) {
     for (size_t i = 0; i < pcm.size(); i += 480) {
       codes.clear();
       enc.push(pcm.data() + i, int64_t(std::min<size_t>(480, pcm.size() - i)), codes);
@@ -136,9 +164,154 @@ TEST(Streaming, SessionMemoryDoesNotGrowWithStreamLength) {
       dec_at_12s = dec.memory_bytes();
     }
   }
-  EXPECT_EQ(enc.frames_emitted(), 15 * 300 - 5 - 25);  // all but the lookahead and the unfinished block
+  // Frames come out as soon as final: all but the few whose right context (non-causal convs) is still missing.
+  EXPECT_LE(enc.frames_emitted(), 30 * 300);
+  EXPECT_GE(enc.frames_emitted(), 30 * 300 - 4);
+  EXPECT_GT(enc_at_12s, 0u);
   EXPECT_EQ(enc.memory_bytes(), enc_at_12s);
   EXPECT_EQ(dec.memory_bytes(), dec_at_12s);
+}
+
+// The YAML presets shipped in configs/streaming are the built-in ones.
+TEST(Streaming, PresetFilesMatchBuiltIns) {
+  for (const char* name : {"low-latency", "default", "high-fidelity"}) {
+    const StreamParams a = stream_preset(name);
+    const StreamParams b = stream_preset(source_dir() + "/configs/streaming/" + name + ".yaml");
+    EXPECT_EQ(a.block_frames, b.block_frames) << name;
+    EXPECT_EQ(a.left_frames, b.left_frames) << name;
+    EXPECT_EQ(a.lookahead_frames, b.lookahead_frames) << name;
+    EXPECT_EQ(a.n_q, b.n_q) << name;
+    EXPECT_EQ(a.bandwidth_id, b.bandwidth_id) << name;
+    EXPECT_EQ(a.crossfade_frames, b.crossfade_frames) << name;
+  }
+  const std::string bad = scratch_dir("stream_preset") + "/typo.yaml";
+  std::FILE* f = std::fopen(bad.c_str(), "w");
+  std::fputs("block_frames: 10\nlookahed_frames: 3\n", f);
+  std::fclose(f);
+  try {
+    stream_preset(bad);
+    ADD_FAILURE() << "unknown key accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lookahed_frames"), std::string::npos) << e.what();
+  }
+  const StreamParams d = stream_default_params(), named = stream_preset("default");
+  EXPECT_EQ(d.left_frames, named.left_frames);
+  EXPECT_EQ(d.lookahead_frames, named.lookahead_frames);
+}
+
+// ---------------------------------------------------------------- EnCodec: exact streaming
+
+std::shared_ptr<const Model> encodec_model() {
+  static auto m = Model::load(fixture("encodec-24k/model.th"));
+  return m;
+}
+
+std::vector<int32_t> frame_major(const Tokens& t) {
+  std::vector<int32_t> out(t.codes.size());
+  for (int64_t f = 0; f < t.frames; ++f)
+    for (int q = 0; q < t.n_q; ++q) out[size_t(f) * t.n_q + q] = t.codes[size_t(q) * t.frames + f];
+  return out;
+}
+
+std::vector<float> stream_decode(const std::shared_ptr<const Model>& m, const std::vector<int32_t>& codes, int n_q,
+                                 int64_t frames_per_push) {
+  StreamingDecoder dec(m, stream_default_params());
+  std::vector<float> audio;
+  const int64_t frames = int64_t(codes.size()) / n_q;
+  for (int64_t f = 0; f < frames; f += frames_per_push)
+    dec.push(codes.data() + f * n_q, std::min(frames_per_push, frames - f), n_q, audio);
+  dec.flush(audio);
+  return audio;
+}
+
+// Codes equal to the reference implementation's (and so to one-shot encoding), audio equal to one-shot decoding.
+TEST(EncodecStreaming, CodesAndAudioEqualOneShot) {
+  auto m = encodec_model();
+  const auto pcm = read_audio(fixture("encodec-24k/speech.input.wav"), 24000).samples;
+  for (const char* bw : {"1.5", "6", "24"}) {
+    StreamParams p = stream_default_params();
+    p.n_q = m->config().n_q_for_bandwidth(std::stod(bw));
+    ASSERT_TRUE(streams_exactly(*m));
+    const auto codes = stream_encode(m, pcm, 480, p);
+    // Fixture layout (n_q, 1, frames) -> frame-major.
+    const auto ref = npy_ints(fixture(std::string("encodec-24k/speech.bw") + bw + ".codes.npy"));
+    Tokens ref_t;
+    ref_t.n_q = p.n_q;
+    ref_t.frames = 300;
+    ref_t.codes.assign(ref.begin(), ref.end());
+    ASSERT_EQ(codes.size(), ref.size()) << bw;
+    EXPECT_EQ(codes, frame_major(m->encode(pcm.data(), int64_t(pcm.size()), p.n_q))) << bw << " kbps";
+    // The reference's own tolerance: >= 99% of codes (deep codebooks of 24 kbps code tiny residuals).
+    const auto ref_fm = frame_major(ref_t);
+    size_t same = 0;
+    for (size_t i = 0; i < codes.size(); ++i) same += codes[i] == ref_fm[i];
+    EXPECT_GE(double(same) / codes.size(), 0.99) << bw << " kbps vs the reference";
+    if (std::string(bw) != "24") {
+      EXPECT_EQ(codes, ref_fm) << bw << " kbps";
+    }
+    const std::vector<float> one = m->decode(ref_t);
+    const std::vector<float> streamed = stream_decode(m, codes, p.n_q, 2);
+    ASSERT_EQ(streamed.size(), one.size());
+    const double snr = snr_db(one, streamed);
+    std::printf("EnCodec %s kbps: streamed audio %.1f dB SNR vs one-shot\n", bw, snr);
+    EXPECT_GE(snr, 60.0) << bw << " kbps";
+    const auto fixture_audio = read_audio(fixture(std::string("encodec-24k/speech.bw") + bw + ".decoded.wav"), 24000);
+    EXPECT_GE(snr_db(fixture_audio.samples, streamed), 50.0) << bw << " kbps vs the reference decoder";
+  }
+}
+
+TEST(EncodecStreaming, AnyChunkSizeAndShortStreams) {
+  auto m = encodec_model();
+  const auto pcm = read_audio(fixture("encodec-24k/speech.input.wav"), 24000).samples;
+  StreamParams p = stream_default_params();
+  p.n_q = 8;
+  const auto one = frame_major(m->encode(pcm.data(), int64_t(pcm.size()), 8));
+  for (size_t chunk : {size_t(1), size_t(7), size_t(320), size_t(1000), pcm.size()})
+    EXPECT_EQ(stream_encode(m, pcm, chunk, p), one) << "chunk " << chunk;
+  // Streams shorter than the reflect pads' context, or ending mid-frame, end like the one-shot path.
+  for (size_t n : {size_t(1), size_t(5), size_t(100), size_t(321), size_t(2000), size_t(3333)}) {
+    std::vector<float> part(pcm.begin() + 20000, pcm.begin() + 20000 + n);
+    const Tokens t = m->encode(part.data(), int64_t(n), 8);
+    EXPECT_EQ(stream_encode(m, part, 64, p), frame_major(t)) << n << " samples";
+    const auto fm = frame_major(t);
+    const auto one_audio = m->decode(t);
+    const auto streamed = stream_decode(m, fm, 8, 1);
+    ASSERT_EQ(streamed.size(), one_audio.size()) << n << " samples";
+    EXPECT_GE(snr_db(one_audio, streamed), 60.0) << n << " samples";
+  }
+}
+
+TEST(EncodecStreaming, SessionIsReusableAfterFlushAndMemoryIsBounded) {
+  auto m = encodec_model();
+  const auto pcm = read_audio(fixture("encodec-24k/speech.input.wav"), 24000).samples;
+  StreamParams p = stream_default_params();
+  p.n_q = 2;
+  StreamingEncoder enc(m, p);
+  StreamingDecoder dec(m, p);
+  std::vector<int32_t> codes, all;
+  std::vector<float> audio;
+  size_t enc_mem = 0, dec_mem = 0;
+  for (int rep = 0; rep < 30; ++rep) {  // 120 s
+    for (size_t i = 0; i < pcm.size(); i += 480) {
+      codes.clear();
+      enc.push(pcm.data() + i, 480, codes);
+      audio.clear();
+      if (!codes.empty()) dec.push(codes.data(), int64_t(codes.size()) / 2, 2, audio);
+    }
+    if (rep == 2) {  // 12 s
+      enc_mem = enc.memory_bytes();
+      dec_mem = dec.memory_bytes();
+    }
+  }
+  EXPECT_EQ(enc.frames_emitted(), 30 * 300);  // every whole frame is out, no lookahead
+  EXPECT_EQ(enc.memory_bytes(), enc_mem);
+  EXPECT_EQ(dec.memory_bytes(), dec_mem);
+  enc.flush(codes);
+  // A flushed session starts a new stream.
+  all.clear();
+  enc.push(pcm.data(), int64_t(pcm.size()), all);
+  enc.flush(all);
+  EXPECT_EQ(all, frame_major(m->encode(pcm.data(), int64_t(pcm.size()), 2)));
 }
 
 TEST(Streaming, RefusesBadParameters) {

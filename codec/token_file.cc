@@ -1,5 +1,6 @@
 #include "codec/token_file.h"
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -12,6 +13,24 @@ namespace wavtok {
 namespace {
 
 constexpr char kMagic[8] = {'W', 'A', 'V', 'T', 'O', 'K', 'T', 'K'};
+
+// A word from a file, fit for an error message: at most 32 bytes, non-printable bytes as \xNN (binary input
+// would otherwise cut the message at its first NUL and write control bytes to the terminal).
+std::string printable(const std::string& word) {
+  std::string out;
+  for (size_t i = 0; i < word.size() && i < 32; ++i) {
+    const unsigned char c = static_cast<unsigned char>(word[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += char(c);
+    } else {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (word.size() > 32) out += "...";
+  return out;
+}
 
 bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
@@ -150,7 +169,7 @@ TokenFile read_tokens(const std::string& path, const TokenLimits& limits) {
     while (ls >> tok) {
       char* end = nullptr;
       long v = std::strtol(tok.c_str(), &end, 10);
-      if (*end || v < 0 || v > INT32_MAX) throw Error(path + ": '" + tok + "' is not a token (not a wavtok token file?)");
+      if (*end || v < 0 || v > INT32_MAX) throw Error(path + ": '" + printable(tok) + "' is not a token (not a wavtok token file?)");
       row.push_back(static_cast<int32_t>(v));
       if (int64_t(row.size()) > limits.max_frames) throw Error(path + ": too many frames");
     }

@@ -40,6 +40,7 @@ class Zip {
     const auto size = std::filesystem::file_size(path, ec);
     if (ec) throw Error(path + ": cannot read: " + ec.message());
     if (size == 0) throw Error(path + ": empty file, not a PyTorch checkpoint");
+    file_size_ = size;
     int err = 0;
     zip_.reset(zip_open(path.c_str(), ZIP_RDONLY, &err));
     if (!zip_) {
@@ -69,6 +70,15 @@ class Zip {
     zip_stat_init(&st);
     if (zip_stat(zip_.get(), name.c_str(), 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
       throw Error(path_ + ": archive has no entry '" + name + "'");
+    // The sizes come from the central directory: a stored entry holds exactly its bytes, which lie in the file.
+    // (Checked before anything is allocated for the entry; torch.save writes stored entries only.)
+    if ((st.valid & ZIP_STAT_COMP_SIZE) && st.comp_size > file_size_)
+      throw Error(path_ + ": entry '" + name + "' claims " + std::to_string(st.comp_size) +
+                  " compressed bytes, more than the file holds (corrupt archive)");
+    if ((st.valid & ZIP_STAT_COMP_METHOD) && (st.valid & ZIP_STAT_COMP_SIZE) && st.comp_method == ZIP_CM_STORE &&
+        st.size != st.comp_size)
+      throw Error(path_ + ": entry '" + name + "' claims " + std::to_string(st.size) + " bytes but stores " +
+                  std::to_string(st.comp_size) + " (corrupt archive)");
     return st.size;
   }
 
@@ -79,7 +89,8 @@ class Zip {
     // Read through a small cache-resident chunk and append within reserved capacity: a vector sized up front
     // would be zero-filled first, an extra pass over memory that costs as much as the copy itself.
     std::vector<uint8_t> buf;
-    buf.reserve(static_cast<size_t>(expected));
+    // Compressed entries may claim any size: reserve no more than the file could plausibly expand to.
+    buf.reserve(static_cast<size_t>(std::min<uint64_t>(expected, file_size_)));
     constexpr size_t kChunk = 1 << 20;
     std::unique_ptr<uint8_t[]> chunk(new uint8_t[kChunk]);
     uint64_t got = 0;
@@ -102,6 +113,7 @@ class Zip {
 
  private:
   std::string path_;
+  uint64_t file_size_ = 0;
   std::unique_ptr<zip_t, ZipCloser> zip_;
 };
 

@@ -138,7 +138,8 @@ class Machine {
     return x;
   }
   Value make(ObjKind k, std::string text = {}) {
-    if (g_.objs.size() >= UINT32_MAX) fail("too many objects");
+    if (g_.objs.size() >= UINT32_MAX || int64_t(g_.objs.size()) >= lim_.max_objects)
+      fail("more than " + std::to_string(lim_.max_objects) + " objects");
     g_.objs.push_back(Obj{k, std::move(text), {}, {}, -1});
     Value x;
     x.kind = Kind::Ref;
@@ -153,7 +154,10 @@ class Machine {
 
   // ---- stack and marks ----
   size_t frame() const { return marks_.empty() ? 0 : marks_.back(); }
-  void push(Value v) { stack_.push_back(v); }
+  void push(Value v) {
+    if (int64_t(stack_.size()) >= lim_.max_objects) fail("stack holds more than " + std::to_string(lim_.max_objects) + " values");
+    stack_.push_back(v);
+  }
   Value pop() {
     if (stack_.size() <= frame()) fail("stack underflow");
     Value v = stack_.back();

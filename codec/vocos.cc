@@ -4,6 +4,7 @@
 
 #include "codec/error.h"
 #include "codec/progress.h"
+#include "codec/ptq.h"
 
 namespace wavtok {
 namespace {
@@ -41,6 +42,7 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
     : c_(c), ln_(c.dim, 1e-6f) {
   const int D = c.dim;
   embed_ = Conv1d(w.get(prefix + "embed.weight", {D, c.input_channels, 7}), w.get(prefix + "embed.bias", {D}), 1, 1, 1, true);
+  setup_layer(embed_, w, prefix + "embed");  // int8 when the model file quantizes it (codec/ptq.h)
   auto load_res = [&](int i) {
     const std::string n = prefix + "pos_net." + std::to_string(i);
     ResBlock b;
@@ -50,6 +52,8 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
     b.n2b = w.get(n + ".norm2.bias", {D});
     b.conv1 = Conv1d(w.get(n + ".conv1.weight", {D, D, 3}), w.get(n + ".conv1.bias", {D}), 1, 1, 1, true);
     b.conv2 = Conv1d(w.get(n + ".conv2.weight", {D, D, 3}), w.get(n + ".conv2.bias", {D}), 1, 1, 1, true);
+    setup_layer(b.conv1, w, n + ".conv1");
+    setup_layer(b.conv2, w, n + ".conv2");
     return b;
   };
   pre_res_.push_back(load_res(0));
@@ -62,6 +66,10 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
     attn_.k = Linear(squeeze_last(w.get(n + ".k.weight", {D, D, 1})), w.get(n + ".k.bias", {D}));
     attn_.v = Linear(squeeze_last(w.get(n + ".v.weight", {D, D, 1})), w.get(n + ".v.bias", {D}));
     attn_.proj = Linear(squeeze_last(w.get(n + ".proj_out.weight", {D, D, 1})), w.get(n + ".proj_out.bias", {D}));
+    setup_layer(attn_.q, w, n + ".q");
+    setup_layer(attn_.k, w, n + ".k");
+    setup_layer(attn_.v, w, n + ".v");
+    setup_layer(attn_.proj, w, n + ".proj_out");
   }
   post_res_.push_back(load_res(3));
   post_res_.push_back(load_res(4));
@@ -85,6 +93,10 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
       }
     }
     b.pw2 = Linear(w2, b2);
+    setup_layer(b.pw1, w, n + ".pwconv1");
+    if (b.pw2.name().empty() && w.has(n + ".pwconv2.act_quant") && w.has(n + ".gamma"))
+      throw Error(w.origin() + ": " + n + ".pwconv2 is quantized but gamma was not folded into it");
+    setup_layer(b.pw2, w, n + ".pwconv2");
     blocks_.push_back(std::move(b));
   }
   final_w_ = w.get(prefix + "final_layer_norm.weight", {D});
@@ -158,7 +170,9 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
 
 IstftHead::IstftHead(const WeightMap& w, const std::string& prefix, const VocosConfig& c)
     : c_(c),
-      out_(w.get(prefix + "out.weight", {c.n_fft + 2, c.dim}), w.get(prefix + "out.bias", {c.n_fft + 2})) {}
+      out_(w.get(prefix + "out.weight", {c.n_fft + 2, c.dim}), w.get(prefix + "out.bias", {c.n_fft + 2})) {
+  setup_layer(out_, w, prefix + "out");
+}
 
 std::vector<float> IstftHead::forward(const float* hidden, int64_t F) const {
   const int bins = c_.n_fft / 2 + 1;

@@ -21,16 +21,23 @@ typedef struct wavtok_model wavtok_model;
 typedef struct wavtok_encoder wavtok_encoder;
 typedef struct wavtok_decoder wavtok_decoder;
 
+/* Session settings. Encoding streams exactly for every model (codes equal one-shot encoding; only n_q is used).
+ * Decoding streams exactly for EnCodec-format models; WavTokenizer decodes windows of left + block + lookahead
+ * frames and keeps the block (latency: block + lookahead frames; see docs/STREAMING.md). */
 typedef struct wavtok_stream_params {
   int block_frames;     /* frames emitted per window run */
   int left_frames;      /* past context per window */
   int lookahead_frames; /* future context per window (latency) */
   int n_q;              /* codebooks (0: all the model has) */
   int bandwidth_id;     /* WavTokenizer AdaLayerNorm id used when decoding */
+  int crossfade_frames; /* windowed decoding: cross-fade length at block seams */
 } wavtok_stream_params;
 
 /* Defaults (the "default" preset). */
 wavtok_stream_params wavtok_stream_default_params(void);
+/* A named preset ("low-latency", "default", "high-fidelity") or a YAML file with the fields above
+ * (configs/streaming/). Returns 0, or -1 with *out untouched. */
+int wavtok_stream_preset(const char* name_or_path, wavtok_stream_params* out);
 
 const char* wavtok_last_error(void);
 
@@ -42,6 +49,9 @@ int wavtok_model_sample_rate(const wavtok_model* model);
 int wavtok_model_hop(const wavtok_model* model);        /* samples per frame */
 int wavtok_model_n_q(const wavtok_model* model);        /* codebooks the model has */
 int wavtok_model_codebook_size(const wavtok_model* model);
+/* 1 when the model streams exactly (EnCodec-format, causal): codes and audio equal one-shot processing and
+ * the window parameters are unused; 0 for windowed recomputation (WavTokenizer); -1 for NULL. */
+int wavtok_model_streams_exactly(const wavtok_model* model);
 
 /* Encoder: PCM (float, mono, the model's rate) in, codes out. The encoder keeps its own reference to the
  * model, so the model handle may be freed before the encoder. */
@@ -51,10 +61,12 @@ void wavtok_encoder_free(wavtok_encoder* enc);
 int64_t wavtok_encoder_push(wavtok_encoder* enc, const float* pcm, size_t n);
 /* Ends the stream; remaining frames become ready. Returns their number, -1 on error. */
 int64_t wavtok_encoder_flush(wavtok_encoder* enc);
-/* Copies up to max_frames ready frames (n_q codes each, frame-major) into codes; returns frames copied. */
+/* Copies up to max_frames ready frames (n_q codes each, frame-major) into codes; returns frames copied
+ * (frames not read stay queued for the next read). */
 int64_t wavtok_encoder_read(wavtok_encoder* enc, int32_t* codes, size_t max_frames);
+int wavtok_encoder_n_q(const wavtok_encoder* enc); /* codes per frame; -1 for NULL */
 
-/* Decoder: codes in (frame-major, n_q per frame), PCM out. */
+/* Decoder: codes in (frame-major, n_q per frame, n_q <= the model's), PCM out (hop samples per frame). */
 wavtok_decoder* wavtok_decoder_create(const wavtok_model* model, const wavtok_stream_params* params);
 void wavtok_decoder_free(wavtok_decoder* dec);
 int64_t wavtok_decoder_push(wavtok_decoder* dec, const int32_t* codes, size_t frames, int n_q);

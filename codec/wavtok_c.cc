@@ -2,7 +2,6 @@
 #include "codec/wavtok.h"
 
 #include <algorithm>
-#include <deque>
 #include <string>
 
 #include "codec/default_model.h"
@@ -42,7 +41,9 @@ auto guard(F&& f, decltype(f()) on_error) -> decltype(f()) {
 
 wavtok::StreamParams to_params(const wavtok_stream_params* p) {
   wavtok::StreamParams s = wavtok::stream_default_params();
-  if (p) s = wavtok::StreamParams{p->block_frames, p->left_frames, p->lookahead_frames, p->n_q, p->bandwidth_id};
+  if (p)
+    s = wavtok::StreamParams{p->block_frames, p->left_frames, p->lookahead_frames, p->n_q, p->bandwidth_id,
+                             p->crossfade_frames};
   return s;
 }
 
@@ -60,10 +61,22 @@ extern "C" {
 
 wavtok_stream_params wavtok_stream_default_params(void) {
   const wavtok::StreamParams s = wavtok::stream_default_params();
-  return wavtok_stream_params{s.block_frames, s.left_frames, s.lookahead_frames, s.n_q, s.bandwidth_id};
+  return wavtok_stream_params{s.block_frames, s.left_frames, s.lookahead_frames, s.n_q, s.bandwidth_id, s.crossfade_frames};
 }
 
 const char* wavtok_last_error(void) { return g_error.c_str(); }
+
+int wavtok_stream_preset(const char* name, wavtok_stream_params* out) {
+  return guard(
+      [&]() -> int {
+        if (!name || !out) throw wavtok::Error("wavtok_stream_preset: NULL argument");
+        const wavtok::StreamParams s = wavtok::stream_preset(name);
+        *out = wavtok_stream_params{s.block_frames, s.left_frames, s.lookahead_frames, s.n_q, s.bandwidth_id,
+                                    s.crossfade_frames};
+        return 0;
+      },
+      -1);
+}
 
 wavtok_model* wavtok_model_load(const char* path, const char* config_path) {
   return guard(
@@ -81,6 +94,9 @@ int wavtok_model_sample_rate(const wavtok_model* m) { return m ? m->m->sample_ra
 int wavtok_model_hop(const wavtok_model* m) { return m ? m->m->hop() : -1; }
 int wavtok_model_n_q(const wavtok_model* m) { return m ? m->m->max_n_q() : -1; }
 int wavtok_model_codebook_size(const wavtok_model* m) { return m ? m->m->config().quantizer.bins : -1; }
+int wavtok_model_streams_exactly(const wavtok_model* m) {
+  return m ? int(wavtok::streams_exactly(*m->m)) : -1;
+}
 
 wavtok_encoder* wavtok_encoder_create(const wavtok_model* model, const wavtok_stream_params* params) {
   return guard(
@@ -112,6 +128,8 @@ int64_t wavtok_encoder_flush(wavtok_encoder* enc) {
       },
       -1);
 }
+
+int wavtok_encoder_n_q(const wavtok_encoder* enc) { return enc ? enc->n_q : -1; }
 
 int64_t wavtok_encoder_read(wavtok_encoder* enc, int32_t* codes, size_t max_frames) {
   if (!enc || !codes) return 0;

@@ -56,7 +56,9 @@ Audio read_audio(const std::string& path, int target_rate) {
   const int ch = info.channels;
   Audio out;
   out.sample_rate = info.samplerate;
-  out.samples.reserve(static_cast<size_t>(info.frames));
+  // The header's frame count is only a claim (a 100-byte FLAC header may announce 2^31 frames): reserve no more
+  // than the file's size in samples, and let the vector grow with what is really decoded.
+  out.samples.reserve(static_cast<size_t>(std::min<long long>(info.frames, static_cast<long long>(st.st_size))));
   // Chunked reads: the header's frame count bounds the total, but memory grows only with what is really decoded.
   constexpr sf_count_t kChunk = 1 << 15;
   std::vector<float> buf(static_cast<size_t>(kChunk) * ch);
@@ -85,6 +87,11 @@ Audio read_audio(const std::string& path, int target_rate) {
   if (target_rate > 0 && target_rate != out.sample_rate) {
     out.samples = resample(out.samples, out.sample_rate, target_rate);
     out.sample_rate = target_rate;
+    // Float files may hold finite values near FLT_MAX, which the resampling filter can overflow to Inf.
+    for (size_t i = 0; i < out.samples.size(); ++i)
+      if (!std::isfinite(out.samples[i]))
+        throw Error(path + ": sample values too large: resampling to " + std::to_string(target_rate) +
+                    " Hz overflows (Inf at output sample " + std::to_string(i) + ")");
   }
   return out;
 }

@@ -1,15 +1,16 @@
 #!/usr/bin/python3
 """Independent truth for the C++ checkpoint and .npy readers (codec/torch_checkpoint_test.cc, codec/npy_test.cc).
 
-    make_torch_samples.py OUTDIR [--fixtures DIR]   write checkpoints with torch.save, every tensor as .npy, a manifest
-    make_torch_samples.py --check-npy DIR           verify .npy files the C++ writer produced (exit status 1 on mismatch)
+    make_torch_samples.py OUTDIR [--fixtures DIR]  write checkpoints with torch.save, each tensor as .npy, a manifest
+    make_torch_samples.py --check-npy DIR          verify .npy files the C++ writer produced (exit status 1 if not)
 
 manifest.tsv, one record per line, tab-separated:
-    T  checkpoint  name  dtype  shape(comma-separated)  npy  f32.npy|-  i64.npy|-   a tensor, its NumPy copy, and
-                                                                                 torch's conversion to float32 / int64
-    S  checkpoint  name  text                                                      a scalar, as Python prints it
-    D  checkpoint  name                                                            an entry expected in state_dict()
-Paths are relative to OUTDIR unless outside it. Names are the dotted paths of dict keys / list indices from the root; tensors inside other objects are not listed.
+    T  checkpoint  name  dtype  shape(comma-separated)  npy  f32.npy|-  i64.npy|-
+         a tensor, its NumPy copy, and torch's own conversion to float32 / int64 ("-" where that is the identity)
+    S  checkpoint  name  text      a scalar, as Python prints it
+    D  checkpoint  name            an entry expected in state_dict()
+Paths are relative to OUTDIR unless outside it. Names are the dotted paths of dict keys / list indices from the root;
+tensors inside other objects are not listed.
 """
 import argparse
 import collections
@@ -147,7 +148,7 @@ class Manifest:
                 main = t.numpy()
             np.save(base + ".npy", c_order(main))
             f32 = i64 = "-"
-            # Conversions done by torch, the truth for RawTensor::to_float / to_int64 (skipped when they are the identity).
+            # torch's conversions: the truth for RawTensor::to_float / to_int64 (skipped where they are the identity).
             if t.is_floating_point() and t.dtype != torch.float32:
                 f32 = base + ".f32.npy"
                 np.save(f32, c_order(t.float().numpy()))

@@ -1,0 +1,130 @@
+// `wavtok quantize`: post-training int8 quantization of a model's decoder from a few calibration clips and a
+// YAML recipe (configs/quant/*.yaml, docs/PTQ.md). `wavtok ptq-speed`: decode time of several models on
+// the same latent, measured side by side (interleaved) in one run.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "apps/commands.h"
+#include "codec/error.h"
+#include "codec/model_file.h"
+#include "codec/ptq.h"
+#include "codec/ptq_calibrate.h"
+#include "dsp/audio_io.h"
+
+namespace wavtok {
+namespace {
+
+std::vector<std::string> audio_files(const std::string& dir, int max_files) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) throw Error(dir + ": calibration folder not found");
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string ext = e.path().extension().string();
+    if (e.is_regular_file() && (ext == ".wav" || ext == ".flac" || ext == ".ogg")) files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw Error(dir + ": no .wav/.flac/.ogg files to calibrate on");
+  if (int(files.size()) > max_files) files.resize(max_files);
+  return files;
+}
+
+}  // namespace
+
+void register_quantize_commands(CLI::App& app, Common& common, std::vector<Command>& out) {
+  struct Opts {
+    std::string calib, recipe, output;
+    int max_clips = 16;
+    double max_seconds = 10;
+    bool verbose = false;
+    std::vector<std::string> models;
+    double seconds = 10;
+    int repeats = 5;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand("quantize", "post-training int8 quantization of the decoder (calibrate + recipe) -> .wtk");
+  sub->add_option("model", common.model, "float model (.wtk or checkpoint; default: the shipped model)");
+  sub->add_option("--config", common.config, "config.yaml for a checkpoint");
+  sub->add_option("--calib", o->calib, "folder of calibration audio (.wav/.flac/.ogg)")->required();
+  sub->add_option("--recipe", o->recipe, "quantization recipe YAML (configs/quant/*.yaml)")->required();
+  sub->add_option("-o,--output", o->output, "quantized model file (.wtk)")->required();
+  sub->add_option("--max-clips", o->max_clips, "calibration clips used, in name order (default 16)")->check(CLI::Range(1, 100000));
+  sub->add_option("--max-seconds", o->max_seconds, "seconds used from each clip (default 10)")->check(CLI::Range(0.1, 3600.0));
+  sub->add_option("-t,--threads", common.threads, "CPU threads")->check(CLI::Range(1, 1024));
+  sub->add_flag("-v,--verbose", o->verbose, "print each layer's bits, transform and calibration error");
+  sub->add_flag("-q,--quiet", common.quiet, "no progress output");
+  out.push_back({sub, [o, &common]() {
+    check_output(o->output, {common.model, o->recipe});
+    Progress prog;
+    prog.on = !common.quiet;
+    const PtqRecipe recipe = load_recipe(o->recipe);
+    auto model = load_model(common);
+    if (has_int8_layers(model->weights())) throw Error(common.model + ": model is already quantized");
+    std::vector<std::vector<float>> clips;
+    for (const auto& f : audio_files(o->calib, o->max_clips)) {
+      Audio a = read_audio(f, model->sample_rate());
+      const size_t keep = std::min(a.samples.size(), size_t(o->max_seconds * model->sample_rate()));
+      if (keep < size_t(model->hop()) * 8) continue;  // too short to say anything
+      a.samples.resize(keep);
+      clips.push_back(std::move(a.samples));
+    }
+    if (clips.empty()) throw Error(o->calib + ": no calibration clip is long enough");
+    prog.say("calibrating on " + std::to_string(clips.size()) + " clips");
+    CalibStats st = calibrate(*model, clips, recipe.bandwidth_id, recipe.max_rows);
+    std::vector<PtqLayerReport> rep;
+    WeightMap w = apply_recipe(*model, recipe, st, &rep);
+    write_model_file(o->output, model->config(), w);
+    int64_t q8 = 0, total = model->parameter_count();
+    for (const auto& r : rep) q8 += r.weights;
+    if (o->verbose)
+      for (const auto& r : rep)
+        std::fprintf(stderr, "%-40s W%d %-5s alpha=%.2f rel_mse=%.3e\n", r.name.c_str(), r.weight_bits, r.transform.c_str(), r.alpha,
+                     r.rel_mse);
+    prog.say("wrote " + o->output + ": " + std::to_string(rep.size()) + " int8 layers, " + std::to_string(q8) + " of " +
+             std::to_string(total) + " parameters");
+    return 0;
+  }});
+
+  auto* sp = app.add_subcommand("ptq-speed", "decode time of models on the same random-token latent, side by side (JSON)");
+  sp->add_option("models", o->models, "model files (.wtk)")->required();
+  sp->add_option("--seconds", o->seconds, "audio length decoded (default 10)")->check(CLI::Range(0.1, 600.0));
+  sp->add_option("--repeats", o->repeats, "interleaved rounds; the median is reported (default 5)")->check(CLI::Range(1, 1000));
+  sp->add_option("-t,--threads", common.threads, "CPU threads (default 1)")->check(CLI::Range(1, 1024));
+  out.push_back({sp, [o, &common]() {
+    std::vector<std::shared_ptr<const Model>> ms;
+    for (const auto& p : o->models) {
+      Common c = common;
+      c.model = p;
+      ms.push_back(load_model(c));
+    }
+    for (const auto& m : ms)
+      if (m->config().to_yaml() != ms[0]->config().to_yaml()) throw Error("ptq-speed: models have different configs");
+    const Model& m0 = *ms[0];
+    Tokens t;
+    t.n_q = m0.max_n_q();
+    t.frames = std::max<int64_t>(1, int64_t(o->seconds * m0.sample_rate() / m0.hop()));
+    std::mt19937 rng(1);
+    for (int64_t i = 0; i < t.n_q * t.frames; ++i) t.codes.push_back(int32_t(rng() % uint32_t(m0.config().quantizer.bins)));
+    const Tensor lat = m0.dequantize(t);
+    std::vector<std::vector<double>> times(ms.size());
+    for (const auto& m : ms) m->decode_latents(lat);  // warm-up: primitive creation
+    for (int r = 0; r < o->repeats; ++r)
+      for (size_t i = 0; i < ms.size(); ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        ms[i]->decode_latents(lat);
+        times[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+    std::printf("{\"threads\": %d, \"seconds\": %.3f, \"models\": [", common.threads, double(t.frames) * m0.hop() / m0.sample_rate());
+    for (size_t i = 0; i < ms.size(); ++i) {
+      auto v = times[i];
+      std::sort(v.begin(), v.end());
+      std::printf("%s{\"model\": \"%s\", \"decode_s\": %.5f, \"min_s\": %.5f}", i ? ", " : "", o->models[i].c_str(), v[v.size() / 2], v[0]);
+    }
+    std::printf("]}\n");
+    return 0;
+  }});
+}
+
+}  // namespace wavtok

@@ -1,0 +1,192 @@
+// int8 Conv1d/Linear against an integer emulation of exactly the same quantization (codes computed with the
+// same float expression, products summed in int64, dequantized in float64), and against the float layer.
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "codec/error.h"
+#include "codec/layers.h"
+
+namespace wavtok {
+namespace {
+
+Tensor randn(std::vector<int64_t> shape, std::mt19937& rng, float scale = 1.0f, float mean = 0.0f) {
+  Tensor t(std::move(shape));
+  std::normal_distribution<float> nd(mean, scale);
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = nd(rng);
+  return t;
+}
+
+double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+
+// Per-output-channel symmetric min-max weight scales.
+std::vector<float> weight_scales(const Tensor& w, int cout) {
+  const int64_t per = w.numel() / cout;
+  std::vector<float> s(cout);
+  for (int o = 0; o < cout; ++o) {
+    float m = 0;
+    for (int64_t i = 0; i < per; ++i) m = std::max(m, std::abs(w[o * per + i]));
+    s[o] = m / 127.0f;
+  }
+  return s;
+}
+
+int32_t act_code(float x, int c, const Int8Params& p) {
+  const float inv = p.in_scale.empty() ? 1.0f / p.act_scale : 1.0f / (p.in_scale[c] * p.act_scale);
+  const float sh = p.in_shift.empty() ? 0.0f : p.in_shift[c];
+  const float v = std::clamp((x - sh) * inv, -float(p.act_zero), 255.0f - float(p.act_zero));
+  return static_cast<int32_t>(std::nearbyint(v)) + p.act_zero;
+}
+
+// Layer output y[t][o] (before post-ops) emulated: x[t*cin*?] accessed via X(c, t).
+template <class XFn>
+double emulate(const Tensor& w, const Tensor& b, const Int8Params& p, int o, int cin, int k, XFn X) {
+  int64_t acc = 0;
+  for (int i = 0; i < cin; ++i)
+    for (int j = 0; j < k; ++j) {
+      const float wv = w[(int64_t(o) * cin + i) * k + j];
+      const int32_t qw = static_cast<int32_t>(std::clamp(std::nearbyint(wv / p.weight_scale[o]), -127.0f, 127.0f));
+      acc += int64_t(act_code(X(i, j), i, p) - p.act_zero) * qw;
+    }
+  return double(p.act_scale) * p.weight_scale[o] * double(acc) + b[o];
+}
+
+Int8Params params_for(const Tensor& x, const Tensor& w, int cin, int cout, bool transform, std::mt19937& rng) {
+  Int8Params p;
+  float lo = 0, hi = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  p.act_scale = (hi - lo) / 255.0f;
+  p.act_zero = static_cast<int32_t>(std::nearbyint(-lo / p.act_scale));
+  if (transform) {  // an arbitrary per-channel reparameterization; the float reference uses the same W'
+    std::uniform_real_distribution<float> u(0.5f, 2.0f), d(-0.3f, 0.3f);
+    for (int c = 0; c < cin; ++c) {
+      p.in_scale.push_back(u(rng));
+      p.in_shift.push_back(d(rng));
+    }
+    p.act_scale /= 1.5f;
+  }
+  p.weight_scale = weight_scales(w, cout);
+  return p;
+}
+
+class LinearInt8 : public ::testing::TestWithParam<bool> {};
+
+TEST_P(LinearInt8, MatchesIntegerEmulationAndFloat) {
+  const bool transform = GetParam();
+  std::mt19937 rng(7);
+  const int cin = 96, cout = 80;
+  const int64_t T = 37;
+  Tensor w = randn({cout, cin}, rng, 0.2f), b = randn({cout}, rng);
+  Tensor x = randn({T, cin}, rng, 1.0f, 0.4f);
+  Int8Params p = params_for(x, w, cin, cout, transform, rng);
+  Linear fl(w, b, Act::Gelu);
+  Linear q(w, b, Act::Gelu);
+  q.set_int8(p);
+  ASSERT_TRUE(q.is_int8());
+  Tensor y0 = randn({T, cout}, rng);
+  Tensor yq = y0, yf = y0;
+  q.forward(x.data(), T, yq.data(), /*accumulate=*/true);
+  double max_err = 0, ref_mag = 0;
+  for (int64_t t = 0; t < T; ++t)
+    for (int o = 0; o < cout; ++o) {
+      const double e = gelu(emulate(w, b, p, o, cin, 1, [&](int i, int) { return x[t * cin + i]; }) + y0[t * cout + o]);
+      max_err = std::max(max_err, std::abs(e - yq[t * cout + o]));
+      ref_mag = std::max(ref_mag, std::abs(e));
+    }
+  EXPECT_LT(max_err, 1e-5 * std::max(1.0, ref_mag));
+  if (!transform) {
+    // Against the float layer: 8-bit error only (inputs ~N(0.4,1), 96 terms).
+    fl.forward(x.data(), T, yf.data(), true);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < yf.numel(); ++i) {
+      num += (double(yf[i]) - yq[i]) * (double(yf[i]) - yq[i]);
+      den += double(yf[i]) * yf[i];
+    }
+    EXPECT_GT(10 * std::log10(den / num), 35.0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Transforms, LinearInt8, ::testing::Values(false, true));
+
+struct ConvInt8Case {
+  int cin, cout, k, stride, dil;
+  bool channels_last, transform;
+};
+
+class ConvInt8 : public ::testing::TestWithParam<ConvInt8Case> {};
+
+TEST_P(ConvInt8, MatchesIntegerEmulationAndFloat) {
+  const ConvInt8Case c = GetParam();
+  std::mt19937 rng(3);
+  const int64_t T = 45;
+  Tensor w = randn({c.cout, c.cin, c.k}, rng, 0.2f), b = randn({c.cout}, rng);
+  Tensor x = randn(c.channels_last ? std::vector<int64_t>{T, c.cin} : std::vector<int64_t>{c.cin, T}, rng, 1.0f, -0.2f);
+  Int8Params p = params_for(x, w, c.cin, c.cout, c.transform, rng);
+  Conv1d fl(w, b, c.stride, c.dil, 1, c.channels_last, Act::None);
+  Conv1d q(w, b, c.stride, c.dil, 1, c.channels_last, Act::None);
+  q.set_int8(p);
+  const int64_t To = q.out_len(T);
+  Tensor yq({To, c.cout}), yf({To, c.cout});
+  q.forward(x.data(), T, yq.data());
+  fl.forward(x.data(), T, yf.data());
+  auto X = [&](int ch, int64_t t) { return c.channels_last ? x[t * c.cin + ch] : x[ch * T + t]; };
+  auto idx = [&](int o, int64_t t) { return c.channels_last ? t * c.cout + o : o * To + t; };
+  double max_err = 0, num = 0, den = 0;
+  for (int64_t t = 0; t < To; ++t)
+    for (int o = 0; o < c.cout; ++o) {
+      const double e = emulate(w, b, p, o, c.cin, c.k, [&](int i, int j) { return X(i, t * c.stride + j * c.dil); });
+      max_err = std::max(max_err, std::abs(e - yq[idx(o, t)]));
+      num += (double(yf[idx(o, t)]) - yq[idx(o, t)]) * (double(yf[idx(o, t)]) - yq[idx(o, t)]);
+      den += double(yf[idx(o, t)]) * yf[idx(o, t)];
+    }
+  EXPECT_LT(max_err, 2e-5 * std::max(1.0, std::sqrt(den / yf.numel()) * 4));
+  if (!c.transform) EXPECT_GT(10 * std::log10(den / num), 35.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ConvInt8,
+                         ::testing::Values(ConvInt8Case{64, 48, 3, 1, 1, true, false}, ConvInt8Case{32, 40, 7, 2, 1, false, false},
+                                           ConvInt8Case{48, 64, 3, 1, 2, true, true}, ConvInt8Case{16, 24, 4, 2, 1, false, true}));
+
+TEST(Int8Params, RejectsInconsistentSizes) {
+  std::mt19937 rng(1);
+  Linear l(randn({8, 4}, rng), randn({8}, rng));
+  Int8Params p;
+  p.weight_scale.assign(7, 0.1f);
+  EXPECT_THROW(l.set_int8(p), Error);
+  p.weight_scale.assign(8, 0.1f);
+  p.in_scale.assign(3, 1.0f);
+  EXPECT_THROW(l.set_int8(p), Error);
+  Conv1d dw(randn({4, 1, 3}, rng), randn({4}, rng), 1, 1, 4, true);
+  Int8Params q;
+  q.weight_scale.assign(4, 0.1f);
+  EXPECT_THROW(dw.set_int8(q), Error);
+}
+
+TEST(ActObserver, SeesNamedLayerInputs) {
+  std::mt19937 rng(2);
+  Linear l(randn({5, 6}, rng), randn({5}, rng));
+  l.set_name("probe");
+  Tensor x = randn({3, 6}, rng), y({3, 5});
+  int calls = 0;
+  ActObserver obs = [&](const std::string& name, const float* in, int64_t rows, int cols, bool cl) {
+    EXPECT_EQ(name, "probe");
+    EXPECT_EQ(in, x.data());
+    EXPECT_EQ(rows, 3);
+    EXPECT_EQ(cols, 6);
+    EXPECT_TRUE(cl);
+    ++calls;
+  };
+  set_act_observer(&obs);
+  l.forward(x.data(), 3, y.data());
+  set_act_observer(nullptr);
+  l.forward(x.data(), 3, y.data());
+  EXPECT_EQ(calls, 1);
+}
+
+}  // namespace
+}  // namespace wavtok

@@ -1,0 +1,159 @@
+#!/usr/bin/python3
+"""Post-training quantization report: quantizes the default model with every configs/quant/*.yaml recipe,
+decodes a held-out set with float and each int8 model, and writes docs/PTQ.md (the part between the
+REPORT markers). Speed is measured on a random-weight model at the released dims, all models side by side
+in one `wavtok ptq-speed` run on one thread."""
+import argparse, glob, json, os, re, subprocess, sys, statistics, time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--bin", default="build/wavtok")
+ap.add_argument("--out", default="out/ptq")
+ap.add_argument("--eval-dir", default="data/eval")
+ap.add_argument("--calib-dir", default="data/train")
+ap.add_argument("--calib-clips", type=int, default=16)
+ap.add_argument("--max-eval", type=int, default=1000)
+ap.add_argument("--speed-seconds", type=float, default=10)
+ap.add_argument("--speed-repeats", type=int, default=5)
+ap.add_argument("--doc", default="docs/PTQ.md")
+ap.add_argument("--recipes", default="configs/quant/*.yaml")
+a = ap.parse_args()
+os.makedirs(a.out, exist_ok=True)
+W = os.path.abspath(a.bin)
+
+
+def run(*args, capture=True):
+    r = subprocess.run([str(x) for x in args], capture_output=capture, text=True)
+    if r.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, args))}\n{r.stderr}")
+    return r.stdout + r.stderr
+
+
+def float_model():
+    found = sorted(glob.glob("models/default/*.wtk"))
+    if found:
+        return found[0], found[0]
+    ck = "runs/default/export/model.ckpt"
+    if not os.path.exists(ck):
+        sys.exit("no default model (models/default/*.wtk) and no runs/default/export/model.ckpt")
+    out = f"{a.out}/float.wtk"
+    run(W, "convert", ck, "--config", "runs/default/export/config.yaml", "-o", out, "-q")
+    return out, ck
+
+
+def tokens_txt(path):
+    return [list(map(int, l.split())) for l in open(path) if l.strip()]
+
+
+def agreement(t1, t2):
+    n = same = 0
+    for r1, r2 in zip(t1, t2):
+        m = min(len(r1), len(r2))
+        n += m
+        same += sum(1 for i in range(m) if r1[i] == r2[i])
+    return same / max(n, 1)
+
+
+t_start = time.time()
+fmodel, fsource = float_model()
+recipes = sorted(glob.glob(a.recipes))
+names = [re.sub(r"\.ya?ml$", "", os.path.basename(r)) for r in recipes]
+models = {"float": fmodel}
+qlog = {}
+for r, n in zip(recipes, names):
+    out = f"{a.out}/{n}.wtk"
+    qlog[n] = run(W, "quantize", fmodel, "--calib", a.calib_dir, "--max-clips", a.calib_clips, "--recipe", r, "-o", out, "-t", 1)
+    models[n] = out
+
+clips = sorted(glob.glob(f"{a.eval_dir}/*.wav"))[: a.max_eval]
+if not clips:
+    sys.exit(f"{a.eval_dir}: no eval clips")
+res = {m: {"si_snr_db": [], "mel_distance": [], "stoi": [], "tok": [], "reenc": [], "snr_vs_float": []} for m in models}
+for c in clips:
+    base = os.path.splitext(os.path.basename(c))[0]
+    d = f"{a.out}/clips/{base}"
+    os.makedirs(d, exist_ok=True)
+    ftok = f"{d}/float.txt"
+    run(W, "encode", c, "-m", fmodel, "--format", "txt", "-o", ftok, "-q")
+    ftoks = tokens_txt(ftok)
+    for m, path in models.items():
+        tok = f"{d}/{m}.txt"
+        run(W, "encode", c, "-m", path, "--format", "txt", "-o", tok, "-q")
+        res[m]["tok"].append(agreement(ftoks, tokens_txt(tok)))
+        dec = f"{d}/{m}.wav"
+        run(W, "decode", ftok, "-m", path, "-o", dec, "-q")
+        e = json.loads(run(W, "eval", c, dec, "--json").strip().splitlines()[-1])
+        for k in ("si_snr_db", "mel_distance", "stoi"):
+            res[m][k].append(e[k])
+        # the decoded audio re-encoded by the float model: tokens of int8-decoded vs float-decoded audio
+        rt = f"{d}/{m}.reenc.txt"
+        run(W, "encode", dec, "-m", fmodel, "--format", "txt", "-o", rt, "-q")
+        if m == "float":
+            res[m]["reenc"].append(1.0)
+            res[m]["snr_vs_float"].append(float("inf"))
+        else:
+            res[m]["reenc"].append(agreement(tokens_txt(f"{d}/float.reenc.txt"), tokens_txt(rt)))
+            e2 = json.loads(run(W, "eval", f"{d}/float.wav", dec, "--json").strip().splitlines()[-1])
+            res[m]["snr_vs_float"].append(e2["si_snr_db"])
+
+# Speed: released dims, random weights (accuracy is meaningless there; only the arithmetic is timed).
+rel = f"{a.out}/released"
+os.makedirs(rel, exist_ok=True)
+if not os.path.exists(f"{rel}/model.wtk"):
+    subprocess.run(["/usr/bin/python3", "-c", f"""
+import sys; sys.path.insert(0, 'models')
+import torch; torch.manual_seed(0)
+from wavtok_ref.model import WavTokenizer
+m = WavTokenizer(n_filters=32, dimension=512, ratios=[8,5,4,2], codebook_size=4096, n_q=1, backbone_dim=768,
+                 intermediate_dim=2304, num_layers=12, adanorm_num_embeddings=4, n_fft=1280, hop_length=320)
+m.save_checkpoint('{rel}/model.ckpt', '{rel}/config.yaml')
+"""], check=True)
+    run(W, "convert", f"{rel}/model.ckpt", "--config", f"{rel}/config.yaml", "-o", f"{rel}/model.wtk", "-q")
+rel_models = [f"{rel}/model.wtk"]
+for r, n in zip(recipes, names):
+    # Same layer selection, transforms and the W4/W8 search off: the int8 kernels and the per-channel input
+    # transform (always applied, identity here) cost the same, and the RepQ/SQ-b searches are slow at these dims.
+    fast = f"{rel}/{n}.speed.yaml"
+    txt = open(r).read()
+    txt = re.sub(r"(?m)^\s*transform:.*$", "", txt)
+    txt = re.sub(r"(?m)^mixed_avg_bits:.*$", "", txt)
+    open(fast, "w").write(txt)
+    out = f"{rel}/{n}.wtk"
+    run(W, "quantize", f"{rel}/model.wtk", "--calib", a.eval_dir, "--max-clips", 1, "--max-seconds", 2, "--recipe", fast, "-o", out, "-t", 1)
+    rel_models.append(out)
+sp = json.loads(run(W, "ptq-speed", *rel_models, "--seconds", a.speed_seconds, "--repeats", a.speed_repeats, "-t", 1).strip().splitlines()[-1])
+speed = {("float" if i == 0 else names[i - 1]): x["decode_s"] for i, x in enumerate(sp["models"])}
+
+
+def qparams(log):
+    m = re.search(r"(\d+) int8 layers, (\d+) of (\d+) parameters", log)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else (0, 0, 0)
+
+
+lines = []
+lines.append(f"Float model: `{fsource}`; held-out set: {len(clips)} clips of `{a.eval_dir}` "
+             f"({sum(1 for _ in clips)} files); calibration: first {a.calib_clips} clips of `{a.calib_dir}`.")
+lines.append(f"Speed: released dims (dim 768, intermediate 2304, 12 layers, random weights), decode of "
+             f"{sp['seconds']:.1f} s, 1 thread, median of {a.speed_repeats} interleaved rounds, one `wavtok ptq-speed` run.")
+lines.append("")
+lines.append("| model | int8 layers | tokens = float | re-encode agreement | SI-SNR dB | mel dist | STOI | ΔSTOI | SI-SNR vs float dec. dB | file MB | int8-stored MB | decode s (released) | speed-up |")
+lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+fst = statistics.mean(res["float"]["stoi"])
+for m in models:
+    r = res[m]
+    nl, q8, tot = qparams(qlog.get(m, ""))
+    size = os.path.getsize(models[m]) / 1e6
+    _, _, tot_f = qparams(qlog[names[0]]) if names else (0, 0, 0)
+    stored = (tot_f * 4 - q8 * 3) / 1e6 if m != "float" else tot_f * 4 / 1e6
+    snr_f = "—" if m == "float" else f"{statistics.mean(r['snr_vs_float']):.2f}"
+    lines.append(f"| {m} | {nl if m != 'float' else 0} | {100 * statistics.mean(r['tok']):.2f}% | {100 * statistics.mean(r['reenc']):.2f}% | "
+                 f"{statistics.mean(r['si_snr_db']):.3f} | {statistics.mean(r['mel_distance']):.4f} | {statistics.mean(r['stoi']):.4f} | "
+                 f"{statistics.mean(r['stoi']) - fst:+.4f} | {snr_f} | {size:.2f} | {stored:.2f} | {speed[m]:.3f} | {speed['float'] / speed[m]:.2f}x |")
+lines.append("")
+lines.append(f"Generated by `scripts/ptq_report.sh` in {time.time() - t_start:.0f} s on `{os.uname().nodename}`.")
+table = "\n".join(lines)
+open(f"{a.out}/report.json", "w").write(json.dumps({"speed": sp, "results": {m: {k: statistics.mean(v) for k, v in r.items()} for m, r in res.items()}}, indent=1, default=str))
+
+doc = open(a.doc).read() if os.path.exists(a.doc) else "<!-- REPORT BEGIN -->\n<!-- REPORT END -->\n"
+doc = re.sub(r"<!-- REPORT BEGIN -->.*<!-- REPORT END -->", lambda _: "<!-- REPORT BEGIN -->\n" + table + "\n<!-- REPORT END -->", doc, flags=re.S)
+open(a.doc, "w").write(doc)
+print(table)

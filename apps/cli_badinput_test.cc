@@ -13,6 +13,7 @@
 #include <map>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "codec/token_file.h"
 #include "dsp/audio_io.h"
@@ -113,12 +114,14 @@ class CliBadInput : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     // One real .wtk and one real token file, made once, to truncate and corrupt below.
-    shared_ = scratch_dir("CliBadInput_shared");
+    // Per process: ctest runs each test in its own process, several at once.
+    shared_ = scratch_dir("CliBadInput_shared_" + std::to_string(::getpid()));
     ASSERT_EQ(run({"convert", kCkpt, "-o", shared_ + "/model.wtk", "-q"}).code, 0);
     ASSERT_EQ(run({"encode", kWav, "-m", shared_ + "/model.wtk", "-o", shared_ + "/speech.wtt", "-q"}).code, 0);
     wtk_ = slurp(shared_ + "/model.wtk");
     wtt_ = slurp(shared_ + "/speech.wtt");
   }
+  static void TearDownTestSuite() { fs::remove_all(shared_); }
   void SetUp() override { dir = scratch_dir(::testing::UnitTest::GetInstance()->current_test_info()->name()); }
 
   std::string path(const std::string& n) const { return dir + "/" + n; }

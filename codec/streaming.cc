@@ -15,7 +15,7 @@ StreamParams stream_default_params() { return StreamParams{}; }
 
 StreamParams stream_preset(const std::string& name) {
   StreamParams p;
-  if (name == "low-latency") return StreamParams{5, 60, 4, 0, 0, 0};
+  if (name == "low-latency") return StreamParams{5, 60, 8, 0, 0, 0};
   if (name == "default") return p;
   if (name == "high-fidelity") return StreamParams{25, 300, 30, 0, 0, 0};
   if (!std::filesystem::exists(name))
@@ -148,8 +148,8 @@ int64_t StreamingEncoder::flush(std::vector<int32_t>& out) {
 struct StreamingDecoder::Exact {
   std::shared_ptr<const SeanetGraph> graph;
   SeanetDecoderStream stream;
-  std::vector<int32_t> codes;  // [n_q, F]
-  Tensor lat_cf, lat, audio;   // [D, F], [F, D], [samples, 1]
+  Tensor lat, audio;  // [F, D], [samples, 1]
+  size_t peak = 0;    // largest lat + audio so far (floats)
   explicit Exact(std::shared_ptr<const SeanetGraph> g) : graph(std::move(g)), stream(*graph->dec) {}
 };
 
@@ -172,9 +172,7 @@ StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const Str
 size_t StreamingDecoder::memory_bytes() const {
   size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_) * sizeof(float) +
              codes_.capacity() * sizeof(int32_t);
-  if (exact_)
-    b += exact_->stream.capacity_bytes() + exact_->codes.capacity() * sizeof(int32_t) +
-         (exact_->lat_cf.numel() + exact_->lat.numel() + exact_->audio.numel()) * sizeof(float);
+  if (exact_) b += exact_->stream.capacity_bytes() + exact_->peak * sizeof(float);
   return b;
 }
 
@@ -210,31 +208,28 @@ int64_t StreamingDecoder::run(int64_t end_frame, int64_t frames_to_emit, std::ve
 
 int64_t StreamingDecoder::push(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out) {
   if (frames < 0 || n_q < 1) throw Error("streaming decoder: bad frame or codebook count");
+  if (frames > 0 && !codes) throw Error("streaming decoder: no codes given");
   if (n_q > model_->max_n_q())
     throw Error("streaming decoder: tokens use " + std::to_string(n_q) + " codebooks, the model has " +
                 std::to_string(model_->max_n_q()));
-  if (exact_) {
-    Exact& x = *exact_;
-    x.codes.resize(size_t(n_q) * frames);
-    for (int64_t f = 0; f < frames; ++f)
-      for (int q = 0; q < n_q; ++q) x.codes[size_t(q) * frames + f] = codes[f * n_q + q];
-    x.lat_cf.resize({dim_, frames});
-    x.lat.resize({frames, dim_});
-    if (frames > 0) model_->quantizer().decode(x.codes.data(), frames, n_q, x.lat_cf.data());
-    for (int64_t f = 0; f < frames; ++f)
-      for (int d = 0; d < dim_; ++d) x.lat[f * dim_ + d] = x.lat_cf[d * frames + f];
-    x.stream.run(x.lat.data(), frames, false, x.audio);
-    out.insert(out.end(), x.audio.data(), x.audio.data() + x.audio.numel());
-    total_ += frames;
-    return x.audio.numel();
-  }
-  // Frame-major codes -> latents via the model's codebooks.
+  // Frame-major codes -> latents [dim, frames] via the model's codebooks.
   codes_.resize(size_t(n_q) * frames);
   for (int64_t f = 0; f < frames; ++f)
     for (int q = 0; q < n_q; ++q) codes_[size_t(q) * frames + f] = codes[f * n_q + q];
   lat_.resize({dim_, frames});
   lat_peak_ = std::max(lat_peak_, size_t(lat_.numel()));
   if (frames > 0) model_->quantizer().decode(codes_.data(), frames, n_q, lat_.data());
+  if (exact_) {
+    Exact& x = *exact_;
+    x.lat.resize({frames, dim_});
+    for (int64_t f = 0; f < frames; ++f)
+      for (int d = 0; d < dim_; ++d) x.lat[f * dim_ + d] = lat_[d * frames + f];
+    x.stream.run(x.lat.data(), frames, false, x.audio);
+    x.peak = std::max(x.peak, size_t(x.lat.numel() + x.audio.numel()));
+    out.insert(out.end(), x.audio.data(), x.audio.data() + x.audio.numel());
+    total_ += frames;
+    return x.audio.numel();
+  }
   for (int64_t f = 0; f < frames; ++f)
     for (int d = 0; d < dim_; ++d) feats_.push_back(lat_[d * frames + f]);
   total_ += frames;
@@ -247,6 +242,7 @@ int64_t StreamingDecoder::push(const int32_t* codes, int64_t frames, int n_q, st
 int64_t StreamingDecoder::flush(std::vector<float>& out) {
   if (exact_) {
     exact_->stream.run(nullptr, 0, true, exact_->audio);
+    exact_->peak = std::max(exact_->peak, size_t(exact_->audio.numel()));
     out.insert(out.end(), exact_->audio.data(), exact_->audio.data() + exact_->audio.numel());
     total_ = 0;
     return exact_->audio.numel();

@@ -15,7 +15,7 @@
 // the whole input), so a session emits `block` frames at a time by running the one-shot decoder on a window of
 // `left` frames of past context, the block, and `lookahead` frames of future context, and keeps the block's
 // part. Output length and frame positions are the one-shot ones; memory is bounded by the window; the
-// result approaches one-shot decoding as the contexts grow (measured figures per preset in README.md).
+// result approaches one-shot decoding as the contexts grow (measured figures per preset in docs/STREAMING.md).
 // Algorithmic latency = (lookahead + block) frames; compute = (left + block + lookahead) / block times one-shot.
 #pragma once
 
@@ -76,10 +76,12 @@ class StreamingDecoder {
  public:
   StreamingDecoder(std::shared_ptr<const Model> model, const StreamParams& params);
   // Takes whole frames of codes (frame-major, n_q codes each); appends newly final samples to `out`.
+  // Returns the number of new samples.
   int64_t push(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out);
+  // Ends the stream: emits the remaining samples (frames * hop in all) and resets for a new stream.
   int64_t flush(std::vector<float>& out);
-  size_t memory_bytes() const;
-  bool exact() const { return exact_ != nullptr; }
+  size_t memory_bytes() const;  // capacity of the session's buffers
+  bool exact() const { return exact_ != nullptr; }  // layer-wise exact (EnCodec) rather than windowed
   ~StreamingDecoder();
   StreamingDecoder(StreamingDecoder&&) noexcept;
   StreamingDecoder& operator=(StreamingDecoder&&) noexcept;

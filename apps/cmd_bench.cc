@@ -47,6 +47,7 @@ struct BenchOpts {
   uint64_t seed = 1234;
   std::string phases = "encode,decode,roundtrip";
   std::string streaming;  // comma-separated presets (or YAML files) for per-chunk latency
+  bool bf16 = false;      // float32 vs bfloat16 round trip, interleaved, 1 thread
   double stream_seconds = 10;
   std::string python = "/usr/bin/python3";
   std::string reference_script;
@@ -405,6 +406,43 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
   return r;
 }
 
+// float32 vs bfloat16 on 1 thread, one input length: round trips timed alternately (so load changes hit both),
+// tokens and decoded audio compared with the float32 ones.
+struct PrecisionResult {
+  double seconds = 0, f32_s = 0, bf16_s = 0, token_agree = 0, snr_db = 0;
+};
+
+PrecisionResult run_precision(const Model& m, double sec, int repeats) {
+  PrecisionResult r;
+  r.seconds = sec;
+  const int nq = n_q_all(m);
+  const int64_t n = int64_t(std::llround(sec * m.sample_rate()));
+  const std::vector<float> audio = bench_audio(n, m.sample_rate());
+  set_precision(Precision::F32);
+  const Tokens tf = m.encode(audio.data(), n, nq);
+  const std::vector<float> af = m.decode(tf);
+  set_precision(Precision::BF16);
+  const Tokens tb = m.encode(audio.data(), n, nq);
+  const std::vector<float> ab = m.decode(tb);
+  int64_t same = 0;
+  for (size_t i = 0; i < tf.codes.size() && i < tb.codes.size(); ++i) same += tf.codes[i] == tb.codes[i];
+  r.token_agree = tf.codes.empty() ? 0 : double(same) / double(tf.codes.size());
+  double sig = 0, err = 0;
+  for (size_t i = 0; i < af.size() && i < ab.size(); ++i) sig += double(af[i]) * af[i], err += double(af[i] - ab[i]) * (af[i] - ab[i]);
+  r.snr_db = 10 * std::log10((sig + 1e-30) / (err + 1e-30));
+  std::vector<double> t32, t16;
+  for (int i = 0; i < std::max(1, repeats); ++i)
+    for (Precision p : {Precision::F32, Precision::BF16}) {
+      set_precision(p);
+      const auto t0 = Clock::now();
+      m.decode(m.encode(audio.data(), n, nq));
+      (p == Precision::F32 ? t32 : t16).push_back(secs_since(t0));
+    }
+  set_precision(Precision::F32);
+  r.f32_s = median(t32), r.bf16_s = median(t16);
+  return r;
+}
+
 std::string reference_script(const BenchOpts& o) {
   if (!o.reference_script.empty()) return o.reference_script;
   namespace fs = std::filesystem;
@@ -461,6 +499,19 @@ int run_bench(const Common& c, const BenchOpts& o0) {
     for (const auto& preset : split(o.streaming)) {
       if (!c.quiet) std::fprintf(stderr, "[bench] streaming %s, %.0f s, 1 thread\n", preset.c_str(), o.stream_seconds);
       streams.push_back(run_streaming(one_thread_model, preset, o.stream_seconds));
+    }
+  }
+
+  std::vector<PrecisionResult> precs;
+  if (o.bf16) {
+    if (!bf16_supported()) {
+      if (!c.quiet) std::fprintf(stderr, "[bench] --bf16: this CPU has no AVX512-BF16/AMX, skipped\n");
+    } else {
+      set_num_threads(1);
+      for (double sec : lengths) {
+        if (!c.quiet) std::fprintf(stderr, "[bench] float32 vs bfloat16 round trip, %.1f s, 1 thread\n", sec);
+        precs.push_back(run_precision(m, sec, o.repeats));
+      }
     }
   }
 
@@ -564,6 +615,18 @@ int run_bench(const Common& c, const BenchOpts& o0) {
       }
       j += "]";
     }
+    if (!precs.empty()) {
+      j += ",\n \"bf16\": [";
+      for (size_t i = 0; i < precs.size(); ++i) {
+        const auto& r = precs[i];
+        std::snprintf(b, sizeof(b),
+                      "%s\n  {\"seconds\": %g, \"threads\": 1, \"f32_roundtrip_s\": %.6f, \"bf16_roundtrip_s\": %.6f, "
+                      "\"bf16_xrt\": %.3f, \"token_agreement\": %.6f, \"audio_snr_db\": %.2f}",
+                      i ? "," : "", r.seconds, r.f32_s, r.bf16_s, r.seconds / r.bf16_s, r.token_agree, r.snr_db);
+        j += b;
+      }
+      j += "]";
+    }
     if (o.baseline) j += ",\n \"reference\": " + ref_json;
     j += "\n}\n";
     if (!o.json_out.empty()) {
@@ -627,6 +690,17 @@ int run_bench(const Common& c, const BenchOpts& o0) {
       std::printf("  %s cold first pass p99: encode %.1f ms, decode %.1f ms (primitive creation per window length)\n",
                   r.preset.c_str(), r.cold_enc_p99, r.cold_dec_p99);
   }
+  if (!precs.empty()) {
+    std::printf("\nfloat32 vs bfloat16 round trip (1 thread, interleaved, median of %d; tokens and audio vs float32)\n",
+                o.repeats);
+    std::printf("%8s %10s %10s %9s %9s %11s %13s\n", "audio s", "f32 s", "bf16 s", "bf16 xRT", "speed-up", "tokens =",
+                "audio SNR dB");
+    for (const auto& r : precs)
+      std::printf("%8g %10.3f %10.3f %9.2f %8.2fx %10.2f%% %13.1f\n", r.seconds, r.f32_s, r.bf16_s, r.seconds / r.bf16_s,
+                  r.f32_s / r.bf16_s, 100 * r.token_agree, r.snr_db);
+  } else if (o.bf16) {
+    std::printf("\nbfloat16: not supported by this CPU (needs AVX512-BF16 or AMX); skipped\n");
+  }
   if (prof) {
     double total = 0;
     for (const auto& s : prof->stages) total += s.s;
@@ -676,6 +750,7 @@ void register_bench_command(CLI::App& app, Common& common, std::vector<Command>&
   sub->add_option("--streaming", o->streaming,
                   "per-chunk latency of these streaming presets (e.g. low-latency,default,high-fidelity), 1 thread");
   sub->add_option("--stream-seconds", o->stream_seconds, "audio pushed per streaming preset (default 10)");
+  sub->add_flag("--bf16", o->bf16, "also compare float32 and bfloat16 round trips on 1 thread (time, tokens, audio SNR)");
   sub->add_flag("--baseline", o->baseline, "also time the PyTorch reference (models/bench_reference.py) and print ratios");
   sub->add_option("--python", o->python, "Python for --baseline (default /usr/bin/python3)");
   sub->add_option("--reference-script", o->reference_script, "path of models/bench_reference.py");

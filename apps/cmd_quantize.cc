@@ -1,5 +1,6 @@
-// `wavtok quantize`: post-training int8 quantization of a model's decoder from a few calibration clips and a
-// YAML recipe (configs/quant/*.yaml, docs/PTQ.md). `wavtok ptq-speed`: decode time of several models on
+// `wavtok quantize`: post-training int8 quantization of a model's convs and dense layers (decoder, and the
+// SEANet encoder when the recipe says so) from a few calibration clips and a YAML recipe (configs/quant/*.yaml,
+// docs/PTQ.md). `wavtok ptq-speed`: decode time of several models on
 // the same latent, measured side by side (interleaved) in one run.
 #include <algorithm>
 #include <chrono>
@@ -44,7 +45,7 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
     int repeats = 5;
   };
   auto o = std::make_shared<Opts>();
-  auto* sub = app.add_subcommand("quantize", "post-training int8 quantization of the decoder (calibrate + recipe) -> .wtk");
+  auto* sub = app.add_subcommand("quantize", "post-training int8 quantization (calibrate + recipe) -> .wtk");
   sub->add_option("model", common.model, "float model (.wtk or checkpoint; default: the shipped model)");
   sub->add_option("--config", common.config, "config.yaml for a checkpoint");
   sub->add_option("--calib", o->calib, "folder of calibration audio (.wav/.flac/.ogg)")->required();
@@ -77,13 +78,20 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
     WeightMap w = apply_recipe(*model, recipe, st, &rep);
     write_model_file(o->output, model->config(), w);
     int64_t q8 = 0, total = model->parameter_count();
-    for (const auto& r : rep) q8 += r.weights;
+    int layers = 0;
+    for (const auto& r : rep)
+      if (r.weights > 0) {  // the post-softmax quantizer has an entry without weights
+        q8 += r.weights;
+        ++layers;
+      }
     if (o->verbose)
       for (const auto& r : rep)
         std::fprintf(stderr, "%-40s W%d %-5s alpha=%.2f rel_mse=%.3e\n", r.name.c_str(), r.weight_bits, r.transform.c_str(), r.alpha,
                      r.rel_mse);
-    prog.say("wrote " + o->output + ": " + std::to_string(rep.size()) + " int8 layers, " + std::to_string(q8) + " of " +
-             std::to_string(total) + " parameters");
+    prog.say("wrote " + o->output + ": " + std::to_string(layers) + " int8 layers, " + std::to_string(q8) + " of " +
+             std::to_string(total) + " parameters" +
+             (recipe.softmax == "none" ? std::string()
+                                       : ", post-softmax " + recipe.softmax + " " + std::to_string(recipe.softmax_bits) + "-bit"));
     return 0;
   }});
 

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "codec/error.h"
+#include "codec/quant/log_quant.h"
 
 namespace wavtok {
 namespace {
@@ -72,6 +73,22 @@ namespace {
 
 thread_local const ActObserver* t_observer = nullptr;
 
+}  // namespace
+
+std::vector<int8_t> int8_weight_codes(const float* w, int64_t numel, const std::vector<float>& scale) {
+  const int64_t cout = int64_t(scale.size());
+  if (cout == 0 || numel % cout) throw Error("int8 weights: " + std::to_string(numel) + " values do not split into " +
+                                             std::to_string(cout) + " output channels");
+  const int64_t per_out = numel / cout;
+  std::vector<int8_t> q(static_cast<size_t>(numel));
+  for (int64_t o = 0; o < cout; ++o)
+    for (int64_t i = 0; i < per_out; ++i)
+      q[o * per_out + i] = static_cast<int8_t>(std::clamp(std::nearbyint(w[o * per_out + i] / scale[o]), -127.0f, 127.0f));
+  return q;
+}
+
+namespace {
+
 std::shared_ptr<const Int8State> make_int8_state(Int8Params p, const Tensor& w, const Tensor& b, int cin, int cout,
                                                  const char* who) {
   const int64_t per_out = w.numel() / cout;  // Cin * K
@@ -81,18 +98,16 @@ std::shared_ptr<const Int8State> make_int8_state(Int8Params p, const Tensor& w, 
   if (!p.in_scale.empty() && int(p.in_scale.size()) != cin) throw Error(std::string(who) + ": int8 in_scale has the wrong size");
   if (!(p.act_scale > 0) || p.act_zero < 0 || p.act_zero > 255) throw Error(std::string(who) + ": bad int8 activation params");
   auto s = std::make_shared<Int8State>();
-  s->qw.resize(w.numel());
   s->bias_acc.resize(cout);
   s->out_scale.resize(cout);
+  for (int o = 0; o < cout; ++o)
+    if (!(p.weight_scale[o] > 0))
+      throw Error(std::string(who) + ": int8 weight scale of channel " + std::to_string(o) + " is not positive");
+  s->qw = int8_weight_codes(w.data(), w.numel(), p.weight_scale);
   for (int o = 0; o < cout; ++o) {
     const float ws = p.weight_scale[o];
-    if (!(ws > 0)) throw Error(std::string(who) + ": int8 weight scale of channel " + std::to_string(o) + " is not positive");
     int64_t sum = 0;
-    for (int64_t i = 0; i < per_out; ++i) {
-      const float q = std::clamp(std::nearbyint(w[o * per_out + i] / ws), -127.0f, 127.0f);
-      s->qw[o * per_out + i] = static_cast<int8_t>(q);
-      sum += static_cast<int64_t>(q);
-    }
+    for (int64_t i = 0; i < per_out; ++i) sum += s->qw[o * per_out + i];
     s->out_scale[o] = p.act_scale * ws;
     // oneDNN 2.x int8: dst = output_scale * (acc + bias), so the bias is given in accumulator units. The codes
     // carry the zero point: sum_i (q_i - z) w_i = acc - z sum_i w_i.
@@ -168,12 +183,40 @@ memory reorder_s8_weights(const memory::desc& want, const memory::desc& have, co
 void set_act_observer(const ActObserver* obs) { t_observer = obs; }
 const ActObserver* act_observer() { return t_observer; }
 
+namespace {
+// exp(x) for x <= 0 without a libm call, so that loops over it vectorise (std::expm1 does not, and the SEANet
+// encoder applies ELU to every activation): x = n ln2 + r, |r| <= ln2/2, exp(r) by Cephes' degree-6 polynomial
+// (relative error ~1e-7), times 2^n built in the exponent bits. Inputs below -87 give exp(-87) ~ 1.6e-38.
+inline float exp_nonpositive(float x) {
+  x = x > -87.0f ? x : -87.0f;  // also maps NaN to -87 (the caller keeps NaN inputs itself)
+  x = x < 0.0f ? x : 0.0f;
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+}  // namespace
+
 void apply_act(Act act, float* x, int64_t n) {
   if (act == Act::None || n == 0) return;
   // Tiny and called per layer: a plain loop avoids creating a primitive for every length.
   switch (act) {
     case Act::Elu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0 ? x[i] : std::expm1(x[i]);
+      // exp(x) - 1 instead of expm1: absolute error ~1e-7 near 0, where ELU(x) ~ x; NaN stays NaN.
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = x[i];
+        const float e = exp_nonpositive(v) - 1.0f;
+        x[i] = (v > 0.0f || v != v) ? v : e;
+      }
       break;
     case Act::Gelu:
       for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
@@ -531,6 +574,8 @@ void AttentionCore::forward(const float* q, const float* k, const float* v, int6
   memory sm = wrap(e->s_md, scratch.data());
   run_primitive(e->qk, {{DNNL_ARG_SRC, wrap(e->q_md, q)}, {DNNL_ARG_WEIGHTS, wrap(e->kt_md, k)}, {DNNL_ARG_DST, sm}});
   run_primitive(e->softmax, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, sm}});
+  if (t_observer && !name_.empty()) (*t_observer)(name_, scratch.data(), T, int(T), true);
+  if (pq_) quant::fake_quant(std::span<const float>(scratch.data(), size_t(T * T)), std::span<float>(scratch.data(), size_t(T * T)), *pq_);
   run_primitive(e->pv, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wrap(e->v_md, v)}, {DNNL_ARG_DST, wrap(e->o_md, out)}});
 }
 

@@ -15,6 +15,10 @@
 
 namespace wavtok {
 
+namespace quant {
+struct LogQParams;
+}
+
 enum class Act { None, Elu, Gelu, Silu };
 
 void apply_act(Act act, float* x, int64_t n);  // in place
@@ -36,6 +40,10 @@ struct Int8Params {
 };
 
 struct Int8State;  // quantized weights and per-channel factors (layers.cc)
+
+// The s8 weight codes an int8 layer uses: clamp(rint(w / scale[o]), -127, 127), w = [Cout, ...] row-major. The
+// model file stores exactly these; loading them back as codes * scale reproduces the same codes.
+std::vector<int8_t> int8_weight_codes(const float* w, int64_t numel, const std::vector<float>& scale);
 
 // Calibration hook: while set on a thread, every named Conv1d/Linear forward on that thread reports its
 // float input (rows x cols, channels-last when `channels_last`, else [cols, rows] channels-first).
@@ -202,6 +210,12 @@ class AttentionCore {
  public:
   void forward(const float* q, const float* k, const float* v, int64_t T, int C, float* out,
                Tensor& scratch) const;
+  // Post-softmax quantization (docs/PTQ.md): the probabilities are fake-quantized (quantize, dequantize in
+  // float) by `p` (log-sqrt2, AdaLog or TanQ, codec/quant/log_quant.h) before the P·V product; nullptr = float.
+  void set_prob_quant(std::shared_ptr<const quant::LogQParams> p) { pq_ = std::move(p); }
+  const quant::LogQParams* prob_quant() const { return pq_.get(); }
+  // Name under which the activation observer sees the probabilities ([T, T] rows, channels-last).
+  void set_name(std::string name) { name_ = std::move(name); }
 
  private:
   struct Entry {
@@ -211,6 +225,8 @@ class AttentionCore {
   };
   Entry make(int64_t T, int C) const;
   ShapeCache<Entry> cache_;
+  std::shared_ptr<const quant::LogQParams> pq_;
+  std::string name_;
 };
 
 }  // namespace wavtok

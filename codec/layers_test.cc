@@ -25,6 +25,27 @@ double max_abs_diff(const float* a, const std::vector<double>& b) {
 double elu(double x) { return x > 0 ? x : std::expm1(x); }
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
+// apply_act's ELU (vectorised exp) against float64 expm1 over the whole float range that matters, plus specials.
+TEST(Activations, EluMatchesExpm1) {
+  std::vector<float> x;
+  for (float v = -100.0f; v <= 10.0f; v += 0.00137f) x.push_back(v);
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, -1e-7f, -87.5f, -1e30f, 3e38f, -INFINITY, INFINITY}) x.push_back(v);
+  std::vector<float> y = x;
+  y.push_back(NAN);
+  apply_act(Act::Elu, y.data(), int64_t(y.size()));
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = elu(double(x[i]));
+    if (std::isinf(want)) {
+      EXPECT_EQ(double(y[i]), want);
+      continue;
+    }
+    worst = std::max(worst, std::abs(double(y[i]) - want));
+  }
+  EXPECT_LE(worst, 2.5e-7);  // a few float ulps of 1 (ELU's range for x < 0 is (-1, 0))
+  EXPECT_TRUE(std::isnan(y.back()));
+}
+
 struct ConvCase {
   int cin, cout, k, stride, dil, groups;
   bool channels_last;

@@ -1,5 +1,7 @@
 #include "codec/ptq.h"
 
+#include <cmath>
+
 #include "codec/error.h"
 
 namespace wavtok {
@@ -37,6 +39,44 @@ bool has_int8_layers(const WeightMap& w) {
   for (const auto& [k, v] : w.all())
     if (k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0) return true;
   return false;
+}
+
+std::shared_ptr<const quant::LogQParams> stored_softmax_quant(const WeightMap& w, const std::string& name) {
+  const std::string t = name + ".softmax_quant";
+  if (!w.has(t)) return nullptr;
+  const Tensor& v = w.get(t, {9});
+  auto bad = [&](const std::string& what) { return Error(w.origin() + ": " + t + " holds a bad " + what); };
+  const float kind = v[0], bits = v[1], scale = v[2], zero = v[3], k = v[4], r = v[5], mant = v[6];
+  const double a = v[7], m = v[8];
+  if (!(bits >= 2 && bits <= 8) || bits != std::floor(bits)) throw bad("bit width");
+  if (!(scale > 0) || !std::isfinite(scale)) throw bad("scale");
+  if (zero != 0 && zero != 1) throw bad("zero_code flag");
+  quant::LogQParams p;
+  if (kind == 0) {
+    p = quant::make_log_sqrt2(scale, int(bits), zero != 0);
+  } else if (kind == 1) {
+    if (!(k >= 1 && k <= 1024 && r >= 1 && r <= 1024) || k != std::floor(k) || r != std::floor(r)) throw bad("AdaLog base");
+    if (!(mant >= 1 && mant <= 23) || mant != std::floor(mant)) throw bad("AdaLog mantissa width");
+    p = quant::make_adalog(scale, int(k), int(r), int(bits), zero != 0, int(mant));
+  } else if (kind == 2) {
+    if (!(m > 0 && m < 1 && a > 0 && a * std::max(m, 1 - m) < 1.5707963267948966)) throw bad("TanQ shape");
+    p = quant::make_tanq(scale, a, m, int(bits));
+  } else {
+    throw bad("quantizer kind");
+  }
+  return std::make_shared<const quant::LogQParams>(std::move(p));
+}
+
+Tensor softmax_quant_tensor(const quant::LogQParams& p) {
+  const float kind = p.kind == quant::LogKind::kLogSqrt2 ? 0.0f : p.kind == quant::LogKind::kAdaLog ? 1.0f : 2.0f;
+  // LogQParams does not keep AdaLog's mantissa width; the recipe calibrates with LogQuantSpec's default, 8.
+  return Tensor({9}, std::vector<float>{kind, float(p.bits), p.scale, p.zero_code ? 1.0f : 0.0f, float(p.k), float(p.r),
+                                        8.0f, float(p.tan_a), float(p.tan_m)});
+}
+
+void setup_attention(AttentionCore& core, const WeightMap& w, const std::string& name) {
+  core.set_name(name + ".softmax");
+  core.set_prob_quant(stored_softmax_quant(w, name));
 }
 
 }  // namespace wavtok

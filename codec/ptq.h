@@ -1,19 +1,27 @@
 // Post-training quantization: how int8 layers are stored in a model file, and how the model builds them.
 //
-// A quantized model is an ordinary .wtk whose quantized layers carry, beside NAME.weight / NAME.bias (already
-// the transformed W' and b', see Int8Params in codec/layers.h), these float32 tensors:
+// A quantized model's layers carry, beside NAME.weight / NAME.bias (already the transformed W' and b', see
+// Int8Params in codec/layers.h), these float32 tensors:
 //   NAME.act_quant    [2]     activation scale and zero point (u8 codes)
 //   NAME.act_shift    [Cin]   optional per-input-channel shift   (SmoothQuant-b / RepQ-ViT)
 //   NAME.act_smooth   [Cin]   optional per-input-channel divisor
 //   NAME.weight_scale [Cout]  s8 weight scale per output channel
 // NAME is the layer's weight prefix, e.g. "backbone.convnext.0.pwconv1". A layer without NAME.act_quant runs in
-// float. Such a file must run its quantized layers in int8: W' differs from W unless the shift/divisor are absent.
+// float. Such a model must run its quantized layers in int8 (W' differs from W unless the shift/divisor are
+// absent), so the .wtk writer stores it as format version 2 requiring kModelFeatureInt8, with NAME.weight as s8
+// codes (codec/model_file.h).
+//
+// Post-softmax quantization of an attention block NAME (e.g. "backbone.pos_net.2"): NAME.softmax_quant [9] =
+// kind (0 log-sqrt2, 1 AdaLog, 2 TanQ), bits, scale, zero_code, k, r, mant_bits, tan_a, tan_m; the quantizer is
+// rebuilt from these with codec/quant/log_quant.h's make_* functions (a file marked kModelFeatureSoftmaxQuant).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "codec/layers.h"
+#include "codec/quant/log_quant.h"
 #include "codec/weights.h"
 
 namespace wavtok {
@@ -27,5 +35,11 @@ void setup_layer(Linear& layer, const WeightMap& w, const std::string& name);
 void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name);
 
 bool has_int8_layers(const WeightMap& w);
+
+// The post-softmax quantizer stored for attention block `name`, or nullptr. Throws naming the file on bad values.
+std::shared_ptr<const quant::LogQParams> stored_softmax_quant(const WeightMap& w, const std::string& name);
+Tensor softmax_quant_tensor(const quant::LogQParams& p);  // the stored form of p
+// Names the block's probabilities NAME.softmax for calibration and installs its stored quantizer, if any.
+void setup_attention(AttentionCore& core, const WeightMap& w, const std::string& name);
 
 }  // namespace wavtok

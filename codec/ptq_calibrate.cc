@@ -11,6 +11,8 @@
 
 #include "codec/error.h"
 #include "codec/layers.h"
+#include "codec/ptq.h"
+#include "codec/quant/log_quant.h"
 #include "codec/quant/mixed.h"
 #include "codec/quant/reparam.h"
 #include "codec/quant/smooth.h"
@@ -20,6 +22,12 @@ namespace wavtok {
 namespace {
 
 namespace q = wavtok::quant;
+
+constexpr int64_t kSoftmaxSamples = 1 << 17;  // probabilities kept for the log quantizers' searches
+
+bool is_softmax_stat(const std::string& name) {
+  return name.size() > 8 && name.compare(name.size() - 8, 8, ".softmax") == 0;
+}
 
 // ---------------------------------------------------------------- recipe parsing
 
@@ -215,6 +223,10 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
     r.bandwidth_id = opt<int>(y, "bandwidth_id", 0);
     r.max_rows = opt<int64_t>(y, "max_rows", 4096);
     r.mixed_avg_bits = opt<double>(y, "mixed_avg_bits", 0.0);
+    r.softmax = opt<std::string>(y, "softmax", "none");
+    r.softmax_bits = opt<int>(y, "softmax_bits", 8);
+    check_one_of(r.softmax, {"none", "log2", "adalog", "tanq"}, "softmax", origin);
+    if (r.softmax_bits < 2 || r.softmax_bits > 8) throw Error(origin + ": softmax_bits must be 2..8");
     if (!y["rules"] || !y["rules"].IsSequence()) throw Error(origin + ": recipe needs a 'rules' list");
     for (const auto& n : y["rules"]) {
       PtqRule p;
@@ -259,6 +271,12 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
   std::mt19937_64 rng(12345);
   ActObserver obs = [&](const std::string& name, const float* x, int64_t rows, int cols, bool channels_last) {
     if (!channels_last) return;  // only the decoder's channels-last layers are calibrated
+    int64_t cap = max_rows;
+    if (is_softmax_stat(name)) {  // a [T, T] probability map: a sample of values for the log quantizers
+      rows *= cols;
+      cols = 1;
+      cap = std::max<int64_t>(max_rows * 32, kSoftmaxSamples);
+    }
     LayerStats& s = stats[name];
     if (s.cin == 0) {
       s.cin = cols;
@@ -274,42 +292,42 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
       }
       // Reservoir sampling: every row seen has the same chance of being kept.
       const int64_t seen = s.seen++;
-      if (s.sampled() < max_rows) {
+      if (s.sampled() < cap) {
         s.rows.insert(s.rows.end(), r, r + cols);
       } else {
         const int64_t j = int64_t(rng() % uint64_t(seen + 1));
-        if (j < max_rows) std::copy(r, r + cols, s.rows.begin() + j * cols);
+        if (j < cap) std::copy(r, r + cols, s.rows.begin() + j * cols);
       }
     }
   };
   for (const auto& clip : clips) {
     if (clip.empty()) continue;
-    Tokens t = model.encode(clip.data(), int64_t(clip.size()), model.max_n_q());
-    Tensor lat = model.dequantize(t);
-    set_act_observer(&obs);
+    set_act_observer(&obs);  // the encoder's SEANet convs, then the decoder's layers on the float tokens
     try {
-      model.decode_latents(lat, bandwidth_id);
+      Tokens t = model.encode(clip.data(), int64_t(clip.size()), model.max_n_q());
+      model.decode_latents(model.dequantize(t), bandwidth_id);
     } catch (...) {
       set_act_observer(nullptr);
       throw;
     }
     set_act_observer(nullptr);
   }
-  if (stats.empty()) throw Error("calibration saw no quantizable layer (is this a WavTokenizer model?)");
+  if (stats.empty()) throw Error("calibration saw no quantizable layer");
   return stats;
 }
 
 WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibStats& stats, std::vector<PtqLayerReport>* report) {
   WeightMap out = model.weights();
   const WeightMap& in = model.weights();
-  if (model.config().arch != "wavtokenizer") throw Error("quantize: only WavTokenizer models are supported");
   for (const auto& [k, v] : in.all())
-    if (k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0)
+    if ((k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0) ||
+        (k.size() > 14 && k.compare(k.size() - 14, 14, ".softmax_quant") == 0))
       throw Error(in.origin() + ": model is already quantized");
   // Fold the ConvNeXt layer scale into pwconv2 (what VocosBackbone does at load), so the stored pwconv2 is the
   // weight the int8 layer quantizes.
   const VocosConfig& vc = model.config().vocos;
-  for (int i = 0; i < vc.num_layers; ++i) {
+  const int convnext_layers = model.config().arch == "wavtokenizer" ? vc.num_layers : 0;
+  for (int i = 0; i < convnext_layers; ++i) {
     const std::string n = "backbone.convnext." + std::to_string(i);
     if (!out.has(n + ".gamma")) continue;
     const Tensor g = out.get(n + ".gamma");
@@ -330,6 +348,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   };
   std::vector<Job> jobs;
   for (const auto& [name, st] : stats) {
+    if (is_softmax_stat(name)) continue;  // below
     const PtqRule* rule = nullptr;
     for (const auto& r : recipe.rules)
       if (std::regex_search(name, std::regex(r.match))) {
@@ -381,6 +400,26 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
       out.set(j.v.name + ".act_smooth", Tensor({j.v.cin}, r.smooth));
     }
   }
+  if (recipe.softmax != "none")
+    for (const auto& [name, st] : stats) {
+      if (!is_softmax_stat(name)) continue;
+      if (st.sampled() == 0) throw Error("quantize: no calibration probabilities for " + name);
+      q::LogQuantSpec spec;
+      spec.bits = recipe.softmax_bits;
+      const std::span<const float> x(st.rows.data(), st.rows.size());
+      const q::LogQParams p = recipe.softmax == "log2"     ? q::calibrate_log_sqrt2(x, spec)
+                              : recipe.softmax == "adalog" ? q::calibrate_adalog(x, spec)
+                                                           : q::calibrate_tanq(x, spec);
+      const std::string layer = name.substr(0, name.size() - 8);  // minus ".softmax"
+      out.set(layer + ".softmax_quant", softmax_quant_tensor(p));
+      if (report) {
+        double pw = 0;
+        for (float v : x) pw += double(v) * v;
+        pw /= double(x.size());
+        report->push_back({name, recipe.softmax_bits, "softmax-" + recipe.softmax, 0,
+                           pw > 0 ? q::quant_mse(x, p) / pw : 0, 0});
+      }
+    }
   return out;
 }
 

@@ -2,9 +2,11 @@
 //
 //   recipe (YAML) + float model + calibration clips -> WeightMap of a quantized model (codec/ptq.h format)
 //
-// Calibration runs the float decoder on the clips' tokens with an activation observer (codec/layers.h) that
-// keeps, per named layer, the per-channel input min/max over all frames and a reservoir sample of input rows;
-// the recipe's quantizers (codec/quant) then choose the parameters from those.
+// Calibration runs the float encoder on the clips and the float decoder on their tokens with an activation
+// observer (codec/layers.h) that keeps, per named channels-last layer (SEANet convs of the encoder and of an
+// EnCodec decoder, the Vocos backbone and head), the per-channel input min/max over all frames and a reservoir
+// sample of input rows; the recipe's quantizers (codec/quant) then choose the parameters from those. LSTMs and
+// transposed convs stay float.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +35,8 @@ struct PtqRecipe {
   int bandwidth_id = 0;        // AdaLayerNorm row used while calibrating
   int64_t max_rows = 4096;     // reservoir rows kept per layer
   double mixed_avg_bits = 0;   // > 0: greedy W4/W8 allocation over the quantized layers to this average
+  std::string softmax = "none";  // none | log2 (log-sqrt2, RepQ-ViT) | adalog | tanq: post-softmax quantizer
+  int softmax_bits = 8;          // 2..8
 };
 
 PtqRecipe parse_recipe(const std::string& yaml_text, const std::string& origin);
@@ -46,9 +50,10 @@ struct LayerStats {
   int64_t sampled() const { return cin ? int64_t(rows.size()) / cin : 0; }
 };
 
+// Attention probabilities are recorded as NAME.softmax with cin = 1: every probability is one "row".
 using CalibStats = std::map<std::string, LayerStats>;
 
-// Decodes each clip's float tokens with the observer on; clips are mono audio at the model's rate.
+// Encodes each clip and decodes its float tokens with the observer on; clips are mono audio at the model's rate.
 CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& clips, int bandwidth_id, int64_t max_rows);
 
 struct PtqLayerReport {

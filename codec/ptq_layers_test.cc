@@ -2,12 +2,14 @@
 // same float expression, products summed in int64, dequantized in float64), and against the float layer.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
 
 #include <gtest/gtest.h>
 
 #include "codec/error.h"
 #include "codec/layers.h"
+#include "codec/quant/log_quant.h"
 
 namespace wavtok {
 namespace {
@@ -151,6 +153,61 @@ TEST_P(ConvInt8, MatchesIntegerEmulationAndFloat) {
 INSTANTIATE_TEST_SUITE_P(Shapes, ConvInt8,
                          ::testing::Values(ConvInt8Case{64, 48, 3, 1, 1, true, false}, ConvInt8Case{32, 40, 7, 2, 1, false, false},
                                            ConvInt8Case{48, 64, 3, 1, 2, true, true}, ConvInt8Case{16, 24, 4, 2, 1, false, true}));
+
+// Post-softmax fake quantization: the attention output equals a float64 reference whose probabilities go through
+// the same quantizer (codes from the float probabilities, dequantized by the level table) before P·V.
+class SoftmaxQuant : public ::testing::TestWithParam<int> {};
+
+TEST_P(SoftmaxQuant, AttentionMatchesQuantizedReference) {
+  std::mt19937 rng(5);
+  const int C = 32;
+  const int64_t T = 41;
+  Tensor q = randn({T, C}, rng, 1.5f), k = randn({T, C}, rng, 1.5f), v = randn({T, C}, rng), o({T, C}), o_f({T, C}), scratch;
+  // Reference probabilities in float64, then rounded to float as the layer holds them.
+  std::vector<float> probs(size_t(T * T));
+  for (int64_t i = 0; i < T; ++i) {
+    std::vector<double> s(T);
+    double mx = -1e300, sum = 0;
+    for (int64_t j = 0; j < T; ++j) {
+      double d = 0;
+      for (int c = 0; c < C; ++c) d += double(q[i * C + c]) * k[j * C + c];
+      s[j] = d / std::sqrt(double(C));
+      mx = std::max(mx, s[j]);
+    }
+    for (auto& x : s) sum += (x = std::exp(x - mx));
+    for (int64_t j = 0; j < T; ++j) probs[i * T + j] = float(s[j] / sum);
+  }
+  quant::LogQuantSpec spec;
+  spec.bits = 4;
+  const int kind = GetParam();
+  const quant::LogQParams p = kind == 0   ? quant::calibrate_log_sqrt2(probs, spec)
+                              : kind == 1 ? quant::calibrate_adalog(probs, spec)
+                                          : quant::calibrate_tanq(probs, spec);
+  AttentionCore att, plain;
+  att.set_prob_quant(std::make_shared<const quant::LogQParams>(p));
+  ASSERT_NE(att.prob_quant(), nullptr);
+  att.forward(q.data(), k.data(), v.data(), T, C, o.data(), scratch);
+  plain.forward(q.data(), k.data(), v.data(), T, C, o_f.data(), scratch);
+  double max_err = 0, max_ref = 0, diff_plain = 0;
+  int changed = 0;
+  for (int64_t i = 0; i < T; ++i)
+    for (int c = 0; c < C; ++c) {
+      double ref = 0;
+      for (int64_t j = 0; j < T; ++j) {
+        const float pq = p.levels[p.code(probs[i * T + j])];
+        changed += (c == 0 && pq != probs[i * T + j]);
+        ref += double(pq) * v[j * C + c];
+      }
+      max_err = std::max(max_err, std::abs(ref - o[i * C + c]));
+      max_ref = std::max(max_ref, std::abs(ref));
+      diff_plain = std::max(diff_plain, std::abs(double(o_f[i * C + c]) - o[i * C + c]));
+    }
+  EXPECT_LT(max_err, 1e-5 * std::max(1.0, max_ref));
+  EXPECT_GT(changed, T * T / 2);     // the 4-bit quantizer really moved the probabilities
+  EXPECT_GT(diff_plain, 1e-3);       // and the output differs from the float attention
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, SoftmaxQuant, ::testing::Values(0, 1, 2));  // log-sqrt2, AdaLog, TanQ
 
 TEST(Int8Params, RejectsInconsistentSizes) {
   std::mt19937 rng(1);

@@ -4,6 +4,7 @@
 
 #include "codec/error.h"
 #include "codec/progress.h"
+#include "codec/ptq.h"
 
 namespace wavtok {
 
@@ -36,7 +37,9 @@ void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool r
 SConv1d::SConv1d(const WeightMap& w, const std::string& name, int cin, int cout, int kernel, int stride, int dilation,
                  bool causal, bool reflect, Act post)
     : conv_(w.get(name + ".weight", {cout, cin, kernel}), w.get(name + ".bias", {cout}), stride, dilation, 1, true, post),
-      causal_(causal), reflect_(reflect) {}
+      causal_(causal), reflect_(reflect) {
+  setup_layer(conv_, w, name);  // calibration name; int8 when the model file quantizes this conv
+}
 
 int64_t SConv1d::extra_padding(int64_t tin) const {
   const int64_t k = int64_t(conv_.dilation()) * (conv_.kernel() - 1) + 1;

@@ -70,6 +70,7 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
     setup_layer(attn_.k, w, n + ".k");
     setup_layer(attn_.v, w, n + ".v");
     setup_layer(attn_.proj, w, n + ".proj_out");
+    setup_attention(attn_.core, w, n);  // post-softmax quantizer, when the file has one
   }
   post_res_.push_back(load_res(3));
   post_res_.push_back(load_res(4));

@@ -147,6 +147,37 @@ def standardize_encoder_output(model: WavTokenizer, sampler: CropSampler, rng: n
 
 
 @torch.no_grad()
+def lsuv_init_encoder(model: WavTokenizer, sampler: CropSampler, rng: np.random.Generator, cfg: Dict,
+                      latent_std: float, n_batches: int, log):
+    """Data-dependent init (LSUV-like) of the SEANet encoder, at step 0: conv by conv in forward order, rescale
+    the weight-norm gain g and shift the bias so that the conv's output on real audio has zero mean per channel
+    and unit std overall (the last conv: zero mean and std `latent_std` per channel, i.e. standardised
+    latents). With PyTorch's default init and quiet inputs every layer shrinks the signal and the bias takes
+    over: a fresh encoder's latents are a constant vector with a ~1e-3 spread that the decoder cannot use."""
+    enc = model.feature_extractor.encodec.encoder
+    convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv1d)]
+    x = torch.cat([sampler.batch(rng, cfg["data"]["batch_size"]) for _ in range(n_batches)]).unsqueeze(1)
+    report = []
+    for i, conv in enumerate(convs):
+        out = {}
+        h = conv.register_forward_hook(lambda m, inp, o: out.__setitem__("y", o.detach()))
+        enc(x)
+        h.remove()
+        y = out["y"]
+        mu = y.mean(dim=(0, 2))
+        last = i == len(convs) - 1
+        sd = (y.std(dim=(0, 2)) / latent_std) if last else (y - mu[None, :, None]).std().expand_as(mu)
+        sd = sd.clamp(min=1e-8)
+        conv.weight_g.mul_((1.0 / sd).view(-1, *([1] * (conv.weight_g.dim() - 1))))
+        conv.bias.copy_((conv.bias - mu) / sd)
+        report.append(f"{float(y.std()):.1e}")
+    z = enc(x)
+    log(f"LSUV init of the encoder on {x.shape[0]} x {x.shape[-1] / 24000:.1f} s: {len(convs)} convs, output std "
+        f"before init {' '.join(report)}; latents now channel mean |{float(z.mean(dim=(0, 2)).abs().mean()):.2e}|, "
+        f"channel std {float(z.std(dim=(0, 2)).mean()):.3f}")
+
+
+@torch.no_grad()
 def kmeans_init(model: WavTokenizer, sampler: CropSampler, rng: np.random.Generator, cfg: Dict, log):
     cb = codebook_module(model)
     if bool(cb.inited.item()):
@@ -266,6 +297,20 @@ def export(model: WavTokenizer, run_dir: str, step: int, eval_files: List[str], 
     return res
 
 
+def config_diff(old: Dict, new: Dict, prefix: str = "") -> List[str]:
+    """Differences between two training configs, ignoring the `run` section (threads, logging, timers)."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if not prefix and k == "run":
+            continue
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, prefix + k + ".")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
 # --------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -273,6 +318,8 @@ def main():
     ap.add_argument("--run", default="runs/default")
     ap.add_argument("--resume", action="store_true", help="require runs/<name>/last.ckpt and resume from it")
     ap.add_argument("--restart", action="store_true", help="ignore an existing last.ckpt (start from scratch)")
+    ap.add_argument("--allow-config-change", action="store_true",
+                    help="resume a run whose last.ckpt was written with a different config (e.g. to branch an A/B test)")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (total)")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes (this process)")
     ap.add_argument("--bench", type=int, default=0, help="time N steps (after k-means) and exit, no files written")
@@ -339,6 +386,13 @@ def main():
         cfg["vq"]["bypass_steps"] = 0 if args.bench_vq else 10 ** 9
     if os.path.exists(ckpt_path) and not args.restart and not args.bench:
         st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        diff = config_diff(st.get("config") or {}, cfg)
+        if diff and not args.allow_config_change:
+            sys.exit(f"{ckpt_path} was trained with a different recipe ({'; '.join(diff[:8])}"
+                     f"{' ...' if len(diff) > 8 else ''}).\nRefusing to mix recipes: use a new --run directory, "
+                     f"--restart to start this one over, or --allow-config-change to continue it with this config.")
+        if diff:
+            log(f"--allow-config-change: continuing {ckpt_path} with a changed config: {'; '.join(diff)}")
         model.load_state_dict(st["model"])
         try:
             opt.load_state_dict(st["optimizer"])
@@ -355,7 +409,10 @@ def main():
     elif args.resume:
         sys.exit(f"--resume: {ckpt_path} not found")
     bypass_steps = int(cfg["vq"].get("bypass_steps", 0))
-    if step == 0 and float(cfg["vq"].get("init_latent_std", 0)) > 0:
+    ini = cfg.get("init") or {}
+    if step == 0 and ini.get("lsuv"):
+        lsuv_init_encoder(model, sampler, rng, cfg, float(ini.get("latent_std", 1.0)), int(ini.get("batches", 4)), log)
+    elif step == 0 and float(cfg["vq"].get("init_latent_std", 0)) > 0:
         standardize_encoder_output(model, sampler, rng, cfg, float(cfg["vq"]["init_latent_std"]), log)
 
     def start_vq():
@@ -411,13 +468,21 @@ def main():
         if step < bypass_steps:  # autoencoder warm-up: continuous latents, no quantizer
             latents = model.feature_extractor.encoder(audio.unsqueeze(1))
             features, codes, commit = latents, torch.zeros(1), torch.zeros(1)
+        elif enc_frozen:  # no graph through the frozen encoder (its commitment gradient would only inflate the
+            with torch.no_grad():  # gradient norm that the clipping sees, and its backward costs time)
+                features, codes, commit, latents = model.feature_extractor(audio)
         else:
             features, codes, commit, latents = model.feature_extractor(audio)
         audio_hat = model.decode_with_grad(features, 0)
         loss, parts = loss_fn(audio_hat, audio, commit)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(params, float(o["grad_clip"]))
+        if o.get("clip_per_group"):  # encoder and decoder clipped separately: the encoder's commitment gradient
+            gns = [torch.nn.utils.clip_grad_norm_(g["params"], float(o["grad_clip"]))  # must not scale the
+                   for g in opt.param_groups]                                           # decoder's step down
+            gn = torch.stack(gns).norm()
+        else:
+            gn = torch.nn.utils.clip_grad_norm_(params, float(o["grad_clip"]))
         opt.step()
         step += 1
         if step > bypass_steps:

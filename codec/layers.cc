@@ -534,7 +534,10 @@ void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
     state = &local;
   }
   // oneDNN reads src_iter before writing dst_iter per cell, but keep them distinct to be safe.
-  Tensor h_out({layers_, hidden_}), c_out({layers_, hidden_});
+  Tensor& h_out = state->h_next;
+  Tensor& c_out = state->c_next;
+  h_out.resize({layers_, hidden_});
+  c_out.resize({layers_, hidden_});
   run_primitive(e->prim, {{DNNL_ARG_SRC_LAYER, wrap(e->src_md, x)},
                       {DNNL_ARG_SRC_ITER, wrap(e->iter_md, state->h.data())},
                       {DNNL_ARG_SRC_ITER_C, wrap(e->iter_c_md, state->c.data())},
@@ -544,8 +547,8 @@ void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
                       {DNNL_ARG_DST_LAYER, wrap(e->dst_md, y)},
                       {DNNL_ARG_DST_ITER, wrap(e->iter_md, h_out.data())},
                       {DNNL_ARG_DST_ITER_C, wrap(e->iter_c_md, c_out.data())}});
-  state->h = std::move(h_out);
-  state->c = std::move(c_out);
+  std::swap(state->h, state->h_next);
+  std::swap(state->c, state->c_next);
 }
 
 // ---------------------------------------------------------------- Attention

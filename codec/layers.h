@@ -182,7 +182,8 @@ void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, cons
 class Lstm {
  public:
   struct State {
-    Tensor h, c;  // [layers, hidden]
+    Tensor h, c;                // [layers, hidden]
+    Tensor h_next, c_next;      // the step's outputs, swapped with h, c: streaming chunks then allocate nothing
   };
   Lstm() = default;
   // weights per layer: weight_ih [4H, I], weight_hh [4H, H], bias_ih [4H], bias_hh [4H]

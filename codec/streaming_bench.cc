@@ -2,6 +2,9 @@
 // preset, on a clip and on the clip repeated into a longer stream. Prints a table (docs/STREAMING.md).
 //
 //   streaming_bench [--model M] [--audio WAV] [--repeat N] [--chunk-ms 20] [preset|yaml ...]
+//   streaming_bench --memory-minutes 10 [--model M] [--audio WAV] [preset]
+//     one encoder and one decoder session fed the clip over and over for that long: session memory and the
+//     process's RSS printed every minute (both must stay flat).
 // Defaults: the WavTokenizer fixture model and clip (../shared/fixtures, run from the repository root), repeats 1 and 10, the three presets.
 #include <chrono>
 #include <cmath>
@@ -28,6 +31,17 @@ double snr_db(const std::vector<float>& ref, const std::vector<float>& x) {
   return 10 * std::log10(s / std::max(n, 1e-30));
 }
 
+double rss_mib() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kib = 0;
+  while (std::fgets(line, sizeof(line), f))
+    if (std::strncmp(line, "VmRSS:", 6) == 0) kib = std::atof(line + 6);
+  std::fclose(f);
+  return kib / 1024.0;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -40,6 +54,7 @@ int main(int argc, char** argv) {
   std::vector<int> repeats;
   std::vector<std::string> presets;
   double chunk_ms = 20;
+  double memory_minutes = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -50,6 +65,7 @@ int main(int argc, char** argv) {
     else if (a == "--audio") audio_path = next();
     else if (a == "--repeat") repeats.push_back(std::stoi(next()));
     else if (a == "--chunk-ms") chunk_ms = std::stod(next());
+    else if (a == "--memory-minutes") memory_minutes = std::stod(next());
     else presets.push_back(a);
   }
   if (repeats.empty()) repeats = {1, 10};
@@ -59,6 +75,41 @@ int main(int argc, char** argv) {
   const auto clip = read_audio(audio_path, model->sample_rate()).samples;
   const int hop = model->hop(), sr = model->sample_rate();
   std::printf("model %s (%s), chunk %.0f ms, 1 thread\n", model_path.c_str(), model->config().arch.c_str(), chunk_ms);
+  if (memory_minutes > 0) {
+    const std::string name = presets.empty() ? "default" : presets[0];
+    const StreamParams p = stream_preset(name);
+    StreamingEncoder enc(model, p);
+    StreamingDecoder dec(model, p);
+    const size_t chunk = size_t(chunk_ms * sr / 1000);
+    std::vector<int32_t> codes;
+    std::vector<float> audio;
+    codes.reserve(64 * 32), audio.reserve(size_t(sr));
+    std::printf("preset %s: %.0f min pushed in %.0f ms chunks, codes straight into the decoder\n", name.c_str(),
+                memory_minutes, chunk_ms);
+    std::printf("%8s %14s %14s %10s %10s\n", "minute", "encoder KiB", "decoder KiB", "RSS MiB", "xRT");
+    const int64_t total = int64_t(memory_minutes * 60 * sr);
+    int64_t fed = 0, next_report = int64_t(60) * sr, frames_out = 0;
+    size_t pos = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (fed < total) {
+      const size_t n = std::min(chunk, clip.size() - pos);
+      codes.clear();
+      enc.push(clip.data() + pos, int64_t(n), codes);
+      pos = (pos + n) % clip.size();
+      fed += int64_t(n);
+      const int nq = enc.n_q();
+      audio.clear();
+      if (!codes.empty()) dec.push(codes.data(), int64_t(codes.size()) / nq, nq, audio);
+      frames_out += int64_t(audio.size());
+      if (fed >= next_report) {
+        std::printf("%8.0f %14.1f %14.1f %10.1f %10.1f\n", double(fed) / sr / 60, enc.memory_bytes() / 1024.0,
+                    dec.memory_bytes() / 1024.0, rss_mib(), double(fed) / sr / seconds_since(t0));
+        std::fflush(stdout);
+        next_report += int64_t(60) * sr;
+      }
+    }
+    return 0;
+  }
   std::printf("%-14s %7s %6s %6s %6s %9s %9s %9s %8s %8s %10s\n", "preset", "audio_s", "left", "block", "look",
               "dec_lat", "tok_agree", "dec_snr", "enc_xRT", "dec_xRT", "mem_KiB");
   for (int rep : repeats) {

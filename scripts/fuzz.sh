@@ -49,6 +49,8 @@ export OMP_NUM_THREADS=1
 # Abort on the first UBSan report too, so it is saved as a crash artifact.
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=1
+# Known leaks inside third-party libraries (each explained in the file) are not ours to fix.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-}:suppressions=$ROOT/scripts/lsan.supp
 
 failed=0
 printf '%-24s %12s %10s %8s  %s\n' target executions execs/s corpus result

@@ -43,9 +43,10 @@ for step in "${STEPS[@]}"; do
       stamp "ASan+UBSan build done"
       # Leak checking on; UBSan reports abort (the build also uses -fno-sanitize-recover=undefined).
       export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1
+      export LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp  # third-party leaks only, see the file
       export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
       (cd build-asan && ctest --output-on-failure -j"$JOBS" --timeout 1800 ${ASAN_EXCLUDE:+-E "$ASAN_EXCLUDE"})
-      unset ASAN_OPTIONS UBSAN_OPTIONS
+      unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
       stamp "ASan+UBSan tests passed"
       ;;
     fuzz)

@@ -38,6 +38,9 @@ std::shared_ptr<const Model> load_model(const Common& c) {
   if (c.precision == "bf16") set_precision(Precision::BF16);
   else if (c.precision == "f32") set_precision(Precision::F32);
   else throw Error("--precision must be f32 or bf16, not '" + c.precision + "'");
+  if (c.vq_precision == "bf16") set_vq_precision(VqPrecision::BF16);
+  else if (c.vq_precision == "f32") set_vq_precision(VqPrecision::F32);
+  else throw Error("--vq-precision must be f32 or bf16, not '" + c.vq_precision + "'");
   LoadOptions o;
   o.config_path = c.config;
   const std::string path = resolve_model(c);
@@ -144,6 +147,8 @@ int cli_main(int argc, char** argv) {
   enc->add_option("--latents", enc_lat, "also write the pre-quantization latent as .npy (1, dim, frames)");
   enc->add_option("--quantized-latents", enc_qlat, "also write the quantized latent (sum of codewords) as .npy");
   add_common(enc);
+  enc->add_option("--vq-precision", c.vq_precision,
+                  "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens)");
 
   // decode
   std::string dec_in, dec_out;
@@ -178,6 +183,8 @@ int cli_main(int argc, char** argv) {
   rt->add_option("-b,--bandwidth", rt_bw, "bandwidth in kbps");
   rt->add_option("-n,--n-q", rt_nq, "number of codebooks");
   add_common(rt);
+  rt->add_option("--vq-precision", c.vq_precision,
+                  "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens)");
 
   // convert
   std::string cv_in, cv_out;

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <sndfile.h>
 
+#include "codec/dnnl_util.h"
 #include "codec/token_file.h"
 #include "dsp/audio_io.h"
 #include "tests/test_util.h"
@@ -84,6 +85,38 @@ TEST_F(CliTest, EncodeDecodeRoundTripThroughFiles) {
   EXPECT_EQ(read_audio(path("y.wav"), 24000).samples.size(), 96000u);
   ASSERT_EQ(run({"encode", kWav, "-m", kCkpt, "-o", path("t.txt"), "-q"}).code, 0);
   EXPECT_EQ(read_tokens(path("t.txt")).tokens.codes, tf.tokens.codes);
+}
+
+TEST_F(CliTest, VqPrecisionOption) {
+  ASSERT_EQ(run({"encode", kWav, "-m", kCkpt, "-o", path("f.txt"), "-q"}).code, 0);
+  auto r = run({"encode", kWav, "-m", kCkpt, "--vq-precision", "bf16", "-o", path("b.txt"), "-q"});
+  if (bf16_supported()) {
+    ASSERT_EQ(r.code, 0) << r.err;
+    // The fixture's codes have no bf16 near ties left after the exact rescoring (codec/vq_precision_test.cc).
+    EXPECT_EQ(read_tokens(path("b.txt")).tokens.codes, read_tokens(path("f.txt")).tokens.codes);
+  } else {
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.err.find("AVX512-BF16"), std::string::npos) << r.err;
+  }
+  r = run({"encode", kWav, "-m", kCkpt, "--vq-precision", "int3", "-o", path("x.txt"), "-q"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--vq-precision must be f32 or bf16"), std::string::npos) << r.err;
+}
+
+// The shipped encoder recipe on an EnCodec checkpoint: every SEANet conv in int8, a version 2 file that round-trips.
+TEST_F(CliTest, QuantizeEncodecWithEncoderRecipe) {
+  const std::string ckpt = fixture("encodec-24k/model.th");
+  fs::create_directories(path("calib"));
+  fs::copy_file(fixture("encodec-24k/speech.input.wav"), path("calib/a.wav"));
+  auto r = run({"quantize", ckpt, "--calib", path("calib"), "--recipe", source_dir() + "/configs/quant/w8a8-encoder.yaml",
+                "-o", path("q.wtk")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find(": 32 int8 layers"), std::string::npos) << r.err;  // 18 encoder + 14 decoder convs
+  const std::string bytes = slurp(path("q.wtk"));
+  ASSERT_GT(bytes.size(), 16u);
+  EXPECT_EQ(bytes[8], 2);  // format version 2: int8 required
+  ASSERT_EQ(run({"roundtrip", fixture("encodec-24k/speech.input.wav"), "-m", path("q.wtk"), "-o", path("y.wav"), "-q"}).code, 0);
+  EXPECT_EQ(read_audio(path("y.wav"), 24000).samples.size(), 96000u);
 }
 
 TEST_F(CliTest, InfoAndHelp) {

@@ -20,7 +20,8 @@ struct Common {
   std::string model;
   std::string config;
   int threads = 1;
-  std::string precision = "f32";  // f32 | bf16
+  std::string precision = "f32";     // f32 | bf16
+  std::string vq_precision = "f32";  // f32 | bf16: codebook search arithmetic (encode, roundtrip)
   bool quiet = false;
 };
 

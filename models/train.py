@@ -1,20 +1,26 @@
 #!/usr/bin/python3
 """Train a WavTokenizer-architecture codec (models/wavtok_ref) on the generated data, on CPU.
 
-    /usr/bin/python3 models/train.py --config models/train_config.yaml --run runs/default [--resume]
+    /usr/bin/python3 models/train.py --config models/train_config.yaml --run runs/v2 [--resume]
 
-- random 1 s crops from data/train (see models/data/make_dataset.py), batch 8
+- random 1 s crops from data/train (see models/data/make_dataset.py), batch 8, optionally peak-normalised
+  to a random level (data.peak_db)
+- init.lsuv: data-dependent init of the SEANet encoder at step 0 (every conv's output zero-mean, unit std
+  on real audio; the latents standardised per channel), see lsuv_init_encoder
 - losses (models/losses.py): multi-resolution log-mel L1 + multi-resolution STFT (spectral
   convergence + log magnitude) + VQ commitment
 - schedule: vq.bypass_steps of autoencoder warm-up without the quantizer; then the codebook is
   k-means initialised from the encoder latents of fresh batches and updated by EMA (inside
   wavtok_ref's VQ); the encoder stays frozen for vq.encoder_freeze_steps (with batches of 600
   frames its latents otherwise drift faster than the codebook can follow and the code usage
-  collapses to a few codes), then trains at optim.encoder_lr_mult x lr; codes unused for
-  vq.dead_code_after steps are restarted on current latents
-- AdamW, linear warmup then cosine decay, gradient clipping
+  collapses to a few codes; with standardised latents a trainable encoder under upstream's commitment
+  weight 1000 collapses too), then trains at optim.encoder_lr_mult x lr; while frozen the encoder runs
+  without autograd; codes unused for vq.dead_code_after steps are restarted on current latents
+- AdamW, linear warmup then cosine decay, gradient clipping (optim.clip_per_group: encoder and decoder
+  separately)
 - runs/<name>/last.ckpt every few minutes (model + optimizer + step + RNG states, atomic write);
-  training resumes from it automatically (--resume insists that it exists, --restart ignores it)
+  training resumes from it automatically (--resume insists that it exists, --restart ignores it); a
+  checkpoint written with a different config (any section but run:) is refused unless --allow-config-change
 - runs/<name>/log.tsv: losses every log_every steps; stdout the same with steps/s
 - runs/<name>/export/: model.ckpt + config.yaml in the release layout (wavtok_ref save_checkpoint)
   every export_minutes, with the mel distance on eval clips in export/eval.json and a couple of
@@ -315,7 +321,7 @@ def config_diff(old: Dict, new: Dict, prefix: str = "") -> List[str]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=os.path.join(HERE, "train_config.yaml"))
-    ap.add_argument("--run", default="runs/default")
+    ap.add_argument("--run", default="runs/v2")
     ap.add_argument("--resume", action="store_true", help="require runs/<name>/last.ckpt and resume from it")
     ap.add_argument("--restart", action="store_true", help="ignore an existing last.ckpt (start from scratch)")
     ap.add_argument("--allow-config-change", action="store_true",

@@ -1,6 +1,8 @@
 #include "vq/rvq.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <string>
 
 #include "codec/error.h"
@@ -8,6 +10,58 @@
 namespace wavtok {
 
 using dnnl::memory;
+
+namespace {
+
+std::atomic<VqPrecision> g_vq_precision{VqPrecision::F32};
+
+uint16_t to_bf16(float x) {  // round to nearest even (finite inputs)
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// bf16 scores are a shortlist: the kRerank best are rescored exactly (float64 dot products) and the best of those
+// wins. A single bf16 near-tie flip would otherwise change every later residual codebook's choice as well.
+constexpr int kRerank = 4;
+
+int32_t rerank(const float* row, int64_t bins, const float* cb, const float* half_norm, const float* x, int64_t stride,
+               int dim) {
+  int32_t cand[kRerank];
+  int n = 0;
+  for (int64_t j = 0; j < bins; ++j) {  // insertion into a tiny sorted list (descending score)
+    if (n == kRerank && row[j] <= row[cand[n - 1]]) continue;
+    int at = n < kRerank ? n++ : n - 1;
+    while (at > 0 && row[cand[at - 1]] < row[j]) {
+      cand[at] = cand[at - 1];
+      --at;
+    }
+    cand[at] = int32_t(j);
+  }
+  int32_t best = cand[0];
+  double best_score = -1e300;
+  for (int i = 0; i < n; ++i) {
+    const float* e = cb + int64_t(cand[i]) * dim;
+    double s = half_norm[cand[i]];
+    for (int d = 0; d < dim; ++d) s += double(x[d * stride]) * e[d];
+    if (s > best_score || (s == best_score && cand[i] < best)) {
+      best_score = s;
+      best = cand[i];
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+void set_vq_precision(VqPrecision p) {
+  if (p == VqPrecision::BF16 && !bf16_supported())
+    throw Error("bf16 codebook search needs a CPU with AVX512-BF16 or AMX; this one has neither (use --vq-precision f32)");
+  g_vq_precision = p;
+}
+
+VqPrecision get_vq_precision() { return g_vq_precision.load(); }
 
 ResidualVQ::ResidualVQ(std::vector<Tensor> codebooks) : books_(std::move(codebooks)) {
   if (books_.empty()) throw Error("ResidualVQ: no codebooks");
@@ -41,27 +95,44 @@ void ResidualVQ::encode(const float* latents, int64_t frames, int nq, int32_t* c
   std::copy(latents, latents + dim_ * frames, residual.data());
   Tensor scores;
   if (quantized) std::fill(quantized, quantized + dim_ * frames, 0.0f);
+  const bool bf16 = get_vq_precision() == VqPrecision::BF16;
+  std::vector<uint16_t> res16;
   for (int q = 0; q < nq; ++q) {
-    const Book& book = *prims_[q];
+    Book& book = *prims_[q];
     const int64_t bins = books_[q].dim(0);
-    auto e = book.cache.get(frames, [&] {
-      memory::desc src_md({frames, dim_}, ddt::f32, dtag::ba);
+    const ddt dt = bf16 ? ddt::bf16 : ddt::f32;
+    if (bf16)
+      std::call_once(book.bf16_once, [&] {
+        book.bf16.resize(size_t(bins) * dim_);
+        for (size_t i = 0; i < book.bf16.size(); ++i) book.bf16[i] = to_bf16(books_[q][int64_t(i)]);
+      });
+    auto e = book.cache.get(frames * 2 + (bf16 ? 1 : 0), [&] {
+      memory::desc src_md({frames, dim_}, dt, dtag::ba);
+      memory::desc w_md({dim_, bins}, dt, dtag::ba);
       memory::desc dst_md({frames, bins}, ddt::f32, dtag::ab);
-      dnnl::matmul::primitive_desc pd(
-          dnnl::matmul::desc(src_md, book.weights.get_desc(), book.bias.get_desc(), dst_md), scratchpad_attr(),
-          cpu_engine());
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_md, book.bias.get_desc(), dst_md), scratchpad_attr(),
+                                      cpu_engine());
       return Entry{dnnl::matmul(pd), src_md, dst_md};
     });
     scores.resize({frames, bins});
     // score = x.e - |e|^2/2: maximising it is the Euclidean nearest neighbour.
-    run_primitive(e->prim, {{DNNL_ARG_SRC, wrap(e->src_md, residual.data())},
-                        {DNNL_ARG_WEIGHTS, book.weights},
+    memory src = wrap(e->src_md, residual.data()), weights = book.weights;
+    if (bf16) {
+      res16.resize(size_t(dim_) * frames);
+      for (size_t i = 0; i < res16.size(); ++i) res16[i] = to_bf16(residual[int64_t(i)]);
+      src = memory(e->src_md, cpu_engine(), res16.data());
+      weights = memory(memory::desc({dim_, bins}, ddt::bf16, dtag::ba), cpu_engine(), book.bf16.data());
+    }
+    run_primitive(e->prim, {{DNNL_ARG_SRC, src},
+                        {DNNL_ARG_WEIGHTS, weights},
                         {DNNL_ARG_BIAS, book.bias},
                         {DNNL_ARG_DST, wrap(e->dst_md, scores.data())}});
     const float* cb = books_[q].data();
+    const float* hn = half_norms_[q].data();
     for (int64_t f = 0; f < frames; ++f) {
       const float* row = scores.data() + f * bins;
-      const int32_t best = static_cast<int32_t>(std::max_element(row, row + bins) - row);
+      int32_t best = static_cast<int32_t>(std::max_element(row, row + bins) - row);
+      if (bf16) best = rerank(row, bins, cb, hn, residual.data() + f, frames, dim_);
       codes[q * frames + f] = best;
       const float* w = cb + int64_t(best) * dim_;
       for (int d = 0; d < dim_; ++d) {

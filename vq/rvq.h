@@ -4,12 +4,21 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "codec/dnnl_util.h"
 #include "codec/tensor.h"
 
 namespace wavtok {
+
+// Arithmetic of the codebook search (process-wide, like set_precision): F32, or BF16 = the scores x·e from
+// bfloat16 inputs with float32 accumulation (the -|e|^2/2 term and the residual update stay float32), whose 4
+// best candidates per frame are then rescored exactly. Separate from set_precision because bf16 can still flip
+// near ties, i.e. change tokens. set_vq_precision(BF16) throws on a CPU without native bf16 (bf16_supported()).
+enum class VqPrecision { F32, BF16 };
+void set_vq_precision(VqPrecision p);
+VqPrecision get_vq_precision();
 
 class ResidualVQ {
  public:
@@ -36,7 +45,9 @@ class ResidualVQ {
   struct Book {
     dnnl::memory weights;  // [dim, bins] view of the codebook
     dnnl::memory bias;     // -0.5 * |e|^2, shape [1, bins]
-    ShapeCache<Entry> cache;
+    ShapeCache<Entry> cache;  // key: frames * 2 + (bf16 ? 1 : 0)
+    std::once_flag bf16_once;
+    std::vector<uint16_t> bf16;  // the codebook in bfloat16, made on first bf16 use
   };
   std::vector<Tensor> books_;
   std::vector<Tensor> half_norms_;

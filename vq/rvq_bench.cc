@@ -23,6 +23,12 @@ std::vector<Tensor> books(int n, int bins, int dim) {
 
 void BM_RvqEncode(benchmark::State& state) {
   const int nq = int(state.range(0)), bins = int(state.range(1)), dim = int(state.range(2));
+  const bool bf16 = state.range(3) != 0;
+  if (bf16 && !bf16_supported()) {
+    state.SkipWithError("no native bf16 on this CPU");
+    return;
+  }
+  set_vq_precision(bf16 ? VqPrecision::BF16 : VqPrecision::F32);
   const int64_t frames = 750;  // 10 s at 75 frames/s
   ResidualVQ vq(books(nq, bins, dim));
   std::mt19937 rng(1);
@@ -37,9 +43,18 @@ void BM_RvqEncode(benchmark::State& state) {
   // Seconds per codebook per 10 s of audio: compare across n_q.
   state.counters["per_codebook"] =
       benchmark::Counter(double(state.iterations()) * nq, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  set_vq_precision(VqPrecision::F32);
 }
 
-BENCHMARK(BM_RvqEncode)->Args({1, 1024, 32})->Args({32, 1024, 32})->Args({1, 4096, 512})->Unit(benchmark::kMillisecond);
+// Last argument: 1 = bf16 codebook search (set_vq_precision).
+BENCHMARK(BM_RvqEncode)
+    ->ArgNames({"nq", "bins", "dim", "bf16"})
+    ->Args({1, 1024, 32, 0})
+    ->Args({32, 1024, 32, 0})
+    ->Args({1, 4096, 512, 0})
+    ->Args({32, 1024, 32, 1})
+    ->Args({1, 4096, 512, 1})
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace wavtok

@@ -159,6 +159,20 @@ const uint8_t* quantize_act(const Int8State& s, const float* x, int64_t rows, in
   return out;
 }
 
+// Symmetric s8 codes clamp(rint(x * inv), -127, 127), inv = 1 / act_scale (ConvTranspose1d), per-thread buffer.
+const int8_t* quantize_act_s8(float inv, const float* x, int64_t n) {
+  thread_local std::vector<int8_t> buf;
+  if (buf.size() < size_t(n)) buf.resize(size_t(n));
+  constexpr float kMagic = 12582912.0f;
+  int8_t* out = buf.data();
+  for (int64_t i = 0; i < n; ++i) {
+    float v = std::clamp(x[i] * inv, -127.0f, 127.0f);
+    v = (v + kMagic) - kMagic;
+    out[i] = static_cast<int8_t>(static_cast<int>(v));
+  }
+  return out;
+}
+
 dnnl::primitive_attr int8_attr(const Int8State& s, Act post, bool accumulate) {
   dnnl::post_ops ops;
   if (accumulate) ops.append_sum(1.0f);
@@ -352,7 +366,40 @@ ConvTranspose1d::Entry ConvTranspose1d::make(int64_t tin) const {
                copy_to_memory(bias_md, b_.data()), src_md, dst_md};
 }
 
+void ConvTranspose1d::set_int8(Int8Params p) {
+  if (p.act_zero != 0 || !p.in_shift.empty() || !p.in_scale.empty())
+    throw Error("ConvTranspose1d " + name_ + ": int8 needs symmetric activations (zero point 0, no shift/smooth)");
+  q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "ConvTranspose1d");
+  cache_.clear();
+}
+
+ConvTranspose1d::Entry ConvTranspose1d::make_int8(int64_t tin) const {
+  const int64_t tout = out_len(tin);
+  const dtag act_tag = channels_last_ ? dtag::nwc : dtag::ncw;
+  memory::desc src_md({1, cin_, tin}, ddt::s8, act_tag);
+  memory::desc dst_md({1, cout_, tout}, ddt::f32, act_tag);
+  memory::desc bias_md({cout_}, ddt::f32, dtag::a);
+  memory::desc w_user({cout_, cin_, kernel_}, ddt::s8, dtag::oiw);
+  memory::desc w_any({cout_, cin_, kernel_}, ddt::s8, dtag::any);
+  dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                      src_md, w_any, bias_md, dst_md, {stride_}, {0}, {0});
+  // oneDNN 2.x int8: dst = output_scale[o] * (acc + bias), so bias_acc = b / (s_a s_w[o]) (zero point 0).
+  dnnl::deconvolution_forward::primitive_desc pd(d, int8_attr(*q_, Act::None, false), cpu_engine());
+  return Entry{dnnl::deconvolution_forward(pd), reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()),
+               copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md};
+}
+
 void ConvTranspose1d::forward(const float* x, int64_t tin, float* y) const {
+  if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
+  if (q_) {
+    auto e = cache_.get(tin, [&] { return make_int8(tin); });
+    const int8_t* src = quantize_act_s8(q_->inv[0], x, tin * cin_);
+    run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<int8_t*>(src))},
+                            {DNNL_ARG_WEIGHTS, e->weights},
+                            {DNNL_ARG_BIAS, e->bias},
+                            {DNNL_ARG_DST, wrap(e->dst_md, y)}});
+    return;
+  }
   auto e = cache_.get(pkey(tin), [&] { return make(tin); });
   run_primitive(e->prim, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
                       {DNNL_ARG_WEIGHTS, e->weights},
@@ -505,7 +552,12 @@ Lstm::Lstm(const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh, con
   }
 }
 
-Lstm::State Lstm::initial_state() const { return State{Tensor({layers_, hidden_}), Tensor({layers_, hidden_})}; }
+Lstm::State Lstm::initial_state() const {
+  State s;
+  s.h = Tensor({layers_, hidden_});
+  s.c = Tensor({layers_, hidden_});
+  return s;
+}
 
 Lstm::Entry Lstm::make(int64_t T) const {
   const int64_t L = layers_, H = hidden_, G = 4;

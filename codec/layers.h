@@ -97,6 +97,12 @@ class Conv1d {
 };
 
 // ConvTranspose1d without output trimming (callers unpad). PyTorch weight [Cin, Cout, K].
+//
+// int8 mode (set_int8) is SYMMETRIC on the input: s8 codes q = clamp(rint(x / act_scale), -127, 127) (act_zero
+// must be 0, no in_shift/in_scale), s8 weights q_w = clamp(rint(W[o] / weight_scale[o]), -127, 127) per output
+// channel, oneDNN int8 deconvolution (int32 accumulation) dequantized by act_scale * weight_scale[o] into float32,
+// bias added in float (given to oneDNN in accumulator units, b / (act_scale weight_scale[o])). With zero point 0
+// nothing is folded into the bias, so the edge outputs (which sum over fewer taps) are as exact as the interior.
 class ConvTranspose1d {
  public:
   ConvTranspose1d() = default;
@@ -107,6 +113,15 @@ class ConvTranspose1d {
   int out_channels() const { return cout_; }
   int kernel() const { return kernel_; }
   int stride() const { return stride_; }
+  // Name reported to the activation observer (the weight prefix).
+  void set_name(std::string name) { name_ = std::move(name); }
+  const std::string& name() const { return name_; }
+  // The weight in oneDNN order [Cout, Cin, K] (the order an int8 transposed conv is stored in, codec/ptq.h).
+  const Tensor& weight_oik() const { return w_; }
+  const Tensor& bias() const { return b_; }
+  // Switches to int8 (see above): act_zero == 0, in_shift/in_scale empty, weight_scale [Cout].
+  void set_int8(Int8Params p);
+  bool is_int8() const { return q_ != nullptr; }
 
  private:
   struct Entry {
@@ -115,6 +130,9 @@ class ConvTranspose1d {
     dnnl::memory::desc src_md, dst_md;
   };
   Entry make(int64_t tin) const;
+  Entry make_int8(int64_t tin) const;
+  std::string name_;
+  std::shared_ptr<const Int8State> q_;
   Tensor w_, b_;  // w_ in oneDNN order [Cout, Cin, K]
   int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1;
   bool channels_last_ = false;

@@ -35,6 +35,20 @@ void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name) {
   if (auto p = stored_int8_params(w, name, layer.in_channels(), layer.out_channels())) layer.set_int8(std::move(*p));
 }
 
+void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& name) {
+  layer.set_name(name);
+  auto p = stored_int8_params(w, name, layer.in_channels(), layer.out_channels());
+  if (!p) return;
+  if (p->act_zero != 0 || !p->in_shift.empty() || !p->in_scale.empty())
+    throw Error(w.origin() + ": " + name + " is a transposed conv: its int8 input must be symmetric (zero point 0, "
+                "no act_shift/act_smooth)");
+  layer.set_int8(std::move(*p));
+}
+
+bool is_transposed_conv_layer(const std::string& name) {
+  return name.size() >= 7 && name.compare(name.size() - 7, 7, ".convtr") == 0;
+}
+
 bool has_int8_layers(const WeightMap& w) {
   for (const auto& [k, v] : w.all())
     if (k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0) return true;

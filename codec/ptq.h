@@ -6,7 +6,11 @@
 //   NAME.act_shift    [Cin]   optional per-input-channel shift   (SmoothQuant-b / RepQ-ViT)
 //   NAME.act_smooth   [Cin]   optional per-input-channel divisor
 //   NAME.weight_scale [Cout]  s8 weight scale per output channel
-// NAME is the layer's weight prefix, e.g. "backbone.convnext.0.pwconv1". A layer without NAME.act_quant runs in
+// NAME is the layer's weight prefix, e.g. "backbone.convnext.0.pwconv1". A transposed conv (a layer whose name
+// ends in ".convtr", SEANet's "…convtr.convtr") quantizes its input symmetrically: act_quant = (scale, 0), s8
+// codes in [-127, 127], no act_shift/act_smooth; its int8 NAME.weight is stored output-major [Cout, Cin, K]
+// (the float one is PyTorch's [Cin, Cout, K]) so that weight_scale [Cout] pairs with dim 0 as for every int8
+// layer. A layer without NAME.act_quant runs in
 // float. Such a model must run its quantized layers in int8 (W' differs from W unless the shift/divisor are
 // absent), so the .wtk writer stores it as format version 2 requiring kModelFeatureInt8, with NAME.weight as s8
 // codes (codec/model_file.h).
@@ -33,6 +37,10 @@ std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::stri
 // Names the layer (for calibration) and switches it to int8 when the file quantizes it.
 void setup_layer(Linear& layer, const WeightMap& w, const std::string& name);
 void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name);
+void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& name);
+
+// True for the layers quantized as transposed convolutions (names ending in ".convtr").
+bool is_transposed_conv_layer(const std::string& name);
 
 bool has_int8_layers(const WeightMap& w);
 

@@ -124,7 +124,28 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
   const int64_t n = st.sampled();
   const int C = v.cin;
   std::vector<float> xs(st.rows.begin(), st.rows.end());
-  if (rule.transform == "sqb") {
+  const bool transposed = is_transposed_conv_layer(v.name);
+  if (transposed && rule.transform != "none")
+    throw Error("quantize: " + v.name + " is a transposed conv; its int8 input is symmetric with no transform, but the "
+                "recipe asks for transform '" + rule.transform + "'");
+  if (transposed) {  // symmetric s8 input, zero point 0 (codec/layers.h ConvTranspose1d)
+    q::UniformSpec as;
+    as.bits = 8;
+    as.symmetric = true;
+    as.range = range_of(rule.act_range);
+    as.percentile = rule.percentile;
+    if (rule.act_range == "minmax") {
+      float lo = 0, hi = 0;
+      for (int c = 0; c < C; ++c) {
+        lo = std::min(lo, st.lo[c]);
+        hi = std::max(hi, st.hi[c]);
+      }
+      r.act = q::params_from_ranges(std::vector<float>{lo}, std::vector<float>{hi}, std::vector<int64_t>{1}, as);
+    } else {
+      r.act = q::calibrate(xs, std::vector<int64_t>{n * C}, as);
+    }
+    if (!(r.act.scale[0] > 0) || !std::isfinite(r.act.scale[0])) r.act.scale[0] = 1.0f;  // an all-zero input
+  } else if (rule.transform == "sqb") {
     const int64_t ns = std::min<int64_t>(n, 512);  // the alpha search costs one GEMM per grid point
     std::vector<float> wt = taps_matrix(w, v), zb(size_t(v.cout) * v.k, 0.0f);
     const std::vector<double> alphas = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
@@ -158,7 +179,7 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
     }
     r.act = rp.act;
   }
-  if (rule.transform != "repq") {
+  if (rule.transform != "repq" && !transposed) {
     q::UniformSpec as;
     as.bits = 8;
     as.range = range_of(rule.act_range);
@@ -269,6 +290,9 @@ PtqRecipe load_recipe(const std::string& path) {
 CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& clips, int bandwidth_id, int64_t max_rows) {
   CalibStats stats;
   std::mt19937_64 rng(12345);
+  // Transposed convs draw their reservoir from their own generator, so observing them leaves every other
+  // layer's sample (and so its calibration) exactly what it was before they were calibrated.
+  std::mt19937_64 rng_tr(54321);
   ActObserver obs = [&](const std::string& name, const float* x, int64_t rows, int cols, bool channels_last) {
     if (!channels_last) return;  // only the decoder's channels-last layers are calibrated
     int64_t cap = max_rows;
@@ -277,6 +301,7 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
       cols = 1;
       cap = std::max<int64_t>(max_rows * 32, kSoftmaxSamples);
     }
+    std::mt19937_64& gen = is_transposed_conv_layer(name) ? rng_tr : rng;
     LayerStats& s = stats[name];
     if (s.cin == 0) {
       s.cin = cols;
@@ -295,7 +320,7 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
       if (s.sampled() < cap) {
         s.rows.insert(s.rows.end(), r, r + cols);
       } else {
-        const int64_t j = int64_t(rng() % uint64_t(seen + 1));
+        const int64_t j = int64_t(gen() % uint64_t(seen + 1));
         if (j < cap) std::copy(r, r + cols, s.rows.begin() + j * cols);
       }
     }
@@ -356,6 +381,16 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
         break;
       }
     if (!rule || !rule->quantize) continue;
+    if (is_transposed_conv_layer(name)) {  // PyTorch [Cin, Cout, K] -> output-major [Cout, Cin, K] (codec/ptq.h)
+      const Tensor& wt = out.get(name + ".weight");
+      if (wt.ndim() != 3) throw Error("quantize: transposed conv " + name + " weight is not [Cin, Cout, K]");
+      const int64_t ci = wt.dim(0), co = wt.dim(1), kk = wt.dim(2);
+      Tensor wo({co, ci, kk});
+      for (int64_t o = 0; o < co; ++o)
+        for (int64_t i = 0; i < ci; ++i)
+          for (int64_t j = 0; j < kk; ++j) wo[(o * ci + i) * kk + j] = wt[(i * co + o) * kk + j];
+      out.set(name + ".weight", std::move(wo));
+    }
     const Tensor& w = out.get(name + ".weight");
     LayerView v{name, w.shape(), int(w.dim(0)), int(w.dim(1)), w.ndim() == 3 ? int(w.dim(2)) : 1};
     if (v.cin != st.cin) throw Error("quantize: layer " + name + " input width differs from its weight");

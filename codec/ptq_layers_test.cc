@@ -2,6 +2,7 @@
 // same float expression, products summed in int64, dequantized in float64), and against the float layer.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <random>
 
@@ -153,6 +154,93 @@ TEST_P(ConvInt8, MatchesIntegerEmulationAndFloat) {
 INSTANTIATE_TEST_SUITE_P(Shapes, ConvInt8,
                          ::testing::Values(ConvInt8Case{64, 48, 3, 1, 1, true, false}, ConvInt8Case{32, 40, 7, 2, 1, false, false},
                                            ConvInt8Case{48, 64, 3, 1, 2, true, true}, ConvInt8Case{16, 24, 4, 2, 1, false, true}));
+
+// int8 ConvTranspose1d: symmetric s8 input codes clamp(rint(x * (1 / s_a)), -127, 127) (zero point 0, nothing
+// folded into the bias), s8 per-output-channel weights. Every output, the edge ones (fewer taps) included, equals
+// the integer emulation; inputs have a non-zero mean, so folding an input offset into the bias would show there.
+struct DeconvInt8Case {
+  int cin, cout, stride;
+  bool channels_last;
+};
+
+class DeconvInt8 : public ::testing::TestWithParam<DeconvInt8Case> {};
+
+TEST_P(DeconvInt8, MatchesIntegerEmulationAndFloat) {
+  const DeconvInt8Case c = GetParam();
+  const int k = 2 * c.stride;
+  std::mt19937 rng(5);
+  const int64_t T = 29;
+  Tensor w = randn({c.cin, c.cout, k}, rng, 0.2f), b = randn({c.cout}, rng);  // PyTorch [Cin, Cout, K]
+  Tensor x = randn(c.channels_last ? std::vector<int64_t>{T, c.cin} : std::vector<int64_t>{c.cin, T}, rng, 1.0f, 0.6f);
+  Int8Params p;
+  float m = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) m = std::max(m, std::abs(x[i]));
+  p.act_scale = m / 127.0f;
+  p.act_zero = 0;
+  p.weight_scale.assign(c.cout, 0.0f);
+  for (int i = 0; i < c.cin; ++i)
+    for (int o = 0; o < c.cout; ++o)
+      for (int j = 0; j < k; ++j)
+        p.weight_scale[o] = std::max(p.weight_scale[o], std::abs(w[(int64_t(i) * c.cout + o) * k + j]) / 127.0f);
+  ConvTranspose1d fl(w, b, c.stride, c.channels_last);
+  ConvTranspose1d q(w, b, c.stride, c.channels_last);
+  q.set_int8(p);
+  ASSERT_TRUE(q.is_int8());
+  const int64_t To = q.out_len(T);
+  Tensor yq({To, c.cout}), yf({To, c.cout});
+  q.forward(x.data(), T, yq.data());
+  fl.forward(x.data(), T, yf.data());
+  auto X = [&](int ch, int64_t t) { return c.channels_last ? x[t * c.cin + ch] : x[ch * T + t]; };
+  auto idx = [&](int o, int64_t t) { return c.channels_last ? t * c.cout + o : o * To + t; };
+  const float inv = 1.0f / p.act_scale;
+  double max_err = 0, ref_mag = 0, num = 0, den = 0;
+  for (int64_t u = 0; u < To; ++u)
+    for (int o = 0; o < c.cout; ++o) {
+      int64_t acc = 0;
+      for (int j = 0; j < k; ++j) {  // input t contributes to output u = t * stride + j
+        if ((u - j) % c.stride != 0) continue;
+        const int64_t t = (u - j) / c.stride;
+        if (u - j < 0 || t >= T) continue;
+        for (int i = 0; i < c.cin; ++i) {
+          const int64_t qx = int64_t(std::nearbyint(std::clamp(X(i, t) * inv, -127.0f, 127.0f)));
+          const float wv = w[(int64_t(i) * c.cout + o) * k + j];
+          const int64_t qw = int64_t(std::clamp(std::nearbyint(wv / p.weight_scale[o]), -127.0f, 127.0f));
+          acc += qx * qw;
+        }
+      }
+      const double e = double(p.act_scale) * double(p.weight_scale[o]) * double(acc) + double(b[o]);
+      max_err = std::max(max_err, std::abs(e - yq[idx(o, u)]));
+      ref_mag = std::max(ref_mag, std::abs(e));
+      num += (double(yf[idx(o, u)]) - yq[idx(o, u)]) * (double(yf[idx(o, u)]) - yq[idx(o, u)]);
+      den += double(yf[idx(o, u)]) * yf[idx(o, u)];
+    }
+  EXPECT_LT(max_err, 1e-5 * std::max(1.0, ref_mag));
+  const double snr = 10 * std::log10(den / num);
+  EXPECT_GT(snr, 35.0) << "int8 vs float ConvTranspose1d";
+  std::printf("deconv int8 cin %d cout %d stride %d %s: max err %.3g (ref max %.3g), SNR vs float %.1f dB\n", c.cin,
+              c.cout, c.stride, c.channels_last ? "nwc" : "ncw", max_err, ref_mag, snr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, DeconvInt8,
+                         ::testing::Values(DeconvInt8Case{64, 32, 2, true}, DeconvInt8Case{32, 16, 4, true},
+                                           DeconvInt8Case{48, 24, 5, true}, DeconvInt8Case{128, 64, 8, true},
+                                           DeconvInt8Case{32, 48, 2, false}, DeconvInt8Case{24, 16, 8, false}));
+
+TEST(Int8Params, TransposedConvNeedsSymmetricInput) {
+  std::mt19937 rng(9);
+  ConvTranspose1d d(randn({8, 4, 4}, rng), randn({4}, rng), 2, true);
+  Int8Params p;
+  p.act_scale = 0.1f;
+  p.act_zero = 3;
+  p.weight_scale.assign(4, 0.01f);
+  EXPECT_THROW(d.set_int8(p), Error);
+  p.act_zero = 0;
+  p.in_shift.assign(8, 0.0f);
+  EXPECT_THROW(d.set_int8(p), Error);
+  p.in_shift.clear();
+  p.weight_scale.assign(8, 0.01f);  // Cin entries instead of Cout
+  EXPECT_THROW(d.set_int8(p), Error);
+}
 
 // Post-softmax fake quantization: the attention output equals a float64 reference whose probabilities go through
 // the same quantizer (codes from the float probabilities, dequantized by the level table) before P·V.

@@ -85,7 +85,20 @@ void SConv1d::forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumula
 
 SConvTranspose1d::SConvTranspose1d(const WeightMap& w, const std::string& name, int cin, int cout, int kernel, int stride,
                                    bool causal)
-    : conv_(w.get(name + ".weight", {cin, cout, kernel}), w.get(name + ".bias", {cout}), stride, true), causal_(causal) {}
+    : causal_(causal) {
+  // An int8 transposed conv stores its weight output-major [Cout, Cin, K] like every int8 layer (codec/ptq.h).
+  if (w.has(name + ".act_quant")) {
+    const Tensor& wo = w.get(name + ".weight", {cout, cin, kernel});
+    Tensor wi({cin, cout, kernel});
+    for (int o = 0; o < cout; ++o)
+      for (int i = 0; i < cin; ++i)
+        for (int k = 0; k < kernel; ++k) wi[(int64_t(i) * cout + o) * kernel + k] = wo[(int64_t(o) * cin + i) * kernel + k];
+    conv_ = ConvTranspose1d(wi, w.get(name + ".bias", {cout}), stride, true);
+  } else {
+    conv_ = ConvTranspose1d(w.get(name + ".weight", {cin, cout, kernel}), w.get(name + ".bias", {cout}), stride, true);
+  }
+  setup_layer(conv_, w, name);  // calibration name; int8 when the model file quantizes this conv
+}
 
 void SConvTranspose1d::forward(const Tensor& x, Tensor& y, Tensor& scratch) const {
   const int64_t T = x.dim(0);

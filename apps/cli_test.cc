@@ -111,7 +111,7 @@ TEST_F(CliTest, QuantizeEncodecWithEncoderRecipe) {
   auto r = run({"quantize", ckpt, "--calib", path("calib"), "--recipe", source_dir() + "/configs/quant/w8a8-encoder.yaml",
                 "-o", path("q.wtk")});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.err.find(": 32 int8 layers"), std::string::npos) << r.err;  // 18 encoder + 14 decoder convs
+  EXPECT_NE(r.err.find(": 36 int8 layers"), std::string::npos) << r.err;  // 18 encoder + 14 decoder convs + 4 transposed
   const std::string bytes = slurp(path("q.wtk"));
   ASSERT_GT(bytes.size(), 16u);
   EXPECT_EQ(bytes[8], 2);  // format version 2: int8 required

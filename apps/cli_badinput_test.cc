@@ -17,6 +17,7 @@
 
 #include "codec/token_file.h"
 #include "dsp/audio_io.h"
+#include "apps/cli_test_util.h"
 #include "tests/test_util.h"
 
 namespace wavtok {
@@ -25,22 +26,8 @@ namespace {
 namespace fs = std::filesystem;
 using namespace wavtok::testing;
 
-struct Result {
-  int code;
-  std::string err;
-};
-
-Result run(std::vector<std::string> args) {
-  args.insert(args.begin(), "wavtok");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  ::testing::internal::CaptureStderr();
-  ::testing::internal::CaptureStdout();
-  const int code = cli_main(static_cast<int>(argv.size()), argv.data());
-  const std::string out = ::testing::internal::GetCapturedStdout();
-  const std::string err = ::testing::internal::GetCapturedStderr();
-  return {code, err + out};
-}
+using Result = CliResult;
+Result run(std::vector<std::string> args) { return run_cli(std::move(args)); }
 
 std::string slurp(const std::string& p) {
   std::ifstream f(p, std::ios::binary | std::ios::ate);

@@ -13,6 +13,7 @@
 #include "codec/dnnl_util.h"
 #include "codec/token_file.h"
 #include "dsp/audio_io.h"
+#include "apps/cli_test_util.h"
 #include "tests/test_util.h"
 
 namespace wavtok {
@@ -21,22 +22,8 @@ namespace {
 namespace fs = std::filesystem;
 using namespace wavtok::testing;
 
-struct Result {
-  int code;
-  std::string err;
-};
-
-Result run(std::vector<std::string> args) {
-  args.insert(args.begin(), "wavtok");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  ::testing::internal::CaptureStderr();
-  ::testing::internal::CaptureStdout();
-  int code = cli_main(static_cast<int>(argv.size()), argv.data());
-  std::string out = ::testing::internal::GetCapturedStdout();
-  std::string err = ::testing::internal::GetCapturedStderr();
-  return {code, err + out};
-}
+using Result = CliResult;
+Result run(std::vector<std::string> args) { return run_cli(std::move(args)); }
 
 std::string slurp(const std::string& p) {
   std::ifstream f(p, std::ios::binary);

@@ -351,19 +351,27 @@ ConvTranspose1d::ConvTranspose1d(const Tensor& weight, const Tensor& bias, int s
   if (b_.numel() != cout_) throw Error("ConvTranspose1d: bias size does not match weight");
 }
 
+// One primitive per input length: float32, or int8 once set_int8 ran (s8 input and weights, f32 output).
 ConvTranspose1d::Entry ConvTranspose1d::make(int64_t tin) const {
   const int64_t tout = out_len(tin);
   const dtag act_tag = channels_last_ ? dtag::nwc : dtag::ncw;
-  memory::desc src_md({1, cin_, tin}, ddt::f32, act_tag);
+  const ddt in_t = q_ ? ddt::s8 : ddt::f32;
+  memory::desc src_md({1, cin_, tin}, in_t, act_tag);
   memory::desc dst_md({1, cout_, tout}, ddt::f32, act_tag);
   memory::desc bias_md({cout_}, ddt::f32, dtag::a);
-  memory::desc w_user({cout_, cin_, kernel_}, ddt::f32, dtag::oiw);
-  memory::desc w_any({cout_, cin_, kernel_}, ddt::f32, dtag::any);
+  memory::desc w_user({cout_, cin_, kernel_}, in_t, dtag::oiw);
+  memory::desc w_any({cout_, cin_, kernel_}, in_t, dtag::any);
   dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
                                       src_md, w_any, bias_md, dst_md, {stride_}, {0}, {0});
-  dnnl::deconvolution_forward::primitive_desc pd(d, make_attr(Act::None, false), cpu_engine());
-  return Entry{dnnl::deconvolution_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
-               copy_to_memory(bias_md, b_.data()), src_md, dst_md};
+  if (!q_) {
+    dnnl::deconvolution_forward::primitive_desc pd(d, make_attr(Act::None, false), cpu_engine());
+    return Entry{dnnl::deconvolution_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
+                 copy_to_memory(bias_md, b_.data()), src_md, dst_md};
+  }
+  // oneDNN 2.x int8: dst = output_scale[o] * (acc + bias), so bias_acc = b / (s_a s_w[o]) (zero point 0).
+  dnnl::deconvolution_forward::primitive_desc pd(d, int8_attr(*q_, Act::None, false), cpu_engine());
+  return Entry{dnnl::deconvolution_forward(pd), reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()),
+               copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md};
 }
 
 void ConvTranspose1d::set_int8(Int8Params p) {
@@ -373,35 +381,13 @@ void ConvTranspose1d::set_int8(Int8Params p) {
   cache_.clear();
 }
 
-ConvTranspose1d::Entry ConvTranspose1d::make_int8(int64_t tin) const {
-  const int64_t tout = out_len(tin);
-  const dtag act_tag = channels_last_ ? dtag::nwc : dtag::ncw;
-  memory::desc src_md({1, cin_, tin}, ddt::s8, act_tag);
-  memory::desc dst_md({1, cout_, tout}, ddt::f32, act_tag);
-  memory::desc bias_md({cout_}, ddt::f32, dtag::a);
-  memory::desc w_user({cout_, cin_, kernel_}, ddt::s8, dtag::oiw);
-  memory::desc w_any({cout_, cin_, kernel_}, ddt::s8, dtag::any);
-  dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-                                      src_md, w_any, bias_md, dst_md, {stride_}, {0}, {0});
-  // oneDNN 2.x int8: dst = output_scale[o] * (acc + bias), so bias_acc = b / (s_a s_w[o]) (zero point 0).
-  dnnl::deconvolution_forward::primitive_desc pd(d, int8_attr(*q_, Act::None, false), cpu_engine());
-  return Entry{dnnl::deconvolution_forward(pd), reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()),
-               copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md};
-}
-
 void ConvTranspose1d::forward(const float* x, int64_t tin, float* y) const {
   if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
-  if (q_) {
-    auto e = cache_.get(tin, [&] { return make_int8(tin); });
-    const int8_t* src = quantize_act_s8(q_->inv[0], x, tin * cin_);
-    run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<int8_t*>(src))},
-                            {DNNL_ARG_WEIGHTS, e->weights},
-                            {DNNL_ARG_BIAS, e->bias},
-                            {DNNL_ARG_DST, wrap(e->dst_md, y)}});
-    return;
-  }
   auto e = cache_.get(pkey(tin), [&] { return make(tin); });
-  run_primitive(e->prim, {{DNNL_ARG_SRC, wrap(e->src_md, x)},
+  const dnnl::memory src = q_ ? dnnl::memory(e->src_md, cpu_engine(),
+                                             const_cast<int8_t*>(quantize_act_s8(q_->inv[0], x, tin * cin_)))
+                              : wrap(e->src_md, x);
+  run_primitive(e->prim, {{DNNL_ARG_SRC, src},
                       {DNNL_ARG_WEIGHTS, e->weights},
                       {DNNL_ARG_BIAS, e->bias},
                       {DNNL_ARG_DST, wrap(e->dst_md, y)}});

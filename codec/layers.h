@@ -130,7 +130,6 @@ class ConvTranspose1d {
     dnnl::memory::desc src_md, dst_md;
   };
   Entry make(int64_t tin) const;
-  Entry make_int8(int64_t tin) const;
   std::string name_;
   std::shared_ptr<const Int8State> q_;
   Tensor w_, b_;  // w_ in oneDNN order [Cout, Cin, K]

@@ -328,6 +328,11 @@ def main():
                     help="resume a run whose last.ckpt was written with a different config (e.g. to branch an A/B test)")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (total)")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes (this process)")
+    ap.add_argument("--init-wtk", metavar="MODEL.wtk",
+                    help="start a new run from the weights of an exported model (e.g. the shipped default; its codebook "
+                         "counts as initialised, no LSUV/k-means), at step --init-step; optimizer moments start fresh")
+    ap.add_argument("--init-step", type=int, default=None,
+                    help="with --init-wtk: the step the weights were exported at (sets the lr schedule, must be past the warm-up)")
     ap.add_argument("--bench", type=int, default=0, help="time N steps (after k-means) and exit, no files written")
     ap.add_argument("--bench-vq", action="store_true", help="with --bench: k-means init first and time with the VQ")
     args = ap.parse_args()
@@ -414,6 +419,24 @@ def main():
         log(f"resumed from {ckpt_path} at step {step}")
     elif args.resume:
         sys.exit(f"--resume: {ckpt_path} not found")
+    elif args.init_wtk:
+        bypass = int(cfg["vq"].get("bypass_steps", 0))
+        if args.init_step is None or args.init_step <= bypass:
+            sys.exit(f"--init-wtk needs --init-step N with N > vq.bypass_steps ({bypass}): the weights are past the warm-up")
+        from wtk_io import load_wtk_as_reference
+        src = load_wtk_as_reference(args.init_wtk)
+        dims = ("sample_rate", "n_filters", "dimension", "ratios", "codebook_size", "n_q", "backbone_dim",
+                "intermediate_dim", "num_layers", "n_fft", "hop_length")
+        diff = [f"{k}: {getattr(src.cfg, k)} vs {getattr(model.cfg, k)}" for k in dims
+                if list(np.atleast_1d(getattr(src.cfg, k))) != list(np.atleast_1d(getattr(model.cfg, k)))]
+        if diff:
+            sys.exit(f"{args.init_wtk}: model dims differ from {args.config}: {'; '.join(diff)}")
+        missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+        if unexpected:
+            sys.exit(f"{args.init_wtk}: unexpected tensors {unexpected[:5]}")
+        step = args.init_step
+        model.train()
+        log(f"initialised from {args.init_wtk} at step {step} (fresh optimizer moments)")
     bypass_steps = int(cfg["vq"].get("bypass_steps", 0))
     ini = cfg.get("init") or {}
     if step == 0 and ini.get("lsuv"):
@@ -448,7 +471,7 @@ def main():
 
     if not args.bench and not os.path.exists(log_path):
         with open(log_path, "w") as f:
-            f.write("step\twall_s\tlr\tloss\tmel\tsc\tlogmag\tcommit\tgrad_norm\tcodes_in_batch\tdead_restarted\tsteps_per_s\n")
+            f.write("step\twall_s\tlr\tloss\tmel\tsc\tlogmag\tcommit\tgrad_norm\tcodes_in_batch\tdead_restarted\tsteps_per_s\tenv\n")
 
     bs = int(d["batch_size"])
     vq = cfg["vq"]
@@ -522,9 +545,9 @@ def main():
             with open(log_path, "a") as f:
                 f.write(f"{step}\t{now - t_start:.1f}\t{lr:.3e}\t{m['loss']:.4f}\t{m['mel']:.4f}\t{m['sc']:.4f}\t"
                         f"{m['logmag']:.4f}\t{m['commit']:.4g}\t{m['grad_norm']:.2f}\t{m['codes_in_batch']:.0f}\t"
-                        f"{dead_total}\t{sps:.3f}\n")
+                        f"{dead_total}\t{sps:.3f}\t{m.get('env', float('nan')):.4f}\n")
             log(f"step {step} loss {m['loss']:.3f} mel {m['mel']:.3f} sc {m['sc']:.3f} logmag {m['logmag']:.3f} "
-                f"commit {m['commit']:.3g} gnorm {m['grad_norm']:.1f} codes/batch {m['codes_in_batch']:.0f} "
+                f"commit {m['commit']:.3g} {'env %.3f ' % m['env'] if 'env' in m else ''}gnorm {m['grad_norm']:.1f} codes/batch {m['codes_in_batch']:.0f} "
                 f"dead-restarts {dead_total} lr {lr:.2e} {sps:.3f} steps/s")
             acc, steps_win, t_win = {}, 0, now
         if time.time() - t_ckpt > 60 * float(r["checkpoint_minutes"]):

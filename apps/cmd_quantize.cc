@@ -1,7 +1,7 @@
 // `wavtok quantize`: post-training int8 quantization of a model's convs and dense layers (decoder, and the
 // SEANet encoder when the recipe says so) from a few calibration clips and a YAML recipe (configs/quant/*.yaml,
-// docs/PTQ.md). `wavtok ptq-speed`: decode time of several models on
-// the same latent, measured side by side (interleaved) in one run.
+// docs/PTQ.md). `wavtok ptq-speed`: encode and decode time of several models on
+// the same input, measured side by side (interleaved) in one run.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -95,7 +95,8 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
     return 0;
   }});
 
-  auto* sp = app.add_subcommand("ptq-speed", "decode time of models on the same random-token latent, side by side (JSON)");
+  auto* sp = app.add_subcommand("ptq-speed",
+                                "encode and decode time of models on the same noise / random-token latent, side by side (JSON)");
   sp->add_option("models", o->models, "model files (.wtk)")->required();
   sp->add_option("--seconds", o->seconds, "audio length decoded (default 10)")->check(CLI::Range(0.1, 600.0));
   sp->add_option("--repeats", o->repeats, "interleaved rounds; the median is reported (default 5)")->check(CLI::Range(1, 1000));
@@ -116,19 +117,38 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
     std::mt19937 rng(1);
     for (int64_t i = 0; i < t.n_q * t.frames; ++i) t.codes.push_back(int32_t(rng() % uint32_t(m0.config().quantizer.bins)));
     const Tensor lat = m0.dequantize(t);
-    std::vector<std::vector<double>> times(ms.size());
-    for (const auto& m : ms) m->decode_latents(lat);  // warm-up: primitive creation
+    // encoder input: white noise at -20 dBFS RMS, as long as the decoded audio
+    std::vector<float> pcm(size_t(t.frames * m0.hop()));
+    std::normal_distribution<float> noise(0.0f, 0.1f);
+    for (auto& x : pcm) x = std::clamp(noise(rng), -1.0f, 1.0f);
+    std::vector<std::vector<double>> dec_times(ms.size()), enc_times(ms.size());
+    const auto seconds_since = [](std::chrono::steady_clock::time_point t0) {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    for (const auto& m : ms) {  // warm-up: primitive creation
+      m->decode_latents(lat);
+      m->encode(pcm.data(), int64_t(pcm.size()), m->max_n_q());
+    }
     for (int r = 0; r < o->repeats; ++r)
       for (size_t i = 0; i < ms.size(); ++i) {
-        const auto t0 = std::chrono::steady_clock::now();
+        auto t0 = std::chrono::steady_clock::now();
         ms[i]->decode_latents(lat);
-        times[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        dec_times[i].push_back(seconds_since(t0));
+        t0 = std::chrono::steady_clock::now();
+        ms[i]->encode(pcm.data(), int64_t(pcm.size()), ms[i]->max_n_q());
+        enc_times[i].push_back(seconds_since(t0));
       }
+    const auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
     std::printf("{\"threads\": %d, \"seconds\": %.3f, \"models\": [", common.threads, double(t.frames) * m0.hop() / m0.sample_rate());
     for (size_t i = 0; i < ms.size(); ++i) {
-      auto v = times[i];
-      std::sort(v.begin(), v.end());
-      std::printf("%s{\"model\": \"%s\", \"decode_s\": %.5f, \"min_s\": %.5f}", i ? ", " : "", o->models[i].c_str(), v[v.size() / 2], v[0]);
+      std::vector<double> rt(dec_times[i].size());
+      for (size_t r = 0; r < rt.size(); ++r) rt[r] = dec_times[i][r] + enc_times[i][r];
+      std::printf("%s{\"model\": \"%s\", \"decode_s\": %.5f, \"min_s\": %.5f, \"encode_s\": %.5f, \"roundtrip_s\": %.5f}",
+                  i ? ", " : "", o->models[i].c_str(), median(dec_times[i]),
+                  *std::min_element(dec_times[i].begin(), dec_times[i].end()), median(enc_times[i]), median(rt));
     }
     std::printf("]}\n");
     return 0;

@@ -1,0 +1,93 @@
+#!/usr/bin/python3
+"""How close to the float tokens can an int8 SEANet encoder get on a model? Fake-quantizes every encoder conv
+of the PyTorch reference (s8 symmetric per-output-channel weights; u8 asymmetric inputs) and reports the
+token agreement with the float encoder on held-out clips, for:
+  weights-only     s8 weights, float inputs (the ceiling of any W8A8 recipe);
+  tensor           + inputs quantized per tensor with the clip's own min/max (dynamic; a calibrated static
+                   range, as `wavtok quantize` uses, can only be worse);
+  block-N          + inputs quantized with a min/max per block of N time steps (finer dynamic ranges).
+
+    /usr/bin/python3 models/ptq_token_sensitivity.py [--model models/default/wavtok-default.wtk] [--clips 8] data/eval
+"""
+import argparse
+import os
+import sys
+import wave
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wtk_io import load_wtk_as_reference  # noqa: E402
+from wavtok_ref.seanet import NormConv1d  # noqa: E402
+
+
+def read_wav(path):
+    with wave.open(path) as w:
+        return torch.from_numpy(np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768)
+
+
+def fake_u8(x, lo, hi):
+    s = (hi - lo).clamp(min=1e-8) / 255.0
+    z = torch.round(-lo / s)
+    return (torch.clamp(torch.round(x / s) + z, 0, 255) - z) * s
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/default/wavtok-default.wtk")
+    ap.add_argument("--clips", type=int, default=8)
+    ap.add_argument("eval_dir")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    m = load_wtk_as_reference(a.model)
+    names = [l.strip() for l in open(os.path.join(a.eval_dir, "filelist")) if l.strip()][: a.clips]
+    clips = [read_wav(os.path.join(a.eval_dir, n)) for n in names]
+    mode = {"kind": None, "block": 0}
+    plain = NormConv1d.forward
+
+    def forward(self, x):
+        if mode["kind"] is None:
+            return plain(self, x)
+        c = self.conv
+        sw = c.weight.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-12) / 127
+        w = torch.clamp(torch.round(c.weight / sw), -127, 127) * sw
+        if mode["kind"] == "tensor":
+            x = fake_u8(x, x.min(), x.max())
+        elif mode["kind"] == "block":
+            B, C, L = x.shape
+            n = mode["block"]
+            nb = (L + n - 1) // n
+            xb = F.pad(x, (0, nb * n - L)).reshape(B, C, nb, n)
+            x = fake_u8(xb, xb.amin(dim=(1, 3), keepdim=True), xb.amax(dim=(1, 3), keepdim=True)).reshape(B, C, nb * n)[..., :L]
+        return F.conv1d(x, w, c.bias, c.stride, c.padding, c.dilation, c.groups)
+
+    NormConv1d.forward = forward
+
+    def codes():
+        with torch.no_grad():
+            return [m.encode(c)[1].flatten() for c in clips]
+
+    ref = codes()
+    total = sum(r.numel() for r in ref)
+    print(f"{a.model}: {len(clips)} clips of {a.eval_dir}, {total} frames")
+    # near ties: the relative gap between the nearest and the second-nearest codeword
+    with torch.no_grad():
+        lat = torch.cat([m.encode(c)[2][0].T for c in clips])  # (frames, D)
+        d = torch.cdist(lat, m.codebooks) ** 2
+        two = d.topk(2, dim=1, largest=False).values
+        gap = (two[:, 1] - two[:, 0]) / two[:, 0].clamp(min=1e-12)
+    print(f"nearest vs second-nearest codeword (squared distance): median gap {100 * gap.median():.2f}%, "
+          f"{100 * float((gap < 0.01).float().mean()):.1f}% of frames within 1%, "
+          f"{100 * float((gap < 0.05).float().mean()):.1f}% within 5%")
+    for kind, block in [("weights-only", 0), ("tensor", 0), ("block", 256), ("block", 64), ("block", 16)]:
+        mode["kind"], mode["block"] = ("weights" if kind == "weights-only" else kind), block
+        got = codes()
+        same = sum(int((r == g).sum()) for r, g in zip(ref, got))
+        label = f"block-{block}" if kind == "block" else kind
+        print(f"{label:>14}: {100 * same / total:6.2f}% of the float tokens", flush=True)
+
+
+if __name__ == "__main__":
+    main()

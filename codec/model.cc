@@ -235,12 +235,32 @@ Tensor Model::dequantize(const Tokens& tokens) const {
   return out;
 }
 
-std::vector<float> Model::decode_latents(const Tensor& features, int bandwidth_id) const {
-  if (features.ndim() != 2 || features.dim(0) != vq_.dim())
-    throw Error("latent has shape " + shape_str(features.shape()) + ", this model expects [" + std::to_string(vq_.dim()) +
+namespace {
+
+void check_latent_shape(const Tensor& features, int dim) {
+  if (features.ndim() != 2 || features.dim(0) != dim)
+    throw Error("latent has shape " + shape_str(features.shape()) + ", this model expects [" + std::to_string(dim) +
                 ", frames]");
+  if (features.dim(1) < 1) throw Error("cannot decode zero frames");
+}
+
+}  // namespace
+
+void Model::decode_latents(const Tensor& features, int bandwidth_id, std::vector<float>& audio,
+                           DecodeScratch& scratch) const {
+  check_latent_shape(features, vq_.dim());
   const int64_t F = features.dim(1);
-  if (F < 1) throw Error("cannot decode zero frames");
+  if (cfg_.arch == "encodec" || F > decode_window_.load()) {
+    audio = decode_latents(features, bandwidth_id);
+    return;
+  }
+  backbone_.forward(features.data(), F, bandwidth_id, scratch.hidden);
+  head_.forward(scratch.hidden.data(), F, audio, scratch.head);
+}
+
+std::vector<float> Model::decode_latents(const Tensor& features, int bandwidth_id) const {
+  check_latent_shape(features, vq_.dim());
+  const int64_t F = features.dim(1);
   if (cfg_.arch == "encodec") {
     Tensor y = decoder_.forward(features.data(), F);
     return std::vector<float>(y.data(), y.data() + y.numel());

@@ -24,6 +24,13 @@ struct Tokens {
   std::vector<int32_t> codes;
 };
 
+// Buffers that one caller (a stream, a thread) reuses across Model::decode_latents calls, so that decoding
+// a steady sequence of same-sized windows does not allocate. Not shareable between threads.
+struct DecodeScratch {
+  Tensor hidden;
+  IstftHead::Scratch head;
+};
+
 struct LoadOptions {
   std::string config_path;  // release config.yaml (WavTokenizer) or model YAML/JSON for plain state dicts
 };
@@ -50,6 +57,9 @@ class Model {
   Tensor dequantize(const Tokens& tokens) const;  // [dim, frames]
   // features/latents [dim, frames] -> audio (frames * hop samples)
   std::vector<float> decode_latents(const Tensor& features, int bandwidth_id = 0) const;
+  // The same into `audio` (resized). A WavTokenizer input of at most decode_window_frames() frames is decoded in
+  // the caller's scratch buffers (no allocation once they have seen the size); other inputs as above.
+  void decode_latents(const Tensor& features, int bandwidth_id, std::vector<float>& audio, DecodeScratch& scratch) const;
 
   Tokens encode(const float* audio, int64_t samples, int n_q) const;
   std::vector<float> decode(const Tokens& tokens, int bandwidth_id = 0) const;

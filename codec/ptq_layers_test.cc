@@ -148,7 +148,9 @@ TEST_P(ConvInt8, MatchesIntegerEmulationAndFloat) {
       den += double(yf[idx(o, t)]) * yf[idx(o, t)];
     }
   EXPECT_LT(max_err, 2e-5 * std::max(1.0, std::sqrt(den / yf.numel()) * 4));
-  if (!c.transform) EXPECT_GT(10 * std::log10(den / num), 35.0);
+  if (!c.transform) {
+    EXPECT_GT(10 * std::log10(den / num), 35.0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ConvInt8,

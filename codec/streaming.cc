@@ -170,7 +170,9 @@ StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const Str
 }
 
 size_t StreamingDecoder::memory_bytes() const {
-  size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_) * sizeof(float) +
+  size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_ + audio_.capacity() +
+              scratch_.hidden.capacity() + scratch_.head.spec.capacity() + scratch_.head.re.capacity() +
+              scratch_.head.im.capacity()) * sizeof(float) +
              codes_.capacity() * sizeof(int32_t);
   if (exact_) b += exact_->stream.capacity_bytes() + exact_->peak * sizeof(float);
   return b;
@@ -185,7 +187,8 @@ int64_t StreamingDecoder::run(int64_t end_frame, int64_t frames_to_emit, std::ve
     const float* src = feats_.data() + (ws - feat_start_ + f) * dim_;
     for (int d = 0; d < dim_; ++d) window_[d * len + f] = src[d];
   }
-  std::vector<float> audio = model_->decode_latents(window_, p_.bandwidth_id);
+  model_->decode_latents(window_, p_.bandwidth_id, audio_, scratch_);
+  const std::vector<float>& audio = audio_;
   const int64_t first = (next_frame_ - ws) * hop_, n = frames_to_emit * hop_;
   const size_t at = out.size();
   out.insert(out.end(), audio.begin() + first, audio.begin() + first + n);

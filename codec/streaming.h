@@ -98,6 +98,8 @@ class StreamingDecoder {
   int64_t total_ = 0;          // frames received
   int64_t next_frame_ = 0;     // first frame whose audio is not yet emitted
   Tensor window_;              // reused [dim, frames] window
+  DecodeScratch scratch_;      // the window decode's buffers, reused
+  std::vector<float> audio_;   // the window's audio
   std::vector<float> tail_;    // previous window's audio past its block, for the cross-fade
   std::vector<int32_t> codes_; // [n_q, frames] of one push
   Tensor lat_;                 // [dim, frames] of one push

@@ -1,7 +1,11 @@
 // Streaming sessions against one-shot processing of the same model and input.
 #include "codec/streaming.h"
 
+#include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -10,6 +14,26 @@
 #include "codec/error.h"
 #include "dsp/audio_io.h"
 #include "tests/test_util.h"
+
+// Every operator new of this test binary is counted while g_count_news is set (DecoderSteadyStateReusesBuffers).
+namespace {
+std::atomic<bool> g_count_news{false};
+std::atomic<uint64_t> g_news{0}, g_new_bytes{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (g_count_news.load(std::memory_order_relaxed)) {
+    g_news.fetch_add(1, std::memory_order_relaxed);
+    g_new_bytes.fetch_add(n, std::memory_order_relaxed);
+  }
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"  // this operator new is malloc, so free is its match
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace wavtok {
 namespace {
@@ -192,6 +216,37 @@ TEST(Streaming, SessionMemoryDoesNotGrowWithStreamLength) {
 }
 
 // The YAML presets shipped in configs/streaming are the built-in ones.
+// Once its windows have their full size, the windowed decoder reuses its buffers: no tensor buffer and no
+// window-sized vector is allocated per block. What remains are oneDNN's small per-execution argument maps.
+TEST(Streaming, DecoderSteadyStateReusesBuffers) {
+  auto m = fixture_model();
+  const auto pcm = speech();
+  const Tokens t = m->encode(pcm.data(), int64_t(pcm.size()), 1);
+  const StreamParams p = stream_default_params();
+  StreamingDecoder dec(m, p);
+  std::vector<float> out;
+  out.reserve(size_t(t.frames * m->hop()) * 2);
+  const int64_t warm = p.left_frames + p.block_frames + p.lookahead_frames + p.block_frames;
+  ASSERT_LT(warm + 3 * p.block_frames, t.frames);
+  for (int64_t f = 0; f < warm; ++f) dec.push(t.codes.data() + f, 1, 1, out);
+  const uint64_t tensors = tensor_buffer_allocations();
+  g_news = 0;
+  g_new_bytes = 0;
+  g_count_news = true;
+  int64_t emitted = 0;
+  for (int64_t f = warm; f < t.frames; ++f) emitted += dec.push(t.codes.data() + f, 1, 1, out);
+  g_count_news = false;
+  const int64_t blocks = emitted / (p.block_frames * m->hop());
+  ASSERT_GE(blocks, 3);
+  const double per_block = double(g_new_bytes.load()) / double(blocks);
+  std::printf("steady state: %lld blocks, %.0f operator-new calls and %.0f bytes per block, %llu tensor buffers\n",
+              static_cast<long long>(blocks), double(g_news.load()) / double(blocks), per_block,
+              static_cast<unsigned long long>(tensor_buffer_allocations() - tensors));
+  EXPECT_EQ(tensor_buffer_allocations(), tensors);
+  // One window's audio alone is (left + block + lookahead) * hop floats = 224 KB here, its spectrum 900 KB.
+  EXPECT_LT(per_block, 64.0 * 1024);
+}
+
 TEST(Streaming, PresetFilesMatchBuiltIns) {
   for (const char* name : {"low-latency", "default", "high-fidelity"}) {
     const StreamParams a = stream_preset(name);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <initializer_list>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -18,7 +19,12 @@ struct AlignedFree {
 };
 using AlignedPtr = std::unique_ptr<float[], AlignedFree>;
 
+// Tensor buffers allocated so far by this process (all threads): lets tests check that hot paths reuse buffers.
+uint64_t tensor_buffer_allocations();
+void count_tensor_buffer_allocation();
+
 inline AlignedPtr aligned_floats(size_t n) {
+  count_tensor_buffer_allocation();
   size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
   if (bytes == 0) bytes = 64;
   auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
@@ -66,15 +72,10 @@ class Tensor {
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(Tensor&&) noexcept = default;
 
-  // Changes the shape, reusing the buffer when it is large enough (no allocation on hot paths).
-  void resize(std::vector<int64_t> shape) {
-    int64_t n = std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
-    if (static_cast<size_t>(n) > capacity_) {
-      data_ = aligned_floats(static_cast<size_t>(n));
-      capacity_ = static_cast<size_t>(n);
-    }
-    shape_ = std::move(shape);
-  }
+  // Changes the shape, reusing the buffer (and the shape's own storage) when it is large enough: no allocation
+  // on hot paths once a tensor has seen its largest shape.
+  void resize(std::initializer_list<int64_t> shape) { reshape(shape.begin(), shape.end()); }
+  void resize(const std::vector<int64_t>& shape) { reshape(shape.begin(), shape.end()); }
 
   float* data() { return data_.get(); }
   const float* data() const { return data_.get(); }
@@ -88,8 +89,19 @@ class Tensor {
   float operator[](int64_t i) const { return data_[i]; }
   TensorView view() { return TensorView{data(), shape_}; }
   bool empty() const { return numel() == 0 || !data_; }
+  size_t capacity() const { return capacity_; }  // floats the buffer holds
 
  private:
+  template <class It>
+  void reshape(It first, It last) {
+    const int64_t n = std::accumulate(first, last, int64_t{1}, std::multiplies<>());
+    if (static_cast<size_t>(n) > capacity_) {
+      data_ = aligned_floats(static_cast<size_t>(n));
+      capacity_ = static_cast<size_t>(n);
+    }
+    shape_.assign(first, last);
+  }
+
   std::vector<int64_t> shape_;
   AlignedPtr data_;
   size_t capacity_ = 0;

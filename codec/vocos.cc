@@ -135,6 +135,12 @@ void VocosBackbone::attention(const Attn& a, Tensor& x, Tensor& t1, Tensor& t2) 
 }
 
 Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id) const {
+  Tensor x;
+  forward(features, F, bandwidth_id, x);
+  return x;
+}
+
+void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, Tensor& x) const {
   if (bandwidth_id < 0 || bandwidth_id >= num_bandwidths())
     throw Error("bandwidth id " + std::to_string(bandwidth_id) + " out of range 0.." + std::to_string(num_bandwidths() - 1));
   const int D = c_.dim, Cin = c_.input_channels;
@@ -144,7 +150,7 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
   std::fill(in.data(), in.data() + in.numel(), 0.0f);
   for (int c = 0; c < Cin; ++c)
     for (int64_t t = 0; t < F; ++t) in[(t + 3) * Cin + c] = features[c * F + t];
-  Tensor x({F, D});
+  x.resize({F, D});
   Tensor &t1 = scratch_tensor(this, 1), &t2 = scratch_tensor(this, 2);
   embed_.forward(in.data(), F + 6, x.data());
   for (const auto& b : pre_res_) resblock(b, x, t1, t2);
@@ -166,7 +172,6 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
     b.pw2.forward(h.data(), F, x.data(), /*accumulate=*/true);
   }
   ln_.forward(x.data(), F, x.data(), final_w_.data(), final_b_.data());
-  return x;
 }
 
 IstftHead::IstftHead(const WeightMap& w, const std::string& prefix, const VocosConfig& c)
@@ -176,18 +181,25 @@ IstftHead::IstftHead(const WeightMap& w, const std::string& prefix, const VocosC
 }
 
 std::vector<float> IstftHead::forward(const float* hidden, int64_t F) const {
-  const int bins = c_.n_fft / 2 + 1;
-  Tensor y({F, 2 * bins});
-  out_.forward(hidden, F, y.data());
-  std::vector<float> re(F * bins), im(F * bins);
-  for (int64_t t = 0; t < F; ++t) {
-    const float* r = y.data() + t * 2 * bins;
-    magphase_to_complex(r, r + bins, bins, re.data() + t * bins, im.data() + t * bins);
-  }
-  Istft istft(c_.n_fft, c_.hop);  // per call: Istft keeps scratch state, and calls may run concurrently
-  std::vector<float> audio(istft.output_length(F));
-  istft.inverse(re.data(), im.data(), F, audio.data());
+  Scratch scratch;  // per call: Istft keeps scratch state, and calls may run concurrently
+  std::vector<float> audio;
+  forward(hidden, F, audio, scratch);
   return audio;
+}
+
+void IstftHead::forward(const float* hidden, int64_t F, std::vector<float>& audio, Scratch& s) const {
+  const int bins = c_.n_fft / 2 + 1;
+  s.spec.resize({F, 2 * bins});
+  out_.forward(hidden, F, s.spec.data());
+  s.re.resize(size_t(F * bins));
+  s.im.resize(size_t(F * bins));
+  for (int64_t t = 0; t < F; ++t) {
+    const float* r = s.spec.data() + t * 2 * bins;
+    magphase_to_complex(r, r + bins, bins, s.re.data() + t * bins, s.im.data() + t * bins);
+  }
+  if (!s.istft) s.istft = std::make_unique<Istft>(c_.n_fft, c_.hop);
+  audio.resize(size_t(s.istft->output_length(F)));
+  s.istft->inverse(s.re.data(), s.im.data(), F, audio.data());
 }
 
 }  // namespace wavtok

@@ -19,6 +19,8 @@ class VocosBackbone {
   VocosBackbone(const WeightMap& w, const std::string& prefix, const VocosConfig& c);
   // features channels-first [input_channels, F] -> hidden [F, dim]
   Tensor forward(const float* features, int64_t F, int bandwidth_id) const;
+  // The same into `hidden` (resized; its buffer is reused when large enough).
+  void forward(const float* features, int64_t F, int bandwidth_id, Tensor& hidden) const;
   int num_bandwidths() const { return c_.adanorm_num_embeddings > 0 ? c_.adanorm_num_embeddings : 1; }
 
  private:
@@ -56,10 +58,20 @@ class VocosBackbone {
 
 class IstftHead {
  public:
+  // Buffers of one caller (a stream or a thread), reused from call to call so that a steady stream of
+  // same-sized windows does not allocate.
+  struct Scratch {
+    Tensor spec;                  // [F, n_fft + 2]: log-magnitudes and phases
+    std::vector<float> re, im;    // [F, bins]
+    std::unique_ptr<Istft> istft;
+  };
+
   IstftHead() = default;
   IstftHead(const WeightMap& w, const std::string& prefix, const VocosConfig& c);
   // hidden [F, dim] -> audio [F * hop]
   std::vector<float> forward(const float* hidden, int64_t F) const;
+  // The same into `audio` (resized), with the caller's scratch.
+  void forward(const float* hidden, int64_t F, std::vector<float>& audio, Scratch& scratch) const;
 
  private:
   VocosConfig c_;

@@ -328,6 +328,9 @@ def main():
                     help="resume a run whose last.ckpt was written with a different config (e.g. to branch an A/B test)")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (total)")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes (this process)")
+    ap.add_argument("--branch-from", metavar="CKPT",
+                    help="when the run has no last.ckpt yet: start from this checkpoint of another run (weights, optimizer, "
+                         "step, RNG states), under this run's config (a recipe stage that continues an earlier one)")
     ap.add_argument("--init-wtk", metavar="MODEL.wtk",
                     help="start a new run from the weights of an exported model (e.g. the shipped default; its codebook "
                          "counts as initialised, no LSUV/k-means), at step --init-step; optimizer moments start fresh")
@@ -395,14 +398,20 @@ def main():
     dead_resumed = 0
     if args.bench:
         cfg["vq"]["bypass_steps"] = 0 if args.bench_vq else 10 ** 9
-    if os.path.exists(ckpt_path) and not args.restart and not args.bench:
-        st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    branching = bool(args.branch_from) and not os.path.exists(ckpt_path) and not args.restart and not args.bench
+    if branching and not os.path.exists(args.branch_from):
+        sys.exit(f"--branch-from: {args.branch_from} not found (train the earlier stage first)")
+    if (os.path.exists(ckpt_path) or branching) and not args.restart and not args.bench:
+        src_path = args.branch_from if branching else ckpt_path
+        st = torch.load(src_path, map_location="cpu", weights_only=False)
         diff = config_diff(st.get("config") or {}, cfg)
-        if diff and not args.allow_config_change:
+        if branching:
+            log(f"branching from {src_path} at step {int(st['step'])}; config changes: {'; '.join(diff) or 'none'}")
+        elif diff and not args.allow_config_change:
             sys.exit(f"{ckpt_path} was trained with a different recipe ({'; '.join(diff[:8])}"
                      f"{' ...' if len(diff) > 8 else ''}).\nRefusing to mix recipes: use a new --run directory, "
                      f"--restart to start this one over, or --allow-config-change to continue it with this config.")
-        if diff:
+        if diff and not branching:
             log(f"--allow-config-change: continuing {ckpt_path} with a changed config: {'; '.join(diff)}")
         model.load_state_dict(st["model"])
         try:
@@ -416,7 +425,7 @@ def main():
         random.setstate(st["py_rng"])
         last_used = st.get("last_used")
         dead_resumed = int(st.get("dead_total", 0))
-        log(f"resumed from {ckpt_path} at step {step}")
+        log(f"resumed from {src_path} at step {step}")
     elif args.resume:
         sys.exit(f"--resume: {ckpt_path} not found")
     elif args.init_wtk:

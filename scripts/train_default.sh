@@ -1,17 +1,23 @@
 #!/bin/sh
-# Generate the training data (if missing) and train the default wavtok model on CPU.
-# Resumes automatically from $RUN/last.ckpt (train.py refuses a checkpoint written with another recipe).
-# See models/TRAINING.md. runs/default holds the first recipe's run (step 1860); the current recipe trains in runs/v2.
-#   scripts/train_default.sh [extra train.py args, e.g. --max-minutes 60]
-# Environment: MINUTES (training audio, default 90), RUN (default runs/v2), NICE (default 5)
+# Generate the training data (if missing) and train the default wavtok model on CPU, in two stages:
+#   1. recipe v2 (models/train_config.yaml) in runs/v2 up to step 2751;
+#   2. recipe v3 (models/train_config_v3.yaml: v2 + the band-envelope loss) in runs/v3, branched from stage 1.
+# Each stage resumes automatically from its last.ckpt (train.py refuses a checkpoint written with another recipe).
+# See models/TRAINING.md.
+#   scripts/train_default.sh [extra train.py args for stage 2, e.g. --max-minutes 60]
+# Environment: MINUTES (training audio, default 90), STAGE1_STEPS (default 2751), NICE (default 5)
 set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 MINUTES=${MINUTES:-90}
-RUN=${RUN:-runs/v2}
+STAGE1_STEPS=${STAGE1_STEPS:-2751}
 NICE=${NICE:-5}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 nice -n "$NICE" $PY models/data/make_dataset.py --out data --minutes "$MINUTES"
-mkdir -p "$RUN"
-exec nice -n "$NICE" $PY models/train.py --config models/train_config.yaml --run "$RUN" "$@"
+mkdir -p runs/v2 runs/v3
+if [ ! -f runs/v3/last.ckpt ]; then
+  nice -n "$NICE" $PY models/train.py --config models/train_config.yaml --run runs/v2 --max-steps "$STAGE1_STEPS"
+fi
+exec nice -n "$NICE" $PY models/train.py --config models/train_config_v3.yaml --run runs/v3 \
+  --branch-from runs/v2/last.ckpt "$@"

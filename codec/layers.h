@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -193,6 +194,17 @@ class LayerNorm {
 void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, const float* gamma,
                    const float* beta, float* y, bool silu);
 
+// Int8 LSTM (docs/PTQ.md): every layer input v (the layer-0 input divided by `in_divisor`, and the hidden states,
+// which lie in (-1, 1)) is u8 = clamp(rint(v * data_scale + data_shift), 0, 255), one mapping for all of them as
+// oneDNN's int8 RNN requires; weights are s8 codes times weight_scale[row], one scale per gate row shared by every
+// layer's W_ih and W_hh (oneDNN's RNN weight scales span layers). The layer-0 W_ih given to the Lstm already carries
+// the in_divisor factor (W_ih * in_divisor), so the layer computes the float LSTM's function. Cell states stay f32.
+struct LstmInt8Params {
+  float data_scale = 127.0f, data_shift = 128.0f;
+  float in_divisor = 1.0f;
+  std::vector<float> weight_scale;  // [4 * hidden]
+};
+
 // Multi-layer unidirectional LSTM, PyTorch gate order (i, f, g, o), same as oneDNN's.
 // Input and output are [T, C] (channels-last). State (h, c) for each layer is carried in `state`
 // when given, so a stream can be processed chunk by chunk.
@@ -210,16 +222,23 @@ class Lstm {
   State initial_state() const;
   int hidden() const { return hidden_; }
   int layers() const { return layers_; }
+  // Runs the layer in int8 from now on (throws on a weight_scale of the wrong size or bad values).
+  void set_int8(LstmInt8Params p);
+  const LstmInt8Params* int8() const { return q_ ? &*q_ : nullptr; }
+  // Calibration: the name under which the activation observer sees the layer-0 input ([T, C]).
+  void set_name(std::string name) { name_ = std::move(name); }
 
  private:
   struct Entry {
     dnnl::lstm_forward prim;
     dnnl::memory wl, wi, bias;
-    dnnl::memory::desc src_md, dst_md, iter_md, iter_c_md;
+    dnnl::memory::desc src_md, dst_md, iter_md, iter_c_md, src_iter_md;
   };
   Entry make(int64_t T) const;
   Tensor wl_, wi_, bias_;  // ldigo, ldigo, ldgo
   int layers_ = 0, input_ = 0, hidden_ = 0;
+  std::optional<LstmInt8Params> q_;
+  std::string name_;
   ShapeCache<Entry> cache_;
 };
 

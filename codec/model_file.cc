@@ -28,9 +28,16 @@ bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
-// "NAME" for "NAME.weight", else "".
+// "NAME" for "NAME.weight", "NAME" for an LSTM's "NAME.weight_ih_lK" / "NAME.weight_hh_lK", else "".
 std::string int8_layer_of(const std::string& tensor) {
-  return ends_with(tensor, ".weight") ? tensor.substr(0, tensor.size() - 7) : std::string();
+  if (ends_with(tensor, ".weight")) return tensor.substr(0, tensor.size() - 7);
+  const size_t dot = tensor.rfind('.');
+  if (dot == std::string::npos) return std::string();
+  const std::string leaf = tensor.substr(dot + 1);
+  if ((leaf.rfind("weight_ih_l", 0) == 0 || leaf.rfind("weight_hh_l", 0) == 0) && leaf.size() > 11 &&
+      leaf.find_first_not_of("0123456789", 11) == std::string::npos)
+    return tensor.substr(0, dot);
+  return std::string();
 }
 
 struct Mapping {

@@ -45,6 +45,28 @@ void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& 
   layer.set_int8(std::move(*p));
 }
 
+void setup_layer(Lstm& layer, const WeightMap& w, const std::string& name) {
+  layer.set_name(name);
+  if (!w.has(name + ".act_quant")) return;
+  const Tensor& a = w.get(name + ".act_quant", {2});
+  LstmInt8Params p;
+  if (!(a[0] > 0) || !std::isfinite(a[0]) || !(a[1] >= 0 && a[1] <= 255))
+    throw Error(w.origin() + ": " + name + ".act_quant holds a bad scale or zero point");
+  p.data_scale = 1.0f / a[0];
+  p.data_shift = a[1];
+  if (w.has(name + ".act_smooth")) p.in_divisor = w.get(name + ".act_smooth", {1})[0];
+  p.weight_scale = vec(w.get(name + ".weight_scale", {int64_t(4) * layer.hidden()}));
+  try {
+    layer.set_int8(std::move(p));
+  } catch (const Error& e) {
+    throw Error(w.origin() + ": " + name + ": " + e.what());
+  }
+}
+
+bool is_lstm_layer(const std::string& name) {
+  return name.size() >= 5 && name.compare(name.size() - 5, 5, ".lstm") == 0;
+}
+
 bool is_transposed_conv_layer(const std::string& name) {
   return name.size() >= 7 && name.compare(name.size() - 7, 7, ".convtr") == 0;
 }

@@ -15,6 +15,12 @@
 // absent), so the .wtk writer stores it as format version 2 requiring kModelFeatureInt8, with NAME.weight as s8
 // codes (codec/model_file.h).
 //
+// An int8 LSTM NAME (e.g. "encoder.model.13.lstm", see LstmInt8Params in codec/layers.h) carries
+//   NAME.act_quant    [2]     (1 / data_scale, data_shift): the u8 mapping of every layer input
+//   NAME.act_smooth   [1]     the divisor of the layer-0 input (NAME.weight_ih_l0 is stored multiplied by it)
+//   NAME.weight_scale [4H]    s8 scale per gate row, shared by every NAME.weight_ih_lK / NAME.weight_hh_lK
+// and those weights go to the file as s8 codes like the other int8 layers' NAME.weight.
+//
 // Post-softmax quantization of an attention block NAME (e.g. "backbone.pos_net.2"): NAME.softmax_quant [9] =
 // kind (0 log-sqrt2, 1 AdaLog, 2 TanQ), bits, scale, zero_code, k, r, mant_bits, tan_a, tan_m; the quantizer is
 // rebuilt from these with codec/quant/log_quant.h's make_* functions (a file marked kModelFeatureSoftmaxQuant).
@@ -38,6 +44,11 @@ std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::stri
 void setup_layer(Linear& layer, const WeightMap& w, const std::string& name);
 void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name);
 void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& name);
+
+// Names the LSTM (for calibration) and switches it to int8 when the file quantizes it.
+void setup_layer(Lstm& layer, const WeightMap& w, const std::string& name);
+// True for the names of LSTMs (calibration statistics and int8 parameters: "….lstm").
+bool is_lstm_layer(const std::string& name);
 
 // True for the layers quantized as transposed convolutions (names ending in ".convtr").
 bool is_transposed_conv_layer(const std::string& name);

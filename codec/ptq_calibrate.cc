@@ -227,6 +227,75 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
   return r;
 }
 
+// Int8 LSTM (LstmInt8Params in codec/layers.h): the layer-0 input is divided by its calibrated max |x| so that it
+// shares the hidden state's range (-1, 1), and one u8 mapping (scale 127, shift 128) serves both, as oneDNN's int8
+// RNN needs; the divisor is folded into weight_ih_l0. Weight scales: symmetric per gate row over every layer's
+// W_ih and W_hh (oneDNN's RNN weight scales are shared across layers). Returns the relative error of the
+// layer-0 gate pre-activations W_ih x on the sampled rows (a proxy: the recurrence is not replayed).
+double quantize_lstm(WeightMap& out, const std::string& name, const LayerStats& st, const PtqRule& rule) {
+  if (rule.transform != "none")
+    throw Error("quantize: " + name + " is an LSTM; its int8 inputs take no transform, but the recipe asks for '" +
+                rule.transform + "'");
+  if (rule.weight_bits != 8) throw Error("quantize: " + name + " is an LSTM; only 8-bit weights are supported");
+  const int64_t n = st.sampled();
+  const int C = st.cin;
+  double a = 0;
+  if (rule.act_range == "percentile") {
+    std::vector<float> mags(st.rows.size());
+    for (size_t i = 0; i < mags.size(); ++i) mags[i] = std::fabs(st.rows[i]);
+    const size_t k = std::min(mags.size() - 1, size_t(double(mags.size() - 1) * rule.percentile / 100.0));
+    std::nth_element(mags.begin(), mags.begin() + k, mags.end());
+    a = mags[k];
+  } else {
+    if (rule.act_range != "minmax")
+      throw Error("quantize: " + name + " is an LSTM; act_range must be minmax or percentile");
+    for (int c = 0; c < C; ++c) a = std::max({a, double(std::fabs(st.lo[c])), double(std::fabs(st.hi[c]))});
+  }
+  if (!(a > 0) || !std::isfinite(a)) a = 1.0;
+  std::vector<std::string> mats;
+  for (int l = 0; out.has(name + ".weight_ih_l" + std::to_string(l)); ++l) {
+    mats.push_back(name + ".weight_ih_l" + std::to_string(l));
+    mats.push_back(name + ".weight_hh_l" + std::to_string(l));
+  }
+  if (mats.empty()) throw Error("quantize: " + name + " has no weight_ih_l0");
+  const Tensor w0 = out.get(mats[0]);  // float W_ih of layer 0, for the error estimate
+  Tensor wf = out.get(mats[0]);
+  for (int64_t i = 0; i < wf.numel(); ++i) wf[i] = float(wf[i] * a);
+  out.set(mats[0], wf);
+  const int64_t rows = wf.dim(0);
+  std::vector<float> scale(size_t(rows), 0.0f);
+  for (const auto& m : mats) {
+    const Tensor& t = out.get(m);
+    if (t.ndim() != 2 || t.dim(0) != rows) throw Error("quantize: " + m + " is not [4H, in]");
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < t.dim(1); ++j) scale[r] = std::max(scale[r], std::fabs(t[r * t.dim(1) + j]) / 127.0f);
+  }
+  for (auto& x : scale)
+    if (!(x > 0)) x = 1.0f;
+  out.set(name + ".weight_scale", Tensor({rows}, scale));
+  out.set(name + ".act_quant", Tensor({2}, std::vector<float>{1.0f / 127.0f, 128.0f}));
+  out.set(name + ".act_smooth", Tensor({1}, std::vector<float>{float(a)}));
+  // error proxy: W_ih x against s8(W_ih a) u8(x / a) on up to 256 sampled rows
+  const int64_t ns = std::min<int64_t>(n, 256);
+  double num = 0, den = 0;
+  std::vector<float> u(C);
+  for (int64_t t = 0; t < ns; ++t) {
+    const float* x = st.rows.data() + t * C;
+    for (int c = 0; c < C; ++c)
+      u[c] = (std::clamp(std::nearbyint(float(x[c] / a) * 127.0f + 128.0f), 0.0f, 255.0f) - 128.0f) / 127.0f;
+    for (int64_t r = 0; r < rows; ++r) {
+      double yf = 0, yq = 0;
+      for (int c = 0; c < C; ++c) {
+        yf += double(w0[r * C + c]) * x[c];
+        yq += double(scale[r] * std::clamp(std::nearbyint(wf[r * C + c] / scale[r]), -127.0f, 127.0f)) * u[c];
+      }
+      num += (yf - yq) * (yf - yq);
+      den += yf * yf;
+    }
+  }
+  return den > 0 ? num / den : 0;
+}
+
 }  // namespace
 
 PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
@@ -381,6 +450,17 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
         break;
       }
     if (!rule || !rule->quantize) continue;
+    if (is_lstm_layer(name)) {
+      if (st.sampled() == 0) throw Error("quantize: no calibration rows for " + name);
+      const double err = quantize_lstm(out, name, st, *rule);
+      if (report) {
+        int64_t nw = 0;
+        for (const auto& [k, t] : out.all())
+          if (k.rfind(name + ".weight_", 0) == 0 && k != name + ".weight_scale") nw += t.numel();
+        report->push_back({name, 8, "lstm", 0, err, nw});
+      }
+      continue;
+    }
     if (is_transposed_conv_layer(name)) {  // PyTorch [Cin, Cout, K] -> output-major [Cout, Cin, K] (codec/ptq.h)
       const Tensor& wt = out.get(name + ".weight");
       if (wt.ndim() != 3) throw Error("quantize: transposed conv " + name + " weight is not [Cin, Cout, K]");

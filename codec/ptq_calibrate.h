@@ -5,8 +5,9 @@
 // Calibration runs the float encoder on the clips and the float decoder on their tokens with an activation
 // observer (codec/layers.h) that keeps, per named channels-last layer (SEANet convs of the encoder and of an
 // EnCodec decoder, the Vocos backbone and head), the per-channel input min/max over all frames and a reservoir
-// sample of input rows; the recipe's quantizers (codec/quant) then choose the parameters from those. LSTMs stay
-// float. An EnCodec decoder's transposed convs ("…convtr.convtr") are observed too; a rule matching one quantizes
+// sample of input rows; the recipe's quantizers (codec/quant) then choose the parameters from those. LSTMs are
+// observed as NAME.lstm (their layer-0 input); a rule matching one runs it in int8 (codec/ptq.h; act_range minmax
+// or percentile of max |x|, no transform, 8-bit weights). An EnCodec decoder's transposed convs ("…convtr.convtr") are observed too; a rule matching one quantizes
 // its input symmetrically (act_range on max |x|, zero point 0) and must not ask for a transform.
 #pragma once
 

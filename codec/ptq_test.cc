@@ -65,8 +65,9 @@ TEST(PtqCalibrate, ObservesEveryQuantizableLayer) {
         name.compare(name.size() - 17, 17, ".conv.conv.weight") == 0)
       ++encoder_convs;
   EXPECT_EQ(decoder, 2 * L + 8 + 4 + 1 + 1);  // pointwise, pos_net convs, attention, embed, head
-  EXPECT_EQ(encoder, encoder_convs);          // every SEANet conv (the LSTM stays float)
-  EXPECT_EQ(encoder, 18);
+  EXPECT_EQ(encoder, encoder_convs + 1);      // every SEANet conv and the LSTM (its layer-0 input)
+  EXPECT_EQ(encoder, 19);
+  EXPECT_EQ(f.stats.at("feature_extractor.encodec.encoder.model.13.lstm").cin, f.model->weights().get("feature_extractor.encodec.encoder.model.13.lstm.weight_ih_l0").dim(1));
   // The attention probabilities: one value per row, a larger sample (the log quantizers search on it).
   const LayerStats& sm = f.stats.at("backbone.pos_net.2.softmax");
   EXPECT_EQ(sm.cin, 1);

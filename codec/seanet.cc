@@ -155,6 +155,7 @@ SLstm::SLstm(const WeightMap& w, const std::string& name, int dim, int layers) {
     bhh.push_back(w.get(name + ".lstm.bias_hh_l" + s, {4 * dim}));
   }
   lstm_ = Lstm(wih, whh, bih, bhh);
+  setup_layer(lstm_, w, name + ".lstm");
 }
 
 void SLstm::forward_stream(const Tensor& x, Tensor& y, Lstm::State& state) const {

@@ -5,7 +5,11 @@ token agreement with the float encoder on held-out clips, for:
   weights-only     s8 weights, float inputs (the ceiling of any W8A8 recipe);
   tensor           + inputs quantized per tensor with the clip's own min/max (dynamic; a calibrated static
                    range, as `wavtok quantize` uses, can only be worse);
-  block-N          + inputs quantized with a min/max per block of N time steps (finer dynamic ranges).
+  block-N          + inputs quantized with a min/max per block of N time steps (finer dynamic ranges);
+  lstm-int8        the convs float, the LSTM as `wavtok quantize` runs it (codec/layers.h LstmInt8Params): layer
+                   inputs and hidden states u8 = rint(127 v + 128), the layer-0 input divided by its max |x| (per
+                   clip here, calibrated in the engine), s8 weights with one scale per gate row over all layers;
+  --per-layer      also each conv alone (s8 weights, per-tensor dynamic u8 input), the others float.
 
     /usr/bin/python3 models/ptq_token_sensitivity.py [--model models/default/wavtok-default.wtk] [--clips 8] data/eval
 """
@@ -20,7 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wtk_io import load_wtk_as_reference  # noqa: E402
-from wavtok_ref.seanet import NormConv1d  # noqa: E402
+from wavtok_ref.seanet import NormConv1d, SLSTM  # noqa: E402
 
 
 def read_wav(path):
@@ -38,22 +42,54 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/default/wavtok-default.wtk")
     ap.add_argument("--clips", type=int, default=8)
+    ap.add_argument("--per-layer", action="store_true")
     ap.add_argument("eval_dir")
     a = ap.parse_args()
     torch.set_num_threads(1)
     m = load_wtk_as_reference(a.model)
     names = [l.strip() for l in open(os.path.join(a.eval_dir, "filelist")) if l.strip()][: a.clips]
     clips = [read_wav(os.path.join(a.eval_dir, n)) for n in names]
-    mode = {"kind": None, "block": 0}
+    mode = {"kind": None, "block": 0, "only": None}
     plain = NormConv1d.forward
+    plain_lstm = SLSTM.forward
+
+    def lstm_forward(self, x):
+        if mode["kind"] != "lstm":
+            return plain_lstm(self, x)
+        L, H = self.lstm.num_layers, self.lstm.hidden_size
+        seq = x[0].T  # (T, C), batch 1
+        a = seq.abs().max().clamp(min=1e-12)
+        mats = []
+        for l in range(L):
+            mats += [getattr(self.lstm, f"weight_ih_l{l}") * (a if l == 0 else 1), getattr(self.lstm, f"weight_hh_l{l}")]
+        sw = torch.stack([m_.abs().amax(dim=1) for m_ in mats]).amax(dim=0)[:, None].clamp(min=1e-12) / 127
+        q = [torch.clamp(torch.round(m_ / sw), -127, 127) * sw for m_ in mats]
+
+        def u8(v):
+            return (torch.clamp(torch.round(v * 127 + 128), 0, 255) - 128) / 127
+
+        inp = u8(seq / a)
+        for l in range(L):
+            b = getattr(self.lstm, f"bias_ih_l{l}") + getattr(self.lstm, f"bias_hh_l{l}")
+            gx = inp @ q[2 * l].T + b
+            h, c, outs = torch.zeros(H), torch.zeros(H), []
+            for t in range(seq.shape[0]):
+                i, f, g, o = (gx[t] + q[2 * l + 1] @ h).chunk(4)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = u8(torch.sigmoid(o) * torch.tanh(c))  # the next step and layer see the u8 code
+                outs.append(h)
+            inp = torch.stack(outs)
+        return inp.T[None] + x if self.skip else inp.T[None]
+
+    SLSTM.forward = lstm_forward
 
     def forward(self, x):
-        if mode["kind"] is None:
+        if mode["kind"] in (None, "lstm") or (mode["only"] is not None and self is not mode["only"]):
             return plain(self, x)
         c = self.conv
         sw = c.weight.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-12) / 127
         w = torch.clamp(torch.round(c.weight / sw), -127, 127) * sw
-        if mode["kind"] == "tensor":
+        if mode["kind"] == "tensor" or mode["only"] is not None:
             x = fake_u8(x, x.min(), x.max())
         elif mode["kind"] == "block":
             B, C, L = x.shape
@@ -87,6 +123,18 @@ def main():
         same = sum(int((r == g).sum()) for r, g in zip(ref, got))
         label = f"block-{block}" if kind == "block" else kind
         print(f"{label:>14}: {100 * same / total:6.2f}% of the float tokens", flush=True)
+    mode["kind"], mode["block"] = "lstm", 0
+    got = codes()
+    print(f"{'lstm-int8':>14}: {100 * sum(int((r == g).sum()) for r, g in zip(ref, got)) / total:6.2f}% of the float tokens", flush=True)
+    if a.per_layer:
+        mode["kind"] = "tensor"
+        for name, mod in m.named_modules():
+            if isinstance(mod, NormConv1d) and "encoder" in name:
+                mode["only"] = mod
+                got = codes()
+                same = sum(int((r == g).sum()) for r, g in zip(ref, got))
+                print(f"  {name}: {100 * same / total:6.2f}%", flush=True)
+        mode["only"] = None
 
 
 if __name__ == "__main__":

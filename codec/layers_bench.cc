@@ -89,7 +89,7 @@ BENCHMARK(BM_Linear)->ArgNames({"in", "out", "rows", "gelu"})
     ->ArgsProduct({{768}, {768, 1282}, {75, 300}, {0}})
     ->Unit(benchmark::kMicrosecond);
 
-// Args: hidden (= input), layers, steps
+// Args: hidden (= input), layers, steps, int8 (u8 inputs, s8 weights with per-gate-row scales, LstmInt8Params)
 void BM_Lstm(benchmark::State& st) {
   const int h = int(st.range(0)), layers = int(st.range(1));
   const int64_t T = st.range(2);
@@ -102,6 +102,11 @@ void BM_Lstm(benchmark::State& st) {
     bhh.push_back(random_tensor({4 * h}, b, 40 + l));
   }
   Lstm lstm(wih, whh, bih, bhh);
+  if (st.range(3)) {
+    LstmInt8Params p;
+    p.weight_scale.assign(size_t(4) * h, b / 127.0f);  // every |w| <= b
+    lstm.set_int8(p);
+  }
   Tensor x = random_tensor({T, h}, 1.0f, 7);
   Tensor y({T, h});
   lstm.forward(x.data(), T, y.data());
@@ -111,34 +116,8 @@ void BM_Lstm(benchmark::State& st) {
   }
   flops(st, double(layers) * 4.0 * h * 2.0 * h * T);
 }
-BENCHMARK(BM_Lstm)->ArgNames({"h", "layers", "T"})->Args({512, 2, 75})->Args({512, 2, 300})->Unit(benchmark::kMicrosecond);
-
-// Args: hidden, layers, T. The int8 LSTM (u8 inputs, s8 weights with per-gate-row scales), same shapes as BM_Lstm.
-void BM_LstmInt8(benchmark::State& st) {
-  const int h = int(st.range(0)), layers = int(st.range(1));
-  const int64_t T = st.range(2);
-  std::vector<Tensor> wih, whh, bih, bhh;
-  const float b = 1.0f / std::sqrt(float(h));
-  for (int l = 0; l < layers; ++l) {
-    wih.push_back(random_tensor({4 * h, h}, b, 10 + l));
-    whh.push_back(random_tensor({4 * h, h}, b, 20 + l));
-    bih.push_back(random_tensor({4 * h}, b, 30 + l));
-    bhh.push_back(random_tensor({4 * h}, b, 40 + l));
-  }
-  Lstm lstm(wih, whh, bih, bhh);
-  LstmInt8Params p;
-  p.weight_scale.assign(size_t(4) * h, b / 127.0f);
-  lstm.set_int8(p);
-  Tensor x = random_tensor({T, h}, 1.0f, 7);
-  Tensor y({T, h});
-  lstm.forward(x.data(), T, y.data());
-  for (auto _ : st) {
-    lstm.forward(x.data(), T, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  flops(st, double(layers) * 4.0 * h * 2.0 * h * T);
-}
-BENCHMARK(BM_LstmInt8)->ArgNames({"h", "layers", "T"})->Args({512, 2, 75})->Args({512, 2, 300})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Lstm)->ArgNames({"h", "layers", "T", "int8"})->ArgsProduct({{512}, {2}, {75, 300}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 // Args: T, C
 void BM_AttentionCore(benchmark::State& st) {

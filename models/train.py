@@ -336,6 +336,9 @@ def main():
                          "counts as initialised, no LSUV/k-means), at step --init-step; optimizer moments start fresh")
     ap.add_argument("--init-step", type=int, default=None,
                     help="with --init-wtk: the step the weights were exported at (sets the lr schedule, must be past the warm-up)")
+    ap.add_argument("--init-warmup", type=int, default=200,
+                    help="with --init-wtk: ramp the lr up linearly over this many steps, since fresh Adam moments make "
+                         "the first updates lr-sized for every weight of a trained model (default 200)")
     ap.add_argument("--bench", type=int, default=0, help="time N steps (after k-means) and exit, no files written")
     ap.add_argument("--bench-vq", action="store_true", help="with --bench: k-means init first and time with the VQ")
     args = ap.parse_args()
@@ -396,6 +399,7 @@ def main():
     step = 0
     last_used = None  # step at which each code was last chosen (dead-code restarts)
     dead_resumed = 0
+    rewarm = None  # (first step, length) of the lr ramp after --init-wtk; kept in the checkpoint
     if args.bench:
         cfg["vq"]["bypass_steps"] = 0 if args.bench_vq else 10 ** 9
     branching = bool(args.branch_from) and not os.path.exists(ckpt_path) and not args.restart and not args.bench
@@ -425,6 +429,7 @@ def main():
         random.setstate(st["py_rng"])
         last_used = st.get("last_used")
         dead_resumed = int(st.get("dead_total", 0))
+        rewarm = st.get("rewarm")
         log(f"resumed from {src_path} at step {step}")
     elif args.resume:
         sys.exit(f"--resume: {ckpt_path} not found")
@@ -444,6 +449,7 @@ def main():
         if unexpected:
             sys.exit(f"{args.init_wtk}: unexpected tensors {unexpected[:5]}")
         step = args.init_step
+        rewarm = (step, max(1, args.init_warmup))
         model.train()
         log(f"initialised from {args.init_wtk} at step {step} (fresh optimizer moments)")
     bypass_steps = int(cfg["vq"].get("bypass_steps", 0))
@@ -467,7 +473,7 @@ def main():
         atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                      "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                      "vq_rng": vq_gen.get_state(), "py_rng": random.getstate(), "config": cfg,
-                     "last_used": last_used, "dead_total": dead_total,
+                     "last_used": last_used, "dead_total": dead_total, "rewarm": rewarm,
                      "time": time.time()}, ckpt_path)
         log(f"checkpoint step {step} -> {ckpt_path} ({reason})")
 
@@ -496,6 +502,8 @@ def main():
         ts = time.time()
         tc = time.process_time()
         lr = lr_at(step, o)
+        if rewarm is not None and step >= rewarm[0]:
+            lr *= min(1.0, (step - rewarm[0] + 1) / rewarm[1])
         # the encoder is frozen for the first encoder_freeze_steps steps of VQ training (see TRAINING.md)
         enc_frozen = bypass_steps <= step < bypass_steps + int(vq.get("encoder_freeze_steps", 0))
         for g in opt.param_groups:

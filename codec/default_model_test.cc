@@ -2,7 +2,6 @@
 // into models/wavtok_ref), and the bridge itself against the upstream fixture.
 #include <cstdio>
 #include <cstdlib>
-#include <iterator>
 #include <filesystem>
 
 #include <gtest/gtest.h>
@@ -58,27 +57,22 @@ TEST(DefaultModel, ShippedModelIsEmbeddedAndMatchesReference) {
 TEST(DefaultModel, W8a8LstmRecipeKeepsTokens) {
   auto m = Model::load(kShipped);
   const std::string dir = scratch_dir("w8a8_lstm_calib");
-  const char* sentences[][2] = {{"en-us", "Calibration needs a few seconds of ordinary speech at a normal level."},
-                                {"en-gb+f3", "The rain in the valley kept falling until the evening train arrived."},
-                                {"de", "Heute ist das Wetter schlecht, aber morgen wird es wieder besser."}};
-  std::vector<std::vector<float>> calib;
-  for (size_t i = 0; i < std::size(sentences); ++i) {
-    const std::string wav = dir + "/calib" + std::to_string(i) + ".wav";
-    const std::string cmd = std::string("espeak-ng -v ") + sentences[i][0] + " -s 150 -w " + wav + " \"" + sentences[i][1] + "\"";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    calib.push_back(read_audio(wav, 24000).samples);
-  }
+  int n_clips = 0;
+  auto speak = [&](const char* voice, const char* text) {
+    const std::string wav = dir + "/clip" + std::to_string(n_clips++) + ".wav";
+    const std::string cmd = std::string("espeak-ng -v ") + voice + " -s 150 -w " + wav + " \"" + text + "\"";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    return read_audio(wav, 24000).samples;
+  };
+  const std::vector<std::vector<float>> calib = {
+      speak("en-us", "Calibration needs a few seconds of ordinary speech at a normal level."),
+      speak("en-gb+f3", "The rain in the valley kept falling until the evening train arrived."),
+      speak("de", "Heute ist das Wetter schlecht, aber morgen wird es wieder besser.")};
   // Held-out test speech: other voices and texts again, as data/eval is to data/train in docs/PTQ.md.
-  std::vector<float> test;
-  const char* held_out[][2] = {{"fr+m2", "Le petit chat dort sur la chaise pendant que la pluie tombe dehors."},
-                               {"en-us+f2", "Seven bright lanterns were hanging above the quiet harbour tonight."}};
-  for (size_t i = 0; i < std::size(held_out); ++i) {
-    const std::string wav = dir + "/test" + std::to_string(i) + ".wav";
-    const std::string cmd = std::string("espeak-ng -v ") + held_out[i][0] + " -s 150 -w " + wav + " \"" + held_out[i][1] + "\"";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    const auto a = read_audio(wav, 24000).samples;
-    test.insert(test.end(), a.begin(), a.end());
-  }
+  std::vector<float> test = speak("fr+m2", "Le petit chat dort sur la chaise pendant que la pluie tombe dehors.");
+  const auto more = speak("en-us+f2", "Seven bright lanterns were hanging above the quiet harbour tonight.");
+  test.insert(test.end(), more.begin(), more.end());
+  ASSERT_FALSE(HasFailure());
   const CalibStats st = calibrate(*m, calib, 0, 4096);
   auto mq = Model::from_weights(m->config(), apply_recipe(*m, load_recipe(source_dir() + "/configs/quant/w8a8-lstm.yaml"), st));
   const Tokens tf = m->encode(test.data(), int64_t(test.size()), 1);

@@ -309,10 +309,16 @@ int cli_main(int argc, char** argv) {
       std::printf("encoder:      n_filters %d, dimension %d, ratios", m.encoder.n_filters, m.encoder.dimension);
       for (int r : m.encoder.ratios) std::printf(" %d", r);
       std::printf(", %s\n", m.encoder.causal ? "causal" : "non-causal");
-      if (m.arch == "wavtokenizer")
+      if (m.arch == "wavtokenizer") {
         std::printf("backbone:     dim %d, intermediate %d, %d layers; head n_fft %d hop %d\n", m.vocos.dim,
                     m.vocos.intermediate_dim, m.vocos.num_layers, m.vocos.n_fft, m.vocos.hop);
-      else
+        std::printf("pos_net:      %s, attention ", m.vocos.pos_net_norm == "affine" ? "per-channel affine" : "GroupNorm over time");
+        if (m.vocos.attention_windowed())
+          std::printf("keys t-%d..t+%d", m.vocos.attention_left, m.vocos.attention_right);
+        else
+          std::printf("over the whole input");
+        std::printf(" (%s)\n", m.vocos.local() ? "local: streams like one-shot" : "streams approximately, docs/STREAMING.md");
+      } else
         std::printf("decoder:      SEANet n_filters %d\n", m.decoder.n_filters);
       std::printf("parameters:   %lld\n", static_cast<long long>(model->parameter_count()));
       std::printf("fingerprint:  %016llx\n", static_cast<unsigned long long>(model->fingerprint()));

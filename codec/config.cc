@@ -106,8 +106,29 @@ void validate(const ModelConfig& c, const std::string& origin) {
       bad("backbone/head sizes out of range");
     if (v.hop != c.hop()) bad("head hop_length " + std::to_string(v.hop) + " differs from the encoder hop " + std::to_string(c.hop()));
     if (v.dim % 32) bad("backbone dim must be a multiple of 32 (GroupNorm with 32 groups)");
+    if (v.pos_net_norm != "group" && v.pos_net_norm != "affine")
+      bad("backbone pos_net_norm must be 'group' or 'affine', not '" + v.pos_net_norm + "'");
+    if ((v.attention_left < 0) != (v.attention_right < 0) || v.attention_left > (1 << 24) || v.attention_right > (1 << 24))
+      bad("backbone attention_window must be [left, right] with 0 <= left, right <= 2^24");
   } else {
     check_seanet(c.decoder, "decoder");
+  }
+}
+
+// pos_net_norm and attention_window (wavtok's streamable backbone, models/wavtok_ref/vocos.py): absent in
+// upstream configs, which keep the defaults.
+void read_backbone_extensions(const YAML::Node& b, VocosConfig& v, const std::string& origin) {
+  get(b, "pos_net_norm", v.pos_net_norm);
+  if (v.pos_net_norm != "group" && v.pos_net_norm != "affine")
+    throw Error(origin + ": backbone pos_net_norm must be 'group' or 'affine', not '" + v.pos_net_norm + "'");
+  const YAML::Node w = b["attention_window"];
+  if (w && !w.IsNull()) {
+    if (!w.IsSequence() || w.size() != 2)
+      throw Error(origin + ": backbone attention_window must be a list [left, right]");
+    v.attention_left = w[0].as<int>();
+    v.attention_right = w[1].as<int>();
+    if (v.attention_left < 0 || v.attention_right < 0)
+      throw Error(origin + ": backbone attention_window entries must be >= 0");
   }
 }
 
@@ -127,6 +148,12 @@ std::string ModelConfig::to_yaml() const {
     n["backbone"]["intermediate_dim"] = vocos.intermediate_dim;
     n["backbone"]["num_layers"] = vocos.num_layers;
     n["backbone"]["adanorm_num_embeddings"] = vocos.adanorm_num_embeddings;
+    if (vocos.pos_net_norm != "group") n["backbone"]["pos_net_norm"] = vocos.pos_net_norm;
+    if (vocos.attention_windowed()) {
+      n["backbone"]["attention_window"].push_back(vocos.attention_left);
+      n["backbone"]["attention_window"].push_back(vocos.attention_right);
+      n["backbone"]["attention_window"].SetStyle(YAML::EmitterStyle::Flow);
+    }
     n["head"]["n_fft"] = vocos.n_fft;
     n["head"]["hop_length"] = vocos.hop;
   } else {
@@ -157,6 +184,7 @@ ModelConfig ModelConfig::from_yaml(const std::string& text, const std::string& o
       get(b, "intermediate_dim", c.vocos.intermediate_dim);
       get(b, "num_layers", c.vocos.num_layers);
       get(b, "adanorm_num_embeddings", c.vocos.adanorm_num_embeddings);
+      read_backbone_extensions(b, c.vocos, origin);
       get(n["head"], "n_fft", c.vocos.n_fft);
       get(n["head"], "hop_length", c.vocos.hop);
     } else {
@@ -206,6 +234,7 @@ ModelConfig parse_release_config(const std::string& path) {
     get(bb, "num_layers", c.vocos.num_layers);
     if (bb["adanorm_num_embeddings"] && !bb["adanorm_num_embeddings"].IsNull())
       c.vocos.adanorm_num_embeddings = bb["adanorm_num_embeddings"].as<int>();
+    read_backbone_extensions(bb, c.vocos, path);
     YAML::Node hd = m["head"]["init_args"];
     std::string hcls = m["head"]["class_path"].as<std::string>("");
     if (hcls.find("ISTFTHead") == std::string::npos)

@@ -38,6 +38,13 @@ struct VocosConfig {
   int intermediate_dim = 2304;
   int num_layers = 12;
   int adanorm_num_embeddings = 0;  // 0: plain LayerNorm
+  // wavtok extensions (docs/STREAMING.md, "streamable models"); the defaults are upstream's architecture.
+  std::string pos_net_norm = "group";  // "group": GroupNorm over time; "affine": per-channel x * w + b
+  int attention_left = -1;             // >= 0: query t attends keys t - left .. t + right only
+  int attention_right = -1;
+  bool attention_windowed() const { return attention_left >= 0; }
+  // A backbone without statistics or attention over the whole input: a bounded window decodes it exactly.
+  bool local() const { return pos_net_norm == "affine" && attention_windowed(); }
   int n_fft = 1280;
   int hop = 320;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <utility>
@@ -476,6 +477,17 @@ void LayerNorm::forward(const float* x, int64_t rows, float* y, const float* sca
 
 // ---------------------------------------------------------------- GroupNorm
 
+void channel_affine_tc(const float* x, int64_t T, int C, const float* gamma, const float* beta, float* y, bool silu) {
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xr = x + t * C;
+    float* yr = y + t * C;
+    for (int c = 0; c < C; ++c) {
+      const float v = xr[c] * gamma[c] + beta[c];
+      yr[c] = silu ? v / (1.0f + std::exp(-v)) : v;
+    }
+  }
+}
+
 void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, const float* gamma, const float* beta,
                    float* y, bool silu) {
   const int cg = C / groups;
@@ -675,6 +687,17 @@ void AttentionCore::forward(const float* q, const float* k, const float* v, int6
   scratch.resize({T, T});
   memory sm = wrap(e->s_md, scratch.data());
   run_primitive(e->qk, {{DNNL_ARG_SRC, wrap(e->q_md, q)}, {DNNL_ARG_WEIGHTS, wrap(e->kt_md, k)}, {DNNL_ARG_DST, sm}});
+  if (win_left_ >= 0) {
+    // Keys outside the band get the lowest float: their weight after the softmax is exactly 0 (the row maximum
+    // is finite, since the query's own key is always in the band).
+    constexpr float kMasked = std::numeric_limits<float>::lowest();
+    for (int64_t t = 0; t < T; ++t) {
+      float* row = scratch.data() + t * T;
+      const int64_t lo = std::max<int64_t>(0, t - win_left_), hi = std::min<int64_t>(T, t + win_right_ + 1);
+      std::fill(row, row + lo, kMasked);
+      std::fill(row + hi, row + T, kMasked);
+    }
+  }
   run_primitive(e->softmax, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, sm}});
   if (t_observer && !name_.empty()) (*t_observer)(name_, scratch.data(), T, int(T), true);
   if (pq_) quant::fake_quant(std::span<const float>(scratch.data(), size_t(T * T)), std::span<float>(scratch.data(), size_t(T * T)), *pq_);

@@ -193,6 +193,9 @@ class LayerNorm {
 // GroupNorm on channels-last [T, C] (oneDNN 2.6 has no group normalization primitive).
 void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, const float* gamma,
                    const float* beta, float* y, bool silu);
+// y[t, c] = x[t, c] * gamma[c] + beta[c] (then SiLU when `silu`); y may alias x. The pointwise stand-in for
+// GroupNorm in streamable backbones (VocosConfig::pos_net_norm "affine").
+void channel_affine_tc(const float* x, int64_t T, int C, const float* gamma, const float* beta, float* y, bool silu);
 
 // Int8 LSTM (docs/PTQ.md): every layer input v (the layer-0 input divided by `in_divisor`, and the hidden states,
 // which lie in (-1, 1)) is u8 = clamp(rint(v * data_scale + data_shift), 0, 255), one mapping for all of them as
@@ -253,6 +256,8 @@ class AttentionCore {
   const quant::LogQParams* prob_quant() const { return pq_.get(); }
   // Name under which the activation observer sees the probabilities ([T, T] rows, channels-last).
   void set_name(std::string name) { name_ = std::move(name); }
+  // Query t attends keys t - left .. t + right only (a band mask before the softmax); left < 0: all keys.
+  void set_window(int left, int right) { win_left_ = left, win_right_ = right; }
 
  private:
   struct Entry {
@@ -264,6 +269,7 @@ class AttentionCore {
   ShapeCache<Entry> cache_;
   std::shared_ptr<const quant::LogQParams> pq_;
   std::string name_;
+  int win_left_ = -1, win_right_ = -1;
 };
 
 }  // namespace wavtok

@@ -71,6 +71,7 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
     setup_layer(attn_.v, w, n + ".v");
     setup_layer(attn_.proj, w, n + ".proj_out");
     setup_attention(attn_.core, w, n);  // post-softmax quantizer, when the file has one
+    attn_.core.set_window(c.attention_left, c.attention_right);
   }
   post_res_.push_back(load_res(3));
   post_res_.push_back(load_res(4));
@@ -104,15 +105,22 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
   final_b_ = w.get(prefix + "final_layer_norm.bias", {D});
 }
 
+void VocosBackbone::pos_norm(const float* x, int64_t T, const Tensor& w, const Tensor& b, float* y, bool silu) const {
+  if (c_.pos_net_norm == "affine")
+    channel_affine_tc(x, T, c_.dim, w.data(), b.data(), y, silu);
+  else
+    group_norm_tc(x, T, c_.dim, kGroups, kGroupNormEps, w.data(), b.data(), y, silu);
+}
+
 void VocosBackbone::resblock(const ResBlock& b, Tensor& x, Tensor& t1, Tensor& t2) const {
   const int64_t T = x.dim(0);
   const int D = c_.dim;
   t1.resize({T, D});
-  group_norm_tc(x.data(), T, D, kGroups, kGroupNormEps, b.n1w.data(), b.n1b.data(), t1.data(), true);
+  pos_norm(x.data(), T, b.n1w, b.n1b, t1.data(), true);
   pad_rows(t1, 1, t2);
   t1.resize({T, D});
   b.conv1.forward(t2.data(), T + 2, t1.data());
-  group_norm_tc(t1.data(), T, D, kGroups, kGroupNormEps, b.n2w.data(), b.n2b.data(), t1.data(), true);
+  pos_norm(t1.data(), T, b.n2w, b.n2b, t1.data(), true);
   pad_rows(t1, 1, t2);
   b.conv2.forward(t2.data(), T + 2, x.data(), /*accumulate=*/true);
 }
@@ -121,7 +129,7 @@ void VocosBackbone::attention(const Attn& a, Tensor& x, Tensor& t1, Tensor& t2) 
   const int64_t T = x.dim(0);
   const int D = c_.dim;
   t1.resize({T, D});
-  group_norm_tc(x.data(), T, D, kGroups, kGroupNormEps, a.nw.data(), a.nb.data(), t1.data(), false);
+  pos_norm(x.data(), T, a.nw, a.nb, t1.data(), false);
   Tensor &q = scratch_tensor(this, 10), &k = scratch_tensor(this, 11), &v = scratch_tensor(this, 12),
          &scores = scratch_tensor(this, 13);
   q.resize({T, D});
@@ -156,7 +164,7 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
   for (const auto& b : pre_res_) resblock(b, x, t1, t2);
   attention(attn_, x, t1, t2);
   for (const auto& b : post_res_) resblock(b, x, t1, t2);
-  group_norm_tc(x.data(), F, D, kGroups, kGroupNormEps, pos_norm_w_.data(), pos_norm_b_.data(), x.data(), false);
+  pos_norm(x.data(), F, pos_norm_w_, pos_norm_b_, x.data(), false);
   const int64_t row = c_.adanorm_num_embeddings > 0 ? bandwidth_id : 0;
   ln_.forward(x.data(), F, x.data(), norm_.scale.data() + row * D, norm_.shift.data() + row * D);
   Tensor& h = scratch_tensor(this, 3);

@@ -41,6 +41,8 @@ class VocosBackbone {
     NormParams norm;
     Linear pw1, pw2;  // layer scale gamma folded into pw2
   };
+  // pos_net's normalisation: GroupNorm over time, or the per-channel affine of a streamable backbone.
+  void pos_norm(const float* x, int64_t T, const Tensor& w, const Tensor& b, float* y, bool silu) const;
   void resblock(const ResBlock& b, Tensor& x, Tensor& t1, Tensor& t2) const;
   void attention(const Attn& a, Tensor& x, Tensor& t1, Tensor& t2) const;
   NormParams load_norm(const WeightMap& w, const std::string& name) const;

@@ -1,11 +1,16 @@
 // WavTokenizer checkpoints against outputs of the original PyTorch implementation
 // (../shared/fixtures/wavtokenizer-75) and of our own PyTorch reference at 40 tokens/s.
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include <gtest/gtest.h>
 
+#include "codec/config.h"
+#include "codec/error.h"
 #include "codec/model.h"
 #include "codec/model_file.h"
+#include "codec/streaming.h"
 #include "dsp/audio_io.h"
 #include "tests/reference_check.h"
 #include "tests/test_util.h"
@@ -35,6 +40,90 @@ TEST(WavTokenizer75, ConvertedFileGivesIdenticalResults) {
   EXPECT_EQ(ta.codes, tb.codes);
   std::vector<float> ya = a->decode(ta), yb = b->decode(tb);
   EXPECT_EQ(ya, yb);
+}
+
+// The streamable backbone variant (pos_net_norm "affine", attention_window; docs/STREAMING.md) on the fixture
+// model's weights: the engine against the PyTorch reference, which implements the variant on its own
+// (models/wavtok_ref/vocos.py), then streaming decoding against one-shot decoding.
+TEST(WavTokenizerStreamable, MatchesReferenceAndStreamsLikeOneShot) {
+  const std::string dir = scratch_dir("streamable_ref");
+  auto base = Model::load(fixture("wavtokenizer-75/model.ckpt"));
+  ModelConfig cfg = base->config();
+  cfg.vocos.pos_net_norm = "affine";
+  cfg.vocos.attention_left = 12;  // far shorter than the clip's 300 frames, so the band mask matters
+  cfg.vocos.attention_right = 2;
+  write_model_file(dir + "/m.wtk", cfg, base->weights());
+  auto m = Model::load(dir + "/m.wtk");
+  EXPECT_EQ(m->config().vocos.pos_net_norm, "affine");
+  EXPECT_EQ(m->config().vocos.attention_right, 2);
+  ASSERT_EQ(run_python(source_dir() + "/models/reference_outputs.py --model " + dir + "/m.wtk --input " +
+                       fixture("wavtokenizer-75/speech.input.wav") + " --out " + dir),
+            0)
+      << "the PyTorch reference could not run: run scripts/setup.sh (installs python3-torch)";
+  check_against(*m, dir);
+  // The variant decodes differently from the upstream architecture (the reference check above is not vacuous).
+  Tokens t;
+  t.n_q = 1;
+  auto codes = npy_ints(dir + "/speech.codes.npy");
+  t.frames = int64_t(codes.size());
+  t.codes.assign(codes.begin(), codes.end());
+  const std::vector<float> one = m->decode(t);
+  EXPECT_LT(snr_db(one, base->decode(t)), 20.0);
+  // Streamed at the default preset: the backbone is local, so a window decodes like the whole clip (the
+  // upstream architecture gets 4.4 dB here, docs/STREAMING.md).
+  StreamingDecoder dec(m, stream_preset("default"));
+  std::vector<float> audio;
+  for (int64_t f = 0; f < t.frames; f += 2) dec.push(t.codes.data() + f, std::min<int64_t>(2, t.frames - f), 1, audio);
+  dec.flush(audio);
+  ASSERT_EQ(audio.size(), one.size());
+  const double snr = snr_db(one, audio);
+  std::printf("streamable fixture model, default preset: %.1f dB SNR vs one-shot\n", snr);
+  EXPECT_GE(snr, 30.0);
+}
+
+// The variant's two fields survive the engine's own file and are read from a release-style config.yaml (where
+// upstream configs never have them); bad values are refused with the field's name.
+TEST(WavTokenizerStreamable, ConfigFieldsRoundTripAndBadValuesAreRefused) {
+  ModelConfig c = Model::load(fixture("wavtokenizer-75/model.ckpt"))->config();
+  EXPECT_EQ(c.vocos.pos_net_norm, "group");
+  EXPECT_FALSE(c.vocos.attention_windowed());
+  EXPECT_FALSE(c.vocos.local());
+  c.vocos.pos_net_norm = "affine";
+  c.vocos.attention_left = 48;
+  c.vocos.attention_right = 2;
+  const ModelConfig r = ModelConfig::from_yaml(c.to_yaml(), "test");
+  EXPECT_EQ(r.vocos.pos_net_norm, "affine");
+  EXPECT_EQ(r.vocos.attention_left, 48);
+  EXPECT_EQ(r.vocos.attention_right, 2);
+  EXPECT_TRUE(r.vocos.local());
+
+  const std::string dir = scratch_dir("streamable_cfg");
+  std::ifstream in(fixture("wavtokenizer-75/config.yaml"));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string anchor = "adanorm_num_embeddings: 4";
+  ASSERT_NE(text.find(anchor), std::string::npos);
+  auto with = [&](const std::string& extra) {
+    std::string t = text;
+    t.insert(t.find(anchor) + anchor.size(), extra);
+    std::ofstream(dir + "/config.yaml") << t;
+    return dir + "/config.yaml";
+  };
+  const ModelConfig rel = parse_release_config(with(", pos_net_norm: affine, attention_window: [30, 1]"));
+  EXPECT_EQ(rel.vocos.pos_net_norm, "affine");
+  EXPECT_EQ(rel.vocos.attention_left, 30);
+  EXPECT_EQ(rel.vocos.attention_right, 1);
+  auto refused = [&](const std::string& extra, const std::string& word) {
+    try {
+      parse_release_config(with(extra));
+      ADD_FAILURE() << extra << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(word), std::string::npos) << e.what();
+    }
+  };
+  refused(", pos_net_norm: batch", "pos_net_norm");
+  refused(", attention_window: [4]", "attention_window");
+  refused(", attention_window: [-1, 2]", "attention_window");
+  refused(", attention_window: 7", "attention_window");
 }
 
 // A 40 tokens/s model (ratios [6,5,5,4], n_fft 2400, hop 600) made by our own PyTorch reference.

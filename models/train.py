@@ -212,6 +212,41 @@ def kmeans_init(model: WavTokenizer, sampler: CropSampler, rng: np.random.Genera
 
 
 @torch.no_grad()
+@torch.no_grad()
+def fold_pos_net_group_norms(src: WavTokenizer, dst: WavTokenizer, clips: List[np.ndarray], log) -> None:
+    """dst's ChannelAffine layers (pos_net_norm "affine") from src's GroupNorms with fixed statistics.
+
+    Each GroupNorm's per-group mean and variance, averaged over whole clips (the statistics a one-shot decode of
+    a clip uses), are folded into its affine: y = x * w / sqrt(var + eps) + (b - mean * w / sqrt(var + eps)).
+    The result decodes like src up to the clip-to-clip variation of the statistics (models/TRAINING.md, v5)."""
+    gns = {n: m for n, m in src.backbone.pos_net.named_modules() if isinstance(m, torch.nn.GroupNorm)}
+    sums = {n: [0.0, 0.0] for n in gns}
+    hooks = []
+    for n, m in gns.items():
+        def rec(mod, inp, out, n=n):
+            g = inp[0].reshape(inp[0].shape[0], mod.num_groups, -1)
+            sums[n][0] = sums[n][0] + g.mean(-1)[0].double()
+            sums[n][1] = sums[n][1] + g.var(-1, unbiased=False)[0].double()
+        hooks.append(m.register_forward_hook(rec))
+    hop = src.hop_length
+    for c in clips:
+        x = torch.from_numpy(c[: (len(c) // hop) * hop].astype(np.float32) / 32768.0)[None]
+        feats, _, _ = src.encode(x)
+        src.backbone(feats, bandwidth_id=torch.tensor([0]))
+    for h in hooks:
+        h.remove()
+    dst_mods = dict(dst.backbone.pos_net.named_modules())
+    for n, m in gns.items():
+        mu, var = (v / len(clips) for v in sums[n])
+        per_ch = m.num_channels // m.num_groups
+        inv = (1.0 / torch.sqrt(var + m.eps)).repeat_interleave(per_ch).float()
+        mu = mu.repeat_interleave(per_ch).float()
+        d = dst_mods[n]
+        d.weight.copy_(m.weight * inv)
+        d.bias.copy_(m.bias - mu * m.weight * inv)
+    log(f"pos_net GroupNorms folded into per-channel affines with statistics of {len(clips)} clips")
+
+
 def restart_dead_codes(model: WavTokenizer, latents: torch.Tensor, dead: torch.Tensor,
                        gen: torch.Generator) -> int:
     """Move the codes flagged in `dead` onto random latents of the current batch (plus a little noise),
@@ -418,6 +453,12 @@ def main():
         if diff and not branching:
             log(f"--allow-config-change: continuing {ckpt_path} with a changed config: {'; '.join(diff)}")
         model.load_state_dict(st["model"])
+        src_norm = ((st.get("config") or {}).get("model") or {}).get("pos_net_norm", "group")
+        if branching and model.cfg.pos_net_norm == "affine" and src_norm == "group":
+            src = WavTokenizer(**st["config"]["model"])
+            src.load_state_dict(st["model"])
+            src.eval()
+            fold_pos_net_group_norms(src, model, sampler.clips[: int((cfg.get("init") or {}).get("fold_clips", 80))], log)
         try:
             opt.load_state_dict(st["optimizer"])
         except (KeyError, ValueError) as e:  # e.g. a checkpoint from a different param-group layout
@@ -434,6 +475,7 @@ def main():
     elif args.resume:
         sys.exit(f"--resume: {ckpt_path} not found")
     elif args.init_wtk:
+        ini = cfg.get("init") or {}
         bypass = int(cfg["vq"].get("bypass_steps", 0))
         if args.init_step is None or args.init_step <= bypass:
             sys.exit(f"--init-wtk needs --init-step N with N > vq.bypass_steps ({bypass}): the weights are past the warm-up")
@@ -448,6 +490,8 @@ def main():
         missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
         if unexpected:
             sys.exit(f"{args.init_wtk}: unexpected tensors {unexpected[:5]}")
+        if model.cfg.pos_net_norm == "affine" and src.cfg.pos_net_norm == "group":
+            fold_pos_net_group_norms(src, model, sampler.clips[: int(ini.get("fold_clips", 80))], log)
         step = args.init_step
         rewarm = (step, max(1, args.init_warmup))
         model.train()
@@ -490,6 +534,7 @@ def main():
 
     bs = int(d["batch_size"])
     vq = cfg["vq"]
+    decoder_only = bool(vq.get("decoder_only", False))  # v5: only the backbone and the head train
     log_every = int(r.get("log_every", 10))
     t_start = time.time()
     t_ckpt = t_export = time.time()
@@ -505,7 +550,8 @@ def main():
         if rewarm is not None and step >= rewarm[0]:
             lr *= min(1.0, (step - rewarm[0] + 1) / rewarm[1])
         # the encoder is frozen for the first encoder_freeze_steps steps of VQ training (see TRAINING.md)
-        enc_frozen = bypass_steps <= step < bypass_steps + int(vq.get("encoder_freeze_steps", 0))
+        enc_frozen = (bypass_steps <= step < bypass_steps + int(vq.get("encoder_freeze_steps", 0))
+                      or decoder_only)
         for g in opt.param_groups:
             g["lr"] = lr * (0.0 if enc_frozen and g["encoder"] else g["lr_mult"])
         if step == bypass_steps and not bool(codebook_module(model).inited.item()):
@@ -514,6 +560,11 @@ def main():
         if step < bypass_steps:  # autoencoder warm-up: continuous latents, no quantizer
             latents = model.feature_extractor.encoder(audio.unsqueeze(1))
             features, codes, commit = latents, torch.zeros(1), torch.zeros(1)
+        elif decoder_only:  # encoder and codebook fixed (eval mode: no EMA update), so the tokens stay the source's
+            model.feature_extractor.eval()
+            with torch.no_grad():
+                features, codes, commit, latents = model.feature_extractor(audio)
+            model.feature_extractor.train()
         elif enc_frozen:  # no graph through the frozen encoder (its commitment gradient would only inflate the
             with torch.no_grad():  # gradient norm that the clipping sees, and its backward costs time)
                 features, codes, commit, latents = model.feature_extractor(audio)
@@ -535,7 +586,7 @@ def main():
             if last_used is None:  # (also after resuming an older checkpoint): every code counts as unused
                 last_used = torch.full((model.cfg.codebook_size,), step - 10 ** 6, dtype=torch.long)
             last_used[codes.flatten().unique()] = step
-            if vq.get("dead_code_every") and step % int(vq["dead_code_every"]) == 0:
+            if vq.get("dead_code_every") and step % int(vq["dead_code_every"]) == 0 and not decoder_only:
                 dead = (step - last_used) > int(vq["dead_code_after"])
                 n_dead = restart_dead_codes(model, latents, dead, vq_gen)
                 last_used[dead] = step

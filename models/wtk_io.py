@@ -61,7 +61,8 @@ def reference_kwargs(cfg):
                 ratios=list(e["ratios"]), codebook_size=q["bins"], n_q=q["n_q"], backbone_dim=b["dim"],
                 intermediate_dim=b["intermediate_dim"], num_layers=b["num_layers"],
                 adanorm_num_embeddings=b["adanorm_num_embeddings"] or None, n_fft=h["n_fft"],
-                hop_length=h["hop_length"])
+                hop_length=h["hop_length"], pos_net_norm=b.get("pos_net_norm", "group"),
+                attention_window=b.get("attention_window"))
 
 
 def load_wtk_as_reference(path):

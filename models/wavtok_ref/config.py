@@ -43,6 +43,10 @@ class WavTokenizerConfig:
     num_layers: int = 12
     adanorm_num_embeddings: Optional[int] = 4
     layer_scale_init_value: Optional[float] = None
+    # wavtok extensions (not in upstream configs): "affine" replaces pos_net's GroupNorms by per-channel affines
+    # and attention_window [left, right] bounds the attention, so the backbone streams exactly
+    pos_net_norm: str = "group"
+    attention_window: Optional[List[int]] = None
     # iSTFT head
     n_fft: int = 1280
     hop_length: int = 320
@@ -59,6 +63,10 @@ class WavTokenizerConfig:
     def validate(self):
         if self.encoder_hop != self.hop_length:
             raise ValueError(f"encoder hop {self.encoder_hop} != head hop_length {self.hop_length}")
+        if self.pos_net_norm not in ("group", "affine"):
+            raise ValueError(f"pos_net_norm must be 'group' or 'affine', not {self.pos_net_norm!r}")
+        if self.attention_window is not None and (len(self.attention_window) != 2 or min(self.attention_window) < 0):
+            raise ValueError(f"attention_window must be [left, right] with both >= 0, not {self.attention_window}")
         if self.padding == "same" and (self.n_fft - self.hop_length) % 2:
             raise ValueError("n_fft - hop_length must be even for 'same' padding")
 
@@ -86,6 +94,10 @@ class WavTokenizerConfig:
         }
         if self.layer_scale_init_value is not None:
             bb_args["layer_scale_init_value"] = self.layer_scale_init_value
+        if self.pos_net_norm != "group":
+            bb_args["pos_net_norm"] = self.pos_net_norm
+        if self.attention_window is not None:
+            bb_args["attention_window"] = [int(v) for v in self.attention_window]
         bb = {"class_path": "decoder.models.VocosBackbone", "init_args": bb_args}
         head = {
             "class_path": "decoder.heads.ISTFTHead",
@@ -159,6 +171,9 @@ class WavTokenizerConfig:
         c.num_layers = int(bb["num_layers"])
         c.adanorm_num_embeddings = bb.get("adanorm_num_embeddings")
         c.layer_scale_init_value = bb.get("layer_scale_init_value")
+        c.pos_net_norm = bb.get("pos_net_norm", "group")
+        w = bb.get("attention_window")
+        c.attention_window = None if w is None else [int(v) for v in w]
         c.n_fft = int(hd["n_fft"])
         c.hop_length = int(hd["hop_length"])
         c.padding = hd.get("padding", "same")

@@ -1,7 +1,7 @@
 """Vocos-style decoder: backbone (pos_net + ConvNeXt blocks with AdaLayerNorm) and the iSTFT head."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -16,14 +16,37 @@ def group_norm(ch: int, groups: int = 32) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=groups, num_channels=ch, eps=1e-6, affine=True)
 
 
+class ChannelAffine(nn.Module):
+    """x * weight + bias per channel: the streamable stand-in for pos_net's GroupNorm (pos_net_norm "affine").
+
+    GroupNorm over time normalises with statistics of the whole input, so no bounded window reproduces it;
+    with fixed statistics folded into its affine it becomes this pointwise layer (same tensor names)."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ch))
+        self.bias = nn.Parameter(torch.zeros(ch))
+
+    def forward(self, x):  # (B, C, T)
+        return x * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+def pos_norm(ch: int, kind: str) -> nn.Module:
+    if kind == "group":
+        return group_norm(ch)
+    if kind == "affine":
+        return ChannelAffine(ch)
+    raise ValueError(f"pos_net_norm must be 'group' or 'affine', not {kind!r}")
+
+
 class ResnetBlock(nn.Module):
     """GroupNorm -> swish -> conv3 -> GroupNorm -> swish -> dropout -> conv3, plus identity."""
 
-    def __init__(self, channels: int, dropout: float = 0.1):
+    def __init__(self, channels: int, dropout: float = 0.1, norm: str = "group"):
         super().__init__()
-        self.norm1 = group_norm(channels)
+        self.norm1 = pos_norm(channels, norm)
         self.conv1 = nn.Conv1d(channels, channels, 3, padding=1)
-        self.norm2 = group_norm(channels)
+        self.norm2 = pos_norm(channels, norm)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv1d(channels, channels, 3, padding=1)
 
@@ -34,11 +57,14 @@ class ResnetBlock(nn.Module):
 
 
 class AttnBlock(nn.Module):
-    """Single-head self-attention over time with 1x1-conv q/k/v/out projections, plus identity."""
+    """Single-head self-attention over time with 1x1-conv q/k/v/out projections, plus identity.
 
-    def __init__(self, channels: int):
+    window (left, right): query t attends keys t-left .. t+right only (None: the whole input)."""
+
+    def __init__(self, channels: int, norm: str = "group", window: Optional[Sequence[int]] = None):
         super().__init__()
-        self.norm = group_norm(channels)
+        self.window = None if window is None else (int(window[0]), int(window[1]))
+        self.norm = pos_norm(channels, norm)
         self.q = nn.Conv1d(channels, channels, 1)
         self.k = nn.Conv1d(channels, channels, 1)
         self.v = nn.Conv1d(channels, channels, 1)
@@ -49,6 +75,10 @@ class AttnBlock(nn.Module):
         q, k, v = self.q(h), self.k(h), self.v(h)  # (B, C, T)
         c = q.shape[1]
         scores = torch.bmm(q.transpose(1, 2), k) * (c ** -0.5)  # (B, Tq, Tk)
+        if self.window is not None:
+            t = scores.shape[1]
+            d = torch.arange(t, device=x.device)[None, :] - torch.arange(t, device=x.device)[:, None]  # key - query
+            scores = scores.masked_fill((d < -self.window[0]) | (d > self.window[1]), float("-inf"))
         attn = torch.softmax(scores, dim=2)
         out = torch.bmm(v, attn.transpose(1, 2))  # (B, C, Tq)
         return x + self.proj_out(out)
@@ -101,7 +131,10 @@ class VocosBackbone(nn.Module):
 
     def __init__(self, input_channels: int, dim: int, intermediate_dim: int, num_layers: int,
                  layer_scale_init_value: Optional[float] = None,
-                 adanorm_num_embeddings: Optional[int] = None, dropout: float = 0.1):
+                 adanorm_num_embeddings: Optional[int] = None, dropout: float = 0.1,
+                 pos_net_norm: str = "group", attention_window: Optional[Sequence[int]] = None):
+        """pos_net_norm "affine" and attention_window make the backbone local in time (streamable exactly,
+        docs/STREAMING.md); the defaults are upstream's."""
         super().__init__()
         self.input_channels = input_channels
         self.embed = nn.Conv1d(input_channels, dim, 7, padding=3)
@@ -118,9 +151,10 @@ class VocosBackbone(nn.Module):
             if isinstance(m, (nn.Conv1d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
+        pn = pos_net_norm
         self.pos_net = nn.Sequential(
-            ResnetBlock(dim, dropout), ResnetBlock(dim, dropout), AttnBlock(dim),
-            ResnetBlock(dim, dropout), ResnetBlock(dim, dropout), group_norm(dim),
+            ResnetBlock(dim, dropout, pn), ResnetBlock(dim, dropout, pn), AttnBlock(dim, pn, attention_window),
+            ResnetBlock(dim, dropout, pn), ResnetBlock(dim, dropout, pn), pos_norm(dim, pn),
         )
 
     def forward(self, x, bandwidth_id: Optional[torch.Tensor] = None):

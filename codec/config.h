@@ -45,6 +45,10 @@ struct VocosConfig {
   bool attention_windowed() const { return attention_left >= 0; }
   // A backbone without statistics or attention over the whole input: a bounded window decodes it exactly.
   bool local() const { return pos_net_norm == "affine" && attention_windowed(); }
+  // Frames of past latents that can reach a frame's audio through a local backbone: embed conv (3), four
+  // pos_net ResnetBlocks (1 + 1 each), the attention window, the ConvNeXt depthwise convs (3 each) and the iSTFT
+  // frames overlapping a hop (n_fft / hop). Past that, more context changes nothing.
+  int local_left_context() const { return 3 + 8 + attention_left + 3 * num_layers + (n_fft + hop - 1) / hop; }
   int n_fft = 1280;
   int hop = 320;
 };

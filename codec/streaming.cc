@@ -166,6 +166,10 @@ StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const Str
     exact_ = std::make_unique<Exact>(seanet_graph(model_));
     return;
   }
+  // A local backbone (VocosConfig::local) cannot use past context beyond its receptive field: trim the window to it,
+  // which keeps the output and saves the compute.
+  const VocosConfig& v = model_->config().vocos;
+  if (model_->config().arch == "wavtokenizer" && v.local()) p_.left_frames = std::min(p_.left_frames, v.local_left_context());
   feats_.reserve(size_t(p_.left_frames + p_.block_frames + p_.lookahead_frames + 2) * dim_);
 }
 

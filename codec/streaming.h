@@ -82,6 +82,8 @@ class StreamingDecoder {
   int64_t flush(std::vector<float>& out);
   size_t memory_bytes() const;  // capacity of the session's buffers
   bool exact() const { return exact_ != nullptr; }  // layer-wise exact (EnCodec) rather than windowed
+  // The parameters in use: left_frames is trimmed to the receptive field of a local backbone (VocosConfig::local).
+  const StreamParams& params() const { return p_; }
   ~StreamingDecoder();
   StreamingDecoder(StreamingDecoder&&) noexcept;
   StreamingDecoder& operator=(StreamingDecoder&&) noexcept;

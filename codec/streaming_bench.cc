@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
           streams_exactly(*model) ? 1000.0 * hop / sr : 1000.0 * (p.block_frames + p.lookahead_frames) * hop / sr;
       if (pi == 0) continue;
       std::printf("%-14s %7.1f %6d %6d %6d %7.0fms %8.2f%% %7.1fdB %8.1f %8.1f %10.1f\n", name.c_str(), audio_s,
-                  p.left_frames, p.block_frames, p.lookahead_frames, latency_ms,
+                  dec.params().left_frames, p.block_frames, p.lookahead_frames, latency_ms,
                   100.0 * same / std::max<size_t>(1, one_fm.size()), snr_db(one_audio, audio), audio_s / enc_s,
                   audio_s / dec_s, (enc.memory_bytes() + dec.memory_bytes()) / 1024.0);
       std::fflush(stdout);

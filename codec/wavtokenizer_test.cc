@@ -72,6 +72,8 @@ TEST(WavTokenizerStreamable, MatchesReferenceAndStreamsLikeOneShot) {
   // Streamed at the default preset: the backbone is local, so a window decodes like the whole clip (the
   // upstream architecture gets 4.4 dB here, docs/STREAMING.md).
   StreamingDecoder dec(m, stream_preset("default"));
+  // The window's past context is trimmed to the backbone's receptive field (3 + 8 + 12 + 3 x 4 + 4 frames).
+  EXPECT_EQ(dec.params().left_frames, 39);
   std::vector<float> audio;
   for (int64_t f = 0; f < t.frames; f += 2) dec.push(t.codes.data() + f, std::min<int64_t>(2, t.frames - f), 1, audio);
   dec.flush(audio);

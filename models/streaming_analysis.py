@@ -8,7 +8,11 @@ one-shot audio in three variants of the backbone's GroupNorm layers (pos_net):
   oracle  each window uses the one-shot run's statistics (an upper bound for any GroupNorm-statistics scheme:
           what is left is the attention block, which sees only the window);
   cumul   statistics over the one-shot activations from the stream start to the window's end (a causal
-          running-statistics scheme, approximated with the one-shot activations).
+          running-statistics scheme, approximated with the one-shot activations);
+  posnet  each window gets the one-shot run's pos_net output (GroupNorms and attention as if it saw the whole
+          clip): what is left is the ConvNeXt blocks and the head seeing only the window. Near-exact figures here
+          mean that a backbone whose pos_net is local (pos_net_norm "affine" + attention_window, recipe v5)
+          streams like one-shot.
 
     /usr/bin/python3 models/streaming_analysis.py [--model models/default/wavtok-default.wtk] clip.wav [L/B/A ...]
 """
@@ -47,7 +51,18 @@ def main():
     feats, _, _ = m.encode(read_wav(a.clip))
     T, hop = feats.shape[-1], m.cfg.hop_length
     gns = [mod for mod in m.backbone.modules() if isinstance(mod, torch.nn.GroupNorm)]
-    state = {"mode": "record", "full": {}, "end": None}
+    state = {"mode": "record", "full": {}, "end": None, "start": 0, "posnet": None}
+    pos_forward = m.backbone.pos_net.forward
+
+    def posnet_forward(x):
+        if state["mode"] == "record":
+            y = pos_forward(x)
+            state["posnet"] = y.detach().clone()
+            return y
+        if state["mode"] == "posnet":
+            return state["posnet"][..., state["start"]:state["end"]]
+        return pos_forward(x)
+    m.backbone.pos_net.forward = posnet_forward
     plain_forward = torch.nn.GroupNorm.forward
 
     def gn_forward(self, x):
@@ -57,7 +72,7 @@ def main():
         if state["mode"] == "record":
             state["full"][i] = x.detach().clone()
             return plain_forward(self, x)
-        if state["mode"] == "plain":
+        if state["mode"] in ("plain", "posnet"):
             return plain_forward(self, x)
         src = state["full"][i] if state["mode"] == "oracle" else state["full"][i][..., :state["end"]]
         s = src.reshape(B, self.num_groups, -1)
@@ -69,16 +84,17 @@ def main():
     with torch.no_grad():
         ref = m.decode(feats)[0]
         print(f"{a.clip}: {T} frames; SNR of windowed vs one-shot decoding")
-        print(f"{'left/block/look':>16} {'plain':>8} {'oracle':>8} {'cumul':>8}")
+        modes = ("plain", "oracle", "cumul", "posnet")
+        print(f"{'left/block/look':>16} " + " ".join(f"{v:>8}" for v in modes))
         for spec in a.windows:
             left, block, look = map(int, spec.split("/"))
             row = []
-            for mode in ("plain", "oracle", "cumul"):
+            for mode in modes:
                 state["mode"] = mode
                 out = torch.zeros_like(ref)
                 for b0 in range(0, T, block):
                     s, e = max(0, b0 - left), min(T, b0 + block + look)
-                    state["end"] = e
+                    state["start"], state["end"] = s, e
                     y = m.decode(feats[..., s:e])[0]
                     b1 = min(T, b0 + block)
                     out[b0 * hop:b1 * hop] = y[(b0 - s) * hop:(b1 - s) * hop]

@@ -16,6 +16,9 @@
 // `left` frames of past context, the block, and `lookahead` frames of future context, and keeps the block's
 // part. Output length and frame positions are the one-shot ones; memory is bounded by the window; the
 // result approaches one-shot decoding as the contexts grow (measured figures per preset in docs/STREAMING.md).
+// A streamable backbone (VocosConfig::local: per-channel affines instead of GroupNorm, banded attention; the
+// shipped default model) has a finite receptive field, so its windows decode like one-shot once the lookahead
+// covers the part of it that matters; `left` is then trimmed to the receptive field.
 // Algorithmic latency = (lookahead + block) frames; compute = (left + block + lookahead) / block times one-shot.
 #pragma once
 

@@ -32,9 +32,9 @@
 namespace wavtok {
 
 struct StreamParams {
-  int block_frames = 15;      // frames emitted per window run
+  int block_frames = 10;      // frames emitted per window run
   int left_frames = 150;      // past context per window
-  int lookahead_frames = 10;  // future context per window (latency)
+  int lookahead_frames = 15;  // future context per window (latency)
   int n_q = 0;                // codebooks to emit (0: all)
   int bandwidth_id = 0;       // WavTokenizer AdaLayerNorm id for decoding
   int crossfade_frames = 0;   // windowed decoding: linear fade over this much of each block from the previous

@@ -86,7 +86,7 @@ TEST(DefaultModel, W8a8LstmRecipeKeepsTokens) {
   std::printf("shipped model, w8a8-lstm: tokens equal %.2f%% of %zu, int8 decoder %.2f dB against float\n",
               100.0 * agree, tf.codes.size(), snr);
   EXPECT_GE(agree, 0.97);  // the bar; measured 97.78 % of 586 (97.8 % over the 40 held-out clips)
-  EXPECT_GT(snr, 30.0);    // measured 36.4 dB
+  EXPECT_GT(snr, 30.0);    // measured 31.9 dB on the v5 model (v4: 36.4 dB)
 }
 
 }  // namespace

@@ -157,9 +157,13 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       if (streams_exactly(*model))
         std::fprintf(stderr, "exact streaming decoder: audio as soon as each frame arrives\n");
       else
-        std::fprintf(stderr, "windowed decoder: latency %.1f ms (block %d + lookahead %d frames) + the chunk\n",
+        std::fprintf(stderr,
+                     "windowed decoder: latency %.1f ms (block %d + lookahead %d frames) + the chunk; %d frames of "
+                     "past context%s\n",
                      1000.0 * (sp.block_frames + sp.lookahead_frames) * model->hop() / model->sample_rate(),
-                     sp.block_frames, sp.lookahead_frames);
+                     sp.block_frames, sp.lookahead_frames, session.params().left_frames,
+                     model->config().vocos.local() ? " (streamable backbone: trimmed to its receptive field)"
+                                                   : " (upstream backbone: approximate, docs/STREAMING.md)");
     }
     return 0;
   }});

@@ -278,7 +278,8 @@ Conv1d::Entry Conv1d::make(int64_t tin, bool accumulate) const {
   dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
                                     w_any, bias_md, dst_md, {stride_}, {dilation_ - 1}, {0}, {0});
   dnnl::convolution_forward::primitive_desc pd(d, make_attr(post_, accumulate), cpu_engine());
-  Entry e{dnnl::convolution_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
+  Entry e{dnnl::convolution_forward(pd),
+          wcache_.get(pd.weights_desc(), [&] { return reorder_weights(pd.weights_desc(), w_user, w_.data()); }),
           copy_to_memory(bias_md, b_.data()), src_md, dst_md, bf16};
   return e;
 }
@@ -287,6 +288,7 @@ void Conv1d::set_int8(Int8Params p) {
   if (groups_ != 1) throw Error("Conv1d " + name_ + ": int8 needs groups == 1");
   q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "Conv1d");
   cache_.clear();
+  wcache_.clear();
 }
 
 Conv1d::Entry Conv1d::make_int8(int64_t tin, bool accumulate) const {
@@ -301,7 +303,9 @@ Conv1d::Entry Conv1d::make_int8(int64_t tin, bool accumulate) const {
   dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
                                     w_any, bias_md, dst_md, {stride_}, {dilation_ - 1}, {0}, {0});
   dnnl::convolution_forward::primitive_desc pd(d, int8_attr(*q_, post_, accumulate), cpu_engine());
-  return Entry{dnnl::convolution_forward(pd), reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()),
+  return Entry{dnnl::convolution_forward(pd),
+               wcache_.get(pd.weights_desc(),
+                           [&] { return reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()); }),
                copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md, false};
 }
 
@@ -366,12 +370,16 @@ ConvTranspose1d::Entry ConvTranspose1d::make(int64_t tin) const {
                                       src_md, w_any, bias_md, dst_md, {stride_}, {0}, {0});
   if (!q_) {
     dnnl::deconvolution_forward::primitive_desc pd(d, make_attr(Act::None, false), cpu_engine());
-    return Entry{dnnl::deconvolution_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
+    return Entry{dnnl::deconvolution_forward(pd),
+                 wcache_.get(pd.weights_desc(),
+                             [&] { return reorder_weights(pd.weights_desc(), w_user, w_.data()); }),
                  copy_to_memory(bias_md, b_.data()), src_md, dst_md};
   }
   // oneDNN 2.x int8: dst = output_scale[o] * (acc + bias), so bias_acc = b / (s_a s_w[o]) (zero point 0).
   dnnl::deconvolution_forward::primitive_desc pd(d, int8_attr(*q_, Act::None, false), cpu_engine());
-  return Entry{dnnl::deconvolution_forward(pd), reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()),
+  return Entry{dnnl::deconvolution_forward(pd),
+               wcache_.get(pd.weights_desc(),
+                           [&] { return reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()); }),
                copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md};
 }
 
@@ -380,6 +388,7 @@ void ConvTranspose1d::set_int8(Int8Params p) {
     throw Error("ConvTranspose1d " + name_ + ": int8 needs symmetric activations (zero point 0, no shift/smooth)");
   q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "ConvTranspose1d");
   cache_.clear();
+  wcache_.clear();
 }
 
 void ConvTranspose1d::forward(const float* x, int64_t tin, float* y) const {
@@ -414,13 +423,15 @@ Linear::Entry Linear::make(int64_t rows, bool accumulate) const {
   memory::desc w_any({cout_, cin_}, cdt, dtag::any);
   dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, w_any, bias_md, dst_md);
   dnnl::inner_product_forward::primitive_desc pd(d, make_attr(post_, accumulate), cpu_engine());
-  return Entry{dnnl::inner_product_forward(pd), reorder_weights(pd.weights_desc(), w_user, w_.data()),
+  return Entry{dnnl::inner_product_forward(pd),
+               wcache_.get(pd.weights_desc(), [&] { return reorder_weights(pd.weights_desc(), w_user, w_.data()); }),
                copy_to_memory(bias_md, b_.data()), src_md, dst_md, bf16};
 }
 
 void Linear::set_int8(Int8Params p) {
   q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "Linear");
   cache_.clear();
+  wcache_.clear();
 }
 
 Linear::Entry Linear::make_int8(int64_t rows, bool accumulate) const {
@@ -431,7 +442,9 @@ Linear::Entry Linear::make_int8(int64_t rows, bool accumulate) const {
   memory::desc w_any({cout_, cin_}, ddt::s8, dtag::any);
   dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, w_any, bias_md, dst_md);
   dnnl::inner_product_forward::primitive_desc pd(d, int8_attr(*q_, post_, accumulate), cpu_engine());
-  return Entry{dnnl::inner_product_forward(pd), reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()),
+  return Entry{dnnl::inner_product_forward(pd),
+               wcache_.get(pd.weights_desc(),
+                           [&] { return reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()); }),
                copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md, false};
 }
 
@@ -568,6 +581,8 @@ void Lstm::set_int8(LstmInt8Params p) {
     throw Error("Lstm: bad int8 data scale, shift or input divisor");
   q_ = std::move(p);
   cache_.clear();
+  wl_cache_.clear();
+  wi_cache_.clear();
 }
 
 Lstm::Entry Lstm::make(int64_t T) const {
@@ -604,8 +619,9 @@ Lstm::Entry Lstm::make(int64_t T) const {
     dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), have, cpu_engine(), want, rattr)).execute(s, src, dst);
     return dst;
   };
-  return Entry{dnnl::lstm_forward(pd), weights(pd.weights_layer_desc(), wl_user, wl_.data()),
-               weights(pd.weights_iter_desc(), wi_user, wi_.data()), copy_to_memory(bias_md, bias_.data()),
+  const memory::desc wl_md = pd.weights_layer_desc(), wi_md = pd.weights_iter_desc();
+  return Entry{dnnl::lstm_forward(pd), wl_cache_.get(wl_md, [&] { return weights(wl_md, wl_user, wl_.data()); }),
+               wi_cache_.get(wi_md, [&] { return weights(wi_md, wi_user, wi_.data()); }), copy_to_memory(bias_md, bias_.data()),
                src_md, dst_md, iter_md, iter_md, src_iter_md};
 }
 

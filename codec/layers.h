@@ -95,6 +95,7 @@ class Conv1d {
   bool bf16_ok_ = true;
   Act post_ = Act::None;
   ShapeCache<Entry> cache_;
+  WeightCache wcache_;  // the weights in each layout the cached primitives use
 };
 
 // ConvTranspose1d without output trimming (callers unpad). PyTorch weight [Cin, Cout, K].
@@ -137,6 +138,7 @@ class ConvTranspose1d {
   int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1;
   bool channels_last_ = false;
   ShapeCache<Entry> cache_;
+  WeightCache wcache_;  // the weights in each layout the cached primitives use
 };
 
 // y[T, Cout] = post(x[T, Cin] W^T + b) [+ y before post if accumulate].
@@ -169,6 +171,7 @@ class Linear {
   int cin_ = 0, cout_ = 0;
   Act post_ = Act::None;
   ShapeCache<Entry> cache_;
+  WeightCache wcache_;  // the weights in each layout the cached primitives use
 };
 
 // LayerNorm over the last dimension of [T, C]; scale/shift may be given per call (AdaLayerNorm).
@@ -243,6 +246,7 @@ class Lstm {
   std::optional<LstmInt8Params> q_;
   std::string name_;
   ShapeCache<Entry> cache_;
+  WeightCache wl_cache_, wi_cache_;
 };
 
 // Single-head self-attention core on [T, C]: out = softmax(q k^T * scale) v.

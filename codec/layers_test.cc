@@ -236,5 +236,66 @@ TEST(AttentionCore, MatchesSoftmaxAttention) {
   EXPECT_LT(max_abs_diff(o.data(), ref), 1e-4);
 }
 
+// The per-layer primitive cache keeps the most recently used shapes only, so inputs of ever new lengths (a server,
+// a growing stream window) cannot grow it without bound.
+TEST(ShapeCache, EvictsTheLeastRecentlyUsedShape) {
+  ShapeCache<int> cache(3);
+  int made = 0;
+  auto get = [&](int64_t k) { return *cache.get(k, [&] { ++made; return int(k) * 10; }); };
+  EXPECT_EQ(get(1), 10);
+  EXPECT_EQ(get(2), 20);
+  EXPECT_EQ(get(3), 30);
+  EXPECT_EQ(made, 3);
+  EXPECT_EQ(get(1), 10);  // hit: 1 is now the most recent
+  EXPECT_EQ(made, 3);
+  EXPECT_EQ(get(4), 40);  // evicts 2, the least recently used
+  EXPECT_EQ(cache.size(), 3u);
+  EXPECT_EQ(made, 4);
+  get(1), get(3), get(4);
+  EXPECT_EQ(made, 4);
+  EXPECT_EQ(get(2), 20);  // made again
+  EXPECT_EQ(made, 5);
+}
+
+TEST(WeightCache, OneCopyPerLayout) {
+  WeightCache cache;
+  int made = 0;
+  dnnl::memory::desc a({4, 8}, ddt::f32, dtag::ab), b({4, 8}, ddt::f32, dtag::ba);
+  auto make = [&](const dnnl::memory::desc& md) {
+    return [&made, md] { ++made; return dnnl::memory(md, cpu_engine()); };
+  };
+  dnnl::memory m1 = cache.get(a, make(a));
+  dnnl::memory m2 = cache.get(a, make(a));
+  EXPECT_EQ(m1.get_data_handle(), m2.get_data_handle());
+  dnnl::memory m3 = cache.get(b, make(b));
+  EXPECT_NE(m1.get_data_handle(), m3.get_data_handle());
+  EXPECT_EQ(made, 2);
+  EXPECT_EQ(cache.size(), 2u);
+}
+
+// More input lengths than the shape cache holds, then the first ones again (rebuilt after eviction, sharing the
+// reordered weights): every call still matches the direct definition.
+TEST(Linear, ManyInputLengthsStayExact) {
+  std::mt19937 rng(11);
+  const int cin = 24, cout = 16;
+  Tensor w = randn({cout, cin}, rng, 0.3f), b = randn({cout}, rng);
+  Linear lin(w, b, Act::None);
+  std::vector<int64_t> lengths;
+  for (int64_t r = 1; r <= 60; ++r) lengths.push_back(r);
+  for (int64_t r = 1; r <= 5; ++r) lengths.push_back(r);
+  for (int64_t rows : lengths) {
+    Tensor x = randn({rows, cin}, rng), y({rows, cout});
+    lin.forward(x.data(), rows, y.data());
+    std::vector<double> ref(rows * cout);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int o = 0; o < cout; ++o) {
+        double s = b[o];
+        for (int i = 0; i < cin; ++i) s += double(w[o * cin + i]) * x[r * cin + i];
+        ref[r * cout + o] = s;
+      }
+    ASSERT_LT(max_abs_diff(y.data(), ref), 1e-4) << rows << " rows";
+  }
+}
+
 }  // namespace
 }  // namespace wavtok

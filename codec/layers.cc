@@ -247,7 +247,7 @@ void apply_act(Act act, float* x, int64_t n) {
 
 Conv1d::Conv1d(const Tensor& weight, const Tensor& bias, int stride, int dilation, int groups,
                bool channels_last, Act post)
-    : w_(weight), b_(bias), stride_(stride), dilation_(dilation), groups_(groups),
+    : w_(Tensor::share_or_copy(weight)), b_(Tensor::share_or_copy(bias)), stride_(stride), dilation_(dilation), groups_(groups),
       channels_last_(channels_last), post_(post) {
   if (weight.ndim() != 3) throw Error("Conv1d: weight must be [Cout, Cin/groups, K], got " + shape_str(weight.shape()));
   cout_ = static_cast<int>(weight.dim(0));
@@ -405,7 +405,8 @@ void ConvTranspose1d::forward(const float* x, int64_t tin, float* y) const {
 
 // ---------------------------------------------------------------- Linear
 
-Linear::Linear(const Tensor& weight, const Tensor& bias, Act post) : w_(weight), b_(bias), post_(post) {
+Linear::Linear(const Tensor& weight, const Tensor& bias, Act post)
+    : w_(Tensor::share_or_copy(weight)), b_(Tensor::share_or_copy(bias)), post_(post) {
   if (weight.ndim() != 2) throw Error("Linear: weight must be [Cout, Cin], got " + shape_str(weight.shape()));
   cout_ = static_cast<int>(weight.dim(0));
   cin_ = static_cast<int>(weight.dim(1));

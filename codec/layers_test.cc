@@ -297,5 +297,22 @@ TEST(Linear, ManyInputLengthsStayExact) {
   }
 }
 
+// Layers built from a read-only weight (a loaded Model's) alias its buffer; from any other tensor they copy it.
+TEST(Linear, SharesReadOnlyWeightsAndCopiesOthers) {
+  std::mt19937 rng(5);
+  Tensor w = randn({6, 4}, rng), b = randn({6}, rng);
+  Linear copied(w, b);
+  EXPECT_NE(copied.weight().data(), w.data());
+  w.make_read_only();
+  b.make_read_only();
+  Linear shared(w, b);
+  EXPECT_EQ(shared.weight().data(), w.data());
+  EXPECT_EQ(shared.bias().data(), b.data());
+  Tensor x = randn({3, 4}, rng), y1({3, 6}), y2({3, 6});
+  copied.forward(x.data(), 3, y1.data());
+  shared.forward(x.data(), 3, y2.data());
+  for (int64_t i = 0; i < y1.numel(); ++i) EXPECT_EQ(y1[i], y2[i]);
+}
+
 }  // namespace
 }  // namespace wavtok

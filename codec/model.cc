@@ -173,6 +173,7 @@ std::shared_ptr<const Model> Model::from_weights(ModelConfig config, WeightMap w
   std::shared_ptr<Model> m(new Model());
   m->cfg_ = std::move(config);
   m->weights_ = std::move(weights);
+  m->weights_.make_read_only();  // the layers share these buffers rather than copy them
   m->build();
   return m;
 }
@@ -184,7 +185,8 @@ void Model::build() {
   std::vector<Tensor> books;
   const std::string q = quantizer_prefix(cfg_);
   for (int i = 0; i < cfg_.quantizer.n_q; ++i)
-    books.push_back(weights_.get(q + std::to_string(i) + "._codebook.embed", {cfg_.quantizer.bins, cfg_.quantizer.dim}));
+    books.push_back(Tensor::share_or_copy(
+        weights_.get(q + std::to_string(i) + "._codebook.embed", {cfg_.quantizer.bins, cfg_.quantizer.dim})));
   vq_ = ResidualVQ(std::move(books));
   if (wt) {
     if (cfg_.vocos.input_channels != cfg_.quantizer.dim)

@@ -62,8 +62,9 @@ class Tensor {
     data_ = aligned_floats(capacity_);  // no zero fill: overwritten right away
     if (o.data_) std::copy(o.data(), o.data() + numel(), data());
   }
-  Tensor& operator=(const Tensor& o) {  // reuses this tensor's buffer when it is large enough
+  Tensor& operator=(const Tensor& o) {  // reuses this tensor's buffer when it is large enough (and its own)
     if (this != &o) {
+      read_only_ = false;
       resize(o.shape_);
       if (o.data_) std::copy(o.data(), o.data() + numel(), data());
     }
@@ -91,20 +92,40 @@ class Tensor {
   bool empty() const { return numel() == 0 || !data_; }
   size_t capacity() const { return capacity_; }  // floats the buffer holds
 
+  // Read-only sharing, for weights: a loaded Model marks its weight map read-only, and the layers built from it
+  // then alias those buffers (share()) instead of holding a second copy of every weight. Nothing may write to a
+  // read-only tensor or to a share of it (they are only reachable as const). Copies are ordinary tensors again.
+  void make_read_only() { read_only_ = true; }
+  bool read_only() const { return read_only_; }
+  Tensor share() const {
+    if (!read_only_) throw std::logic_error("Tensor::share: only read-only tensors can be shared");
+    Tensor t;
+    t.shape_ = shape_;
+    t.data_ = data_;
+    t.capacity_ = capacity_;
+    t.read_only_ = true;
+    return t;
+  }
+  // What a layer keeps of a weight it is given: a share of a read-only tensor, a copy of any other.
+  static Tensor share_or_copy(const Tensor& t) { return t.read_only() ? t.share() : Tensor(t); }
+
  private:
   template <class It>
   void reshape(It first, It last) {
     const int64_t n = std::accumulate(first, last, int64_t{1}, std::multiplies<>());
-    if (static_cast<size_t>(n) > capacity_) {
+    // A shared buffer is never reused for a new shape: the resized tensor is about to be written.
+    if (static_cast<size_t>(n) > capacity_ || (data_ && data_.use_count() > 1)) {
       data_ = aligned_floats(static_cast<size_t>(n));
       capacity_ = static_cast<size_t>(n);
+      read_only_ = false;
     }
     shape_.assign(first, last);
   }
 
   std::vector<int64_t> shape_;
-  AlignedPtr data_;
+  std::shared_ptr<float[]> data_;  // shared only between read-only tensors (share())
   size_t capacity_ = 0;
+  bool read_only_ = false;
 };
 
 std::string shape_str(const std::vector<int64_t>& shape);

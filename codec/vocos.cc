@@ -85,16 +85,8 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
     b.norm = load_norm(w, n + ".norm");
     b.pw1 = Linear(w.get(n + ".pwconv1.weight", {c.intermediate_dim, D}), w.get(n + ".pwconv1.bias", {c.intermediate_dim}),
                    Act::Gelu);
-    Tensor w2 = w.get(n + ".pwconv2.weight", {D, c.intermediate_dim});
-    Tensor b2 = w.get(n + ".pwconv2.bias", {D});
-    if (w.has(n + ".gamma")) {  // gamma * (W x + b) == (gamma W) x + gamma b
-      const Tensor& g = w.get(n + ".gamma", {D});
-      for (int o = 0; o < D; ++o) {
-        for (int i2 = 0; i2 < c.intermediate_dim; ++i2) w2[int64_t(o) * c.intermediate_dim + i2] *= g[o];
-        b2[o] *= g[o];
-      }
-    }
-    b.pw2 = Linear(w2, b2);
+    b.pw2 = Linear(w.get(n + ".pwconv2.weight", {D, c.intermediate_dim}), w.get(n + ".pwconv2.bias", {D}));
+    if (w.has(n + ".gamma")) b.gamma = Tensor::share_or_copy(w.get(n + ".gamma", {D}));
     setup_layer(b.pw1, w, n + ".pwconv1");
     if (b.pw2.name().empty() && w.has(n + ".pwconv2.act_quant") && w.has(n + ".gamma"))
       throw Error(w.origin() + ": " + n + ".pwconv2 is quantized but gamma was not folded into it");
@@ -177,7 +169,19 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
     b.dwconv.forward(t2.data(), F + 6, t1.data());
     ln_.forward(t1.data(), F, t1.data(), b.norm.scale.data() + row * D, b.norm.shift.data() + row * D);
     b.pw1.forward(t1.data(), F, h.data());
-    b.pw2.forward(h.data(), F, x.data(), /*accumulate=*/true);
+    if (b.gamma.empty()) {
+      b.pw2.forward(h.data(), F, x.data(), /*accumulate=*/true);
+      continue;
+    }
+    Tensor& y = scratch_tensor(this, 4);
+    y.resize({F, D});
+    b.pw2.forward(h.data(), F, y.data());
+    const float* g = b.gamma.data();
+    for (int64_t t = 0; t < F; ++t) {
+      float* xr = x.data() + t * D;
+      const float* yr = y.data() + t * D;
+      for (int d = 0; d < D; ++d) xr[d] += g[d] * yr[d];
+    }
   }
   ln_.forward(x.data(), F, x.data(), final_w_.data(), final_b_.data());
 }

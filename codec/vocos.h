@@ -39,7 +39,10 @@ class VocosBackbone {
   struct Block {
     Conv1d dwconv;
     NormParams norm;
-    Linear pw1, pw2;  // layer scale gamma folded into pw2
+    Linear pw1, pw2;
+    // Layer scale, applied to pw2's output: kept apart so pw2 shares the model's weight buffer (folding it would
+    // need a scaled copy). Empty without layer scale, or when a quantized model file folded it into pw2.
+    Tensor gamma;
   };
   // pos_net's normalisation: GroupNorm over time, or the per-channel affine of a streamable backbone.
   void pos_norm(const float* x, int64_t T, const Tensor& w, const Tensor& b, float* y, bool silu) const;

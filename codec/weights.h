@@ -22,6 +22,11 @@ class WeightMap {
   std::map<std::string, Tensor>& all() { return map_; }
   const std::string& origin() const { return origin_; }
   int64_t parameter_count() const;
+  // Marks every tensor read-only, so layers built from this map share its buffers (Tensor::share) instead of
+  // copying them. A loaded Model does this: its weights are never written afterwards.
+  void make_read_only() {
+    for (auto& [name, t] : map_) t.make_read_only();
+  }
 
   // Folds PyTorch weight norm: NAME.weight_g + NAME.weight_v -> NAME.weight = g * v / ||v|| (norm over all
   // dims but the first, PyTorch's default dim=0).

@@ -49,6 +49,7 @@ struct BenchOpts {
   std::string streaming;  // comma-separated presets (or YAML files) for per-chunk latency
   bool bf16 = false;      // float32 vs bfloat16 round trip, interleaved, 1 thread
   double stream_seconds = 10;
+  int64_t encode_chunk = -1;  // Model::set_encode_chunk_frames; -1: the model's default, 0: always one pass
   std::string python = "/usr/bin/python3";
   std::string reference_script;
   // hidden: one memory measurement in this (child) process
@@ -91,12 +92,16 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 std::shared_ptr<const Model> make_model(const Common& c, const BenchOpts& o) {
+  std::shared_ptr<const Model> m;
   if (!c.model.empty() && !o.released) {
     LoadOptions lo;
     lo.config_path = c.config;
-    return Model::load(c.model, lo);
+    m = Model::load(c.model, lo);
+  } else {
+    m = random_wavtokenizer(released_dims_config(), o.seed);
   }
-  return random_wavtokenizer(released_dims_config(), o.seed);
+  if (o.encode_chunk >= 0) m->set_encode_chunk_frames(o.encode_chunk);
+  return m;
 }
 
 double secs_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -258,6 +263,7 @@ MemResult measure_memory(const Common& c, const BenchOpts& o, const std::string&
                     " -t " + std::to_string(threads) + " --seed " + std::to_string(o.seed);
   if (!c.model.empty() && !o.released) cmd += " -m " + shell_quote(c.model);
   if (!c.config.empty()) cmd += " --config " + shell_quote(c.config);
+  if (o.encode_chunk >= 0) cmd += " --encode-chunk-frames " + std::to_string(o.encode_chunk);
   const std::string out = run_capture(cmd);
   MemResult r;
   r.phase = phase, r.seconds = sec;
@@ -750,6 +756,10 @@ void register_bench_command(CLI::App& app, Common& common, std::vector<Command>&
   sub->add_option("--streaming", o->streaming,
                   "per-chunk latency of these streaming presets (e.g. low-latency,default,high-fidelity), 1 thread");
   sub->add_option("--stream-seconds", o->stream_seconds, "audio pushed per streaming preset (default 10)");
+  sub->add_option("--encode-chunk-frames", o->encode_chunk,
+                  "encode inputs longer than 8 chunks of this many frames chunk by chunk (default: the model's, 150; "
+                  "0: always in one pass)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   sub->add_flag("--bf16", o->bf16, "also compare float32 and bfloat16 round trips on 1 thread (time, tokens, audio SNR)");
   sub->add_flag("--baseline", o->baseline, "also time the PyTorch reference (models/bench_reference.py) and print ratios");
   sub->add_option("--python", o->python, "Python for --baseline (default /usr/bin/python3)");

@@ -48,6 +48,17 @@ TEST_F(Encodec, EncoderOutputMatches) {
   EXPECT_LE(max_abs(emb->data(), ref), 1e-3);
 }
 
+// Chunked encoding of long inputs (forced with 11-frame chunks): the causal encoder gives the one-pass latents.
+TEST_F(Encodec, ChunkedEncodingMatchesOnePass) {
+  Audio in = read_audio(fixture("encodec-24k/speech.input.wav"), 24000);
+  auto m = Model::load(fixture("encodec-24k/model.th"));
+  m->set_encode_chunk_frames(11);
+  Tensor chunked = m->encode_latents(in.samples.data(), int64_t(in.samples.size()));
+  ASSERT_EQ(chunked.shape(), emb->shape());
+  EXPECT_LE(max_abs(chunked.data(), std::vector<float>(emb->data(), emb->data() + emb->numel())), 1e-4);
+  EXPECT_EQ(m->quantize(chunked, 32).codes, model->quantize(*emb, 32).codes);
+}
+
 class EncodecBandwidth : public Encodec, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(EncodecBandwidth, CodesLatentsAndAudioMatch) {

@@ -211,9 +211,51 @@ void Model::set_decode_window_frames(int64_t w) const {
   decode_window_ = w;
 }
 
+struct Model::EncodeStream {
+  explicit EncodeStream(const SeanetEncoder& enc) : stream(enc) {}
+  SeanetEncoderStream stream;
+  Tensor part;  // [frames, D] that became final in one chunk
+};
+
+Model::~Model() = default;
+
+void Model::set_encode_chunk_frames(int64_t f) const {
+  if (f < 0) throw Error("encode chunk must be 0 (one pass) or a positive number of frames");
+  encode_chunk_ = f;
+}
+
 Tensor Model::encode_latents(const float* audio, int64_t samples) const {
   if (samples < 1) throw Error("cannot encode empty audio");
-  return encoder_.forward(audio, samples);
+  const int64_t chunk = encode_chunk_.load() * hop();
+  if (chunk == 0 || samples <= 8 * chunk) return encoder_.forward(audio, samples);
+  std::unique_ptr<EncodeStream> es;
+  {
+    std::lock_guard<std::mutex> lock(encode_pool_mu_);
+    if (!encode_pool_.empty()) {
+      es = std::move(encode_pool_.back());
+      encode_pool_.pop_back();
+    }
+  }
+  if (!es) es = std::make_unique<EncodeStream>(encoder_);
+  std::vector<float> lat;  // [F, D], all chunks
+  lat.reserve(size_t(samples / hop() + 2) * size_t(cfg_.encoder.dimension));
+  // A run that throws leaves its stream mid-way: it is dropped (es goes out of scope), not returned to the pool.
+  for (int64_t pos = 0; pos < samples;) {
+    const int64_t n = std::min(chunk, samples - pos);
+    pos += n;
+    es->stream.run(audio + pos - n, n, pos == samples, es->part);
+    lat.insert(lat.end(), es->part.data(), es->part.data() + es->part.numel());
+    report_progress("encode", double(pos) / double(samples));
+  }
+  {
+    std::lock_guard<std::mutex> lock(encode_pool_mu_);
+    encode_pool_.push_back(std::move(es));
+  }
+  const int64_t D = cfg_.encoder.dimension, F = int64_t(lat.size()) / D;
+  Tensor out({D, F});
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t d = 0; d < D; ++d) out[d * F + f] = lat[size_t(f * D + d)];
+  return out;
 }
 
 Tokens Model::quantize(const Tensor& latents, int n_q, Tensor* quantized) const {

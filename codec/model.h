@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,7 @@ class Model {
   // Accepts a PyTorch checkpoint (.ckpt/.th/.pt, with config.yaml beside it or given) or a .wtk model file.
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& opts = {});
   static std::shared_ptr<const Model> from_weights(ModelConfig config, WeightMap weights);
+  ~Model();
 
   const ModelConfig& config() const { return cfg_; }
   const WeightMap& weights() const { return weights_; }
@@ -67,6 +69,13 @@ class Model {
   // Long decodes run the backbone in windows of this many frames (attention memory is quadratic).
   int64_t decode_window_frames() const { return decode_window_.load(); }
   void set_decode_window_frames(int64_t w) const;  // a model-wide setting, safe to change between calls
+  // Inputs longer than 8 chunks of this many frames are encoded chunk by chunk by the layer-wise streaming
+  // encoder: the same latents as one pass (every conv and the LSTM carry their context across chunks; tokens
+  // identical), with working memory bounded by the chunk instead of growing with the input (about 18 MiB per
+  // second of audio at the released dims in one pass). 0: always one pass. A model-wide setting, safe to change
+  // between calls.
+  int64_t encode_chunk_frames() const { return encode_chunk_.load(); }
+  void set_encode_chunk_frames(int64_t f) const;
 
  private:
   Model() = default;
@@ -81,6 +90,12 @@ class Model {
   IstftHead head_;
   SeanetDecoder decoder_;
   mutable std::atomic<int64_t> decode_window_{4500};  // 60 s at 75 Hz
+  mutable std::atomic<int64_t> encode_chunk_{150};     // 2 s at 75 Hz
+  // Streams for chunked encoding, kept between calls (one per concurrent caller): fresh ones would page-fault
+  // their buffers in again on every call. A stream is back at its initial state after a complete run.
+  struct EncodeStream;
+  mutable std::mutex encode_pool_mu_;
+  mutable std::vector<std::unique_ptr<EncodeStream>> encode_pool_;
 };
 
 // Infers WavTokenizer/EnCodec dims that releases leave out of their configs from tensor shapes.

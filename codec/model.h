@@ -52,6 +52,9 @@ class Model {
   int max_n_q() const { return cfg_.quantizer.n_q; }
   int latent_dim() const { return cfg_.quantizer.dim; }
   const ResidualVQ& quantizer() const { return vq_; }
+  // The SEANet layers, for layer-wise streaming (codec/streaming.h); the decoder exists for EnCodec-format models.
+  const SeanetEncoder& seanet_encoder() const { return encoder_; }
+  const SeanetDecoder& seanet_decoder() const { return decoder_; }
 
   // audio at sample_rate -> pre-quantization latents [dim, frames]
   Tensor encode_latents(const float* audio, int64_t samples) const;

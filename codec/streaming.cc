@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
-#include <mutex>
 
 #include <yaml-cpp/yaml.h>
 
@@ -49,30 +47,7 @@ void check_params(const StreamParams& p) {
     throw Error("streaming parameters out of range (block_frames >= 1; left, lookahead and crossfade frames >= 0)");
 }
 
-// SEANet graphs for layer-wise streaming, built once per model from its weights and shared by all its sessions
-// (Model keeps its own graph private).
-struct SeanetGraph {
-  std::unique_ptr<SeanetEncoder> enc;
-  std::unique_ptr<SeanetDecoder> dec;  // EnCodec with a causal decoder only
-};
-
 bool exact_decoder(const Model& m) { return m.config().arch == "encodec" && m.config().decoder.causal; }
-
-std::shared_ptr<const SeanetGraph> seanet_graph(const std::shared_ptr<const Model>& m) {
-  static std::mutex mu;
-  static std::map<const Model*, std::pair<std::weak_ptr<const Model>, std::shared_ptr<const SeanetGraph>>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  for (auto it = cache.begin(); it != cache.end();) it = it->second.first.expired() ? cache.erase(it) : std::next(it);
-  auto it = cache.find(m.get());
-  if (it != cache.end() && it->second.first.lock() == m) return it->second.second;
-  auto g = std::make_shared<SeanetGraph>();
-  const ModelConfig& c = m->config();
-  const bool wt = c.arch == "wavtokenizer";
-  g->enc = std::make_unique<SeanetEncoder>(m->weights(), wt ? "feature_extractor.encodec.encoder." : "encoder.", c.encoder);
-  if (exact_decoder(*m)) g->dec = std::make_unique<SeanetDecoder>(m->weights(), "decoder.", c.decoder);
-  cache[m.get()] = {m, g};
-  return g;
-}
 
 }  // namespace
 
@@ -80,13 +55,14 @@ bool streams_exactly(const Model& m) { return exact_decoder(m); }
 
 // ---------------------------------------------------------------- encoder
 
+// Sessions stream through the model's own SEANet layers (the session's model_ keeps them alive): no second copy
+// of the weights or of their oneDNN primitives.
 struct StreamingEncoder::State {
-  std::shared_ptr<const SeanetGraph> graph;
   SeanetEncoderStream stream;
   std::vector<float> pending;  // samples not yet fed (less than a hop: no frame can complete with them)
   Tensor lat, lat_cf;          // [F, D] from the stream, [D, F] for the quantizer
   std::vector<int32_t> codes;  // [n_q, F]
-  explicit State(std::shared_ptr<const SeanetGraph> g) : graph(std::move(g)), stream(*graph->enc) {}
+  explicit State(const SeanetEncoder& enc) : stream(enc) {}
 };
 
 StreamingEncoder::~StreamingEncoder() = default;
@@ -100,7 +76,7 @@ StreamingEncoder::StreamingEncoder(std::shared_ptr<const Model> model, const Str
   if (n_q_ > model_->max_n_q())
     throw Error("streaming: n_q " + std::to_string(n_q_) + " exceeds the model's " + std::to_string(model_->max_n_q()));
   hop_ = model_->hop();
-  st_ = std::make_unique<State>(seanet_graph(model_));
+  st_ = std::make_unique<State>(model_->seanet_encoder());
   st_->pending.reserve(size_t(2 * hop_));
 }
 
@@ -146,11 +122,10 @@ int64_t StreamingEncoder::flush(std::vector<int32_t>& out) {
 // ---------------------------------------------------------------- decoder
 
 struct StreamingDecoder::Exact {
-  std::shared_ptr<const SeanetGraph> graph;
   SeanetDecoderStream stream;
   Tensor lat, audio;  // [F, D], [samples, 1]
   size_t peak = 0;    // largest lat + audio so far (floats)
-  explicit Exact(std::shared_ptr<const SeanetGraph> g) : graph(std::move(g)), stream(*graph->dec) {}
+  explicit Exact(const SeanetDecoder& dec) : stream(dec) {}
 };
 
 StreamingDecoder::~StreamingDecoder() = default;
@@ -163,7 +138,7 @@ StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const Str
   hop_ = model_->hop();
   dim_ = model_->latent_dim();
   if (exact_decoder(*model_)) {
-    exact_ = std::make_unique<Exact>(seanet_graph(model_));
+    exact_ = std::make_unique<Exact>(model_->seanet_decoder());
     return;
   }
   // A local backbone (VocosConfig::local) cannot use past context beyond its receptive field: trim the window to it,

@@ -90,13 +90,29 @@ void ResidualVQ::encode(const float* latents, int64_t frames, int nq, int32_t* c
   if (nq < 1 || nq > n_q())
     throw Error("ResidualVQ: asked for " + std::to_string(nq) + " codebooks, model has " + std::to_string(n_q()));
   if (frames == 0) return;
+  // Frames are independent: search blocks of them, so the scores matrix ([frames, bins], 16 KiB per frame at 4096
+  // codes) stays the size of a block however long the input.
+  const int64_t all = frames, block = std::min<int64_t>(frames, kSearchBlock);
+  Tensor residual({dim_, block}), scores;
+  std::vector<int32_t> bcodes(size_t(nq) * block);
+  std::vector<float> bquant(quantized ? size_t(dim_) * block : 0);
+  std::vector<uint16_t> res16;
+  for (int64_t f0 = 0; f0 < all; f0 += block) {
+    const int64_t n = std::min(block, all - f0);
+    residual.resize({dim_, n});
+    for (int d = 0; d < dim_; ++d) std::copy(latents + d * all + f0, latents + d * all + f0 + n, residual.data() + d * n);
+    search(residual, n, nq, bcodes.data(), quantized ? bquant.data() : nullptr, scores, res16);
+    for (int q = 0; q < nq; ++q) std::copy(bcodes.begin() + q * n, bcodes.begin() + (q + 1) * n, codes + q * all + f0);
+    if (quantized)
+      for (int d = 0; d < dim_; ++d) std::copy(bquant.begin() + d * n, bquant.begin() + (d + 1) * n, quantized + d * all + f0);
+  }
+}
+
+void ResidualVQ::search(Tensor& residual, int64_t frames, int nq, int32_t* codes, float* quantized, Tensor& scores,
+                        std::vector<uint16_t>& res16) const {
   // Residual kept channels-first [dim, F] like the latents; read as [F, dim] through strides.
-  Tensor residual({dim_, frames});
-  std::copy(latents, latents + dim_ * frames, residual.data());
-  Tensor scores;
   if (quantized) std::fill(quantized, quantized + dim_ * frames, 0.0f);
   const bool bf16 = get_vq_precision() == VqPrecision::BF16;
-  std::vector<uint16_t> res16;
   for (int q = 0; q < nq; ++q) {
     Book& book = *prims_[q];
     const int64_t bins = books_[q].dim(0);

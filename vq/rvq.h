@@ -38,6 +38,10 @@ class ResidualVQ {
   void decode(const int32_t* codes, int64_t frames, int nq, float* out) const;
 
  private:
+  static constexpr int64_t kSearchBlock = 512;  // frames searched at once (the scores matrix is [block, bins])
+  // One block: residual [dim, frames] (consumed), codes [nq, frames], quantized [dim, frames] or nullptr.
+  void search(Tensor& residual, int64_t frames, int nq, int32_t* codes, float* quantized, Tensor& scores,
+              std::vector<uint16_t>& res16) const;
   struct Entry {
     dnnl::matmul prim;
     dnnl::memory::desc src_md, dst_md;

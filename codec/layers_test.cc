@@ -105,6 +105,19 @@ TEST(ConvTranspose1d, MatchesScatterDefinition) {
   EXPECT_LT(max_abs_diff(y.data(), ref), 1e-4);
 }
 
+// x [rows, cin] W^T + b in float64, W [cout, cin].
+std::vector<double> linear_ref(const Tensor& x, const Tensor& w, const Tensor& b, int64_t rows) {
+  const int64_t cout = w.dim(0), cin = w.dim(1);
+  std::vector<double> ref(rows * cout);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < cout; ++o) {
+      double s = b[o];
+      for (int64_t i = 0; i < cin; ++i) s += double(w[o * cin + i]) * x[r * cin + i];
+      ref[r * cout + o] = s;
+    }
+  return ref;
+}
+
 TEST(Linear, MatchesMatrixProductWithGelu) {
   std::mt19937 rng(3);
   const int cin = 48, cout = 20;
@@ -113,13 +126,8 @@ TEST(Linear, MatchesMatrixProductWithGelu) {
   Linear lin(w, b, Act::Gelu);
   Tensor y({rows, cout});
   lin.forward(x.data(), rows, y.data());
-  std::vector<double> ref(rows * cout);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int o = 0; o < cout; ++o) {
-      double s = b[o];
-      for (int i = 0; i < cin; ++i) s += double(w[o * cin + i]) * x[r * cin + i];
-      ref[r * cout + o] = 0.5 * s * (1 + std::erf(s / std::sqrt(2.0)));
-    }
+  std::vector<double> ref = linear_ref(x, w, b, rows);
+  for (double& s : ref) s = 0.5 * s * (1 + std::erf(s / std::sqrt(2.0)));
   EXPECT_LT(max_abs_diff(y.data(), ref), 1e-4);
 }
 
@@ -286,14 +294,7 @@ TEST(Linear, ManyInputLengthsStayExact) {
   for (int64_t rows : lengths) {
     Tensor x = randn({rows, cin}, rng), y({rows, cout});
     lin.forward(x.data(), rows, y.data());
-    std::vector<double> ref(rows * cout);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int o = 0; o < cout; ++o) {
-        double s = b[o];
-        for (int i = 0; i < cin; ++i) s += double(w[o * cin + i]) * x[r * cin + i];
-        ref[r * cout + o] = s;
-      }
-    ASSERT_LT(max_abs_diff(y.data(), ref), 1e-4) << rows << " rows";
+    ASSERT_LT(max_abs_diff(y.data(), linear_ref(x, w, b, rows)), 1e-4) << rows << " rows";
   }
 }
 

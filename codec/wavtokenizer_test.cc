@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -64,6 +65,26 @@ TEST(WavTokenizer75, ChunkedEncodingMatchesOnePass) {
   EXPECT_EQ(std::vector<float>(again.data(), again.data() + again.numel()),
             std::vector<float>(one.data(), one.data() + one.numel()));
   EXPECT_THROW(m->set_encode_chunk_frames(-1), Error);
+}
+
+// Chunked encodes on several threads at once share the model's pool of encoder streams: each gets the serial result.
+TEST(WavTokenizer75, ConcurrentChunkedEncodesMatchSerial) {
+  auto m = Model::load(fixture("wavtokenizer-75/model.ckpt"));
+  m->set_encode_chunk_frames(7);
+  Audio in = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000);
+  const int64_t n = int64_t(in.samples.size());
+  const Tensor serial = m->encode_latents(in.samples.data(), n);
+  std::vector<Tensor> results(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 2; ++rep) results[t] = m->encode_latents(in.samples.data(), n);
+    });
+  for (auto& th : threads) th.join();
+  for (const Tensor& r : results) {
+    ASSERT_EQ(r.shape(), serial.shape());
+    EXPECT_LE(max_abs(r.data(), std::vector<float>(serial.data(), serial.data() + serial.numel())), 1e-6);
+  }
 }
 
 // The streamable backbone variant (pos_net_norm "affine", attention_window; docs/STREAMING.md) on the fixture

@@ -34,17 +34,24 @@ dnnl::primitive_attr scratchpad_attr() {
   return a;
 }
 
-void run_primitive(const dnnl::primitive& p, std::unordered_map<int, dnnl::memory> args) {
+void run_primitive(const dnnl::primitive& p, std::initializer_list<std::pair<int, dnnl::memory>> args) {
+  constexpr size_t kMaxArgs = 16;
+  if (args.size() + 1 > kMaxArgs) throw Error("run_primitive: too many arguments");
+  dnnl_exec_arg_t a[kMaxArgs];
+  int n = 0;
+  for (const auto& [key, mem] : args) a[n++] = {key, mem.get()};
   const_dnnl_primitive_desc_t pd = p.get_primitive_desc();
   const dnnl_memory_desc_t* md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  dnnl::memory scratch;
   if (md && md->ndims > 0) {
     dnnl::memory::desc smd(*md);
     thread_local std::vector<uint8_t> buf;
     if (buf.size() < smd.get_size()) buf.resize(smd.get_size());
-    args.insert({DNNL_ARG_SCRATCHPAD, dnnl::memory(smd, cpu_engine(), buf.data())});
+    scratch = dnnl::memory(smd, cpu_engine(), buf.data());
+    a[n++] = {DNNL_ARG_SCRATCHPAD, scratch.get()};
   }
   auto& s = cpu_stream();
-  p.execute(s, args);
+  dnnl::error::wrap_c_api(dnnl_primitive_execute(p.get(), s.get(), n, a), "could not execute a primitive");
   s.wait();
 }
 

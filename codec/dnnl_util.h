@@ -35,7 +35,9 @@ int get_num_threads();
 // which hands it a per-thread scratchpad: oneDNN's library-managed scratchpad is per primitive and not safe
 // when sessions on several threads execute the same primitive at once.
 dnnl::primitive_attr scratchpad_attr();
-void run_primitive(const dnnl::primitive& p, std::unordered_map<int, dnnl::memory> args);
+// `args` is a plain list (not the C++ API's unordered_map): a layer run in many pieces calls this thousands of
+// times per second of audio, and the map's node allocations showed up in profiles.
+void run_primitive(const dnnl::primitive& p, std::initializer_list<std::pair<int, dnnl::memory>> args);
 
 inline dnnl::memory wrap(const dnnl::memory::desc& md, const float* p) {
   return dnnl::memory(md, cpu_engine(), const_cast<float*>(p));

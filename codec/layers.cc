@@ -309,20 +309,58 @@ Conv1d::Entry Conv1d::make_int8(int64_t tin, bool accumulate) const {
                copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md, false};
 }
 
+namespace {
+
+// Output frames per primitive call for layers whose primitives are costly to create (see Conv1d::forward): ~8M
+// MACs a call, so that the ~5 us a call costs outside the kernel stays under 1%, between 128 frames (their speed
+// per frame is flat from there up) and 4096.
+int64_t conv_tile(int64_t macs_per_output) {
+  int64_t t = 128;
+  while (t < 4096 && t * macs_per_output < (int64_t(1) << 23)) t *= 2;
+  return t;
+}
+
+}  // namespace
+
+bool Conv1d::cheap_shapes() const { return kernel_ == 1; }
+
 void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) const {
-  // Long channels-last inputs run in tiles of kTile output frames: primitive creation time grows with the
-  // length (seconds at 240k samples), tiles stay in cache, and only two shapes (tile, tail) get primitives.
-  constexpr int64_t kTile = 4096;
   const int64_t tout = out_len(tin);
-  if (channels_last_ && tout > kTile) {
-    const int64_t span = int64_t(dilation_) * (kernel_ - 1) + 1;
-    for (int64_t a = 0; a < tout; a += kTile) {
-      const int64_t n = std::min(kTile, tout - a);
-      forward(x + a * stride_ * cin_, (n - 1) * stride_ + span, y + a * cout_, accumulate);
-    }
+  if (tout < 1) throw Error("Conv1d: input of " + std::to_string(tin) + " samples is shorter than the kernel");
+  if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
+  const int64_t span = int64_t(dilation_) * (kernel_ - 1) + 1;
+  auto part = [&](int64_t a, int64_t n, float* out, bool acc) { run(x + a * stride_ * cin_, (n - 1) * stride_ + span, out, acc); };
+  if (!channels_last_) return run(x, tin, y, accumulate);
+  if (cheap_shapes() || q_) {
+    // 1x1 kernels (brgconv_1x1) and int8 primitives are cheap to create: tiles of 4096 frames keep long inputs
+    // in cache, and the last, shorter tile gets its own primitive.
+    constexpr int64_t kTile = 4096;
+    for (int64_t a = 0; a < tout; a += kTile) part(a, std::min(kTile, tout - a), y + a * cout_, accumulate);
     return;
   }
-  if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
+  // oneDNN 2.6's brgconv takes ~6-35 us per output frame to create a primitive (linear in the length, next to
+  // no constant), so a primitive per input length made each new length pay up to ~25% of the call again. Inputs
+  // longer than a tile run as whole tiles, the last one shifted back to end at the last frame (its overlap
+  // recomputes frames already written, with the same values): one shape per layer, whatever the length. Shorter
+  // inputs (a stream's pushes, which recur) get their own primitive.
+  const int64_t tile = conv_tile(macs_per_output());
+  if (tout <= tile) return run(x, tin, y, accumulate);
+  int64_t a = 0;
+  for (; a + tile <= tout; a += tile) part(a, tile, y + a * cout_, accumulate);
+  if (a == tout) return;
+  const int64_t b = tout - tile;  // the last tile, overlapping the one before
+  if (!accumulate) return part(b, tile, y + b * cout_, false);
+  if (post_ != Act::None) return part(a, tout - a, y + a * cout_, true);  // post(conv + y): an exact call
+  // y += conv: the overlap must not be added twice, so compute the last tile aside and add its new frames.
+  thread_local std::vector<float> last;
+  last.resize(static_cast<size_t>(tile * cout_));
+  part(b, tile, last.data(), false);
+  const float* src = last.data() + (a - b) * cout_;
+  float* dst = y + a * cout_;
+  for (int64_t i = 0, n = (tout - a) * cout_; i < n; ++i) dst[i] += src[i];
+}
+
+void Conv1d::run(const float* x, int64_t tin, float* y, bool accumulate) const {
   if (q_) {
     auto e = cache_.get(tin * 2 + (accumulate ? 1 : 0), [&] { return make_int8(tin, accumulate); });
     const uint8_t* src = quantize_act(*q_, x, tin, cin_, channels_last_);

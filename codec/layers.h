@@ -77,6 +77,8 @@ class Conv1d {
   // Switches to int8 (groups == 1 only); the weight/bias given at construction must be the transformed ones.
   void set_int8(Int8Params p);
   bool is_int8() const { return q_ != nullptr; }
+  // Primitives held (one per piece length and accumulate flag; see forward()).
+  size_t cached_shapes() const { return cache_.size(); }
 
  private:
   struct Entry {
@@ -87,6 +89,8 @@ class Conv1d {
   };
   Entry make(int64_t tin, bool accumulate) const;
   Entry make_int8(int64_t tin, bool accumulate) const;
+  void run(const float* x, int64_t tin, float* y, bool accumulate) const;  // one primitive call, exact shape
+  bool cheap_shapes() const;  // 1x1 kernel: its primitives are cheap to create for every length
   std::string name_;
   std::shared_ptr<const Int8State> q_;
   Tensor w_, b_;

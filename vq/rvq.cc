@@ -92,11 +92,15 @@ void ResidualVQ::encode(const float* latents, int64_t frames, int nq, int32_t* c
   if (frames == 0) return;
   // Frames are independent: search blocks of them, so the scores matrix ([frames, bins], 16 KiB per frame at 4096
   // codes) stays the size of a block however long the input.
+  // The buffers are per thread and kept between calls: allocated per call, the [block, bins] scores (2-8 MiB)
+  // came fresh from the OS each time and their page faults cost 5x the search itself.
   const int64_t all = frames, block = std::min<int64_t>(frames, kSearchBlock);
-  Tensor residual({dim_, block}), scores;
-  std::vector<int32_t> bcodes(size_t(nq) * block);
-  std::vector<float> bquant(quantized ? size_t(dim_) * block : 0);
-  std::vector<uint16_t> res16;
+  thread_local Tensor residual, scores;
+  thread_local std::vector<int32_t> bcodes;
+  thread_local std::vector<float> bquant;
+  thread_local std::vector<uint16_t> res16;
+  bcodes.resize(size_t(nq) * block);
+  bquant.resize(quantized ? size_t(dim_) * block : 0);
   for (int64_t f0 = 0; f0 < all; f0 += block) {
     const int64_t n = std::min(block, all - f0);
     residual.resize({dim_, n});

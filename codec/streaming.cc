@@ -166,9 +166,9 @@ int64_t StreamingDecoder::run(int64_t end_frame, int64_t frames_to_emit, std::ve
     const float* src = feats_.data() + (ws - feat_start_ + f) * dim_;
     for (int d = 0; d < dim_; ++d) window_[d * len + f] = src[d];
   }
-  model_->decode_latents(window_, p_.bandwidth_id, audio_, scratch_);
+  const int64_t from = model_->decode_latents_from(window_, p_.bandwidth_id, next_frame_ - ws, audio_, scratch_);
   const std::vector<float>& audio = audio_;
-  const int64_t first = (next_frame_ - ws) * hop_, n = frames_to_emit * hop_;
+  const int64_t first = (next_frame_ - ws - from) * hop_, n = frames_to_emit * hop_;
   const size_t at = out.size();
   out.insert(out.end(), audio.begin() + first, audio.begin() + first + n);
   // Seam: fade from the previous window's audio for these samples (it saw them as lookahead) to this window's.

@@ -1,6 +1,7 @@
 #include "codec/vocos.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "codec/error.h"
 #include "codec/progress.h"
@@ -140,7 +141,8 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
   return x;
 }
 
-void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, Tensor& x) const {
+void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, Tensor& x, int64_t crop_from) const {
+  if (crop_from < 0 || crop_from >= F) throw Error("backbone: crop start " + std::to_string(crop_from) + " outside 0.." + std::to_string(F - 1));
   if (bandwidth_id < 0 || bandwidth_id >= num_bandwidths())
     throw Error("bandwidth id " + std::to_string(bandwidth_id) + " out of range 0.." + std::to_string(num_bandwidths() - 1));
   const int D = c_.dim, Cin = c_.input_channels;
@@ -157,6 +159,11 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
   attention(attn_, x, t1, t2);
   for (const auto& b : post_res_) resblock(b, x, t1, t2);
   pos_norm(x.data(), F, pos_norm_w_, pos_norm_b_, x.data(), false);
+  if (crop_from > 0) {  // pos_net is the only part that sees the whole window; what follows is local
+    std::memmove(x.data(), x.data() + crop_from * D, size_t((F - crop_from) * D) * sizeof(float));
+    F -= crop_from;
+    x.resize({F, D});
+  }
   const int64_t row = c_.adanorm_num_embeddings > 0 ? bandwidth_id : 0;
   ln_.forward(x.data(), F, x.data(), norm_.scale.data() + row * D, norm_.shift.data() + row * D);
   Tensor& h = scratch_tensor(this, 3);

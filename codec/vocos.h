@@ -19,8 +19,12 @@ class VocosBackbone {
   VocosBackbone(const WeightMap& w, const std::string& prefix, const VocosConfig& c);
   // features channels-first [input_channels, F] -> hidden [F, dim]
   Tensor forward(const float* features, int64_t F, int bandwidth_id) const;
-  // The same into `hidden` (resized; its buffer is reused when large enough).
-  void forward(const float* features, int64_t F, int bandwidth_id, Tensor& hidden) const;
+  // The same into `hidden` (resized; its buffer is reused when large enough). With crop_from > 0, the layers after
+  // pos_net (per-frame norms and the ConvNeXt blocks, all local) run only on frames [crop_from, F) and `hidden` is
+  // [F - crop_from, dim]: rows at least convnext_reach() frames past crop_from equal the uncropped ones.
+  void forward(const float* features, int64_t F, int bandwidth_id, Tensor& hidden, int64_t crop_from = 0) const;
+  // How far (frames) the ConvNeXt blocks see to either side: 3 per depthwise k7 conv.
+  int64_t convnext_reach() const { return 3 * int64_t(blocks_.size()); }
   int num_bandwidths() const { return c_.adanorm_num_embeddings > 0 ? c_.adanorm_num_embeddings : 1; }
 
  private:
@@ -77,6 +81,8 @@ class IstftHead {
   std::vector<float> forward(const float* hidden, int64_t F) const;
   // The same into `audio` (resized), with the caller's scratch.
   void forward(const float* hidden, int64_t F, std::vector<float>& audio, Scratch& scratch) const;
+  // Frames of spectra (either side) that reach one frame's audio through the iSTFT overlap, with a frame to spare.
+  int64_t reach() const { return (c_.n_fft + c_.hop - 1) / c_.hop + 1; }
 
  private:
   VocosConfig c_;

@@ -219,6 +219,13 @@ inline float exp_nonpositive(float x) {
   std::memcpy(&scale, &bits, sizeof(scale));
   return p * scale;
 }
+
+// v * sigmoid(v) with e = exp(-|v|) <= 1, so that no libm call keeps the loops from vectorising; NaN stays NaN.
+inline float silu_value(float v) {
+  const float e = exp_nonpositive(v > 0.0f ? -v : v);
+  const float sig = v > 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+  return v * sig;
+}
 }  // namespace
 
 void apply_act(Act act, float* x, int64_t n) {
@@ -237,7 +244,7 @@ void apply_act(Act act, float* x, int64_t n) {
       for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
       break;
     case Act::Silu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
+      for (int64_t i = 0; i < n; ++i) x[i] = silu_value(x[i]);
       break;
     default: break;
   }
@@ -533,9 +540,10 @@ void channel_affine_tc(const float* x, int64_t T, int C, const float* gamma, con
   for (int64_t t = 0; t < T; ++t) {
     const float* xr = x + t * C;
     float* yr = y + t * C;
-    for (int c = 0; c < C; ++c) {
-      const float v = xr[c] * gamma[c] + beta[c];
-      yr[c] = silu ? v / (1.0f + std::exp(-v)) : v;
+    if (silu) {
+      for (int c = 0; c < C; ++c) yr[c] = silu_value(xr[c] * gamma[c] + beta[c]);
+    } else {
+      for (int c = 0; c < C; ++c) yr[c] = xr[c] * gamma[c] + beta[c];
     }
   }
 }
@@ -543,7 +551,11 @@ void channel_affine_tc(const float* x, int64_t T, int C, const float* gamma, con
 void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, const float* gamma, const float* beta,
                    float* y, bool silu) {
   const int cg = C / groups;
-  std::vector<double> sum(groups, 0.0), sq(groups, 0.0);
+  // Per-thread buffers: a streaming decoder normalises every window, and its steady state should not allocate.
+  thread_local std::vector<double> sum, sq;
+  thread_local std::vector<float> mean, inv;
+  sum.assign(size_t(groups), 0.0);
+  sq.assign(size_t(groups), 0.0);
   for (int64_t t = 0; t < T; ++t) {
     const float* row = x + t * C;
     for (int g = 0; g < groups; ++g) {
@@ -556,21 +568,25 @@ void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, cons
       sq[g] += q;
     }
   }
-  std::vector<float> mean(groups), inv(groups);
+  // The group statistics spread per channel, so that the normalising loop is a plain vectorisable one.
+  mean.resize(size_t(C));
+  inv.resize(size_t(C));
   const double n = double(T) * cg;
   for (int g = 0; g < groups; ++g) {
-    double m = sum[g] / n;
-    double var = std::max(0.0, sq[g] / n - m * m);
-    mean[g] = static_cast<float>(m);
-    inv[g] = static_cast<float>(1.0 / std::sqrt(var + eps));
+    const double m = sum[g] / n;
+    const double var = std::max(0.0, sq[g] / n - m * m);
+    std::fill_n(mean.begin() + g * cg, cg, static_cast<float>(m));
+    std::fill_n(inv.begin() + g * cg, cg, static_cast<float>(1.0 / std::sqrt(var + eps)));
   }
+  const float* mc = mean.data();
+  const float* ic = inv.data();
   for (int64_t t = 0; t < T; ++t) {
     const float* row = x + t * C;
     float* out = y + t * C;
-    for (int c = 0; c < C; ++c) {
-      const int g = c / cg;
-      float v = (row[c] - mean[g]) * inv[g] * gamma[c] + beta[c];
-      out[c] = silu ? v / (1.0f + std::exp(-v)) : v;
+    if (silu) {
+      for (int c = 0; c < C; ++c) out[c] = silu_value((row[c] - mc[c]) * ic[c] * gamma[c] + beta[c]);
+    } else {
+      for (int c = 0; c < C; ++c) out[c] = (row[c] - mc[c]) * ic[c] * gamma[c] + beta[c];
     }
   }
 }

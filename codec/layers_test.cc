@@ -46,6 +46,27 @@ TEST(Activations, EluMatchesExpm1) {
   EXPECT_TRUE(std::isnan(y.back()));
 }
 
+// SiLU (pos_net's GroupNorm + SiLU, Act::Silu) against x * sigmoid(x) in double.
+TEST(Activations, SiluMatchesXSigmoidX) {
+  std::vector<float> x;
+  for (float v = -100.0f; v <= 100.0f; v += 0.00731f) x.push_back(v);
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, -1e-7f, 1e-7f, -87.5f, 88.0f, -1e30f, 3e38f, INFINITY}) x.push_back(v);
+  std::vector<float> y = x;
+  y.push_back(NAN);
+  apply_act(Act::Silu, y.data(), int64_t(y.size()));
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double v = x[i], want = v / (1.0 + std::exp(-v));
+    if (std::isinf(want)) {
+      EXPECT_EQ(double(y[i]), want);
+      continue;
+    }
+    worst = std::max(worst, std::abs(double(y[i]) - want) / std::max(1.0, std::abs(want)));
+  }
+  EXPECT_LE(worst, 5e-7);  // a few float ulps, relative where |SiLU| > 1
+  EXPECT_TRUE(std::isnan(y.back()));
+}
+
 struct ConvCase {
   int cin, cout, k, stride, dil, groups;
   bool channels_last;

@@ -74,6 +74,29 @@ TEST_F(CliTest, EncodeDecodeRoundTripThroughFiles) {
   EXPECT_EQ(read_tokens(path("t.txt")).tokens.codes, tf.tokens.codes);
 }
 
+// stream-encode gives the one-shot codes (the streaming encoder is exact) at any chunk size, with or without
+// --warm-up; stream-decode gives the whole clip, the same samples with or without --warm-up; bad options fail.
+TEST_F(CliTest, StreamEncodeAndDecode) {
+  ASSERT_EQ(run({"encode", kWav, "-m", kCkpt, "-o", path("one.wtt"), "-q"}).code, 0);
+  const auto one_shot = read_tokens(path("one.wtt")).tokens.codes;
+  auto r = run({"stream-encode", kWav, "-m", kCkpt, "-o", path("s.wtt")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("per-chunk ms p50"), std::string::npos) << r.err;
+  EXPECT_EQ(read_tokens(path("s.wtt")).tokens.codes, one_shot);
+  r = run({"stream-encode", kWav, "-m", kCkpt, "-o", path("w.wtt"), "--warm-up", "--chunk-ms", "7"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("warm-up: "), std::string::npos) << r.err;
+  EXPECT_EQ(read_tokens(path("w.wtt")).tokens.codes, one_shot);
+  ASSERT_EQ(run({"stream-decode", path("s.wtt"), "-m", kCkpt, "-o", path("s.wav"), "-q"}).code, 0);
+  ASSERT_EQ(run({"stream-decode", path("s.wtt"), "-m", kCkpt, "-o", path("w.wav"), "-q", "--warm-up"}).code, 0);
+  const auto a = read_audio(path("s.wav"), 24000).samples, b = read_audio(path("w.wav"), 24000).samples;
+  EXPECT_EQ(a.size(), 96000u);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(run({"stream-encode", kWav, "-m", kCkpt, "-o", path("x.wtt"), "--preset", "nope"}).code, 0);
+  EXPECT_NE(run({"stream-decode", path("missing.wtt"), "-m", kCkpt, "-o", path("x.wav")}).code, 0);
+  expect_only({"one.wtt", "s.wtt", "w.wtt", "s.wav", "w.wav"});
+}
+
 TEST_F(CliTest, VqPrecisionOption) {
   ASSERT_EQ(run({"encode", kWav, "-m", kCkpt, "-o", path("f.txt"), "-q"}).code, 0);
   auto r = run({"encode", kWav, "-m", kCkpt, "--vq-precision", "bf16", "-o", path("b.txt"), "-q"});

@@ -355,7 +355,11 @@ struct StreamResult {
   double chunk_audio_ms = 0;  // audio per block
   double enc_p50 = 0, enc_p95 = 0, enc_p99 = 0, dec_p50 = 0, dec_p95 = 0, dec_p99 = 0;  // ms per push
   int64_t chunks = 0;
-  double cold_enc_p99 = 0, cold_dec_p99 = 0;  // first pass (primitive creation per window length)
+  double cold_enc_p99 = 0, cold_dec_p99 = 0, cold_enc_max = 0, cold_dec_max = 0;  // first pass (primitive creation)
+  // A fresh model warmed up with warm_up_streaming, then its first pass (empty without a fresh model).
+  double warm_up_ms = 0;
+  int64_t warm_up_shapes = 0;
+  double after_enc_p99 = 0, after_dec_p99 = 0, after_enc_max = 0, after_dec_max = 0;
 };
 
 double pct(std::vector<double> v, double q) {
@@ -365,8 +369,10 @@ double pct(std::vector<double> v, double q) {
 }
 
 // Pushes `seconds` of audio block by block through a StreamingEncoder, then the codes through a StreamingDecoder,
-// timing every push call that emitted output (ms).
-StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std::string& preset, double seconds) {
+// timing every push call that emitted output (ms). With `fresh` (a model that has run nothing yet), also times
+// warm_up_streaming on it and the first pass after it.
+StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std::string& preset, double seconds,
+                           const std::shared_ptr<const Model>& fresh = nullptr) {
   StreamResult r;
   r.preset = preset;
   r.p = stream_preset(preset);
@@ -375,12 +381,9 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
   r.chunk_audio_ms = 1000.0 * block / m.sample_rate();
   const int64_t n = int64_t(std::llround(seconds * m.sample_rate()));
   std::vector<float> audio = bench_audio(n, m.sample_rate());
-  // Pass 0 is cold: every new window length creates oneDNN primitives (weight reorders included), which
-  // dominates its tail; pass 1 reuses them and is the one reported as p50/p95/p99.
-  for (int pass = 0; pass < 2; ++pass) {
-    StreamingEncoder enc(model, r.p);
+  auto pass = [&](const std::shared_ptr<const Model>& mod, std::vector<double>& te, std::vector<double>& td) {
+    StreamingEncoder enc(mod, r.p);
     std::vector<int32_t> codes;
-    std::vector<double> te, td;
     for (int64_t at = 0; at < n; at += block) {
       const size_t before = codes.size();
       auto t0 = Clock::now();
@@ -391,7 +394,7 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
     enc.flush(codes);
     const int nq = enc.n_q();
     const int64_t frames = int64_t(codes.size()) / std::max(1, nq);
-    StreamingDecoder dec(model, r.p);
+    StreamingDecoder dec(mod, r.p);
     std::vector<float> out;
     for (int64_t f = 0; f < frames; f += r.p.block_frames) {
       const size_t before = out.size();
@@ -401,13 +404,29 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
       if (out.size() > before) td.push_back(ms);
     }
     dec.flush(out);
+  };
+  // Pass 0 is cold: every new window length creates oneDNN primitives (weight reorders included), which
+  // dominates its tail; pass 1 reuses them and is the one reported as p50/p95/p99.
+  for (int i = 0; i < 2; ++i) {
+    std::vector<double> te, td;
+    pass(model, te, td);
     r.chunks = int64_t(te.size());
-    if (pass == 0) {
+    if (i == 0) {
       r.cold_enc_p99 = pct(te, 0.99), r.cold_dec_p99 = pct(td, 0.99);
+      r.cold_enc_max = pct(te, 1.0), r.cold_dec_max = pct(td, 1.0);
       continue;
     }
     r.enc_p50 = pct(te, 0.5), r.enc_p95 = pct(te, 0.95), r.enc_p99 = pct(te, 0.99);
     r.dec_p50 = pct(td, 0.5), r.dec_p95 = pct(td, 0.95), r.dec_p99 = pct(td, 0.99);
+  }
+  if (fresh) {
+    auto t0 = Clock::now();
+    r.warm_up_shapes = warm_up_streaming(fresh, r.p, block);
+    r.warm_up_ms = 1000 * secs_since(t0);
+    std::vector<double> te, td;
+    pass(fresh, te, td);
+    r.after_enc_p99 = pct(te, 0.99), r.after_dec_p99 = pct(td, 0.99);
+    r.after_enc_max = pct(te, 1.0), r.after_dec_max = pct(td, 1.0);
   }
   return r;
 }
@@ -504,7 +523,8 @@ int run_bench(const Common& c, const BenchOpts& o0) {
     set_num_threads(1);
     for (const auto& preset : split(o.streaming)) {
       if (!c.quiet) std::fprintf(stderr, "[bench] streaming %s, %.0f s, 1 thread\n", preset.c_str(), o.stream_seconds);
-      streams.push_back(run_streaming(one_thread_model, preset, o.stream_seconds));
+      // A fresh model per preset for the warm-up figures: the shared one has already run the other passes.
+      streams.push_back(run_streaming(one_thread_model, preset, o.stream_seconds, make_model(c, o)));
     }
   }
 
@@ -613,10 +633,13 @@ int run_bench(const Common& c, const BenchOpts& o0) {
         std::snprintf(b, sizeof(b),
                       "%s\n  {\"preset\": %s, \"block\": %d, \"left\": %d, \"lookahead\": %d, \"chunk_audio_ms\": %.2f, "
                       "\"chunks\": %lld, \"encode_ms\": [%.3f, %.3f, %.3f], \"decode_ms\": [%.3f, %.3f, %.3f], "
-                      "\"cold_encode_p99_ms\": %.3f, \"cold_decode_p99_ms\": %.3f}",
+                      "\"cold_encode_p99_ms\": %.3f, \"cold_decode_p99_ms\": %.3f, \"cold_encode_max_ms\": %.3f, "
+                      "\"cold_decode_max_ms\": %.3f, \"warm_up_ms\": %.3f, \"warm_up_shapes\": %lld, "
+                      "\"after_warm_up_encode_ms\": [%.3f, %.3f], \"after_warm_up_decode_ms\": [%.3f, %.3f]}",
                       i ? "," : "", json_str(r.preset).c_str(), r.p.block_frames, r.p.left_frames, r.p.lookahead_frames,
                       r.chunk_audio_ms, (long long)r.chunks, r.enc_p50, r.enc_p95, r.enc_p99, r.dec_p50, r.dec_p95, r.dec_p99,
-                      r.cold_enc_p99, r.cold_dec_p99);
+                      r.cold_enc_p99, r.cold_dec_p99, r.cold_enc_max, r.cold_dec_max, r.warm_up_ms,
+                      (long long)r.warm_up_shapes, r.after_enc_p99, r.after_enc_max, r.after_dec_p99, r.after_dec_max);
         j += b;
       }
       j += "]";
@@ -692,9 +715,14 @@ int run_bench(const Common& c, const BenchOpts& o0) {
                   1000.0 * (r.p.block_frames + r.p.lookahead_frames) * m.hop() / m.sample_rate(), e, d);
     }
     std::printf("latency = algorithmic (block + lookahead frames); a preset keeps up when p99 < chunk ms; warm pass\n");
-    for (const auto& r : streams)
-      std::printf("  %s cold first pass p99: encode %.1f ms, decode %.1f ms (primitive creation per window length)\n",
-                  r.preset.c_str(), r.cold_enc_p99, r.cold_dec_p99);
+    for (const auto& r : streams) {
+      std::printf("  %s cold first pass p99 / max: encode %.1f / %.1f ms, decode %.1f / %.1f ms (primitive creation)\n",
+                  r.preset.c_str(), r.cold_enc_p99, r.cold_enc_max, r.cold_dec_p99, r.cold_dec_max);
+      std::printf("  %s after warm_up_streaming (%.0f ms, %lld shapes, fresh model): first pass p99 / max: encode %.1f / "
+                  "%.1f ms, decode %.1f / %.1f ms\n",
+                  r.preset.c_str(), r.warm_up_ms, (long long)r.warm_up_shapes, r.after_enc_p99, r.after_enc_max,
+                  r.after_dec_p99, r.after_dec_max);
+    }
   }
   if (!precs.empty()) {
     std::printf("\nfloat32 vs bfloat16 round trip (1 thread, interleaved, median of %d; tokens and audio vs float32)\n",

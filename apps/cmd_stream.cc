@@ -39,6 +39,14 @@ size_t read_stdin_pcm(bool s16, size_t max, std::vector<float>& out, std::vector
   return n;
 }
 
+void warm_up(const std::shared_ptr<const Model>& model, const StreamParams& p, int64_t chunk_samples, bool quiet) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t made = warm_up_streaming(model, p, chunk_samples);
+  if (!quiet)
+    std::fprintf(stderr, "warm-up: %lld primitive shapes in %.0f ms\n", static_cast<long long>(made),
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+}
+
 }  // namespace
 
 void register_stream_commands(CLI::App& app, Common& common, std::vector<Command>& out) {
@@ -46,8 +54,11 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     std::string in, out, preset = "default", fmt;
     double chunk_ms = 20, bandwidth = 0;
     int n_q = 0, bandwidth_id = -1;
-    bool s16 = false;
+    bool s16 = false, warm_up = false;
   };
+  constexpr const char* kWarmUpHelp =
+      "before the first chunk, create the oneDNN primitives this stream will use (a throwaway stream over a "
+      "synthetic signal), so that chunks run at warm speed from the start: for live input";
   auto e = std::make_shared<Opts>();
   auto* enc = app.add_subcommand("stream-encode", "encode audio in real-time-sized chunks through a streaming session");
   enc->add_option("input", e->in, "audio file, or - for raw mono PCM on stdin at the model rate (float32, or --s16)")
@@ -57,6 +68,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   enc->add_option("--preset", e->preset, "low-latency | default | high-fidelity | a YAML file (configs/streaming/)");
   enc->add_option("--format", e->fmt, "token format: wtt|npy|txt");
   enc->add_flag("--s16", e->s16, "stdin PCM is s16le instead of float32");
+  enc->add_flag("--warm-up", e->warm_up, kWarmUpHelp);
   enc->add_option("-b,--bandwidth", e->bandwidth, "bandwidth in kbps (selects the number of codebooks)");
   enc->add_option("-n,--n-q", e->n_q, "number of codebooks (default: the preset's, else all)");
   enc->add_option("-m,--model", common.model, "model (default: the built-in one)");
@@ -74,6 +86,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     if (!from_stdin) file_pcm = read_audio(e->in, model->sample_rate()).samples;
     StreamingEncoder session(model, p);
     const size_t chunk = std::max<size_t>(1, size_t(e->chunk_ms * model->sample_rate() / 1000.0));
+    if (e->warm_up) warm_up(model, p, int64_t(chunk), common.quiet);
     std::vector<int32_t> codes;
     Stats st;
     int64_t received = 0, worst_lag = 0;
@@ -127,6 +140,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   dec->add_option("--chunk-ms", d->chunk_ms, "tokens per push, in milliseconds of audio (default 20)");
   dec->add_option("--preset", d->preset, "low-latency | default | high-fidelity | a YAML file");
   dec->add_option("--bandwidth-id", d->bandwidth_id, "WavTokenizer AdaLayerNorm bandwidth id (default: the preset's)");
+  dec->add_flag("--warm-up", d->warm_up, kWarmUpHelp);
   dec->add_option("-m,--model", common.model, "model (default: the built-in one)");
   dec->add_option("-t,--threads", common.threads, "CPU threads");
   dec->add_flag("-q,--quiet", common.quiet, "no statistics");
@@ -143,6 +157,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     for (int64_t f = 0; f < tf.tokens.frames; ++f)
       for (int q = 0; q < nq; ++q) fm[size_t(f) * nq + q] = tf.tokens.codes[size_t(q) * tf.tokens.frames + f];
     const int64_t per = std::max<int64_t>(1, int64_t(d->chunk_ms * model->sample_rate() / 1000.0 / model->hop()));
+    if (d->warm_up) warm_up(model, sp, per * model->hop(), common.quiet);
     std::vector<float> audio;
     Stats st;
     for (int64_t f = 0; f < tf.tokens.frames; f += per) {

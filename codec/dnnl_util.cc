@@ -34,6 +34,13 @@ dnnl::primitive_attr scratchpad_attr() {
   return a;
 }
 
+namespace {
+std::atomic<uint64_t> g_shapes_created{0};
+}  // namespace
+
+uint64_t shapes_created() { return g_shapes_created.load(std::memory_order_relaxed); }
+void note_shape_created() { g_shapes_created.fetch_add(1, std::memory_order_relaxed); }
+
 void run_primitive(const dnnl::primitive& p, std::initializer_list<std::pair<int, dnnl::memory>> args) {
   constexpr size_t kMaxArgs = 16;
   if (args.size() + 1 > kMaxArgs) throw Error("run_primitive: too many arguments");

@@ -43,6 +43,11 @@ inline dnnl::memory wrap(const dnnl::memory::desc& md, const float* p) {
   return dnnl::memory(md, cpu_engine(), const_cast<float*>(p));
 }
 
+// How many per-shape entries (oneDNN primitives) all ShapeCaches of the process have made: lets tests and
+// warm-up code check that a run created none.
+uint64_t shapes_created();
+void note_shape_created();
+
 // Primitives are immutable and safe to execute concurrently, so layers create them once per input
 // shape (key) and share them between sessions and threads. The cache keeps the `capacity` most recently used
 // shapes: a server decoding inputs of ever new lengths, or a stream whose window grows, must not grow without bound.
@@ -65,6 +70,7 @@ class ShapeCache {
       map_->erase(lru);
     }
     auto e = std::make_shared<const Entry>(make());
+    note_shape_created();
     map_->emplace(key, Slot{e, ++*tick_});
     return e;
   }

@@ -1,10 +1,12 @@
 #include "codec/streaming.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include <yaml-cpp/yaml.h>
 
+#include "codec/dnnl_util.h"
 #include "codec/error.h"
 
 namespace wavtok {
@@ -235,6 +237,43 @@ int64_t StreamingDecoder::flush(std::vector<float>& out) {
   tail_.clear();
   feat_start_ = total_ = next_frame_ = 0;
   return emitted;
+}
+
+}  // namespace wavtok
+
+namespace wavtok {
+
+int64_t warm_up_streaming(const std::shared_ptr<const Model>& model, const StreamParams& params, int64_t chunk_samples) {
+  if (!model) throw Error("streaming warm-up: no model");
+  if (chunk_samples < 1 || chunk_samples > int64_t(model->sample_rate()) * 3600)
+    throw Error("streaming warm-up: chunk of " + std::to_string(chunk_samples) + " samples is out of range");
+  const uint64_t before = shapes_created();
+  StreamingEncoder enc(model, params);
+  StreamingDecoder dec(model, params);
+  const StreamParams& p = dec.params();  // left trimmed for a local backbone
+  // Frames until the decoder's windows have their steady length (the left context is full), plus a few blocks.
+  const int64_t frames = int64_t(p.left_frames) + p.lookahead_frames + 3 * int64_t(p.block_frames) + 8;
+  const int64_t n = frames * model->hop();
+  // A quiet two-tone signal with a little noise: nothing the layers treat specially (no exact zeros).
+  std::vector<float> pcm(size_t(std::min(n, chunk_samples)));
+  std::vector<int32_t> codes;
+  std::vector<float> audio;
+  uint32_t rng = 12345;
+  for (int64_t at = 0; at < n; at += chunk_samples) {
+    const int64_t len = std::min(chunk_samples, n - at);
+    for (int64_t i = 0; i < len; ++i) {
+      const double t = double(at + i) / model->sample_rate();
+      rng = rng * 1664525u + 1013904223u;
+      constexpr double kTwoPi = 6.283185307179586;
+      pcm[size_t(i)] = float(0.1 * std::sin(kTwoPi * 220 * t) + 0.05 * std::sin(kTwoPi * 1375 * t) +
+                             0.01 * (double(rng >> 8) / double(1 << 24) - 0.5));
+    }
+    codes.clear();
+    const int64_t got = enc.push(pcm.data(), len, codes);
+    if (got > 0) dec.push(codes.data(), got, enc.n_q(), audio);
+    audio.clear();
+  }
+  return int64_t(shapes_created() - before);
 }
 
 }  // namespace wavtok

@@ -47,6 +47,13 @@ bool streams_exactly(const Model& m);
 // Presets: "low-latency", "default", "high-fidelity", or a YAML file with the fields above.
 StreamParams stream_preset(const std::string& name_or_path);
 
+// Runs a throwaway encoder and decoder session with these parameters over a synthetic signal pushed in pieces of
+// `chunk_samples`, long enough for the decoder's windows to reach their full size. The layers create and cache
+// (per model, for all sessions) the oneDNN primitives of every shape such a stream uses, so the first chunks of
+// real streams run at warm speed instead of paying for primitive creation. The end of a stream (flush) may still
+// meet new shapes. Returns the number of shapes created.
+int64_t warm_up_streaming(const std::shared_ptr<const Model>& model, const StreamParams& params, int64_t chunk_samples);
+
 class StreamingEncoder {
  public:
   StreamingEncoder(std::shared_ptr<const Model> model, const StreamParams& params);

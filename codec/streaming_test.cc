@@ -5,12 +5,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <new>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "codec/default_model.h"
+#include "codec/dnnl_util.h"
 #include "codec/error.h"
 #include "dsp/audio_io.h"
 #include "tests/test_util.h"
@@ -233,6 +235,49 @@ TEST(Streaming, SessionMemoryDoesNotGrowWithStreamLength) {
 // The YAML presets shipped in configs/streaming are the built-in ones.
 // Once its windows have their full size, the windowed decoder reuses its buffers: no tensor buffer and no
 // window-sized vector is allocated per block. What remains are oneDNN's small per-execution argument maps.
+// After warm_up_streaming, a real stream with the same parameters and chunk size creates no oneDNN primitive
+// until its end (upstream-architecture fixture, EnCodec fixture, shipped model); without it, one does.
+TEST(Streaming, WarmUpCreatesEveryShapeAStreamUses) {
+  const auto pcm = speech();
+  const int64_t chunk = 480;  // 20 ms
+  auto stream = [&](const std::shared_ptr<const Model>& m, const StreamParams& p) {
+    StreamingEncoder enc(m, p);
+    StreamingDecoder dec(m, p);
+    std::vector<int32_t> codes;
+    std::vector<float> audio;
+    for (size_t at = 0; at < pcm.size(); at += chunk) {
+      codes.clear();
+      const int64_t got = enc.push(pcm.data() + at, std::min<int64_t>(chunk, int64_t(pcm.size() - at)), codes);
+      if (got > 0) dec.push(codes.data(), got, enc.n_q(), audio);
+    }
+    return audio.size();
+  };
+  std::vector<std::function<std::shared_ptr<const Model>()>> loaders{
+      [] { return Model::load(fixture("wavtokenizer-75/model.ckpt")); },
+      [] { return Model::load(fixture("encodec-24k/model.th")); }};
+  if (has_embedded_default_model()) loaders.push_back([] { return load_embedded_default_model(); });
+  for (const auto& load : loaders) {
+    for (const StreamParams& p : {stream_default_params(), stream_preset("low-latency")}) {
+      auto cold = load();
+      uint64_t before = shapes_created();
+      ASSERT_GT(stream(cold, p), 0u);
+      const uint64_t cold_shapes = shapes_created() - before;
+      EXPECT_GT(cold_shapes, 0u);
+      auto warm = load();
+      const int64_t made = warm_up_streaming(warm, p, chunk);
+      before = shapes_created();
+      ASSERT_GT(stream(warm, p), 0u);
+      std::printf("%s, block %d: a cold stream created %llu shapes; warm-up created %lld, the stream after it %llu\n",
+                  warm->config().arch.c_str(), p.block_frames, static_cast<unsigned long long>(cold_shapes),
+                  static_cast<long long>(made), static_cast<unsigned long long>(shapes_created() - before));
+      EXPECT_EQ(shapes_created(), before);
+    }
+  }
+  auto m = Model::load(fixture("wavtokenizer-75/model.ckpt"));
+  EXPECT_THROW(warm_up_streaming(m, stream_default_params(), 0), Error);
+  EXPECT_THROW(warm_up_streaming(nullptr, stream_default_params(), 480), Error);
+}
+
 TEST(Streaming, DecoderSteadyStateReusesBuffers) {
   auto m = fixture_model();
   const auto pcm = speech();

@@ -53,6 +53,12 @@ int wavtok_model_codebook_size(const wavtok_model* model);
  * the window parameters are unused; 0 for windowed recomputation (WavTokenizer); -1 for NULL. */
 int wavtok_model_streams_exactly(const wavtok_model* model);
 
+/* Optional, once per model and set of parameters, before live streams start: runs throwaway sessions over a
+ * synthetic signal pushed in chunks of chunk_samples, so that the model's layers create the oneDNN primitives
+ * such streams use (shared by all sessions of the model) and the first chunks of real streams run at warm speed.
+ * params NULL: the defaults. Returns the number of shapes created (>= 0), -1 on error. */
+int64_t wavtok_stream_warm_up(const wavtok_model* model, const wavtok_stream_params* params, size_t chunk_samples);
+
 /* Encoder: PCM (float, mono, the model's rate) in, codes out. The encoder keeps its own reference to the
  * model, so the model handle may be freed before the encoder. */
 wavtok_encoder* wavtok_encoder_create(const wavtok_model* model, const wavtok_stream_params* params);

@@ -98,6 +98,16 @@ int wavtok_model_streams_exactly(const wavtok_model* m) {
   return m ? int(wavtok::streams_exactly(*m->m)) : -1;
 }
 
+int64_t wavtok_stream_warm_up(const wavtok_model* model, const wavtok_stream_params* params, size_t chunk_samples) {
+  return guard(
+      [&]() -> int64_t {
+        if (!model) throw wavtok::Error("wavtok_stream_warm_up: model is NULL");
+        if (chunk_samples > size_t(INT64_MAX)) throw wavtok::Error("wavtok_stream_warm_up: chunk too large");
+        return wavtok::warm_up_streaming(model->m, to_params(params), int64_t(chunk_samples));
+      },
+      int64_t{-1});
+}
+
 wavtok_encoder* wavtok_encoder_create(const wavtok_model* model, const wavtok_stream_params* params) {
   return guard(
       [&]() -> wavtok_encoder* {

@@ -16,6 +16,7 @@ int wavtok_c_api_roundtrip(const char* model_path, int n_q, const float* pcm, si
   if (!m) return -1;
   if (wavtok_stream_preset("default", &p) != 0) goto done;
   p.n_q = n_q;
+  if (wavtok_stream_warm_up(m, &p, 480) < 0 || wavtok_stream_warm_up(NULL, &p, 480) != -1) goto done;
   e = wavtok_encoder_create(m, &p);
   d = wavtok_decoder_create(m, &p);
   wavtok_model_free(m); /* the sessions keep their own reference */

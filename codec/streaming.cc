@@ -239,9 +239,7 @@ int64_t StreamingDecoder::flush(std::vector<float>& out) {
   return emitted;
 }
 
-}  // namespace wavtok
-
-namespace wavtok {
+// ---------------------------------------------------------------- warm-up
 
 int64_t warm_up_streaming(const std::shared_ptr<const Model>& model, const StreamParams& params, int64_t chunk_samples) {
   if (!model) throw Error("streaming warm-up: no model");

@@ -142,7 +142,8 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
 }
 
 void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, Tensor& x, int64_t crop_from) const {
-  if (crop_from < 0 || crop_from >= F) throw Error("backbone: crop start " + std::to_string(crop_from) + " outside 0.." + std::to_string(F - 1));
+  if (crop_from < 0 || (crop_from > 0 && crop_from >= F))
+    throw Error("backbone: crop start " + std::to_string(crop_from) + " outside the " + std::to_string(F) + "-frame input");
   if (bandwidth_id < 0 || bandwidth_id >= num_bandwidths())
     throw Error("bandwidth id " + std::to_string(bandwidth_id) + " out of range 0.." + std::to_string(num_bandwidths() - 1));
   const int D = c_.dim, Cin = c_.input_channels;

@@ -92,9 +92,15 @@ TEST_F(CliTest, StreamEncodeAndDecode) {
   const auto a = read_audio(path("s.wav"), 24000).samples, b = read_audio(path("w.wav"), 24000).samples;
   EXPECT_EQ(a.size(), 96000u);
   EXPECT_EQ(a, b);
+  // --config names the release config.yaml (here the one beside the checkpoint, so the same codes).
+  ASSERT_EQ(run({"stream-encode", kWav, "-m", kCkpt, "--config", kCfg, "-o", path("c.wtt"), "-q"}).code, 0);
+  EXPECT_EQ(read_tokens(path("c.wtt")).tokens.codes, one_shot);
   EXPECT_NE(run({"stream-encode", kWav, "-m", kCkpt, "-o", path("x.wtt"), "--preset", "nope"}).code, 0);
+  EXPECT_NE(run({"stream-encode", kWav, "-m", kCkpt, "-o", path("x.wtt"), "--precision", "f16"}).code, 0);
+  EXPECT_NE(run({"stream-decode", path("s.wtt"), "-m", kCkpt, "--config", path("none.yaml"), "-o", path("x.wav")}).code,
+            0);
   EXPECT_NE(run({"stream-decode", path("missing.wtt"), "-m", kCkpt, "-o", path("x.wav")}).code, 0);
-  expect_only({"one.wtt", "s.wtt", "w.wtt", "s.wav", "w.wav"});
+  expect_only({"one.wtt", "s.wtt", "w.wtt", "c.wtt", "s.wav", "w.wav"});
 }
 
 TEST_F(CliTest, VqPrecisionOption) {

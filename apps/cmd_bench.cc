@@ -782,7 +782,8 @@ void register_bench_command(CLI::App& app, Common& common, std::vector<Command>&
   sub->add_flag("--profile", o->profile, "time encoder / VQ / backbone / head and each layer alone on 1 thread, with GFLOP/s");
   sub->add_option("--profile-seconds", o->profile_seconds, "input length for --profile (default 10)");
   sub->add_option("--streaming", o->streaming,
-                  "per-chunk latency of these streaming presets (e.g. low-latency,default,high-fidelity), 1 thread");
+                  "per-chunk latency of these streaming presets (e.g. low-latency,default,high-fidelity), 1 thread: "
+                  "cold first pass, warm pass, and a fresh model's first pass after warm_up_streaming");
   sub->add_option("--stream-seconds", o->stream_seconds, "audio pushed per streaming preset (default 10)");
   sub->add_option("--encode-chunk-frames", o->encode_chunk,
                   "encode inputs longer than 8 chunks of this many frames chunk by chunk (default: the model's, 150; "

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 #include <sndfile.h>
+#include <yaml-cpp/yaml.h>
 
 #include "codec/dnnl_util.h"
 #include "codec/token_file.h"
@@ -101,6 +102,45 @@ TEST_F(CliTest, StreamEncodeAndDecode) {
             0);
   EXPECT_NE(run({"stream-decode", path("missing.wtt"), "-m", kCkpt, "-o", path("x.wav")}).code, 0);
   expect_only({"one.wtt", "s.wtt", "w.wtt", "c.wtt", "s.wav", "w.wav"});
+}
+
+// `wavtok bench` on the fixture model: the JSON file parses (no nan/inf), every figure is a positive time, and the
+// streaming preset pushed ceil(2 s / 133.3 ms) = 15 blocks; a bad option fails without writing the file.
+TEST_F(CliTest, BenchWritesParseableFigures) {
+  auto r = run({"bench", "-m", kCkpt, "--config", kCfg, "--seconds", "0.5", "--repeats", "1", "--phases", "encode,decode",
+                "--streaming", "default", "--stream-seconds", "2", "--no-memory", "-t", "1", "--json-out", path("b.json"),
+                "-q"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("flush() cold / warm / after warm-up"), std::string::npos) << r.err;
+  YAML::Node j = YAML::LoadFile(path("b.json"));  // JSON is YAML
+  EXPECT_EQ(j["arch"].as<std::string>(), "wavtokenizer");
+  EXPECT_EQ(j["hop"].as<int>(), 320);
+  auto positive_ms = [](const YAML::Node& n, const char* what) {
+    const double v = n.as<double>();
+    EXPECT_TRUE(std::isfinite(v) && v > 0) << what << " = " << v;
+  };
+  ASSERT_EQ(j["runs"].size(), 2u);
+  for (const auto& run_ : j["runs"]) {
+    positive_ms(run_["median_s"], "median_s");
+    EXPECT_NEAR(run_["xrt"].as<double>(), 0.5 / run_["median_s"].as<double>(), 1e-3 * run_["xrt"].as<double>());
+  }
+  ASSERT_EQ(j["streaming"].size(), 1u);
+  const YAML::Node s = j["streaming"][0];
+  EXPECT_EQ(s["preset"].as<std::string>(), "default");
+  EXPECT_EQ(s["block"].as<int>(), 10);
+  EXPECT_EQ(s["chunks"].as<int>(), 15);
+  EXPECT_GT(s["warm_up_shapes"].as<int>(), 0);  // a fresh model creates its primitives in the warm-up
+  for (const char* k : {"encode_ms", "decode_ms", "after_warm_up_encode_ms", "after_warm_up_decode_ms", "encode_flush_ms",
+                        "decode_flush_ms"})
+    for (const auto& v : s[k]) positive_ms(v, k);
+  for (const char* k : {"cold_encode_max_ms", "cold_decode_max_ms", "warm_up_ms"}) positive_ms(s[k], k);
+  EXPECT_NE(run({"bench", "-m", kCkpt, "--streaming", "nope", "--seconds", "0.5", "--no-memory", "--json-out",
+                 path("x.json"), "-q"}).code,
+            0);
+  auto bad = run({"bench", "-m", kCkpt, "--seconds", "0.5", "--no-memory", "--json-out", path("no/x.json"), "-q"});
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("does not exist"), std::string::npos) << bad.err;
+  expect_only({"b.json"});
 }
 
 TEST_F(CliTest, VqPrecisionOption) {

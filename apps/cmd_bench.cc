@@ -18,6 +18,7 @@
 #include "apps/commands.h"
 #include "codec/dnnl_util.h"
 #include "codec/error.h"
+#include "codec/file_util.h"
 #include "codec/streaming.h"
 #include "codec/vocos.h"
 
@@ -360,6 +361,8 @@ struct StreamResult {
   double warm_up_ms = 0;
   int64_t warm_up_shapes = 0;
   double after_enc_p99 = 0, after_dec_p99 = 0, after_enc_max = 0, after_dec_max = 0;
+  // flush() at the end of the stream (ms): the time from the last token to the last audio; [cold, warm, after warm-up].
+  double enc_flush[3] = {0, 0, 0}, dec_flush[3] = {0, 0, 0};
 };
 
 double pct(std::vector<double> v, double q) {
@@ -381,7 +384,7 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
   r.chunk_audio_ms = 1000.0 * block / m.sample_rate();
   const int64_t n = int64_t(std::llround(seconds * m.sample_rate()));
   std::vector<float> audio = bench_audio(n, m.sample_rate());
-  auto pass = [&](const std::shared_ptr<const Model>& mod, std::vector<double>& te, std::vector<double>& td) {
+  auto pass = [&](const std::shared_ptr<const Model>& mod, std::vector<double>& te, std::vector<double>& td, int slot) {
     StreamingEncoder enc(mod, r.p);
     std::vector<int32_t> codes;
     for (int64_t at = 0; at < n; at += block) {
@@ -391,7 +394,9 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
       const double ms = 1000 * secs_since(t0);
       if (codes.size() > before) te.push_back(ms);
     }
+    auto t1 = Clock::now();
     enc.flush(codes);
+    r.enc_flush[slot] = 1000 * secs_since(t1);
     const int nq = enc.n_q();
     const int64_t frames = int64_t(codes.size()) / std::max(1, nq);
     StreamingDecoder dec(mod, r.p);
@@ -403,13 +408,15 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
       const double ms = 1000 * secs_since(t0);
       if (out.size() > before) td.push_back(ms);
     }
+    t1 = Clock::now();
     dec.flush(out);
+    r.dec_flush[slot] = 1000 * secs_since(t1);
   };
   // Pass 0 is cold: every new window length creates oneDNN primitives (weight reorders included), which
   // dominates its tail; pass 1 reuses them and is the one reported as p50/p95/p99.
   for (int i = 0; i < 2; ++i) {
     std::vector<double> te, td;
-    pass(model, te, td);
+    pass(model, te, td, i);
     r.chunks = int64_t(te.size());
     if (i == 0) {
       r.cold_enc_p99 = pct(te, 0.99), r.cold_dec_p99 = pct(td, 0.99);
@@ -424,7 +431,7 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
     r.warm_up_shapes = warm_up_streaming(fresh, r.p, block);
     r.warm_up_ms = 1000 * secs_since(t0);
     std::vector<double> te, td;
-    pass(fresh, te, td);
+    pass(fresh, te, td, 2);
     r.after_enc_p99 = pct(te, 0.99), r.after_dec_p99 = pct(td, 0.99);
     r.after_enc_max = pct(te, 1.0), r.after_dec_max = pct(td, 1.0);
   }
@@ -488,6 +495,11 @@ int run_bench(const Common& c, const BenchOpts& o0) {
   std::vector<std::string> phases = split(o.phases);
   for (const auto& p : phases)
     if (p != "encode" && p != "decode" && p != "roundtrip") throw Error("bench: unknown phase '" + p + "'");
+  for (const auto& preset : split(o.streaming)) stream_preset(preset);  // a bad preset fails before the long runs
+  if (!o.json_out.empty()) {  // an unwritable destination fails before the long runs, not after them
+    const auto dir = std::filesystem::absolute(o.json_out).parent_path();
+    if (!std::filesystem::is_directory(dir)) throw Error(o.json_out + ": folder " + dir.string() + " does not exist");
+  }
   std::vector<int> thread_counts = {1};
   if (all > 1) thread_counts.push_back(all);
 
@@ -574,7 +586,7 @@ int run_bench(const Common& c, const BenchOpts& o0) {
          std::to_string(m.sample_rate()) + ",\n \"hop\": " + std::to_string(m.hop()) + ",\n";
     j += " \"cpu\": " + json_str(cpu) + ",\n \"cpu_flags\": [";
     for (size_t i = 0; i < flags.size(); ++i) j += (i ? ", " : "") + json_str(flags[i]);
-    char b[512];
+    char b[1024];
     std::snprintf(b, sizeof(b),
                   "],\n \"fma_peak\": {\"isa\": \"%s\", \"gflops_1core\": %.2f, \"gflops_all\": %.2f, \"threads\": %d},\n",
                   peak.isa.c_str(), peak.gflops_1core, peak.gflops_all, peak.threads);
@@ -635,11 +647,13 @@ int run_bench(const Common& c, const BenchOpts& o0) {
                       "\"chunks\": %lld, \"encode_ms\": [%.3f, %.3f, %.3f], \"decode_ms\": [%.3f, %.3f, %.3f], "
                       "\"cold_encode_p99_ms\": %.3f, \"cold_decode_p99_ms\": %.3f, \"cold_encode_max_ms\": %.3f, "
                       "\"cold_decode_max_ms\": %.3f, \"warm_up_ms\": %.3f, \"warm_up_shapes\": %lld, "
-                      "\"after_warm_up_encode_ms\": [%.3f, %.3f], \"after_warm_up_decode_ms\": [%.3f, %.3f]}",
+                      "\"after_warm_up_encode_ms\": [%.3f, %.3f], \"after_warm_up_decode_ms\": [%.3f, %.3f], "
+                      "\"encode_flush_ms\": [%.3f, %.3f, %.3f], \"decode_flush_ms\": [%.3f, %.3f, %.3f]}",
                       i ? "," : "", json_str(r.preset).c_str(), r.p.block_frames, r.p.left_frames, r.p.lookahead_frames,
                       r.chunk_audio_ms, (long long)r.chunks, r.enc_p50, r.enc_p95, r.enc_p99, r.dec_p50, r.dec_p95, r.dec_p99,
                       r.cold_enc_p99, r.cold_dec_p99, r.cold_enc_max, r.cold_dec_max, r.warm_up_ms,
-                      (long long)r.warm_up_shapes, r.after_enc_p99, r.after_enc_max, r.after_dec_p99, r.after_dec_max);
+                      (long long)r.warm_up_shapes, r.after_enc_p99, r.after_enc_max, r.after_dec_p99, r.after_dec_max,
+                      r.enc_flush[0], r.enc_flush[1], r.enc_flush[2], r.dec_flush[0], r.dec_flush[1], r.dec_flush[2]);
         j += b;
       }
       j += "]";
@@ -659,8 +673,9 @@ int run_bench(const Common& c, const BenchOpts& o0) {
     if (o.baseline) j += ",\n \"reference\": " + ref_json;
     j += "\n}\n";
     if (!o.json_out.empty()) {
-      FILE* f = std::fopen(o.json_out.c_str(), "w");
-      if (!f || std::fputs(j.c_str(), f) < 0 || std::fclose(f) != 0) throw Error(o.json_out + ": cannot write");
+      AtomicFile f(o.json_out);  // no partial file on failure
+      if (std::fputs(j.c_str(), f.file()) < 0) throw Error(o.json_out + ": cannot write");
+      f.commit();
     }
     if (o.json) {
       std::fputs(j.c_str(), stdout);
@@ -722,6 +737,9 @@ int run_bench(const Common& c, const BenchOpts& o0) {
                   "%.1f ms, decode %.1f / %.1f ms\n",
                   r.preset.c_str(), r.warm_up_ms, (long long)r.warm_up_shapes, r.after_enc_p99, r.after_enc_max,
                   r.after_dec_p99, r.after_dec_max);
+      std::printf("  %s flush() cold / warm / after warm-up: encode %.1f / %.1f / %.1f ms, decode %.1f / %.1f / %.1f ms\n",
+                  r.preset.c_str(), r.enc_flush[0], r.enc_flush[1], r.enc_flush[2], r.dec_flush[0], r.dec_flush[1],
+                  r.dec_flush[2]);
     }
   }
   if (!precs.empty()) {

@@ -1,11 +1,17 @@
 // The CLI on good and bad input: exit codes, error texts, no partial outputs, inputs untouched.
 #include "apps/cli.h"
 
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <sndfile.h>
@@ -102,6 +108,122 @@ TEST_F(CliTest, StreamEncodeAndDecode) {
             0);
   EXPECT_NE(run({"stream-decode", path("missing.wtt"), "-m", kCkpt, "-o", path("x.wav")}).code, 0);
   expect_only({"one.wtt", "s.wtt", "w.wtt", "c.wtt", "s.wav", "w.wav"});
+}
+
+// The built `wavtok` binary run through a shell (pipes between processes); returns its exit status.
+int shell(const std::string& cmd) {
+  const int st = std::system(cmd.c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+const std::string kBin = std::string(WAVTOK_BINARY_DIR) + "/wavtok";
+
+// Waits until `path` holds at least `bytes` bytes (a process writing it through a pipe); false after 120 s.
+bool wait_for_size(const std::string& path, uintmax_t bytes) {
+  for (int i = 0; i < 1200; ++i) {
+    std::error_code ec;
+    if (fs::exists(path, ec) && fs::file_size(path, ec) >= bytes) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+std::vector<float> raw_floats(const std::string& p) {
+  const std::string b = slurp(p);
+  std::vector<float> v(b.size() / sizeof(float));
+  std::memcpy(v.data(), b.data(), v.size() * sizeof(float));
+  return v;
+}
+
+// Live pipes: stream-encode writes frame lines to stdout and stream-decode reads them from stdin and writes raw PCM,
+// each as soon as it has them (checked by feeding part of a stream and waiting for its output before the rest);
+// the outputs equal the file-based commands' exactly; bad frame lines fail with the line number.
+TEST_F(CliTest, StreamThroughPipes) {
+  const std::string m = " -m " + kCkpt + " -q";
+  ASSERT_EQ(run({"encode", kWav, "-m", kCkpt, "-o", path("one.wtt"), "-q"}).code, 0);
+  const Tokens one = read_tokens(path("one.wtt")).tokens;
+  std::string lines;  // the one-shot codes as frame lines
+  for (int64_t f = 0; f < one.frames; ++f) lines += std::to_string(one.codes[size_t(f)]) + "\n";
+  ASSERT_EQ(shell(kBin + " stream-encode " + kWav + m + " -o - > " + path("s.txt")), 0);
+  EXPECT_EQ(slurp(path("s.txt")), lines);
+  // Raw float32 PCM on stdin (the path live input takes).
+  const auto pcm = read_audio(kWav, 24000).samples;
+  write_bytes(path("in.f32"), std::string(reinterpret_cast<const char*>(pcm.data()), pcm.size() * sizeof(float)));
+  ASSERT_EQ(shell(kBin + " stream-encode -" + m + " --chunk-ms 13 -o - < " + path("in.f32") + " > " + path("p.txt")), 0);
+  EXPECT_EQ(slurp(path("p.txt")), lines);
+
+  ASSERT_EQ(run({"stream-decode", path("one.wtt"), "-m", kCkpt, "-o", path("f.wav"), "-q"}).code, 0);
+  const auto ref = read_audio(path("f.wav"), 24000).samples;
+  ASSERT_EQ(shell(kBin + " stream-decode -" + m + " -o - < " + path("s.txt") + " > " + path("o.f32")), 0);
+  EXPECT_EQ(raw_floats(path("o.f32")), ref);
+  ASSERT_EQ(shell(kBin + " stream-decode " + path("one.wtt") + m + " -o - --s16 > " + path("o.s16")), 0);
+  const std::string s16 = slurp(path("o.s16"));
+  ASSERT_EQ(s16.size(), ref.size() * 2);
+  for (size_t i = 0; i < ref.size(); i += 997) {
+    int16_t v;
+    std::memcpy(&v, s16.data() + 2 * i, 2);
+    EXPECT_EQ(v, std::lrint(std::clamp(ref[i] * 32768.0f, -32768.0f, 32767.0f))) << i;
+  }
+
+  // Liveness: 94 frames in, then wait (stdin still open) for the audio of the 70 frames the default preset has
+  // final by then (blocks of 10 while block + lookahead 15 frames have arrived).
+  {
+    FILE* p = popen((kBin + " stream-decode -" + m + " -o - > " + path("live.f32")).c_str(), "w");
+    ASSERT_NE(p, nullptr);
+    size_t at = 0;
+    for (int f = 0; f < 94; ++f) at = lines.find('\n', at) + 1;
+    std::fwrite(lines.data(), 1, at, p);
+    std::fflush(p);
+    EXPECT_TRUE(wait_for_size(path("live.f32"), 70 * 320 * sizeof(float)));
+    std::error_code ec;
+    EXPECT_EQ(fs::file_size(path("live.f32"), ec), 70 * 320 * sizeof(float));  // and not more, yet
+    std::fwrite(lines.data() + at, 1, lines.size() - at, p);
+    const int st = pclose(p);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    EXPECT_EQ(raw_floats(path("live.f32")), ref);
+  }
+  {
+    FILE* p = popen((kBin + " stream-encode -" + m + " -o - > " + path("live.txt")).c_str(), "w");
+    ASSERT_NE(p, nullptr);
+    std::fwrite(pcm.data(), sizeof(float), 24000, p);  // 1 s: 75 frames, of which all but <= 4 are final
+    std::fflush(p);
+    size_t at = 0;
+    for (int f = 0; f < 71; ++f) at = lines.find('\n', at) + 1;
+    EXPECT_TRUE(wait_for_size(path("live.txt"), at));
+    const std::string early = slurp(path("live.txt"));
+    EXPECT_GE(std::count(early.begin(), early.end(), '\n'), 71);
+    EXPECT_EQ(early, lines.substr(0, early.size()));
+    std::fwrite(pcm.data() + 24000, sizeof(float), pcm.size() - 24000, p);
+    const int st = pclose(p);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    EXPECT_EQ(slurp(path("live.txt")), lines);
+  }
+
+  // Bad frame lines: the line number and the problem, non-zero exit.
+  auto bad = [&](const std::string& text, const std::string& want) {
+    write_bytes(path("bad.txt"), text);
+    EXPECT_NE(shell(kBin + " stream-decode -" + m + " -o " + path("x.wav") + " < " + path("bad.txt") + " 2> " +
+                    path("err.txt")),
+              0)
+        << text;
+    EXPECT_NE(slurp(path("err.txt")).find(want), std::string::npos) << slurp(path("err.txt"));
+  };
+  bad("1\n2\n3 4\n", "stdin line 3: more than 1 codes on one line (one per codebook)");
+  bad("1\n\n512\n", "stdin line 3: token 512 is outside this model's codebook (0..511)");
+  bad("7\nx1\n", "stdin line 2: 'x1' is not a token");
+  bad("5\n-1\n", "stdin line 2: '-1' is not a token");
+  bad("\n\n", "stdin: no token frames");
+  // A codebook count that changes mid-stream (EnCodec: up to 32 per frame).
+  write_bytes(path("bad.txt"), "1 2\n3 4\n5\n");
+  EXPECT_NE(shell(kBin + " stream-decode - -m " + fixture("encodec-24k/model.th") + " -o - < " + path("bad.txt") +
+                  " > /dev/null 2> " + path("err.txt")),
+            0);
+  EXPECT_NE(slurp(path("err.txt")).find("stdin line 3: 1 codes, the stream's first frame had 2"), std::string::npos)
+      << slurp(path("err.txt"));
+  EXPECT_NE(run({"stream-decode", path("one.wtt"), "-m", kCkpt, "-o", path("x.wav"), "--s16"}).code, 0);
+  EXPECT_NE(run({"stream-encode", kWav, "-m", kCkpt, "-o", "-", "--format", "npy"}).code, 0);
+  fs::remove(path("bad.txt"));
+  fs::remove(path("err.txt"));
+  expect_only({"one.wtt", "s.txt", "in.f32", "p.txt", "f.wav", "o.f32", "o.s16", "live.f32", "live.txt"});
 }
 
 // `wavtok bench` on the fixture model: the JSON file parses (no nan/inf), every figure is a positive time, and the

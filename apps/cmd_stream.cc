@@ -1,6 +1,7 @@
 // `wavtok stream-encode` / `stream-decode`: the streaming sessions driven from a file or stdin in
 // real-time-sized chunks, with per-chunk latency statistics.
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -39,6 +40,28 @@ size_t read_stdin_pcm(bool s16, size_t max, std::vector<float>& out, std::vector
   return n;
 }
 
+// Raw PCM to stdout, flushed so a pipe's reader gets it now: float32 little-endian, or s16le with --s16.
+void write_stdout_pcm(const std::vector<float>& audio, bool s16, std::vector<int16_t>& raw16) {
+  if (audio.empty()) return;
+  size_t wrote;
+  if (s16) {
+    raw16.resize(audio.size());
+    for (size_t i = 0; i < audio.size(); ++i)
+      raw16[i] = static_cast<int16_t>(std::lrint(std::clamp(audio[i] * 32768.0f, -32768.0f, 32767.0f)));
+    wrote = std::fwrite(raw16.data(), sizeof(int16_t), raw16.size(), stdout);
+  } else {
+    wrote = std::fwrite(audio.data(), sizeof(float), audio.size(), stdout);
+  }
+  if (wrote != audio.size() || std::fflush(stdout) != 0) throw Error("stdout: cannot write the audio");
+}
+
+// Token frames to stdout as frame lines (codec/token_file.h), flushed.
+void write_stdout_tokens(const std::vector<int32_t>& codes, int n_q) {
+  std::string text;
+  for (size_t f = 0; f + size_t(n_q) <= codes.size(); f += size_t(n_q)) text += token_line(codes.data() + f, n_q) + "\n";
+  if (std::fputs(text.c_str(), stdout) < 0 || std::fflush(stdout) != 0) throw Error("stdout: cannot write the tokens");
+}
+
 void warm_up(const std::shared_ptr<const Model>& model, const StreamParams& p, int64_t chunk_samples, bool quiet) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t made = warm_up_streaming(model, p, chunk_samples);
@@ -63,7 +86,10 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   auto* enc = app.add_subcommand("stream-encode", "encode audio in real-time-sized chunks through a streaming session");
   enc->add_option("input", e->in, "audio file, or - for raw mono PCM on stdin at the model rate (float32, or --s16)")
       ->required();
-  enc->add_option("-o,--output", e->out, "token file (.wtt, .npy, .txt)")->required();
+  enc->add_option("-o,--output", e->out,
+                  "token file (.wtt, .npy, .txt), or - for frame lines on stdout as they are final (one frame per "
+                  "line: its n_q codes)")
+      ->required();
   enc->add_option("--chunk-ms", e->chunk_ms, "chunk size in milliseconds (default 20)");
   enc->add_option("--preset", e->preset, "low-latency | default | high-fidelity | a YAML file (configs/streaming/)");
   enc->add_option("--format", e->fmt, "token format: wtt|npy|txt");
@@ -77,7 +103,9 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   enc->add_option("-t,--threads", common.threads, "CPU threads");
   enc->add_flag("-q,--quiet", common.quiet, "no statistics");
   out.push_back({enc, [e, &common]() {
-    check_output(e->out, {e->in});
+    const bool to_stdout = e->out == "-";
+    if (to_stdout && !e->fmt.empty()) throw Error("stream-encode -o -: stdout carries frame lines; --format is for files");
+    if (!to_stdout) check_output(e->out, {e->in});
     auto model = load_model(common);
     StreamParams p = stream_preset(e->preset);
     if (e->bandwidth > 0 || e->n_q > 0) p.n_q = n_q_from(*model, e->bandwidth, e->n_q);
@@ -91,7 +119,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     if (e->warm_up) warm_up(model, p, int64_t(chunk), common.quiet);
     std::vector<int32_t> codes;
     Stats st;
-    int64_t received = 0, worst_lag = 0;
+    int64_t received = 0, worst_lag = 0, frames_out = 0;
     for (size_t pos = 0;;) {
       const float* x;
       size_t n;
@@ -105,16 +133,28 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       }
       if (n == 0) break;
       auto t0 = std::chrono::steady_clock::now();
-      session.push(x, int64_t(n), codes);
+      frames_out += session.push(x, int64_t(n), codes);
       st.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       received += int64_t(n);
+      if (to_stdout) {
+        write_stdout_tokens(codes, session.n_q());
+        codes.clear();
+      }
       // Frames complete in the input but not yet final (right context, start-up padding), past the first second.
       if (received > model->sample_rate())
         worst_lag = std::max(worst_lag, received / model->hop() - session.frames_emitted());
     }
     if (received == 0) throw Error(e->in + ": no audio");
-    session.flush(codes);
+    frames_out += session.flush(codes);
     const int nq = session.n_q();
+    if (to_stdout) {
+      write_stdout_tokens(codes, nq);
+      if (!common.quiet) {
+        st.print("stream-encode", double(received) / model->sample_rate());
+        std::fprintf(stderr, "%lld frames written to stdout\n", (long long)frames_out);
+      }
+      return 0;
+    }
     TokenFile tf;
     tf.tokens.n_q = nq;
     tf.tokens.frames = int64_t(codes.size()) / nq;
@@ -137,11 +177,17 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
 
   auto d = std::make_shared<Opts>();
   auto* dec = app.add_subcommand("stream-decode", "decode tokens frame by frame through a streaming session");
-  dec->add_option("input", d->in, "token file")->required();
-  dec->add_option("-o,--output", d->out, "audio file")->required();
+  dec->add_option("input", d->in,
+                  "token file, or - for frame lines on stdin as they arrive (one frame per line: its n_q codes, as "
+                  "stream-encode -o - writes them)")
+      ->required();
+  dec->add_option("-o,--output", d->out,
+                  "audio file, or - for raw mono PCM on stdout as it is decoded (float32, or --s16)")
+      ->required();
   dec->add_option("--chunk-ms", d->chunk_ms, "tokens per push, in milliseconds of audio (default 20)");
   dec->add_option("--preset", d->preset, "low-latency | default | high-fidelity | a YAML file");
   dec->add_option("--bandwidth-id", d->bandwidth_id, "WavTokenizer AdaLayerNorm bandwidth id (default: the preset's)");
+  dec->add_flag("--s16", d->s16, "stdout PCM is s16le instead of float32");
   dec->add_flag("--warm-up", d->warm_up, kWarmUpHelp);
   dec->add_option("-m,--model", common.model, "model (default: the built-in one)");
   dec->add_option("--config", common.config, "config.yaml for a checkpoint (default: config.yaml beside it)");
@@ -149,30 +195,75 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   dec->add_option("-t,--threads", common.threads, "CPU threads");
   dec->add_flag("-q,--quiet", common.quiet, "no statistics");
   out.push_back({dec, [d, &common]() {
-    check_output(d->out, {d->in});
+    const bool from_stdin = d->in == "-", to_stdout = d->out == "-";
+    if (d->s16 && !to_stdout) throw Error("stream-decode --s16 sets the PCM format on stdout (-o -)");
+    if (!to_stdout) check_output(d->out, {d->in});
     auto model = load_model(common);
-    TokenFile tf = read_tokens(d->in);
-    check_tokens_for_model(tf, *model, d->in);
+    TokenFile tf;
+    if (!from_stdin) {
+      tf = read_tokens(d->in);
+      check_tokens_for_model(tf, *model, d->in);
+    }
     StreamParams sp = stream_preset(d->preset);
     if (d->bandwidth_id >= 0) sp.bandwidth_id = d->bandwidth_id;
     StreamingDecoder session(model, sp);
-    const int nq = tf.tokens.n_q;
-    std::vector<int32_t> fm(tf.tokens.codes.size());
-    for (int64_t f = 0; f < tf.tokens.frames; ++f)
-      for (int q = 0; q < nq; ++q) fm[size_t(f) * nq + q] = tf.tokens.codes[size_t(q) * tf.tokens.frames + f];
     const int64_t per = std::max<int64_t>(1, int64_t(d->chunk_ms * model->sample_rate() / 1000.0 / model->hop()));
     if (d->warm_up) warm_up(model, sp, per * model->hop(), common.quiet);
     std::vector<float> audio;
+    std::vector<int16_t> raw16;
+    int64_t samples = 0;
     Stats st;
-    for (int64_t f = 0; f < tf.tokens.frames; f += per) {
+    auto push = [&](const int32_t* codes, int64_t frames, int nq) {
       auto t0 = std::chrono::steady_clock::now();
-      session.push(fm.data() + f * nq, std::min(per, tf.tokens.frames - f), nq, audio);
+      session.push(codes, frames, nq, audio);
       st.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      if (to_stdout) {
+        samples += int64_t(audio.size());
+        write_stdout_pcm(audio, d->s16, raw16);
+        audio.clear();
+      }
+    };
+    if (!from_stdin) {
+      const int nq = tf.tokens.n_q;
+      std::vector<int32_t> fm(tf.tokens.codes.size());
+      for (int64_t f = 0; f < tf.tokens.frames; ++f)
+        for (int q = 0; q < nq; ++q) fm[size_t(f) * nq + q] = tf.tokens.codes[size_t(q) * tf.tokens.frames + f];
+      for (int64_t f = 0; f < tf.tokens.frames; f += per) push(fm.data() + f * nq, std::min(per, tf.tokens.frames - f), nq);
+    } else {
+      // Frame lines as they arrive; `per` frames per push. Every line must hold the first line's codebook count.
+      const int bins = model->config().quantizer.bins;
+      std::vector<int32_t> buf;
+      std::string line;
+      int nq = 0;
+      int64_t frames = 0, line_no = 0, pending = 0;
+      while (std::getline(std::cin, line)) {
+        const std::string where = "stdin line " + std::to_string(++line_no);
+        const int n = parse_token_line(line, bins, buf, where, model->max_n_q());
+        if (n == 0) continue;
+        if (nq == 0) nq = n;
+        if (n != nq)
+          throw Error(where + ": " + std::to_string(n) + " codes, the stream's first frame had " + std::to_string(nq));
+        ++frames;
+        if (++pending == per) {
+          push(buf.data(), pending, nq);
+          buf.clear();
+          pending = 0;
+        }
+      }
+      if (std::cin.bad()) throw Error("stdin: read error");
+      if (pending > 0) push(buf.data(), pending, nq);
+      if (frames == 0) throw Error("stdin: no token frames (expected one frame per line: n_q codes)");
     }
     session.flush(audio);
-    write_audio(d->out, audio, model->sample_rate());
+    if (to_stdout) {
+      samples += int64_t(audio.size());
+      write_stdout_pcm(audio, d->s16, raw16);
+    } else {
+      samples = int64_t(audio.size());
+      write_audio(d->out, audio, model->sample_rate());
+    }
     if (!common.quiet) {
-      st.print("stream-decode", double(audio.size()) / model->sample_rate());
+      st.print("stream-decode", double(samples) / model->sample_rate());
       if (streams_exactly(*model))
         std::fprintf(stderr, "exact streaming decoder: audio as soon as each frame arrives\n");
       else

@@ -1,6 +1,10 @@
 #include "codec/token_file.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -183,6 +187,38 @@ TokenFile read_tokens(const std::string& path, const TokenLimits& limits) {
   t.tokens.frames = static_cast<int64_t>(rows[0].size());
   for (const auto& r : rows) t.tokens.codes.insert(t.tokens.codes.end(), r.begin(), r.end());
   return t;
+}
+
+std::string token_line(const int32_t* codes, int n_q) {
+  std::string s;
+  for (int q = 0; q < n_q; ++q) {
+    if (q) s += ' ';
+    s += std::to_string(codes[q]);
+  }
+  return s;
+}
+
+int parse_token_line(const std::string& line, int bins, std::vector<int32_t>& out, const std::string& where,
+                     int max_n_q) {
+  int n = 0;
+  size_t at = 0;
+  while (true) {
+    at = line.find_first_not_of(" \t\r", at);
+    if (at == std::string::npos) break;
+    const size_t end = std::min(line.find_first_of(" \t\r", at), line.size());
+    const std::string tok = line.substr(at, end - at);
+    at = end;
+    errno = 0;
+    char* stop = nullptr;
+    const long long v = std::strtoll(tok.c_str(), &stop, 10);
+    if (tok.empty() || *stop || errno == ERANGE || !(std::isdigit(static_cast<unsigned char>(tok[0]))))
+      throw Error(where + ": '" + printable(tok) + "' is not a token (expected one frame per line: n_q codes)");
+    if (v >= bins)
+      throw Error(where + ": token " + tok + " is outside this model's codebook (0.." + std::to_string(bins - 1) + ")");
+    if (++n > max_n_q) throw Error(where + ": more than " + std::to_string(max_n_q) + " codes on one line (one per codebook)");
+    out.push_back(static_cast<int32_t>(v));
+  }
+  return n;
 }
 
 void check_tokens_for_model(const TokenFile& t, const Model& m, const std::string& path) {

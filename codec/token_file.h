@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "codec/model.h"
 
@@ -40,5 +41,14 @@ void write_tokens(const std::string& path, const TokenFile& t, TokenFormat fmt);
 TokenFile read_tokens(const std::string& path, const TokenLimits& limits = {});
 // Refuses tokens made by another model (fingerprint, rate, hop, n_q or out-of-range codes).
 void check_tokens_for_model(const TokenFile& t, const Model& m, const std::string& path);
+
+// Token streams on pipes (`wavtok stream-encode -o -`, `stream-decode -`): one line per frame holding its n_q codes,
+// space-separated, codebook 0 first. Unlike the .txt file (one line per codebook) it is written and read frame by
+// frame, as streaming sessions produce and consume tokens.
+std::string token_line(const int32_t* codes, int n_q);  // without the newline
+// Parses one frame line, appending its codes to `out`; returns how many (0 for a blank line). Throws an Error
+// naming `where` (e.g. "stdin line 12") for anything but integers in 0..bins-1, or more than max_n_q codes.
+int parse_token_line(const std::string& line, int bins, std::vector<int32_t>& out, const std::string& where,
+                     int max_n_q = 1024);
 
 }  // namespace wavtok

@@ -212,6 +212,8 @@ TEST_F(CliTest, StreamThroughPipes) {
   bad("7\nx1\n", "stdin line 2: 'x1' is not a token");
   bad("5\n-1\n", "stdin line 2: '-1' is not a token");
   bad("\n\n", "stdin: no token frames");
+  bad("1\n" + std::string(70000, '7'), "stdin line 2: line longer than 64 KiB");
+  bad(std::string("1\n\0\x93NUMPY\n", 11), "stdin line 2: '\\x00\\x93NUMPY' is not a token");
   // A codebook count that changes mid-stream (EnCodec: up to 32 per frame).
   write_bytes(path("bad.txt"), "1 2\n3 4\n5\n");
   EXPECT_NE(shell(kBin + " stream-decode - -m " + fixture("encodec-24k/model.th") + " -o - < " + path("bad.txt") +

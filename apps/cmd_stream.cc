@@ -4,7 +4,6 @@
 #include <cmath>
 #include <chrono>
 #include <cstdio>
-#include <iostream>
 
 #include "apps/commands.h"
 #include "codec/error.h"
@@ -60,6 +59,20 @@ void write_stdout_tokens(const std::vector<int32_t>& codes, int n_q) {
   std::string text;
   for (size_t f = 0; f + size_t(n_q) <= codes.size(); f += size_t(n_q)) text += token_line(codes.data() + f, n_q) + "\n";
   if (std::fputs(text.c_str(), stdout) < 0 || std::fflush(stdout) != 0) throw Error("stdout: cannot write the tokens");
+}
+
+// One line of stdin without its newline; false at the end of the input. A line longer than any frame line can be
+// (hostile or binary input) is an error instead of unbounded memory.
+bool read_stdin_line(std::string& line, const std::string& where) {
+  constexpr size_t kMaxLine = 64 * 1024;
+  line.clear();
+  int c;
+  while ((c = std::getc(stdin)) != EOF && c != '\n') {
+    if (line.size() == kMaxLine) throw Error(where + ": line longer than 64 KiB (not frame lines?)");
+    line.push_back(static_cast<char>(c));
+  }
+  if (std::ferror(stdin)) throw Error("stdin: read error");
+  return c != EOF || !line.empty();
 }
 
 void warm_up(const std::shared_ptr<const Model>& model, const StreamParams& p, int64_t chunk_samples, bool quiet) {
@@ -236,8 +249,9 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       std::string line;
       int nq = 0;
       int64_t frames = 0, line_no = 0, pending = 0;
-      while (std::getline(std::cin, line)) {
+      while (true) {
         const std::string where = "stdin line " + std::to_string(++line_no);
+        if (!read_stdin_line(line, where)) break;
         const int n = parse_token_line(line, bins, buf, where, model->max_n_q());
         if (n == 0) continue;
         if (nq == 0) nq = n;
@@ -250,7 +264,6 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
           pending = 0;
         }
       }
-      if (std::cin.bad()) throw Error("stdin: read error");
       if (pending > 0) push(buf.data(), pending, nq);
       if (frames == 0) throw Error("stdin: no token frames (expected one frame per line: n_q codes)");
     }

@@ -1,8 +1,11 @@
 // libFuzzer target: token files. The bytes are read as .wtt (native), .npy and .txt (read_tokens picks the
 // format from the magic and the extension); tokens that parse are checked against the fixture model, and short
-// ones that pass are decoded. Malformed input must end in wavtok::Error.
+// ones that pass are decoded. Each line is also parsed as a frame line (the pipe format); what parses must print
+// back to an equal line. Malformed input must end in wavtok::Error.
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "codec/error.h"
 #include "codec/fuzz_util.h"
@@ -22,6 +25,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     } catch (const wavtok::Error&) {
     }
+  }
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  for (size_t at = 0; at <= text.size();) {
+    const size_t nl = std::min(text.find('\n', at), text.size());
+    std::vector<int32_t> codes;
+    try {
+      const int n = wavtok::parse_token_line(text.substr(at, nl - at), 4096, codes, "fuzz", 8);
+      std::vector<int32_t> again;
+      if (n != int(codes.size()) || wavtok::parse_token_line(wavtok::token_line(codes.data(), n), 4096, again, "", 8) != n ||
+          again != codes)
+        __builtin_trap();
+    } catch (const wavtok::Error&) {
+    }
+    at = nl + 1;
   }
   return 0;
 }

@@ -228,6 +228,34 @@ TEST_F(CliTest, StreamThroughPipes) {
   expect_only({"one.wtt", "s.txt", "in.f32", "p.txt", "f.wav", "o.f32", "o.s16", "live.f32", "live.txt"});
 }
 
+// apps/stream_example.c (the C API's live loopback, plain C) gives exactly the CLI pipes' audio, for the windowed
+// WavTokenizer decoder at two presets and for EnCodec's exact one; a bad model or preset exits 1 with the reason.
+TEST_F(CliTest, CExampleMatchesTheCliPipes) {
+  const std::string ex = std::string(WAVTOK_BINARY_DIR) + "/stream_example";
+  const auto pcm = read_audio(kWav, 24000).samples;
+  write_bytes(path("in.f32"), std::string(reinterpret_cast<const char*>(pcm.data()), pcm.size() * sizeof(float)));
+  const std::string in = " < " + path("in.f32");
+  for (const auto& [model, preset] : {std::pair<std::string, std::string>{kCkpt, "default"}, {kCkpt, "low-latency"},
+                                      {fixture("encodec-24k/model.th"), "default"}}) {
+    const std::string m = " -m " + model + " --preset " + preset + " -q";
+    ASSERT_EQ(shell(ex + " " + model + " " + preset + in + " > " + path("ex.f32") + " 2> " + path("err.txt")), 0);
+    EXPECT_NE(slurp(path("err.txt")).find("300 frames"), std::string::npos) << slurp(path("err.txt"));
+    ASSERT_EQ(shell(kBin + " stream-encode -" + m + " -o -" + in + " | " + kBin + " stream-decode -" + m + " -o - > " +
+                    path("cli.f32")),
+              0);
+    const auto a = raw_floats(path("ex.f32")), b = raw_floats(path("cli.f32"));
+    ASSERT_EQ(a.size(), pcm.size()) << model << " " << preset;
+    if (model == kCkpt)
+      EXPECT_EQ(a, b) << preset;  // windows: the same whatever the push sizes
+    else  // EnCodec's layers see other run lengths (the example pushes what each chunk made): float rounding, 143 dB
+      EXPECT_GE(snr_db(b, a), 120.0);
+  }
+  EXPECT_EQ(shell(ex + " " + path("none.ckpt") + in + " > /dev/null 2> " + path("err.txt")), 1);
+  EXPECT_NE(slurp(path("err.txt")).find("none.ckpt"), std::string::npos) << slurp(path("err.txt"));
+  EXPECT_EQ(shell(ex + " " + kCkpt + " nope" + in + " > /dev/null 2> " + path("err.txt")), 1);
+  EXPECT_NE(slurp(path("err.txt")).find("unknown streaming preset 'nope'"), std::string::npos) << slurp(path("err.txt"));
+}
+
 // `wavtok bench` on the fixture model: the JSON file parses (no nan/inf), every figure is a positive time, and the
 // streaming preset pushed ceil(2 s / 133.3 ms) = 15 blocks; a bad option fails without writing the file.
 TEST_F(CliTest, BenchWritesParseableFigures) {

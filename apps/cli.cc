@@ -123,16 +123,6 @@ int cli_main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "wavtok 0.1.0");
   Common c;
-  auto add_common = [&](CLI::App* sub, bool needs_model = true) {
-    if (needs_model) {
-      sub->add_option("-m,--model", c.model, "model: .wtk file or PyTorch checkpoint (default: the shipped model)");
-      sub->add_option("--config", c.config, "config.yaml for a checkpoint (default: config.yaml beside it)");
-    }
-    sub->add_option("-t,--threads", c.threads, "CPU threads")->check(CLI::Range(1, 1024));
-    if (needs_model)
-      sub->add_option("--precision", c.precision, "f32 (default) or bf16 (needs AVX512-BF16/AMX)");
-    sub->add_flag("-q,--quiet", c.quiet, "no progress output");
-  };
 
   // encode
   std::string enc_in, enc_out, enc_fmt, enc_lat, enc_qlat;
@@ -146,7 +136,7 @@ int cli_main(int argc, char** argv) {
   enc->add_option("-n,--n-q", enc_nq, "number of codebooks (default: all)");
   enc->add_option("--latents", enc_lat, "also write the pre-quantization latent as .npy (1, dim, frames)");
   enc->add_option("--quantized-latents", enc_qlat, "also write the quantized latent (sum of codewords) as .npy");
-  add_common(enc);
+  add_common_options(enc, c);
   enc->add_option("--vq-precision", c.vq_precision,
                   "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens)");
 
@@ -159,7 +149,7 @@ int cli_main(int argc, char** argv) {
   dec->add_option("-o,--output", dec_out, "audio file (.wav float32, .flac, .ogg)")->required();
   dec->add_flag("--latents", dec_latents, "input is a continuous latent (1, dim, frames) .npy");
   dec->add_option("--bandwidth-id", dec_bwid, "WavTokenizer AdaLayerNorm bandwidth id (default 0)");
-  add_common(dec);
+  add_common_options(dec, c);
 
   // requantize
   std::string rq_in, rq_out, rq_fmt;
@@ -171,7 +161,7 @@ int cli_main(int argc, char** argv) {
   rq->add_option("--format", rq_fmt, "token format: wtt|npy|txt");
   rq->add_option("-b,--bandwidth", rq_bw, "bandwidth in kbps");
   rq->add_option("-n,--n-q", rq_nq, "number of codebooks");
-  add_common(rq);
+  add_common_options(rq, c);
 
   // roundtrip
   std::string rt_in, rt_out;
@@ -182,7 +172,7 @@ int cli_main(int argc, char** argv) {
   rt->add_option("-o,--output", rt_out, "audio file")->required();
   rt->add_option("-b,--bandwidth", rt_bw, "bandwidth in kbps");
   rt->add_option("-n,--n-q", rt_nq, "number of codebooks");
-  add_common(rt);
+  add_common_options(rt, c);
   rt->add_option("--vq-precision", c.vq_precision,
                   "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens)");
 

@@ -110,11 +110,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   enc->add_flag("--warm-up", e->warm_up, kWarmUpHelp);
   enc->add_option("-b,--bandwidth", e->bandwidth, "bandwidth in kbps (selects the number of codebooks)");
   enc->add_option("-n,--n-q", e->n_q, "number of codebooks (default: the preset's, else all)");
-  enc->add_option("-m,--model", common.model, "model (default: the built-in one)");
-  enc->add_option("--config", common.config, "config.yaml for a checkpoint (default: config.yaml beside it)");
-  enc->add_option("--precision", common.precision, "f32 (default) or bf16 (needs AVX512-BF16/AMX)");
-  enc->add_option("-t,--threads", common.threads, "CPU threads");
-  enc->add_flag("-q,--quiet", common.quiet, "no statistics");
+  add_common_options(enc, common, "no statistics");
   out.push_back({enc, [e, &common]() {
     const bool to_stdout = e->out == "-";
     if (to_stdout && !e->fmt.empty()) throw Error("stream-encode -o -: stdout carries frame lines; --format is for files");
@@ -202,11 +198,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   dec->add_option("--bandwidth-id", d->bandwidth_id, "WavTokenizer AdaLayerNorm bandwidth id (default: the preset's)");
   dec->add_flag("--s16", d->s16, "stdout PCM is s16le instead of float32");
   dec->add_flag("--warm-up", d->warm_up, kWarmUpHelp);
-  dec->add_option("-m,--model", common.model, "model (default: the built-in one)");
-  dec->add_option("--config", common.config, "config.yaml for a checkpoint (default: config.yaml beside it)");
-  dec->add_option("--precision", common.precision, "f32 (default) or bf16 (needs AVX512-BF16/AMX)");
-  dec->add_option("-t,--threads", common.threads, "CPU threads");
-  dec->add_flag("-q,--quiet", common.quiet, "no statistics");
+  add_common_options(dec, common, "no statistics");
   out.push_back({dec, [d, &common]() {
     const bool from_stdin = d->in == "-", to_stdout = d->out == "-";
     if (d->s16 && !to_stdout) throw Error("stream-decode --s16 sets the PCM format on stdout (-o -)");

@@ -37,6 +37,9 @@ struct Progress {
   ProgressFn bar() const;  // a progress bar on stderr, or an empty callback when off
 };
 
+// -m/--model, --config, -t/--threads, --precision and -q/--quiet, as every model-using command takes them.
+void add_common_options(CLI::App* sub, Common& c, const char* quiet_help = "no progress output");
+
 std::string resolve_model(const Common& c);
 std::shared_ptr<const Model> load_model(const Common& c);  // also applies c.threads
 // Refuses an output that is one of the inputs, a folder, or inside a missing folder.

@@ -140,6 +140,7 @@ def token_seeds(out, wavtok, tmp):
     struct.pack_into("<Q", hdr, 40, 5)
     put(out, "token_file_fuzz", "short.wtt", bytes(hdr) + full[48:48 + 5 * 4])
     put(out, "token_file_fuzz", "short.txt", b"1 2 3 4 5\n")
+    put(out, "token_file_fuzz", "frames.txt", b"1 2\n3 4\n\n7 4095\r\n5\n")  # frame lines, the pipe format
     buf = io.BytesIO()
     np.save(buf, np.array([[[7, 8, 9]]], dtype=np.int64))
     put(out, "token_file_fuzz", "short.npy", buf.getvalue())

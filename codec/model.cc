@@ -302,20 +302,21 @@ void Model::decode_latents(const Tensor& features, int bandwidth_id, std::vector
   head_.forward(scratch.hidden.data(), F, audio, scratch.head);
 }
 
-int64_t Model::decode_latents_from(const Tensor& features, int bandwidth_id, int64_t need_from,
+int64_t Model::decode_latents_from(const Tensor& features, int bandwidth_id, int64_t need_from, int64_t need_to,
                                    std::vector<float>& audio, DecodeScratch& scratch) const {
   check_latent_shape(features, vq_.dim());
   const int64_t F = features.dim(1);
-  if (need_from < 0 || need_from >= F)
-    throw Error("decode: wanted frames from " + std::to_string(need_from) + " of a " + std::to_string(F) + "-frame window");
+  if (need_from < 0 || need_from >= need_to || need_to > F)
+    throw Error("decode: wanted frames [" + std::to_string(need_from) + ", " + std::to_string(need_to) + ") of a " +
+                std::to_string(F) + "-frame window");
   if (cfg_.arch == "encodec" || F > decode_window_.load()) {
     audio = decode_latents(features, bandwidth_id);
     return 0;
   }
-  // Rows past the crop start by the ConvNeXt reach are exact; the head's overlap-add needs its reach beyond that.
-  const int64_t from = std::max<int64_t>(0, need_from - backbone_.convnext_reach() - head_.reach());
-  backbone_.forward(features.data(), F, bandwidth_id, scratch.hidden, from);
-  head_.forward(scratch.hidden.data(), F - from, audio, scratch.head);
+  // The head's overlap-add needs its reach of hidden rows beyond the wanted frames; the backbone adds its own.
+  const int64_t from = std::max<int64_t>(0, need_from - head_.reach()), to = std::min(F, need_to + head_.reach());
+  backbone_.forward(features.data(), F, bandwidth_id, scratch.hidden, from, to);
+  head_.forward(scratch.hidden.data(), to - from, audio, scratch.head);
   return from;
 }
 

@@ -65,12 +65,13 @@ class Model {
   // The same into `audio` (resized). A WavTokenizer input of at most decode_window_frames() frames is decoded in
   // the caller's scratch buffers (no allocation once they have seen the size); other inputs as above.
   void decode_latents(const Tensor& features, int bandwidth_id, std::vector<float>& audio, DecodeScratch& scratch) const;
-  // The same for a window of which only the audio of frames [need_from, frames) is wanted (a streaming decoder's
-  // block and lookahead). WavTokenizer's layers after pos_net are local, so they and the head skip the frames
-  // that cannot reach those; the wanted audio equals the whole window's. `audio` then starts at the returned
-  // frame (<= need_from). Other models and windows longer than decode_window_frames() decode whole (returns 0).
-  int64_t decode_latents_from(const Tensor& features, int bandwidth_id, int64_t need_from, std::vector<float>& audio,
-                              DecodeScratch& scratch) const;
+  // The same for a window of which only the audio of frames [need_from, need_to) is wanted (a streaming decoder's
+  // block, and the lookahead audio it cross-fades with). WavTokenizer's layers after pos_net are local, so they and
+  // the head skip the frames that cannot reach those; the wanted audio equals the whole window's. `audio` then
+  // starts at the returned frame (<= need_from) and covers at least [need_from, need_to). Other models and windows
+  // longer than decode_window_frames() decode whole (returns 0).
+  int64_t decode_latents_from(const Tensor& features, int bandwidth_id, int64_t need_from, int64_t need_to,
+                              std::vector<float>& audio, DecodeScratch& scratch) const;
 
   Tokens encode(const float* audio, int64_t samples, int n_q) const;
   std::vector<float> decode(const Tokens& tokens, int bandwidth_id = 0) const;

@@ -168,7 +168,11 @@ int64_t StreamingDecoder::run(int64_t end_frame, int64_t frames_to_emit, std::ve
     const float* src = feats_.data() + (ws - feat_start_ + f) * dim_;
     for (int d = 0; d < dim_; ++d) window_[d * len + f] = src[d];
   }
-  const int64_t from = model_->decode_latents_from(window_, p_.bandwidth_id, next_frame_ - ws, audio_, scratch_);
+  // Wanted: the block, and the lookahead audio the next block cross-fades from.
+  const int64_t need = next_frame_ - ws;
+  const int64_t from = model_->decode_latents_from(window_, p_.bandwidth_id, need,
+                                                   std::min(len, need + frames_to_emit + p_.crossfade_frames), audio_,
+                                                   scratch_);
   const std::vector<float>& audio = audio_;
   const int64_t first = (next_frame_ - ws - from) * hop_, n = frames_to_emit * hop_;
   const size_t at = out.size();

@@ -1,5 +1,6 @@
 #include "codec/vocos.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -13,14 +14,14 @@ namespace {
 constexpr float kGroupNormEps = 1e-6f;
 constexpr int kGroups = 32;
 
-// Zero-pads [T, C] rows by p on both sides (nn.Conv1d's padding=p).
-void pad_rows(const Tensor& x, int64_t p, Tensor& out) {
-  const int64_t T = x.dim(0), C = x.dim(1);
+// Zero-pads T rows of C channels by p on both sides (nn.Conv1d's padding=p).
+void pad_rows(const float* x, int64_t T, int64_t C, int64_t p, Tensor& out) {
   out.resize({T + 2 * p, C});
   std::fill(out.data(), out.data() + p * C, 0.0f);
-  std::copy(x.data(), x.data() + T * C, out.data() + p * C);
+  std::copy(x, x + T * C, out.data() + p * C);
   std::fill(out.data() + (T + p) * C, out.data() + (T + 2 * p) * C, 0.0f);
 }
+void pad_rows(const Tensor& x, int64_t p, Tensor& out) { pad_rows(x.data(), x.dim(0), x.dim(1), p, out); }
 
 // 1x1 conv weight [Cout, Cin, 1] as a Linear weight [Cout, Cin].
 Tensor squeeze_last(const Tensor& t) { return Tensor({t.dim(0), t.dim(1)}, std::vector<float>(t.data(), t.data() + t.numel())); }
@@ -141,9 +142,12 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
   return x;
 }
 
-void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, Tensor& x, int64_t crop_from) const {
-  if (crop_from < 0 || (crop_from > 0 && crop_from >= F))
-    throw Error("backbone: crop start " + std::to_string(crop_from) + " outside the " + std::to_string(F) + "-frame input");
+void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, Tensor& x, int64_t want_from,
+                            int64_t want_to) const {
+  const int64_t a = std::max<int64_t>(0, want_from), b = std::min(F, want_to);
+  if (F > 0 && a >= b)
+    throw Error("backbone: wanted frames [" + std::to_string(want_from) + ", " + std::to_string(want_to) +
+                ") hold none of the " + std::to_string(F) + "-frame input");
   if (bandwidth_id < 0 || bandwidth_id >= num_bandwidths())
     throw Error("bandwidth id " + std::to_string(bandwidth_id) + " out of range 0.." + std::to_string(num_bandwidths() - 1));
   const int D = c_.dim, Cin = c_.input_channels;
@@ -160,38 +164,50 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
   attention(attn_, x, t1, t2);
   for (const auto& b : post_res_) resblock(b, x, t1, t2);
   pos_norm(x.data(), F, pos_norm_w_, pos_norm_b_, x.data(), false);
-  if (crop_from > 0) {  // pos_net is the only part that sees the whole window; what follows is local
-    std::memmove(x.data(), x.data() + crop_from * D, size_t((F - crop_from) * D) * sizeof(float));
-    F -= crop_from;
-    x.resize({F, D});
-  }
+  if (F == 0) return;
+  // pos_net is the only part that sees the whole window. After it, the rows [lo, hi) that still reach the wanted
+  // ones with k blocks to go are the wanted rows widened by 3 per block, clamped to the window (whose own ends
+  // are zero-padded, as in the uncropped run). x keeps its rows in place: `off` is row lo's index in it.
+  const int64_t L = int64_t(blocks_.size());
+  auto lo_of = [&](int64_t k) { return std::max<int64_t>(0, a - 3 * k); };
+  auto hi_of = [&](int64_t k) { return std::min<int64_t>(F, b + 3 * k); };
+  int64_t lo = lo_of(L), hi = hi_of(L);
+  float* xs = x.data() + lo * D;  // the rows in use
   const int64_t row = c_.adanorm_num_embeddings > 0 ? bandwidth_id : 0;
-  ln_.forward(x.data(), F, x.data(), norm_.scale.data() + row * D, norm_.shift.data() + row * D);
+  ln_.forward(xs, hi - lo, xs, norm_.scale.data() + row * D, norm_.shift.data() + row * D);
   Tensor& h = scratch_tensor(this, 3);
-  h.resize({F, c_.intermediate_dim});
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    const auto& b = blocks_[i];
-    report_progress("decode", double(i) / blocks_.size());
-    pad_rows(x, 3, t2);
-    t1.resize({F, D});
-    b.dwconv.forward(t2.data(), F + 6, t1.data());
-    ln_.forward(t1.data(), F, t1.data(), b.norm.scale.data() + row * D, b.norm.shift.data() + row * D);
-    b.pw1.forward(t1.data(), F, h.data());
-    if (b.gamma.empty()) {
-      b.pw2.forward(h.data(), F, x.data(), /*accumulate=*/true);
+  for (int64_t i = 0; i < L; ++i) {
+    const auto& blk = blocks_[size_t(i)];
+    report_progress("decode", double(i) / double(L));
+    // The depthwise conv over the rows in use; only its output rows that reach the wanted ones go on.
+    const int64_t n = hi - lo;
+    pad_rows(xs, n, D, 3, t2);
+    t1.resize({n, D});
+    blk.dwconv.forward(t2.data(), n + 6, t1.data());
+    const int64_t nlo = lo_of(L - 1 - i), nhi = hi_of(L - 1 - i), m = nhi - nlo;
+    float* y = t1.data() + (nlo - lo) * D;
+    xs += (nlo - lo) * D;
+    lo = nlo, hi = nhi;
+    ln_.forward(y, m, y, blk.norm.scale.data() + row * D, blk.norm.shift.data() + row * D);
+    h.resize({m, c_.intermediate_dim});
+    blk.pw1.forward(y, m, h.data());
+    if (blk.gamma.empty()) {
+      blk.pw2.forward(h.data(), m, xs, /*accumulate=*/true);
       continue;
     }
-    Tensor& y = scratch_tensor(this, 4);
-    y.resize({F, D});
-    b.pw2.forward(h.data(), F, y.data());
-    const float* g = b.gamma.data();
-    for (int64_t t = 0; t < F; ++t) {
-      float* xr = x.data() + t * D;
-      const float* yr = y.data() + t * D;
-      for (int d = 0; d < D; ++d) xr[d] += g[d] * yr[d];
+    Tensor& z = scratch_tensor(this, 4);
+    z.resize({m, D});
+    blk.pw2.forward(h.data(), m, z.data());
+    const float* g = blk.gamma.data();
+    for (int64_t t = 0; t < m; ++t) {
+      float* xr = xs + t * D;
+      const float* zr = z.data() + t * D;
+      for (int d = 0; d < D; ++d) xr[d] += g[d] * zr[d];
     }
   }
-  ln_.forward(x.data(), F, x.data(), final_w_.data(), final_b_.data());
+  ln_.forward(xs, hi - lo, xs, final_w_.data(), final_b_.data());
+  if (lo > 0) std::memmove(x.data(), xs, size_t((hi - lo) * D) * sizeof(float));
+  x.resize({hi - lo, D});
 }
 
 IstftHead::IstftHead(const WeightMap& w, const std::string& prefix, const VocosConfig& c)

@@ -2,6 +2,7 @@
 // Activations are channels-last [T, C].
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,10 +20,12 @@ class VocosBackbone {
   VocosBackbone(const WeightMap& w, const std::string& prefix, const VocosConfig& c);
   // features channels-first [input_channels, F] -> hidden [F, dim]
   Tensor forward(const float* features, int64_t F, int bandwidth_id) const;
-  // The same into `hidden` (resized; its buffer is reused when large enough). With crop_from > 0, the layers after
-  // pos_net (per-frame norms and the ConvNeXt blocks, all local) run only on frames [crop_from, F) and `hidden` is
-  // [F - crop_from, dim]: rows at least convnext_reach() frames past crop_from equal the uncropped ones.
-  void forward(const float* features, int64_t F, int bandwidth_id, Tensor& hidden, int64_t crop_from = 0) const;
+  // The same into `hidden` (resized; its buffer is reused when large enough), for the output rows
+  // [want_from, want_to) only (clamped to [0, F); non-empty): `hidden` is those rows, equal to the same rows of the
+  // whole output. pos_net (GroupNorm, attention) runs on every frame; the layers after it are local, so each
+  // ConvNeXt block runs only on the frames that still reach the wanted rows, 3 fewer on each side per block.
+  void forward(const float* features, int64_t F, int bandwidth_id, Tensor& hidden, int64_t want_from = 0,
+               int64_t want_to = INT64_MAX) const;
   // How far (frames) the ConvNeXt blocks see to either side: 3 per depthwise k7 conv.
   int64_t convnext_reach() const { return 3 * int64_t(blocks_.size()); }
   int num_bandwidths() const { return c_.adanorm_num_embeddings > 0 ? c_.adanorm_num_embeddings : 1; }

@@ -224,11 +224,12 @@ TEST(WavTokenizer75, WindowedDecodeIsEachWindowDecodedAlone) {
   EXPECT_LT(snr, 200.0);
 }
 
-// A streaming window's wanted tail decoded alone (the ConvNeXt blocks and head cropped to its reach) equals the
-// same samples of the whole window decoded: on the upstream architecture and on the shipped streamable one.
-// (Here the two are bit-identical, ~300 dB; the bound allows other CPUs' rounding. A crop a few frames short of
-// the reach still gives ~140-170 dB with these weights, so this checks the offsets, not the last frame of reach.)
-TEST(WavTokenizer75, DecodeFromEqualsTheWholeWindowsTail) {
+// A streaming window's wanted frames decoded alone (the ConvNeXt blocks narrowing to the frames that reach them,
+// the head cropped to its reach) equal the same samples of the whole window decoded: on the upstream architecture
+// and on the shipped streamable one. (Here the two are bit-identical, ~300 dB; the bound allows other CPUs'
+// rounding. A crop a few frames short of the reach still gives ~140-170 dB with these weights, so this checks the
+// offsets, not the last frame of reach.)
+TEST(WavTokenizer75, DecodeFromEqualsTheWholeWindowsFrames) {
   std::vector<std::shared_ptr<const Model>> models{Model::load(fixture("wavtokenizer-75/model.ckpt"))};
   if (has_embedded_default_model()) models.push_back(load_embedded_default_model());
   const Audio in = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000);
@@ -237,25 +238,30 @@ TEST(WavTokenizer75, DecodeFromEqualsTheWholeWindowsTail) {
     const int64_t D = lat.dim(0), T = lat.dim(1), hop = m->hop();
     DecodeScratch scratch;
     std::vector<float> whole, part;
-    for (const auto [start, F, need] : {std::array<int64_t, 3>{0, 175, 150}, {40, 175, 150}, {7, 120, 41},
-                                        {0, 60, 59}, {100, 90, 5}, {13, 200, 1}}) {
+    // {window start in the clip, window frames, wanted from, wanted to}
+    for (const auto [start, F, need, to] :
+         {std::array<int64_t, 4>{0, 175, 150, 160}, {40, 175, 150, 175}, {7, 120, 41, 120}, {0, 60, 59, 60},
+          {100, 90, 5, 30}, {13, 200, 1, 2}, {50, 106, 81, 91}, {0, 25, 0, 10}, {3, 175, 0, 175}}) {
       ASSERT_LE(start + F, T);
       Tensor w({D, F});
       for (int64_t d = 0; d < D; ++d) std::copy_n(lat.data() + d * T + start, F, w.data() + d * F);
       m->decode_latents(w, 0, whole, scratch);
-      const int64_t from = m->decode_latents_from(w, 0, need, part, scratch);
+      const int64_t from = m->decode_latents_from(w, 0, need, to, part, scratch);
       ASSERT_LE(from, need);
-      ASSERT_EQ(int64_t(part.size()), (F - from) * hop);
-      const std::vector<float> a(whole.begin() + need * hop, whole.end());
-      const std::vector<float> b(part.begin() + (need - from) * hop, part.end());
+      ASSERT_GE(int64_t(part.size()), (to - from) * hop);
+      const std::vector<float> a(whole.begin() + need * hop, whole.begin() + to * hop);
+      const std::vector<float> b(part.begin() + (need - from) * hop, part.begin() + (to - from) * hop);
       const double snr = snr_db(a, b);
-      std::printf("window of %lld frames, wanted from %lld, decoded from %lld: %.1f dB vs the whole window\n",
-                  static_cast<long long>(F), static_cast<long long>(need), static_cast<long long>(from), snr);
+      std::printf("window of %lld frames, wanted [%lld, %lld), decoded from %lld (%zu frames): %.1f dB vs the whole\n",
+                  static_cast<long long>(F), static_cast<long long>(need), static_cast<long long>(to),
+                  static_cast<long long>(from), part.size() / size_t(hop), snr);
       EXPECT_GE(snr, 100.0);
     }
     std::vector<float> audio;
-    EXPECT_THROW(m->decode_latents_from(lat, 0, T, audio, scratch), Error);
-    EXPECT_THROW(m->decode_latents_from(lat, 0, -1, audio, scratch), Error);
+    EXPECT_THROW(m->decode_latents_from(lat, 0, T, T, audio, scratch), Error);
+    EXPECT_THROW(m->decode_latents_from(lat, 0, -1, 5, audio, scratch), Error);
+    EXPECT_THROW(m->decode_latents_from(lat, 0, 5, 5, audio, scratch), Error);
+    EXPECT_THROW(m->decode_latents_from(lat, 0, 5, T + 1, audio, scratch), Error);
   }
 }
 

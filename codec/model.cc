@@ -303,7 +303,7 @@ void Model::decode_latents(const Tensor& features, int bandwidth_id, std::vector
 }
 
 int64_t Model::decode_latents_from(const Tensor& features, int bandwidth_id, int64_t need_from, int64_t need_to,
-                                   std::vector<float>& audio, DecodeScratch& scratch) const {
+                                   std::vector<float>& audio, DecodeScratch& scratch, int64_t window_start) const {
   check_latent_shape(features, vq_.dim());
   const int64_t F = features.dim(1);
   if (need_from < 0 || need_from >= need_to || need_to > F)
@@ -315,7 +315,8 @@ int64_t Model::decode_latents_from(const Tensor& features, int bandwidth_id, int
   }
   // The head's overlap-add needs its reach of hidden rows beyond the wanted frames; the backbone adds its own.
   const int64_t from = std::max<int64_t>(0, need_from - head_.reach()), to = std::min(F, need_to + head_.reach());
-  backbone_.forward(features.data(), F, bandwidth_id, scratch.hidden, from, to);
+  backbone_.forward(features.data(), F, bandwidth_id, scratch.hidden, from, to,
+                    window_start >= 0 ? &scratch.embed : nullptr, std::max<int64_t>(window_start, 0));
   head_.forward(scratch.hidden.data(), to - from, audio, scratch.head);
   return from;
 }

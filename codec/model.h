@@ -30,6 +30,7 @@ struct Tokens {
 struct DecodeScratch {
   Tensor hidden;
   IstftHead::Scratch head;
+  EmbedReuse embed;  // decode_latents_from with a window start: embedding rows shared with the previous window
 };
 
 struct LoadOptions {
@@ -69,9 +70,12 @@ class Model {
   // block, and the lookahead audio it cross-fades with). WavTokenizer's layers after pos_net are local, so they and
   // the head skip the frames that cannot reach those; the wanted audio equals the whole window's. `audio` then
   // starts at the returned frame (<= need_from) and covers at least [need_from, need_to). Other models and windows
-  // longer than decode_window_frames() decode whole (returns 0).
+  // longer than decode_window_frames() decode whole (returns 0). With window_start >= 0, the window is frames
+  // [window_start, window_start + frames) of one stream decoded with this scratch, whose consecutive windows
+  // overlap: the embedding conv's rows the previous window shares are reused (scratch.embed; reset it, n = 0,
+  // when a new stream starts).
   int64_t decode_latents_from(const Tensor& features, int bandwidth_id, int64_t need_from, int64_t need_to,
-                              std::vector<float>& audio, DecodeScratch& scratch) const;
+                              std::vector<float>& audio, DecodeScratch& scratch, int64_t window_start = -1) const;
 
   Tokens encode(const float* audio, int64_t samples, int n_q) const;
   std::vector<float> decode(const Tokens& tokens, int bandwidth_id = 0) const;

@@ -152,7 +152,8 @@ StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const Str
 
 size_t StreamingDecoder::memory_bytes() const {
   size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_ + audio_.capacity() +
-              scratch_.hidden.capacity() + scratch_.head.spec.capacity() + scratch_.head.re.capacity() +
+              scratch_.hidden.capacity() + scratch_.embed.rows.capacity() + scratch_.head.spec.capacity() +
+              scratch_.head.re.capacity() +
               scratch_.head.im.capacity()) * sizeof(float) +
              codes_.capacity() * sizeof(int32_t);
   if (exact_) b += exact_->stream.capacity_bytes() + exact_->peak * sizeof(float);
@@ -172,7 +173,7 @@ int64_t StreamingDecoder::run(int64_t end_frame, int64_t frames_to_emit, std::ve
   const int64_t need = next_frame_ - ws;
   const int64_t from = model_->decode_latents_from(window_, p_.bandwidth_id, need,
                                                    std::min(len, need + frames_to_emit + p_.crossfade_frames), audio_,
-                                                   scratch_);
+                                                   scratch_, ws);
   const std::vector<float>& audio = audio_;
   const int64_t first = (next_frame_ - ws - from) * hop_, n = frames_to_emit * hop_;
   const size_t at = out.size();
@@ -239,6 +240,7 @@ int64_t StreamingDecoder::flush(std::vector<float>& out) {
   if (next_frame_ < total_) emitted = run(total_, total_ - next_frame_, out);
   feats_.clear();
   tail_.clear();
+  scratch_.embed.n = 0;  // the next stream's frames count from 0 again
   feat_start_ = total_ = next_frame_ = 0;
   return emitted;
 }

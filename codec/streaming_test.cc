@@ -168,9 +168,30 @@ TEST(Streaming, DecoderBlocksAreTheirWindowsDecodedAlone) {
   std::vector<float> a(alone.begin() + 30 * 320, alone.begin() + 45 * 320);
   std::vector<float> b(audio.begin() + 75 * 320, audio.begin() + 90 * 320);
   // Without a cross-fade (crossfade_frames 0, the default) the block is its window's audio, to float rounding
-  // (the session decodes only the window's tail through the ConvNeXt blocks and head: ~300 dB here).
+  // (the session decodes only the frames that reach the block through the ConvNeXt blocks and head, and reuses
+  // the embedding rows the previous window shares: ~300 dB here).
   std::printf("block 5 vs its window decoded alone: %.1f dB\n", snr_db(a, b));
   EXPECT_GE(snr_db(a, b), 100.0);
+  // Every block, the last (flush) one included: block k emits [15k, 15k + 15) from [max(0, 15k - 30), 15k + 25).
+  double worst = 1e9;
+  for (int64_t k = 0; 15 * k < int64_t(c.size()); ++k) {
+    const int64_t ws = std::max<int64_t>(0, 15 * k - 30), we = std::min<int64_t>(int64_t(c.size()), 15 * k + 25);
+    const int64_t be = std::min<int64_t>(we, 15 * k + 15);
+    Tokens wk;
+    wk.n_q = 1;
+    wk.frames = we - ws;
+    wk.codes.assign(c.begin() + ws, c.begin() + we);
+    const std::vector<float> al = m->decode(wk);
+    worst = std::min(worst, snr_db(std::vector<float>(al.begin() + (15 * k - ws) * 320, al.begin() + (be - ws) * 320),
+                                   std::vector<float>(audio.begin() + 15 * k * 320, audio.begin() + be * 320)));
+  }
+  std::printf("every block vs its window decoded alone: >= %.1f dB\n", worst);
+  EXPECT_GE(worst, 100.0);
+  // The session after flush() is a new stream (frames count from 0; nothing kept refers to the old one).
+  std::vector<float> again;
+  dec.push(c.data(), int64_t(c.size()), 1, again);
+  dec.flush(again);
+  EXPECT_EQ(again, audio);
 
   // With a 4-frame cross-fade, the block's first 4 frames blend from block 4's window (whose lookahead covered
   // them) to this window: exactly w * this + (1 - w) * previous, and the rest of the block is unchanged.

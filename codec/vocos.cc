@@ -143,7 +143,7 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
 }
 
 void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, Tensor& x, int64_t want_from,
-                            int64_t want_to) const {
+                            int64_t want_to, EmbedReuse* reuse, int64_t window_start) const {
   const int64_t a = std::max<int64_t>(0, want_from), b = std::min(F, want_to);
   if (F > 0 && a >= b)
     throw Error("backbone: wanted frames [" + std::to_string(want_from) + ", " + std::to_string(want_to) +
@@ -159,7 +159,27 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
     for (int64_t t = 0; t < F; ++t) in[(t + 3) * Cin + c] = features[c * F + t];
   x.resize({F, D});
   Tensor &t1 = scratch_tensor(this, 1), &t2 = scratch_tensor(this, 2);
-  embed_.forward(in.data(), F + 6, x.data());
+  // Rows [c0, c1) come from the previous window when it computed them with all 7 taps inside it (rows 3 .. F-4
+  // of a window have theirs inside this one too); the rest are computed, [0, c0) and [c1, F) apart.
+  int64_t c0 = 0, c1 = 0;
+  if (reuse && reuse->n > 0) {
+    c0 = std::max<int64_t>(3, reuse->first - window_start);
+    c1 = std::min<int64_t>(F - 3, reuse->first + reuse->n - window_start);
+    if (c1 <= c0) c0 = c1 = 0;
+  }
+  if (c1 > c0) {
+    std::copy_n(reuse->rows.data() + (window_start + c0 - reuse->first) * D, (c1 - c0) * D, x.data() + c0 * D);
+    if (c0 > 0) embed_.forward(in.data(), c0 + 6, x.data());
+    if (c1 < F) embed_.forward(in.data() + c1 * Cin, F - c1 + 6, x.data() + c1 * D);
+  } else {
+    embed_.forward(in.data(), F + 6, x.data());
+  }
+  if (reuse) {
+    reuse->n = std::max<int64_t>(0, F - 6);
+    reuse->first = window_start + 3;
+    reuse->rows.resize({std::max<int64_t>(reuse->n, 1), D});
+    std::copy_n(x.data() + 3 * D, reuse->n * D, reuse->rows.data());
+  }
   for (const auto& b : pre_res_) resblock(b, x, t1, t2);
   attention(attn_, x, t1, t2);
   for (const auto& b : post_res_) resblock(b, x, t1, t2);

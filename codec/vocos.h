@@ -14,6 +14,14 @@
 
 namespace wavtok {
 
+// Rows of the embedding conv's output (the only layer before pos_net's window-wide GroupNorm, so the same for a
+// frame in every window whose 7 taps it fills) kept from one streaming window for the next, which overlaps it.
+struct EmbedReuse {
+  Tensor rows;        // [n, dim]: the output rows of stream frames [first, first + n)
+  int64_t first = 0;  // stream frame of row 0
+  int64_t n = 0;      // 0: nothing kept (a new stream)
+};
+
 class VocosBackbone {
  public:
   VocosBackbone() = default;
@@ -24,8 +32,10 @@ class VocosBackbone {
   // [want_from, want_to) only (clamped to [0, F); non-empty): `hidden` is those rows, equal to the same rows of the
   // whole output. pos_net (GroupNorm, attention) runs on every frame; the layers after it are local, so each
   // ConvNeXt block runs only on the frames that still reach the wanted rows, 3 fewer on each side per block.
+  // With `reuse`, the window is frames [window_start, window_start + F) of one stream: embedding rows that `reuse`
+  // holds are copied instead of computed, and `reuse` then holds this window's rows for the next window.
   void forward(const float* features, int64_t F, int bandwidth_id, Tensor& hidden, int64_t want_from = 0,
-               int64_t want_to = INT64_MAX) const;
+               int64_t want_to = INT64_MAX, EmbedReuse* reuse = nullptr, int64_t window_start = 0) const;
   // How far (frames) the ConvNeXt blocks see to either side: 3 per depthwise k7 conv.
   int64_t convnext_reach() const { return 3 * int64_t(blocks_.size()); }
   int num_bandwidths() const { return c_.adanorm_num_embeddings > 0 ? c_.adanorm_num_embeddings : 1; }

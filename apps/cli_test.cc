@@ -198,6 +198,16 @@ TEST_F(CliTest, StreamThroughPipes) {
     EXPECT_EQ(slurp(path("live.txt")), lines);
   }
 
+  // NaN in stdin PCM: refused with its sample index; no output file.
+  std::vector<float> nan_pcm(pcm.begin(), pcm.begin() + 24000);
+  nan_pcm[12345] = std::nanf("");
+  write_bytes(path("nan.f32"), std::string(reinterpret_cast<const char*>(nan_pcm.data()), nan_pcm.size() * 4));
+  EXPECT_EQ(shell(kBin + " stream-encode -" + m + " -o " + path("nan.wtt") + " < " + path("nan.f32") + " 2> " +
+                  path("err.txt")),
+            1);
+  EXPECT_NE(slurp(path("err.txt")).find("stdin: sample 12345 is NaN"), std::string::npos) << slurp(path("err.txt"));
+  fs::remove(path("nan.f32"));
+
   // Bad frame lines: the line number and the problem, non-zero exit.
   auto bad = [&](const std::string& text, const std::string& want) {
     write_bytes(path("bad.txt"), text);

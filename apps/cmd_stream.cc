@@ -141,6 +141,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
         pos += n;
       }
       if (n == 0) break;
+      if (from_stdin) check_finite_audio(x, int64_t(n), "stdin", received);  // files are checked when read
       auto t0 = std::chrono::steady_clock::now();
       frames_out += session.push(x, int64_t(n), codes);
       st.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());

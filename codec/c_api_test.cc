@@ -2,6 +2,9 @@
 // compiled as C, drives the stream.
 #include "codec/wavtok.h"
 
+#include <cmath>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "codec/streaming.h"
@@ -95,6 +98,16 @@ TEST(CApi, ErrorsAreReportedNotThrown) {
   EXPECT_STRNE(wavtok_last_error(), "");
   EXPECT_EQ(wavtok_decoder_push(d, bad, 1, 33), -1);  // more codebooks than the model has
   wavtok_decoder_free(d);
+  // A NaN sample is refused, and the session takes the next chunk.
+  wavtok_encoder* e = wavtok_encoder_create(m, nullptr);
+  ASSERT_NE(e, nullptr);
+  std::vector<float> pcm(960, 0.01f);
+  pcm[700] = std::nanf("");
+  EXPECT_EQ(wavtok_encoder_push(e, pcm.data(), pcm.size()), -1);
+  EXPECT_NE(std::string(wavtok_last_error()).find("sample 700 is NaN"), std::string::npos) << wavtok_last_error();
+  pcm[700] = 0.01f;
+  EXPECT_GE(wavtok_encoder_push(e, pcm.data(), pcm.size()), 0);
+  wavtok_encoder_free(e);
   wavtok_model_free(m);
   wavtok_encoder_free(nullptr);  // freeing NULL is a no-op
 }

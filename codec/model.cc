@@ -224,8 +224,19 @@ void Model::set_encode_chunk_frames(int64_t f) const {
   encode_chunk_ = f;
 }
 
+void check_finite_audio(const float* audio, int64_t n, const std::string& what, int64_t first_index) {
+  bool bad = false;
+  for (int64_t i = 0; i < n; ++i) bad |= !(std::fabs(audio[i]) <= 3.4e38f);  // NaN compares false
+  if (!bad) return;
+  int64_t i = 0;
+  while (std::fabs(audio[i]) <= 3.4e38f) ++i;
+  throw Error(what + ": sample " + std::to_string(first_index + i) + " is " + (std::isnan(audio[i]) ? "NaN" : "infinite") +
+              "; audio must be finite");
+}
+
 Tensor Model::encode_latents(const float* audio, int64_t samples) const {
   if (samples < 1) throw Error("cannot encode empty audio");
+  check_finite_audio(audio, samples, "encode");
   const int64_t chunk = encode_chunk_.load() * hop();
   if (chunk == 0 || samples <= 8 * chunk) return encoder_.forward(audio, samples);
   std::unique_ptr<EncodeStream> es;

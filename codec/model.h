@@ -37,6 +37,10 @@ struct LoadOptions {
   std::string config_path;  // release config.yaml (WavTokenizer) or model YAML/JSON for plain state dicts
 };
 
+// Throws an Error naming `what` and the first bad sample (counted from first_index) when audio holds NaN or Inf:
+// through the encoder's LSTM state one such sample would turn every later frame of a stream into garbage codes.
+void check_finite_audio(const float* audio, int64_t n, const std::string& what, int64_t first_index = 0);
+
 class Model {
  public:
   // Accepts a PyTorch checkpoint (.ckpt/.th/.pt, with config.yaml beside it or given) or a .wtk model file.

@@ -108,6 +108,7 @@ int64_t StreamingEncoder::run(int64_t samples, bool last, std::vector<int32_t>& 
 int64_t StreamingEncoder::push(const float* pcm, int64_t n, std::vector<int32_t>& out) {
   if (n < 0) throw Error("streaming encoder: negative sample count");
   if (n > 0 && !pcm) throw Error("streaming encoder: no samples given");
+  check_finite_audio(pcm, n, "streaming encoder: this chunk");  // before any state changes: the stream goes on
   // Feed whole hops only: a frame needs its full hop anyway, and fewer, larger runs are cheaper.
   st_->pending.insert(st_->pending.end(), pcm, pcm + n);
   total_ += n;

@@ -61,7 +61,8 @@ class StreamingEncoder {
   StreamingEncoder(StreamingEncoder&&) noexcept;
   StreamingEncoder& operator=(StreamingEncoder&&) noexcept;
   // Takes any number of samples at the model's rate; appends newly final codes to `out` (frame-major:
-  // for each new frame, n_q codes). Returns the number of new frames.
+  // for each new frame, n_q codes). Returns the number of new frames. A chunk holding NaN or Inf throws an
+  // Error naming the sample and changes nothing: the stream goes on with the next chunk.
   int64_t push(const float* pcm, int64_t n, std::vector<int32_t>& out);
   // Ends the stream: emits the remaining frames and resets for a new stream.
   int64_t flush(std::vector<int32_t>& out);

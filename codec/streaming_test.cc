@@ -6,8 +6,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <new>
 #include <thread>
+
+#include <limits>
 
 #include <gtest/gtest.h>
 
@@ -80,6 +83,34 @@ TEST(Streaming, AnyChunkSizeGivesTheSameTokens) {
   EXPECT_EQ(whole.size(), 300u);
   for (size_t chunk : {size_t(1), size_t(7), size_t(320), size_t(1000)})
     EXPECT_EQ(stream_encode(m, pcm, chunk, p), whole) << "chunk " << chunk;
+}
+
+// A chunk with NaN or Inf is refused with the sample's index before it touches the session's state, so the stream
+// goes on as if the chunk had not been pushed; one-shot encoding refuses such audio too.
+TEST(Streaming, EncoderRefusesNonFiniteChunksAndGoesOn) {
+  auto m = fixture_model();
+  const auto pcm = speech();
+  const auto want = stream_encode(m, pcm, 4800, stream_default_params());
+  StreamingEncoder enc(m, stream_default_params());
+  std::vector<int32_t> codes;
+  std::vector<float> bad(pcm.begin(), pcm.begin() + 4800);
+  for (size_t at = 0; at < pcm.size(); at += 4800) {
+    if (at == 9600) {
+      for (float v : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+        bad[1234] = v;
+        try {
+          enc.push(bad.data(), 4800, codes);
+          ADD_FAILURE() << "a non-finite sample was accepted";
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("sample 1234 is"), std::string::npos) << e.what();
+        }
+      }
+    }
+    enc.push(pcm.data() + at, int64_t(std::min<size_t>(4800, pcm.size() - at)), codes);
+  }
+  enc.flush(codes);
+  EXPECT_EQ(codes, want);
+  EXPECT_THROW(m->encode(bad.data(), 4800, 1), Error);
 }
 
 // The encoder streams exactly: codes equal one-shot encoding, also for streams shorter than the padding or ending

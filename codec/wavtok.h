@@ -63,7 +63,8 @@ int64_t wavtok_stream_warm_up(const wavtok_model* model, const wavtok_stream_par
  * model, so the model handle may be freed before the encoder. */
 wavtok_encoder* wavtok_encoder_create(const wavtok_model* model, const wavtok_stream_params* params);
 void wavtok_encoder_free(wavtok_encoder* enc);
-/* Feeds n samples. Returns the number of new frames that are ready (>= 0), -1 on error. */
+/* Feeds n samples. Returns the number of new frames that are ready (>= 0), -1 on error. A chunk holding NaN or
+ * Inf is refused (-1, the sample's index in wavtok_last_error()) and leaves the stream as it was. */
 int64_t wavtok_encoder_push(wavtok_encoder* enc, const float* pcm, size_t n);
 /* Ends the stream; remaining frames become ready. Returns their number, -1 on error. */
 int64_t wavtok_encoder_flush(wavtok_encoder* enc);

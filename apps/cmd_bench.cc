@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -30,6 +31,20 @@
 
 namespace wavtok {
 namespace {
+
+// printf into a std::string of any length (JSON lines carry user-given names, e.g. a preset's file path).
+std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string strf(const char* fmt, ...) {
+  va_list a, b;
+  va_start(a, fmt);
+  va_copy(b, a);
+  const int n = std::vsnprintf(nullptr, 0, fmt, a);
+  va_end(a);
+  std::string s(size_t(std::max(n, 0)), '\0');
+  std::vsnprintf(s.data(), s.size() + 1, fmt, b);
+  va_end(b);
+  return s;
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -586,55 +601,44 @@ int run_bench(const Common& c, const BenchOpts& o0) {
          std::to_string(m.sample_rate()) + ",\n \"hop\": " + std::to_string(m.hop()) + ",\n";
     j += " \"cpu\": " + json_str(cpu) + ",\n \"cpu_flags\": [";
     for (size_t i = 0; i < flags.size(); ++i) j += (i ? ", " : "") + json_str(flags[i]);
-    char b[1024];
-    std::snprintf(b, sizeof(b),
-                  "],\n \"fma_peak\": {\"isa\": \"%s\", \"gflops_1core\": %.2f, \"gflops_all\": %.2f, \"threads\": %d},\n",
+    j += strf("],\n \"fma_peak\": {\"isa\": \"%s\", \"gflops_1core\": %.2f, \"gflops_all\": %.2f, \"threads\": %d},\n",
                   peak.isa.c_str(), peak.gflops_1core, peak.gflops_all, peak.threads);
-    j += b;
     j += " \"runs\": [\n";
     bool first = true;
     for (const auto& run : runs) {
       for (const auto& r : run.phases) {
-        std::snprintf(b, sizeof(b),
-                      "%s  {\"phase\": \"%s\", \"seconds\": %g, \"threads\": %d, \"median_s\": %.6f, \"min_s\": %.6f, "
+        j += strf("%s  {\"phase\": \"%s\", \"seconds\": %g, \"threads\": %d, \"median_s\": %.6f, \"min_s\": %.6f, "
                       "\"first_s\": %.6f, \"xrt\": %.3f, \"reference_s\": %.6f}",
                       first ? "" : ",\n", r.phase.c_str(), r.seconds, r.threads, r.median_s, r.min_s, r.first_s, r.xrt(),
                       ref_s(r));
-        j += b;
         first = false;
       }
     }
     j += "\n ],\n \"one_frame\": [";
     for (size_t i = 0; i < runs.size(); ++i) {
-      std::snprintf(b, sizeof(b), "%s{\"threads\": %d, \"encode_s\": %.6f, \"decode_s\": %.6f}", i ? ", " : "",
+      j += strf("%s{\"threads\": %d, \"encode_s\": %.6f, \"decode_s\": %.6f}", i ? ", " : "",
                     runs[i].threads, runs[i].one_frame_encode_s, runs[i].one_frame_decode_s);
-      j += b;
     }
     j += "],\n \"memory\": [";
     for (size_t i = 0; i < mem.size(); ++i) {
-      std::snprintf(b, sizeof(b), "%s\n  {\"phase\": \"%s\", \"seconds\": %g, \"threads\": %d, \"model_mib\": %.1f, \"peak_mib\": %.1f}",
+      j += strf("%s\n  {\"phase\": \"%s\", \"seconds\": %g, \"threads\": %d, \"model_mib\": %.1f, \"peak_mib\": %.1f}",
                     i ? "," : "", mem[i].phase.c_str(), mem[i].seconds, all, mem[i].model_mib, mem[i].peak_mib);
-      j += b;
     }
     j += "]";
     if (prof) {
-      std::snprintf(b, sizeof(b), ",\n \"profile\": {\"seconds\": %g, \"threads\": 1, \"stages\": [", prof->seconds);
-      j += b;
+      j += strf(",\n \"profile\": {\"seconds\": %g, \"threads\": 1, \"stages\": [", prof->seconds);
       for (size_t i = 0; i < prof->stages.size(); ++i) {
         const auto& s = prof->stages[i];
-        std::snprintf(b, sizeof(b), "%s\n  {\"stage\": \"%s\", \"s\": %.6f, \"gflops\": %.2f}", i ? "," : "", s.stage.c_str(),
+        j += strf("%s\n  {\"stage\": \"%s\", \"s\": %.6f, \"gflops\": %.2f}", i ? "," : "", s.stage.c_str(),
                       s.s, s.s > 0 ? 2 * s.macs / s.s / 1e9 : 0.0);
-        j += b;
       }
       j += "],\n  \"layers\": [";
       for (size_t i = 0; i < prof->layers.size(); ++i) {
         const auto& l = prof->layers[i];
-        std::snprintf(b, sizeof(b),
-                      "%s\n  {\"stage\": \"%s\", \"layer\": %s, \"kind\": \"%s\", \"count\": %lld, \"s\": %.6f, \"gmacs\": %.4f, "
+        j += strf("%s\n  {\"stage\": \"%s\", \"layer\": %s, \"kind\": \"%s\", \"count\": %lld, \"s\": %.6f, \"gmacs\": %.4f, "
                       "\"gflops\": %.2f, \"pct_peak\": %.1f}",
                       i ? "," : "", l.l.stage.c_str(), json_str(l.l.name).c_str(), l.l.kind.c_str(), (long long)l.l.count,
                       l.s, l.l.macs / 1e9, 2 * l.l.macs / l.s / 1e9, 100 * 2 * l.l.macs / l.s / 1e9 / peak.gflops_1core);
-        j += b;
       }
       j += "]}";
     }
@@ -642,8 +646,7 @@ int run_bench(const Common& c, const BenchOpts& o0) {
       j += ",\n \"streaming\": [";
       for (size_t i = 0; i < streams.size(); ++i) {
         const auto& r = streams[i];
-        std::snprintf(b, sizeof(b),
-                      "%s\n  {\"preset\": %s, \"block\": %d, \"left\": %d, \"lookahead\": %d, \"chunk_audio_ms\": %.2f, "
+        j += strf("%s\n  {\"preset\": %s, \"block\": %d, \"left\": %d, \"lookahead\": %d, \"chunk_audio_ms\": %.2f, "
                       "\"chunks\": %lld, \"encode_ms\": [%.3f, %.3f, %.3f], \"decode_ms\": [%.3f, %.3f, %.3f], "
                       "\"cold_encode_p99_ms\": %.3f, \"cold_decode_p99_ms\": %.3f, \"cold_encode_max_ms\": %.3f, "
                       "\"cold_decode_max_ms\": %.3f, \"warm_up_ms\": %.3f, \"warm_up_shapes\": %lld, "
@@ -654,7 +657,6 @@ int run_bench(const Common& c, const BenchOpts& o0) {
                       r.cold_enc_p99, r.cold_dec_p99, r.cold_enc_max, r.cold_dec_max, r.warm_up_ms,
                       (long long)r.warm_up_shapes, r.after_enc_p99, r.after_enc_max, r.after_dec_p99, r.after_dec_max,
                       r.enc_flush[0], r.enc_flush[1], r.enc_flush[2], r.dec_flush[0], r.dec_flush[1], r.dec_flush[2]);
-        j += b;
       }
       j += "]";
     }
@@ -662,11 +664,9 @@ int run_bench(const Common& c, const BenchOpts& o0) {
       j += ",\n \"bf16\": [";
       for (size_t i = 0; i < precs.size(); ++i) {
         const auto& r = precs[i];
-        std::snprintf(b, sizeof(b),
-                      "%s\n  {\"seconds\": %g, \"threads\": 1, \"f32_roundtrip_s\": %.6f, \"bf16_roundtrip_s\": %.6f, "
+        j += strf("%s\n  {\"seconds\": %g, \"threads\": 1, \"f32_roundtrip_s\": %.6f, \"bf16_roundtrip_s\": %.6f, "
                       "\"bf16_xrt\": %.3f, \"token_agreement\": %.6f, \"audio_snr_db\": %.2f}",
                       i ? "," : "", r.seconds, r.f32_s, r.bf16_s, r.seconds / r.bf16_s, r.token_agree, r.snr_db);
-        j += b;
       }
       j += "]";
     }

@@ -154,8 +154,7 @@ StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const Str
 size_t StreamingDecoder::memory_bytes() const {
   size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_ + audio_.capacity() +
               scratch_.hidden.capacity() + scratch_.embed.rows.capacity() + scratch_.head.spec.capacity() +
-              scratch_.head.re.capacity() +
-              scratch_.head.im.capacity()) * sizeof(float) +
+              scratch_.head.re.capacity() + scratch_.head.im.capacity()) * sizeof(float) +
              codes_.capacity() * sizeof(int32_t);
   if (exact_) b += exact_->stream.capacity_bytes() + exact_->peak * sizeof(float);
   return b;

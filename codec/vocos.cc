@@ -182,17 +182,36 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
   }
   for (const auto& b : pre_res_) resblock(b, x, t1, t2);
   attention(attn_, x, t1, t2);
-  for (const auto& b : post_res_) resblock(b, x, t1, t2);
-  pos_norm(x.data(), F, pos_norm_w_, pos_norm_b_, x.data(), false);
-  if (F == 0) return;
-  // pos_net is the only part that sees the whole window. After it, the rows [lo, hi) that still reach the wanted
-  // ones with k blocks to go are the wanted rows widened by 3 per block, clamped to the window (whose own ends
-  // are zero-padded, as in the uncropped run). x keeps its rows in place: `off` is row lo's index in it.
+  // After pos_net, the rows [lo, hi) that still reach the wanted ones with k ConvNeXt blocks to go are the wanted
+  // rows widened by 3 per block (the depthwise k7 conv), clamped to the window (whose own ends are zero-padded, as
+  // in the uncropped run).
   const int64_t L = int64_t(blocks_.size());
   auto lo_of = [&](int64_t k) { return std::max<int64_t>(0, a - 3 * k); };
   auto hi_of = [&](int64_t k) { return std::min<int64_t>(F, b + 3 * k); };
+  int64_t base = 0;  // the window row that x's row 0 holds
+  if (c_.local() && F > 0) {
+    // A local pos_net (per-channel affines, banded attention) narrows too: each ResnetBlock after the attention
+    // reaches 2 frames (two k3 convs), so it runs only on the rows that reach the ConvNeXt blocks' first rows.
+    auto keep = [&](int64_t r) {
+      const int64_t nlo = std::max<int64_t>(0, lo_of(L) - r), nhi = std::min<int64_t>(F, hi_of(L) + r);
+      if (nlo > base) std::memmove(x.data(), x.data() + (nlo - base) * D, size_t((nhi - nlo) * D) * sizeof(float));
+      x.resize({nhi - nlo, D});
+      base = nlo;
+    };
+    int64_t r = 2 * int64_t(post_res_.size());
+    for (const auto& blk : post_res_) {
+      keep(r);
+      resblock(blk, x, t1, t2);
+      r -= 2;
+    }
+    keep(0);
+  } else {
+    for (const auto& blk : post_res_) resblock(blk, x, t1, t2);
+  }
+  pos_norm(x.data(), x.dim(0), pos_norm_w_, pos_norm_b_, x.data(), false);
+  if (F == 0) return;
   int64_t lo = lo_of(L), hi = hi_of(L);
-  float* xs = x.data() + lo * D;  // the rows in use
+  float* xs = x.data() + (lo - base) * D;  // the rows in use
   const int64_t row = c_.adanorm_num_embeddings > 0 ? bandwidth_id : 0;
   ln_.forward(xs, hi - lo, xs, norm_.scale.data() + row * D, norm_.shift.data() + row * D);
   Tensor& h = scratch_tensor(this, 3);
@@ -226,7 +245,7 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
     }
   }
   ln_.forward(xs, hi - lo, xs, final_w_.data(), final_b_.data());
-  if (lo > 0) std::memmove(x.data(), xs, size_t((hi - lo) * D) * sizeof(float));
+  if (xs != x.data()) std::memmove(x.data(), xs, size_t((hi - lo) * D) * sizeof(float));
   x.resize({hi - lo, D});
 }
 

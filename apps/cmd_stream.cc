@@ -1,8 +1,8 @@
 // `wavtok stream-encode` / `stream-decode`: the streaming sessions driven from a file or stdin in
 // real-time-sized chunks, with per-chunk latency statistics.
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "apps/commands.h"

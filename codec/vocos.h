@@ -36,8 +36,6 @@ class VocosBackbone {
   // holds are copied instead of computed, and `reuse` then holds this window's rows for the next window.
   void forward(const float* features, int64_t F, int bandwidth_id, Tensor& hidden, int64_t want_from = 0,
                int64_t want_to = INT64_MAX, EmbedReuse* reuse = nullptr, int64_t window_start = 0) const;
-  // How far (frames) the ConvNeXt blocks see to either side: 3 per depthwise k7 conv.
-  int64_t convnext_reach() const { return 3 * int64_t(blocks_.size()); }
   int num_bandwidths() const { return c_.adanorm_num_embeddings > 0 ? c_.adanorm_num_embeddings : 1; }
 
  private:

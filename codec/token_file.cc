@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "codec/error.h"
 #include "codec/file_util.h"
@@ -38,6 +37,38 @@ std::string printable(const std::string& word) {
 
 bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+// What one line of a text format may hold, and how its errors read.
+struct CodeLine {
+  int64_t max_code;      // largest code accepted
+  std::string range;     // how the error names 0..max_code
+  int64_t max_count;     // most codes on one line
+  std::string too_many;  // the error for more than max_count codes
+  const char* layout;    // what a line holds, for the "is not a token" error
+};
+
+// The one code parser of both text formats: appends the unsigned decimal codes of `line` (separated by spaces or
+// tabs) to `out` and returns how many. Throws an Error naming `where` for anything else.
+int64_t parse_codes(const std::string& line, const CodeLine& syntax, std::vector<int32_t>& out, const std::string& where) {
+  int64_t n = 0;
+  size_t at = 0;
+  while (true) {
+    at = line.find_first_not_of(" \t\r", at);
+    if (at == std::string::npos) break;
+    const size_t end = std::min(line.find_first_of(" \t\r", at), line.size());
+    const std::string tok = line.substr(at, end - at);
+    at = end;
+    errno = 0;
+    char* stop = nullptr;
+    const long long v = std::strtoll(tok.c_str(), &stop, 10);
+    if (*stop || errno == ERANGE || !std::isdigit(static_cast<unsigned char>(tok[0])))
+      throw Error(where + ": '" + printable(tok) + "' is not a token (" + syntax.layout + ")");
+    if (v > syntax.max_code) throw Error(where + ": token " + tok + " is outside " + syntax.range);
+    if (++n > syntax.max_count) throw Error(where + ": " + syntax.too_many);
+    out.push_back(static_cast<int32_t>(v));
+  }
+  return n;
 }
 
 }  // namespace
@@ -163,29 +194,22 @@ TokenFile read_tokens(const std::string& path, const TokenLimits& limits) {
   // Text: one line per codebook.
   f.clear();
   f.seekg(0);
+  const CodeLine syntax{INT32_MAX, "0.." + std::to_string(INT32_MAX), limits.max_frames, "too many frames",
+                        "not a wavtok token file? expected one line per codebook"};
   std::string line;
-  std::vector<std::vector<int32_t>> rows;
+  int64_t lineno = 0, frames = -1;
+  int n_q = 0;
   while (std::getline(f, line)) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::istringstream ls(line);
-    std::vector<int32_t> row;
-    std::string tok;
-    while (ls >> tok) {
-      char* end = nullptr;
-      long v = std::strtol(tok.c_str(), &end, 10);
-      if (*end || v < 0 || v > INT32_MAX) throw Error(path + ": '" + printable(tok) + "' is not a token (not a wavtok token file?)");
-      row.push_back(static_cast<int32_t>(v));
-      if (int64_t(row.size()) > limits.max_frames) throw Error(path + ": too many frames");
-    }
-    rows.push_back(std::move(row));
-    if (int(rows.size()) > limits.max_n_q) throw Error(path + ": too many codebook lines");
+    ++lineno;
+    const int64_t n = parse_codes(line, syntax, t.tokens.codes, path + " line " + std::to_string(lineno));
+    if (n == 0) continue;  // blank line
+    if (frames >= 0 && n != frames) throw Error(path + ": codebook lines have different lengths (truncated?)");
+    frames = n;
+    if (++n_q > limits.max_n_q) throw Error(path + ": too many codebook lines");
   }
-  if (rows.empty()) throw Error(path + ": token file is empty");
-  for (const auto& r : rows)
-    if (r.size() != rows[0].size()) throw Error(path + ": codebook lines have different lengths (truncated?)");
-  t.tokens.n_q = static_cast<int>(rows.size());
-  t.tokens.frames = static_cast<int64_t>(rows[0].size());
-  for (const auto& r : rows) t.tokens.codes.insert(t.tokens.codes.end(), r.begin(), r.end());
+  if (n_q == 0) throw Error(path + ": token file is empty");
+  t.tokens.n_q = n_q;
+  t.tokens.frames = frames;
   return t;
 }
 
@@ -200,25 +224,10 @@ std::string token_line(const int32_t* codes, int n_q) {
 
 int parse_token_line(const std::string& line, int bins, std::vector<int32_t>& out, const std::string& where,
                      int max_n_q) {
-  int n = 0;
-  size_t at = 0;
-  while (true) {
-    at = line.find_first_not_of(" \t\r", at);
-    if (at == std::string::npos) break;
-    const size_t end = std::min(line.find_first_of(" \t\r", at), line.size());
-    const std::string tok = line.substr(at, end - at);
-    at = end;
-    errno = 0;
-    char* stop = nullptr;
-    const long long v = std::strtoll(tok.c_str(), &stop, 10);
-    if (tok.empty() || *stop || errno == ERANGE || !(std::isdigit(static_cast<unsigned char>(tok[0]))))
-      throw Error(where + ": '" + printable(tok) + "' is not a token (expected one frame per line: n_q codes)");
-    if (v >= bins)
-      throw Error(where + ": token " + tok + " is outside this model's codebook (0.." + std::to_string(bins - 1) + ")");
-    if (++n > max_n_q) throw Error(where + ": more than " + std::to_string(max_n_q) + " codes on one line (one per codebook)");
-    out.push_back(static_cast<int32_t>(v));
-  }
-  return n;
+  const CodeLine syntax{bins - 1, "this model's codebook (0.." + std::to_string(bins - 1) + ")", max_n_q,
+                        "more than " + std::to_string(max_n_q) + " codes on one line (one per codebook)",
+                        "expected one frame per line: n_q codes"};
+  return static_cast<int>(parse_codes(line, syntax, out, where));
 }
 
 void check_tokens_for_model(const TokenFile& t, const Model& m, const std::string& path) {

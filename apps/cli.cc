@@ -132,8 +132,8 @@ int cli_main(int argc, char** argv) {
   enc->add_option("input", enc_in, "audio file (WAV, FLAC, OGG, ...; any rate, any channels)")->required();
   enc->add_option("-o,--output", enc_out, "token file (.wtt native, .npy, .txt)");
   enc->add_option("--format", enc_fmt, "token format: wtt|npy|txt (default: from the extension)");
-  enc->add_option("-b,--bandwidth", enc_bw, "bandwidth in kbps (selects the number of codebooks)");
-  enc->add_option("-n,--n-q", enc_nq, "number of codebooks (default: all)");
+  enc->add_option("-b,--bandwidth", enc_bw, "bandwidth in kbps (selects the number of codebooks)")->check(bandwidth_kbps());
+  enc->add_option("-n,--n-q", enc_nq, "number of codebooks (default: all)")->check(n_q_range());
   enc->add_option("--latents", enc_lat, "also write the pre-quantization latent as .npy (1, dim, frames)");
   enc->add_option("--quantized-latents", enc_qlat, "also write the quantized latent (sum of codewords) as .npy");
   add_common_options(enc, c);
@@ -148,7 +148,8 @@ int cli_main(int argc, char** argv) {
   dec->add_option("input", dec_in, "token file (.wtt, .npy, .txt) or, with --latents, a latent .npy")->required();
   dec->add_option("-o,--output", dec_out, "audio file (.wav float32, .flac, .ogg)")->required();
   dec->add_flag("--latents", dec_latents, "input is a continuous latent (1, dim, frames) .npy");
-  dec->add_option("--bandwidth-id", dec_bwid, "WavTokenizer AdaLayerNorm bandwidth id (default 0)");
+  dec->add_option("--bandwidth-id", dec_bwid, "WavTokenizer AdaLayerNorm bandwidth id (default 0)")
+      ->check(CLI::NonNegativeNumber);
   add_common_options(dec, c);
 
   // requantize
@@ -159,8 +160,8 @@ int cli_main(int argc, char** argv) {
   rq->add_option("input", rq_in, "latent .npy (1, dim, frames)")->required();
   rq->add_option("-o,--output", rq_out, "token file")->required();
   rq->add_option("--format", rq_fmt, "token format: wtt|npy|txt");
-  rq->add_option("-b,--bandwidth", rq_bw, "bandwidth in kbps");
-  rq->add_option("-n,--n-q", rq_nq, "number of codebooks");
+  rq->add_option("-b,--bandwidth", rq_bw, "bandwidth in kbps")->check(bandwidth_kbps());
+  rq->add_option("-n,--n-q", rq_nq, "number of codebooks")->check(n_q_range());
   add_common_options(rq, c);
 
   // roundtrip
@@ -170,8 +171,8 @@ int cli_main(int argc, char** argv) {
   auto* rt = app.add_subcommand("roundtrip", "audio -> tokens -> audio");
   rt->add_option("input", rt_in, "audio file")->required();
   rt->add_option("-o,--output", rt_out, "audio file")->required();
-  rt->add_option("-b,--bandwidth", rt_bw, "bandwidth in kbps");
-  rt->add_option("-n,--n-q", rt_nq, "number of codebooks");
+  rt->add_option("-b,--bandwidth", rt_bw, "bandwidth in kbps")->check(bandwidth_kbps());
+  rt->add_option("-n,--n-q", rt_nq, "number of codebooks")->check(n_q_range());
   add_common_options(rt, c);
   rt->add_option("--vq-precision", c.vq_precision,
                   "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens)");
@@ -197,7 +198,9 @@ int cli_main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help prints and succeeds; a usage error (unknown or out-of-range option, missing argument) exits with 2,
+    // the usual status for misuse, apart from the 1 of a failed run.
+    return app.exit(e) == 0 ? 0 : 2;
   }
 
   try {

@@ -377,6 +377,40 @@ TEST_F(CliBadInput, UnwritableOutputLocations) {
   expect_failure({"roundtrip", path("in.wav"), "-m", kModel(), "-o", path("folder.wav")}, {"is a folder"});
 }
 
+// Out-of-range and non-numeric option values are usage errors (status 2) found before anything runs; NaN, which
+// passes a plain range check, is refused too.
+TEST_F(CliBadInput, OptionValuesOutOfRange) {
+  const std::string wav_in = put("in.wav", wav(3, 1, 24000, 32, floats(tone(4800)))), wtt_in = put("in.wtt", wtt_);
+  auto usage_error = [&](std::vector<std::string> args, const std::string& needle) {
+    const auto before = snapshot();
+    const Result r = run(args);
+    std::string cmd;
+    for (auto& a : args) cmd += a + " ";
+    EXPECT_EQ(r.code, 2) << cmd << "\n" << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << cmd << "\nwanted '" << needle << "' in:\n" << r.err;
+    EXPECT_EQ(snapshot().size(), before.size()) << cmd << " left files behind";
+  };
+  const std::string out = path("out.wtt");
+  for (const char* bw : {"-1", "0", "nan", "inf", "3x"})
+    usage_error({"encode", wav_in, "-m", kModel(), "-o", out, "-b", bw}, "--bandwidth: ");
+  usage_error({"encode", wav_in, "-m", kModel(), "-o", out, "-n", "0"}, "--n-q: ");
+  usage_error({"roundtrip", wav_in, "-m", kModel(), "-o", path("o.wav"), "-n", "-2"}, "--n-q: ");
+  usage_error({"decode", wtt_in, "-m", kModel(), "-o", path("o.wav"), "--bandwidth-id", "-1"}, "--bandwidth-id: ");
+  for (const char* ms : {"0", "-20", "nan", "1e12"}) {
+    usage_error({"stream-encode", wav_in, "-m", kModel(), "-o", out, "--chunk-ms", ms}, "--chunk-ms: ");
+    usage_error({"stream-decode", wtt_in, "-m", kModel(), "-o", path("o.wav"), "--chunk-ms", ms}, "--chunk-ms: ");
+  }
+  usage_error({"eval", wav_in, wav_in, "--rate", "-5"}, "--rate: ");
+  usage_error({"eval", wav_in, wav_in, "--bitrate", "nan"}, "--bitrate: ");
+  usage_error({"bench", "--seconds", "nan"}, "--seconds: ");
+  usage_error({"bench", "--stream-seconds", "0"}, "--stream-seconds: ");
+  usage_error({"encode", wav_in, "-m", kModel(), "-o", out, "--threads", "0"}, "--threads: ");
+  // Valid as numbers, refused once the model is known: a failed run (status 1).
+  expect_failure({"stream-encode", wav_in, "-m", kModel(), "-o", out, "--chunk-ms", "0.01"},
+                 {"--chunk-ms 0.010000 is less than one sample at 24000 Hz"});
+  expect_failure({"stream-encode", wav_in, "-m", kModel(), "-o", out, "--s16"}, {"--s16 sets the PCM format of stdin"});
+}
+
 TEST_F(CliBadInput, OutputEqualToInput) {
   fs::copy_file(kWav, path("in.wav"));
   fs::copy_file(shared_ + "/speech.wtt", path("t.wtt"));

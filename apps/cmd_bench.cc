@@ -83,6 +83,8 @@ std::vector<float> bench_audio(int64_t samples, int rate) {
   return x;
 }
 
+constexpr double kMaxSeconds = 3600;  // longest input a bench run makes
+
 std::vector<double> parse_list(const std::string& s) {
   std::vector<double> out;
   std::stringstream ss(s);
@@ -91,7 +93,8 @@ std::vector<double> parse_list(const std::string& s) {
     if (!item.empty()) {
       size_t used = 0;
       double v = std::stod(item, &used);
-      if (used != item.size() || !(v > 0)) throw Error("bench: bad length '" + item + "' (seconds > 0)");
+      if (used != item.size() || !(v > 0) || !(v <= kMaxSeconds))
+        throw Error("bench: bad length '" + item + "' (seconds, > 0 and at most 3600)");
       out.push_back(v);
     }
   if (out.empty()) throw Error("bench: no lengths given");
@@ -791,18 +794,21 @@ void register_bench_command(CLI::App& app, Common& common, std::vector<Command>&
   sub->add_flag("--released-dims", o->released, "random-weight WavTokenizer at the released dims (the default)");
   sub->add_option("-t,--threads", o->threads, "the 'all threads' count (default: all hardware threads); 1 thread is always run")
       ->check(CLI::Range(1, 1024));
-  sub->add_option("--seconds", o->seconds, "one input length in seconds (overrides --lengths)");
+  sub->add_option("--seconds", o->seconds, "one input length in seconds (overrides --lengths)")
+      ->check(number_in(0, kMaxSeconds, true));
   sub->add_option("--lengths", o->lengths, "comma-separated input lengths in seconds (default 1,10,60; 600 works but takes long)");
   sub->add_option("--repeats", o->repeats, "warm runs per measurement, the median is reported (default 3)")->check(CLI::Range(1, 1000));
   sub->add_option("--phases", o->phases, "comma-separated subset of encode,decode,roundtrip");
   sub->add_flag("--json", o->json, "print one JSON object");
   sub->add_option("--json-out", o->json_out, "also write the JSON object to this file");
   sub->add_flag("--profile", o->profile, "time encoder / VQ / backbone / head and each layer alone on 1 thread, with GFLOP/s");
-  sub->add_option("--profile-seconds", o->profile_seconds, "input length for --profile (default 10)");
+  sub->add_option("--profile-seconds", o->profile_seconds, "input length for --profile (default 10)")
+      ->check(number_in(0, kMaxSeconds, true));
   sub->add_option("--streaming", o->streaming,
                   "per-chunk latency of these streaming presets (e.g. low-latency,default,high-fidelity), 1 thread: "
                   "cold first pass, warm pass, and a fresh model's first pass after warm_up_streaming");
-  sub->add_option("--stream-seconds", o->stream_seconds, "audio pushed per streaming preset (default 10)");
+  sub->add_option("--stream-seconds", o->stream_seconds, "audio pushed per streaming preset (default 10)")
+      ->check(number_in(0, kMaxSeconds, true));
   sub->add_option("--encode-chunk-frames", o->encode_chunk,
                   "encode inputs longer than 8 chunks of this many frames chunk by chunk (default: the model's, 150; "
                   "0: always in one pass)")

@@ -21,9 +21,11 @@ void register_eval_command(CLI::App& app, Common& common, std::vector<Command>& 
   auto* sub = app.add_subcommand("eval", "quality metrics of a decoded file against the reference: SI-SNR, mel distance, STOI, bitrate");
   sub->add_option("reference", o->ref, "reference (clean) audio")->required();
   sub->add_option("decoded", o->deg, "decoded / degraded audio")->required();
-  sub->add_option("--rate", o->rate, "rate both are resampled to before comparing (default 24000)");
+  sub->add_option("--rate", o->rate, "rate both are resampled to before comparing (default 24000)")
+      ->check(CLI::Range(1000, 384000));
   sub->add_option("--tokens", o->tokens, "token file: bitrate from its frame rate, n_q and codebook size");
-  sub->add_option("--bitrate", o->bitrate, "bitrate in kbps to report (e.g. for another codec)");
+  sub->add_option("--bitrate", o->bitrate, "bitrate in kbps to report (e.g. for another codec)")
+      ->check(number_in(0, 1e6, true));
   sub->add_flag("--json", o->json, "print one JSON object");
   out.push_back({sub, [o]() {
     Audio ref = read_audio(o->ref, o->rate), deg = read_audio(o->deg, o->rate);

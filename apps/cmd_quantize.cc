@@ -52,7 +52,7 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
   sub->add_option("--recipe", o->recipe, "quantization recipe YAML (configs/quant/*.yaml)")->required();
   sub->add_option("-o,--output", o->output, "quantized model file (.wtk)")->required();
   sub->add_option("--max-clips", o->max_clips, "calibration clips used, in name order (default 16)")->check(CLI::Range(1, 100000));
-  sub->add_option("--max-seconds", o->max_seconds, "seconds used from each clip (default 10)")->check(CLI::Range(0.1, 3600.0));
+  sub->add_option("--max-seconds", o->max_seconds, "seconds used from each clip (default 10)")->check(number_in(0.1, 3600.0));
   sub->add_option("-t,--threads", common.threads, "CPU threads")->check(CLI::Range(1, 1024));
   sub->add_flag("-v,--verbose", o->verbose, "print each layer's bits, transform and calibration error");
   sub->add_flag("-q,--quiet", common.quiet, "no progress output");
@@ -98,7 +98,7 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
   auto* sp = app.add_subcommand("ptq-speed",
                                 "encode and decode time of models on the same noise / random-token latent, side by side (JSON)");
   sp->add_option("models", o->models, "model files (.wtk)")->required();
-  sp->add_option("--seconds", o->seconds, "audio length decoded (default 10)")->check(CLI::Range(0.1, 600.0));
+  sp->add_option("--seconds", o->seconds, "audio length decoded (default 10)")->check(number_in(0.1, 600.0));
   sp->add_option("--repeats", o->repeats, "interleaved rounds; the median is reported (default 5)")->check(CLI::Range(1, 1000));
   sp->add_option("-t,--threads", common.threads, "CPU threads (default 1)")->check(CLI::Range(1, 1024));
   out.push_back({sp, [o, &common]() {

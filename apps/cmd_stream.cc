@@ -103,17 +103,20 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
                   "token file (.wtt, .npy, .txt), or - for frame lines on stdout as they are final (one frame per "
                   "line: its n_q codes)")
       ->required();
-  enc->add_option("--chunk-ms", e->chunk_ms, "chunk size in milliseconds (default 20)");
+  enc->add_option("--chunk-ms", e->chunk_ms, "chunk size in milliseconds (default 20; at least one sample)")
+      ->check(number_in(0, 3.6e6, true));
   enc->add_option("--preset", e->preset, "low-latency | default | high-fidelity | a YAML file (configs/streaming/)");
   enc->add_option("--format", e->fmt, "token format: wtt|npy|txt");
   enc->add_flag("--s16", e->s16, "stdin PCM is s16le instead of float32");
   enc->add_flag("--warm-up", e->warm_up, kWarmUpHelp);
-  enc->add_option("-b,--bandwidth", e->bandwidth, "bandwidth in kbps (selects the number of codebooks)");
-  enc->add_option("-n,--n-q", e->n_q, "number of codebooks (default: the preset's, else all)");
+  enc->add_option("-b,--bandwidth", e->bandwidth, "bandwidth in kbps (selects the number of codebooks)")
+      ->check(bandwidth_kbps());
+  enc->add_option("-n,--n-q", e->n_q, "number of codebooks (default: the preset's, else all)")->check(n_q_range());
   add_common_options(enc, common, "no statistics");
   out.push_back({enc, [e, &common]() {
     const bool to_stdout = e->out == "-";
     if (to_stdout && !e->fmt.empty()) throw Error("stream-encode -o -: stdout carries frame lines; --format is for files");
+    if (e->s16 && e->in != "-") throw Error("stream-encode --s16 sets the PCM format of stdin (input -); a file says its own");
     if (!to_stdout) check_output(e->out, {e->in});
     auto model = load_model(common);
     StreamParams p = stream_preset(e->preset);
@@ -124,7 +127,10 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     std::vector<int16_t> raw16;
     if (!from_stdin) file_pcm = read_audio(e->in, model->sample_rate()).samples;
     StreamingEncoder session(model, p);
-    const size_t chunk = std::max<size_t>(1, size_t(e->chunk_ms * model->sample_rate() / 1000.0));
+    const size_t chunk = size_t(std::llround(e->chunk_ms * model->sample_rate() / 1000.0));
+    if (chunk < 1)
+      throw Error("--chunk-ms " + std::to_string(e->chunk_ms) + " is less than one sample at " +
+                  std::to_string(model->sample_rate()) + " Hz");
     if (e->warm_up) warm_up(model, p, int64_t(chunk), common.quiet);
     std::vector<int32_t> codes;
     Stats st;
@@ -194,9 +200,12 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   dec->add_option("-o,--output", d->out,
                   "audio file, or - for raw mono PCM on stdout as it is decoded (float32, or --s16)")
       ->required();
-  dec->add_option("--chunk-ms", d->chunk_ms, "tokens per push, in milliseconds of audio (default 20)");
+  dec->add_option("--chunk-ms", d->chunk_ms,
+                  "tokens per push, in milliseconds of audio (default 20; rounded down to whole frames, at least one)")
+      ->check(number_in(0, 3.6e6, true));
   dec->add_option("--preset", d->preset, "low-latency | default | high-fidelity | a YAML file");
-  dec->add_option("--bandwidth-id", d->bandwidth_id, "WavTokenizer AdaLayerNorm bandwidth id (default: the preset's)");
+  dec->add_option("--bandwidth-id", d->bandwidth_id, "WavTokenizer AdaLayerNorm bandwidth id (default: the preset's)")
+      ->check(CLI::NonNegativeNumber);
   dec->add_flag("--s16", d->s16, "stdout PCM is s16le instead of float32");
   dec->add_flag("--warm-up", d->warm_up, kWarmUpHelp);
   add_common_options(dec, common, "no statistics");

@@ -1,5 +1,8 @@
 #include "apps/commands.h"
 
+#include <cstdio>
+#include <stdexcept>
+
 namespace wavtok {
 
 void register_eval_command(CLI::App& app, Common& common, std::vector<Command>& out);
@@ -13,6 +16,26 @@ void add_common_options(CLI::App* sub, Common& c, const char* quiet_help) {
   sub->add_option("-t,--threads", c.threads, "CPU threads")->check(CLI::Range(1, 1024));
   sub->add_option("--precision", c.precision, "f32 (default) or bf16 (needs AVX512-BF16/AMX)");
   sub->add_flag("-q,--quiet", c.quiet, quiet_help);
+}
+
+CLI::Validator number_in(double lo, double hi, bool lo_open) {
+  char desc[96];
+  std::snprintf(desc, sizeof desc, "%s%g - %g]", lo_open ? "(" : "[", lo, hi);
+  const std::string range = desc;
+  return CLI::Validator(
+      [lo, hi, lo_open, range](std::string& s) -> std::string {
+        size_t used = 0;
+        double v = 0;
+        try {
+          v = std::stod(s, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != s.size()) return "'" + s + "' is not a number";
+        if (!(lo_open ? v > lo : v >= lo) || !(v <= hi)) return "value " + s + " not in range " + range;
+        return {};
+      },
+      "NUMBER in " + range);
 }
 
 // One line per group of subcommands in apps/cmd_*.cc.

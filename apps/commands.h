@@ -44,6 +44,12 @@ std::string resolve_model(const Common& c);
 std::shared_ptr<const Model> load_model(const Common& c);  // also applies c.threads
 // Refuses an output that is one of the inputs, a folder, or inside a missing folder.
 void check_output(const std::string& out, const std::vector<std::string>& inputs);
+// A range check for a number option that, unlike CLI::Range, refuses NaN (and "inf"); with `lo_open`, lo itself
+// is refused too (e.g. a duration must be > 0).
+CLI::Validator number_in(double lo, double hi, bool lo_open = false);
+// The checks of the options several commands share.
+inline CLI::Validator bandwidth_kbps() { return number_in(0, 1e6, true); }
+inline CLI::Range n_q_range() { return CLI::Range(1, 65536); }
 // --bandwidth / --n-q to a number of codebooks (all when neither is given).
 int n_q_from(const Model& m, double bandwidth, int n_q);
 

@@ -76,7 +76,11 @@ int wavtok_encoder_n_q(const wavtok_encoder* enc); /* codes per frame; -1 for NU
 /* Decoder: codes in (frame-major, n_q per frame, n_q <= the model's), PCM out (hop samples per frame). */
 wavtok_decoder* wavtok_decoder_create(const wavtok_model* model, const wavtok_stream_params* params);
 void wavtok_decoder_free(wavtok_decoder* dec);
+/* Feeds frames of codes. Returns the number of new samples that are ready (>= 0), -1 on error. A push with a
+ * code outside the codebook or more codebooks than the model has is refused and leaves the stream as it was.
+ * n_q may change between pushes (an EnCodec-format stream may switch bitrate). */
 int64_t wavtok_decoder_push(wavtok_decoder* dec, const int32_t* codes, size_t frames, int n_q);
+/* Ends the stream; the remaining samples become ready. Returns their number, -1 on error. */
 int64_t wavtok_decoder_flush(wavtok_decoder* dec);
 /* Copies up to max_samples ready samples into pcm; returns samples copied. */
 int64_t wavtok_decoder_read(wavtok_decoder* dec, float* pcm, size_t max_samples);

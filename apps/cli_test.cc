@@ -238,6 +238,47 @@ TEST_F(CliTest, StreamThroughPipes) {
   expect_only({"one.wtt", "s.txt", "in.f32", "p.txt", "f.wav", "o.f32", "o.s16", "live.f32", "live.txt"});
 }
 
+// Live input at another rate and channel count (--rate, --channels on stdin) streams through a resampler and
+// gives the tokens of the same audio read from a file; --rate on the decoder gives the model-rate audio resampled.
+TEST_F(CliTest, StreamsAtOtherRatesAndChannels) {
+  const std::string m = " -m " + kCkpt + " -q";
+  // 48 kHz stereo s16 on stdin; the same audio, averaged to mono, as a 48 kHz float WAV file.
+  const auto pcm48 = resample(read_audio(kWav, 24000).samples, 24000, 48000);
+  std::vector<int16_t> stereo(pcm48.size() * 2);
+  std::vector<float> mono(pcm48.size());
+  for (size_t i = 0; i < pcm48.size(); ++i) {
+    stereo[2 * i] = int16_t(std::lrint(std::clamp(pcm48[i] * 32768.0f, -32768.0f, 32767.0f)));
+    stereo[2 * i + 1] = int16_t(std::lrint(std::clamp(pcm48[i] * 16384.0f, -32768.0f, 32767.0f)));
+    mono[i] = (stereo[2 * i] / 32768.0f + stereo[2 * i + 1] / 32768.0f) / 2.0f;
+  }
+  write_bytes(path("in.s16"), std::string(reinterpret_cast<const char*>(stereo.data()), stereo.size() * 2));
+  write_audio(path("mono48.wav"), mono, 48000);
+  ASSERT_EQ(run({"stream-encode", path("mono48.wav"), "-m", kCkpt, "-o", path("file.wtt"), "-q"}).code, 0);
+  ASSERT_EQ(shell(kBin + " stream-encode -" + m + " --rate 48000 --channels 2 --s16 --chunk-ms 30 -o " +
+                  path("stdin.wtt") + " < " + path("in.s16")),
+            0);
+  const Tokens want = read_tokens(path("file.wtt")).tokens;
+  EXPECT_EQ(want.frames, 300);
+  EXPECT_EQ(read_tokens(path("stdin.wtt")).tokens.codes, want.codes);
+
+  // Decoder output at 48 kHz, to a file and to stdout: the 24 kHz stream resampled.
+  ASSERT_EQ(run({"stream-decode", path("file.wtt"), "-m", kCkpt, "-o", path("d24.wav"), "-q"}).code, 0);
+  const auto ref = resample(read_audio(path("d24.wav"), 0).samples, 24000, 48000);
+  ASSERT_EQ(run({"stream-decode", path("file.wtt"), "-m", kCkpt, "-o", path("d48.wav"), "--rate", "48000", "-q"}).code, 0);
+  const Audio d48 = read_audio(path("d48.wav"), 0);
+  EXPECT_EQ(d48.sample_rate, 48000);
+  ASSERT_NEAR(double(d48.samples.size()), double(ref.size()), 1.0);
+  EXPECT_GE(snr_db(ref, d48.samples), 100.0);
+  ASSERT_EQ(shell(kBin + " stream-decode " + path("file.wtt") + m + " --rate 48000 -o - > " + path("d48.f32")), 0);
+  EXPECT_EQ(raw_floats(path("d48.f32")), d48.samples);
+
+  // --rate / --channels / --s16 describe stdin: refused with a file.
+  const CliResult r = run({"stream-encode", kWav, "-m", kCkpt, "-o", path("x.wtt"), "--rate", "48000"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("describe raw PCM on stdin"), std::string::npos) << r.err;
+  expect_only({"in.s16", "mono48.wav", "file.wtt", "stdin.wtt", "d24.wav", "d48.wav", "d48.f32"});
+}
+
 // apps/stream_example.c (the C API's live loopback, plain C) gives exactly the CLI pipes' audio, for the windowed
 // WavTokenizer decoder at two presets and for EnCodec's exact one; a bad model or preset exits 1 with the reason.
 TEST_F(CliTest, CExampleMatchesTheCliPipes) {

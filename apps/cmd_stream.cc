@@ -4,12 +4,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "apps/commands.h"
 #include "codec/error.h"
 #include "codec/streaming.h"
 #include "codec/token_file.h"
 #include "dsp/audio_io.h"
+#include "dsp/stream_resampler.h"
 
 namespace wavtok {
 namespace {
@@ -28,15 +30,30 @@ struct Stats {
   }
 };
 
-// Raw PCM from stdin, mono at the model rate: float32 little-endian, or s16le with --s16. Reads up to `max`
-// samples (blocking until they arrive or the input ends); returns how many were read.
-size_t read_stdin_pcm(bool s16, size_t max, std::vector<float>& out, std::vector<int16_t>& raw16) {
-  out.resize(max);
-  if (!s16) return std::fread(out.data(), sizeof(float), max, stdin);
-  raw16.resize(max);
-  const size_t n = std::fread(raw16.data(), sizeof(int16_t), max, stdin);
-  for (size_t i = 0; i < n; ++i) out[i] = raw16[i] / 32768.0f;
-  return n;
+// Raw PCM from stdin: float32 little-endian, or s16le with --s16; `channels` interleaved, averaged to mono as
+// audio files are. Reads up to `max` frames (blocking until they arrive or the input ends) into `out`; returns how
+// many frames were read (a partial frame at the very end is dropped).
+size_t read_stdin_pcm(bool s16, int channels, size_t max, std::vector<float>& out, std::vector<float>& raw,
+                      std::vector<int16_t>& raw16) {
+  const size_t want = max * size_t(channels);
+  raw.resize(want);
+  size_t got;
+  if (s16) {
+    raw16.resize(want);
+    got = std::fread(raw16.data(), sizeof(int16_t), want, stdin);
+    for (size_t i = 0; i < got; ++i) raw[i] = raw16[i] / 32768.0f;
+  } else {
+    got = std::fread(raw.data(), sizeof(float), want, stdin);
+  }
+  if (std::ferror(stdin)) throw Error("stdin: read error");
+  const size_t frames = got / size_t(channels);
+  out.resize(frames);
+  for (size_t f = 0; f < frames; ++f) {
+    float sum = 0;
+    for (int c = 0; c < channels; ++c) sum += raw[f * size_t(channels) + size_t(c)];
+    out[f] = channels == 1 ? sum : sum / float(channels);
+  }
+  return frames;
 }
 
 // Raw PCM to stdout, flushed so a pipe's reader gets it now: float32 little-endian, or s16le with --s16.
@@ -89,7 +106,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   struct Opts {
     std::string in, out, preset = "default", fmt;
     double chunk_ms = 20, bandwidth = 0;
-    int n_q = 0, bandwidth_id = -1;
+    int n_q = 0, bandwidth_id = -1, rate = 0, channels = 1;
     bool s16 = false, warm_up = false;
   };
   constexpr const char* kWarmUpHelp =
@@ -97,7 +114,9 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       "synthetic signal), so that chunks run at warm speed from the start: for live input";
   auto e = std::make_shared<Opts>();
   auto* enc = app.add_subcommand("stream-encode", "encode audio in real-time-sized chunks through a streaming session");
-  enc->add_option("input", e->in, "audio file, or - for raw mono PCM on stdin at the model rate (float32, or --s16)")
+  enc->add_option("input", e->in,
+                  "audio file (any rate; resampled), or - for raw PCM on stdin (float32, or --s16; mono at the model "
+                  "rate unless --rate / --channels say otherwise)")
       ->required();
   enc->add_option("-o,--output", e->out,
                   "token file (.wtt, .npy, .txt), or - for frame lines on stdout as they are final (one frame per "
@@ -108,6 +127,10 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   enc->add_option("--preset", e->preset, "low-latency | default | high-fidelity | a YAML file (configs/streaming/)");
   enc->add_option("--format", e->fmt, "token format: wtt|npy|txt");
   enc->add_flag("--s16", e->s16, "stdin PCM is s16le instead of float32");
+  enc->add_option("--rate", e->rate, "stdin PCM sample rate in Hz (default: the model's); resampled as it streams")
+      ->check(CLI::Range(1, kMaxSampleRate));
+  enc->add_option("--channels", e->channels, "stdin PCM channels, interleaved; averaged to mono (default 1)")
+      ->check(CLI::Range(1, kMaxChannels));
   enc->add_flag("--warm-up", e->warm_up, kWarmUpHelp);
   enc->add_option("-b,--bandwidth", e->bandwidth, "bandwidth in kbps (selects the number of codebooks)")
       ->check(bandwidth_kbps());
@@ -116,39 +139,54 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   out.push_back({enc, [e, &common]() {
     const bool to_stdout = e->out == "-";
     if (to_stdout && !e->fmt.empty()) throw Error("stream-encode -o -: stdout carries frame lines; --format is for files");
-    if (e->s16 && e->in != "-") throw Error("stream-encode --s16 sets the PCM format of stdin (input -); a file says its own");
+    if ((e->s16 || e->rate > 0 || e->channels != 1) && e->in != "-")
+      throw Error("stream-encode --s16, --rate and --channels describe raw PCM on stdin (input -); a file says its own");
     if (!to_stdout) check_output(e->out, {e->in});
     auto model = load_model(common);
     StreamParams p = stream_preset(e->preset);
     if (e->bandwidth > 0 || e->n_q > 0) p.n_q = n_q_from(*model, e->bandwidth, e->n_q);
     // A file is read whole and fed in chunks; stdin is fed chunk by chunk as it arrives.
     const bool from_stdin = e->in == "-";
-    std::vector<float> file_pcm, chunk_buf;
+    std::vector<float> file_pcm, chunk_buf, raw, converted;
     std::vector<int16_t> raw16;
     if (!from_stdin) file_pcm = read_audio(e->in, model->sample_rate()).samples;
     StreamingEncoder session(model, p);
-    const size_t chunk = size_t(std::llround(e->chunk_ms * model->sample_rate() / 1000.0));
+    // stdin at another rate streams through a resampler; the chunk is counted in the input's samples.
+    const int in_rate = from_stdin && e->rate > 0 ? e->rate : model->sample_rate();
+    std::optional<StreamResampler> resampler;
+    if (in_rate != model->sample_rate()) resampler.emplace(in_rate, model->sample_rate());
+    const size_t chunk = size_t(std::llround(e->chunk_ms * in_rate / 1000.0));
     if (chunk < 1)
       throw Error("--chunk-ms " + std::to_string(e->chunk_ms) + " is less than one sample at " +
-                  std::to_string(model->sample_rate()) + " Hz");
-    if (e->warm_up) warm_up(model, p, int64_t(chunk), common.quiet);
+                  std::to_string(in_rate) + " Hz");
+    if (e->warm_up)
+      warm_up(model, p, std::max<int64_t>(1, std::llround(e->chunk_ms * model->sample_rate() / 1000.0)), common.quiet);
     std::vector<int32_t> codes;
     Stats st;
-    int64_t received = 0, worst_lag = 0, frames_out = 0;
+    int64_t received = 0, worst_lag = 0, frames_out = 0, stdin_frames = 0;
+    double resample_ms = 0;  // the most the resampler held back
     for (size_t pos = 0;;) {
       const float* x;
       size_t n;
       if (from_stdin) {
-        n = read_stdin_pcm(e->s16, chunk, chunk_buf, raw16);
+        n = read_stdin_pcm(e->s16, e->channels, chunk, chunk_buf, raw, raw16);
         x = chunk_buf.data();
+        if (n > 0) check_finite_audio(x, int64_t(n), "stdin", stdin_frames);  // files are checked when read
+        stdin_frames += int64_t(n);
       } else {
         n = std::min(chunk, file_pcm.size() - pos);
         x = file_pcm.data() + pos;
         pos += n;
       }
       if (n == 0) break;
-      if (from_stdin) check_finite_audio(x, int64_t(n), "stdin", received);  // files are checked when read
       auto t0 = std::chrono::steady_clock::now();
+      if (resampler) {  // the model-rate samples this chunk completes
+        converted.clear();
+        resampler->push(x, n, converted);
+        resample_ms = std::max(resample_ms, resampler->delay_ms());
+        x = converted.data();
+        n = converted.size();
+      }
       frames_out += session.push(x, int64_t(n), codes);
       st.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       received += int64_t(n);
@@ -160,7 +198,13 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       if (received > model->sample_rate())
         worst_lag = std::max(worst_lag, received / model->hop() - session.frames_emitted());
     }
-    if (received == 0) throw Error(e->in + ": no audio");
+    if (received == 0 && stdin_frames == 0) throw Error(e->in + ": no audio");
+    if (resampler) {  // the samples the filter held back
+      converted.clear();
+      resampler->flush(converted);
+      frames_out += session.push(converted.data(), int64_t(converted.size()), codes);
+      received += int64_t(converted.size());
+    }
     frames_out += session.flush(codes);
     const int nq = session.n_q();
     if (to_stdout) {
@@ -184,9 +228,11 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     write_tokens(e->out, tf, token_format_for(e->out, e->fmt));
     if (!common.quiet) {
       st.print("stream-encode", double(received) / model->sample_rate());
-      std::fprintf(stderr, "%lld frames; codes trail the input by at most %lld frame(s) (%.1f ms) + the chunk (%.1f ms)\n",
+      std::fprintf(stderr, "%lld frames; codes trail the input by at most %lld frame(s) (%.1f ms) + the chunk (%.1f ms)",
                    (long long)tf.tokens.frames, (long long)worst_lag,
                    1000.0 * double(worst_lag) * model->hop() / model->sample_rate(), e->chunk_ms);
+      if (resampler) std::fprintf(stderr, " + resampling %d -> %d Hz (%.1f ms)", in_rate, model->sample_rate(), resample_ms);
+      std::fprintf(stderr, "\n");
     }
     return 0;
   }});
@@ -207,6 +253,8 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   dec->add_option("--bandwidth-id", d->bandwidth_id, "WavTokenizer AdaLayerNorm bandwidth id (default: the preset's)")
       ->check(CLI::NonNegativeNumber);
   dec->add_flag("--s16", d->s16, "stdout PCM is s16le instead of float32");
+  dec->add_option("--rate", d->rate, "output sample rate in Hz (default: the model's); resampled as it streams")
+      ->check(CLI::Range(1, kMaxSampleRate));
   dec->add_flag("--warm-up", d->warm_up, kWarmUpHelp);
   add_common_options(dec, common, "no statistics");
   out.push_back({dec, [d, &common]() {
@@ -224,19 +272,37 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     StreamingDecoder session(model, sp);
     const int64_t per = std::max<int64_t>(1, int64_t(d->chunk_ms * model->sample_rate() / 1000.0 / model->hop()));
     if (d->warm_up) warm_up(model, sp, per * model->hop(), common.quiet);
-    std::vector<float> audio;
+    // Output at another rate streams through a resampler.
+    const int out_rate = d->rate > 0 ? d->rate : model->sample_rate();
+    std::optional<StreamResampler> resampler;
+    if (out_rate != model->sample_rate()) resampler.emplace(model->sample_rate(), out_rate);
+    std::vector<float> audio, converted, file_audio;
     std::vector<int16_t> raw16;
-    int64_t samples = 0;
+    int64_t samples = 0;  // at the model's rate
+    double resample_ms = 0;
     Stats st;
+    // The session's new audio, at the output rate, to stdout or to the file's buffer.
+    auto deliver = [&](bool last) {
+      samples += int64_t(audio.size());
+      const std::vector<float>* a = &audio;
+      if (resampler) {
+        converted.clear();
+        resampler->push(audio.data(), audio.size(), converted);
+        resample_ms = std::max(resample_ms, resampler->delay_ms());
+        if (last) resampler->flush(converted);
+        a = &converted;
+      }
+      if (to_stdout)
+        write_stdout_pcm(*a, d->s16, raw16);
+      else
+        file_audio.insert(file_audio.end(), a->begin(), a->end());
+      audio.clear();
+    };
     auto push = [&](const int32_t* codes, int64_t frames, int nq) {
       auto t0 = std::chrono::steady_clock::now();
       session.push(codes, frames, nq, audio);
       st.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      if (to_stdout) {
-        samples += int64_t(audio.size());
-        write_stdout_pcm(audio, d->s16, raw16);
-        audio.clear();
-      }
+      deliver(false);
     };
     if (!from_stdin) {
       const int nq = tf.tokens.n_q;
@@ -270,13 +336,8 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       if (frames == 0) throw Error("stdin: no token frames (expected one frame per line: n_q codes)");
     }
     session.flush(audio);
-    if (to_stdout) {
-      samples += int64_t(audio.size());
-      write_stdout_pcm(audio, d->s16, raw16);
-    } else {
-      samples = int64_t(audio.size());
-      write_audio(d->out, audio, model->sample_rate());
-    }
+    deliver(true);
+    if (!to_stdout) write_audio(d->out, file_audio, out_rate);
     if (!common.quiet) {
       st.print("stream-decode", double(samples) / model->sample_rate());
       if (streams_exactly(*model))
@@ -289,6 +350,8 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
                      sp.block_frames, sp.lookahead_frames, session.params().left_frames,
                      model->config().vocos.local() ? " (streamable backbone: trimmed to its receptive field)"
                                                    : " (upstream backbone: approximate, docs/STREAMING.md)");
+      if (resampler)
+        std::fprintf(stderr, "resampling %d -> %d Hz adds %.1f ms\n", model->sample_rate(), out_rate, resample_ms);
     }
     return 0;
   }});

@@ -35,12 +35,18 @@ std::string resolve_model(const Common& c) {
 
 std::shared_ptr<const Model> load_model(const Common& c) {
   set_num_threads(c.threads);
-  if (c.precision == "bf16") set_precision(Precision::BF16);
-  else if (c.precision == "f32") set_precision(Precision::F32);
-  else throw Error("--precision must be f32 or bf16, not '" + c.precision + "'");
-  if (c.vq_precision == "bf16") set_vq_precision(VqPrecision::BF16);
-  else if (c.vq_precision == "f32") set_vq_precision(VqPrecision::F32);
-  else throw Error("--vq-precision must be f32 or bf16, not '" + c.vq_precision + "'");
+  if (c.precision != "f32" && c.precision != "bf16")
+    throw Error("--precision must be f32 or bf16, not '" + c.precision + "'");
+  if (c.vq_precision != "f32" && c.vq_precision != "bf16")
+    throw Error("--vq-precision must be f32 or bf16, not '" + c.vq_precision + "'");
+  // bf16 is a speed option: on a CPU without native bf16 the command runs in float32 (the library refuses, so a
+  // program that needs bf16 can tell), with a warning that -q does not silence.
+  const bool want_bf16 = c.precision == "bf16", want_vq_bf16 = c.vq_precision == "bf16";
+  if ((want_bf16 || want_vq_bf16) && !bf16_supported())
+    std::fprintf(stderr, "wavtok: warning: %s bf16: this CPU has neither AVX512-BF16 nor AMX; running in float32\n",
+                 want_bf16 ? "--precision" : "--vq-precision");
+  set_precision(want_bf16 && bf16_supported() ? Precision::BF16 : Precision::F32);
+  set_vq_precision(want_vq_bf16 && bf16_supported() ? VqPrecision::BF16 : VqPrecision::F32);
   LoadOptions o;
   o.config_path = c.config;
   const std::string path = resolve_model(c);
@@ -138,7 +144,8 @@ int cli_main(int argc, char** argv) {
   enc->add_option("--quantized-latents", enc_qlat, "also write the quantized latent (sum of codewords) as .npy");
   add_common_options(enc, c);
   enc->add_option("--vq-precision", c.vq_precision,
-                  "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens)");
+                  "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens; float32 with a "
+                  "warning on CPUs without AVX512-BF16/AMX)");
 
   // decode
   std::string dec_in, dec_out;
@@ -175,7 +182,8 @@ int cli_main(int argc, char** argv) {
   rt->add_option("-n,--n-q", rt_nq, "number of codebooks")->check(n_q_range());
   add_common_options(rt, c);
   rt->add_option("--vq-precision", c.vq_precision,
-                  "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens)");
+                  "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens; float32 with a "
+                  "warning on CPUs without AVX512-BF16/AMX)");
 
   // convert
   std::string cv_in, cv_out;

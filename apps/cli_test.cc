@@ -353,13 +353,33 @@ TEST_F(CliTest, VqPrecisionOption) {
     ASSERT_EQ(r.code, 0) << r.err;
     // The fixture's codes have no bf16 near ties left after the exact rescoring (codec/vq_precision_test.cc).
     EXPECT_EQ(read_tokens(path("b.txt")).tokens.codes, read_tokens(path("f.txt")).tokens.codes);
-  } else {
-    EXPECT_NE(r.code, 0);
-    EXPECT_NE(r.err.find("AVX512-BF16"), std::string::npos) << r.err;
+  } else {  // float32, with a warning
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("warning: --vq-precision bf16"), std::string::npos) << r.err;
+    EXPECT_EQ(read_tokens(path("b.txt")).tokens.codes, read_tokens(path("f.txt")).tokens.codes);
   }
   r = run({"encode", kWav, "-m", kCkpt, "--vq-precision", "int3", "-o", path("x.txt"), "-q"});
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("--vq-precision must be f32 or bf16"), std::string::npos) << r.err;
+}
+
+// On a CPU without native bf16 (here simulated by capping oneDNN's ISA, which bf16_supported() reads), --precision
+// bf16 runs in float32: the same output as --precision f32, and a warning even with -q.
+TEST_F(CliTest, Bf16FallsBackToFloat32) {
+  const std::string m = " -m " + kCkpt;
+  const std::string no_bf16 = "ONEDNN_MAX_CPU_ISA=AVX2 ";
+  ASSERT_EQ(shell(no_bf16 + kBin + " roundtrip " + kWav + m + " -q -o " + path("f.wav")), 0);
+  ASSERT_EQ(shell(no_bf16 + kBin + " roundtrip " + kWav + m + " -q --precision bf16 --vq-precision bf16 -o " +
+                  path("b.wav") + " 2> " + path("err.txt")),
+            0);
+  EXPECT_NE(slurp(path("err.txt")).find("warning: --precision bf16: this CPU has neither AVX512-BF16 nor AMX; "
+                                        "running in float32"),
+            std::string::npos)
+      << slurp(path("err.txt"));
+  // The samples (the files' PEAK chunks carry a timestamp).
+  EXPECT_TRUE(read_audio(path("b.wav"), 0).samples == read_audio(path("f.wav"), 0).samples);
+  fs::remove(path("err.txt"));
+  expect_only({"f.wav", "b.wav"});
 }
 
 // The shipped encoder recipe on an EnCodec checkpoint: every SEANet conv in int8, a version 2 file that round-trips.

@@ -127,7 +127,7 @@ Tensor read_latent(const std::string& path, const Model& m) {
 int cli_main(int argc, char** argv) {
   CLI::App app{"wavtok: neural audio codec engine (WavTokenizer, EnCodec) on CPU"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "wavtok 0.1.0");
+  app.set_version_flag("--version", std::string("wavtok ") + WAVTOK_VERSION);
   Common c;
 
   // encode

@@ -3,10 +3,13 @@
 #include "codec/wavtok.h"
 
 #include <cmath>
+#include <regex>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "codec/dnnl_util.h"
 #include "codec/streaming.h"
 #include "dsp/audio_io.h"
 #include "tests/test_util.h"
@@ -110,6 +113,37 @@ TEST(CApi, ErrorsAreReportedNotThrown) {
   wavtok_encoder_free(e);
   wavtok_model_free(m);
   wavtok_encoder_free(nullptr);  // freeing NULL is a no-op
+}
+
+// Process settings: the version, threads per calling thread, and the precision (refused where the CPU lacks bf16).
+TEST(CApi, VersionThreadsAndPrecision) {
+  EXPECT_STREQ(wavtok_version(), WAVTOK_VERSION);
+  EXPECT_TRUE(std::regex_match(wavtok_version(), std::regex("[0-9]+\\.[0-9]+\\.[0-9]+")));
+
+  EXPECT_EQ(wavtok_set_num_threads(0), -1);
+  EXPECT_NE(std::string(wavtok_last_error()).find("at least 1"), std::string::npos) << wavtok_last_error();
+  // OpenMP's thread count is per calling thread: set on a thread, seen by that thread's calls.
+  int seen = 0;
+  std::thread t([&] {
+    EXPECT_EQ(wavtok_set_num_threads(1), 0);
+    seen = get_num_threads();
+  });
+  t.join();
+  EXPECT_EQ(seen, 1);
+
+  EXPECT_EQ(wavtok_set_precision("int4"), -1);
+  EXPECT_NE(std::string(wavtok_last_error()).find("'int4'"), std::string::npos) << wavtok_last_error();
+  EXPECT_EQ(wavtok_set_precision(nullptr), -1);
+  EXPECT_EQ(get_precision(), Precision::F32);
+  if (bf16_supported()) {
+    EXPECT_EQ(wavtok_set_precision("bf16"), 0);
+    EXPECT_EQ(get_precision(), Precision::BF16);
+  } else {
+    EXPECT_EQ(wavtok_set_precision("bf16"), -1);
+    EXPECT_NE(std::string(wavtok_last_error()).find("AVX512-BF16"), std::string::npos) << wavtok_last_error();
+  }
+  EXPECT_EQ(wavtok_set_precision("f32"), 0);
+  EXPECT_EQ(get_precision(), Precision::F32);
 }
 
 }  // namespace

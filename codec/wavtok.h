@@ -40,6 +40,19 @@ wavtok_stream_params wavtok_stream_default_params(void);
 int wavtok_stream_preset(const char* name_or_path, wavtok_stream_params* out);
 
 const char* wavtok_last_error(void);
+/* The library's version, "MAJOR.MINOR.PATCH" (a static string). */
+const char* wavtok_version(void);
+
+/* Threads (OpenMP) the layers use for the calls the calling thread makes from now on. OpenMP keeps this setting
+ * per thread, so a program running sessions on several threads calls it on each of them (1 thread per session
+ * thread avoids oversubscribing the cores). Without it, OpenMP's default (OMP_NUM_THREADS, else every core).
+ * Returns 0, or -1 for n < 1. */
+int wavtok_set_num_threads(int n);
+/* Arithmetic of the matrix layers for every model of the process: "f32" (the default) or "bf16" (bfloat16 inputs,
+ * float32 accumulation: faster on CPUs with AVX512-BF16 or AMX; tokens agree with f32 on about 98-100% of
+ * frames). Returns 0, or -1 with the precision unchanged (an unknown name, or "bf16" on a CPU without native
+ * bf16). Set it before sessions run, not while they do. */
+int wavtok_set_precision(const char* name);
 
 /* Loads a .wtk model file or a PyTorch checkpoint (config.yaml beside it, or config_path). NULL on error.
  * path == NULL loads the default model built into the library. */

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "codec/default_model.h"
+#include "codec/dnnl_util.h"
 #include "codec/error.h"
 #include "codec/model.h"
 #include "codec/streaming.h"
@@ -65,6 +66,33 @@ wavtok_stream_params wavtok_stream_default_params(void) {
 }
 
 const char* wavtok_last_error(void) { return g_error.c_str(); }
+
+const char* wavtok_version(void) { return WAVTOK_VERSION; }
+
+int wavtok_set_num_threads(int n) {
+  return guard(
+      [&]() -> int {
+        if (n < 1) throw wavtok::Error("wavtok_set_num_threads: " + std::to_string(n) + " threads (at least 1)");
+        wavtok::set_num_threads(n);
+        return 0;
+      },
+      -1);
+}
+
+int wavtok_set_precision(const char* name) {
+  return guard(
+      [&]() -> int {
+        const std::string p = name ? name : "";
+        if (p == "f32")
+          wavtok::set_precision(wavtok::Precision::F32);
+        else if (p == "bf16")
+          wavtok::set_precision(wavtok::Precision::BF16);  // throws on a CPU without native bf16
+        else
+          throw wavtok::Error("wavtok_set_precision: '" + p + "' (use \"f32\" or \"bf16\")");
+        return 0;
+      },
+      -1);
+}
 
 int wavtok_stream_preset(const char* name, wavtok_stream_params* out) {
   return guard(

@@ -15,6 +15,7 @@ int wavtok_c_api_roundtrip(const char* model_path, int n_q, const float* pcm, si
   wavtok_model* m = wavtok_model_load(model_path, NULL);
   if (!m) return -1;
   if (wavtok_stream_preset("default", &p) != 0) goto done;
+  if (!wavtok_version() || wavtok_set_num_threads(1) != 0 || wavtok_set_precision("f32") != 0) goto done;
   p.n_q = n_q;
   if (wavtok_stream_warm_up(m, &p, 480) < 0 || wavtok_stream_warm_up(NULL, &p, 480) != -1) goto done;
   e = wavtok_encoder_create(m, &p);

@@ -29,6 +29,8 @@ def bind(lib):
     P = C.c_void_p
     sig = {
         "wavtok_last_error": (C.c_char_p, []),
+        "wavtok_version": (C.c_char_p, []),
+        "wavtok_set_num_threads": (C.c_int, [C.c_int]),
         "wavtok_model_load": (P, [C.c_char_p, C.c_char_p]),
         "wavtok_model_free": (None, [P]),
         "wavtok_model_sample_rate": (C.c_int, [P]),
@@ -124,6 +126,10 @@ def main():
         print(("ok   " if ok else "FAIL ") + what)
         if not ok:
             failures.append(what)
+
+    version = lib.wavtok_version().decode()
+    check(len(version.split(".")) == 3, f"wavtok_version: {version}")
+    check(lib.wavtok_set_num_threads(1) == 0 and lib.wavtok_set_num_threads(0) == -1, "wavtok_set_num_threads")
 
     wt = os.path.join(FIX, "wavtokenizer-75")
     pcm = read_wav(os.path.join(wt, "speech.input.wav"))

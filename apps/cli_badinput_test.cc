@@ -408,6 +408,8 @@ TEST_F(CliBadInput, OptionValuesOutOfRange) {
   // Valid as numbers, refused once the model is known: a failed run (status 1).
   expect_failure({"stream-encode", wav_in, "-m", kModel(), "-o", out, "--chunk-ms", "0.01"},
                  {"--chunk-ms 0.010000 is less than one sample at 24000 Hz"});
+  expect_failure({"stream-encode", "-", "-m", kModel(), "-o", out, "--chunk-ms", "3600000", "--channels", "2"},
+                 {"a stdin chunk may hold at most 16777216 samples (all channels), this one 172800000"});
   expect_failure({"stream-encode", wav_in, "-m", kModel(), "-o", out, "--s16"}, {"--s16, --rate and --channels describe raw PCM on stdin"});
 }
 

@@ -159,6 +159,12 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     if (chunk < 1)
       throw Error("--chunk-ms " + std::to_string(e->chunk_ms) + " is less than one sample at " +
                   std::to_string(in_rate) + " Hz");
+    // stdin chunks are buffered whole: bound them (64 MiB of float samples).
+    constexpr size_t kMaxStdinChunkValues = size_t(1) << 24;
+    if (from_stdin && chunk * size_t(e->channels) > kMaxStdinChunkValues)
+      throw Error("--chunk-ms " + std::to_string(e->chunk_ms) + ": a stdin chunk may hold at most " +
+                  std::to_string(kMaxStdinChunkValues) + " samples (all channels), this one " +
+                  std::to_string(chunk * size_t(e->channels)));
     if (e->warm_up)
       warm_up(model, p, std::max<int64_t>(1, std::llround(e->chunk_ms * model->sample_rate() / 1000.0)), common.quiet);
     std::vector<int32_t> codes;

@@ -337,6 +337,15 @@ TEST_F(CliTest, BenchWritesParseableFigures) {
                         "decode_flush_ms"})
     for (const auto& v : s[k]) positive_ms(v, k);
   for (const char* k : {"cold_encode_max_ms", "cold_decode_max_ms", "warm_up_ms"}) positive_ms(s[k], k);
+  // Live: the first code needs at least the encoder's first frame of audio (one hop, 13.3 ms) plus a 20 ms chunk
+  // boundary; the first audio needs the default preset's block + lookahead frames (25 frames, 333.3 ms) of codes.
+  const double tok_audio = s["first_token_audio_ms"].as<double>(), aud_audio = s["first_audio_audio_ms"].as<double>();
+  EXPECT_GE(tok_audio, 20.0);
+  EXPECT_EQ(std::fmod(tok_audio, 20.0), 0.0);
+  EXPECT_GE(aud_audio, 25 * 320 / 24.0);
+  EXPECT_GT(aud_audio, tok_audio);
+  EXPECT_GT(s["first_token_ms"].as<double>(), tok_audio);
+  EXPECT_GT(s["first_audio_ms"].as<double>(), aud_audio);
   EXPECT_NE(run({"bench", "-m", kCkpt, "--streaming", "nope", "--seconds", "0.5", "--no-memory", "--json-out",
                  path("x.json"), "-q"}).code,
             0);

@@ -381,6 +381,10 @@ struct StreamResult {
   double after_enc_p99 = 0, after_dec_p99 = 0, after_enc_max = 0, after_dec_max = 0;
   // flush() at the end of the stream (ms): the time from the last token to the last audio; [cold, warm, after warm-up].
   double enc_flush[3] = {0, 0, 0}, dec_flush[3] = {0, 0, 0};
+  // A live stream (warm): audio arriving in real time in 20 ms chunks, codes passed on as soon as they are final.
+  // Time from the stream's first sample to the first code / first decoded sample leaving: the audio that had to
+  // arrive (algorithmic latency plus the chunk) plus the compute of the push that produced it.
+  double first_token_ms = 0, first_audio_ms = 0, first_token_audio_ms = 0, first_audio_audio_ms = 0;
 };
 
 double pct(std::vector<double> v, double q) {
@@ -443,6 +447,26 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
     }
     r.enc_p50 = pct(te, 0.5), r.enc_p95 = pct(te, 0.95), r.enc_p99 = pct(te, 0.99);
     r.dec_p50 = pct(td, 0.5), r.dec_p95 = pct(td, 0.95), r.dec_p99 = pct(td, 0.99);
+  }
+  {  // the live stream, on the warm model
+    const int64_t chunk = m.sample_rate() / 50;  // 20 ms
+    StreamingEncoder enc(model, r.p);
+    StreamingDecoder dec(model, r.p);
+    std::vector<int32_t> codes;
+    std::vector<float> out;
+    for (int64_t at = 0; at < n && r.first_audio_ms == 0; at += chunk) {
+      const int64_t len = std::min(chunk, n - at);
+      const double arrived_ms = 1000.0 * double(at + len) / m.sample_rate();
+      codes.clear();
+      auto t0 = Clock::now();
+      const int64_t frames = enc.push(audio.data() + at, len, codes);
+      const double enc_ms = 1000 * secs_since(t0);
+      if (frames == 0) continue;
+      if (r.first_token_ms == 0) r.first_token_ms = arrived_ms + enc_ms, r.first_token_audio_ms = arrived_ms;
+      t0 = Clock::now();
+      dec.push(codes.data(), frames, enc.n_q(), out);
+      if (!out.empty()) r.first_audio_ms = arrived_ms + enc_ms + 1000 * secs_since(t0), r.first_audio_audio_ms = arrived_ms;
+    }
   }
   if (fresh) {
     auto t0 = Clock::now();
@@ -654,12 +678,15 @@ int run_bench(const Common& c, const BenchOpts& o0) {
                       "\"cold_encode_p99_ms\": %.3f, \"cold_decode_p99_ms\": %.3f, \"cold_encode_max_ms\": %.3f, "
                       "\"cold_decode_max_ms\": %.3f, \"warm_up_ms\": %.3f, \"warm_up_shapes\": %lld, "
                       "\"after_warm_up_encode_ms\": [%.3f, %.3f], \"after_warm_up_decode_ms\": [%.3f, %.3f], "
-                      "\"encode_flush_ms\": [%.3f, %.3f, %.3f], \"decode_flush_ms\": [%.3f, %.3f, %.3f]}",
+                      "\"encode_flush_ms\": [%.3f, %.3f, %.3f], \"decode_flush_ms\": [%.3f, %.3f, %.3f], "
+                      "\"first_token_ms\": %.3f, \"first_audio_ms\": %.3f, \"first_token_audio_ms\": %.3f, "
+                      "\"first_audio_audio_ms\": %.3f}",
                       i ? "," : "", json_str(r.preset).c_str(), r.p.block_frames, r.p.left_frames, r.p.lookahead_frames,
                       r.chunk_audio_ms, (long long)r.chunks, r.enc_p50, r.enc_p95, r.enc_p99, r.dec_p50, r.dec_p95, r.dec_p99,
                       r.cold_enc_p99, r.cold_dec_p99, r.cold_enc_max, r.cold_dec_max, r.warm_up_ms,
                       (long long)r.warm_up_shapes, r.after_enc_p99, r.after_enc_max, r.after_dec_p99, r.after_dec_max,
-                      r.enc_flush[0], r.enc_flush[1], r.enc_flush[2], r.dec_flush[0], r.dec_flush[1], r.dec_flush[2]);
+                      r.enc_flush[0], r.enc_flush[1], r.enc_flush[2], r.dec_flush[0], r.dec_flush[1], r.dec_flush[2],
+                      r.first_token_ms, r.first_audio_ms, r.first_token_audio_ms, r.first_audio_audio_ms);
       }
       j += "]";
     }
@@ -743,6 +770,9 @@ int run_bench(const Common& c, const BenchOpts& o0) {
       std::printf("  %s flush() cold / warm / after warm-up: encode %.1f / %.1f / %.1f ms, decode %.1f / %.1f / %.1f ms\n",
                   r.preset.c_str(), r.enc_flush[0], r.enc_flush[1], r.enc_flush[2], r.dec_flush[0], r.dec_flush[1],
                   r.dec_flush[2]);
+      std::printf("  %s live, 20 ms chunks in real time: first token after %.1f ms (%.1f ms of audio + compute), "
+                  "first audio after %.1f ms (%.1f ms of audio + compute)\n",
+                  r.preset.c_str(), r.first_token_ms, r.first_token_audio_ms, r.first_audio_ms, r.first_audio_audio_ms);
     }
   }
   if (!precs.empty()) {

@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: %s [MODEL [PRESET]] < in.f32 > out.f32 (raw mono float32 at the model's rate)\n", argv[0]);
     return 2;
   }
+  /* One core for this stream: a live session keeps up on one, and a server running a session per thread would
+   * otherwise have every session's layers compete for all cores. */
+  if (wavtok_set_num_threads(1) != 0) return fail("threads");
   if (wavtok_stream_preset(preset, &params) != 0) return fail(preset);
   model = wavtok_model_load(model_path, NULL);
   if (!model) return fail(model_path ? model_path : "default model");
@@ -81,10 +84,11 @@ int main(int argc, char** argv) {
     goto done;
   }
   if (exact)
-    fprintf(stderr, "stream_example: %lld frames of %d codebook(s); exact streaming decoder\n", frames, n_q);
+    fprintf(stderr, "stream_example (wavtok %s): %lld frames of %d codebook(s); exact streaming decoder\n",
+            wavtok_version(), frames, n_q);
   else
-    fprintf(stderr, "stream_example: %lld frames of %d codebook(s); windowed decoder, latency %d frames\n", frames, n_q,
-            params.block_frames + params.lookahead_frames);
+    fprintf(stderr, "stream_example (wavtok %s): %lld frames of %d codebook(s); windowed decoder, latency %d frames\n",
+            wavtok_version(), frames, n_q, params.block_frames + params.lookahead_frames);
   rc = 0;
 done:
   free(chunk);

@@ -146,5 +146,81 @@ TEST(CApi, VersionThreadsAndPrecision) {
   EXPECT_EQ(get_precision(), Precision::F32);
 }
 
+// Sessions at other rates: 48 kHz PCM in gives the codes of the same audio resampled whole (the chunked resampler
+// is exact against it), and the decoder's 48 kHz output is its 24 kHz output resampled. Rates are set between
+// streams only.
+TEST(CApi, SessionsAtOtherRates) {
+  const std::string path = fixture("wavtokenizer-75/model.ckpt");
+  const auto pcm24 = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
+  const auto pcm48 = resample(pcm24, 24000, 48000);
+  auto m = Model::load(path);
+  std::vector<int32_t> want;
+  {
+    const auto back = resample(pcm48, 48000, 24000);
+    StreamingEncoder enc(m, stream_default_params());
+    enc.push(back.data(), int64_t(back.size()), want);
+    enc.flush(want);
+  }
+  wavtok_model* model = wavtok_model_load(path.c_str(), nullptr);
+  ASSERT_NE(model, nullptr) << wavtok_last_error();
+  wavtok_encoder* enc = wavtok_encoder_create(model, nullptr);
+  wavtok_decoder* dec = wavtok_decoder_create(model, nullptr);
+  wavtok_model_free(model);
+  ASSERT_TRUE(enc && dec);
+  EXPECT_EQ(wavtok_encoder_set_input_rate(enc, 0), -1);
+  EXPECT_EQ(wavtok_encoder_set_input_rate(enc, 48000), 0);
+  EXPECT_EQ(wavtok_decoder_set_output_rate(dec, 48000), 0);
+  std::vector<int32_t> codes(400);
+  int64_t frames = 0;
+  for (size_t at = 0; at < pcm48.size(); at += 960) {
+    ASSERT_GE(wavtok_encoder_push(enc, pcm48.data() + at, std::min<size_t>(960, pcm48.size() - at)), 0)
+        << wavtok_last_error();
+    if (at == 0) {
+      EXPECT_EQ(wavtok_encoder_set_input_rate(enc, 24000), -1);  // not mid-stream
+      EXPECT_NE(std::string(wavtok_last_error()).find("under way"), std::string::npos);
+    }
+  }
+  ASSERT_GE(wavtok_encoder_flush(enc), 0);
+  frames = wavtok_encoder_read(enc, codes.data(), 400);
+  codes.resize(size_t(frames));
+  EXPECT_EQ(codes, want);
+
+  std::vector<float> ref24;
+  {
+    StreamingDecoder d(m, stream_default_params());
+    d.push(codes.data(), frames, 1, ref24);
+    d.flush(ref24);
+  }
+  const auto ref48 = resample(ref24, 24000, 48000);
+  std::vector<float> out(ref48.size() + 100);
+  int64_t got = 0, pushed = 0;
+  for (int64_t f = 0; f < frames; f += 7) {
+    const int64_t r = wavtok_decoder_push(dec, codes.data() + f, size_t(std::min<int64_t>(7, frames - f)), 1);
+    ASSERT_GE(r, 0) << wavtok_last_error();
+    pushed += r;
+    got += wavtok_decoder_read(dec, out.data() + got, out.size() - size_t(got));
+  }
+  EXPECT_EQ(wavtok_decoder_set_output_rate(dec, 16000), -1);
+  const int64_t r = wavtok_decoder_flush(dec);
+  ASSERT_GE(r, 0);
+  pushed += r;
+  got += wavtok_decoder_read(dec, out.data() + got, out.size() - size_t(got));
+  EXPECT_EQ(got, pushed);  // push and flush count output samples
+  out.resize(size_t(got));
+  ASSERT_NEAR(double(out.size()), double(ref48.size()), 1.0);
+  EXPECT_GE(snr_db(ref48, out), 100.0);
+  // After a flush the rate may change again.
+  EXPECT_EQ(wavtok_decoder_set_output_rate(dec, 24000), 0);
+  EXPECT_EQ(wavtok_encoder_set_input_rate(enc, 24000), 0);
+  // A NaN is refused before the resampler takes the chunk.
+  EXPECT_EQ(wavtok_encoder_set_input_rate(enc, 48000), 0);
+  std::vector<float> bad(960, 0.1f);
+  bad[5] = std::nanf("");
+  EXPECT_EQ(wavtok_encoder_push(enc, bad.data(), bad.size()), -1);
+  EXPECT_NE(std::string(wavtok_last_error()).find("sample 5"), std::string::npos) << wavtok_last_error();
+  wavtok_encoder_free(enc);
+  wavtok_decoder_free(dec);
+}
+
 }  // namespace
 }  // namespace wavtok

@@ -72,7 +72,7 @@ int wavtok_model_streams_exactly(const wavtok_model* model);
  * params NULL: the defaults. Returns the number of shapes created (>= 0), -1 on error. */
 int64_t wavtok_stream_warm_up(const wavtok_model* model, const wavtok_stream_params* params, size_t chunk_samples);
 
-/* Encoder: PCM (float, mono, the model's rate) in, codes out. The encoder keeps its own reference to the
+/* Encoder: PCM (float, mono, the model's rate unless wavtok_encoder_set_input_rate says otherwise) in, codes out. The encoder keeps its own reference to the
  * model, so the model handle may be freed before the encoder. */
 wavtok_encoder* wavtok_encoder_create(const wavtok_model* model, const wavtok_stream_params* params);
 void wavtok_encoder_free(wavtok_encoder* enc);
@@ -85,8 +85,14 @@ int64_t wavtok_encoder_flush(wavtok_encoder* enc);
  * (frames not read stay queued for the next read). */
 int64_t wavtok_encoder_read(wavtok_encoder* enc, int32_t* codes, size_t max_frames);
 int wavtok_encoder_n_q(const wavtok_encoder* enc); /* codes per frame; -1 for NULL */
+/* Optional, before a stream's first push (a new encoder, or one just flushed): the sample rate of the PCM this
+ * encoder will be given (1..768000 Hz). PCM at another rate than the model's is resampled as it streams (libsoxr,
+ * the quality `wavtok encode` resamples files with; it holds back about 30 ms of audio at 48 kHz, which adds to
+ * the latency). Returns 0, or -1 (a bad rate, or a stream under way). */
+int wavtok_encoder_set_input_rate(wavtok_encoder* enc, int rate);
 
-/* Decoder: codes in (frame-major, n_q per frame, n_q <= the model's), PCM out (hop samples per frame). */
+/* Decoder: codes in (frame-major, n_q per frame, n_q <= the model's), PCM out (hop samples per frame at the model's
+ * rate, or resampled to the rate set with wavtok_decoder_set_output_rate). */
 wavtok_decoder* wavtok_decoder_create(const wavtok_model* model, const wavtok_stream_params* params);
 void wavtok_decoder_free(wavtok_decoder* dec);
 /* Feeds frames of codes. Returns the number of new samples that are ready (>= 0), -1 on error. A push with a
@@ -95,6 +101,10 @@ void wavtok_decoder_free(wavtok_decoder* dec);
 int64_t wavtok_decoder_push(wavtok_decoder* dec, const int32_t* codes, size_t frames, int n_q);
 /* Ends the stream; the remaining samples become ready. Returns their number, -1 on error. */
 int64_t wavtok_decoder_flush(wavtok_decoder* dec);
+/* Optional, before a stream's first push: the sample rate of the PCM this decoder gives out (1..768000 Hz; default
+ * the model's), resampled as it streams like the encoder's input. Push and flush then count output samples.
+ * Returns 0, or -1. */
+int wavtok_decoder_set_output_rate(wavtok_decoder* dec, int rate);
 /* Copies up to max_samples ready samples into pcm; returns samples copied. */
 int64_t wavtok_decoder_read(wavtok_decoder* dec, float* pcm, size_t max_samples);
 

@@ -2,6 +2,7 @@
 #include "codec/wavtok.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 
 #include "codec/default_model.h"
@@ -9,6 +10,7 @@
 #include "codec/error.h"
 #include "codec/model.h"
 #include "codec/streaming.h"
+#include "dsp/stream_resampler.h"
 
 struct wavtok_model {
   std::shared_ptr<const wavtok::Model> m;
@@ -17,10 +19,18 @@ struct wavtok_encoder {
   std::unique_ptr<wavtok::StreamingEncoder> s;
   std::vector<int32_t> ready;  // codes not yet read, frame-major
   int n_q;
+  int model_rate;
+  std::optional<wavtok::StreamResampler> rs;  // input rate -> model rate, when they differ
+  std::vector<float> converted;               // one push's resampled input
+  bool started = false;                       // a push since the last flush
 };
 struct wavtok_decoder {
   std::unique_ptr<wavtok::StreamingDecoder> s;
   std::vector<float> ready;
+  int model_rate;
+  std::optional<wavtok::StreamResampler> rs;  // model rate -> output rate, when they differ
+  std::vector<float> decoded;                 // one push's audio at the model rate
+  bool started = false;
 };
 
 namespace {
@@ -142,7 +152,7 @@ wavtok_encoder* wavtok_encoder_create(const wavtok_model* model, const wavtok_st
         if (!model) throw wavtok::Error("wavtok_encoder_create: model is NULL");
         auto s = std::make_unique<wavtok::StreamingEncoder>(model->m, to_params(params));
         const int nq = s->n_q();
-        return new wavtok_encoder{std::move(s), {}, nq};
+        return new wavtok_encoder{std::move(s), {}, nq, model->m->sample_rate()};
       },
       nullptr);
 }
@@ -153,7 +163,14 @@ int64_t wavtok_encoder_push(wavtok_encoder* enc, const float* pcm, size_t n) {
   return guard(
       [&]() -> int64_t {
         if (!enc || (!pcm && n)) throw wavtok::Error("wavtok_encoder_push: NULL argument");
-        return enc->s->push(pcm, int64_t(n), enc->ready);
+        if (n > size_t(INT64_MAX)) throw wavtok::Error("wavtok_encoder_push: chunk too large");
+        enc->started = enc->started || n > 0;
+        if (!enc->rs) return enc->s->push(pcm, int64_t(n), enc->ready);
+        // Checked before the resampler takes the chunk, so a refused chunk leaves the stream as it was.
+        wavtok::check_finite_audio(pcm, int64_t(n), "streaming encoder: this chunk");
+        enc->converted.clear();
+        enc->rs->push(pcm, n, enc->converted);
+        return enc->s->push(enc->converted.data(), int64_t(enc->converted.size()), enc->ready);
       },
       -1);
 }
@@ -162,12 +179,33 @@ int64_t wavtok_encoder_flush(wavtok_encoder* enc) {
   return guard(
       [&]() -> int64_t {
         if (!enc) throw wavtok::Error("wavtok_encoder_flush: NULL encoder");
-        return enc->s->flush(enc->ready);
+        int64_t frames = 0;
+        if (enc->rs) {  // the input the resampler held back
+          enc->converted.clear();
+          enc->rs->flush(enc->converted);
+          frames += enc->s->push(enc->converted.data(), int64_t(enc->converted.size()), enc->ready);
+        }
+        enc->started = false;
+        return frames + enc->s->flush(enc->ready);
       },
       -1);
 }
 
 int wavtok_encoder_n_q(const wavtok_encoder* enc) { return enc ? enc->n_q : -1; }
+
+int wavtok_encoder_set_input_rate(wavtok_encoder* enc, int rate) {
+  return guard(
+      [&]() -> int {
+        if (!enc) throw wavtok::Error("wavtok_encoder_set_input_rate: NULL encoder");
+        if (enc->started) throw wavtok::Error("wavtok_encoder_set_input_rate: a stream is under way (flush it first)");
+        if (rate == enc->model_rate)
+          enc->rs.reset();
+        else
+          enc->rs.emplace(rate, enc->model_rate);  // throws for rates out of range
+        return 0;
+      },
+      -1);
+}
 
 int64_t wavtok_encoder_read(wavtok_encoder* enc, int32_t* codes, size_t max_frames) {
   if (!enc || !codes) return 0;
@@ -178,7 +216,8 @@ wavtok_decoder* wavtok_decoder_create(const wavtok_model* model, const wavtok_st
   return guard(
       [&]() -> wavtok_decoder* {
         if (!model) throw wavtok::Error("wavtok_decoder_create: model is NULL");
-        return new wavtok_decoder{std::make_unique<wavtok::StreamingDecoder>(model->m, to_params(params)), {}};
+        return new wavtok_decoder{std::make_unique<wavtok::StreamingDecoder>(model->m, to_params(params)), {},
+                                  model->m->sample_rate()};
       },
       nullptr);
 }
@@ -189,7 +228,12 @@ int64_t wavtok_decoder_push(wavtok_decoder* dec, const int32_t* codes, size_t fr
   return guard(
       [&]() -> int64_t {
         if (!dec || (!codes && frames)) throw wavtok::Error("wavtok_decoder_push: NULL argument");
-        return dec->s->push(codes, int64_t(frames), n_q, dec->ready);
+        if (frames > size_t(INT64_MAX)) throw wavtok::Error("wavtok_decoder_push: too many frames");
+        dec->started = dec->started || frames > 0;
+        if (!dec->rs) return dec->s->push(codes, int64_t(frames), n_q, dec->ready);
+        dec->decoded.clear();
+        dec->s->push(codes, int64_t(frames), n_q, dec->decoded);
+        return int64_t(dec->rs->push(dec->decoded.data(), dec->decoded.size(), dec->ready));
       },
       -1);
 }
@@ -198,7 +242,26 @@ int64_t wavtok_decoder_flush(wavtok_decoder* dec) {
   return guard(
       [&]() -> int64_t {
         if (!dec) throw wavtok::Error("wavtok_decoder_flush: NULL decoder");
-        return dec->s->flush(dec->ready);
+        dec->started = false;
+        if (!dec->rs) return dec->s->flush(dec->ready);
+        dec->decoded.clear();
+        dec->s->flush(dec->decoded);
+        const size_t n = dec->rs->push(dec->decoded.data(), dec->decoded.size(), dec->ready);
+        return int64_t(n + dec->rs->flush(dec->ready));
+      },
+      -1);
+}
+
+int wavtok_decoder_set_output_rate(wavtok_decoder* dec, int rate) {
+  return guard(
+      [&]() -> int {
+        if (!dec) throw wavtok::Error("wavtok_decoder_set_output_rate: NULL decoder");
+        if (dec->started) throw wavtok::Error("wavtok_decoder_set_output_rate: a stream is under way (flush it first)");
+        if (rate == dec->model_rate)
+          dec->rs.reset();
+        else
+          dec->rs.emplace(dec->model_rate, rate);
+        return 0;
       },
       -1);
 }

@@ -66,6 +66,25 @@ int64_t take(std::vector<T>& ready, T* out, size_t max) {
   return int64_t(n);
 }
 
+// Between streams only: gives a session a resampler from `rate` to the model's (input) or from the model's to
+// `rate` (output), or none at the model's own rate.
+template <class Session>
+int set_rate(Session* h, int rate, bool input, const char* fn) {
+  return guard(
+      [&]() -> int {
+        if (!h) throw wavtok::Error(std::string(fn) + ": NULL session");
+        if (h->started) throw wavtok::Error(std::string(fn) + ": a stream is under way (flush it first)");
+        if (rate == h->model_rate)
+          h->rs.reset();
+        else if (input)
+          h->rs.emplace(rate, h->model_rate);  // throws for rates out of range
+        else
+          h->rs.emplace(h->model_rate, rate);
+        return 0;
+      },
+      -1);
+}
+
 }  // namespace
 
 extern "C" {
@@ -194,17 +213,7 @@ int64_t wavtok_encoder_flush(wavtok_encoder* enc) {
 int wavtok_encoder_n_q(const wavtok_encoder* enc) { return enc ? enc->n_q : -1; }
 
 int wavtok_encoder_set_input_rate(wavtok_encoder* enc, int rate) {
-  return guard(
-      [&]() -> int {
-        if (!enc) throw wavtok::Error("wavtok_encoder_set_input_rate: NULL encoder");
-        if (enc->started) throw wavtok::Error("wavtok_encoder_set_input_rate: a stream is under way (flush it first)");
-        if (rate == enc->model_rate)
-          enc->rs.reset();
-        else
-          enc->rs.emplace(rate, enc->model_rate);  // throws for rates out of range
-        return 0;
-      },
-      -1);
+  return set_rate(enc, rate, /*input=*/true, "wavtok_encoder_set_input_rate");
 }
 
 int64_t wavtok_encoder_read(wavtok_encoder* enc, int32_t* codes, size_t max_frames) {
@@ -253,17 +262,7 @@ int64_t wavtok_decoder_flush(wavtok_decoder* dec) {
 }
 
 int wavtok_decoder_set_output_rate(wavtok_decoder* dec, int rate) {
-  return guard(
-      [&]() -> int {
-        if (!dec) throw wavtok::Error("wavtok_decoder_set_output_rate: NULL decoder");
-        if (dec->started) throw wavtok::Error("wavtok_decoder_set_output_rate: a stream is under way (flush it first)");
-        if (rate == dec->model_rate)
-          dec->rs.reset();
-        else
-          dec->rs.emplace(dec->model_rate, rate);
-        return 0;
-      },
-      -1);
+  return set_rate(dec, rate, /*input=*/false, "wavtok_decoder_set_output_rate");
 }
 
 int64_t wavtok_decoder_read(wavtok_decoder* dec, float* pcm, size_t max_samples) {

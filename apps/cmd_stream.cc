@@ -4,14 +4,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <optional>
 
 #include "apps/commands.h"
 #include "codec/error.h"
 #include "codec/streaming.h"
 #include "codec/token_file.h"
 #include "dsp/audio_io.h"
-#include "dsp/stream_resampler.h"
 
 namespace wavtok {
 namespace {
@@ -147,14 +145,13 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     if (e->bandwidth > 0 || e->n_q > 0) p.n_q = n_q_from(*model, e->bandwidth, e->n_q);
     // A file is read whole and fed in chunks; stdin is fed chunk by chunk as it arrives.
     const bool from_stdin = e->in == "-";
-    std::vector<float> file_pcm, chunk_buf, raw, converted;
+    std::vector<float> file_pcm, chunk_buf, raw;
     std::vector<int16_t> raw16;
     if (!from_stdin) file_pcm = read_audio(e->in, model->sample_rate()).samples;
     StreamingEncoder session(model, p);
-    // stdin at another rate streams through a resampler; the chunk is counted in the input's samples.
+    // stdin at another rate is resampled by the session; the chunk is counted in the input's samples.
     const int in_rate = from_stdin && e->rate > 0 ? e->rate : model->sample_rate();
-    std::optional<StreamResampler> resampler;
-    if (in_rate != model->sample_rate()) resampler.emplace(in_rate, model->sample_rate());
+    session.set_input_rate(in_rate);
     const size_t chunk = size_t(std::llround(e->chunk_ms * in_rate / 1000.0));
     if (chunk < 1)
       throw Error("--chunk-ms " + std::to_string(e->chunk_ms) + " is less than one sample at " +
@@ -169,16 +166,15 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       warm_up(model, p, std::max<int64_t>(1, std::llround(e->chunk_ms * model->sample_rate() / 1000.0)), common.quiet);
     std::vector<int32_t> codes;
     Stats st;
-    int64_t received = 0, worst_lag = 0, frames_out = 0, stdin_frames = 0;
-    double resample_ms = 0;  // the most the resampler held back
+    int64_t received = 0, worst_lag = 0, frames_out = 0;  // received: samples at the input rate
+    double resample_ms = 0;  // the most the session's resampler held back
     for (size_t pos = 0;;) {
       const float* x;
       size_t n;
       if (from_stdin) {
         n = read_stdin_pcm(e->s16, e->channels, chunk, chunk_buf, raw, raw16);
         x = chunk_buf.data();
-        if (n > 0) check_finite_audio(x, int64_t(n), "stdin", stdin_frames);  // files are checked when read
-        stdin_frames += int64_t(n);
+        if (n > 0) check_finite_audio(x, int64_t(n), "stdin", received);  // files are checked when read
       } else {
         n = std::min(chunk, file_pcm.size() - pos);
         x = file_pcm.data() + pos;
@@ -186,37 +182,28 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       }
       if (n == 0) break;
       auto t0 = std::chrono::steady_clock::now();
-      if (resampler) {  // the model-rate samples this chunk completes
-        converted.clear();
-        resampler->push(x, n, converted);
-        resample_ms = std::max(resample_ms, resampler->delay_ms());
-        x = converted.data();
-        n = converted.size();
-      }
       frames_out += session.push(x, int64_t(n), codes);
+      resample_ms = std::max(resample_ms, session.input_delay_ms());
       st.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       received += int64_t(n);
       if (to_stdout) {
         write_stdout_tokens(codes, session.n_q());
         codes.clear();
       }
-      // Frames complete in the input but not yet final (right context, start-up padding), past the first second.
-      if (received > model->sample_rate())
-        worst_lag = std::max(worst_lag, received / model->hop() - session.frames_emitted());
+      // Frames complete in the input but not yet final (right context, start-up padding), past the first second;
+      // in model-rate samples the encoder has (the resampler's hold-back is reported apart).
+      const int64_t at_model = int64_t(double(received) * model->sample_rate() / in_rate -
+                                       session.input_delay_ms() * model->sample_rate() / 1000.0);
+      if (at_model > model->sample_rate())
+        worst_lag = std::max(worst_lag, at_model / model->hop() - session.frames_emitted());
     }
-    if (received == 0 && stdin_frames == 0) throw Error(e->in + ": no audio");
-    if (resampler) {  // the samples the filter held back
-      converted.clear();
-      resampler->flush(converted);
-      frames_out += session.push(converted.data(), int64_t(converted.size()), codes);
-      received += int64_t(converted.size());
-    }
+    if (received == 0) throw Error(e->in + ": no audio");
     frames_out += session.flush(codes);
     const int nq = session.n_q();
     if (to_stdout) {
       write_stdout_tokens(codes, nq);
       if (!common.quiet) {
-        st.print("stream-encode", double(received) / model->sample_rate());
+        st.print("stream-encode", double(received) / in_rate);
         std::fprintf(stderr, "%lld frames written to stdout\n", (long long)frames_out);
       }
       return 0;
@@ -233,11 +220,12 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     tf.bins = model->config().quantizer.bins;
     write_tokens(e->out, tf, token_format_for(e->out, e->fmt));
     if (!common.quiet) {
-      st.print("stream-encode", double(received) / model->sample_rate());
+      st.print("stream-encode", double(received) / in_rate);
       std::fprintf(stderr, "%lld frames; codes trail the input by at most %lld frame(s) (%.1f ms) + the chunk (%.1f ms)",
                    (long long)tf.tokens.frames, (long long)worst_lag,
                    1000.0 * double(worst_lag) * model->hop() / model->sample_rate(), e->chunk_ms);
-      if (resampler) std::fprintf(stderr, " + resampling %d -> %d Hz (%.1f ms)", in_rate, model->sample_rate(), resample_ms);
+      if (in_rate != model->sample_rate())
+        std::fprintf(stderr, " + resampling %d -> %d Hz (%.1f ms)", in_rate, model->sample_rate(), resample_ms);
       std::fprintf(stderr, "\n");
     }
     return 0;
@@ -278,37 +266,29 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     StreamingDecoder session(model, sp);
     const int64_t per = std::max<int64_t>(1, int64_t(d->chunk_ms * model->sample_rate() / 1000.0 / model->hop()));
     if (d->warm_up) warm_up(model, sp, per * model->hop(), common.quiet);
-    // Output at another rate streams through a resampler.
+    // Output at another rate is resampled by the session.
     const int out_rate = d->rate > 0 ? d->rate : model->sample_rate();
-    std::optional<StreamResampler> resampler;
-    if (out_rate != model->sample_rate()) resampler.emplace(model->sample_rate(), out_rate);
-    std::vector<float> audio, converted, file_audio;
+    session.set_output_rate(out_rate);
+    std::vector<float> audio, file_audio;
     std::vector<int16_t> raw16;
-    int64_t samples = 0;  // at the model's rate
+    int64_t samples = 0;  // at the output rate
     double resample_ms = 0;
     Stats st;
-    // The session's new audio, at the output rate, to stdout or to the file's buffer.
-    auto deliver = [&](bool last) {
+    // The session's new audio to stdout or to the file's buffer.
+    auto deliver = [&]() {
       samples += int64_t(audio.size());
-      const std::vector<float>* a = &audio;
-      if (resampler) {
-        converted.clear();
-        resampler->push(audio.data(), audio.size(), converted);
-        resample_ms = std::max(resample_ms, resampler->delay_ms());
-        if (last) resampler->flush(converted);
-        a = &converted;
-      }
       if (to_stdout)
-        write_stdout_pcm(*a, d->s16, raw16);
+        write_stdout_pcm(audio, d->s16, raw16);
       else
-        file_audio.insert(file_audio.end(), a->begin(), a->end());
+        file_audio.insert(file_audio.end(), audio.begin(), audio.end());
       audio.clear();
     };
     auto push = [&](const int32_t* codes, int64_t frames, int nq) {
       auto t0 = std::chrono::steady_clock::now();
       session.push(codes, frames, nq, audio);
       st.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      deliver(false);
+      resample_ms = std::max(resample_ms, session.output_delay_ms());
+      deliver();
     };
     if (!from_stdin) {
       const int nq = tf.tokens.n_q;
@@ -342,10 +322,10 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       if (frames == 0) throw Error("stdin: no token frames (expected one frame per line: n_q codes)");
     }
     session.flush(audio);
-    deliver(true);
+    deliver();
     if (!to_stdout) write_audio(d->out, file_audio, out_rate);
     if (!common.quiet) {
-      st.print("stream-decode", double(samples) / model->sample_rate());
+      st.print("stream-decode", double(samples) / out_rate);
       if (streams_exactly(*model))
         std::fprintf(stderr, "exact streaming decoder: audio as soon as each frame arrives\n");
       else
@@ -356,7 +336,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
                      sp.block_frames, sp.lookahead_frames, session.params().left_frames,
                      model->config().vocos.local() ? " (streamable backbone: trimmed to its receptive field)"
                                                    : " (upstream backbone: approximate, docs/STREAMING.md)");
-      if (resampler)
+      if (out_rate != model->sample_rate())
         std::fprintf(stderr, "resampling %d -> %d Hz adds %.1f ms\n", model->sample_rate(), out_rate, resample_ms);
     }
     return 0;

@@ -83,8 +83,23 @@ StreamingEncoder::StreamingEncoder(std::shared_ptr<const Model> model, const Str
 }
 
 size_t StreamingEncoder::memory_bytes() const {
-  return st_->stream.capacity_bytes() + st_->pending.capacity() * sizeof(float) + peak_ * sizeof(float) +
+  return st_->stream.capacity_bytes() + (st_->pending.capacity() + peak_ + converted_.capacity()) * sizeof(float) +
          st_->codes.capacity() * sizeof(int32_t);
+}
+
+// Between streams only: a resampler from `rate` to the model's (input) or from the model's to `rate` (output),
+// or none at the model's own rate.
+static void set_stream_rate(std::unique_ptr<StreamResampler>& rs, bool started, int rate, int model_rate, bool input,
+                            const char* what) {
+  if (started) throw Error(std::string(what) + ": a stream is under way (flush it first)");
+  if (rate == model_rate)
+    rs.reset();
+  else
+    rs = std::make_unique<StreamResampler>(input ? rate : model_rate, input ? model_rate : rate);  // checks the rate
+}
+
+void StreamingEncoder::set_input_rate(int rate) {
+  set_stream_rate(rs_, started_, rate, model_->sample_rate(), true, "streaming encoder: set_input_rate");
 }
 
 int64_t StreamingEncoder::run(int64_t samples, bool last, std::vector<int32_t>& out) {
@@ -109,6 +124,13 @@ int64_t StreamingEncoder::push(const float* pcm, int64_t n, std::vector<int32_t>
   if (n < 0) throw Error("streaming encoder: negative sample count");
   if (n > 0 && !pcm) throw Error("streaming encoder: no samples given");
   check_finite_audio(pcm, n, "streaming encoder: this chunk");  // before any state changes: the stream goes on
+  started_ = started_ || n > 0;
+  if (rs_) {  // the model-rate samples this chunk completes
+    converted_.clear();
+    rs_->push(pcm, size_t(n), converted_);
+    pcm = converted_.data();
+    n = int64_t(converted_.size());
+  }
   // Feed whole hops only: a frame needs its full hop anyway, and fewer, larger runs are cheaper.
   st_->pending.insert(st_->pending.end(), pcm, pcm + n);
   total_ += n;
@@ -117,6 +139,13 @@ int64_t StreamingEncoder::push(const float* pcm, int64_t n, std::vector<int32_t>
 }
 
 int64_t StreamingEncoder::flush(std::vector<int32_t>& out) {
+  if (rs_) {  // the input the resampler held back
+    converted_.clear();
+    rs_->flush(converted_);
+    st_->pending.insert(st_->pending.end(), converted_.begin(), converted_.end());
+    total_ += int64_t(converted_.size());
+  }
+  started_ = false;
   const int64_t emitted = total_ > 0 ? run(int64_t(st_->pending.size()), true, out) : 0;
   total_ = next_frame_ = 0;
   return emitted;
@@ -152,7 +181,7 @@ StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const Str
 }
 
 size_t StreamingDecoder::memory_bytes() const {
-  size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_ + audio_.capacity() +
+  size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_ + audio_.capacity() + decoded_.capacity() +
               scratch_.hidden.capacity() + scratch_.embed.rows.capacity() + scratch_.head.spec.capacity() +
               scratch_.head.re.capacity() + scratch_.head.im.capacity()) * sizeof(float) +
              codes_.capacity() * sizeof(int32_t);
@@ -195,7 +224,32 @@ int64_t StreamingDecoder::run(int64_t end_frame, int64_t frames_to_emit, std::ve
   return frames_to_emit * hop_;
 }
 
+void StreamingDecoder::set_output_rate(int rate) {
+  set_stream_rate(rs_, started_, rate, model_->sample_rate(), false, "streaming decoder: set_output_rate");
+}
+
 int64_t StreamingDecoder::push(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out) {
+  if (!rs_) {
+    const int64_t n = push_model_rate(codes, frames, n_q, out);
+    started_ = started_ || frames > 0;
+    return n;
+  }
+  decoded_.clear();
+  push_model_rate(codes, frames, n_q, decoded_);
+  started_ = started_ || frames > 0;
+  return int64_t(rs_->push(decoded_.data(), decoded_.size(), out));
+}
+
+int64_t StreamingDecoder::flush(std::vector<float>& out) {
+  started_ = false;
+  if (!rs_) return flush_model_rate(out);
+  decoded_.clear();
+  flush_model_rate(decoded_);
+  const size_t n = rs_->push(decoded_.data(), decoded_.size(), out);
+  return int64_t(n + rs_->flush(out));
+}
+
+int64_t StreamingDecoder::push_model_rate(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out) {
   if (frames < 0 || n_q < 1) throw Error("streaming decoder: bad frame or codebook count");
   if (frames > 0 && !codes) throw Error("streaming decoder: no codes given");
   if (n_q > model_->max_n_q())
@@ -228,7 +282,7 @@ int64_t StreamingDecoder::push(const int32_t* codes, int64_t frames, int n_q, st
   return emitted;
 }
 
-int64_t StreamingDecoder::flush(std::vector<float>& out) {
+int64_t StreamingDecoder::flush_model_rate(std::vector<float>& out) {
   if (exact_) {
     exact_->stream.run(nullptr, 0, true, exact_->audio);
     exact_->peak = std::max(exact_->peak, size_t(exact_->audio.numel()));

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "dsp/stream_resampler.h"
 #include "codec/model.h"
 
 namespace wavtok {
@@ -66,6 +67,12 @@ class StreamingEncoder {
   int64_t push(const float* pcm, int64_t n, std::vector<int32_t>& out);
   // Ends the stream: emits the remaining frames and resets for a new stream.
   int64_t flush(std::vector<int32_t>& out);
+  // Optional, between streams (before the first push, or after flush): the sample rate of the PCM push() will be
+  // given. Another rate than the model's is resampled as it streams (dsp/stream_resampler.h, libsoxr at the
+  // quality whole files are resampled with). Throws for a rate out of range or while a stream is under way.
+  void set_input_rate(int rate);
+  // Audio the resampler holds back now, in milliseconds: latency on top of the encoder's (0 at the model's rate).
+  double input_delay_ms() const { return rs_ ? rs_->delay_ms() : 0.0; }
   int n_q() const { return n_q_; }
   int64_t frames_emitted() const { return next_frame_; }
   size_t memory_bytes() const;  // capacity of the session's buffers
@@ -81,6 +88,9 @@ class StreamingEncoder {
   int64_t total_ = 0;       // samples received
   int64_t next_frame_ = 0;  // frames emitted
   size_t peak_ = 0;         // largest latent tensors so far (floats)
+  std::unique_ptr<StreamResampler> rs_;  // input rate -> model rate, when they differ
+  std::vector<float> converted_;         // one push's resampled input
+  bool started_ = false;                 // a push since the last flush
 };
 
 class StreamingDecoder {
@@ -91,6 +101,10 @@ class StreamingDecoder {
   int64_t push(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out);
   // Ends the stream: emits the remaining samples (frames * hop in all) and resets for a new stream.
   int64_t flush(std::vector<float>& out);
+  // Optional, between streams: the sample rate of the PCM push() and flush() give out (default the model's);
+  // another rate is resampled as it streams, and the counts they return are of output samples.
+  void set_output_rate(int rate);
+  double output_delay_ms() const { return rs_ ? rs_->delay_ms() : 0.0; }  // held back by the resampler
   size_t memory_bytes() const;  // capacity of the session's buffers
   bool exact() const { return exact_ != nullptr; }  // layer-wise exact (EnCodec) rather than windowed
   // The parameters in use: left_frames is trimmed to the receptive field of a local backbone (VocosConfig::local).
@@ -102,6 +116,11 @@ class StreamingDecoder {
  private:
   struct Exact;
   int64_t run(int64_t end_frame, int64_t frames_to_emit, std::vector<float>& out);
+  int64_t push_model_rate(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out);
+  int64_t flush_model_rate(std::vector<float>& out);
+  std::unique_ptr<StreamResampler> rs_;  // model rate -> output rate, when they differ
+  std::vector<float> decoded_;           // one push's audio at the model rate, before the resampler
+  bool started_ = false;
   std::shared_ptr<const Model> model_;
   std::unique_ptr<Exact> exact_;
   StreamParams p_;

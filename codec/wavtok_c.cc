@@ -2,7 +2,6 @@
 #include "codec/wavtok.h"
 
 #include <algorithm>
-#include <optional>
 #include <string>
 
 #include "codec/default_model.h"
@@ -10,7 +9,6 @@
 #include "codec/error.h"
 #include "codec/model.h"
 #include "codec/streaming.h"
-#include "dsp/stream_resampler.h"
 
 struct wavtok_model {
   std::shared_ptr<const wavtok::Model> m;
@@ -19,18 +17,10 @@ struct wavtok_encoder {
   std::unique_ptr<wavtok::StreamingEncoder> s;
   std::vector<int32_t> ready;  // codes not yet read, frame-major
   int n_q;
-  int model_rate;
-  std::optional<wavtok::StreamResampler> rs;  // input rate -> model rate, when they differ
-  std::vector<float> converted;               // one push's resampled input
-  bool started = false;                       // a push since the last flush
 };
 struct wavtok_decoder {
   std::unique_ptr<wavtok::StreamingDecoder> s;
   std::vector<float> ready;
-  int model_rate;
-  std::optional<wavtok::StreamResampler> rs;  // model rate -> output rate, when they differ
-  std::vector<float> decoded;                 // one push's audio at the model rate
-  bool started = false;
 };
 
 namespace {
@@ -64,25 +54,6 @@ int64_t take(std::vector<T>& ready, T* out, size_t max) {
   std::copy(ready.begin(), ready.begin() + n, out);
   ready.erase(ready.begin(), ready.begin() + n);
   return int64_t(n);
-}
-
-// Between streams only: gives a session a resampler from `rate` to the model's (input) or from the model's to
-// `rate` (output), or none at the model's own rate.
-template <class Session>
-int set_rate(Session* h, int rate, bool input, const char* fn) {
-  return guard(
-      [&]() -> int {
-        if (!h) throw wavtok::Error(std::string(fn) + ": NULL session");
-        if (h->started) throw wavtok::Error(std::string(fn) + ": a stream is under way (flush it first)");
-        if (rate == h->model_rate)
-          h->rs.reset();
-        else if (input)
-          h->rs.emplace(rate, h->model_rate);  // throws for rates out of range
-        else
-          h->rs.emplace(h->model_rate, rate);
-        return 0;
-      },
-      -1);
 }
 
 }  // namespace
@@ -171,7 +142,7 @@ wavtok_encoder* wavtok_encoder_create(const wavtok_model* model, const wavtok_st
         if (!model) throw wavtok::Error("wavtok_encoder_create: model is NULL");
         auto s = std::make_unique<wavtok::StreamingEncoder>(model->m, to_params(params));
         const int nq = s->n_q();
-        return new wavtok_encoder{std::move(s), {}, nq, model->m->sample_rate()};
+        return new wavtok_encoder{std::move(s), {}, nq};
       },
       nullptr);
 }
@@ -183,13 +154,7 @@ int64_t wavtok_encoder_push(wavtok_encoder* enc, const float* pcm, size_t n) {
       [&]() -> int64_t {
         if (!enc || (!pcm && n)) throw wavtok::Error("wavtok_encoder_push: NULL argument");
         if (n > size_t(INT64_MAX)) throw wavtok::Error("wavtok_encoder_push: chunk too large");
-        enc->started = enc->started || n > 0;
-        if (!enc->rs) return enc->s->push(pcm, int64_t(n), enc->ready);
-        // Checked before the resampler takes the chunk, so a refused chunk leaves the stream as it was.
-        wavtok::check_finite_audio(pcm, int64_t(n), "streaming encoder: this chunk");
-        enc->converted.clear();
-        enc->rs->push(pcm, n, enc->converted);
-        return enc->s->push(enc->converted.data(), int64_t(enc->converted.size()), enc->ready);
+        return enc->s->push(pcm, int64_t(n), enc->ready);
       },
       -1);
 }
@@ -198,14 +163,7 @@ int64_t wavtok_encoder_flush(wavtok_encoder* enc) {
   return guard(
       [&]() -> int64_t {
         if (!enc) throw wavtok::Error("wavtok_encoder_flush: NULL encoder");
-        int64_t frames = 0;
-        if (enc->rs) {  // the input the resampler held back
-          enc->converted.clear();
-          enc->rs->flush(enc->converted);
-          frames += enc->s->push(enc->converted.data(), int64_t(enc->converted.size()), enc->ready);
-        }
-        enc->started = false;
-        return frames + enc->s->flush(enc->ready);
+        return enc->s->flush(enc->ready);
       },
       -1);
 }
@@ -213,7 +171,13 @@ int64_t wavtok_encoder_flush(wavtok_encoder* enc) {
 int wavtok_encoder_n_q(const wavtok_encoder* enc) { return enc ? enc->n_q : -1; }
 
 int wavtok_encoder_set_input_rate(wavtok_encoder* enc, int rate) {
-  return set_rate(enc, rate, /*input=*/true, "wavtok_encoder_set_input_rate");
+  return guard(
+      [&]() -> int {
+        if (!enc) throw wavtok::Error("wavtok_encoder_set_input_rate: NULL encoder");
+        enc->s->set_input_rate(rate);
+        return 0;
+      },
+      -1);
 }
 
 int64_t wavtok_encoder_read(wavtok_encoder* enc, int32_t* codes, size_t max_frames) {
@@ -225,8 +189,7 @@ wavtok_decoder* wavtok_decoder_create(const wavtok_model* model, const wavtok_st
   return guard(
       [&]() -> wavtok_decoder* {
         if (!model) throw wavtok::Error("wavtok_decoder_create: model is NULL");
-        return new wavtok_decoder{std::make_unique<wavtok::StreamingDecoder>(model->m, to_params(params)), {},
-                                  model->m->sample_rate()};
+        return new wavtok_decoder{std::make_unique<wavtok::StreamingDecoder>(model->m, to_params(params)), {}};
       },
       nullptr);
 }
@@ -238,11 +201,7 @@ int64_t wavtok_decoder_push(wavtok_decoder* dec, const int32_t* codes, size_t fr
       [&]() -> int64_t {
         if (!dec || (!codes && frames)) throw wavtok::Error("wavtok_decoder_push: NULL argument");
         if (frames > size_t(INT64_MAX)) throw wavtok::Error("wavtok_decoder_push: too many frames");
-        dec->started = dec->started || frames > 0;
-        if (!dec->rs) return dec->s->push(codes, int64_t(frames), n_q, dec->ready);
-        dec->decoded.clear();
-        dec->s->push(codes, int64_t(frames), n_q, dec->decoded);
-        return int64_t(dec->rs->push(dec->decoded.data(), dec->decoded.size(), dec->ready));
+        return dec->s->push(codes, int64_t(frames), n_q, dec->ready);
       },
       -1);
 }
@@ -251,18 +210,19 @@ int64_t wavtok_decoder_flush(wavtok_decoder* dec) {
   return guard(
       [&]() -> int64_t {
         if (!dec) throw wavtok::Error("wavtok_decoder_flush: NULL decoder");
-        dec->started = false;
-        if (!dec->rs) return dec->s->flush(dec->ready);
-        dec->decoded.clear();
-        dec->s->flush(dec->decoded);
-        const size_t n = dec->rs->push(dec->decoded.data(), dec->decoded.size(), dec->ready);
-        return int64_t(n + dec->rs->flush(dec->ready));
+        return dec->s->flush(dec->ready);
       },
       -1);
 }
 
 int wavtok_decoder_set_output_rate(wavtok_decoder* dec, int rate) {
-  return set_rate(dec, rate, /*input=*/false, "wavtok_decoder_set_output_rate");
+  return guard(
+      [&]() -> int {
+        if (!dec) throw wavtok::Error("wavtok_decoder_set_output_rate: NULL decoder");
+        dec->s->set_output_rate(rate);
+        return 0;
+      },
+      -1);
 }
 
 int64_t wavtok_decoder_read(wavtok_decoder* dec, float* pcm, size_t max_samples) {

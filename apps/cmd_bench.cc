@@ -72,7 +72,7 @@ struct BenchOpts {
   std::string internal_mem;
 };
 
-// The same signal as models/bench_reference.py: a few partials and a slow vibrato.
+// The same signal as python/bench_reference.py: a few partials and a slow vibrato.
 std::vector<float> bench_audio(int64_t samples, int rate) {
   std::vector<float> x(samples);
   for (int64_t i = 0; i < samples; ++i) {
@@ -520,12 +520,12 @@ PrecisionResult run_precision(const Model& m, double sec, int repeats) {
 std::string reference_script(const BenchOpts& o) {
   if (!o.reference_script.empty()) return o.reference_script;
   namespace fs = std::filesystem;
-  std::vector<fs::path> tries = {fs::path(WAVTOK_BENCH_SOURCE_DIR) / "models/bench_reference.py",
-                                 fs::path("models/bench_reference.py"),
-                                 fs::path(self_exe()).parent_path().parent_path() / "models/bench_reference.py"};
+  std::vector<fs::path> tries = {fs::path(WAVTOK_BENCH_SOURCE_DIR) / "python/bench_reference.py",
+                                 fs::path("python/bench_reference.py"),
+                                 fs::path(self_exe()).parent_path().parent_path() / "python/bench_reference.py"};
   for (const auto& t : tries)
     if (!t.empty() && fs::exists(t)) return t.string();
-  throw Error("bench: cannot find models/bench_reference.py; give --reference-script");
+  throw Error("bench: cannot find python/bench_reference.py; give --reference-script");
 }
 
 int run_bench(const Common& c, const BenchOpts& o0) {
@@ -844,9 +844,9 @@ void register_bench_command(CLI::App& app, Common& common, std::vector<Command>&
                   "0: always in one pass)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   sub->add_flag("--bf16", o->bf16, "also compare float32 and bfloat16 round trips on 1 thread (time, tokens, audio SNR)");
-  sub->add_flag("--baseline", o->baseline, "also time the PyTorch reference (models/bench_reference.py) and print ratios");
+  sub->add_flag("--baseline", o->baseline, "also time the PyTorch reference (python/bench_reference.py) and print ratios");
   sub->add_option("--python", o->python, "Python for --baseline (default /usr/bin/python3)");
-  sub->add_option("--reference-script", o->reference_script, "path of models/bench_reference.py");
+  sub->add_option("--reference-script", o->reference_script, "path of python/bench_reference.py");
   sub->add_flag("--no-memory", o->no_memory, "skip the per-phase peak memory measurement (child processes)");
   sub->add_option("--seed", o->seed, "seed of the random weights");
   sub->add_flag("-q,--quiet", common.quiet, "no progress output");

@@ -115,7 +115,7 @@ void validate(const ModelConfig& c, const std::string& origin) {
   }
 }
 
-// pos_net_norm and attention_window (wavtok's streamable backbone, models/wavtok_ref/vocos.py): absent in
+// pos_net_norm and attention_window (wavtok's streamable backbone, python/wavtok_ref/vocos.py): absent in
 // upstream configs, which keep the defaults.
 void read_backbone_extensions(const YAML::Node& b, VocosConfig& v, const std::string& origin) {
   get(b, "pos_net_norm", v.pos_net_norm);

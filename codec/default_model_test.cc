@@ -1,5 +1,5 @@
-// The shipped default model: C++ engine against the PyTorch reference (models/wtk_io.py loads the same .wtk
-// into models/wavtok_ref), and the bridge itself against the upstream fixture.
+// The shipped default model: C++ engine against the PyTorch reference (python/wtk_io.py loads the same .wtk
+// into python/wavtok_ref), and the bridge itself against the upstream fixture.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -26,7 +26,7 @@ TEST(DefaultModel, WtkBridgeReproducesUpstreamFixture) {
   const std::string dir = scratch_dir("wtk_bridge");
   auto m = Model::load(fixture("wavtokenizer-75/model.ckpt"));
   write_model_file(dir + "/m.wtk", m->config(), m->weights());
-  ASSERT_EQ(run_python(source_dir() + "/models/reference_outputs.py --model " + dir + "/m.wtk --input " +
+  ASSERT_EQ(run_python(source_dir() + "/python/reference_outputs.py --model " + dir + "/m.wtk --input " +
                        fixture("wavtokenizer-75/speech.input.wav") + " --out " + dir),
             0);
   EXPECT_EQ(npy_ints(dir + "/speech.codes.npy"), npy_ints(fixture("wavtokenizer-75/speech.codes.npy")));
@@ -44,7 +44,7 @@ TEST(DefaultModel, ShippedModelIsEmbeddedAndMatchesReference) {
   EXPECT_LT(std::filesystem::file_size(kShipped), 20u << 20);
   // Real speech (the fixture clip) through both implementations.
   const std::string dir = scratch_dir("default_ref");
-  ASSERT_EQ(run_python(source_dir() + "/models/reference_outputs.py --model " + kShipped + " --input " +
+  ASSERT_EQ(run_python(source_dir() + "/python/reference_outputs.py --model " + kShipped + " --input " +
                        fixture("wavtokenizer-75/speech.input.wav") + " --out " + dir),
             0);
   check_against(*embedded, dir);

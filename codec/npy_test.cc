@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 using testing::scratch_dir;
 using testing::torch_samples;
 
-// The closed form tests/make_torch_samples.py uses: element k of a (2, 3, 4) array.
+// The closed form python/tests/make_torch_samples.py uses: element k of a (2, 3, 4) array.
 struct Case {
   const char* file;  // as NumPy's descr without the byte-order mark
   DType dtype;
@@ -159,7 +159,7 @@ TEST_F(NpySamplesTest, WrittenFilesLoadInNumpy) {
   write_npy(out + "/empty_f4.npy", empty);
 
   const std::string cmd =
-      "/usr/bin/python3 " + std::string(WAVTOK_SOURCE_DIR) + "/tests/make_torch_samples.py --check-npy " + out;
+      "/usr/bin/python3 " + std::string(WAVTOK_SOURCE_DIR) + "/python/tests/make_torch_samples.py --check-npy " + out;
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 
   // And back: every file round-trips bit for bit.

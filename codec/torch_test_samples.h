@@ -1,4 +1,4 @@
-// Test-only: samples that PyTorch and NumPy themselves write (tests/make_torch_samples.py), generated once per
+// Test-only: samples that PyTorch and NumPy themselves write (python/tests/make_torch_samples.py), generated once per
 // build tree and shared by the test processes that CTest runs in parallel.
 #pragma once
 

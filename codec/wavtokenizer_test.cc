@@ -91,7 +91,7 @@ TEST(WavTokenizer75, ConcurrentChunkedEncodesMatchSerial) {
 
 // The streamable backbone variant (pos_net_norm "affine", attention_window; docs/STREAMING.md) on the fixture
 // model's weights: the engine against the PyTorch reference, which implements the variant on its own
-// (models/wavtok_ref/vocos.py), then streaming decoding against one-shot decoding.
+// (python/wavtok_ref/vocos.py), then streaming decoding against one-shot decoding.
 TEST(WavTokenizerStreamable, MatchesReferenceAndStreamsLikeOneShot) {
   const std::string dir = scratch_dir("streamable_ref");
   auto base = Model::load(fixture("wavtokenizer-75/model.ckpt"));
@@ -103,7 +103,7 @@ TEST(WavTokenizerStreamable, MatchesReferenceAndStreamsLikeOneShot) {
   auto m = Model::load(dir + "/m.wtk");
   EXPECT_EQ(m->config().vocos.pos_net_norm, "affine");
   EXPECT_EQ(m->config().vocos.attention_right, 2);
-  ASSERT_EQ(run_python(source_dir() + "/models/reference_outputs.py --model " + dir + "/m.wtk --input " +
+  ASSERT_EQ(run_python(source_dir() + "/python/reference_outputs.py --model " + dir + "/m.wtk --input " +
                        fixture("wavtokenizer-75/speech.input.wav") + " --out " + dir),
             0)
       << "the PyTorch reference could not run: run scripts/setup.sh (installs python3-torch)";
@@ -178,7 +178,7 @@ TEST(WavTokenizerStreamable, ConfigFieldsRoundTripAndBadValuesAreRefused) {
 // A 40 tokens/s model (ratios [6,5,5,4], n_fft 2400, hop 600) made by our own PyTorch reference.
 TEST(WavTokenizer40, CheckpointMatchesOwnReference) {
   const std::string dir = scratch_dir("ref40");
-  ASSERT_EQ(run_python(source_dir() + "/models/make_reference_fixtures.py --config 40 --out " + dir), 0)
+  ASSERT_EQ(run_python(source_dir() + "/python/make_reference_fixtures.py --config 40 --out " + dir), 0)
       << "the PyTorch reference could not run: run scripts/setup.sh (installs python3-torch)";
   auto m = Model::load(dir + "/model.ckpt");
   EXPECT_EQ(m->config().hop(), 600);

@@ -190,11 +190,11 @@ TEST(Stoi, TooShortAfterSilenceRemovalGivesPystoiFloor) {
   EXPECT_EQ(stoi(x, x, 10000), 1e-5);
 }
 
-// The NumPy reference in tests/stoi_reference.py, run with Debian's Python.
+// The NumPy reference in python/tests/stoi_reference.py, run with Debian's Python.
 double reference_stoi(const fs::path& dir, std::span<const float> x, std::span<const float> y, int rate) {
   testing::write_f32(dir / "clean.f32", x);
   testing::write_f32(dir / "processed.f32", y);
-  const std::string out = testing::run_python(std::string(WAVTOK_SOURCE_DIR) + "/tests/stoi_reference.py " +
+  const std::string out = testing::run_python(std::string(WAVTOK_SOURCE_DIR) + "/python/tests/stoi_reference.py " +
                                               (dir / "clean.f32").string() + " " +
                                               (dir / "processed.f32").string() + " " + std::to_string(rate));
   return out.empty() ? NAN : std::strtod(out.c_str(), nullptr);

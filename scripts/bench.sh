@@ -2,7 +2,7 @@
 # Builds the benchmarks into ./build-bench (Release, -march=native) and runs them:
 #   1. `wavtok bench`: encode / decode / round trip speed (1 thread and all threads), per-phase peak memory,
 #      a per-stage and per-layer profile with GFLOP/s against the core's FMA peak, and the PyTorch reference
-#      (models/bench_reference.py, /usr/bin/python3) side by side; results also go to out/bench/bench.json.
+#      (python/bench_reference.py, /usr/bin/python3) side by side; results also go to out/bench/bench.json.
 #   2. layers_bench (Google Benchmark) at the released shapes; results to out/bench/layers.json.
 # Arguments are passed to `wavtok bench` (default: --lengths 1,10,60 --repeats 3 --baseline --profile
 # --streaming low-latency,default,high-fidelity).

@@ -7,7 +7,7 @@
 #              JOBS               build parallelism (default 1)
 #              FUZZ_FLAGS         extra libFuzzer flags (e.g. "-jobs=2 -workers=2")
 #              FUZZ_NO_BUILD=1    run what is built, without building
-# Seeds are generated from ../shared/fixtures into $BUILD/fuzz/seeds (scripts/fuzz_seeds.py); inputs the fuzzer
+# Seeds are generated from ../shared/fixtures into $BUILD/fuzz/seeds (python/fuzz_seeds.py); inputs the fuzzer
 # finds accumulate in $BUILD/fuzz/corpus/<target> across runs; crashes land in $BUILD/fuzz/crashes/. Prints one
 # line per target (executions, rate, corpus size, result) and exits non-zero if any target found a problem.
 set -euo pipefail
@@ -37,7 +37,7 @@ FUZZ=$ROOT/$BUILD/fuzz
 mkdir -p "$FUZZ/crashes" "$FUZZ/logs"
 if [ ! -f "$FUZZ/seeds/.done" ]; then
   rm -rf "$FUZZ/seeds"
-  ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3 scripts/fuzz_seeds.py "$FUZZ/seeds" "$BUILD/wavtok"
+  ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3 python/fuzz_seeds.py "$FUZZ/seeds" "$BUILD/wavtok"
   touch "$FUZZ/seeds/.done"
 fi
 

@@ -5,7 +5,7 @@
 #   bash scripts/quality_report.sh [quality_report.py args, e.g. --model M.wtk --clips 20]
 #
 # Builds build/wavtok (scripts/build.sh) if it is missing; WAVTOK=path/to/wavtok uses another
-# binary. Generates data/eval/ with models/data/make_dataset.py if it is missing. Runs niced,
+# binary. Generates data/eval/ with python/data/make_dataset.py if it is missing. Runs niced,
 # one thread, one process at a time (about 3 CPU-minutes for the 40 clips).
 # Needs sox, codec2, opus-tools and python3-numpy (scripts/setup.sh); python3-matplotlib for
 # labelled pictures (without it a plain built-in PNG writer draws them).
@@ -16,4 +16,4 @@ if [ ! -x "$WAVTOK" ]; then
   echo "quality_report: $WAVTOK missing, building it"
   bash scripts/build.sh
 fi
-exec nice -n 5 /usr/bin/python3 scripts/quality_report.py --wavtok "$WAVTOK" "$@"
+exec nice -n 5 /usr/bin/python3 python/quality_report.py --wavtok "$WAVTOK" "$@"

@@ -108,7 +108,7 @@ rel = f"{a.out}/released"
 os.makedirs(rel, exist_ok=True)
 if not os.path.exists(f"{rel}/model.wtk"):
     subprocess.run(["/usr/bin/python3", "-c", f"""
-import sys; sys.path.insert(0, 'models')
+import sys; sys.path.insert(0, 'python')
 import torch; torch.manual_seed(0)
 from wavtok_ref.model import WavTokenizer
 m = WavTokenizer(n_filters=32, dimension=512, ratios=[8,5,4,2], codebook_size=4096, n_q=1, backbone_dim=768,

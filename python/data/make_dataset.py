@@ -1,14 +1,14 @@
 #!/usr/bin/python3
 """Generate the 24 kHz mono training and evaluation audio for the default wavtok model.
 
-    /usr/bin/python3 models/data/make_dataset.py --out data/ [--minutes 75] [--eval-clips 40] [--seed 20240]
+    /usr/bin/python3 python/data/make_dataset.py --out data/ [--minutes 75] [--eval-clips 40] [--seed 20240]
 
 Everything is synthesised locally and reproducibly (one seeded RNG per clip):
   speech   espeak-ng over ~90 languages/dialects x ~90 voice variants, random rate / pitch /
-           word gap, texts from models/data/textgen.py; some clips get sox reverb or a
+           word gap, texts from python/data/textgen.py; some clips get sox reverb or a
            telephone/low-pass band limit
   music    random songs (melody, chords, bass, drums over many GM programs) written as MIDI
-           by models/data/midi.py and rendered with fluidsynth + the GM soundfont
+           by python/data/midi.py and rendered with fluidsynth + the GM soundfont
   noise    white / pink / brown noise at a low level
   mixes    speech over music, speech over noise
 Each clip is loudness-normalised to a random level and written as 16-bit PCM WAV.

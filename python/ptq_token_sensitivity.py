@@ -11,7 +11,7 @@ token agreement with the float encoder on held-out clips, for:
                    clip here, calibrated in the engine), s8 weights with one scale per gate row over all layers;
   --per-layer      also each conv alone (s8 weights, per-tensor dynamic u8 input), the others float.
 
-    /usr/bin/python3 models/ptq_token_sensitivity.py [--model models/default/wavtok-default.wtk] [--clips 8] data/eval
+    /usr/bin/python3 python/ptq_token_sensitivity.py [--model models/default/wavtok-default.wtk] [--clips 8] data/eval
 """
 import argparse
 import os

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check wavtok_ref against reference fixture directories.
 
-    /usr/bin/python3 models/check_parity.py [--fixture DIR] [--encodec-fixture DIR | --skip-encodec]
+    /usr/bin/python3 python/check_parity.py [--fixture DIR] [--encodec-fixture DIR | --skip-encodec]
 
 Loads DIR/model.ckpt + DIR/config.yaml, encodes DIR/speech.input.wav and compares codes,
 latents, features and decoded audio with the stored outputs. Prints the numbers and exits

@@ -3,7 +3,7 @@
     from wtk_io import load_wtk_as_reference
     model = load_wtk_as_reference("models/default/wavtok-default.wtk")   # wavtok_ref.WavTokenizer, eval mode
 
-    /usr/bin/python3 models/wtk_io.py model.wtk --ckpt out/model.ckpt --config out/config.yaml
+    /usr/bin/python3 python/wtk_io.py model.wtk --ckpt out/model.ckpt --config out/config.yaml
 
 The .wtk stores weight norm folded (NAME.weight); the reference keeps PyTorch's weight norm, so each
 folded weight w is loaded as weight_v = w, weight_g = ||w|| (per output row), which folds back to w exactly.

@@ -14,7 +14,7 @@ one-shot audio in three variants of the backbone's GroupNorm layers (pos_net):
           mean that a backbone whose pos_net is local (pos_net_norm "affine" + attention_window, recipe v5)
           streams like one-shot.
 
-    /usr/bin/python3 models/streaming_analysis.py [--model models/default/wavtok-default.wtk] clip.wav [L/B/A ...]
+    /usr/bin/python3 python/streaming_analysis.py [--model models/default/wavtok-default.wtk] clip.wav [L/B/A ...]
 """
 import argparse
 import os

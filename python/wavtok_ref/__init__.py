@@ -1,6 +1,6 @@
 """wavtok_ref: a PyTorch reference implementation of WavTokenizer (and EnCodec's SEANet parts).
 
-    import sys; sys.path.insert(0, "models")
+    import sys; sys.path.insert(0, "python")
     from wavtok_ref import WavTokenizer, load_wavtokenizer
 """
 from .config import WavTokenizerConfig

@@ -1,6 +1,6 @@
 """Reference outputs of the PyTorch implementation for one model and one clip, in the fixture layout.
 
-    /usr/bin/python3 models/reference_outputs.py --model M.wtk --input clip.wav --out DIR
+    /usr/bin/python3 python/reference_outputs.py --model M.wtk --input clip.wav --out DIR
 
 Writes DIR/speech.input.wav (the clip as the reference read it, 24 kHz), speech.latents.npy, speech.features.npy,
 speech.codes.npy (int64 (n_q, 1, F)) and speech.decoded.wav (float32, codes -> audio), computed in float32 on one

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """libwavtok.so through Python's ctypes: the C API (codec/wavtok.h) as an FFI user sees it.
 
-    /usr/bin/python3 tests/ffi_ctypes_test.py build/libwavtok.so
+    /usr/bin/python3 python/tests/ffi_ctypes_test.py build/libwavtok.so
 
 Streams the fixture clip through an encoder and a decoder session and checks them against the PyTorch reference
 outputs in ../shared/fixtures (tolerances from its README): WavTokenizer codes (>= 99% equal), EnCodec codes at
@@ -16,7 +16,7 @@ import wave
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIX = os.path.join(ROOT, "..", "shared", "fixtures")
 
 

@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """Score a training checkpoint on the held-out speech clips (for A/B tests during training).
 
-    /usr/bin/python3 models/eval_run.py runs/v2 [--clips 32] [--continuous] [--stoi] [--out DIR]
+    /usr/bin/python3 python/eval_run.py runs/v2 [--clips 32] [--continuous] [--stoi] [--out DIR]
 
 Loads runs/<name>/last.ckpt (model weights only), reconstructs the held-out clips of kind "speech"
 (data/eval/manifest.tsv) through the quantizer (or the continuous latents with --continuous, or when the
-codebook is not initialised yet) and prints the mean mel distance (models/losses.py mel_distance: L1 of
+codebook is not initialised yet) and prints the mean mel distance (python/losses.py mel_distance: L1 of
 natural-log mel magnitudes, n_fft 1024 / hop 256 / 100 mels). --stoi also runs `build/wavtok eval` on each
 clip (STOI and the engine's multi-resolution mel distance, no alignment: the model has no delay).
 """

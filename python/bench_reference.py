@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""Speed baseline: the PyTorch reference WavTokenizer (models/wavtok_ref) at the released dims with random
+"""Speed baseline: the PyTorch reference WavTokenizer (python/wavtok_ref) at the released dims with random
 weights, timed for encode, decode and round trip on the same synthetic input as `wavtok bench`.
 
-    /usr/bin/python3 models/bench_reference.py --threads 1 --lengths 1,10 --repeats 3
+    /usr/bin/python3 python/bench_reference.py --threads 1 --lengths 1,10 --repeats 3
 
 Prints one JSON object: torch version, the BLAS/LAPACK torch was built with and the BLAS library actually
 loaded (from /proc/self/maps), parallel info, and per (threads, length, phase) the median wall time of

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build a small random-weight WavTokenizer and write reference outputs for it.
 
-    /usr/bin/python3 models/make_reference_fixtures.py --out DIR [--config 40|75] [--seed N]
+    /usr/bin/python3 python/make_reference_fixtures.py --out DIR [--config 40|75] [--seed N]
 
 Writes in DIR the same file set as ../shared/fixtures/wavtokenizer-75:
   model.ckpt, config.yaml            Lightning-style checkpoint + release-layout config

@@ -1,13 +1,13 @@
 #!/usr/bin/python3
-"""Train a WavTokenizer-architecture codec (models/wavtok_ref) on the generated data, on CPU.
+"""Train a WavTokenizer-architecture codec (python/wavtok_ref) on the generated data, on CPU.
 
-    /usr/bin/python3 models/train.py --config models/train_config.yaml --run runs/v2 [--resume]
+    /usr/bin/python3 python/train.py --config python/train_config.yaml --run runs/v2 [--resume]
 
-- random 1 s crops from data/train (see models/data/make_dataset.py), batch 8, optionally peak-normalised
+- random 1 s crops from data/train (see python/data/make_dataset.py), batch 8, optionally peak-normalised
   to a random level (data.peak_db)
 - init.lsuv: data-dependent init of the SEANet encoder at step 0 (every conv's output zero-mean, unit std
   on real audio; the latents standardised per channel), see lsuv_init_encoder
-- losses (models/losses.py): multi-resolution log-mel L1 + multi-resolution STFT (spectral
+- losses (python/losses.py): multi-resolution log-mel L1 + multi-resolution STFT (spectral
   convergence + log magnitude) + VQ commitment
 - schedule: vq.bypass_steps of autoencoder warm-up without the quantizer; then the codebook is
   k-means initialised from the encoder latents of fresh batches and updated by EMA (inside
@@ -218,7 +218,7 @@ def fold_pos_net_group_norms(src: WavTokenizer, dst: WavTokenizer, clips: List[n
 
     Each GroupNorm's per-group mean and variance, averaged over whole clips (the statistics a one-shot decode of
     a clip uses), are folded into its affine: y = x * w / sqrt(var + eps) + (b - mean * w / sqrt(var + eps)).
-    The result decodes like src up to the clip-to-clip variation of the statistics (models/TRAINING.md, v5)."""
+    The result decodes like src up to the clip-to-clip variation of the statistics (python/TRAINING.md, v5)."""
     gns = {n: m for n, m in src.backbone.pos_net.named_modules() if isinstance(m, torch.nn.GroupNorm)}
     sums = {n: [0.0, 0.0] for n in gns}
     hooks = []

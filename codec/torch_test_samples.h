@@ -36,7 +36,7 @@ inline TorchSamples torch_samples() {
   if (!cached.dir.empty() || !cached.error.empty()) return cached;
 
   const fs::path bin = WAVTOK_BINARY_DIR;
-  const fs::path script = fs::path(WAVTOK_SOURCE_DIR) / "tests" / "make_torch_samples.py";
+  const fs::path script = fs::path(WAVTOK_SOURCE_DIR) / "python" / "tests" / "make_torch_samples.py";
   const fs::path final_dir = bin / "torch_samples";
   const fs::path stamp = final_dir / "STAMP";
   const std::string want_stamp = std::to_string(fs::last_write_time(script).time_since_epoch().count()) + " " +

@@ -175,7 +175,7 @@ def find_model(args, wavtok: str, work: str) -> Tuple[str, str]:
     """Returns (model file to pass to -m, human description of where it came from)."""
     if args.model:
         return args.model, f"`{rel(args.model)}` (given with --model)"
-    shipped = os.path.join(ROOT, "models", "default", "wavtok-default.wtk")
+    shipped = os.path.join(ROOT, "codec", "default", "wavtok-default.wtk")
     if os.path.exists(shipped):
         return shipped, f"`{rel(shipped)}` (the shipped default model)"
     exports = sorted(glob.glob(os.path.join(ROOT, "runs", "*", "export", "model.ckpt")), key=os.path.getmtime)

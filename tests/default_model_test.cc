@@ -20,7 +20,7 @@ namespace {
 
 using namespace wavtok::testing;
 
-const std::string kShipped = source_dir() + "/models/default/wavtok-default.wtk";
+const std::string kShipped = source_dir() + "/codec/default/wavtok-default.wtk";
 
 // The .wtk -> PyTorch bridge reproduces the upstream fixture, so it can serve as the reference below.
 TEST(DefaultModel, WtkBridgeReproducesUpstreamFixture) {

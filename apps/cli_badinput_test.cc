@@ -15,10 +15,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "codec/token_file.h"
+#include "io/token_file.h"
 #include "dsp/audio_io.h"
 #include "apps/cli_test_util.h"
-#include "tests/test_util.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {

@@ -17,11 +17,11 @@
 #include <sndfile.h>
 #include <yaml-cpp/yaml.h>
 
-#include "codec/dnnl_util.h"
-#include "codec/token_file.h"
+#include "core/dnnl_util.h"
+#include "io/token_file.h"
 #include "dsp/audio_io.h"
 #include "apps/cli_test_util.h"
-#include "tests/test_util.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
@@ -360,7 +360,7 @@ TEST_F(CliTest, VqPrecisionOption) {
   auto r = run({"encode", kWav, "-m", kCkpt, "--vq-precision", "bf16", "-o", path("b.txt"), "-q"});
   if (bf16_supported()) {
     ASSERT_EQ(r.code, 0) << r.err;
-    // The fixture's codes have no bf16 near ties left after the exact rescoring (codec/vq_precision_test.cc).
+    // The fixture's codes have no bf16 near ties left after the exact rescoring (models/vq_precision_test.cc).
     EXPECT_EQ(read_tokens(path("b.txt")).tokens.codes, read_tokens(path("f.txt")).tokens.codes);
   } else {  // float32, with a warning
     ASSERT_EQ(r.code, 0) << r.err;

@@ -3,10 +3,10 @@
 #include <cstdio>
 
 #include "apps/commands.h"
-#include "codec/error.h"
+#include "core/error.h"
 #include "dsp/audio_io.h"
 #include "dsp/metrics.h"
-#include "codec/token_file.h"
+#include "io/token_file.h"
 
 namespace wavtok {
 

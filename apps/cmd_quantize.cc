@@ -9,11 +9,12 @@
 #include <random>
 
 #include "apps/commands.h"
-#include "codec/error.h"
-#include "codec/model_file.h"
-#include "codec/ptq.h"
-#include "codec/ptq_calibrate.h"
+#include "core/error.h"
+#include "io/model_file.h"
+#include "models/quantized.h"
+#include "ptq/calibrate.h"
 #include "dsp/audio_io.h"
+#include "models/models.h"
 
 namespace wavtok {
 namespace {

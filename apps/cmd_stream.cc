@@ -6,10 +6,11 @@
 #include <cstdio>
 
 #include "apps/commands.h"
-#include "codec/error.h"
+#include "core/error.h"
 #include "codec/streaming.h"
-#include "codec/token_file.h"
+#include "io/token_file.h"
 #include "dsp/audio_io.h"
+#include "models/models.h"
 
 namespace wavtok {
 namespace {
@@ -69,7 +70,7 @@ void write_stdout_pcm(const std::vector<float>& audio, bool s16, std::vector<int
   if (wrote != audio.size() || std::fflush(stdout) != 0) throw Error("stdout: cannot write the audio");
 }
 
-// Token frames to stdout as frame lines (codec/token_file.h), flushed.
+// Token frames to stdout as frame lines (io/token_file.h), flushed.
 void write_stdout_tokens(const std::vector<int32_t>& codes, int n_q) {
   std::string text;
   for (size_t f = 0; f + size_t(n_q) <= codes.size(); f += size_t(n_q)) text += token_line(codes.data() + f, n_q) + "\n";

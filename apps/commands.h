@@ -10,8 +10,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "codec/model.h"
-#include "codec/progress.h"
+#include "models/model.h"
+#include "core/progress.h"
 
 namespace wavtok {
 
@@ -53,6 +53,10 @@ inline CLI::Range n_q_range() { return CLI::Range(1, 65536); }
 // --bandwidth / --n-q to a number of codebooks (all when neither is given).
 int n_q_from(const Model& m, double bandwidth, int n_q);
 
+// The subcommand groups: apps/cmd_codec.cc (encode, decode, requantize, roundtrip), apps/cmd_model.cc (convert,
+// info), and the rest through register_extra_commands (apps/commands.cc).
+void register_codec_commands(CLI::App& app, Common& common, std::vector<Command>& out);
+void register_model_commands(CLI::App& app, Common& common, std::vector<Command>& out);
 void register_extra_commands(CLI::App& app, Common& common, std::vector<Command>& out);
 
 }  // namespace wavtok

@@ -1,4 +1,4 @@
-/* A live codec loopback through the C API, in plain C: the smallest complete use of codec/wavtok.h.
+/* A live codec loopback through the C API, in plain C: the smallest complete use of capi/wavtok.h.
  *
  *   build/stream_example [MODEL [PRESET]] < in.f32 > out.f32
  *   arecord -f FLOAT_LE -r 24000 -c 1 | build/stream_example | aplay -f FLOAT_LE -r 24000 -c 1
@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "codec/wavtok.h"
+#include "capi/wavtok.h"
 
 static int fail(const char* what) {
   fprintf(stderr, "stream_example: %s: %s\n", what, wavtok_last_error());

@@ -1,7 +1,7 @@
 #include "codec/default_model.h"
 
-#include "codec/error.h"
-#include "codec/model_file.h"
+#include "core/error.h"
+#include "io/model_file.h"
 
 #ifdef WAVTOK_EMBED_DEFAULT_MODEL
 extern "C" const uint8_t wavtok_default_model_begin[];
@@ -26,7 +26,7 @@ std::shared_ptr<const Model> load_embedded_default_model() {
                    "<embedded default model>", cfg, w);
   return Model::from_weights(std::move(cfg), std::move(w));
 #else
-  throw Error("this build has no embedded default model (models/default/wavtok-default.wtk was missing at build time)");
+  throw Error("this build has no embedded default model (codec/default/wavtok-default.wtk was missing at build time)");
 #endif
 }
 

@@ -1,12 +1,12 @@
 // The default model shipped with the engine, embedded in the binary at build time (when
-// models/default/wavtok-default.wtk exists), so `wavtok encode` works with no model argument anywhere.
+// codec/default/wavtok-default.wtk exists), so `wavtok encode` works with no model argument anywhere.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 
-#include "codec/model.h"
+#include "models/model.h"
 
 namespace wavtok {
 

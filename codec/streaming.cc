@@ -6,8 +6,9 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "codec/dnnl_util.h"
-#include "codec/error.h"
+#include "core/dnnl_util.h"
+#include "core/error.h"
+#include "models/models.h"
 
 namespace wavtok {
 
@@ -49,7 +50,7 @@ void check_params(const StreamParams& p) {
     throw Error("streaming parameters out of range (block_frames >= 1; left, lookahead and crossfade frames >= 0)");
 }
 
-bool exact_decoder(const Model& m) { return m.config().arch == "encodec" && m.config().decoder.causal; }
+bool exact_decoder(const Model& m) { return m.config().arch == Arch::EnCodec && m.config().decoder.causal; }
 
 }  // namespace
 
@@ -176,14 +177,13 @@ StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const Str
   // A local backbone (VocosConfig::local) cannot use past context beyond its receptive field: trim the window to it,
   // which keeps the output and saves the compute.
   const VocosConfig& v = model_->config().vocos;
-  if (model_->config().arch == "wavtokenizer" && v.local()) p_.left_frames = std::min(p_.left_frames, v.local_left_context());
+  if (model_->config().arch == Arch::WavTokenizer && v.local()) p_.left_frames = std::min(p_.left_frames, v.local_left_context());
   feats_.reserve(size_t(p_.left_frames + p_.block_frames + p_.lookahead_frames + 2) * dim_);
 }
 
 size_t StreamingDecoder::memory_bytes() const {
   size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_ + audio_.capacity() + decoded_.capacity() +
-              scratch_.hidden.capacity() + scratch_.embed.rows.capacity() + scratch_.head.spec.capacity() +
-              scratch_.head.re.capacity() + scratch_.head.im.capacity()) * sizeof(float) +
+              scratch_.capacity_floats()) * sizeof(float) +
              codes_.capacity() * sizeof(int32_t);
   if (exact_) b += exact_->stream.capacity_bytes() + exact_->peak * sizeof(float);
   return b;
@@ -294,7 +294,7 @@ int64_t StreamingDecoder::flush_model_rate(std::vector<float>& out) {
   if (next_frame_ < total_) emitted = run(total_, total_ - next_frame_, out);
   feats_.clear();
   tail_.clear();
-  scratch_.embed.n = 0;  // the next stream's frames count from 0 again
+  scratch_.new_stream();  // the next stream's frames count from 0 again
   feat_start_ = total_ = next_frame_ = 0;
   return emitted;
 }

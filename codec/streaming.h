@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "dsp/stream_resampler.h"
-#include "codec/model.h"
+#include "models/model.h"
 
 namespace wavtok {
 

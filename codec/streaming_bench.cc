@@ -13,23 +13,17 @@
 #include <string>
 #include <vector>
 
-#include "codec/dnnl_util.h"
-#include "codec/error.h"
+#include "core/dnnl_util.h"
+#include "core/error.h"
+#include "core/util.h"
 #include "codec/streaming.h"
 #include "dsp/audio_io.h"
+#include "models/models.h"
 
 using namespace wavtok;
 
 namespace {
 
-double snr_db(const std::vector<float>& ref, const std::vector<float>& x) {
-  double s = 0, n = 0;
-  for (size_t i = 0; i < std::min(ref.size(), x.size()); ++i) {
-    s += double(ref[i]) * ref[i];
-    n += (double(ref[i]) - x[i]) * (double(ref[i]) - x[i]);
-  }
-  return 10 * std::log10(s / std::max(n, 1e-30));
-}
 
 double rss_mib() {
   std::FILE* f = std::fopen("/proc/self/status", "r");
@@ -74,7 +68,7 @@ int main(int argc, char** argv) {
   auto model = Model::load(model_path);
   const auto clip = read_audio(audio_path, model->sample_rate()).samples;
   const int hop = model->hop(), sr = model->sample_rate();
-  std::printf("model %s (%s), chunk %.0f ms, 1 thread\n", model_path.c_str(), model->config().arch.c_str(), chunk_ms);
+  std::printf("model %s (%s), chunk %.0f ms, 1 thread\n", model_path.c_str(), arch_name(model->config().arch), chunk_ms);
   if (memory_minutes > 0) {
     const std::string name = presets.empty() ? "default" : presets[0];
     const StreamParams p = stream_preset(name);

@@ -15,10 +15,11 @@
 #include <gtest/gtest.h>
 
 #include "codec/default_model.h"
-#include "codec/dnnl_util.h"
-#include "codec/error.h"
+#include "core/dnnl_util.h"
+#include "core/error.h"
 #include "dsp/audio_io.h"
-#include "tests/test_util.h"
+#include "tests/testing/test_util.h"
+#include "models/models.h"
 
 // Every operator new of this test binary is counted while g_count_news is set (DecoderSteadyStateReusesBuffers).
 // Sanitizer runtimes define operator new themselves (TSan's statically), so sanitizer builds count only tensors.
@@ -300,9 +301,9 @@ TEST(Streaming, ConcurrentSessionsMatchSerial) {
     for (int t = 0; t < 4; ++t) threads.emplace_back([&, t] { results[t] = roundtrip(331 + 100 * t); });
     for (auto& th : threads) th.join();
     for (const auto& r : results) {
-      EXPECT_EQ(r.first, serial.first) << m->config().arch;
+      EXPECT_EQ(r.first, serial.first) << arch_name(m->config().arch);
       ASSERT_EQ(r.second.size(), serial.second.size());
-      EXPECT_GE(snr_db(serial.second, r.second), 100.0) << m->config().arch;  // same codes, same windows
+      EXPECT_GE(snr_db(serial.second, r.second), 100.0) << arch_name(m->config().arch);  // same codes, same windows
     }
   }
 }
@@ -375,7 +376,7 @@ TEST(Streaming, WarmUpCreatesEveryShapeAStreamUses) {
       before = shapes_created();
       ASSERT_GT(stream(warm, p), 0u);
       std::printf("%s, block %d: a cold stream created %llu shapes; warm-up created %lld, the stream after it %llu\n",
-                  warm->config().arch.c_str(), p.block_frames, static_cast<unsigned long long>(cold_shapes),
+                  arch_name(warm->config().arch), p.block_frames, static_cast<unsigned long long>(cold_shapes),
                   static_cast<long long>(made), static_cast<unsigned long long>(shapes_created() - before));
       EXPECT_EQ(shapes_created(), before);
     }

@@ -15,7 +15,7 @@
 #include <cstring>
 #include <memory>
 
-#include "codec/error.h"
+#include "core/error.h"
 
 namespace wavtok {
 

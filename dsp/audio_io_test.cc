@@ -9,8 +9,8 @@
 #include <numbers>
 #include <random>
 
-#include "codec/error.h"
-#include "dsp/test_util.h"
+#include "core/error.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
@@ -63,7 +63,7 @@ size_t entries_in(const fs::path& dir) {
 }
 
 TEST(AudioIo, WavRoundTripIsExact) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   const auto x = noise(5000, 1.5f, 1);  // float WAV keeps values beyond [-1, 1]
   write_audio((dir / "a.wav").string(), x, 24000);
   const Audio a = read_audio((dir / "a.wav").string(), 24000);
@@ -73,7 +73,7 @@ TEST(AudioIo, WavRoundTripIsExact) {
 }
 
 TEST(AudioIo, FlacRoundTripWithin24BitQuantisation) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   const auto x = noise(5000, 0.9f, 2);
   write_audio((dir / "a.FLAC").string(), x, 16000);
   const Audio a = read_audio((dir / "a.FLAC").string(), 0);
@@ -83,7 +83,7 @@ TEST(AudioIo, FlacRoundTripWithin24BitQuantisation) {
 }
 
 TEST(AudioIo, FlacClipsOutOfRangeInsteadOfWrapping) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   const std::vector<float> x = {0.5f, 1.7f, -2.0f, 0.25f};
   write_audio((dir / "c.flac").string(), x, 8000);
   const Audio a = read_audio((dir / "c.flac").string(), 0);
@@ -93,7 +93,7 @@ TEST(AudioIo, FlacClipsOutOfRangeInsteadOfWrapping) {
 }
 
 TEST(AudioIo, OggRoundTripIsApproximate) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   std::vector<float> x = sine(48000, 440, 24000, 0.4);
   const auto y = sine(48000, 1250, 24000, 0.2, 1.0);
   for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
@@ -109,7 +109,7 @@ TEST(AudioIo, OggRoundTripIsApproximate) {
 }
 
 TEST(AudioIo, StereoIsAveragedToMono) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   const auto l = noise(3000, 0.5f, 3), r = noise(3000, 0.5f, 4);
   std::vector<float> inter;
   for (size_t i = 0; i < l.size(); ++i) {
@@ -124,7 +124,7 @@ TEST(AudioIo, StereoIsAveragedToMono) {
 }
 
 TEST(AudioIo, IntegerPcmIsScaledToUnitRange) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   // 16-bit PCM: libsndfile maps full scale to 1.0 (x / 32768).
   write_raw(dir / "p.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 8000, 1, {0.5f, -0.25f, 0.0f});
   const Audio a = read_audio((dir / "p.wav").string(), 0);
@@ -152,7 +152,7 @@ std::pair<double, double> fit_sine(const std::vector<float>& x, size_t from, siz
 }
 
 TEST(AudioIo, Resample48kTo24kKeepsSineFrequencyAndAmplitude) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   for (double f : {100.0, 1000.0, 7300.0, 10000.0}) {
     SCOPED_TRACE(f);
     write_audio((dir / "s48.wav").string(), sine(48000, f, 48000, 0.5, 0.3), 48000);
@@ -179,7 +179,7 @@ TEST(AudioIo, ResampleLengthAndIdentity) {
 }
 
 TEST(AudioIo, RejectsNanWithPositionAndFileName) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   auto x = noise(4000, 0.5f, 5);
   x[1234] = NAN;
   write_raw(dir / "nan.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 24000, 1, x);
@@ -193,7 +193,7 @@ TEST(AudioIo, RejectsNanWithPositionAndFileName) {
 }
 
 TEST(AudioIo, RejectsNonAudioAndMissingFiles) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   std::ofstream(dir / "notes.wav") << "this is not a RIFF file, just text\n";
   std::string msg = error_of([&] { read_audio((dir / "notes.wav").string(), 24000); });
   EXPECT_NE(msg.find("notes.wav"), std::string::npos) << msg;
@@ -204,7 +204,7 @@ TEST(AudioIo, RejectsNonAudioAndMissingFiles) {
 }
 
 TEST(AudioIo, RejectsEmptyAndTooManyChannels) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   write_raw(dir / "empty.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 24000, 1, {});
   EXPECT_NE(error_of([&] { read_audio((dir / "empty.wav").string(), 0); }).find("no audio frames"),
             std::string::npos);
@@ -214,7 +214,7 @@ TEST(AudioIo, RejectsEmptyAndTooManyChannels) {
 }
 
 TEST(AudioIo, WriteFailuresLeaveNoFile) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   const auto x = noise(100, 0.5f, 6);
   // Parent directory missing (works as root too, unlike a read-only directory).
   EXPECT_THROW(write_audio((dir / "nope" / "a.wav").string(), x, 24000), Error);
@@ -234,7 +234,7 @@ TEST(AudioIo, WriteFailuresLeaveNoFile) {
 }
 
 TEST(AudioIo, RefusesToOverwriteProtectedInput) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   const auto x = noise(100, 0.5f, 7);
   const std::string in = (dir / "in.wav").string();
   write_audio(in, x, 24000);
@@ -248,7 +248,7 @@ TEST(AudioIo, RefusesToOverwriteProtectedInput) {
 }
 
 TEST(AudioIo, SameFile) {
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   std::ofstream(dir / "a") << "x";
   std::ofstream(dir / "b") << "x";
   fs::create_symlink(dir / "a", dir / "link");

@@ -5,7 +5,7 @@
 #include <numbers>
 #include <string>
 
-#include "codec/error.h"
+#include "core/error.h"
 
 namespace wavtok {
 

@@ -8,8 +8,8 @@
 #include <random>
 #include <vector>
 
-#include "codec/error.h"
-#include "dsp/test_util.h"
+#include "core/error.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
@@ -222,7 +222,7 @@ TEST(MagPhase, ExpClipsAfterExponentAndPropagatesNan) {
 // The head's computation written with torch ops (irfft, window, fold-style overlap-add, envelope, trim), when
 // Debian's Python has torch: a second, float32 reference built on an independent FFT.
 TEST(Istft, MatchesTorchFormulation) {
-  const auto dir = testing::scratch_dir();
+  const std::filesystem::path dir = testing::scratch_dir();
   const int n_fft = 1280, hop = 320;
   const int64_t frames = 30;
   const Spectrum s = random_spectrum(n_fft, frames, 77);
@@ -250,7 +250,7 @@ pad = (n_fft - hop) // 2
 (y[pad:size - pad] / env[pad:size - pad]).numpy().astype("<f4").tofile(sys.argv[3])
 print("ok")
 )";
-  const std::string out = testing::run_python((dir / "ref.py").string() + " " + (dir / "re.f32").string() + " " +
+  const std::string out = testing::python_first_line((dir / "ref.py").string() + " " + (dir / "re.f32").string() + " " +
                                               (dir / "im.f32").string() + " " + (dir / "y.f32").string() + " " +
                                               std::to_string(n_fft) + " " + std::to_string(hop));
   if (out == "skip\n") GTEST_SKIP() << "/usr/bin/python3 has no torch";

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string>
 
-#include "codec/error.h"
+#include "core/error.h"
 
 namespace wavtok {
 

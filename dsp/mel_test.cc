@@ -5,7 +5,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "codec/error.h"
+#include "core/error.h"
 
 namespace wavtok {
 namespace {

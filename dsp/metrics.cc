@@ -8,7 +8,7 @@
 #include <numbers>
 #include <string>
 
-#include "codec/error.h"
+#include "core/error.h"
 #include "dsp/audio_io.h"
 #include "dsp/mel.h"
 #include "dsp/real_fft.h"

@@ -10,9 +10,9 @@
 #include <numbers>
 #include <random>
 
-#include "codec/error.h"
+#include "core/error.h"
 #include "dsp/audio_io.h"
-#include "dsp/test_util.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
@@ -194,7 +194,7 @@ TEST(Stoi, TooShortAfterSilenceRemovalGivesPystoiFloor) {
 double reference_stoi(const fs::path& dir, std::span<const float> x, std::span<const float> y, int rate) {
   testing::write_f32(dir / "clean.f32", x);
   testing::write_f32(dir / "processed.f32", y);
-  const std::string out = testing::run_python(std::string(WAVTOK_SOURCE_DIR) + "/python/tests/stoi_reference.py " +
+  const std::string out = testing::python_first_line(std::string(WAVTOK_SOURCE_DIR) + "/python/tests/stoi_reference.py " +
                                               (dir / "clean.f32").string() + " " +
                                               (dir / "processed.f32").string() + " " + std::to_string(rate));
   return out.empty() ? NAN : std::strtod(out.c_str(), nullptr);
@@ -204,7 +204,7 @@ TEST(Stoi, MatchesNumpyReferenceOnFixtureSpeech) {
   if (!testing::python_has("numpy")) GTEST_SKIP() << "/usr/bin/python3 with numpy not available";
   const Audio s = fixture_speech();
   if (s.samples.empty()) GTEST_SKIP() << "fixture missing";
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   // At 10 kHz both run on the same samples: only float vs double arithmetic differs.
   const auto x = resample(s.samples, 24000, 10000);
   std::vector<float> echo(x);  // a non-noise degradation: a 30 ms echo, half amplitude
@@ -224,7 +224,7 @@ TEST(Stoi, MatchesNumpyReferenceOnFixtureSpeech) {
 
 TEST(Stoi, MatchesNumpyReferenceOnEspeakSpeech) {
   if (!testing::python_has("numpy")) GTEST_SKIP() << "/usr/bin/python3 with numpy not available";
-  const auto dir = scratch_dir();
+  const std::filesystem::path dir = scratch_dir();
   const std::string wav = (dir / "tts.wav").string();
   const std::string cmd = "espeak-ng -w " + wav +
                           " 'The quick brown fox jumps over the lazy dog, then rests by the river.' >/dev/null 2>&1";

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <random>
 
-#include "codec/error.h"
+#include "core/error.h"
 #include "dsp/real_fft.h"
-#include "dsp/test_util.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
@@ -100,7 +100,7 @@ TEST(Stft, HannIsPeriodic) {
 
 // torch.stft itself, when Debian's Python has torch: the definition this class promises to match.
 TEST(Stft, MatchesTorchStft) {
-  const auto dir = testing::scratch_dir();
+  const std::filesystem::path dir = testing::scratch_dir();
   std::mt19937 rng(8);
   std::normal_distribution<float> nd(0.0f, 0.3f);
   std::vector<float> x(5000);
@@ -124,7 +124,7 @@ print("ok")
 )";
   std::string args = (dir / "ref.py").string() + " " + (dir / "x.f32").string();
   for (auto [n_fft, hop] : configs) args += " " + std::to_string(n_fft) + " " + std::to_string(hop);
-  const std::string out = testing::run_python(args);
+  const std::string out = testing::python_first_line(args);
   if (out == "skip\n") GTEST_SKIP() << "/usr/bin/python3 has no torch";
   ASSERT_EQ(out, "ok\n");
   for (auto [n_fft, hop] : configs) {

@@ -4,7 +4,7 @@
 
 #include <soxr.h>
 
-#include "codec/error.h"
+#include "core/error.h"
 #include "dsp/audio_io.h"
 
 namespace wavtok {

@@ -6,7 +6,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "codec/error.h"
+#include "core/error.h"
+#include "core/util.h"
 #include "dsp/audio_io.h"
 
 namespace wavtok {
@@ -18,14 +19,7 @@ std::vector<float> sine(double hz, int rate, size_t n) {
   return x;
 }
 
-double snr_db(const float* ref, const float* x, size_t n) {
-  double s = 0, e = 0;
-  for (size_t i = 0; i < n; ++i) {
-    s += double(ref[i]) * ref[i];
-    e += (double(ref[i]) - x[i]) * (double(ref[i]) - x[i]);
-  }
-  return 10 * std::log10(s / std::max(e, 1e-30));
-}
+double snr_db(const float* ref, const float* x, size_t n) { return wavtok::snr_db({ref, n}, {x, n}); }
 
 // Pushes x in chunks cycling through `sizes`, then flushes.
 std::vector<float> chunked(StreamResampler& r, const std::vector<float>& x, const std::vector<size_t>& sizes) {

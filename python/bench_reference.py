@@ -30,7 +30,7 @@ RELEASED = dict(n_filters=32, dimension=512, ratios=[8, 5, 4, 2], codebook_size=
 
 
 def synthetic_audio(samples: int, rate: int = 24000):
-    """Same signal as `wavtok bench` (apps/cmd_bench.cc: bench_audio): a few partials + a slow vibrato."""
+    """Same signal as `wavtok bench` (apps/bench/bench_command.cc: bench_audio): a few partials + a slow vibrato."""
     import numpy as np
     t = np.arange(samples, dtype=np.float64) / rate
     x = (0.2 * np.sin(2 * math.pi * 220.0 * t + 3.0 * np.sin(2 * math.pi * 0.5 * t))

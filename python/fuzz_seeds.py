@@ -83,7 +83,7 @@ def torch_seeds(out):
 
 
 def wtk(config_yaml, tensors):
-    """A .wtk file (codec/model_file.h) holding `tensors` ({name: float32 array})."""
+    """A .wtk file (io/model_file.h) holding `tensors` ({name: float32 array})."""
     y = config_yaml.encode()
     table = b""
     for name, a in tensors.items():

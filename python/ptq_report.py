@@ -29,12 +29,12 @@ def run(*args, capture=True):
 
 
 def float_model():
-    found = sorted(glob.glob("models/default/*.wtk"))
+    found = sorted(glob.glob("codec/default/*.wtk"))
     if found:
         return found[0], found[0]
     ck = "runs/v2/export/model.ckpt"
     if not os.path.exists(ck):
-        sys.exit("no default model (models/default/*.wtk) and no runs/v2/export/model.ckpt")
+        sys.exit("no default model (codec/default/*.wtk) and no runs/v2/export/model.ckpt")
     out = f"{a.out}/float.wtk"
     run(W, "convert", ck, "--config", "runs/v2/export/config.yaml", "-o", out, "-q")
     return out, ck

@@ -6,12 +6,12 @@ token agreement with the float encoder on held-out clips, for:
   tensor           + inputs quantized per tensor with the clip's own min/max (dynamic; a calibrated static
                    range, as `wavtok quantize` uses, can only be worse);
   block-N          + inputs quantized with a min/max per block of N time steps (finer dynamic ranges);
-  lstm-int8        the convs float, the LSTM as `wavtok quantize` runs it (codec/layers.h LstmInt8Params): layer
+  lstm-int8        the convs float, the LSTM as `wavtok quantize` runs it (nn/layers.h LstmInt8Params): layer
                    inputs and hidden states u8 = rint(127 v + 128), the layer-0 input divided by its max |x| (per
                    clip here, calibrated in the engine), s8 weights with one scale per gate row over all layers;
   --per-layer      also each conv alone (s8 weights, per-tensor dynamic u8 input), the others float.
 
-    /usr/bin/python3 python/ptq_token_sensitivity.py [--model models/default/wavtok-default.wtk] [--clips 8] data/eval
+    /usr/bin/python3 python/ptq_token_sensitivity.py [--model codec/default/wavtok-default.wtk] [--clips 8] data/eval
 """
 import argparse
 import os
@@ -40,7 +40,7 @@ def fake_u8(x, lo, hi):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="models/default/wavtok-default.wtk")
+    ap.add_argument("--model", default="codec/default/wavtok-default.wtk")
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--per-layer", action="store_true")
     ap.add_argument("eval_dir")

@@ -8,7 +8,7 @@ Every row is measured on the same clips (data/eval/, written by python/data/make
 which this script runs if the directory is missing) with the same C++ metrics (`wavtok eval
 --json`: SI-SNR, multi-resolution mel distance, STOI, at 24 kHz):
 
-  wavtok       models/default/wavtok-default.wtk, or, while that does not exist, the newest
+  wavtok       codec/default/wavtok-default.wtk, or, while that does not exist, the newest
                training export runs/*/export/model.ckpt + config.yaml (converted with
                `wavtok convert`); `wavtok encode` then `wavtok decode`, bitrate from the tokens
   codec2       modes 700C, 1200, 3200: sox -> 8 kHz mono s16 raw, c2enc, c2dec, sox -> 24 kHz
@@ -175,12 +175,12 @@ def find_model(args, wavtok: str, work: str) -> Tuple[str, str]:
     """Returns (model file to pass to -m, human description of where it came from)."""
     if args.model:
         return args.model, f"`{rel(args.model)}` (given with --model)"
-    shipped = os.path.join(ROOT, "models", "default", "wavtok-default.wtk")
+    shipped = os.path.join(ROOT, "codec", "default", "wavtok-default.wtk")
     if os.path.exists(shipped):
         return shipped, f"`{rel(shipped)}` (the shipped default model)"
     exports = sorted(glob.glob(os.path.join(ROOT, "runs", "*", "export", "model.ckpt")), key=os.path.getmtime)
     if not exports:
-        sys.exit("quality_report: no model: models/default/wavtok-default.wtk and runs/*/export/model.ckpt are missing")
+        sys.exit("quality_report: no model: codec/default/wavtok-default.wtk and runs/*/export/model.ckpt are missing")
     src = os.path.dirname(exports[-1])
     # Snapshot the export (training rewrites it every few minutes), then convert the copy.
     snap = os.path.join(work, "export")
@@ -199,7 +199,7 @@ def find_model(args, wavtok: str, work: str) -> Tuple[str, str]:
     run([wavtok, "convert", os.path.join(snap, "model.ckpt"), "--config", os.path.join(snap, "config.yaml"),
          "-o", wtk, "-q"])
     return wtk, (f"`{rel(os.path.join(src, 'model.ckpt'))}` + `config.yaml` (newest training export{step}; "
-                 f"`models/default/wavtok-default.wtk` does not exist yet), converted with `wavtok convert`")
+                 f"`codec/default/wavtok-default.wtk` does not exist yet), converted with `wavtok convert`")
 
 
 # --------------------------------------------------------------------------- pictures

@@ -14,7 +14,7 @@ one-shot audio in three variants of the backbone's GroupNorm layers (pos_net):
           mean that a backbone whose pos_net is local (pos_net_norm "affine" + attention_window, recipe v5)
           streams like one-shot.
 
-    /usr/bin/python3 python/streaming_analysis.py [--model models/default/wavtok-default.wtk] clip.wav [L/B/A ...]
+    /usr/bin/python3 python/streaming_analysis.py [--model codec/default/wavtok-default.wtk] clip.wav [L/B/A ...]
 """
 import argparse
 import os
@@ -42,7 +42,7 @@ def snr_db(x, ref):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="models/default/wavtok-default.wtk")
+    ap.add_argument("--model", default="codec/default/wavtok-default.wtk")
     ap.add_argument("clip")
     ap.add_argument("windows", nargs="*", default=["60/5/8", "150/15/10", "300/25/30"])
     a = ap.parse_args()

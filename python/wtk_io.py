@@ -1,7 +1,7 @@
-"""Read the engine's .wtk model file into PyTorch (the format is described in codec/model_file.h).
+"""Read the engine's .wtk model file into PyTorch (the format is described in io/model_file.h).
 
     from wtk_io import load_wtk_as_reference
-    model = load_wtk_as_reference("models/default/wavtok-default.wtk")   # wavtok_ref.WavTokenizer, eval mode
+    model = load_wtk_as_reference("codec/default/wavtok-default.wtk")   # wavtok_ref.WavTokenizer, eval mode
 
     /usr/bin/python3 python/wtk_io.py model.wtk --ckpt out/model.ckpt --config out/config.yaml
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (*_fuzz.cc) with clang + ASan + UBSan and runs each for a bounded time.
+# Builds the libFuzzer targets (tests/fuzz/*_fuzz.cc) with clang + ASan + UBSan and runs each for a bounded time.
 #
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default: 60 s, every target)
 #
@@ -17,7 +17,8 @@ SECONDS_PER_TARGET=${1:-60}
 shift || true
 BUILD=${WAVTOK_FUZZ_BUILD:-build-fuzz}
 JOBS=${JOBS:-1}
-ALL_TARGETS=(torch_pickle_fuzz torch_checkpoint_fuzz model_file_fuzz config_fuzz token_file_fuzz npy_fuzz encode_fuzz)
+# Every libFuzzer target in tests/fuzz/.
+mapfile -t ALL_TARGETS < <(cd tests/fuzz && ls ./*_fuzz.cc | sed "s|^./||; s|\.cc$||")
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
 

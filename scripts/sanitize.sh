@@ -2,8 +2,8 @@
 # Hardening checks (issue 7), run by scripts/test.sh after the normal build and tests:
 #   1. ASan + UBSan: a clang build in build-asan (WAVTOK_SANITIZE=ON, WAVTOK_FUZZ=ON) and the whole test suite there;
 #   2. a short libFuzzer run of every *_fuzz.cc target, from the same build (scripts/fuzz.sh);
-#   3. ThreadSanitizer over the concurrent tests (codec_tests --gtest_filter='*Concurrent*') in build-tsan, when
-#      such tests exist.
+#   3. ThreadSanitizer over the concurrent tests (codec_tests and integration_tests, --gtest_filter='*Concurrent*') in
+#      build-tsan, when such tests exist.
 #
 #   bash scripts/sanitize.sh [asan|fuzz|tsan ...]        (default: all three)
 #
@@ -54,24 +54,27 @@ for step in "${STEPS[@]}"; do
       stamp "fuzzing done"
       ;;
     tsan)
-      if ! grep -qs 'Concurrent' codec/*_test.cc; then
-        stamp "ThreadSanitizer skipped: no *Concurrent* tests in codec/*_test.cc yet"
+      TSAN_TESTS=(codec_tests integration_tests)  # built from codec/*_test.cc and tests/*_test.cc
+      if ! grep -qs 'Concurrent' codec/*_test.cc tests/*_test.cc; then
+        stamp "ThreadSanitizer skipped: no *Concurrent* tests in codec/*_test.cc or tests/*_test.cc yet"
         continue
       fi
       cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo "${CLANG_ARGS[@]}" \
         -DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_C_FLAGS="-fsanitize=thread" \
         -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
-      cmake --build build-tsan -j"$JOBS" --target codec_tests
+      cmake --build build-tsan -j"$JOBS" --target "${TSAN_TESTS[@]}"
       # libgomp and oneDNN are not instrumented: their internal synchronisation is invisible to TSan, so races
       # reported inside them are suppressed. Races in the engine's own code (also when called from them) are not.
       printf 'called_from_lib:libgomp.so.1\ncalled_from_lib:libdnnl.so.2\n' >build-tsan/tsan.supp
       export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/build-tsan/tsan.supp"
-      if [ -z "$(build-tsan/codec_tests --gtest_list_tests --gtest_filter='*Concurrent*' | grep '^ ')" ]; then
-        stamp "ThreadSanitizer skipped: codec_tests has no *Concurrent* tests"
-      else
-        (cd . && build-tsan/codec_tests --gtest_filter='*Concurrent*')
-        stamp "ThreadSanitizer tests passed"
-      fi
+      for t in "${TSAN_TESTS[@]}"; do
+        if [ -z "$(build-tsan/$t --gtest_list_tests --gtest_filter='*Concurrent*' | grep '^ ')" ]; then
+          stamp "ThreadSanitizer: $t has no *Concurrent* tests"
+        else
+          (cd . && build-tsan/$t --gtest_filter='*Concurrent*')
+          stamp "ThreadSanitizer tests of $t passed"
+        fi
+      done
       unset TSAN_OPTIONS
       ;;
     *)

@@ -5,7 +5,8 @@
 #include <cstring>
 #include <string>
 
-#include "codec/error.h"
+#include "core/error.h"
+#include "core/util.h"
 
 namespace wavtok {
 
@@ -15,12 +16,7 @@ namespace {
 
 std::atomic<VqPrecision> g_vq_precision{VqPrecision::F32};
 
-uint16_t to_bf16(float x) {  // round to nearest even (finite inputs)
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
+uint16_t to_bf16(float x) { return float_to_bf16(x); }  // round to nearest even (finite inputs)
 
 // bf16 scores are a shortlist: the kRerank best are rescored exactly (float64 dot products) and the best of those
 // wins. A single bf16 near-tie flip would otherwise change every later residual codebook's choice as well.

@@ -7,8 +7,8 @@
 #include <mutex>
 #include <vector>
 
-#include "codec/dnnl_util.h"
-#include "codec/tensor.h"
+#include "core/dnnl_util.h"
+#include "core/tensor.h"
 
 namespace wavtok {
 

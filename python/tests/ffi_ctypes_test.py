@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""libwavtok.so through Python's ctypes: the C API (codec/wavtok.h) as an FFI user sees it.
+"""libwavtok.so through Python's ctypes: the C API (capi/wavtok.h) as an FFI user sees it.
 
     /usr/bin/python3 python/tests/ffi_ctypes_test.py build/libwavtok.so
 

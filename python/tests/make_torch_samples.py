@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent truth for the C++ checkpoint and .npy readers (codec/torch_checkpoint_test.cc, codec/npy_test.cc).
+"""Independent truth for the C++ checkpoint and .npy readers (io/torch_checkpoint_test.cc, io/npy_test.cc).
 
     make_torch_samples.py OUTDIR [--fixtures DIR]  write checkpoints with torch.save, each tensor as .npy, a manifest
     make_torch_samples.py --check-npy DIR          verify .npy files the C++ writer produced (exit status 1 if not)
@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-# Closed-form .npy contents shared with codec/npy_test.cc: element k of the (2, 3, 4) array.
+# Closed-form .npy contents shared with io/npy_test.cc: element k of the (2, 3, 4) array.
 NPY_DTYPES = ["<f4", "<f8", "<f2", "<i8", "<i4", "<i2", "|i1", "|u1", "|b1"]
 
 

@@ -1,0 +1,53 @@
+// The engine's own model file (".wtk"): one memory-mappable file with a versioned header, the model
+// config as YAML text, a tensor table and 64-byte aligned tensor data (weight norm folded).
+//
+// Layout (little-endian):
+//   0   char[8]  magic "WAVTOKMF"
+//   8   u32      format version: 1 = float32 tensors only; 2 = the next field lists required features
+//   12  u32      version 1: flags (0, ignored); version 2: required features (kModelFeature*), a reader refuses
+//                a file with a feature bit it does not know
+//   16  u64      config length in bytes (YAML text follows the header)
+//   24  u64      tensor count
+//   32  config text, then per tensor: u32 name length, name bytes, u32 dtype (0 = f32, 1 = s8), u32 ndim,
+//       i64 dims[ndim], u64 data offset from file start, u64 data bytes
+//   data: each tensor at a 64-byte aligned offset.
+//
+// Float models are written as version 1, byte for byte as before. A model with int8 layers (models/quantized.h) is
+// version 2 with kModelFeatureInt8: each int8 layer's NAME.weight is stored as its s8 codes (dtype 1, the
+// codes the int8 layer computes, see int8_weight_codes) beside the f32 NAME.weight_scale [Cout]; the reader
+// hands out codes * scale as float, from which the layer recovers exactly the same codes. A reader that predates
+// version 2 refuses such a file ("version 2 is not supported") instead of running the int8 layers in float.
+#pragma once
+
+#include <string>
+
+#include "io/config.h"
+#include "io/weights.h"
+
+namespace wavtok {
+
+constexpr uint32_t kModelFileVersion = 1;          // float models
+constexpr uint32_t kModelFileVersionFeatures = 2;  // header carries required features
+constexpr uint32_t kModelFeatureInt8 = 1u << 0;    // s8 weights + int8 layer parameters (models/quantized.h)
+constexpr uint32_t kModelFeatureSoftmaxQuant = 1u << 1;  // attention probabilities fake-quantized (models/quantized.h)
+constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant;
+
+// The features a file holding these weights requires (0 for a float model).
+uint32_t required_model_features(const WeightMap& weights);
+
+struct ModelFileLimits {
+  int64_t max_tensors = 100000;
+  int64_t max_config_bytes = 1 << 20;
+  int max_ndim = 8;
+  int max_name = 4096;
+};
+
+bool is_model_file(const std::string& path);  // checks the magic only
+void write_model_file(const std::string& path, const ModelConfig& config, const WeightMap& weights);
+// Memory-maps the file, validates every offset and size against the file length, and copies tensors out.
+void read_model_file(const std::string& path, ModelConfig& config, WeightMap& weights, const ModelFileLimits& limits = {});
+// The same from bytes in memory (e.g. the model embedded in the binary); `origin` names it in errors.
+void parse_model_file(const uint8_t* data, size_t size, const std::string& origin, ModelConfig& config,
+                      WeightMap& weights, const ModelFileLimits& limits = {});
+
+}  // namespace wavtok

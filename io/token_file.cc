@@ -1,0 +1,233 @@
+#include "io/token_file.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "core/util.h"
+#include "core/file_util.h"
+#include "io/npy.h"
+
+namespace wavtok {
+namespace {
+
+constexpr char kMagic[8] = {'W', 'A', 'V', 'T', 'O', 'K', 'T', 'K'};
+
+// A word from a file, fit for an error message: at most 32 bytes, non-printable bytes as \xNN (binary input
+// would otherwise cut the message at its first NUL and write control bytes to the terminal).
+std::string printable(const std::string& word) {
+  std::string out;
+  for (size_t i = 0; i < word.size() && i < 32; ++i) {
+    const unsigned char c = static_cast<unsigned char>(word[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += char(c);
+    } else {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (word.size() > 32) out += "...";
+  return out;
+}
+
+
+// What one line of a text format may hold, and how its errors read.
+struct CodeLine {
+  int64_t max_code;      // largest code accepted
+  std::string range;     // how the error names 0..max_code
+  int64_t max_count;     // most codes on one line
+  std::string too_many;  // the error for more than max_count codes
+  const char* layout;    // what a line holds, for the "is not a token" error
+};
+
+// The one code parser of both text formats: appends the unsigned decimal codes of `line` (separated by spaces or
+// tabs) to `out` and returns how many. Throws an Error naming `where` for anything else.
+int64_t parse_codes(const std::string& line, const CodeLine& syntax, std::vector<int32_t>& out, const std::string& where) {
+  int64_t n = 0;
+  size_t at = 0;
+  while (true) {
+    at = line.find_first_not_of(" \t\r", at);
+    if (at == std::string::npos) break;
+    const size_t end = std::min(line.find_first_of(" \t\r", at), line.size());
+    const std::string tok = line.substr(at, end - at);
+    at = end;
+    errno = 0;
+    char* stop = nullptr;
+    const long long v = std::strtoll(tok.c_str(), &stop, 10);
+    if (*stop || errno == ERANGE || !std::isdigit(static_cast<unsigned char>(tok[0])))
+      throw Error(where + ": '" + printable(tok) + "' is not a token (" + syntax.layout + ")");
+    if (v > syntax.max_code) throw Error(where + ": token " + tok + " is outside " + syntax.range);
+    if (++n > syntax.max_count) throw Error(where + ": " + syntax.too_many);
+    out.push_back(static_cast<int32_t>(v));
+  }
+  return n;
+}
+
+}  // namespace
+
+TokenFormat token_format_for(const std::string& path, const std::string& requested) {
+  if (requested == "npy") return TokenFormat::Npy;
+  if (requested == "txt") return TokenFormat::Txt;
+  if (requested == "wtt" || requested == "native") return TokenFormat::Native;
+  if (!requested.empty()) throw Error("unknown token format '" + requested + "' (use wtt, npy or txt)");
+  if (ends_with(path, ".npy")) return TokenFormat::Npy;
+  if (ends_with(path, ".txt")) return TokenFormat::Txt;
+  return TokenFormat::Native;
+}
+
+void write_tokens(const std::string& path, const TokenFile& t, TokenFormat fmt) {
+  const Tokens& tk = t.tokens;
+  if (tk.codes.size() != size_t(tk.n_q) * size_t(tk.frames)) throw Error("write_tokens: code count does not match n_q x frames");
+  if (fmt == TokenFormat::Npy) {
+    RawTensor r;
+    r.dtype = DType::I64;
+    r.shape = {tk.n_q, 1, tk.frames};
+    r.bytes.resize(tk.codes.size() * 8);
+    for (size_t i = 0; i < tk.codes.size(); ++i) {
+      int64_t v = tk.codes[i];
+      std::memcpy(r.bytes.data() + i * 8, &v, 8);
+    }
+    write_npy(path, r);
+    return;
+  }
+  AtomicFile out(path);
+  std::FILE* f = out.file();
+  if (fmt == TokenFormat::Txt) {
+    for (int q = 0; q < tk.n_q; ++q) {
+      for (int64_t i = 0; i < tk.frames; ++i) std::fprintf(f, i ? " %d" : "%d", tk.codes[q * tk.frames + i]);
+      std::fputc('\n', f);
+    }
+  } else {
+    uint32_t version = 1, flags = 0, sr = t.sample_rate, hop = t.hop, nq = tk.n_q, bins = t.bins;
+    uint64_t fp = t.fingerprint, frames = tk.frames;
+    std::fwrite(kMagic, 1, 8, f);
+    std::fwrite(&version, 4, 1, f);
+    std::fwrite(&flags, 4, 1, f);
+    std::fwrite(&fp, 8, 1, f);
+    std::fwrite(&sr, 4, 1, f);
+    std::fwrite(&hop, 4, 1, f);
+    std::fwrite(&nq, 4, 1, f);
+    std::fwrite(&bins, 4, 1, f);
+    std::fwrite(&frames, 8, 1, f);
+    std::fwrite(tk.codes.data(), 4, tk.codes.size(), f);
+  }
+  out.commit();
+}
+
+TokenFile read_tokens(const std::string& path, const TokenLimits& limits) {
+  TokenFile t;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open token file");
+  char magic[8] = {};
+  f.read(magic, 8);
+  const bool native = f.gcount() == 8 && std::memcmp(magic, kMagic, 8) == 0;
+  if (native) {
+    auto get = [&](auto& v) {
+      f.read(reinterpret_cast<char*>(&v), sizeof(v));
+      if (f.gcount() != sizeof(v)) throw Error(path + ": token file is truncated (header)");
+    };
+    uint32_t version, flags, sr, hop, nq, bins;
+    uint64_t fp, frames;
+    get(version);
+    if (version != 1) throw Error(path + ": token file version " + std::to_string(version) + " is not supported");
+    get(flags);
+    get(fp);
+    get(sr);
+    get(hop);
+    get(nq);
+    get(bins);
+    get(frames);
+    if (nq < 1 || nq > uint32_t(limits.max_n_q)) throw Error(path + ": token file claims " + std::to_string(nq) + " codebooks");
+    if (frames > uint64_t(limits.max_frames)) throw Error(path + ": token file claims " + std::to_string(frames) + " frames");
+    f.seekg(0, std::ios::end);
+    const uint64_t size = static_cast<uint64_t>(f.tellg());
+    const uint64_t want = 48 + uint64_t(nq) * frames * 4;
+    if (size < want)
+      throw Error(path + ": token file is truncated (" + std::to_string(size) + " bytes, header promises " + std::to_string(want) + ")");
+    if (size > want) throw Error(path + ": token file has " + std::to_string(size - want) + " unexpected trailing bytes");
+    f.seekg(48);
+    t.tokens.n_q = static_cast<int>(nq);
+    t.tokens.frames = static_cast<int64_t>(frames);
+    t.tokens.codes.resize(size_t(nq) * frames);
+    f.read(reinterpret_cast<char*>(t.tokens.codes.data()), std::streamsize(t.tokens.codes.size() * 4));
+    t.fingerprint = fp;
+    t.sample_rate = static_cast<int>(sr);
+    t.hop = static_cast<int>(hop);
+    t.bins = static_cast<int>(bins);
+    return t;
+  }
+  if (ends_with(path, ".npy") || std::string(magic, 6) == "\x93NUMPY") {
+    RawTensor r = read_npy(path);
+    int64_t nq = 1, frames = 0;
+    if (r.shape.size() == 3 && r.shape[1] == 1) {
+      nq = r.shape[0];
+      frames = r.shape[2];
+    } else if (r.shape.size() == 2) {
+      nq = r.shape[0];
+      frames = r.shape[1];
+    } else if (r.shape.size() == 1) {
+      frames = r.shape[0];
+    } else {
+      throw Error(path + ": token array has shape " + shape_str(r.shape) + "; expected (n_q, 1, frames), (n_q, frames) or (frames)");
+    }
+    if (r.dtype == DType::F32 || r.dtype == DType::F64 || r.dtype == DType::F16 || r.dtype == DType::BF16)
+      throw Error(path + ": token array has a floating-point dtype; tokens must be integers (is this a latent? use --latents)");
+    if (nq < 1 || nq > limits.max_n_q || frames > limits.max_frames) throw Error(path + ": token array is too large");
+    auto v = r.to_int64();
+    t.tokens.n_q = static_cast<int>(nq);
+    t.tokens.frames = frames;
+    t.tokens.codes.resize(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (v[i] < 0 || v[i] > INT32_MAX) throw Error(path + ": token " + std::to_string(v[i]) + " is out of range");
+      t.tokens.codes[i] = static_cast<int32_t>(v[i]);
+    }
+    return t;
+  }
+  // Text: one line per codebook.
+  f.clear();
+  f.seekg(0);
+  const CodeLine syntax{INT32_MAX, "0.." + std::to_string(INT32_MAX), limits.max_frames, "too many frames",
+                        "not a wavtok token file? expected one line per codebook"};
+  std::string line;
+  int64_t lineno = 0, frames = -1;
+  int n_q = 0;
+  while (std::getline(f, line)) {
+    ++lineno;
+    const int64_t n = parse_codes(line, syntax, t.tokens.codes, path + " line " + std::to_string(lineno));
+    if (n == 0) continue;  // blank line
+    if (frames >= 0 && n != frames) throw Error(path + ": codebook lines have different lengths (truncated?)");
+    frames = n;
+    if (++n_q > limits.max_n_q) throw Error(path + ": too many codebook lines");
+  }
+  if (n_q == 0) throw Error(path + ": token file is empty");
+  t.tokens.n_q = n_q;
+  t.tokens.frames = frames;
+  return t;
+}
+
+std::string token_line(const int32_t* codes, int n_q) {
+  std::string s;
+  for (int q = 0; q < n_q; ++q) {
+    if (q) s += ' ';
+    s += std::to_string(codes[q]);
+  }
+  return s;
+}
+
+int parse_token_line(const std::string& line, int bins, std::vector<int32_t>& out, const std::string& where,
+                     int max_n_q) {
+  const CodeLine syntax{bins - 1, "this model's codebook (0.." + std::to_string(bins - 1) + ")", max_n_q,
+                        "more than " + std::to_string(max_n_q) + " codes on one line (one per codebook)",
+                        "expected one frame per line: n_q codes"};
+  return static_cast<int>(parse_codes(line, syntax, out, where));
+}
+
+
+}  // namespace wavtok

@@ -1,0 +1,118 @@
+#include "models/quantized.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace wavtok {
+namespace {
+
+std::vector<float> vec(const Tensor& t) { return std::vector<float>(t.data(), t.data() + t.numel()); }
+
+}  // namespace
+
+std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::string& name, int cin, int cout) {
+  if (!w.has(name + ".act_quant")) return std::nullopt;
+  const Tensor& a = w.get(name + ".act_quant", {2});
+  Int8Params p;
+  p.act_scale = a[0];
+  p.act_zero = static_cast<int32_t>(a[1]);
+  if (float(p.act_zero) != a[1] || p.act_zero < 0 || p.act_zero > 255 || !(p.act_scale > 0))
+    throw Error(w.origin() + ": " + name + ".act_quant holds a bad scale or zero point");
+  p.weight_scale = vec(w.get(name + ".weight_scale", {cout}));
+  if (w.has(name + ".act_shift")) p.in_shift = vec(w.get(name + ".act_shift", {cin}));
+  if (w.has(name + ".act_smooth")) p.in_scale = vec(w.get(name + ".act_smooth", {cin}));
+  return p;
+}
+
+void setup_layer(Linear& layer, const WeightMap& w, const std::string& name) {
+  layer.set_name(name);
+  if (auto p = stored_int8_params(w, name, layer.in_features(), layer.out_features())) layer.set_int8(std::move(*p));
+}
+
+void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name) {
+  layer.set_name(name);
+  if (auto p = stored_int8_params(w, name, layer.in_channels(), layer.out_channels())) layer.set_int8(std::move(*p));
+}
+
+void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& name) {
+  layer.set_name(name);
+  auto p = stored_int8_params(w, name, layer.in_channels(), layer.out_channels());
+  if (!p) return;
+  if (p->act_zero != 0 || !p->in_shift.empty() || !p->in_scale.empty())
+    throw Error(w.origin() + ": " + name + " is a transposed conv: its int8 input must be symmetric (zero point 0, "
+                "no act_shift/act_smooth)");
+  layer.set_int8(std::move(*p));
+}
+
+void setup_layer(Lstm& layer, const WeightMap& w, const std::string& name) {
+  layer.set_name(name);
+  if (!w.has(name + ".act_quant")) return;
+  const Tensor& a = w.get(name + ".act_quant", {2});
+  LstmInt8Params p;
+  if (!(a[0] > 0) || !std::isfinite(a[0]) || !(a[1] >= 0 && a[1] <= 255))
+    throw Error(w.origin() + ": " + name + ".act_quant holds a bad scale or zero point");
+  p.data_scale = 1.0f / a[0];
+  p.data_shift = a[1];
+  if (w.has(name + ".act_smooth")) p.in_divisor = w.get(name + ".act_smooth", {1})[0];
+  p.weight_scale = vec(w.get(name + ".weight_scale", {int64_t(4) * layer.hidden()}));
+  try {
+    layer.set_int8(std::move(p));
+  } catch (const Error& e) {
+    throw Error(w.origin() + ": " + name + ": " + e.what());
+  }
+}
+
+bool is_lstm_layer(const std::string& name) {
+  return name.size() >= 5 && name.compare(name.size() - 5, 5, ".lstm") == 0;
+}
+
+bool is_transposed_conv_layer(const std::string& name) {
+  return name.size() >= 7 && name.compare(name.size() - 7, 7, ".convtr") == 0;
+}
+
+bool has_int8_layers(const WeightMap& w) {
+  for (const auto& [k, v] : w.all())
+    if (k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0) return true;
+  return false;
+}
+
+std::shared_ptr<const quant::LogQParams> stored_softmax_quant(const WeightMap& w, const std::string& name) {
+  const std::string t = name + ".softmax_quant";
+  if (!w.has(t)) return nullptr;
+  const Tensor& v = w.get(t, {9});
+  auto bad = [&](const std::string& what) { return Error(w.origin() + ": " + t + " holds a bad " + what); };
+  const float kind = v[0], bits = v[1], scale = v[2], zero = v[3], k = v[4], r = v[5], mant = v[6];
+  const double a = v[7], m = v[8];
+  if (!(bits >= 2 && bits <= 8) || bits != std::floor(bits)) throw bad("bit width");
+  if (!(scale > 0) || !std::isfinite(scale)) throw bad("scale");
+  if (zero != 0 && zero != 1) throw bad("zero_code flag");
+  quant::LogQParams p;
+  if (kind == 0) {
+    p = quant::make_log_sqrt2(scale, int(bits), zero != 0);
+  } else if (kind == 1) {
+    if (!(k >= 1 && k <= 1024 && r >= 1 && r <= 1024) || k != std::floor(k) || r != std::floor(r)) throw bad("AdaLog base");
+    if (!(mant >= 1 && mant <= 23) || mant != std::floor(mant)) throw bad("AdaLog mantissa width");
+    p = quant::make_adalog(scale, int(k), int(r), int(bits), zero != 0, int(mant));
+  } else if (kind == 2) {
+    if (!(m > 0 && m < 1 && a > 0 && a * std::max(m, 1 - m) < 1.5707963267948966)) throw bad("TanQ shape");
+    p = quant::make_tanq(scale, a, m, int(bits));
+  } else {
+    throw bad("quantizer kind");
+  }
+  return std::make_shared<const quant::LogQParams>(std::move(p));
+}
+
+Tensor softmax_quant_tensor(const quant::LogQParams& p) {
+  const float kind = p.kind == quant::LogKind::kLogSqrt2 ? 0.0f : p.kind == quant::LogKind::kAdaLog ? 1.0f : 2.0f;
+  // LogQParams does not keep AdaLog's mantissa width; the recipe calibrates with LogQuantSpec's default, 8.
+  return Tensor({9}, std::vector<float>{kind, float(p.bits), p.scale, p.zero_code ? 1.0f : 0.0f, float(p.k), float(p.r),
+                                        8.0f, float(p.tan_a), float(p.tan_m)});
+}
+
+void setup_attention(AttentionCore& core, const WeightMap& w, const std::string& name) {
+  core.set_name(name + ".softmax");
+  core.set_prob_quant(stored_softmax_quant(w, name));
+}
+
+}  // namespace wavtok

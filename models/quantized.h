@@ -1,0 +1,64 @@
+// Post-training quantization: how int8 layers are stored in a model file, and how the model builds them.
+//
+// A quantized model's layers carry, beside NAME.weight / NAME.bias (already the transformed W' and b', see
+// Int8Params in nn/layers.h), these float32 tensors:
+//   NAME.act_quant    [2]     activation scale and zero point (u8 codes)
+//   NAME.act_shift    [Cin]   optional per-input-channel shift   (SmoothQuant-b / RepQ-ViT)
+//   NAME.act_smooth   [Cin]   optional per-input-channel divisor
+//   NAME.weight_scale [Cout]  s8 weight scale per output channel
+// NAME is the layer's weight prefix, e.g. "backbone.convnext.0.pwconv1". A transposed conv (a layer whose name
+// ends in ".convtr", SEANet's "…convtr.convtr") quantizes its input symmetrically: act_quant = (scale, 0), s8
+// codes in [-127, 127], no act_shift/act_smooth; its int8 NAME.weight is stored output-major [Cout, Cin, K]
+// (the float one is PyTorch's [Cin, Cout, K]) so that weight_scale [Cout] pairs with dim 0 as for every int8
+// layer. A layer without NAME.act_quant runs in
+// float. Such a model must run its quantized layers in int8 (W' differs from W unless the shift/divisor are
+// absent), so the .wtk writer stores it as format version 2 requiring kModelFeatureInt8, with NAME.weight as s8
+// codes (io/model_file.h).
+//
+// An int8 LSTM NAME (e.g. "encoder.model.13.lstm", see LstmInt8Params in nn/layers.h) carries
+//   NAME.act_quant    [2]     (1 / data_scale, data_shift): the u8 mapping of every layer input
+//   NAME.act_smooth   [1]     the divisor of the layer-0 input (NAME.weight_ih_l0 is stored multiplied by it)
+//   NAME.weight_scale [4H]    s8 scale per gate row, shared by every NAME.weight_ih_lK / NAME.weight_hh_lK
+// and those weights go to the file as s8 codes like the other int8 layers' NAME.weight.
+//
+// Post-softmax quantization of an attention block NAME (e.g. "backbone.pos_net.2"): NAME.softmax_quant [9] =
+// kind (0 log-sqrt2, 1 AdaLog, 2 TanQ), bits, scale, zero_code, k, r, mant_bits, tan_a, tan_m; the quantizer is
+// rebuilt from these with quant/log_quant.h's make_* functions (a file marked kModelFeatureSoftmaxQuant).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "nn/layers.h"
+#include "quant/log_quant.h"
+#include "io/weights.h"
+
+namespace wavtok {
+
+// The int8 parameters stored for layer `name`, or nothing when it is not quantized. Throws naming the
+// file on malformed tensors.
+std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::string& name, int cin, int cout);
+
+// Names the layer (for calibration) and switches it to int8 when the file quantizes it.
+void setup_layer(Linear& layer, const WeightMap& w, const std::string& name);
+void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name);
+void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& name);
+
+// Names the LSTM (for calibration) and switches it to int8 when the file quantizes it.
+void setup_layer(Lstm& layer, const WeightMap& w, const std::string& name);
+// True for the names of LSTMs (calibration statistics and int8 parameters: "….lstm").
+bool is_lstm_layer(const std::string& name);
+
+// True for the layers quantized as transposed convolutions (names ending in ".convtr").
+bool is_transposed_conv_layer(const std::string& name);
+
+bool has_int8_layers(const WeightMap& w);
+
+// The post-softmax quantizer stored for attention block `name`, or nullptr. Throws naming the file on bad values.
+std::shared_ptr<const quant::LogQParams> stored_softmax_quant(const WeightMap& w, const std::string& name);
+Tensor softmax_quant_tensor(const quant::LogQParams& p);  // the stored form of p
+// Names the block's probabilities NAME.softmax for calibration and installs its stored quantizer, if any.
+void setup_attention(AttentionCore& core, const WeightMap& w, const std::string& name);
+
+}  // namespace wavtok

@@ -1,0 +1,74 @@
+// Codebook search in bf16 (set_vq_precision): token agreement with the float32 search on the fixtures' latents.
+#include <cstdio>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "models/model.h"
+#include "tests/testing/test_util.h"
+#include "models/models.h"
+
+namespace wavtok {
+namespace {
+
+using namespace wavtok::testing;
+
+// Restores the f32 search whatever the test does.
+struct VqPrecisionGuard {
+  ~VqPrecisionGuard() { set_vq_precision(VqPrecision::F32); }
+};
+
+// Fraction of equal codes between the f32 and the bf16 search of `latents` [dim, F] with nq codebooks.
+double agreement(const Model& m, const Tensor& latents, int nq, int64_t* total) {
+  VqPrecisionGuard guard;
+  set_vq_precision(VqPrecision::F32);
+  const Tokens f = m.quantize(latents, nq);
+  set_vq_precision(VqPrecision::BF16);
+  const Tokens b = m.quantize(latents, nq);
+  int64_t same = 0;
+  for (size_t i = 0; i < f.codes.size(); ++i) same += f.codes[i] == b.codes[i];
+  *total = int64_t(f.codes.size());
+  return double(same) / double(f.codes.size());
+}
+
+Tensor latents_from_npy(const std::string& path) {
+  const RawTensor a = read_npy(path);  // (1, dim, F)
+  const std::vector<float> v = a.to_float();
+  return Tensor({a.shape.at(1), a.shape.at(2)}, v);
+}
+
+TEST(VqPrecision, RefusesBf16WithoutCpuSupport) {
+  VqPrecisionGuard guard;
+  if (bf16_supported()) {
+    EXPECT_NO_THROW(set_vq_precision(VqPrecision::BF16));
+    EXPECT_EQ(get_vq_precision(), VqPrecision::BF16);
+    GTEST_SKIP() << "this CPU has bf16; the refusal path is not reachable";
+  }
+  try {
+    set_vq_precision(VqPrecision::BF16);
+    ADD_FAILURE() << "bf16 search accepted on a CPU without bf16";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("AVX512-BF16"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(get_vq_precision(), VqPrecision::F32);
+}
+
+TEST(VqPrecision, Bf16TokensAgreeWithF32) {
+  if (!bf16_supported()) GTEST_SKIP() << "no native bf16 on this CPU";
+  auto wt = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
+  int64_t n_wt = 0, n_ec = 0;
+  const double a_wt = agreement(*wt, latents_from_npy(fixture("wavtokenizer-75/speech.latents.npy")), 1, &n_wt);
+  auto ec = Model::load(fixture("encodec-24k/model.th"));
+  const double a_ec = agreement(*ec, latents_from_npy(fixture("encodec-24k/speech.emb.npy")), 32, &n_ec);
+  std::printf("bf16 codebook search: WavTokenizer %.2f%% of %lld codes, EnCodec (32 codebooks) %.2f%% of %lld\n",
+              100 * a_wt, static_cast<long long>(n_wt), 100 * a_ec, static_cast<long long>(n_ec));
+  // Measured 100 % for both (the exact rescoring of the 4 bf16 best settles every near tie here; the plain bf16
+  // argmax gave 99.67 % and 91.43 %, a flip in one residual stage changing the later ones too). The bound leaves
+  // room for a CPU whose bf16 kernels accumulate in another order.
+  EXPECT_GE(a_wt, 0.995);
+  EXPECT_GE(a_ec, 0.995);
+}
+
+}  // namespace
+}  // namespace wavtok

@@ -1,0 +1,282 @@
+// oneDNN-backed layers. Batch size is always 1; activations are plain row-major float buffers:
+// channels-first [C, T] ("ncw") or channels-last [T, C] ("nwc"), chosen per layer.
+// Every layer creates its primitives once per input length and reuses them; forward() is const and
+// safe to call from several threads at once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/dnnl_util.h"
+#include "core/tensor.h"
+#include "core/util.h"
+
+namespace wavtok {
+
+namespace quant {
+struct LogQParams;
+}
+
+enum class Act { None, Elu, Gelu, Silu };
+
+void apply_act(Act act, float* x, int64_t n);  // in place
+
+// float32 -> bfloat16 (round to nearest even) into a per-thread buffer; returns it.
+const uint16_t* to_bf16_scratch(const float* x, int64_t n, int slot);
+
+// Post-training int8 quantization of one Conv1d/Linear (docs/PTQ.md). The input x is mapped per input channel
+// c to u = (x - in_shift[c]) / in_scale[c] (SmoothQuant-b / RepQ-ViT reparameterization, identity when the
+// vectors are empty), then to u8 codes q = clamp(rint(u / act_scale) + act_zero, 0, 255); the layer's weight
+// must already be the transformed W' = W diag(in_scale) with bias b' = b + W in_shift. Weights are s8 with one
+// scale per output channel, q_w = clamp(rint(W' / weight_scale[o]), -127, 127); oneDNN accumulates u8 x s8
+// in int32 and dequantizes with per-channel output scales into float32 (post-ops: sum, activation).
+struct Int8Params {
+  float act_scale = 1.0f;
+  int32_t act_zero = 0;
+  std::vector<float> in_shift, in_scale;  // [Cin] or empty
+  std::vector<float> weight_scale;        // [Cout]
+};
+
+struct Int8State;  // quantized weights and per-channel factors (nn/layer_support.h)
+
+// The s8 weight codes an int8 layer uses: int8_weight_codes (core/util.h).
+
+// Calibration hook: while set on a thread, every named Conv1d/Linear forward on that thread reports its
+// float input (rows x cols, channels-last when `channels_last`, else [cols, rows] channels-first).
+using ActObserver = std::function<void(const std::string& layer, const float* x, int64_t rows, int cols, bool channels_last)>;
+void set_act_observer(const ActObserver* obs);  // nullptr turns it off
+const ActObserver* act_observer();
+
+// Conv1d over an already padded input (no implicit padding). Weight [Cout, Cin/groups, K].
+class Conv1d {
+ public:
+  Conv1d() = default;
+  Conv1d(const Tensor& weight, const Tensor& bias, int stride, int dilation, int groups,
+         bool channels_last, Act post = Act::None);
+  int64_t out_len(int64_t tin) const { return (tin - dilation_ * (kernel_ - 1) - 1) / stride_ + 1; }
+  // y = post(conv(x) [+ y if accumulate]); x has tin samples per channel.
+  void forward(const float* x, int64_t tin, float* y, bool accumulate = false) const;
+  int in_channels() const { return cin_; }
+  int out_channels() const { return cout_; }
+  int kernel() const { return kernel_; }
+  int stride() const { return stride_; }
+  int dilation() const { return dilation_; }
+  int64_t macs_per_output() const { return int64_t(cin_ / groups_) * kernel_ * cout_; }
+  // Layers whose error would change tokens (the encoder) stay float32 in bf16 mode.
+  void allow_bf16(bool on) { bf16_ok_ = on; }
+  // Name reported to the activation observer (the weight prefix, e.g. "backbone.embed").
+  void set_name(std::string name) { name_ = std::move(name); }
+  const std::string& name() const { return name_; }
+  const Tensor& weight() const { return w_; }
+  const Tensor& bias() const { return b_; }
+  // Switches to int8 (groups == 1 only); the weight/bias given at construction must be the transformed ones.
+  void set_int8(Int8Params p);
+  bool is_int8() const { return q_ != nullptr; }
+  // Primitives held (one per piece length and accumulate flag; see forward()).
+  size_t cached_shapes() const { return cache_.size(); }
+
+ private:
+  struct Entry {
+    dnnl::convolution_forward prim;
+    dnnl::memory weights, bias;
+    dnnl::memory::desc src_md, dst_md;
+    bool bf16 = false;  // src and weights in bfloat16, dst float32
+  };
+  Entry make(int64_t tin, bool accumulate) const;
+  Entry make_int8(int64_t tin, bool accumulate) const;
+  void run(const float* x, int64_t tin, float* y, bool accumulate) const;  // one primitive call, exact shape
+  bool cheap_shapes() const;  // 1x1 kernel: its primitives are cheap to create for every length
+  std::string name_;
+  std::shared_ptr<const Int8State> q_;
+  Tensor w_, b_;
+  int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1, dilation_ = 1, groups_ = 1;
+  bool channels_last_ = false;
+  bool bf16_ok_ = true;
+  Act post_ = Act::None;
+  ShapeCache<Entry> cache_;
+  WeightCache wcache_;  // the weights in each layout the cached primitives use
+};
+
+// ConvTranspose1d without output trimming (callers unpad). PyTorch weight [Cin, Cout, K].
+//
+// int8 mode (set_int8) is SYMMETRIC on the input: s8 codes q = clamp(rint(x / act_scale), -127, 127) (act_zero
+// must be 0, no in_shift/in_scale), s8 weights q_w = clamp(rint(W[o] / weight_scale[o]), -127, 127) per output
+// channel, oneDNN int8 deconvolution (int32 accumulation) dequantized by act_scale * weight_scale[o] into float32,
+// bias added in float (given to oneDNN in accumulator units, b / (act_scale weight_scale[o])). With zero point 0
+// nothing is folded into the bias, so the edge outputs (which sum over fewer taps) are as exact as the interior.
+class ConvTranspose1d {
+ public:
+  ConvTranspose1d() = default;
+  ConvTranspose1d(const Tensor& weight, const Tensor& bias, int stride, bool channels_last = false);
+  int64_t out_len(int64_t tin) const { return (tin - 1) * stride_ + kernel_; }
+  void forward(const float* x, int64_t tin, float* y) const;  // [Cin, T] -> [Cout, Tout] (or [T, C] layouts)
+  int in_channels() const { return cin_; }
+  int out_channels() const { return cout_; }
+  int kernel() const { return kernel_; }
+  int stride() const { return stride_; }
+  // Name reported to the activation observer (the weight prefix).
+  void set_name(std::string name) { name_ = std::move(name); }
+  const std::string& name() const { return name_; }
+  // The weight in oneDNN order [Cout, Cin, K] (the order an int8 transposed conv is stored in, models/quantized.h).
+  const Tensor& weight_oik() const { return w_; }
+  const Tensor& bias() const { return b_; }
+  // Switches to int8 (see above): act_zero == 0, in_shift/in_scale empty, weight_scale [Cout].
+  void set_int8(Int8Params p);
+  bool is_int8() const { return q_ != nullptr; }
+
+ private:
+  struct Entry {
+    dnnl::deconvolution_forward prim;
+    dnnl::memory weights, bias;
+    dnnl::memory::desc src_md, dst_md;
+  };
+  Entry make(int64_t tin) const;
+  std::string name_;
+  std::shared_ptr<const Int8State> q_;
+  Tensor w_, b_;  // w_ in oneDNN order [Cout, Cin, K]
+  int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1;
+  bool channels_last_ = false;
+  ShapeCache<Entry> cache_;
+  WeightCache wcache_;  // the weights in each layout the cached primitives use
+};
+
+// y[T, Cout] = post(x[T, Cin] W^T + b) [+ y before post if accumulate].
+class Linear {
+ public:
+  Linear() = default;
+  Linear(const Tensor& weight, const Tensor& bias, Act post = Act::None);
+  void forward(const float* x, int64_t rows, float* y, bool accumulate = false) const;
+  int in_features() const { return cin_; }
+  int out_features() const { return cout_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  const std::string& name() const { return name_; }
+  const Tensor& weight() const { return w_; }
+  const Tensor& bias() const { return b_; }
+  void set_int8(Int8Params p);  // see Int8Params
+  bool is_int8() const { return q_ != nullptr; }
+
+ private:
+  struct Entry {
+    dnnl::inner_product_forward prim;
+    dnnl::memory weights, bias;
+    dnnl::memory::desc src_md, dst_md;
+    bool bf16 = false;
+  };
+  Entry make(int64_t rows, bool accumulate) const;
+  Entry make_int8(int64_t rows, bool accumulate) const;
+  std::string name_;
+  std::shared_ptr<const Int8State> q_;
+  Tensor w_, b_;
+  int cin_ = 0, cout_ = 0;
+  Act post_ = Act::None;
+  ShapeCache<Entry> cache_;
+  WeightCache wcache_;  // the weights in each layout the cached primitives use
+};
+
+// LayerNorm over the last dimension of [T, C]; scale/shift may be given per call (AdaLayerNorm).
+class LayerNorm {
+ public:
+  LayerNorm() = default;
+  LayerNorm(int channels, float eps) : c_(channels), eps_(eps) {}
+  void forward(const float* x, int64_t rows, float* y, const float* scale, const float* shift) const;
+  int channels() const { return c_; }
+
+ private:
+  struct Entry {
+    dnnl::layer_normalization_forward prim;
+    dnnl::memory::desc md, ss_md;
+  };
+  Entry make(int64_t rows) const;
+  int c_ = 0;
+  float eps_ = 1e-5f;
+  ShapeCache<Entry> cache_;
+};
+
+// GroupNorm on channels-last [T, C] (oneDNN 2.6 has no group normalization primitive).
+void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, const float* gamma,
+                   const float* beta, float* y, bool silu);
+// y[t, c] = x[t, c] * gamma[c] + beta[c] (then SiLU when `silu`); y may alias x. The pointwise stand-in for
+// GroupNorm in streamable backbones (VocosConfig::pos_net_norm "affine").
+void channel_affine_tc(const float* x, int64_t T, int C, const float* gamma, const float* beta, float* y, bool silu);
+
+// Int8 LSTM (docs/PTQ.md): every layer input v (the layer-0 input divided by `in_divisor`, and the hidden states,
+// which lie in (-1, 1)) is u8 = clamp(rint(v * data_scale + data_shift), 0, 255), one mapping for all of them as
+// oneDNN's int8 RNN requires; weights are s8 codes times weight_scale[row], one scale per gate row shared by every
+// layer's W_ih and W_hh (oneDNN's RNN weight scales span layers). The layer-0 W_ih given to the Lstm already carries
+// the in_divisor factor (W_ih * in_divisor), so the layer computes the float LSTM's function. Cell states stay f32.
+struct LstmInt8Params {
+  float data_scale = 127.0f, data_shift = 128.0f;
+  float in_divisor = 1.0f;
+  std::vector<float> weight_scale;  // [4 * hidden]
+};
+
+// Multi-layer unidirectional LSTM, PyTorch gate order (i, f, g, o), same as oneDNN's.
+// Input and output are [T, C] (channels-last). State (h, c) for each layer is carried in `state`
+// when given, so a stream can be processed chunk by chunk.
+class Lstm {
+ public:
+  struct State {
+    Tensor h, c;                // [layers, hidden]
+    Tensor h_next, c_next;      // the step's outputs, swapped with h, c: streaming chunks then allocate nothing
+  };
+  Lstm() = default;
+  // weights per layer: weight_ih [4H, I], weight_hh [4H, H], bias_ih [4H], bias_hh [4H]
+  Lstm(const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh,
+       const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh);
+  void forward(const float* x, int64_t T, float* y, State* state = nullptr) const;
+  State initial_state() const;
+  int hidden() const { return hidden_; }
+  int layers() const { return layers_; }
+  // Runs the layer in int8 from now on (throws on a weight_scale of the wrong size or bad values).
+  void set_int8(LstmInt8Params p);
+  const LstmInt8Params* int8() const { return q_ ? &*q_ : nullptr; }
+  // Calibration: the name under which the activation observer sees the layer-0 input ([T, C]).
+  void set_name(std::string name) { name_ = std::move(name); }
+
+ private:
+  struct Entry {
+    dnnl::lstm_forward prim;
+    dnnl::memory wl, wi, bias;
+    dnnl::memory::desc src_md, dst_md, iter_md, iter_c_md, src_iter_md;
+  };
+  Entry make(int64_t T) const;
+  Tensor wl_, wi_, bias_;  // ldigo, ldigo, ldgo
+  int layers_ = 0, input_ = 0, hidden_ = 0;
+  std::optional<LstmInt8Params> q_;
+  std::string name_;
+  ShapeCache<Entry> cache_;
+  WeightCache wl_cache_, wi_cache_;
+};
+
+// Single-head self-attention core on [T, C]: out = softmax(q k^T * scale) v.
+class AttentionCore {
+ public:
+  void forward(const float* q, const float* k, const float* v, int64_t T, int C, float* out,
+               Tensor& scratch) const;
+  // Post-softmax quantization (docs/PTQ.md): the probabilities are fake-quantized (quantize, dequantize in
+  // float) by `p` (log-sqrt2, AdaLog or TanQ, quant/log_quant.h) before the P·V product; nullptr = float.
+  void set_prob_quant(std::shared_ptr<const quant::LogQParams> p) { pq_ = std::move(p); }
+  const quant::LogQParams* prob_quant() const { return pq_.get(); }
+  // Name under which the activation observer sees the probabilities ([T, T] rows, channels-last).
+  void set_name(std::string name) { name_ = std::move(name); }
+  // Query t attends keys t - left .. t + right only (a band mask before the softmax); left < 0: all keys.
+  void set_window(int left, int right) { win_left_ = left, win_right_ = right; }
+
+ private:
+  struct Entry {
+    dnnl::matmul qk, pv;
+    dnnl::softmax_forward softmax;
+    dnnl::memory::desc q_md, kt_md, s_md, v_md, o_md;
+  };
+  Entry make(int64_t T, int C) const;
+  ShapeCache<Entry> cache_;
+  std::shared_ptr<const quant::LogQParams> pq_;
+  std::string name_;
+  int win_left_ = -1, win_right_ = -1;
+};
+
+}  // namespace wavtok

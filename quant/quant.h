@@ -1,0 +1,9 @@
+// quant/: quantizer math (uniform, log/AdaLog/TanQ, SmoothQuant, mixed bits and Hadamard rotation, reparameterisation).
+// The library's public header.
+#pragma once
+
+#include "quant/log_quant.h"
+#include "quant/mixed.h"
+#include "quant/reparam.h"
+#include "quant/smooth.h"
+#include "quant/uniform.h"

@@ -114,7 +114,8 @@ void print_report(const char* name, const Clips& c, const SetReport& r) {
 
 void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>& out) {
   struct Opts {
-    std::string audio, eval, output, levels;
+    std::string audio, output, levels;
+    std::vector<std::string> evals;
     int iterations = 10;
     double anchor = 4.0, radius = 1.0;
     double bandwidth = 0;
@@ -130,7 +131,7 @@ void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>&
   sub->add_option("--config", common.config, "config.yaml for a checkpoint");
   sub->add_option("--audio", o->audio, "folder of audio to adapt to (.wav/.flac/.ogg, any rate)")->required();
   sub->add_option("-o,--output", o->output, "adapted model file (.wtk)")->required();
-  sub->add_option("--eval", o->eval, "folder of held-out audio: before/after figures on it too");
+  sub->add_option("--eval", o->evals, "folder of held-out audio: before/after figures on it too (may be repeated)");
   sub->add_option("--iterations", o->iterations, "Lloyd steps per codebook (default 10)")->check(CLI::Range(0, 10000));
   sub->add_option("--anchor", o->anchor,
                   "weight of the old centroid, in frames: a code seen this often moves half way to its data's mean "
@@ -165,10 +166,10 @@ void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>&
       throw Error("--bandwidth-id " + std::to_string(o->bandwidth_id) + " is out of range for this model");
     prog.say("encoding the adaptation audio in " + o->audio);
     const Clips train = load_clips(*parent, o->audio, "adaptation audio", o->max_clips, o->max_seconds, prog);
-    Clips held;
-    if (!o->eval.empty()) {
-      prog.say("encoding the held-out audio in " + o->eval);
-      held = load_clips(*parent, o->eval, "held-out audio", o->max_clips, o->max_seconds, prog);
+    std::vector<Clips> held;
+    for (const auto& dir : o->evals) {
+      prog.say("encoding the held-out audio in " + dir);
+      held.push_back(load_clips(*parent, dir, "held-out audio", o->max_clips, o->max_seconds, prog));
     }
     AdaptOptions ao;
     ao.codebook.iterations = o->iterations;
@@ -185,11 +186,12 @@ void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>&
       prog.say("codebook " + std::to_string(l.level) + ": " + std::to_string(l.stats.steps) + " steps, " +
                std::to_string(l.stats.codes_used) + " codes used, " + std::to_string(l.stats.codes_capped) +
                " held by the radius");
-    SetReport tr, ev;
+    SetReport tr;
+    std::vector<SetReport> ev;
     {
       ProgressScope ps(prog.bar());
       tr = evaluate(*parent, *res.model, train, nq, o->bandwidth_id);
-      if (!held.files.empty()) ev = evaluate(*parent, *res.model, held, nq, o->bandwidth_id);
+      for (const Clips& h : held) ev.push_back(evaluate(*parent, *res.model, h, nq, o->bandwidth_id));
     }
     write_model_file(o->output, res.config, res.weights);
     std::printf("parent %s -> adapted %s (%d codebook(s) of %d used; iterations %d, anchor %g, radius %g)\n",
@@ -200,8 +202,8 @@ void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>&
                   "(max %.3f) of the half-distance to the nearest code\n",
                   l.level, l.stats.mse_before, l.stats.mse_after, (long long)l.stats.codes_used,
                   (long long)l.stats.codes_capped, l.stats.mean_move, l.stats.max_move);
-    print_report("adaptation audio", train, tr);
-    if (!held.files.empty()) print_report("held-out audio", held, ev);
+    print_report(("adaptation audio " + o->audio).c_str(), train, tr);
+    for (size_t i = 0; i < held.size(); ++i) print_report(("held-out audio " + o->evals[i]).c_str(), held[i], ev[i]);
     prog.say("wrote " + o->output);
     return 0;
   }});

@@ -114,10 +114,10 @@ void print_report(const char* name, const Clips& c, const SetReport& r) {
 
 void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>& out) {
   struct Opts {
-    std::string audio, output, levels;
+    std::string audio, output, levels, limit = "cell";
     std::vector<std::string> evals;
     int iterations = 10;
-    double anchor = 4.0, radius = 1.0;
+    double anchor = 4.0, radius = 0.5;
     double bandwidth = 0;
     int n_q = 0, bandwidth_id = 0, max_clips = 10000;
     double max_seconds = 600;
@@ -138,9 +138,14 @@ void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>&
                   "(default 4)")
       ->check(number_in(0, 1e12));
   sub->add_option("--radius", o->radius,
-                  "largest move of a centroid, as a fraction of half the distance to its nearest neighbour; <= 1 keeps "
-                  "every code inside its old cell (default 1)")
+                  "largest move of a centroid: the fraction of the way to its old cell's boundary (--limit cell; < 1 "
+                  "keeps every code inside its cell) or of half the distance to its nearest neighbour (--limit ball; "
+                  "<= 1 does) (default 0.5)")
       ->check(number_in(0, 1e6));
+  sub->add_option("--limit", o->limit,
+                  "cell (default): a centroid moves at most --radius of the way to its old cell's boundary in the "
+                  "direction it moves; ball: at most --radius x half the distance to its nearest neighbour")
+      ->check(CLI::IsMember({"ball", "cell"}));
   sub->add_option("--levels", o->levels,
                   "codebooks (RVQ levels) to adapt, comma-separated, e.g. 0,1 (default: all that encoding uses)");
   sub->add_option("-b,--bandwidth", o->bandwidth, "EnCodec-format models: encode at this bandwidth (kbps)")
@@ -175,6 +180,7 @@ void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>&
     ao.codebook.iterations = o->iterations;
     ao.codebook.anchor = o->anchor;
     ao.codebook.radius = o->radius;
+    ao.codebook.limit = o->limit == "cell" ? MoveLimit::Cell : MoveLimit::Ball;
     ao.levels = levels;
     ao.n_q = nq;
     AdaptResult res;
@@ -194,9 +200,9 @@ void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>&
       for (const Clips& h : held) ev.push_back(evaluate(*parent, *res.model, h, nq, o->bandwidth_id));
     }
     write_model_file(o->output, res.config, res.weights);
-    std::printf("parent %s -> adapted %s (%d codebook(s) of %d used; iterations %d, anchor %g, radius %g)\n",
+    std::printf("parent %s -> adapted %s (%d codebook(s) of %d used; iterations %d, anchor %g, radius %g, limit %s)\n",
                 fingerprint_str(parent->fingerprint()).c_str(), fingerprint_str(res.model->fingerprint()).c_str(),
-                int(res.levels.size()), nq, o->iterations, o->anchor, o->radius);
+                int(res.levels.size()), nq, o->iterations, o->anchor, o->radius, o->limit.c_str());
     for (const auto& l : res.levels)
       std::printf("codebook %d: residual MSE %.5f -> %.5f, %lld codes used, %lld held by the radius, mean move %.3f "
                   "(max %.3f) of the half-distance to the nearest code\n",

@@ -35,7 +35,7 @@ EOF
   mv "$OUT/speech_eval.tmp" "$OUT/speech_eval"
 fi
 {
-  echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD), $(nproc) cores"
+  echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD), $(nproc --all) cores"
   /usr/bin/time -f "# wall %e s, user %U s, peak RSS %M KiB" \
     build/wavtok adapt --audio "$OUT/music_adapt" --eval "$OUT/music_eval" --eval "$OUT/speech_eval" \
     -o "$OUT/adapted.wtk" -t 1 -q "$@" 2>&1

@@ -103,12 +103,27 @@ Tensor adapt_codebook(const Tensor& old, const float* data, int64_t n, const Cod
         move[size_t(d)] = (sum[size_t(k * D + d)] + opt.anchor * o[d]) / (nk + opt.anchor) - o[d];
         len2 += move[size_t(d)] * move[size_t(d)];
       }
-      const double len = std::sqrt(len2), limit = opt.radius * half[size_t(k)];
+      const double len = std::sqrt(len2);
       double scale = 1.0;
-      if (len > limit) {
-        scale = len > 0 ? limit / len : 0.0;
-        ++st.codes_capped;
+      if (opt.limit == MoveLimit::Ball) {
+        const double limit = opt.radius * half[size_t(k)];
+        if (len > limit) scale = len > 0 ? limit / len : 0.0;
+      } else if (len > 0) {
+        // o_k + t * move stays nearer o_k than o_j while 2 t move.(o_j - o_k) <= |o_j - o_k|^2.
+        double t_max = std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < K; ++j) {
+          if (j == k) continue;
+          double dot = 0, d2 = 0;
+          for (int64_t d = 0; d < D; ++d) {
+            const double e = double(old[j * D + d]) - o[d];
+            dot += move[size_t(d)] * e;
+            d2 += e * e;
+          }
+          if (dot > 0) t_max = std::min(t_max, d2 / (2 * dot));
+        }
+        scale = std::min(1.0, opt.radius * t_max);
       }
+      if (scale < 1.0) ++st.codes_capped;
       for (int64_t d = 0; d < D; ++d) c[d] = float(o[d] + scale * move[size_t(d)]);
       ++st.codes_used;
       const double rel = std::isfinite(half[size_t(k)]) && half[size_t(k)] > 0 ? len * scale / half[size_t(k)] : 0.0;

@@ -140,26 +140,33 @@ TEST(CodebookAdapt, RadiusKeepsEveryCodeInsideItsOldCell) {
   const Tensor old = random_book(32, 6, 5);
   const int64_t n = 2000;
   const std::vector<float> x = drifted(old, n, 0.3f, 0.5f, 1.5f, 6);  // a drift larger than the code spacing
-  for (double radius : {0.0, 0.5, 1.0}) {
-    CodebookAdaptOptions o;
-    o.iterations = 8;
-    o.anchor = 0;
-    o.radius = radius;
-    CodebookAdaptStats st;
-    const Tensor got = adapt_codebook(old, x.data(), n, o, &st);
-    EXPECT_GT(st.codes_capped, 0) << radius;
-    for (int64_t k = 0; k < 32; ++k) {
-      double d2 = 0;
-      for (int d = 0; d < 6; ++d) d2 += std::pow(double(got[k * 6 + d]) - old[k * 6 + d], 2);
-      EXPECT_LE(std::sqrt(d2), radius * half_nn(old, k) * (1 + 1e-5) + 1e-6) << "code " << k << " radius " << radius;
-      // The moved centroid is still coded as itself by the old codebook: stored tokens keep their meaning.
-      if (radius < 1) {
+  for (MoveLimit limit : {MoveLimit::Ball, MoveLimit::Cell})
+    for (double radius : {0.0, 0.5, 0.9}) {
+      CodebookAdaptOptions o;
+      o.iterations = 8;
+      o.anchor = 0;
+      o.radius = radius;
+      o.limit = limit;
+      CodebookAdaptStats st;
+      const Tensor got = adapt_codebook(old, x.data(), n, o, &st);
+      EXPECT_GT(st.codes_capped, 0) << radius;
+      double max_rel = 0;
+      for (int64_t k = 0; k < 32; ++k) {
+        double d2 = 0;
+        for (int d = 0; d < 6; ++d) d2 += std::pow(double(got[k * 6 + d]) - old[k * 6 + d], 2);
+        const double rel = std::sqrt(d2) / half_nn(old, k);
+        max_rel = std::max(max_rel, rel);
+        if (limit == MoveLimit::Ball) EXPECT_LE(rel, radius * (1 + 1e-5) + 1e-6) << "code " << k << " radius " << radius;
+        // The moved centroid is still coded as itself by the old codebook: stored tokens keep their meaning.
         std::vector<float> c(6);
         for (int d = 0; d < 6; ++d) c[size_t(d)] = got[k * 6 + d];
-        EXPECT_EQ(nearest(old, c, 1, 0), k) << "code " << k;
+        EXPECT_EQ(nearest(old, c, 1, 0), k) << "code " << k << " radius " << radius;
       }
+      if (radius == 0) EXPECT_EQ(max_rel, 0.0);
+      // A cell reaches further than its inscribed ball where the neighbours are not in the way.
+      if (limit == MoveLimit::Cell && radius == 0.9) EXPECT_GT(max_rel, 0.9);
+      EXPECT_NEAR(st.max_move, max_rel, 1e-4 * (1 + max_rel));
     }
-  }
 }
 
 TEST(CodebookAdapt, SyntheticDriftLowersHeldOutErrorByAFifth) {

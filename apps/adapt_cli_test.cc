@@ -46,7 +46,7 @@ TEST_F(AdaptCli, AdaptsAndTokensOfParentAndChildDecodeWithEachOther) {
   EXPECT_EQ(child->parent_fingerprint(), parent->fingerprint());
   for (const std::string& needle : {fingerprint_str(parent->fingerprint()), fingerprint_str(child->fingerprint()),
                                     std::string("latent MSE"), std::string("mel distance"), std::string("old tokens"),
-                                    std::string("held-out audio")})
+                                    std::string("held-out audio"), std::string("no quantization")})
     EXPECT_NE(r.err.find(needle), std::string::npos) << needle << " missing in\n" << r.err;
   r = run_cli({"info", path("child.wtk")});
   EXPECT_EQ(r.code, 0);

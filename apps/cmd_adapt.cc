@@ -83,7 +83,7 @@ std::vector<int> parse_levels(const std::string& s) {
 
 struct SetReport {
   AdaptQuality before, after;
-  TokenDecodeQuality old_by_parent, old_by_child;
+  TokenDecodeQuality old_by_parent, old_by_child, unquantized;
 };
 
 SetReport evaluate(const Model& parent, const Model& child, const Clips& c, int nq, int bwid) {
@@ -94,6 +94,7 @@ SetReport evaluate(const Model& parent, const Model& child, const Clips& c, int 
   for (const Tensor& z : c.latents) old.push_back(parent.quantize(z, nq));
   r.old_by_parent = decode_quality(parent, old, c.audio, bwid);
   r.old_by_child = decode_quality(child, old, c.audio, bwid);
+  r.unquantized = unquantized_quality(parent, c.latents, c.audio, bwid);
   return r;
 }
 
@@ -108,6 +109,8 @@ void print_report(const char* name, const Clips& c, const SetReport& r) {
               "adapted model)\n",
               r.old_by_parent.stoi, r.old_by_child.stoi, r.old_by_child.stoi - r.old_by_parent.stoi, r.old_by_parent.mel,
               r.old_by_child.mel);
+  std::printf("  no quantization:  STOI %.4f, mel %.4f  (the latents decoded as they are, without a codebook)\n",
+              r.unquantized.stoi, r.unquantized.mel);
 }
 
 }  // namespace

@@ -132,4 +132,20 @@ TokenDecodeQuality decode_quality(const Model& m, const std::vector<Tokens>& tok
   return q;
 }
 
+TokenDecodeQuality unquantized_quality(const Model& m, const std::vector<Tensor>& latents,
+                                       const std::vector<std::vector<float>>& audio, int bandwidth_id) {
+  if (latents.size() != audio.size() || audio.empty()) throw Error("adapt: unquantized_quality needs one latent per clip");
+  TokenDecodeQuality q;
+  for (size_t i = 0; i < audio.size(); ++i) {
+    const std::vector<float> out = m.decode_latents(latents[i], bandwidth_id);
+    const auto [ref, est] = common(audio[i], out);
+    q.stoi += stoi(ref, est, m.sample_rate());
+    q.mel += mel_distance(ref, est, m.sample_rate());
+    report_progress("decode latents", double(i + 1) / double(audio.size()));
+  }
+  q.stoi /= double(audio.size());
+  q.mel /= double(audio.size());
+  return q;
+}
+
 }  // namespace wavtok

@@ -56,5 +56,9 @@ struct TokenDecodeQuality {
 };
 TokenDecodeQuality decode_quality(const Model& m, const std::vector<Tokens>& tokens,
                                   const std::vector<std::vector<float>>& audio, int bandwidth_id = 0);
+// The same for the continuous latents decoded without quantization: what no codebook can improve on (the encoder
+// and decoder are shared by a parent and its child).
+TokenDecodeQuality unquantized_quality(const Model& m, const std::vector<Tensor>& latents,
+                                       const std::vector<std::vector<float>>& audio, int bandwidth_id = 0);
 
 }  // namespace wavtok

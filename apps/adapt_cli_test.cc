@@ -10,10 +10,10 @@
 #include <gtest/gtest.h>
 
 #include "apps/cli_test_util.h"
-#include "codec/model.h"
-#include "codec/token_file.h"
+#include "models/model.h"
+#include "io/token_file.h"
 #include "dsp/audio_io.h"
-#include "tests/test_util.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {

@@ -170,7 +170,7 @@ void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>&
     auto parent = load_model(common);
     const int nq = n_q_from(*parent, o->bandwidth, o->n_q);
     if (o->bandwidth_id >= std::max(1, parent->config().vocos.adanorm_num_embeddings) &&
-        parent->config().arch == "wavtokenizer")
+        parent->config().arch == Arch::WavTokenizer)
       throw Error("--bandwidth-id " + std::to_string(o->bandwidth_id) + " is out of range for this model");
     prog.say("encoding the adaptation audio in " + o->audio);
     const Clips train = load_clips(*parent, o->audio, "adaptation audio", o->max_clips, o->max_seconds, prog);

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "dsp/metrics.h"
+#include "vq/rvq.h"
 
 namespace wavtok {
 namespace {

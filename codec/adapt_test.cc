@@ -14,6 +14,7 @@
 #include "io/model_file.h"
 #include "io/token_file.h"
 #include "tests/testing/test_util.h"
+#include "vq/rvq.h"
 
 namespace wavtok {
 namespace {

@@ -84,7 +84,7 @@ void register_codec_commands(CLI::App& app, Common& c, std::vector<Command>& out
       if (!opt->enc_lat.empty()) write_npy(opt->enc_lat, latent_to_raw(lat));
       if (!opt->enc_qlat.empty()) write_npy(opt->enc_qlat, latent_to_raw(q));
       if (!opt->enc_out.empty()) {
-        TokenFile tf{tk, model->fingerprint(), model->sample_rate(), model->hop(), model->config().quantizer.bins};
+        TokenFile tf = token_file_for(*model, std::move(tk));
         write_tokens(opt->enc_out, tf, token_format_for(opt->enc_out, opt->enc_fmt));
       }
       prog.say("done");
@@ -115,7 +115,8 @@ void register_codec_commands(CLI::App& app, Common& c, std::vector<Command>& out
         feats = read_latent(opt->dec_in, *model);
       } else {
         TokenFile tf = read_tokens(opt->dec_in);
-        check_tokens_for_model(tf, *model, opt->dec_in);
+        const std::string warning = check_tokens_for_model(tf, *model, opt->dec_in);
+        if (!warning.empty()) std::fprintf(stderr, "wavtok: warning: %s\n", warning.c_str());
         feats = model->dequantize(tf.tokens);
       }
       prog.on = prog.on && feats.dim(1) * model->hop() > model->sample_rate() * 3;
@@ -150,7 +151,7 @@ void register_codec_commands(CLI::App& app, Common& c, std::vector<Command>& out
       auto model = load_model(c);
       Tensor lat = read_latent(opt->rq_in, *model);
       Tokens tk = model->quantize(lat, n_q_from(*model, opt->rq_bw, opt->rq_nq));
-      TokenFile tf{tk, model->fingerprint(), model->sample_rate(), model->hop(), model->config().quantizer.bins};
+      TokenFile tf = token_file_for(*model, std::move(tk));
       write_tokens(opt->rq_out, tf, token_format_for(opt->rq_out, opt->rq_fmt));
       return 0;
     }});

@@ -67,6 +67,9 @@ void register_model_commands(CLI::App& app, Common& c, std::vector<Command>& out
         std::printf("decoder:      SEANet n_filters %d\n", m.decoder.n_filters);
       std::printf("parameters:   %lld\n", static_cast<long long>(model->parameter_count()));
       std::printf("fingerprint:  %016llx\n", static_cast<unsigned long long>(model->fingerprint()));
+      if (model->parent_fingerprint())
+        std::printf("adapted from: %016llx (wavtok adapt; tokens of either model decode with the other)\n",
+                    static_cast<unsigned long long>(model->parent_fingerprint()));
       return 0;
     }});
   }

@@ -215,10 +215,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     tf.tokens.codes.resize(codes.size());
     for (int64_t f = 0; f < tf.tokens.frames; ++f)  // frame-major -> [n_q][frames]
       for (int q = 0; q < nq; ++q) tf.tokens.codes[size_t(q) * tf.tokens.frames + f] = codes[size_t(f) * nq + q];
-    tf.fingerprint = model->fingerprint();
-    tf.sample_rate = model->sample_rate();
-    tf.hop = model->hop();
-    tf.bins = model->config().quantizer.bins;
+    tf = token_file_for(*model, std::move(tf.tokens));
     write_tokens(e->out, tf, token_format_for(e->out, e->fmt));
     if (!common.quiet) {
       st.print("stream-encode", double(received) / in_rate);
@@ -260,7 +257,8 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     TokenFile tf;
     if (!from_stdin) {
       tf = read_tokens(d->in);
-      check_tokens_for_model(tf, *model, d->in);
+      const std::string warning = check_tokens_for_model(tf, *model, d->in);
+      if (!warning.empty()) std::fprintf(stderr, "wavtok: warning: %s\n", warning.c_str());
     }
     StreamParams sp = stream_preset(d->preset);
     if (d->bandwidth_id >= 0) sp.bandwidth_id = d->bandwidth_id;

@@ -9,6 +9,7 @@ void register_eval_command(CLI::App& app, Common& common, std::vector<Command>& 
 void register_bench_command(CLI::App& app, Common& common, std::vector<Command>& out);
 void register_stream_commands(CLI::App& app, Common& common, std::vector<Command>& out);
 void register_quantize_commands(CLI::App& app, Common& common, std::vector<Command>& out);
+void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>& out);
 
 void add_common_options(CLI::App* sub, Common& c, const char* quiet_help) {
   sub->add_option("-m,--model", c.model, "model: .wtk file or PyTorch checkpoint (default: the shipped model)");
@@ -44,6 +45,7 @@ void register_extra_commands(CLI::App& app, Common& common, std::vector<Command>
   register_bench_command(app, common, out);
   register_stream_commands(app, common, out);
   register_quantize_commands(app, common, out);
+  register_adapt_command(app, common, out);
 }
 
 }  // namespace wavtok

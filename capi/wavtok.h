@@ -65,6 +65,16 @@ int wavtok_model_codebook_size(const wavtok_model* model);
 /* 1 when the model streams exactly (EnCodec-format, causal): codes and audio equal one-shot processing and
  * the window parameters are unused; 0 for windowed recomputation (WavTokenizer); -1 for NULL. */
 int wavtok_model_streams_exactly(const wavtok_model* model);
+/* The model's fingerprint (its config and codebooks; .wtt token files carry the fingerprint of the model that made
+ * them), and the fingerprint of the model it was adapted from by `wavtok adapt` (0 for none). 0 for NULL. */
+uint64_t wavtok_model_fingerprint(const wavtok_model* model);
+uint64_t wavtok_model_parent_fingerprint(const wavtok_model* model);
+/* Before decoding stored tokens: may tokens made by the model with fingerprint `fingerprint` (whose parent is
+ * `parent_fingerprint`, 0 for none) be decoded by `model`? Returns 0 for the same model; 1 for its parent or its
+ * child (an adapted codebook keeps each code's meaning: decodable, and wavtok_last_error() then holds a warning
+ * naming both fingerprints, to show the user); -1 for any other model (refused, the reason in wavtok_last_error())
+ * or NULL. The sessions themselves take bare codes and check nothing. */
+int wavtok_model_check_tokens(const wavtok_model* model, uint64_t fingerprint, uint64_t parent_fingerprint);
 
 /* Optional, once per model and set of parameters, before live streams start: runs throwaway sessions over a
  * synthetic signal pushed in chunks of chunk_samples, so that the model's layers create the oneDNN primitives

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "models/model.h"
 #include "codec/streaming.h"
+#include "io/token_file.h"
 #include "models/models.h"
 
 struct wavtok_model {
@@ -125,6 +126,24 @@ int wavtok_model_n_q(const wavtok_model* m) { return m ? m->m->max_n_q() : -1; }
 int wavtok_model_codebook_size(const wavtok_model* m) { return m ? m->m->config().quantizer.bins : -1; }
 int wavtok_model_streams_exactly(const wavtok_model* m) {
   return m ? int(wavtok::streams_exactly(*m->m)) : -1;
+}
+
+uint64_t wavtok_model_fingerprint(const wavtok_model* m) { return m ? m->m->fingerprint() : 0; }
+uint64_t wavtok_model_parent_fingerprint(const wavtok_model* m) { return m ? m->m->parent_fingerprint() : 0; }
+
+int wavtok_model_check_tokens(const wavtok_model* model, uint64_t fingerprint, uint64_t parent_fingerprint) {
+  return guard(
+      [&]() -> int {
+        if (!model) throw wavtok::Error("wavtok_model_check_tokens: model is NULL");
+        const wavtok::Model& m = *model->m;
+        const auto l = wavtok::token_lineage(fingerprint, parent_fingerprint, m.fingerprint(), m.parent_fingerprint());
+        if (l == wavtok::TokenLineage::Same) return 0;
+        const std::string msg = wavtok::lineage_message(l, fingerprint, m.fingerprint());
+        if (l == wavtok::TokenLineage::Unrelated) throw wavtok::Error(msg);
+        g_error = msg;  // the warning
+        return 1;
+      },
+      -1);
 }
 
 int64_t wavtok_stream_warm_up(const wavtok_model* model, const wavtok_stream_params* params, size_t chunk_samples) {

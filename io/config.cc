@@ -1,6 +1,9 @@
 #include "io/config.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -168,6 +171,11 @@ std::string ModelConfig::to_yaml() const {
   }
   n["bandwidths"] = bandwidths;
   n["bandwidths"].SetStyle(YAML::EmitterStyle::Flow);
+  if (parent_fingerprint != 0) {
+    char hex[24];
+    std::snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(parent_fingerprint));
+    n["parent_fingerprint"] = std::string(hex);
+  }
   YAML::Emitter e;
   e << n;
   return e.c_str();
@@ -200,6 +208,18 @@ ModelConfig ModelConfig::from_yaml(const std::string& text, const std::string& o
       c.decoder = seanet_from(n["decoder"]);
     }
     get(n, "bandwidths", c.bandwidths);
+    if (const YAML::Node p = n["parent_fingerprint"]; p && !p.IsNull()) {
+      // "0x" + 16 hex digits as written above; a decimal integer as a YAML 1.1 reader (PyYAML) re-writes it.
+      const std::string s = p.as<std::string>();
+      const bool hex = s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+      const std::string digits = hex ? s.substr(2) : s;
+      const char* allowed = hex ? "0123456789abcdefABCDEF" : "0123456789";
+      if (digits.empty() || digits.size() > (hex ? 16u : 20u) || digits.find_first_not_of(allowed) != std::string::npos)
+        throw Error(origin + ": parent_fingerprint '" + s + "' is not a fingerprint (0x and 16 hex digits)");
+      errno = 0;
+      c.parent_fingerprint = std::strtoull(digits.c_str(), nullptr, hex ? 16 : 10);
+      if (errno == ERANGE) throw Error(origin + ": parent_fingerprint '" + s + "' is out of range");
+    }
   } catch (const YAML::Exception& e) {
     throw Error(origin + ": cannot parse model config: " + e.what());
   }

@@ -2,6 +2,7 @@
 // in the engine's own model file (as YAML text).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -68,6 +69,9 @@ struct ModelConfig {
   VocosConfig vocos;      // arch == wavtokenizer
   SeanetConfig decoder;   // arch == encodec
   std::vector<double> bandwidths;  // kbps choices (encodec) / bandwidth ids' labels (wavtokenizer)
+  // Lineage (`wavtok adapt`, codec/adapt.h): the fingerprint of the model this one was adapted from, 0 for none.
+  // Stored in the YAML only when set, so models without a parent keep their bytes and fingerprints.
+  uint64_t parent_fingerprint = 0;
 
   int hop() const { return encoder.hop(); }
   double frame_rate() const { return double(sample_rate) / hop(); }

@@ -105,8 +105,10 @@ void write_tokens(const std::string& path, const TokenFile& t, TokenFormat fmt) 
       std::fputc('\n', f);
     }
   } else {
-    uint32_t version = 1, flags = 0, sr = t.sample_rate, hop = t.hop, nq = tk.n_q, bins = t.bins;
-    uint64_t fp = t.fingerprint, frames = tk.frames;
+    // Version 1 byte for byte unless the tokens come from an adapted model (one with a parent).
+    uint32_t version = t.parent_fingerprint ? 2 : 1, flags = 0, sr = t.sample_rate, hop = t.hop, nq = tk.n_q,
+             bins = t.bins;
+    uint64_t fp = t.fingerprint, frames = tk.frames, parent = t.parent_fingerprint;
     std::fwrite(kMagic, 1, 8, f);
     std::fwrite(&version, 4, 1, f);
     std::fwrite(&flags, 4, 1, f);
@@ -116,6 +118,7 @@ void write_tokens(const std::string& path, const TokenFile& t, TokenFormat fmt) 
     std::fwrite(&nq, 4, 1, f);
     std::fwrite(&bins, 4, 1, f);
     std::fwrite(&frames, 8, 1, f);
+    if (version == 2) std::fwrite(&parent, 8, 1, f);
     std::fwrite(tk.codes.data(), 4, tk.codes.size(), f);
   }
   out.commit();
@@ -134,9 +137,9 @@ TokenFile read_tokens(const std::string& path, const TokenLimits& limits) {
       if (f.gcount() != sizeof(v)) throw Error(path + ": token file is truncated (header)");
     };
     uint32_t version, flags, sr, hop, nq, bins;
-    uint64_t fp, frames;
+    uint64_t fp, frames, parent = 0;
     get(version);
-    if (version != 1) throw Error(path + ": token file version " + std::to_string(version) + " is not supported");
+    if (version != 1 && version != 2) throw Error(path + ": token file version " + std::to_string(version) + " is not supported");
     get(flags);
     get(fp);
     get(sr);
@@ -144,20 +147,26 @@ TokenFile read_tokens(const std::string& path, const TokenLimits& limits) {
     get(nq);
     get(bins);
     get(frames);
+    if (version == 2) {
+      get(parent);
+      if (parent == 0) throw Error(path + ": token file version 2 names no parent model (fingerprint 0)");
+    }
+    const uint64_t header = version == 2 ? 56 : 48;
     if (nq < 1 || nq > uint32_t(limits.max_n_q)) throw Error(path + ": token file claims " + std::to_string(nq) + " codebooks");
     if (frames > uint64_t(limits.max_frames)) throw Error(path + ": token file claims " + std::to_string(frames) + " frames");
     f.seekg(0, std::ios::end);
     const uint64_t size = static_cast<uint64_t>(f.tellg());
-    const uint64_t want = 48 + uint64_t(nq) * frames * 4;
+    const uint64_t want = header + uint64_t(nq) * frames * 4;
     if (size < want)
       throw Error(path + ": token file is truncated (" + std::to_string(size) + " bytes, header promises " + std::to_string(want) + ")");
     if (size > want) throw Error(path + ": token file has " + std::to_string(size - want) + " unexpected trailing bytes");
-    f.seekg(48);
+    f.seekg(std::streamoff(header));
     t.tokens.n_q = static_cast<int>(nq);
     t.tokens.frames = static_cast<int64_t>(frames);
     t.tokens.codes.resize(size_t(nq) * frames);
     f.read(reinterpret_cast<char*>(t.tokens.codes.data()), std::streamsize(t.tokens.codes.size() * 4));
     t.fingerprint = fp;
+    t.parent_fingerprint = parent;
     t.sample_rate = static_cast<int>(sr);
     t.hop = static_cast<int>(hop);
     t.bins = static_cast<int>(bins);
@@ -227,6 +236,43 @@ int parse_token_line(const std::string& line, int bins, std::vector<int32_t>& ou
                         "more than " + std::to_string(max_n_q) + " codes on one line (one per codebook)",
                         "expected one frame per line: n_q codes"};
   return static_cast<int>(parse_codes(line, syntax, out, where));
+}
+
+std::string fingerprint_str(uint64_t fp) {
+  char hex[24];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fp));
+  return hex;
+}
+
+TokenLineage token_lineage(uint64_t fp, uint64_t parent_fp, uint64_t model_fp, uint64_t model_parent_fp) {
+  if (fp == model_fp) return TokenLineage::Same;
+  if (fp != 0 && fp == model_parent_fp) return TokenLineage::FromParent;
+  if (parent_fp != 0 && parent_fp == model_fp) return TokenLineage::FromChild;
+  return TokenLineage::Unrelated;
+}
+
+const char* lineage_name(TokenLineage l) {
+  switch (l) {
+    case TokenLineage::Same: return "same";
+    case TokenLineage::FromParent: return "parent";
+    case TokenLineage::FromChild: return "child";
+    case TokenLineage::Unrelated: break;
+  }
+  return "unrelated";
+}
+
+std::string lineage_message(TokenLineage l, uint64_t fp, uint64_t model_fp) {
+  switch (l) {
+    case TokenLineage::Same: return {};
+    case TokenLineage::Unrelated:
+      return "tokens were made by a different model (fingerprint " + fingerprint_str(fp) + ", this model " +
+             fingerprint_str(model_fp) + "); decode them with the model that made them";
+    case TokenLineage::FromParent:
+    case TokenLineage::FromChild: break;
+  }
+  return "tokens were made by model " + fingerprint_str(fp) + ", the " + lineage_name(l) + " of this model " +
+         fingerprint_str(model_fp) + (l == TokenLineage::FromParent ? " (adapted from it" : " (adapted from this one") +
+         " by wavtok adapt); decoding them anyway: codes keep their meaning, the audio may differ slightly";
 }
 
 

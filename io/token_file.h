@@ -9,6 +9,10 @@
 //   36  u32     codebook size (bins)
 //   40  u64     frame count F
 //   48  i32     codes[n_q][F], row-major, little-endian
+// Version 2 (written only for tokens of an adapted model, one with a parent; `wavtok adapt`) inserts
+//   48  u64     fingerprint of the parent of the model that made the tokens
+//   56  i32     codes[n_q][F]
+// so that the parent model, which cannot know its children, can recognise them (see token_lineage).
 // Exports for other tools: ".npy" (int64, shape (n_q, 1, F), the layout EnCodec's quantizer uses) and
 // ".txt" (one line per codebook, space-separated codes).
 #pragma once
@@ -29,7 +33,21 @@ struct TokenFile {
   int sample_rate = 0;
   int hop = 0;
   int bins = 0;
+  uint64_t parent_fingerprint = 0;  // the parent of the model that made them (adapted models), else 0
 };
+
+// How tokens made by the model with fingerprint `fp` (and parent `parent_fp`, 0 for none) relate to the model
+// with fingerprint `model_fp` (and parent `model_parent_fp`).
+// Only a parent and its direct child are related: an adapted codebook keeps each code near its old centroid
+// (codec/adapt.h), so their tokens stay meaningful for each other. Siblings and grandparents are not.
+enum class TokenLineage { Same, FromParent, FromChild, Unrelated };
+TokenLineage token_lineage(uint64_t fp, uint64_t parent_fp, uint64_t model_fp, uint64_t model_parent_fp);
+const char* lineage_name(TokenLineage l);
+// What to tell about tokens of model `fp` given to model `model_fp`: the refusal (Unrelated) or the warning
+// (parent / child), both naming the two fingerprints; empty for Same.
+std::string lineage_message(TokenLineage l, uint64_t fp, uint64_t model_fp);
+// 16 hex digits, as `wavtok info` and the messages print fingerprints.
+std::string fingerprint_str(uint64_t fp);
 
 struct TokenLimits {
   int64_t max_frames = int64_t(1) << 28;

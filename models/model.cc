@@ -56,6 +56,10 @@ int count_indexed(const WeightMap& w, const std::string& prefix, const std::stri
 
 }  // namespace
 
+std::string codebook_tensor_name(const ModelConfig& cfg, int level) {
+  return quantizer_prefix(cfg) + std::to_string(level) + "._codebook.embed";
+}
+
 void infer_dims_from_weights(ModelConfig& cfg, const WeightMap& w) {
   const std::string enc = cfg.arch == Arch::WavTokenizer ? kWtEncoder : "encoder.";
   const Tensor& first = w.get(enc + "model.0.conv.conv.weight");
@@ -193,10 +197,9 @@ void Model::build() {
   const bool wt = cfg_.arch == Arch::WavTokenizer;
   g_->encoder = SeanetEncoder(weights_, wt ? kWtEncoder : "encoder.", cfg_.encoder);
   std::vector<Tensor> books;
-  const std::string q = quantizer_prefix(cfg_);
   for (int i = 0; i < cfg_.quantizer.n_q; ++i)
     books.push_back(Tensor::share_or_copy(
-        weights_.get(q + std::to_string(i) + "._codebook.embed", {cfg_.quantizer.bins, cfg_.quantizer.dim})));
+        weights_.get(codebook_tensor_name(cfg_, i), {cfg_.quantizer.bins, cfg_.quantizer.dim})));
   g_->vq = ResidualVQ(std::move(books));
   if (wt) {
     if (cfg_.vocos.input_channels != cfg_.quantizer.dim)
@@ -416,10 +419,24 @@ std::vector<float> Model::decode(const Tokens& tokens, int bandwidth_id) const {
   return decode_latents(dequantize(tokens), bandwidth_id);
 }
 
-void check_tokens_for_model(const TokenFile& t, const Model& m, const std::string& path) {
-  if (t.fingerprint != 0 && t.fingerprint != m.fingerprint())
-    throw Error(path + ": tokens were made by a different model (fingerprint " + std::to_string(t.fingerprint) +
-                ", this model " + std::to_string(m.fingerprint()) + "); decode them with the model that made them");
+TokenFile token_file_for(const Model& m, Tokens tokens) {
+  TokenFile tf;
+  tf.tokens = std::move(tokens);
+  tf.fingerprint = m.fingerprint();
+  tf.parent_fingerprint = m.parent_fingerprint();
+  tf.sample_rate = m.sample_rate();
+  tf.hop = m.hop();
+  tf.bins = m.config().quantizer.bins;
+  return tf;
+}
+
+std::string check_tokens_for_model(const TokenFile& t, const Model& m, const std::string& path) {
+  std::string warning;
+  if (t.fingerprint != 0) {
+    const TokenLineage l = token_lineage(t.fingerprint, t.parent_fingerprint, m.fingerprint(), m.parent_fingerprint());
+    if (l == TokenLineage::Unrelated) throw Error(path + ": " + lineage_message(l, t.fingerprint, m.fingerprint()));
+    if (l != TokenLineage::Same) warning = path + ": " + lineage_message(l, t.fingerprint, m.fingerprint());
+  }
   if (t.sample_rate && (t.sample_rate != m.sample_rate() || t.hop != m.hop()))
     throw Error(path + ": tokens are at " + std::to_string(t.sample_rate) + " Hz / hop " + std::to_string(t.hop) +
                 ", this model runs at " + std::to_string(m.sample_rate()) + " Hz / hop " + std::to_string(m.hop()));
@@ -432,6 +449,7 @@ void check_tokens_for_model(const TokenFile& t, const Model& m, const std::strin
     if (t.tokens.codes[i] < 0 || t.tokens.codes[i] >= bins)
       throw Error(path + ": token " + std::to_string(t.tokens.codes[i]) + " at index " + std::to_string(i) +
                   " is outside this model's codebook (0.." + std::to_string(bins - 1) + ")");
+  return warning;
 }
 
 }  // namespace wavtok

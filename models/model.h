@@ -60,6 +60,8 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const WeightMap& weights() const { return weights_; }
   uint64_t fingerprint() const { return fingerprint_; }
+  // The model this one was adapted from (`wavtok adapt`), 0 for none: tokens of either decode with the other.
+  uint64_t parent_fingerprint() const { return cfg_.parent_fingerprint; }
   int64_t parameter_count() const;
   int sample_rate() const { return cfg_.sample_rate; }
   int hop() const { return cfg_.hop(); }
@@ -122,8 +124,16 @@ class Model {
   mutable std::vector<std::unique_ptr<EncodeStream>> encode_pool_;
 };
 
-// Refuses tokens made by another model (fingerprint, rate, hop, n_q or out-of-range codes).
-void check_tokens_for_model(const TokenFile& t, const Model& m, const std::string& path);
+// Refuses tokens made by another model (fingerprint, rate, hop, n_q or out-of-range codes). Tokens of the model's
+// parent or child (token_lineage, io/token_file.h) are accepted: the return value is then a warning naming both
+// fingerprints, which the caller shows (the CLI prints it on stderr); empty for tokens of this very model or
+// without fingerprint.
+std::string check_tokens_for_model(const TokenFile& t, const Model& m, const std::string& path);
+// A token file's header fields for tokens made by `m`.
+TokenFile token_file_for(const Model& m, Tokens tokens);
+
+// The weight holding codebook `level` of a model with this config ([bins, dim]).
+std::string codebook_tensor_name(const ModelConfig& cfg, int level);
 
 // Infers WavTokenizer/EnCodec dims that releases leave out of their configs from tensor shapes.
 void infer_dims_from_weights(ModelConfig& cfg, const WeightMap& w);

@@ -66,8 +66,15 @@ def note(events, ch: int, t0: int, dur: int, pitch: int, vel: int):
     events.append((int(t0 + max(1, dur)), bytes([0x80 | ch, pitch, 0])))
 
 
-def random_song(rng: np.random.Generator, seconds: float) -> Tuple[List[List[Tuple[int, bytes]]], dict]:
-    """A random multi-track song about `seconds` long. Returns (tracks, description)."""
+def random_song(rng: np.random.Generator, seconds: float,
+                programs: dict | None = None) -> Tuple[List[List[Tuple[int, bytes]]], dict]:
+    """A random multi-track song about `seconds` long. Returns (tracks, description).
+
+    programs: optional {"melody": [...], "chords": [...], "bass": [...]} GM program lists replacing the defaults
+    (python/data/drift_music.py renders songs with instruments the training data never uses)."""
+    lists = {"melody": MELODY_PROGRAMS, "chords": CHORD_PROGRAMS, "bass": BASS_PROGRAMS}
+    if programs:
+        lists.update(programs)
     bpm = float(rng.uniform(60, 170))
     us_per_q = int(60e6 / bpm)
     n_beats = int(np.ceil(seconds * bpm / 60.0)) + 1
@@ -116,8 +123,7 @@ def random_song(rng: np.random.Generator, seconds: float) -> Tuple[List[List[Tup
             ch_next += 1
             if ch_next == 9:
                 ch_next = 10
-            prog = int(rng.choice({"melody": MELODY_PROGRAMS, "chords": CHORD_PROGRAMS,
-                                   "bass": BASS_PROGRAMS}[part]))
+            prog = int(rng.choice(lists[part]))
             ev.append((0, bytes([0xC0 | ch, prog])))
             ev.append((0, bytes([0xB0 | ch, 7, int(rng.integers(70, 120))])))  # channel volume
             ev.append((0, bytes([0xB0 | ch, 10, int(rng.integers(20, 108))])))  # pan (mono later)

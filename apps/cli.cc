@@ -28,7 +28,24 @@ namespace wavtok {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// Where an installed copy of shipped model `name` may lie: <prefix>/share/wavtok/wavtok-NAME.wtk beside the
+// installed binary, or codec/NAME/wavtok-NAME.wtk of the source tree holding a build folder with the binary.
+std::vector<std::string> installed_model_paths(const std::string& name) {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return {};
+  const fs::path up = exe.parent_path().parent_path();
+  return {(up / "share/wavtok" / ("wavtok-" + name + ".wtk")).string(),
+          (up / "codec" / name / ("wavtok-" + name + ".wtk")).string()};
+}
+
+}  // namespace
+
 std::string resolve_model(const Common& c) {
+  // A shipped model's name (-m default, -m rt) unless a file of that name exists here.
+  if (is_shipped_model_name(c.model) && !fs::exists(c.model)) return "<shipped:" + c.model + ">";
   if (!c.model.empty()) return c.model;
   if (const char* env = std::getenv("WAVTOK_MODEL"); env && *env) return env;
   if (has_embedded_default_model()) return "";  // the model built into this binary
@@ -52,6 +69,10 @@ std::shared_ptr<const Model> load_model(const Common& c) {
   LoadOptions o;
   o.config_path = c.config;
   const std::string path = resolve_model(c);
+  if (path.rfind("<shipped:", 0) == 0) {
+    const std::string name = path.substr(9, path.size() - 10);
+    return load_shipped_model(name, installed_model_paths(name));
+  }
   return path.empty() ? load_embedded_default_model() : Model::load(path, o);
 }
 

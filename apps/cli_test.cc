@@ -17,6 +17,7 @@
 #include <sndfile.h>
 #include <yaml-cpp/yaml.h>
 
+#include "codec/default_model.h"
 #include "core/dnnl_util.h"
 #include "io/token_file.h"
 #include "dsp/audio_io.h"
@@ -505,6 +506,46 @@ TEST_F(CliTest, OutputEqualToInputIsRefused) {
   r = run({"roundtrip", path("in.wav"), "-m", kCkpt, "-o", path("no/such/dir/out.wav")});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+}
+
+// Causal models from the command line (docs/STREAMING.md "Causal models"): `info` prints the closed-form streaming
+// latency, `bench --streaming realtime` measures it live (the first code and the first audio both leave with the
+// first 20 ms chunk), the realtime preset is refused for a model that looks ahead, and `-m rt` names the shipped
+// causal model, or says that it is not trained yet.
+TEST_F(CliTest, CausalModelInfoBenchAndRealtimeRefusal) {
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + source_dir() + "/python/make_reference_fixtures.py --config 75c --quiet --out " +
+                         path("c75")).c_str()),
+            0);
+  const std::string causal = path("c75/model.ckpt");
+  auto info = run({"info", "-m", causal});
+  ASSERT_EQ(info.code, 0) << info.err;
+  EXPECT_NE(info.err.find("algorithmic latency 480 samples = 20.0 ms"), std::string::npos) << info.err;
+  auto plain = run({"info", kCkpt});
+  EXPECT_NE(plain.err.find("windowed decoder"), std::string::npos) << plain.err;
+  auto b = run({"bench", "-m", causal, "--seconds", "0.5", "--repeats", "1", "--phases", "decode", "--streaming", "realtime",
+                "--stream-seconds", "1", "--no-memory", "-t", "1", "--json-out", path("b.json"), "-q"});
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_NE(b.err.find("realtime algorithmic latency 20.0 ms"), std::string::npos) << b.err;
+  YAML::Node s = YAML::LoadFile(path("b.json"))["streaming"][0];
+  EXPECT_DOUBLE_EQ(s["latency_ms"].as<double>(), 20.0);
+  EXPECT_DOUBLE_EQ(s["first_token_audio_ms"].as<double>(), 20.0);  // frame 0 is final after 320 of the 480 samples
+  EXPECT_DOUBLE_EQ(s["first_audio_audio_ms"].as<double>(), 20.0);  // and its first 160 samples of audio with it
+  EXPECT_GT(s["live_push_cpu_ms"][1].as<double>(), 0.0);
+  auto refused = run({"bench", "-m", kCkpt, "--streaming", "realtime", "--seconds", "0.5", "--no-memory", "-q"});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_NE(refused.err.find("needs a causal model"), std::string::npos) << refused.err;
+  auto enc = run({"stream-encode", kWav, "-m", kCkpt, "--preset", "realtime", "-o", path("r.wtt"), "-q"});
+  EXPECT_EQ(enc.code, 1);
+  EXPECT_NE(enc.err.find("needs a causal model"), std::string::npos) << enc.err;
+  auto rt = run({"info", "-m", "rt"});
+  if (has_embedded_model("rt") || fs::exists(source_dir() + "/codec/rt/wavtok-rt.wtk")) {
+    EXPECT_EQ(rt.code, 0) << rt.err;
+    EXPECT_NE(rt.err.find("algorithmic latency"), std::string::npos) << rt.err;
+  } else {
+    EXPECT_EQ(rt.code, 1);
+    EXPECT_NE(rt.err.find("'rt' model (causal, for --preset realtime) is not trained yet"), std::string::npos) << rt.err;
+  }
+  expect_only({"c75", "b.json"});
 }
 
 }  // namespace

@@ -123,7 +123,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       ->required();
   enc->add_option("--chunk-ms", e->chunk_ms, "chunk size in milliseconds (default 20; at least one sample)")
       ->check(number_in(0, 3.6e6, true));
-  enc->add_option("--preset", e->preset, "low-latency | default | high-fidelity | a YAML file (configs/streaming/)");
+  enc->add_option("--preset", e->preset, "low-latency | default | high-fidelity | realtime (causal models) | a YAML file (configs/streaming/)");
   enc->add_option("--format", e->fmt, "token format: wtt|npy|txt");
   enc->add_flag("--s16", e->s16, "stdin PCM is s16le instead of float32");
   enc->add_option("--rate", e->rate, "stdin PCM sample rate in Hz (default: the model's); resampled as it streams")
@@ -241,7 +241,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
   dec->add_option("--chunk-ms", d->chunk_ms,
                   "tokens per push, in milliseconds of audio (default 20; rounded down to whole frames, at least one)")
       ->check(number_in(0, 3.6e6, true));
-  dec->add_option("--preset", d->preset, "low-latency | default | high-fidelity | a YAML file");
+  dec->add_option("--preset", d->preset, "low-latency | default | high-fidelity | realtime (causal models) | a YAML file");
   dec->add_option("--bandwidth-id", d->bandwidth_id, "WavTokenizer AdaLayerNorm bandwidth id (default: the preset's)")
       ->check(CLI::NonNegativeNumber);
   dec->add_flag("--s16", d->s16, "stdout PCM is s16le instead of float32");

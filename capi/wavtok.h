@@ -35,8 +35,10 @@ typedef struct wavtok_stream_params {
 
 /* Defaults (the "default" preset). */
 wavtok_stream_params wavtok_stream_default_params(void);
-/* A named preset ("low-latency", "default", "high-fidelity") or a YAML file with the fields above
- * (configs/streaming/). Returns 0, or -1 with *out untouched. */
+/* A named preset ("low-latency", "default", "high-fidelity", "realtime") or a YAML file with the fields above
+ * (configs/streaming/). Returns 0, or -1 with *out untouched. "realtime" (one-frame blocks) is meant for causal
+ * models (docs/STREAMING.md); these fields cannot carry its check, so with a model that looks ahead the sessions
+ * decode one-frame windows without context instead of refusing: pick a causal model for it. */
 int wavtok_stream_preset(const char* name_or_path, wavtok_stream_params* out);
 
 const char* wavtok_last_error(void);

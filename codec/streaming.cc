@@ -8,6 +8,7 @@
 
 #include "core/dnnl_util.h"
 #include "core/error.h"
+#include "models/causal_stream.h"
 #include "models/models.h"
 
 namespace wavtok {
@@ -19,15 +20,17 @@ StreamParams stream_preset(const std::string& name) {
   if (name == "low-latency") return StreamParams{5, 60, 8, 0, 0, 0};
   if (name == "default") return p;
   if (name == "high-fidelity") return StreamParams{25, 300, 30, 0, 0, 0};
+  if (name == "realtime") return StreamParams{1, 0, 0, 0, 0, 0, true};
   if (!std::filesystem::exists(name))
-    throw Error("unknown streaming preset '" + name + "' (low-latency, default, high-fidelity, or a YAML file)");
+    throw Error("unknown streaming preset '" + name +
+                "' (low-latency, default, high-fidelity, realtime, or a YAML file)");
   try {
     YAML::Node n = YAML::LoadFile(name);
     if (!n.IsMap()) throw Error(name + ": a streaming preset is a YAML mapping of its fields");
     for (const auto& kv : n) {
       const std::string k = kv.first.as<std::string>();
       if (k != "block_frames" && k != "left_frames" && k != "lookahead_frames" && k != "n_q" && k != "bandwidth_id" &&
-          k != "crossfade_frames")
+          k != "crossfade_frames" && k != "require_causal")
         throw Error(name + ": unknown streaming preset field '" + k + "'");
     }
     if (n["block_frames"]) p.block_frames = n["block_frames"].as<int>();
@@ -36,6 +39,7 @@ StreamParams stream_preset(const std::string& name) {
     if (n["n_q"]) p.n_q = n["n_q"].as<int>();
     if (n["bandwidth_id"]) p.bandwidth_id = n["bandwidth_id"].as<int>();
     if (n["crossfade_frames"]) p.crossfade_frames = n["crossfade_frames"].as<int>();
+    if (n["require_causal"]) p.require_causal = n["require_causal"].as<bool>();
   } catch (const YAML::Exception& e) {
     throw Error(name + ": cannot read streaming preset: " + e.what());
   }
@@ -54,7 +58,23 @@ bool exact_decoder(const Model& m) { return m.config().arch == Arch::EnCodec && 
 
 }  // namespace
 
-bool streams_exactly(const Model& m) { return exact_decoder(m); }
+bool streams_exactly(const Model& m) { return exact_decoder(m) || m.frame_stepped(); }
+
+int64_t causal_latency_samples(const ModelConfig& c) {
+  if (!c.causal())
+    throw Error("this model looks ahead (not causal): its streaming latency depends on the preset's window");
+  return c.arch == Arch::WavTokenizer ? c.hop() + c.vocos.istft_pad() : c.hop();
+}
+
+void check_stream_params(const Model& m, const StreamParams& p) {
+  check_params(p);
+  if (p.require_causal && !m.config().causal())
+    throw Error(std::string("streaming: this preset (realtime: one-frame blocks, no lookahead) needs a causal model "
+                            "(config causal: true, docs/STREAMING.md), and this ") +
+                arch_name(m.config().arch) + " model looks ahead" +
+                (m.config().arch == Arch::WavTokenizer ? " (its backbone is not causal)" : " (its encoder or decoder is not causal)") +
+                "; use low-latency, default or high-fidelity, or a causal model such as -m rt");
+}
 
 // ---------------------------------------------------------------- encoder
 
@@ -65,6 +85,8 @@ struct StreamingEncoder::State {
   std::vector<float> pending;  // samples not yet fed (less than a hop: no frame can complete with them)
   Tensor lat, lat_cf;          // [F, D] from the stream, [D, F] for the quantizer
   std::vector<int32_t> codes;  // [n_q, F]
+  Tensor part;                 // a causal model's per-hop step output
+  std::vector<float> rows, column;  // a causal model's latents of one push [F, D]; a frame's latent for the search
   explicit State(const SeanetEncoder& enc) : stream(enc) {}
 };
 
@@ -74,7 +96,7 @@ StreamingEncoder& StreamingEncoder::operator=(StreamingEncoder&&) noexcept = def
 
 StreamingEncoder::StreamingEncoder(std::shared_ptr<const Model> model, const StreamParams& params)
     : model_(std::move(model)), p_(params) {
-  check_params(p_);
+  check_stream_params(*model_, p_);
   n_q_ = p_.n_q > 0 ? p_.n_q : model_->max_n_q();
   if (n_q_ > model_->max_n_q())
     throw Error("streaming: n_q " + std::to_string(n_q_) + " exceeds the model's " + std::to_string(model_->max_n_q()));
@@ -85,7 +107,7 @@ StreamingEncoder::StreamingEncoder(std::shared_ptr<const Model> model, const Str
 
 size_t StreamingEncoder::memory_bytes() const {
   return st_->stream.capacity_bytes() + (st_->pending.capacity() + peak_ + converted_.capacity()) * sizeof(float) +
-         st_->codes.capacity() * sizeof(int32_t);
+         (st_->rows.capacity() + st_->column.capacity()) * sizeof(float) + st_->codes.capacity() * sizeof(int32_t);
 }
 
 // Between streams only: a resampler from `rate` to the model's (input) or from the model's to `rate` (output),
@@ -105,7 +127,16 @@ void StreamingEncoder::set_input_rate(int rate) {
 
 int64_t StreamingEncoder::run(int64_t samples, bool last, std::vector<int32_t>& out) {
   State& x = *st_;
-  x.stream.run(x.pending.data(), samples, last, x.lat);
+  const bool stepped = model_->frame_stepped();
+  if (stepped) {  // one hop per step, as Model::encode_latents does for this model (bit-identical results)
+    x.rows.clear();
+    const int64_t F = encode_per_hop(x.stream, x.pending.data(), samples, last, hop_, x.part, x.rows);
+    const int64_t D = model_->latent_dim();
+    x.lat.resize({F, D});
+    std::copy(x.rows.begin(), x.rows.end(), x.lat.data());
+  } else {
+    x.stream.run(x.pending.data(), samples, last, x.lat);
+  }
   x.pending.erase(x.pending.begin(), x.pending.begin() + samples);
   const int64_t F = x.lat.dim(0), D = x.lat.dim(1);
   if (F == 0) return 0;
@@ -114,7 +145,10 @@ int64_t StreamingEncoder::run(int64_t samples, bool last, std::vector<int32_t>& 
   for (int64_t f = 0; f < F; ++f)
     for (int64_t d = 0; d < D; ++d) x.lat_cf[d * F + f] = x.lat[f * D + d];
   x.codes.resize(size_t(n_q_) * F);
-  model_->quantizer().encode(x.lat_cf.data(), F, n_q_, x.codes.data());
+  if (stepped)
+    quantize_per_frame(model_->quantizer(), x.lat_cf.data(), F, n_q_, x.codes.data(), nullptr, x.column);
+  else
+    model_->quantizer().encode(x.lat_cf.data(), F, n_q_, x.codes.data());
   for (int64_t f = 0; f < F; ++f)
     for (int q = 0; q < n_q_; ++q) out.push_back(x.codes[size_t(q) * F + f]);
   next_frame_ += F;
@@ -167,11 +201,15 @@ StreamingDecoder& StreamingDecoder::operator=(StreamingDecoder&&) noexcept = def
 
 StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const StreamParams& params)
     : model_(std::move(model)), p_(params) {
-  check_params(p_);
+  check_stream_params(*model_, p_);
   hop_ = model_->hop();
   dim_ = model_->latent_dim();
   if (exact_decoder(*model_)) {
     exact_ = std::make_unique<Exact>(model_->seanet_decoder());
+    return;
+  }
+  if (model_->frame_stepped()) {  // causal WavTokenizer: frame by frame through every layer (causal_stream.h)
+    causal_ = std::make_unique<CausalDecoderStream>(model_->backbone(), model_->head(), p_.bandwidth_id);
     return;
   }
   // A local backbone (VocosConfig::local) cannot use past context beyond its receptive field: trim the window to it,
@@ -186,6 +224,7 @@ size_t StreamingDecoder::memory_bytes() const {
               scratch_.capacity_floats()) * sizeof(float) +
              codes_.capacity() * sizeof(int32_t);
   if (exact_) b += exact_->stream.capacity_bytes() + exact_->peak * sizeof(float);
+  if (causal_) b += causal_->capacity_bytes() + causal_lat_.capacity() * sizeof(float);
   return b;
 }
 
@@ -273,6 +312,13 @@ int64_t StreamingDecoder::push_model_rate(const int32_t* codes, int64_t frames, 
     total_ += frames;
     return x.audio.numel();
   }
+  if (causal_) {
+    causal_lat_.resize(size_t(frames) * dim_);
+    for (int64_t f = 0; f < frames; ++f)
+      for (int d = 0; d < dim_; ++d) causal_lat_[size_t(f * dim_ + d)] = lat_[d * frames + f];
+    total_ += frames;
+    return causal_->run(causal_lat_.data(), frames, false, out);
+  }
   for (int64_t f = 0; f < frames; ++f)
     for (int d = 0; d < dim_; ++d) feats_.push_back(lat_[d * frames + f]);
   total_ += frames;
@@ -283,6 +329,10 @@ int64_t StreamingDecoder::push_model_rate(const int32_t* codes, int64_t frames, 
 }
 
 int64_t StreamingDecoder::flush_model_rate(std::vector<float>& out) {
+  if (causal_) {
+    total_ = 0;
+    return causal_->run(nullptr, 0, true, out);
+  }
   if (exact_) {
     exact_->stream.run(nullptr, 0, true, exact_->audio);
     exact_->peak = std::max(exact_->peak, size_t(exact_->audio.numel()));

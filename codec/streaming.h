@@ -32,6 +32,8 @@
 
 namespace wavtok {
 
+class CausalDecoderStream;  // models/causal_stream.h
+
 struct StreamParams {
   int block_frames = 10;      // frames emitted per window run
   int left_frames = 150;      // past context per window
@@ -40,13 +42,23 @@ struct StreamParams {
   int bandwidth_id = 0;       // WavTokenizer AdaLayerNorm id for decoding
   int crossfade_frames = 0;   // windowed decoding: linear fade over this much of each block from the previous
                               // window's lookahead audio (measured: no gain, see docs/STREAMING.md)
+  bool require_causal = false;  // refuse models that look ahead (the "realtime" preset: its latency needs a causal model)
 };
 
 StreamParams stream_default_params();
-// True when decoding streams exactly too (EnCodec-format models with a causal decoder); encoding always does.
+// True when decoding streams exactly too (EnCodec-format models with a causal decoder, causal WavTokenizer models);
+// encoding always does.
 bool streams_exactly(const Model& m);
-// Presets: "low-latency", "default", "high-fidelity", or a YAML file with the fields above.
+// Presets: "low-latency", "default", "high-fidelity", "realtime" (one-frame blocks, no lookahead, causal models
+// only), or a YAML file with the fields above.
 StreamParams stream_preset(const std::string& name_or_path);
+// Algorithmic latency of a causal model's stream (ModelConfig::causal()), in samples at the model rate: the most
+// input samples between a sample's arrival and the departure of its reconstruction, compute and chunking aside.
+// WavTokenizer: hop + (n_fft - hop) / 2 (a frame is final once its hop arrived; output sample i lies at iSTFT
+// position i + (n_fft - hop) / 2 and needs every frame overlapping it); EnCodec: hop. Throws for other models.
+int64_t causal_latency_samples(const ModelConfig& c);
+// Throws when `p` cannot run with `m` (require_causal and a model that looks ahead), with a message that says why.
+void check_stream_params(const Model& m, const StreamParams& p);
 
 // Runs a throwaway encoder and decoder session with these parameters over a synthetic signal pushed in pieces of
 // `chunk_samples`, long enough for the decoder's windows to reach their full size. The layers create and cache
@@ -106,7 +118,7 @@ class StreamingDecoder {
   void set_output_rate(int rate);
   double output_delay_ms() const { return rs_ ? rs_->delay_ms() : 0.0; }  // held back by the resampler
   size_t memory_bytes() const;  // capacity of the session's buffers
-  bool exact() const { return exact_ != nullptr; }  // layer-wise exact (EnCodec) rather than windowed
+  bool exact() const { return exact_ != nullptr || causal_ != nullptr; }  // layer-wise exact rather than windowed
   // The parameters in use: left_frames is trimmed to the receptive field of a local backbone (VocosConfig::local).
   const StreamParams& params() const { return p_; }
   ~StreamingDecoder();
@@ -115,6 +127,8 @@ class StreamingDecoder {
 
  private:
   struct Exact;
+  std::unique_ptr<CausalDecoderStream> causal_;  // causal WavTokenizer models (models/causal_stream.h)
+  std::vector<float> causal_lat_;                      // one push's latents, frame-major
   int64_t run(int64_t end_frame, int64_t frames_to_emit, std::vector<float>& out);
   int64_t push_model_rate(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out);
   int64_t flush_model_rate(std::vector<float>& out);

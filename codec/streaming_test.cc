@@ -417,7 +417,7 @@ TEST(Streaming, DecoderSteadyStateReusesBuffers) {
 }
 
 TEST(Streaming, PresetFilesMatchBuiltIns) {
-  for (const char* name : {"low-latency", "default", "high-fidelity"}) {
+  for (const char* name : {"low-latency", "default", "high-fidelity", "realtime"}) {
     const StreamParams a = stream_preset(name);
     const StreamParams b = stream_preset(source_dir() + "/configs/streaming/" + name + ".yaml");
     EXPECT_EQ(a.block_frames, b.block_frames) << name;
@@ -426,6 +426,7 @@ TEST(Streaming, PresetFilesMatchBuiltIns) {
     EXPECT_EQ(a.n_q, b.n_q) << name;
     EXPECT_EQ(a.bandwidth_id, b.bandwidth_id) << name;
     EXPECT_EQ(a.crossfade_frames, b.crossfade_frames) << name;
+    EXPECT_EQ(a.require_causal, b.require_causal) << name;
   }
   const std::string bad = scratch_dir("stream_preset") + "/typo.yaml";
   std::FILE* f = std::fopen(bad.c_str(), "w");

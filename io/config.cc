@@ -112,6 +112,12 @@ void validate(const ModelConfig& c, const std::string& origin) {
       bad("backbone pos_net_norm must be 'group' or 'affine', not '" + v.pos_net_norm + "'");
     if ((v.attention_left < 0) != (v.attention_right < 0) || v.attention_left > (1 << 24) || v.attention_right > (1 << 24))
       bad("backbone attention_window must be [left, right] with 0 <= left, right <= 2^24");
+    if (v.causal) {
+      if (!c.encoder.causal) bad("a causal backbone needs a causal encoder (encoder.causal: true)");
+      if (v.pos_net_norm != "affine") bad("a causal backbone needs pos_net_norm 'affine' (GroupNorm over time sees the future)");
+      if (!v.attention_windowed() || v.attention_right != 0) bad("a causal backbone needs attention_window [left, 0]");
+      if (v.n_fft > 3 * v.hop) bad("a causal model needs n_fft <= 3 * hop_length (its audio then needs one frame ahead)");
+    }
   } else {
     check_seanet(c.decoder, "decoder");
   }
@@ -121,6 +127,7 @@ void validate(const ModelConfig& c, const std::string& origin) {
 // upstream configs, which keep the defaults.
 void read_backbone_extensions(const YAML::Node& b, VocosConfig& v, const std::string& origin) {
   get(b, "pos_net_norm", v.pos_net_norm);
+  get(b, "causal", v.causal);
   if (v.pos_net_norm != "group" && v.pos_net_norm != "affine")
     throw Error(origin + ": backbone pos_net_norm must be 'group' or 'affine', not '" + v.pos_net_norm + "'");
   const YAML::Node w = b["attention_window"];
@@ -159,6 +166,7 @@ std::string ModelConfig::to_yaml() const {
     n["backbone"]["num_layers"] = vocos.num_layers;
     n["backbone"]["adanorm_num_embeddings"] = vocos.adanorm_num_embeddings;
     if (vocos.pos_net_norm != "group") n["backbone"]["pos_net_norm"] = vocos.pos_net_norm;
+    if (vocos.causal) n["backbone"]["causal"] = true;
     if (vocos.attention_windowed()) {
       n["backbone"]["attention_window"].push_back(vocos.attention_left);
       n["backbone"]["attention_window"].push_back(vocos.attention_right);
@@ -246,9 +254,13 @@ ModelConfig parse_release_config(const std::string& path) {
     get(fe, "num_quantizers", c.quantizer.n_q);
     get(fe, "vq_bins", c.quantizer.bins);
     get(fe, "bandwidths", c.bandwidths);
-    // Upstream hard-codes these for the WavTokenizer encoder.
+    // Upstream hard-codes these for the WavTokenizer encoder; wavtok's causal models (python/wavtok_ref) add
+    // causal and pad_mode to the feature extractor's init_args.
     c.encoder.causal = false;
     c.encoder.pad_mode = "reflect";
+    get(fe, "causal", c.encoder.causal);
+    get(fe, "pad_mode", c.encoder.pad_mode);
+    if (c.encoder.pad_mode == "zero") c.encoder.pad_mode = "constant";
     c.encoder.n_residual_layers = 1;
     c.encoder.lstm_layers = 2;
     c.encoder.true_skip = false;

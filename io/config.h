@@ -52,6 +52,11 @@ struct VocosConfig {
   int local_left_context() const { return 3 + 8 + attention_left + 3 * num_layers + (n_fft + hop - 1) / hop; }
   int n_fft = 1280;
   int hop = 320;
+  // A causal backbone and head (docs/STREAMING.md, "Causal models"): every convolution pads on the left only,
+  // attention_window is [left, 0], pos_net_norm "affine", and the iSTFT has n_fft <= 3 * hop, so frame k's audio
+  // needs frames <= k + 1. Needs a causal encoder (ModelConfig::causal()).
+  bool causal = false;
+  int istft_pad() const { return (n_fft - hop) / 2; }  // samples the 'same'-padded iSTFT trims at the start
 };
 
 // The model architecture: WavTokenizer (SEANet + VQ + Vocos/iSTFT) or EnCodec (SEANet + RVQ + SEANet). Files
@@ -74,6 +79,10 @@ struct ModelConfig {
   uint64_t parent_fingerprint = 0;
 
   int hop() const { return encoder.hop(); }
+  // Every part looks ahead at most the iSTFT's one hop: streaming is exact (models/causal_stream.h).
+  bool causal() const {
+    return encoder.causal && (arch == Arch::WavTokenizer ? vocos.causal : decoder.causal);
+  }
   double frame_rate() const { return double(sample_rate) / hop(); }
   // kbps of n_q codebooks at this frame rate.
   double kbps(int n_q) const;

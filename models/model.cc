@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/util.h"
 #include "io/model_file.h"
+#include "models/causal_stream.h"
 #include "models/seanet_stream.h"
 #include "models/vocos.h"
 #include "vq/rvq.h"
@@ -234,6 +235,8 @@ Model::Model() : g_(std::make_unique<Graph>()) {}
 Model::~Model() = default;
 const ResidualVQ& Model::quantizer() const { return g_->vq; }
 const SeanetEncoder& Model::seanet_encoder() const { return g_->encoder; }
+const VocosBackbone& Model::backbone() const { return g_->backbone; }
+const IstftHead& Model::head() const { return g_->head; }
 const SeanetDecoder& Model::seanet_decoder() const { return g_->decoder; }
 
 struct DecodeScratch::Buffers {
@@ -269,8 +272,9 @@ void check_finite_audio(const float* audio, int64_t n, const std::string& what, 
 Tensor Model::encode_latents(const float* audio, int64_t samples) const {
   if (samples < 1) throw Error("cannot encode empty audio");
   check_finite_audio(audio, samples, "encode");
-  const int64_t chunk = encode_chunk_.load() * hop();
-  if (chunk == 0 || samples <= 8 * chunk) return g_->encoder.forward(audio, samples);
+  const bool stepped = frame_stepped();  // a causal WavTokenizer: one hop per step, as its streams (causal_stream.h)
+  const int64_t chunk = (stepped ? std::max<int64_t>(encode_chunk_.load(), 1) : encode_chunk_.load()) * hop();
+  if (!stepped && (chunk == 0 || samples <= 8 * chunk)) return g_->encoder.forward(audio, samples);
   std::unique_ptr<EncodeStream> es;
   {
     std::lock_guard<std::mutex> lock(encode_pool_mu_);
@@ -286,8 +290,12 @@ Tensor Model::encode_latents(const float* audio, int64_t samples) const {
   for (int64_t pos = 0; pos < samples;) {
     const int64_t n = std::min(chunk, samples - pos);
     pos += n;
-    es->stream.run(audio + pos - n, n, pos == samples, es->part);
-    lat.insert(lat.end(), es->part.data(), es->part.data() + es->part.numel());
+    if (stepped) {
+      encode_per_hop(es->stream, audio + pos - n, n, pos == samples, hop(), es->part, lat);
+    } else {
+      es->stream.run(audio + pos - n, n, pos == samples, es->part);
+      lat.insert(lat.end(), es->part.data(), es->part.data() + es->part.numel());
+    }
     report_progress("encode", double(pos) / double(samples));
   }
   {
@@ -310,6 +318,12 @@ Tokens Model::quantize(const Tensor& latents, int n_q, Tensor* quantized) const 
   t.frames = latents.dim(1);
   t.codes.resize(size_t(n_q) * t.frames);
   if (quantized) quantized->resize({g_->vq.dim(), t.frames});
+  if (frame_stepped()) {  // frame by frame, as its streams search
+    std::vector<float> column;
+    quantize_per_frame(g_->vq, latents.data(), t.frames, n_q, t.codes.data(), quantized ? quantized->data() : nullptr,
+                       column);
+    return t;
+  }
   g_->vq.encode(latents.data(), t.frames, n_q, t.codes.data(), quantized ? quantized->data() : nullptr);
   return t;
 }
@@ -337,7 +351,7 @@ void Model::decode_latents(const Tensor& features, int bandwidth_id, std::vector
                            DecodeScratch& scratch) const {
   check_latent_shape(features, g_->vq.dim());
   const int64_t F = features.dim(1);
-  if (cfg_.arch == Arch::EnCodec || F > decode_window_.load()) {
+  if (cfg_.arch == Arch::EnCodec || F > decode_window_.load() || frame_stepped()) {
     audio = decode_latents(features, bandwidth_id);
     return;
   }
@@ -352,7 +366,7 @@ int64_t Model::decode_latents_from(const Tensor& features, int bandwidth_id, int
   if (need_from < 0 || need_from >= need_to || need_to > F)
     throw Error("decode: wanted frames [" + std::to_string(need_from) + ", " + std::to_string(need_to) + ") of a " +
                 std::to_string(F) + "-frame window");
-  if (cfg_.arch == Arch::EnCodec || F > decode_window_.load()) {
+  if (cfg_.arch == Arch::EnCodec || F > decode_window_.load() || frame_stepped()) {
     audio = decode_latents(features, bandwidth_id);
     return 0;
   }
@@ -370,6 +384,13 @@ std::vector<float> Model::decode_latents(const Tensor& features, int bandwidth_i
   if (cfg_.arch == Arch::EnCodec) {
     Tensor y = g_->decoder.forward(features.data(), F);
     return std::vector<float>(y.data(), y.data() + y.numel());
+  }
+  if (frame_stepped()) {  // causal: frame by frame, exactly as a stream decodes (no window limit: memory is bounded)
+    CausalDecoderStream stream(g_->backbone, g_->head, bandwidth_id);
+    std::vector<float> out;
+    out.reserve(size_t(F * cfg_.hop()));
+    stream.run_channels_first(features.data(), F, true, out);
+    return out;
   }
   const int64_t window = decode_window_.load();
   if (F <= window) {

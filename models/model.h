@@ -22,6 +22,8 @@ namespace wavtok {
 class SeanetEncoder;
 class SeanetDecoder;
 class ResidualVQ;
+class VocosBackbone;
+class IstftHead;
 
 // Buffers that one caller (a stream, a thread) reuses across Model::decode_latents calls, so that decoding
 // a steady sequence of same-sized windows does not allocate. Not shareable between threads.
@@ -68,6 +70,12 @@ class Model {
   int max_n_q() const { return cfg_.quantizer.n_q; }
   int latent_dim() const { return cfg_.quantizer.dim; }
   const ResidualVQ& quantizer() const;
+  // A causal WavTokenizer (ModelConfig::causal()): encode, quantize and decode run one frame per step, exactly as
+  // its streaming sessions do (models/causal_stream.h), so one-shot and streamed results are bit-identical.
+  bool frame_stepped() const { return cfg_.arch == Arch::WavTokenizer && cfg_.causal(); }
+  // The backbone and head, for the causal decoder stream (WavTokenizer models).
+  const VocosBackbone& backbone() const;
+  const IstftHead& head() const;
   // The SEANet layers, for layer-wise streaming (codec/streaming.h); the decoder exists for EnCodec-format models.
   const SeanetEncoder& seanet_encoder() const;
   const SeanetDecoder& seanet_decoder() const;

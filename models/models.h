@@ -2,6 +2,7 @@
 // int8 layers load. The library's public header; unlike models/model.h it brings the layers (and oneDNN) along.
 #pragma once
 
+#include "models/causal_stream.h"
 #include "models/model.h"
 #include "models/quantized.h"
 #include "models/seanet.h"

@@ -144,6 +144,7 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
 
 void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, Tensor& x, int64_t want_from,
                             int64_t want_to, EmbedReuse* reuse, int64_t window_start) const {
+  if (c_.causal) throw Error("backbone: a causal backbone decodes frame by frame (models/causal_stream.h), not in windows");
   const int64_t a = std::max<int64_t>(0, want_from), b = std::min(F, want_to);
   if (F > 0 && a >= b)
     throw Error("backbone: wanted frames [" + std::to_string(want_from) + ", " + std::to_string(want_to) +

@@ -39,6 +39,7 @@ class VocosBackbone {
   int num_bandwidths() const { return c_.adanorm_num_embeddings > 0 ? c_.adanorm_num_embeddings : 1; }
 
  private:
+  friend class CausalDecoderStream;  // models/causal_stream.h: the same layers one frame at a time
   struct ResBlock {
     Tensor n1w, n1b, n2w, n2b;
     Conv1d conv1, conv2;
@@ -96,6 +97,7 @@ class IstftHead {
   int64_t reach() const { return (c_.n_fft + c_.hop - 1) / c_.hop + 1; }
 
  private:
+  friend class CausalDecoderStream;
   VocosConfig c_;
   Linear out_;
 };

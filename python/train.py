@@ -247,6 +247,25 @@ def fold_pos_net_group_norms(src: WavTokenizer, dst: WavTokenizer, clips: List[n
     log(f"pos_net GroupNorms folded into per-channel affines with statistics of {len(clips)} clips")
 
 
+def resample_istft_head(weight: torch.Tensor, bias: torch.Tensor, src_cfg, dst_cfg):
+    """The head's Linear (dim -> n_fft + 2: log-magnitudes then phases) of an n_fft_src model, for n_fft_dst =
+    n_fft_src / r (r an integer): bin k of the new spectrum is bin r * k of the old (the same frequency k / n_dst);
+    a frame of n_dst samples carries n_dst / n_src of the energy of the same signal (log(n_dst / n_src) added to
+    the log-magnitudes), and starts pad_src - pad_dst samples later (the 'same' padding trims (n_fft - hop) / 2),
+    which advances the phase of frequency k / n_dst by 2 pi k (pad_src - pad_dst) / n_dst. An initialisation only:
+    the windows differ, so the head is then trained."""
+    ns, nd = int(src_cfg.n_fft), int(dst_cfg.n_fft)
+    if ns % nd:
+        raise SystemExit(f"--init-wtk: cannot resample an n_fft {ns} head to n_fft {nd} (not an integer ratio)")
+    r, bs, bd = ns // nd, ns // 2 + 1, nd // 2 + 1
+    rows = torch.arange(bd) * r
+    shift = ((ns - int(src_cfg.hop_length)) // 2) - ((nd - int(dst_cfg.hop_length)) // 2)
+    w = torch.cat([weight[rows], weight[bs + rows]], 0).clone()
+    b = torch.cat([bias[rows] + math.log(nd / ns),
+                   bias[bs + rows] + 2 * math.pi * torch.arange(bd, dtype=bias.dtype) * shift / nd], 0).clone()
+    return w, b
+
+
 def restart_dead_codes(model: WavTokenizer, latents: torch.Tensor, dead: torch.Tensor,
                        gen: torch.Generator) -> int:
     """Move the codes flagged in `dead` onto random latents of the current batch (plus a little noise),
@@ -481,13 +500,24 @@ def main():
             sys.exit(f"--init-wtk needs --init-step N with N > vq.bypass_steps ({bypass}): the weights are past the warm-up")
         from wtk_io import load_wtk_as_reference
         src = load_wtk_as_reference(args.init_wtk)
+        # n_fft may differ (the causal rt model's head is n_fft = 2 * hop): the head is then resampled below.
         dims = ("sample_rate", "n_filters", "dimension", "ratios", "codebook_size", "n_q", "backbone_dim",
-                "intermediate_dim", "num_layers", "n_fft", "hop_length")
+                "intermediate_dim", "num_layers", "hop_length")
         diff = [f"{k}: {getattr(src.cfg, k)} vs {getattr(model.cfg, k)}" for k in dims
                 if list(np.atleast_1d(getattr(src.cfg, k))) != list(np.atleast_1d(getattr(model.cfg, k)))]
         if diff:
             sys.exit(f"{args.init_wtk}: model dims differ from {args.config}: {'; '.join(diff)}")
-        missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+        src_sd, own = src.state_dict(), model.state_dict()
+        src_sd = {k: v for k, v in src_sd.items() if k != "head.istft.window"}  # a buffer of the new n_fft
+        mismatched = [k for k, v in src_sd.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+        if any(not k.startswith("head.") for k in mismatched):
+            sys.exit(f"{args.init_wtk}: tensors of other shapes than {args.config}'s: {mismatched[:5]}")
+        if mismatched:
+            w, b = resample_istft_head(src_sd["head.out.weight"], src_sd["head.out.bias"], src.cfg, model.cfg)
+            src_sd["head.out.weight"], src_sd["head.out.bias"] = w, b
+            log(f"--init-wtk: iSTFT head resampled from n_fft {src.cfg.n_fft} to {model.cfg.n_fft} "
+                f"(every bin {src.cfg.n_fft // model.cfg.n_fft} x k, log-magnitude and phase offsets of the new frame)")
+        missing, unexpected = model.load_state_dict(src_sd, strict=False)
         if unexpected:
             sys.exit(f"{args.init_wtk}: unexpected tensors {unexpected[:5]}")
         if model.cfg.pos_net_norm == "affine" and src.cfg.pos_net_norm == "group":

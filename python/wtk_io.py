@@ -62,7 +62,8 @@ def reference_kwargs(cfg):
                 intermediate_dim=b["intermediate_dim"], num_layers=b["num_layers"],
                 adanorm_num_embeddings=b["adanorm_num_embeddings"] or None, n_fft=h["n_fft"],
                 hop_length=h["hop_length"], pos_net_norm=b.get("pos_net_norm", "group"),
-                attention_window=b.get("attention_window"))
+                attention_window=b.get("attention_window"), causal=bool(b.get("causal", False)),
+                pad_mode=e.get("pad_mode", "reflect"))
 
 
 def load_wtk_as_reference(path):

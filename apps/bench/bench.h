@@ -26,6 +26,9 @@ std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 using Clock = std::chrono::steady_clock;
 double secs_since(Clock::time_point t0);
+// CPU time of the calling thread in ms: the compute of a call, without the time other processes took the core
+// (on a loaded machine wall-clock times of short calls mostly measure preemption). 1-thread runs only.
+double thread_cpu_ms();
 
 struct BenchOpts {
   bool released = false;
@@ -110,6 +113,12 @@ struct StreamResult {
   // Time from the stream's first sample to the first code / first decoded sample leaving: the audio that had to
   // arrive (algorithmic latency plus the chunk) plus the compute of the push that produced it.
   double first_token_ms = 0, first_audio_ms = 0, first_token_audio_ms = 0, first_audio_audio_ms = 0;
+  // Algorithmic latency: a causal model's closed form (causal_latency_samples), else block + lookahead frames.
+  double latency_ms = 0;
+  bool exact = false;  // a layer-wise exact decoder: the live stream then runs to the end, timing every chunk
+  double live_p50 = 0, live_p99 = 0, live_max = 0;  // ms of encode + decode per live 20 ms chunk (wall clock)
+  double live_cpu_p50 = 0, live_cpu_p99 = 0, live_cpu_max = 0;  // the same in thread CPU time
+  std::string model_note;  // set when the preset ran on another model than the bench's (realtime: causal variant)
 };
 
 // float32 vs bfloat16 on 1 thread, one input length: round trips timed alternately (so load changes hit both),

@@ -63,9 +63,18 @@ void measure_optional(const Common& c, const BenchOpts& o, const std::vector<dou
   std::vector<StreamResult>& streams = res.streams;
   if (!o.streaming.empty()) {
     set_num_threads(1);
+    std::shared_ptr<const Model> causal_model;  // the realtime preset on the random-weight model: its causal variant
     for (const auto& preset : split(o.streaming)) {
       if (!c.quiet) std::fprintf(stderr, "[bench] streaming %s, %.0f s, 1 thread\n", preset.c_str(), o.stream_seconds);
       // A fresh model per preset for the warm-up figures: the shared one has already run the other passes.
+      if (stream_preset(preset).require_causal && !one_thread_model->config().causal()) {
+        const ModelConfig cc = causal_variant(one_thread_model->config());
+        if (!causal_model) causal_model = random_wavtokenizer(cc, o.seed);
+        streams.push_back(run_streaming(causal_model, preset, o.stream_seconds, random_wavtokenizer(cc, o.seed)));
+        streams.back().model_note = "random weights, the causal variant of these dims (n_fft " +
+                                    std::to_string(cc.vocos.n_fft) + ", attention [48, 0])";
+        continue;
+      }
       streams.push_back(run_streaming(one_thread_model, preset, o.stream_seconds, make_model(c, o)));
     }
   }
@@ -93,7 +102,11 @@ int run_bench(const Common& c, const BenchOpts& o0) {
   std::vector<std::string> phases = split(o.phases);
   for (const auto& p : phases)
     if (p != "encode" && p != "decode" && p != "roundtrip") throw Error("bench: unknown phase '" + p + "'");
-  for (const auto& preset : split(o.streaming)) stream_preset(preset);  // a bad preset fails before the long runs
+  for (const auto& preset : split(o.streaming)) {  // a bad preset fails before the long runs
+    const StreamParams sp = stream_preset(preset);
+    // A model file that looks ahead cannot run the realtime preset (the random-weight model gets a causal variant).
+    if (sp.require_causal && !c.model.empty() && !o.released) check_stream_params(*make_model(c, o), sp);
+  }
   if (!o.json_out.empty()) {  // an unwritable destination fails before the long runs, not after them
     const auto dir = std::filesystem::absolute(o.json_out).parent_path();
     if (!std::filesystem::is_directory(dir)) throw Error(o.json_out + ": folder " + dir.string() + " does not exist");
@@ -158,7 +171,8 @@ void register_bench_command(CLI::App& app, Common& common, std::vector<Command>&
   sub->add_option("--profile-seconds", o->profile_seconds, "input length for --profile (default 10)")
       ->check(number_in(0, kMaxSeconds, true));
   sub->add_option("--streaming", o->streaming,
-                  "per-chunk latency of these streaming presets (e.g. low-latency,default,high-fidelity), 1 thread: "
+                  "per-chunk latency of these streaming presets (e.g. low-latency,default,high-fidelity,realtime; realtime "
+                  "runs on a causal model: with the random-weight model, its causal variant), 1 thread: "
                   "cold first pass, warm pass, and a fresh model's first pass after warm_up_streaming");
   sub->add_option("--stream-seconds", o->stream_seconds, "audio pushed per streaming preset (default 10)")
       ->check(number_in(0, kMaxSeconds, true));

@@ -87,6 +87,17 @@ ModelConfig released_dims_config() {
   return c;
 }
 
+ModelConfig causal_variant(ModelConfig c) {
+  c.encoder.causal = true;
+  c.encoder.pad_mode = "constant";
+  c.vocos.causal = true;
+  c.vocos.pos_net_norm = "affine";
+  c.vocos.attention_left = 48;
+  c.vocos.attention_right = 0;
+  c.vocos.n_fft = 2 * c.vocos.hop;
+  return c;
+}
+
 WeightMap random_wavtokenizer_weights(const ModelConfig& c, uint64_t seed) {
   if (c.arch != Arch::WavTokenizer) throw Error("random model: only arch wavtokenizer is supported");
   WeightMap w("random WavTokenizer (seed " + std::to_string(seed) + ")");

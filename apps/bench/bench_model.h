@@ -17,6 +17,10 @@ namespace wavtok {
 // The released WavTokenizer dims: encoder n_filters 32, dimension 512, ratios [8, 5, 4, 2], 2 LSTM layers;
 // one codebook 4096 x 512; backbone 768 / 2304 / 12 layers, AdaLayerNorm with 4 embeddings; n_fft 1280, hop 320.
 ModelConfig released_dims_config();
+// The causal variant of a WavTokenizer config (docs/STREAMING.md "Causal models"): the same sizes with a causal,
+// zero-padded encoder, a causal backbone (per-channel affines, attention over the past 48 frames) and an iSTFT of
+// n_fft = 2 * hop. What `bench --streaming realtime` measures when its model is the random-weight one.
+ModelConfig causal_variant(ModelConfig c);
 
 // Every inference tensor of a WavTokenizer with config `c` (names as in released checkpoints, weight norm
 // folded), filled like PyTorch's default init: conv/linear/LSTM weights and biases uniform in +-1/sqrt(fan_in),

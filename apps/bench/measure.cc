@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <optional>
@@ -88,6 +89,12 @@ std::shared_ptr<const Model> make_model(const Common& c, const BenchOpts& o) {
 }
 
 double secs_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return 1000.0 * double(ts.tv_sec) + double(ts.tv_nsec) / 1e6;
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -238,6 +245,10 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
   r.preset = preset;
   r.p = stream_preset(preset);
   const Model& m = *model;
+  r.exact = streams_exactly(m);
+  r.latency_ms = m.config().causal() && r.exact
+                     ? 1000.0 * double(causal_latency_samples(m.config())) / m.sample_rate()
+                     : 1000.0 * (r.p.block_frames + r.p.lookahead_frames) * m.hop() / m.sample_rate();
   const int64_t block = int64_t(r.p.block_frames) * m.hop();
   r.chunk_audio_ms = 1000.0 * block / m.sample_rate();
   const int64_t n = int64_t(std::llround(seconds * m.sample_rate()));
@@ -290,18 +301,35 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
     StreamingDecoder dec(model, r.p);
     std::vector<int32_t> codes;
     std::vector<float> out;
-    for (int64_t at = 0; at < n && r.first_audio_ms == 0; at += chunk) {
+    std::vector<double> per_chunk, per_chunk_cpu;  // exact decoders: encode + decode ms of every chunk
+    out.reserve(size_t(n));
+    for (int64_t at = 0; at < n && (r.first_audio_ms == 0 || r.exact); at += chunk) {
       const int64_t len = std::min(chunk, n - at);
       const double arrived_ms = 1000.0 * double(at + len) / m.sample_rate();
       codes.clear();
+      const double cpu0 = thread_cpu_ms();
       auto t0 = Clock::now();
       const int64_t frames = enc.push(audio.data() + at, len, codes);
       const double enc_ms = 1000 * secs_since(t0);
-      if (frames == 0) continue;
+      if (frames == 0) {
+        per_chunk.push_back(enc_ms);
+        per_chunk_cpu.push_back(thread_cpu_ms() - cpu0);
+        continue;
+      }
       if (r.first_token_ms == 0) r.first_token_ms = arrived_ms + enc_ms, r.first_token_audio_ms = arrived_ms;
+      const size_t before = out.size();
       t0 = Clock::now();
       dec.push(codes.data(), frames, enc.n_q(), out);
-      if (!out.empty()) r.first_audio_ms = arrived_ms + enc_ms + 1000 * secs_since(t0), r.first_audio_audio_ms = arrived_ms;
+      const double dec_ms = 1000 * secs_since(t0);
+      per_chunk.push_back(enc_ms + dec_ms);
+      per_chunk_cpu.push_back(thread_cpu_ms() - cpu0);
+      if (before == 0 && !out.empty())
+        r.first_audio_ms = arrived_ms + enc_ms + dec_ms, r.first_audio_audio_ms = arrived_ms;
+    }
+    if (r.exact) {
+      r.live_p50 = pct(per_chunk, 0.5), r.live_p99 = pct(per_chunk, 0.99), r.live_max = pct(per_chunk, 1.0);
+      r.live_cpu_p50 = pct(per_chunk_cpu, 0.5), r.live_cpu_p99 = pct(per_chunk_cpu, 0.99);
+      r.live_cpu_max = pct(per_chunk_cpu, 1.0);
     }
   }
   if (fresh) {

@@ -103,13 +103,15 @@ std::string json_report(const Model& m, const BenchOpts& o, const BenchResults& 
                     "\"after_warm_up_encode_ms\": [%.3f, %.3f], \"after_warm_up_decode_ms\": [%.3f, %.3f], "
                     "\"encode_flush_ms\": [%.3f, %.3f, %.3f], \"decode_flush_ms\": [%.3f, %.3f, %.3f], "
                     "\"first_token_ms\": %.3f, \"first_audio_ms\": %.3f, \"first_token_audio_ms\": %.3f, "
-                    "\"first_audio_audio_ms\": %.3f}",
+                    "\"first_audio_audio_ms\": %.3f, \"latency_ms\": %.3f, \"live_push_ms\": [%.3f, %.3f, %.3f], "
+                    "\"live_push_cpu_ms\": [%.3f, %.3f, %.3f]}",
                     i ? "," : "", json_str(r.preset).c_str(), r.p.block_frames, r.p.left_frames, r.p.lookahead_frames,
                     r.chunk_audio_ms, (long long)r.chunks, r.enc_p50, r.enc_p95, r.enc_p99, r.dec_p50, r.dec_p95, r.dec_p99,
                     r.cold_enc_p99, r.cold_dec_p99, r.cold_enc_max, r.cold_dec_max, r.warm_up_ms,
                     (long long)r.warm_up_shapes, r.after_enc_p99, r.after_enc_max, r.after_dec_p99, r.after_dec_max,
                     r.enc_flush[0], r.enc_flush[1], r.enc_flush[2], r.dec_flush[0], r.dec_flush[1], r.dec_flush[2],
-                    r.first_token_ms, r.first_audio_ms, r.first_token_audio_ms, r.first_audio_audio_ms);
+                    r.first_token_ms, r.first_audio_ms, r.first_token_audio_ms, r.first_audio_audio_ms, r.latency_ms,
+                    r.live_p50, r.live_p99, r.live_max, r.live_cpu_p50, r.live_cpu_p99, r.live_cpu_max);
     }
     j += "]";
   }
@@ -173,10 +175,10 @@ void print_report(const Model& m, const BenchOpts& o, const BenchResults& res) {
       std::snprintf(e, sizeof(e), "%.1f / %.1f / %.1f", r.enc_p50, r.enc_p95, r.enc_p99);
       std::snprintf(d, sizeof(d), "%.1f / %.1f / %.1f", r.dec_p50, r.dec_p95, r.dec_p99);
       std::printf("%-16s %5d %5d %5d %9.1f %6.0fms %26s %26s\n", r.preset.c_str(), r.p.block_frames, r.p.left_frames,
-                  r.p.lookahead_frames, r.chunk_audio_ms,
-                  1000.0 * (r.p.block_frames + r.p.lookahead_frames) * m.hop() / m.sample_rate(), e, d);
+                  r.p.lookahead_frames, r.chunk_audio_ms, r.latency_ms, e, d);
     }
-    std::printf("latency = algorithmic (block + lookahead frames); a preset keeps up when p99 < chunk ms; warm pass\n");
+    std::printf("latency = algorithmic: block + lookahead frames for windowed decoders, hop + (n_fft - hop) / 2 samples "
+                "for causal models; a preset keeps up when p99 < chunk ms; warm pass\n");
     for (const auto& r : res.streams) {
       std::printf("  %s cold first pass p99 / max: encode %.1f / %.1f ms, decode %.1f / %.1f ms (primitive creation)\n",
                   r.preset.c_str(), r.cold_enc_p99, r.cold_enc_max, r.cold_dec_p99, r.cold_dec_max);
@@ -187,9 +189,18 @@ void print_report(const Model& m, const BenchOpts& o, const BenchResults& res) {
       std::printf("  %s flush() cold / warm / after warm-up: encode %.1f / %.1f / %.1f ms, decode %.1f / %.1f / %.1f ms\n",
                   r.preset.c_str(), r.enc_flush[0], r.enc_flush[1], r.enc_flush[2], r.dec_flush[0], r.dec_flush[1],
                   r.dec_flush[2]);
+      if (!r.model_note.empty()) std::printf("  %s model: %s\n", r.preset.c_str(), r.model_note.c_str());
+      if (r.exact)
+        std::printf("  %s algorithmic latency %.1f ms (exact streaming: audio equals one-shot decoding)\n",
+                    r.preset.c_str(), r.latency_ms);
       std::printf("  %s live, 20 ms chunks in real time: first token after %.1f ms (%.1f ms of audio + compute), "
                   "first audio after %.1f ms (%.1f ms of audio + compute)\n",
                   r.preset.c_str(), r.first_token_ms, r.first_token_audio_ms, r.first_audio_ms, r.first_audio_audio_ms);
+      if (r.exact)
+        std::printf("  %s live push compute (encode + decode of one 20 ms chunk, %.0f s): wall clock p50 %.2f / p99 %.2f / "
+                    "max %.2f ms, thread CPU time p50 %.2f / p99 %.2f / max %.2f ms\n",
+                    r.preset.c_str(), o.stream_seconds, r.live_p50, r.live_p99, r.live_max, r.live_cpu_p50,
+                    r.live_cpu_p99, r.live_cpu_max);
     }
   }
   if (!res.precs.empty()) {

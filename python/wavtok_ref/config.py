@@ -26,6 +26,10 @@ class WavTokenizerConfig:
     n_residual_layers: int = 1
     lstm_layers: int = 2
     compress: int = 2
+    # causal: the whole model looks at no future frame beyond the iSTFT's one hop (wavtok extension,
+    # docs/STREAMING.md "Causal models"): SEANet encoder convs padded on the left only (the LSTM stays), backbone
+    # convs padded on the left only, attention_window [left, 0], per-channel affines instead of GroupNorm
+    # (pos_net_norm "affine"), and an iSTFT head with n_fft <= 3 * hop_length.
     causal: bool = False
     pad_mode: str = "reflect"
     # the unused SEANet decoder kept in release checkpoints (upstream hard-codes its ratios)
@@ -69,6 +73,27 @@ class WavTokenizerConfig:
             raise ValueError(f"attention_window must be [left, right] with both >= 0, not {self.attention_window}")
         if self.padding == "same" and (self.n_fft - self.hop_length) % 2:
             raise ValueError("n_fft - hop_length must be even for 'same' padding")
+        if self.causal:
+            if self.pos_net_norm != "affine":
+                raise ValueError("a causal model needs pos_net_norm 'affine' (GroupNorm over time sees the future)")
+            if self.attention_window is None or int(self.attention_window[1]) != 0:
+                raise ValueError(f"a causal model needs attention_window [left, 0], not {self.attention_window}")
+            if self.padding != "same" or self.n_fft > 3 * self.hop_length:
+                raise ValueError(f"a causal model needs a 'same'-padded iSTFT with n_fft <= 3 * hop_length "
+                                 f"(n_fft {self.n_fft}, hop {self.hop_length}): its audio then needs one frame ahead")
+
+    @property
+    def istft_pad(self) -> int:
+        """Samples the 'same'-padded iSTFT trims at the start: output sample i is untrimmed position i + pad."""
+        return (self.n_fft - self.hop_length) // 2
+
+    @property
+    def causal_latency_samples(self) -> int:
+        """Causal models: the most input samples between a sample's arrival and its reconstruction (no compute).
+        Sample i lies at iSTFT position i + pad; the frames overlapping it are t <= (i + pad) // hop, and the causal
+        encoder finishes frame t when sample (t + 1) * hop - 1 arrived; the worst i (i + pad a multiple of hop)
+        waits hop + pad samples."""
+        return self.hop_length + self.istft_pad
 
     # ---------------------------------------------------------------- yaml
     def to_release_dict(self) -> Dict:
@@ -85,6 +110,10 @@ class WavTokenizerConfig:
                 "vq_kmeans": self.kmeans_iters,
             },
         }
+        if self.causal:
+            fe["init_args"]["causal"] = True
+        if self.pad_mode != "reflect":
+            fe["init_args"]["pad_mode"] = self.pad_mode
         bb_args = {
             "input_channels": self.dimension,
             "dim": self.backbone_dim,
@@ -98,6 +127,8 @@ class WavTokenizerConfig:
             bb_args["pos_net_norm"] = self.pos_net_norm
         if self.attention_window is not None:
             bb_args["attention_window"] = [int(v) for v in self.attention_window]
+        if self.causal:
+            bb_args["causal"] = True
         bb = {"class_path": "decoder.models.VocosBackbone", "init_args": bb_args}
         head = {
             "class_path": "decoder.heads.ISTFTHead",
@@ -172,6 +203,8 @@ class WavTokenizerConfig:
         c.adanorm_num_embeddings = bb.get("adanorm_num_embeddings")
         c.layer_scale_init_value = bb.get("layer_scale_init_value")
         c.pos_net_norm = bb.get("pos_net_norm", "group")
+        c.causal = bool(fe.get("causal", False)) or bool(bb.get("causal", False))
+        c.pad_mode = fe.get("pad_mode", "reflect")
         w = bb.get("attention_window")
         c.attention_window = None if w is None else [int(v) for v in w]
         c.n_fft = int(hd["n_fft"])

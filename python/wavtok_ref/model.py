@@ -90,7 +90,8 @@ class WavTokenizer(nn.Module):
         self.backbone = VocosBackbone(cfg.dimension, cfg.backbone_dim, cfg.intermediate_dim, cfg.num_layers,
                                       layer_scale_init_value=cfg.layer_scale_init_value,
                                       adanorm_num_embeddings=cfg.adanorm_num_embeddings,
-                                      pos_net_norm=cfg.pos_net_norm, attention_window=cfg.attention_window)
+                                      pos_net_norm=cfg.pos_net_norm, attention_window=cfg.attention_window,
+                                      causal=cfg.causal)
         self.head = ISTFTHead(cfg.backbone_dim, cfg.n_fft, cfg.hop_length, cfg.padding)
 
     # ------------------------------------------------------------ properties

@@ -39,16 +39,34 @@ def pos_norm(ch: int, kind: str) -> nn.Module:
     raise ValueError(f"pos_net_norm must be 'group' or 'affine', not {kind!r}")
 
 
-class ResnetBlock(nn.Module):
-    """GroupNorm -> swish -> conv3 -> GroupNorm -> swish -> dropout -> conv3, plus identity."""
+class CausalConv1d(nn.Conv1d):
+    """nn.Conv1d (stride 1) padded with kernel - 1 zeros on the left only: output t sees inputs <= t.
+    Same parameters (names, shapes) as the centred nn.Conv1d(padding=kernel // 2) it replaces."""
 
-    def __init__(self, channels: int, dropout: float = 0.1, norm: str = "group"):
+    def __init__(self, cin: int, cout: int, kernel: int, groups: int = 1):
+        super().__init__(cin, cout, kernel, padding=0, groups=groups)
+
+    def forward(self, x):
+        return super().forward(F.pad(x, (self.kernel_size[0] - 1, 0)))
+
+
+def conv_same_or_causal(cin: int, cout: int, kernel: int, causal: bool, groups: int = 1) -> nn.Conv1d:
+    if causal:
+        return CausalConv1d(cin, cout, kernel, groups=groups)
+    return nn.Conv1d(cin, cout, kernel, padding=kernel // 2, groups=groups)
+
+
+class ResnetBlock(nn.Module):
+    """GroupNorm -> swish -> conv3 -> GroupNorm -> swish -> dropout -> conv3, plus identity.
+    causal: the convs pad 2 frames on the left only."""
+
+    def __init__(self, channels: int, dropout: float = 0.1, norm: str = "group", causal: bool = False):
         super().__init__()
         self.norm1 = pos_norm(channels, norm)
-        self.conv1 = nn.Conv1d(channels, channels, 3, padding=1)
+        self.conv1 = conv_same_or_causal(channels, channels, 3, causal)
         self.norm2 = pos_norm(channels, norm)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv1d(channels, channels, 3, padding=1)
+        self.conv2 = conv_same_or_causal(channels, channels, 3, causal)
 
     def forward(self, x):
         h = self.conv1(swish(self.norm1(x)))
@@ -105,9 +123,9 @@ class ConvNeXtBlock(nn.Module):
     """Depthwise conv7 -> (Ada)LayerNorm -> Linear -> GELU -> Linear -> * gamma, plus identity."""
 
     def __init__(self, dim: int, intermediate_dim: int, layer_scale_init_value: float,
-                 adanorm_num_embeddings: Optional[int] = None):
+                 adanorm_num_embeddings: Optional[int] = None, causal: bool = False):
         super().__init__()
-        self.dwconv = nn.Conv1d(dim, dim, 7, padding=3, groups=dim)
+        self.dwconv = conv_same_or_causal(dim, dim, 7, causal, groups=dim)  # causal: 6 frames of left padding
         self.adanorm = bool(adanorm_num_embeddings)
         self.norm = (AdaLayerNorm(adanorm_num_embeddings, dim, eps=1e-6) if self.adanorm
                      else nn.LayerNorm(dim, eps=1e-6))
@@ -132,18 +150,23 @@ class VocosBackbone(nn.Module):
     def __init__(self, input_channels: int, dim: int, intermediate_dim: int, num_layers: int,
                  layer_scale_init_value: Optional[float] = None,
                  adanorm_num_embeddings: Optional[int] = None, dropout: float = 0.1,
-                 pos_net_norm: str = "group", attention_window: Optional[Sequence[int]] = None):
+                 pos_net_norm: str = "group", attention_window: Optional[Sequence[int]] = None,
+                 causal: bool = False):
         """pos_net_norm "affine" and attention_window make the backbone local in time (streamable exactly,
-        docs/STREAMING.md); the defaults are upstream's."""
+        docs/STREAMING.md); the defaults are upstream's. causal: every convolution pads on the left only (frame t
+        sees frames <= t), which needs pos_net_norm "affine" and attention_window [left, 0]."""
         super().__init__()
+        if causal and (pos_net_norm != "affine" or attention_window is None or int(attention_window[1]) != 0):
+            raise ValueError("a causal backbone needs pos_net_norm 'affine' and attention_window [left, 0]")
         self.input_channels = input_channels
-        self.embed = nn.Conv1d(input_channels, dim, 7, padding=3)
+        self.causal = causal
+        self.embed = conv_same_or_causal(input_channels, dim, 7, causal)
         self.adanorm = bool(adanorm_num_embeddings)
         self.norm = (AdaLayerNorm(adanorm_num_embeddings, dim, eps=1e-6) if self.adanorm
                      else nn.LayerNorm(dim, eps=1e-6))
         scale = layer_scale_init_value or 1.0 / num_layers
         self.convnext = nn.ModuleList([
-            ConvNeXtBlock(dim, intermediate_dim, scale, adanorm_num_embeddings) for _ in range(num_layers)
+            ConvNeXtBlock(dim, intermediate_dim, scale, adanorm_num_embeddings, causal) for _ in range(num_layers)
         ])
         self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
         # truncated-normal init for embed / ConvNeXt layers (pos_net keeps PyTorch defaults)
@@ -153,8 +176,9 @@ class VocosBackbone(nn.Module):
                 nn.init.zeros_(m.bias)
         pn = pos_net_norm
         self.pos_net = nn.Sequential(
-            ResnetBlock(dim, dropout, pn), ResnetBlock(dim, dropout, pn), AttnBlock(dim, pn, attention_window),
-            ResnetBlock(dim, dropout, pn), ResnetBlock(dim, dropout, pn), pos_norm(dim, pn),
+            ResnetBlock(dim, dropout, pn, causal), ResnetBlock(dim, dropout, pn, causal),
+            AttnBlock(dim, pn, attention_window),
+            ResnetBlock(dim, dropout, pn, causal), ResnetBlock(dim, dropout, pn, causal), pos_norm(dim, pn),
         )
 
     def forward(self, x, bandwidth_id: Optional[torch.Tensor] = None):

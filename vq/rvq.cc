@@ -56,11 +56,59 @@ struct FrameBound {
 
 double gamma_n(int n, double u) { return n * u / (1.0 - n * u); }
 
-// Exact score of codeword e for the frame x (contiguous float64 copy of the residual).
+// Exact score of codeword e for the frame x (contiguous float64 copy of the residual). Eight partial sums in a fixed
+// order (so the compiler can keep them in vector registers and the chain of dependent additions is 8x shorter); every
+// precision calls this same function, so they agree to the last bit.
 double exact_score(const double* x, const float* e, int dim, double half_norm) {
-  double s = half_norm;
-  for (int d = 0; d < dim; ++d) s += x[d] * double(e[d]);
-  return s;
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int d = 0;
+  for (; d + 8 <= dim; d += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += x[d + k] * double(e[d + k]);
+  for (; d < dim; ++d) acc[d & 7] += x[d] * double(e[d]);
+  return half_norm + (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])));
+}
+
+// 16 independent lanes, so the compiler turns them into one vector max (a single running max is a chain of
+// dependent scalar instructions, and was the search's hottest loop).
+float row_max(const float* row, int64_t n) {
+  constexpr int L = 16;
+  float m[L];
+  for (int k = 0; k < L; ++k) m[k] = -std::numeric_limits<float>::infinity();
+  int64_t j = 0;
+  for (; j + L <= n; j += L)
+    for (int k = 0; k < L; ++k) m[k] = row[j + k] > m[k] ? row[j + k] : m[k];
+  for (; j < n; ++j) m[0] = row[j] > m[0] ? row[j] : m[0];
+  float r = m[0];
+  for (int k = 1; k < L; ++k) r = m[k] > r ? m[k] : r;
+  return r;
+}
+
+// int8 scores of one frame, out[j] = (xs * es[j]) * I[j] + h[j], and their max.
+float int8_row_scores(const int32_t* in, const float* es, const float* h, float xs, float* out, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = (xs * es[j]) * float(in[j]) + h[j];  // vectorizes; the row stays in L1
+  return row_max(out, n);
+}
+
+// Appends every j with row[j] >= thr (ascending), testing 16 at a time.
+void collect_at_least(const float* row, int64_t n, float thr, std::vector<int32_t>& out) {
+  constexpr int L = 16;
+  int64_t j = 0;
+  for (; j + L <= n; j += L) {
+    int hit = 0;
+    for (int k = 0; k < L; ++k) hit |= row[j + k] >= thr;
+    if (hit)
+      for (int k = 0; k < L; ++k)
+        if (row[j + k] >= thr) out.push_back(int32_t(j + k));
+  }
+  for (; j < n; ++j)
+    if (row[j] >= thr) out.push_back(int32_t(j));
+}
+
+// Symmetric int8 code of v at scale 1/inv (round half away from zero; the bound uses the actual error, so any
+// rounding is correct, and this one inlines where lrint is a libm call).
+inline int8_t to_s8(float v, float inv) {
+  const float t = v * inv;
+  return int8_t(std::clamp(int(t + (t >= 0 ? 0.5f : -0.5f)), -127, 127));
 }
 
 }  // namespace
@@ -156,7 +204,7 @@ void ResidualVQ::prepare_int8(int q) const {
       book.q8_scale[size_t(j)] = scale;
       double err = 0, norm = 0;
       for (int d = 0; d < dim_; ++d) {
-        const int v = std::clamp(int(std::lrint(e[d] * inv)), -127, 127);
+        const int v = to_s8(e[d], inv);
         book.q8[size_t(j * dim_ + d)] = int8_t(v);
         const double r = double(scale) * v;
         err += (double(e[d]) - r) * (double(e[d]) - r);
@@ -173,7 +221,7 @@ void ResidualVQ::prepare_int8(int q) const {
 struct ResidualVQ::Scratch {
   Tensor residual, scores;
   std::vector<int32_t> codes, iscores, cand;
-  std::vector<float> quant, xscale;
+  std::vector<float> quant, xscale, xinv;
   std::vector<uint16_t> res16;
   std::vector<int8_t> res8;
   std::vector<FrameBound> bound;
@@ -257,11 +305,13 @@ void ResidualVQ::search(Tensor& residual, int64_t frames, int nq, int32_t* codes
       c = gamma_n(dim_ + 2, u32);
     } else if (prec == VqPrecision::BF16) {
       s.res16.resize(size_t(dim_) * frames);
-      for (int64_t i = 0; i < int64_t(s.res16.size()); ++i) {
-        s.res16[size_t(i)] = to_bf16(r[i]);
-        const double dv = double(r[i]) - from_bf16(s.res16[size_t(i)]);
-        fb[size_t(i % frames)].rx_norm += dv * dv;
-      }
+      for (int d = 0; d < dim_; ++d)
+        for (int64_t f = 0; f < frames; ++f) {
+          const int64_t i = d * frames + f;
+          s.res16[size_t(i)] = to_bf16(r[i]);
+          const double dv = double(r[i]) - from_bf16(s.res16[size_t(i)]);
+          fb[size_t(f)].rx_norm += dv * dv;
+        }
       run_primitive(e->prim, {{DNNL_ARG_SRC, memory(e->src_md, cpu_engine(), s.res16.data())},
                               {DNNL_ARG_WEIGHTS, e->weights},
                               {DNNL_ARG_BIAS, book.bias},
@@ -275,34 +325,29 @@ void ResidualVQ::search(Tensor& residual, int64_t frames, int nq, int32_t* codes
       s.xscale.assign(size_t(frames), 0.0f);
       for (int d = 0; d < dim_; ++d)
         for (int64_t f = 0; f < frames; ++f) s.xscale[size_t(f)] = std::max(s.xscale[size_t(f)], std::abs(r[d * frames + f]));
+      // Channel by channel (the residual is [dim, F]): contiguous reads, the [F, dim] int8 rows written strided.
+      s.xinv.resize(size_t(frames));
       for (int64_t f = 0; f < frames; ++f) {
-        const float amax = s.xscale[size_t(f)], inv = amax > 0 ? 127.0f / amax : 0.0f;
-        const float xs = amax / 127.0f;
-        s.xscale[size_t(f)] = xs;
-        int8_t* row = s.res8.data() + f * dim_;
-        double rx = 0;
-        for (int d = 0; d < dim_; ++d) {
-          const float x = r[d * frames + f];
-          const int v = std::clamp(int(std::lrint(x * inv)), -127, 127);
-          row[d] = int8_t(v);
-          const double dv = double(x) - double(xs) * v;
-          rx += dv * dv;
+        const float amax = s.xscale[size_t(f)];
+        s.xinv[size_t(f)] = amax > 0 ? 127.0f / amax : 0.0f;
+        s.xscale[size_t(f)] = amax / 127.0f;
+      }
+      for (int d = 0; d < dim_; ++d) {
+        const float* rd = r + d * frames;
+        for (int64_t f = 0; f < frames; ++f) {
+          const int8_t v = to_s8(rd[f], s.xinv[size_t(f)]);
+          s.res8[size_t(f * dim_ + d)] = v;
+          const double dv = double(rd[f]) - double(s.xscale[size_t(f)]) * v;
+          fb[size_t(f)].rx_norm += dv * dv;
         }
-        fb[size_t(f)].rx_norm = rx;
       }
       s.iscores.resize(size_t(frames) * bins);
       run_primitive(e->prim, {{DNNL_ARG_SRC, memory(e->src_md, cpu_engine(), s.res8.data())},
                               {DNNL_ARG_WEIGHTS, e->weights},
                               {DNNL_ARG_DST, memory(e->dst_md, cpu_engine(), s.iscores.data())}});
       // s_j = (xs * es_j) * I_j + h_j in float32; I_j is exact (|I_j| <= 127^2 dim < 2^31).
-      const float* es = book.q8_scale.data();
-      const float* h = half_norms_[size_t(q)].data();
-      for (int64_t f = 0; f < frames; ++f) {
-        const float xs = s.xscale[size_t(f)];
-        const int32_t* in = s.iscores.data() + f * bins;
-        float* out = scores + f * bins;
-        for (int64_t j = 0; j < bins; ++j) out[j] = (xs * es[j]) * float(in[j]) + h[j];
-      }
+      // The scores s_j = (xs * es_j) * I_j + h_j are made per frame below (int8_row_scores), in the pass that finds
+      // their max; I_j is exact (|I_j| <= 127^2 dim < 2^31).
       a = book.q8_err;
       b = book.q8_norm;
       c = 8 * u32;  // float(I) (when 127^2 dim > 2^24), xs * es, the product, the bias add, h's own rounding
@@ -316,11 +361,16 @@ void ResidualVQ::search(Tensor& residual, int64_t frames, int nq, int32_t* codes
       const double xqn = xn + rxn;  // >= |x'|
       const double bound =
           (a * xn + b * rxn + c * (xqn * std::max(book.max_norm, b) + book.max_half_norm)) * slack + 1e-300;
-      int32_t best = static_cast<int32_t>(std::max_element(row, row + bins) - row);
-      const double thr = double(row[best]) - 2 * bound;
+      // Candidates: fast score >= best - 2B, compared in float32 with the threshold rounded down (never excludes one).
+      const float top = prec == VqPrecision::INT8
+                            ? int8_row_scores(s.iscores.data() + f * bins, book.q8_scale.data(),
+                                              half_norms_[size_t(q)].data(), s.xscale[size_t(f)], scores + f * bins, bins)
+                            : row_max(row, bins);
+      const float thr = std::nextafter(float(double(top) - 2 * bound), -std::numeric_limits<float>::infinity());
       s.cand.clear();
-      for (int64_t j = 0; j < bins; ++j)
-        if (double(row[j]) >= thr) s.cand.push_back(int32_t(j));
+      collect_at_least(row, bins, thr, s.cand);
+      int32_t best = s.cand.empty() ? static_cast<int32_t>(std::max_element(row, row + bins) - row)  // NaN input
+                                    : s.cand[0];
       ++t_stats.frames;
       if (s.cand.size() > 1) {
         for (int d = 0; d < dim_; ++d) s.x64[size_t(d)] = r[d * frames + f];
@@ -337,11 +387,16 @@ void ResidualVQ::search(Tensor& residual, int64_t frames, int nq, int32_t* codes
         t_stats.max_candidates = std::max<int64_t>(t_stats.max_candidates, int64_t(s.cand.size()));
       }
       codes[q * frames + f] = best;
-      const float* w = cb + int64_t(best) * dim_;
-      float* rw = residual.data();
-      for (int d = 0; d < dim_; ++d) {
-        rw[d * frames + f] -= w[d];
-        if (quantized) quantized[d * frames + f] += w[d];
+    }
+    // Residual update channel by channel (contiguous in frames; frame by frame it was a strided walk per frame).
+    const int32_t* cq = codes + q * frames;
+    float* rw = residual.data();
+    for (int d = 0; d < dim_; ++d) {
+      float* rd = rw + d * frames;
+      for (int64_t f = 0; f < frames; ++f) rd[f] -= cb[int64_t(cq[f]) * dim_ + d];
+      if (quantized) {
+        float* qd = quantized + d * frames;
+        for (int64_t f = 0; f < frames; ++f) qd[f] += cb[int64_t(cq[f]) * dim_ + d];
       }
     }
   }

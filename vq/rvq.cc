@@ -106,9 +106,20 @@ void collect_at_least(const float* row, int64_t n, float thr, std::vector<int32_
 
 // Symmetric int8 code of v at scale 1/inv (round half away from zero; the bound uses the actual error, so any
 // rounding is correct, and this one inlines where lrint is a libm call).
-inline int8_t to_s8(float v, float inv) {
-  const float t = v * inv;
-  return int8_t(std::clamp(int(t + (t >= 0 ? 0.5f : -0.5f)), -127, 127));
+inline int8_t to_s8(float v, float inv, float lim = 127.0f) {
+  float t = v * inv;
+  t = t > lim ? lim : (t >= -lim ? t : -lim);  // also NaN -> -lim: no undefined float-to-int conversion
+  return int8_t(int(t + (t >= 0 ? 0.5f : -0.5f)));
+}
+
+// Without VNNI (or AMX), oneDNN's int8 kernels multiply u8 x s8 pairs with vpmaddubsw, whose int16 pair sums saturate
+// past 32767 (255 * 127 * 2 would); codewords then get 7 bits (|code| <= 63), so no sum can saturate and the s32 dot
+// products stay exact, which the error bound relies on. The bound uses the actual rounding errors either way.
+float codebook_int8_limit() {
+  const auto isa = dnnl::get_effective_cpu_isa();
+  const bool vnni = isa == dnnl::cpu_isa::avx512_core_vnni || isa == dnnl::cpu_isa::avx512_core_bf16 ||
+                    isa == dnnl::cpu_isa::avx512_core_amx || isa == dnnl::cpu_isa::avx2_vnni;
+  return vnni ? 127.0f : 63.0f;
 }
 
 }  // namespace
@@ -196,15 +207,16 @@ void ResidualVQ::prepare_int8(int q) const {
     const int64_t bins = books_[q].dim(0);
     book.q8.resize(size_t(bins) * dim_);
     book.q8_scale.resize(size_t(bins));
+    const float lim = codebook_int8_limit();
     for (int64_t j = 0; j < bins; ++j) {
       const float* e = books_[q].data() + j * dim_;
       float amax = 0;
       for (int d = 0; d < dim_; ++d) amax = std::max(amax, std::abs(e[d]));
-      const float scale = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+      const float scale = amax / lim, inv = amax > 0 ? lim / amax : 0.0f;
       book.q8_scale[size_t(j)] = scale;
       double err = 0, norm = 0;
       for (int d = 0; d < dim_; ++d) {
-        const int v = to_s8(e[d], inv);
+        const int v = to_s8(e[d], inv, lim);
         book.q8[size_t(j * dim_ + d)] = int8_t(v);
         const double r = double(scale) * v;
         err += (double(e[d]) - r) * (double(e[d]) - r);

@@ -104,7 +104,9 @@ TEST(VqSearchExact, RandomDeepStacksEqualBruteForce) {
                   bins, dim, vq_precision_name(p), (long long)st.rescored, (long long)st.frames,
                   st.rescored ? double(st.candidates) / double(st.rescored) : 0.0, (long long)st.max_candidates);
       EXPECT_EQ(count_diff(got, truth), 0) << nq << "x" << bins << "x" << dim << " " << vq_precision_name(p);
-      if (p == VqPrecision::INT8) EXPECT_GT(st.rescored, 0);  // the int8 shortlist is really rescored
+      if (p == VqPrecision::INT8) {
+        EXPECT_GT(st.rescored, 0);  // the int8 shortlist is really rescored
+      }
     }
   }
 }

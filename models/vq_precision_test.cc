@@ -1,5 +1,5 @@
-// Codebook search in bf16 (set_vq_precision): token agreement with the float32 search on the fixtures' latents
-// (vq/rvq_int8_test.cc checks every precision against a brute force, near ties included).
+// Codebook search in bf16 and int8 (set_vq_precision): token agreement with the float32 search on the fixtures'
+// latents (vq/rvq_int8_test.cc checks every precision against a brute force, near ties included).
 #include <cstdio>
 #include <string>
 
@@ -68,6 +68,26 @@ TEST(VqPrecision, Bf16TokensAgreeWithF32) {
   // the codes are the f32 search's, all of them (the plain bf16 argmax gave 99.67 % and 91.43 %).
   EXPECT_EQ(a_wt, 1.0);
   EXPECT_EQ(a_ec, 1.0);
+}
+
+// int8 shortlist (per-row int8 residual and codebook, s8 matmul) with exact rescoring: the f32 codes, every one, on
+// both fixtures (all 32 EnCodec levels). Runs on any CPU (7-bit codewords where oneDNN has no VNNI).
+TEST(VqPrecision, Int8TokensEqualF32) {
+  struct Case {
+    std::string model, latents;
+    int nq;
+  };
+  for (const Case& c : {Case{"wavtokenizer-75/model.ckpt", "wavtokenizer-75/speech.latents.npy", 1},
+                        Case{"encodec-24k/model.th", "encodec-24k/speech.emb.npy", 32}}) {
+    auto m = Model::load(fixture(c.model));
+    const Tensor lat = latents_from_npy(fixture(c.latents));
+    VqPrecisionGuard guard;
+    set_vq_precision(VqPrecision::F32);
+    const Tokens f = m->quantize(lat, c.nq);
+    set_vq_precision(VqPrecision::INT8);
+    const Tokens i = m->quantize(lat, c.nq);
+    EXPECT_EQ(i.codes, f.codes) << c.model;
+  }
 }
 
 }  // namespace

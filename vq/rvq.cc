@@ -36,7 +36,7 @@ float from_bf16(uint16_t h) {
 // is the exact nearest codeword, and the fixtures' README states that an exact (float64) search reproduces 100 % of
 // upstream's codes. So the decision here is the exact one: score S_j = x.e_j - |e_j|^2/2 in float64 (products of two
 // floats are exact in float64; dim <= 2^20 terms keep the sum's error ~1e-10 of the float32 resolution), highest S,
-// lowest index on a tie. vq/rvq_upstream_test.cc measures it against upstream level by level (100 % of the codes at
+// lowest index on a tie. models/rvq_upstream_test.cc measures it against upstream level by level (100 % of the codes at
 // every EnCodec bitrate from upstream's latents), docs/PTQ.md has the figures.
 //
 // The fast scores s_j (float32 / bf16 / int8 matmul) only shortlist. Each precision has a bound B (per frame) with

@@ -56,8 +56,7 @@ std::shared_ptr<const Model> load_model(const Common& c) {
   set_num_threads(c.threads);
   if (c.precision != "f32" && c.precision != "bf16")
     throw Error("--precision must be f32 or bf16, not '" + c.precision + "'");
-  if (c.vq_precision != "f32" && c.vq_precision != "bf16")
-    throw Error("--vq-precision must be f32 or bf16, not '" + c.vq_precision + "'");
+  const VqPrecision vq = parse_vq_precision(c.vq_precision);  // throws on an unknown name
   // bf16 is a speed option: on a CPU without native bf16 the command runs in float32 (the library refuses, so a
   // program that needs bf16 can tell), with a warning that -q does not silence.
   const bool want_bf16 = c.precision == "bf16", want_vq_bf16 = c.vq_precision == "bf16";
@@ -65,7 +64,7 @@ std::shared_ptr<const Model> load_model(const Common& c) {
     std::fprintf(stderr, "wavtok: warning: %s bf16: this CPU has neither AVX512-BF16 nor AMX; running in float32\n",
                  want_bf16 ? "--precision" : "--vq-precision");
   set_precision(want_bf16 && bf16_supported() ? Precision::BF16 : Precision::F32);
-  set_vq_precision(want_vq_bf16 && bf16_supported() ? VqPrecision::BF16 : VqPrecision::F32);
+  set_vq_precision(vq == VqPrecision::BF16 && !bf16_supported() ? VqPrecision::F32 : vq);
   LoadOptions o;
   o.config_path = c.config;
   const std::string path = resolve_model(c);

@@ -368,9 +368,13 @@ TEST_F(CliTest, VqPrecisionOption) {
     EXPECT_NE(r.err.find("warning: --vq-precision bf16"), std::string::npos) << r.err;
     EXPECT_EQ(read_tokens(path("b.txt")).tokens.codes, read_tokens(path("f.txt")).tokens.codes);
   }
+  // int8 shortlist with exact rescoring: the f32 search's codes (vq/rvq_int8_test.cc proves it in general).
+  r = run({"encode", kWav, "-m", kCkpt, "--vq-precision", "int8", "-o", path("i.txt"), "-q"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_tokens(path("i.txt")).tokens.codes, read_tokens(path("f.txt")).tokens.codes);
   r = run({"encode", kWav, "-m", kCkpt, "--vq-precision", "int3", "-o", path("x.txt"), "-q"});
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.err.find("--vq-precision must be f32 or bf16"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--vq-precision must be f32, bf16 or int8"), std::string::npos) << r.err;
 }
 
 // On a CPU without native bf16 (here simulated by capping oneDNN's ISA, which bf16_supported() reads), --precision

@@ -54,8 +54,8 @@ void register_codec_commands(CLI::App& app, Common& c, std::vector<Command>& out
     enc->add_option("--quantized-latents", opt->enc_qlat, "also write the quantized latent (sum of codewords) as .npy");
     add_common_options(enc, c);
     enc->add_option("--vq-precision", c.vq_precision,
-                    "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens; float32 with a "
-                    "warning on CPUs without AVX512-BF16/AMX)");
+                    "codebook search: f32 (default), bf16 or int8 (faster shortlists, every near tie rescored exactly: the "
+                    "same tokens; bf16 runs as float32 with a warning on CPUs without AVX512-BF16/AMX)");
     out.push_back({enc, [opt, &c]() -> int {
       Progress prog{!c.quiet};
       if (opt->enc_out.empty() && opt->enc_lat.empty() && opt->enc_qlat.empty()) throw Error("encode: give -o tokens and/or --latents FILE");
@@ -163,8 +163,8 @@ void register_codec_commands(CLI::App& app, Common& c, std::vector<Command>& out
     rt->add_option("-n,--n-q", opt->rt_nq, "number of codebooks")->check(n_q_range());
     add_common_options(rt, c);
     rt->add_option("--vq-precision", c.vq_precision,
-                    "codebook search: f32 (default) or bf16 (bf16 scores, f32 accumulation; may change tokens; float32 with a "
-                    "warning on CPUs without AVX512-BF16/AMX)");
+                    "codebook search: f32 (default), bf16 or int8 (faster shortlists, every near tie rescored exactly: the "
+                    "same tokens; bf16 runs as float32 with a warning on CPUs without AVX512-BF16/AMX)");
     out.push_back({rt, [opt, &c]() -> int {
       Progress prog{!c.quiet};
       check_output(opt->rt_out, {opt->rt_in});

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "core/dnnl_util.h"
@@ -12,13 +13,33 @@
 
 namespace wavtok {
 
-// Arithmetic of the codebook search (process-wide, like set_precision): F32, or BF16 = the scores x·e from
-// bfloat16 inputs with float32 accumulation (the -|e|^2/2 term and the residual update stay float32), whose 4
-// best candidates per frame are then rescored exactly. Separate from set_precision because bf16 can still flip
-// near ties, i.e. change tokens. set_vq_precision(BF16) throws on a CPU without native bf16 (bf16_supported()).
-enum class VqPrecision { F32, BF16 };
+// Arithmetic of the codebook search (process-wide, like set_precision). Every precision returns the same codes:
+// the nearest codeword by the exact score x.e - |e|^2/2 (float64 dot products of the float32 residual and codebook,
+// lowest index on a tie). The fast scores below only shortlist: each comes with a rigorous per-frame error bound B,
+// and every code whose fast score is within 2B of the frame's best is rescored exactly (vq/rvq.cc explains the
+// bounds). So the precision is a speed choice that changes no token.
+//  - F32: scores by a float32 oneDNN matmul (the near-ties it cannot separate are rescored exactly).
+//  - BF16: the matmul's inputs in bfloat16, float32 accumulation. Throws on a CPU without native bf16
+//    (bf16_supported()).
+//  - INT8: residual and codebook quantized to int8 with one scale per row (per frame, per codeword), an s8 x s8 -> s32
+//    oneDNN matmul (VNNI where the CPU has it), scores rescaled in float32.
+enum class VqPrecision { F32, BF16, INT8 };
 void set_vq_precision(VqPrecision p);
 VqPrecision get_vq_precision();
+// "f32" | "bf16" | "int8" (the CLI's --vq-precision); throws on anything else.
+VqPrecision parse_vq_precision(const std::string& name);
+const char* vq_precision_name(VqPrecision p);
+
+// Statistics of the exact rescoring, summed over all searches of this thread since the last reset: lets tests and
+// benchmarks see how many candidates the bounds leave (a search that rescored nothing checks nothing).
+struct VqRerankStats {
+  int64_t frames = 0;       // (frame, codebook) searches
+  int64_t rescored = 0;     // of those, searches with more than one candidate left
+  int64_t candidates = 0;   // candidates rescored in total
+  int64_t max_candidates = 0;
+};
+VqRerankStats vq_rerank_stats();
+void reset_vq_rerank_stats();
 
 class ResidualVQ {
  public:
@@ -39,20 +60,32 @@ class ResidualVQ {
 
  private:
   static constexpr int64_t kSearchBlock = 512;  // frames searched at once (the scores matrix is [block, bins])
+  struct Scratch;
   // One block: residual [dim, frames] (consumed), codes [nq, frames], quantized [dim, frames] or nullptr.
-  void search(Tensor& residual, int64_t frames, int nq, int32_t* codes, float* quantized, Tensor& scores,
-              std::vector<uint16_t>& res16) const;
+  void search(Tensor& residual, int64_t frames, int nq, int32_t* codes, float* quantized, Scratch& s) const;
   struct Entry {
     dnnl::matmul prim;
     dnnl::memory::desc src_md, dst_md;
+    dnnl::memory weights;  // the codebook in the layout the primitive wants (int8: reordered once per book)
   };
   struct Book {
     dnnl::memory weights;  // [dim, bins] view of the codebook
-    dnnl::memory bias;     // -0.5 * |e|^2, shape [1, bins]
-    ShapeCache<Entry> cache;  // key: frames * 2 + (bf16 ? 1 : 0)
+    dnnl::memory bias;     // -0.5 * |e|^2 in float32, shape [1, bins]
+    ShapeCache<Entry> cache;  // key: frames * 4 + precision
+    WeightCache int8_weights;
+    double max_norm = 0;      // max_j |e_j|
+    double max_half_norm = 0; // max_j |e_j|^2 / 2
+    std::vector<double> half_norm64;  // -0.5 * |e_j|^2 in float64: the exact score's bias
     std::once_flag bf16_once;
     std::vector<uint16_t> bf16;  // the codebook in bfloat16, made on first bf16 use
+    double bf16_err = 0, bf16_norm = 0;  // max_j |e_j - bf16(e_j)|, max_j |bf16(e_j)|
+    std::once_flag int8_once;
+    std::vector<int8_t> q8;      // [bins, dim] round(e / scale)
+    std::vector<float> q8_scale; // [bins] max|e_j| / 127
+    double q8_err = 0, q8_norm = 0;  // max_j |e_j - scale_j q8_j|, max_j |scale_j q8_j|
   };
+  void prepare_bf16(int q) const;
+  void prepare_int8(int q) const;
   std::vector<Tensor> books_;
   std::vector<Tensor> half_norms_;
   std::vector<std::unique_ptr<Book>> prims_;

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "codec/default_model.h"
+#include "codec/user_input.h"
 #include "core/dnnl_util.h"
 #include "core/error.h"
 #include "core/file_util.h"
@@ -85,16 +86,7 @@ namespace {
 
 }  // namespace
 
-int n_q_from(const Model& m, double bandwidth, int n_q) {
-  if (n_q > 0 && bandwidth > 0) throw Error("give either --bandwidth or --n-q, not both");
-  if (bandwidth > 0) return m.config().n_q_for_bandwidth(bandwidth);
-  if (n_q > 0) {
-    if (n_q > m.max_n_q())
-      throw Error("--n-q " + std::to_string(n_q) + " exceeds this model's " + std::to_string(m.max_n_q()) + " codebooks");
-    return n_q;
-  }
-  return m.max_n_q();
-}
+int n_q_from(const Model& m, double bandwidth, int n_q) { return select_n_q(m, bandwidth, n_q); }
 
 int cli_main(int argc, char** argv) {
   CLI::App app{"wavtok: neural audio codec engine (WavTokenizer, EnCodec) on CPU"};

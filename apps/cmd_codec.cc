@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "apps/commands.h"
+#include "codec/user_input.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "dsp/audio_io.h"
@@ -29,16 +30,7 @@ Tensor read_latent(const std::string& path, const Model& m) {
   RawTensor r = read_npy(path);
   if (r.dtype != DType::F32 && r.dtype != DType::F64 && r.dtype != DType::F16)
     throw Error(path + ": latent must be a float array, got " + dtype_name(r.dtype));
-  std::vector<int64_t> s = r.shape;
-  if (s.size() == 3 && s[0] == 1) s.erase(s.begin());
-  if (s.size() != 2 || s[0] != m.latent_dim())
-    throw Error(path + ": latent has shape " + shape_str(r.shape) + ", this model expects (1, " +
-                std::to_string(m.latent_dim()) + ", frames)");
-  if (s[1] < 1) throw Error(path + ": latent has no frames");
-  auto v = r.to_float();
-  for (size_t i = 0; i < v.size(); ++i)
-    if (!std::isfinite(v[i])) throw Error(path + ": latent contains NaN/Inf at index " + std::to_string(i));
-  return Tensor(s, v);
+  return latents_from_array(r.shape, r.to_float(), m, path);
 }
 
 }  // namespace

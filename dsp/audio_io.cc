@@ -149,17 +149,7 @@ Audio read_audio(const std::string& path, int target_rate, const ReadOptions& op
     const sf_count_t want = std::min(kChunk, info.frames - total);
     const sf_count_t got = sf_readf_float(file.get(), buf.data(), want);
     if (got <= 0) break;
-    for (sf_count_t i = 0; i < got; ++i) {
-      double sum = 0;
-      for (int c = 0; c < ch; ++c) {
-        const float v = buf[static_cast<size_t>(i) * ch + c];
-        if (!std::isfinite(v))
-          throw Error(path + ": contains NaN/Inf at sample " + std::to_string(total + i) +
-                      (ch > 1 ? " (channel " + std::to_string(c) + ")" : ""));
-        sum += v;
-      }
-      out.samples.push_back(static_cast<float>(sum / ch));
-    }
+    append_mono(buf.data(), got, ch, ch, 1, out.samples, path, total);
     total += got;
   }
   if (sf_error(file.get()) != SF_ERR_NO_ERROR)
@@ -169,16 +159,34 @@ Audio read_audio(const std::string& path, int target_rate, const ReadOptions& op
   out.frames_promised = std::max<int64_t>(info.frames, declared_frames(path, info));
   if (opts.strict && out.truncated()) throw Error(truncation_message(path, out) + "; refused (strict)");
 
-  if (target_rate > 0 && target_rate != out.sample_rate) {
-    out.samples = resample(out.samples, out.sample_rate, target_rate);
-    out.sample_rate = target_rate;
-    // Float files may hold finite values near FLT_MAX, which the resampling filter can overflow to Inf.
-    for (size_t i = 0; i < out.samples.size(); ++i)
-      if (!std::isfinite(out.samples[i]))
-        throw Error(path + ": sample values too large: resampling to " + std::to_string(target_rate) +
-                    " Hz overflows (Inf at output sample " + std::to_string(i) + ")");
-  }
+  resample_to(out.samples, out.sample_rate, target_rate, path);
+  if (target_rate > 0) out.sample_rate = target_rate;
   return out;
+}
+
+void append_mono(const float* data, long long frames, int channels, long long frame_stride, long long channel_stride,
+                 std::vector<float>& out, const std::string& what, long long first_frame) {
+  for (long long i = 0; i < frames; ++i) {
+    double sum = 0;
+    for (int c = 0; c < channels; ++c) {
+      const float v = data[i * frame_stride + c * channel_stride];
+      if (!std::isfinite(v))
+        throw Error(what + ": contains NaN/Inf at sample " + std::to_string(first_frame + i) +
+                    (channels > 1 ? " (channel " + std::to_string(c) + ")" : ""));
+      sum += v;
+    }
+    out.push_back(static_cast<float>(sum / channels));
+  }
+}
+
+void resample_to(std::vector<float>& samples, int from, int to, const std::string& what) {
+  if (to <= 0 || to == from) return;
+  samples = resample(samples, from, to);
+  // Float input may hold finite values near FLT_MAX, which the resampling filter can overflow to Inf.
+  for (size_t i = 0; i < samples.size(); ++i)
+    if (!std::isfinite(samples[i]))
+      throw Error(what + ": sample values too large: resampling to " + std::to_string(to) +
+                  " Hz overflows (Inf at output sample " + std::to_string(i) + ")");
 }
 
 bool same_file(const std::string& a, const std::string& b) {

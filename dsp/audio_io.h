@@ -58,4 +58,15 @@ bool same_file(const std::string& a, const std::string& b);
 // has round(x.size() * to / from) samples. Throws wavtok::Error for rates <= 0.
 std::vector<float> resample(std::span<const float> x, int from, int to);
 
+// The two steps read_audio applies after decoding a file, for audio that is already in memory (the Python
+// package). append_mono appends the average of `channels` channels of `frames` frames to `out` (summed in double);
+// sample (frame i, channel c) is data[i * frame_stride + c * channel_stride], so interleaved and planar buffers
+// both work. A NaN/Inf throws wavtok::Error "<what>: contains NaN/Inf at sample N (channel c)", counting frames
+// from first_frame; `out` then holds the frames before it.
+void append_mono(const float* data, long long frames, int channels, long long frame_stride, long long channel_stride,
+                 std::vector<float>& out, const std::string& what, long long first_frame = 0);
+// Resamples mono audio from `from` to `to` Hz in place (nothing when equal or to <= 0) and refuses the Inf the
+// filter can make of values near FLT_MAX, naming `what`.
+void resample_to(std::vector<float>& samples, int from, int to, const std::string& what);
+
 }  // namespace wavtok

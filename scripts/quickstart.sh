@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
+bash scripts/install_python.sh  # the Python package: import wavtok
 mkdir -p out
 # The bundled clip is made on the spot by espeak-ng (no audio is stored in the repository); any file works.
 espeak-ng -v en-us -s 150 -w out/sample.wav "The quick brown fox jumps over the lazy dog. Neural codecs turn speech into tokens."

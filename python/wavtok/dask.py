@@ -98,7 +98,9 @@ def run(client, inputs: Sequence[str], outdir: str, model: Optional[str] = None,
         if log:
             print(f"wavtok.dask: {len(all_jobs)} input files, {len(todo)} to do in {len(shards)} shards of "
                   f"<= {shard_size}, model {m.fingerprint:016x}, {n_q} codebooks -> {outdir}", file=log, flush=True)
-        futures = client.map(tokenize_shard, shards, outdir=outdir, model_path=model_path, n_q=n_q, strict=strict,
+        # By module name, also when this file runs as __main__ (python3 -m wavtok.dask): workers import it.
+        from wavtok.dask import tokenize_shard as task
+        futures = client.map(task, shards, outdir=outdir, model_path=model_path, n_q=n_q, strict=strict,
                              threads=threads, pure=False)
         done = 0
         for fut in as_completed(futures):

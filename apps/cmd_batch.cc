@@ -94,9 +94,10 @@ void register_batch_command(CLI::App& app, Common& common, std::vector<Command>&
                    static_cast<unsigned long long>(model->fingerprint()), ro.file.n_q, o->outdir.c_str());
     batch::ProgressCallback cb;
     if (bar) cb = [](const batch::Progress& p, const batch::Record*) { draw_bar(p); };
-    // Truncated inputs that were tokenized anyway get a warning (in strict mode they fail instead).
-    auto with_warnings = [cb, quiet = common.quiet](const batch::Progress& p, const batch::Record* r) {
-      if (r && r->ok && r->truncated() && !quiet) {
+    // Truncated inputs that were tokenized anyway get a warning, which -q does not silence: audio is missing (in
+    // strict mode they fail instead).
+    auto with_warnings = [cb](const batch::Progress& p, const batch::Record* r) {
+      if (r && r->ok && r->truncated()) {
         std::fprintf(stderr, "\rwavtok: warning: %s: truncated: the header promises %lld samples (per channel), the "
                      "file holds %lld\n", r->input.c_str(), static_cast<long long>(r->samples_promised),
                      static_cast<long long>(r->samples));

@@ -360,7 +360,8 @@ std::vector<Job> collect_jobs(const std::vector<std::string>& inputs, const std:
       add_list(in.substr(1));
     } else if (fs::is_directory(in)) {
       std::vector<fs::path> found;
-      for (auto it = fs::recursive_directory_iterator(in, fs::directory_options::follow_directory_symlink);
+      for (auto it = fs::recursive_directory_iterator(
+               in, fs::directory_options::follow_directory_symlink | fs::directory_options::skip_permission_denied);
            it != fs::recursive_directory_iterator(); ++it)
         if (it->is_regular_file() && has_audio_extension(it->path())) found.push_back(it->path());
       for (const auto& p : found) add_file(p, mirrored(p.lexically_relative(in)));

@@ -133,3 +133,22 @@ def test_command_line_local_cluster_and_resume(corpus, tmp_path):
     assert "files: 0 ok, 0 failed, 2 skipped (1 done earlier, 1 failed earlier) of 2" in r.stdout, r.stdout
     with open(os.path.join(out, "failures.tsv")) as f:
         assert f.read().startswith(os.path.join(src, "empty.wav") + "\t")
+
+
+def test_corpus_functions_match_the_cli_and_strict_refuses_truncated(corpus, tmp_path):
+    """wavtok.corpus alone (no cluster): the same record as `wavtok batch` for a file, and strict=True refuses the
+    truncated file with both sample counts in the error, writing no token file."""
+    src, ref = corpus
+    out = str(tmp_path / "corpus")
+    model = wavtok.Model()
+    jobs = dict(wc.jobs([src]))
+    cut = os.path.join(src, "cut.wav")
+    line = wc.tokenize_file(model, (cut, jobs[cut]), out)
+    assert line in manifest_lines(ref)
+    r = wc.record(line)
+    assert r["status"] == "ok" and r["truncated"] and r["samples"] < r["samples_promised"]
+    bad = wc.record(wc.tokenize_file(model, (cut, jobs[cut] + ".strict"), out, strict=True))
+    assert bad["status"] == "failed"
+    assert str(r["samples"]) in bad["error"] and str(r["samples_promised"]) in bad["error"], bad["error"]
+    assert not os.path.exists(os.path.join(out, jobs[cut] + ".strict"))
+    assert r["sha256"] == wc.sha256_file(cut)

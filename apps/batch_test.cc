@@ -149,12 +149,14 @@ std::map<std::string, std::string> tree(const fs::path& dir) {
 class BatchTest : public ::testing::Test {
  protected:
   // One corpus and one clean run, shared by the tests of this suite.
+  // CTest runs each test in its own process, several at once: one folder per process.
   static void SetUpTestSuite() {
-    root_ = scratch_dir("batch_suite");
+    root_ = scratch_dir("batch_suite_" + std::to_string(::getpid()));
     corpus_ = make_corpus(fs::path(root_) / "corpus");
     clean_ = fs::path(root_) / "clean";
     clean_result_ = run_cli({"batch", corpus_.dir.string(), "-o", clean_.string(), "-j", "2", "-t", "1"});
   }
+  static void TearDownTestSuite() { fs::remove_all(root_); }
   static std::string root_;
   static Corpus corpus_;
   static fs::path clean_;

@@ -13,7 +13,7 @@
 
 #include "codec/default_model.h"
 #include "dsp/audio_io.h"
-#include "tests/test_util.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {

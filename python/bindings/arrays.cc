@@ -2,8 +2,8 @@
 #include <cmath>
 #include <limits>
 
-#include "codec/dnnl_util.h"
-#include "codec/error.h"
+#include "core/settings.h"
+#include "core/error.h"
 #include "dsp/audio_io.h"
 #include "python/bindings/bindings.h"
 

@@ -4,10 +4,10 @@
 #include <optional>
 
 #include "codec/default_model.h"
-#include "codec/dnnl_util.h"
-#include "codec/error.h"
+#include "core/settings.h"
+#include "core/error.h"
 #include "codec/streaming.h"
-#include "codec/token_file.h"
+#include "io/token_file.h"
 #include "codec/user_input.h"
 #include "python/bindings/bindings.h"
 
@@ -121,7 +121,7 @@ A Model is immutable and may be used from several Python threads at once; the GI
                              "Entries per codebook: codes are in 0..codebook_size-1.")
       .def_property_readonly("latent_dim", [](const PyModel& p) { return p.model->latent_dim(); },
                              "Channels of the latents (encode_latents, decode_latents).")
-      .def_property_readonly("architecture", [](const PyModel& p) { return p.model->config().arch; },
+      .def_property_readonly("architecture", [](const PyModel& p) { return std::string(arch_name(p.model->config().arch)); },
                              "\"wavtokenizer\" or \"encodec\".")
       .def_property_readonly("fingerprint", [](const PyModel& p) { return p.model->fingerprint(); },
                              "64-bit fingerprint of the weights (as in .wtt token files and `wavtok info`).")
@@ -239,7 +239,7 @@ frames * hop samples. bandwidth_id: WavTokenizer's AdaLayerNorm id (0 unless the
       .def("__repr__", [](const PyModel& p) {
              const Model& m = *p.model;
              return "wavtok.Model(" + (p.path.empty() ? std::string("built-in default") : "'" + p.path + "'") + ": " +
-                    m.config().arch + ", " + std::to_string(m.sample_rate()) + " Hz, hop " + std::to_string(m.hop()) +
+                    std::string(arch_name(m.config().arch)) + ", " + std::to_string(m.sample_rate()) + " Hz, hop " + std::to_string(m.hop()) +
                     ", " + std::to_string(m.max_n_q()) + " x " + std::to_string(m.config().quantizer.bins) + " codes)";
            });
 }

@@ -5,7 +5,7 @@
 #include <mutex>
 #include <optional>
 
-#include "codec/error.h"
+#include "core/error.h"
 #include "codec/streaming.h"
 #include "codec/user_input.h"
 #include "python/bindings/bindings.h"

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "codec/default_model.h"
+#include "codec/user_input.h"
 #include "core/dnnl_util.h"
 #include "core/error.h"
 #include "core/file_util.h"

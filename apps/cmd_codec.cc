@@ -53,6 +53,7 @@ void register_codec_commands(CLI::App& app, Common& c, std::vector<Command>& out
     enc->add_option("--latents", opt->enc_lat, "also write the pre-quantization latent as .npy (1, dim, frames)");
     enc->add_option("--quantized-latents", opt->enc_qlat, "also write the quantized latent (sum of codewords) as .npy");
     add_common_options(enc, c);
+    add_strict_option(enc, c);
     enc->add_option("--vq-precision", c.vq_precision,
                     "codebook search: f32 (default), bf16 or int8 (faster shortlists, every near tie rescored exactly: the "
                     "same tokens; bf16 runs as float32 with a warning on CPUs without AVX512-BF16/AMX)");
@@ -62,7 +63,7 @@ void register_codec_commands(CLI::App& app, Common& c, std::vector<Command>& out
       for (const auto& o : {opt->enc_out, opt->enc_lat, opt->enc_qlat}) check_output(o, {opt->enc_in});
       auto model = load_model(c);
       const int nq = n_q_from(*model, opt->enc_bw, opt->enc_nq);
-      Audio audio = read_audio(opt->enc_in, model->sample_rate());
+      Audio audio = read_input_audio(opt->enc_in, model->sample_rate(), c);
       prog.on = prog.on && audio.samples.size() > size_t(model->sample_rate()) * 3;
       prog.say("read " + opt->enc_in + ": " + std::to_string(audio.samples.size()) + " samples");
       Tensor lat;
@@ -162,6 +163,7 @@ void register_codec_commands(CLI::App& app, Common& c, std::vector<Command>& out
     rt->add_option("-b,--bandwidth", opt->rt_bw, "bandwidth in kbps")->check(bandwidth_kbps());
     rt->add_option("-n,--n-q", opt->rt_nq, "number of codebooks")->check(n_q_range());
     add_common_options(rt, c);
+    add_strict_option(rt, c);
     rt->add_option("--vq-precision", c.vq_precision,
                     "codebook search: f32 (default), bf16 or int8 (faster shortlists, every near tie rescored exactly: the "
                     "same tokens; bf16 runs as float32 with a warning on CPUs without AVX512-BF16/AMX)");
@@ -170,7 +172,7 @@ void register_codec_commands(CLI::App& app, Common& c, std::vector<Command>& out
       check_output(opt->rt_out, {opt->rt_in});
       auto model = load_model(c);
       const int nq = n_q_from(*model, opt->rt_bw, opt->rt_nq);
-      Audio audio = read_audio(opt->rt_in, model->sample_rate());
+      Audio audio = read_input_audio(opt->rt_in, model->sample_rate(), c);
       prog.on = prog.on && audio.samples.size() > size_t(model->sample_rate()) * 3;
       ProgressScope ps(prog.bar());
       Tokens tk = model->encode(audio.samples.data(), int64_t(audio.samples.size()), nq);

@@ -135,6 +135,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
       ->check(bandwidth_kbps());
   enc->add_option("-n,--n-q", e->n_q, "number of codebooks (default: the preset's, else all)")->check(n_q_range());
   add_common_options(enc, common, "no statistics");
+  add_strict_option(enc, common);
   out.push_back({enc, [e, &common]() {
     const bool to_stdout = e->out == "-";
     if (to_stdout && !e->fmt.empty()) throw Error("stream-encode -o -: stdout carries frame lines; --format is for files");
@@ -148,7 +149,7 @@ void register_stream_commands(CLI::App& app, Common& common, std::vector<Command
     const bool from_stdin = e->in == "-";
     std::vector<float> file_pcm, chunk_buf, raw;
     std::vector<int16_t> raw16;
-    if (!from_stdin) file_pcm = read_audio(e->in, model->sample_rate()).samples;
+    if (!from_stdin) file_pcm = read_input_audio(e->in, model->sample_rate(), common).samples;
     StreamingEncoder session(model, p);
     // stdin at another rate is resampled by the session; the chunk is counted in the input's samples.
     const int in_rate = from_stdin && e->rate > 0 ? e->rate : model->sample_rate();

@@ -10,6 +10,7 @@ void register_bench_command(CLI::App& app, Common& common, std::vector<Command>&
 void register_stream_commands(CLI::App& app, Common& common, std::vector<Command>& out);
 void register_quantize_commands(CLI::App& app, Common& common, std::vector<Command>& out);
 void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>& out);
+void register_batch_command(CLI::App& app, Common& common, std::vector<Command>& out);
 
 void add_common_options(CLI::App* sub, Common& c, const char* quiet_help) {
   sub->add_option("-m,--model", c.model, "model: .wtk file, PyTorch checkpoint, or a shipped model's name: default, rt (causal; default: the shipped default model)");
@@ -17,6 +18,17 @@ void add_common_options(CLI::App* sub, Common& c, const char* quiet_help) {
   sub->add_option("-t,--threads", c.threads, "CPU threads")->check(CLI::Range(1, 1024));
   sub->add_option("--precision", c.precision, "f32 (default) or bf16 (on CPUs with AVX512-BF16/AMX; float32 with a warning elsewhere)");
   sub->add_flag("-q,--quiet", c.quiet, quiet_help);
+}
+
+void add_strict_option(CLI::App* sub, Common& c) {
+  sub->add_flag("--strict", c.strict,
+                "refuse a truncated audio file (its header promises more samples than it holds) instead of warning");
+}
+
+Audio read_input_audio(const std::string& path, int target_rate, const Common& c) {
+  Audio a = read_audio(path, target_rate, ReadOptions{.strict = c.strict});
+  if (a.truncated()) std::fprintf(stderr, "wavtok: warning: %s\n", truncation_message(path, a).c_str());
+  return a;
 }
 
 CLI::Validator number_in(double lo, double hi, bool lo_open) {
@@ -46,6 +58,7 @@ void register_extra_commands(CLI::App& app, Common& common, std::vector<Command>
   register_stream_commands(app, common, out);
   register_quantize_commands(app, common, out);
   register_adapt_command(app, common, out);
+  register_batch_command(app, common, out);
 }
 
 }  // namespace wavtok

@@ -12,6 +12,7 @@
 
 #include "models/model.h"
 #include "core/progress.h"
+#include "dsp/audio_io.h"
 
 namespace wavtok {
 
@@ -23,6 +24,7 @@ struct Common {
   std::string precision = "f32";     // f32 | bf16
   std::string vq_precision = "f32";  // f32 | bf16 | int8: codebook search arithmetic (encode, roundtrip)
   bool quiet = false;
+  bool strict = false;  // --strict: refuse a truncated audio file instead of warning
 };
 
 struct Command {
@@ -39,6 +41,12 @@ struct Progress {
 
 // -m/--model, --config, -t/--threads, --precision and -q/--quiet, as every model-using command takes them.
 void add_common_options(CLI::App* sub, Common& c, const char* quiet_help = "no progress output");
+
+// --strict, for the commands that read audio files.
+void add_strict_option(CLI::App* sub, Common& c);
+// read_audio for a command's input: a truncated file is refused under c.strict, else read with a warning on stderr
+// naming both sample counts (-q does not silence it: audio is missing).
+Audio read_input_audio(const std::string& path, int target_rate, const Common& c);
 
 std::string resolve_model(const Common& c);
 std::shared_ptr<const Model> load_model(const Common& c);  // also applies c.threads

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "core/tensor.h"
 #include "models/model.h"
+#include "core/tensor.h"
 
 namespace wavtok {
 

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 
 #include "core/error.h"
@@ -35,9 +36,89 @@ std::string extension_of(const std::string& path) {
   return ext;
 }
 
+// Bytes per sample of the uncompressed encodings whose frame count follows from the data size; 0 for others.
+int bytes_per_sample(int format) {
+  switch (format & SF_FORMAT_SUBMASK) {
+    case SF_FORMAT_PCM_S8: case SF_FORMAT_PCM_U8: case SF_FORMAT_ULAW: case SF_FORMAT_ALAW: return 1;
+    case SF_FORMAT_PCM_16: return 2;
+    case SF_FORMAT_PCM_24: return 3;
+    case SF_FORMAT_PCM_32: case SF_FORMAT_FLOAT: return 4;
+    case SF_FORMAT_DOUBLE: return 8;
+    default: return 0;
+  }
+}
+
+uint64_t le(const unsigned char* p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+uint64_t be(const unsigned char* p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+// The frame count that a WAV/RF64/AIFF header itself declares (libsndfile clamps its own count to the bytes the
+// file holds, hiding a cut). -1 when not one of those containers, not an uncompressed encoding, or the header
+// leaves the length open (0 or 0xFFFFFFFF, as streaming writers put there).
+int64_t declared_frames(const std::string& path, const SF_INFO& info) {
+  const int major = info.format & SF_FORMAT_TYPEMASK;
+  const int bps = bytes_per_sample(info.format);
+  if (bps == 0 || info.channels <= 0) return -1;
+  if (major != SF_FORMAT_WAV && major != SF_FORMAT_WAVEX && major != SF_FORMAT_RF64 && major != SF_FORMAT_AIFF)
+    return -1;
+  std::ifstream f(path, std::ios::binary);
+  unsigned char head[12];
+  if (!f.read(reinterpret_cast<char*>(head), 12)) return -1;
+  const bool riff = std::memcmp(head, "RIFF", 4) == 0 && std::memcmp(head + 8, "WAVE", 4) == 0;
+  const bool rf64 = std::memcmp(head, "RF64", 4) == 0 && std::memcmp(head + 8, "WAVE", 4) == 0;
+  const bool aiff = std::memcmp(head, "FORM", 4) == 0 &&
+                    (std::memcmp(head + 8, "AIFF", 4) == 0 || std::memcmp(head + 8, "AIFC", 4) == 0);
+  if (!riff && !rf64 && !aiff) return -1;
+  uint64_t ds64_data = 0;
+  for (int chunk = 0; chunk < 4096; ++chunk) {  // bounded walk over the chunk list
+    unsigned char ch[8];
+    if (!f.read(reinterpret_cast<char*>(ch), 8)) return -1;
+    const uint64_t size = aiff ? be(ch + 4, 4) : le(ch + 4, 4);
+    const std::streamoff body = f.tellg();
+    if (aiff && std::memcmp(ch, "COMM", 4) == 0) {
+      unsigned char comm[6];
+      if (size < 6 || !f.read(reinterpret_cast<char*>(comm), 6)) return -1;
+      const int64_t frames = static_cast<int64_t>(be(comm + 2, 4));
+      return frames > 0 ? frames : -1;
+    }
+    if (rf64 && std::memcmp(ch, "ds64", 4) == 0) {
+      unsigned char d[16];
+      if (size < 16 || !f.read(reinterpret_cast<char*>(d), 16)) return -1;
+      ds64_data = le(d + 8, 8);
+    }
+    if (!aiff && std::memcmp(ch, "data", 4) == 0) {
+      uint64_t bytes = size;
+      if (rf64 && size == 0xFFFFFFFFu) bytes = ds64_data;
+      if (bytes == 0 || bytes == 0xFFFFFFFFu) return -1;
+      return static_cast<int64_t>(bytes / (static_cast<uint64_t>(bps) * info.channels));
+    }
+    f.seekg(body + static_cast<std::streamoff>(size + (size & 1)));
+    if (!f) return -1;
+  }
+  return -1;
+}
+
 }  // namespace
 
-Audio read_audio(const std::string& path, int target_rate) {
+std::string truncation_message(const std::string& path, const Audio& a) {
+  if (!a.truncated()) return {};
+  const int64_t missing = a.frames_promised - a.frames_read;
+  char secs[48] = "";
+  if (a.file_sample_rate > 0)
+    std::snprintf(secs, sizeof secs, ", %.3f s", static_cast<double>(missing) / a.file_sample_rate);
+  return path + ": truncated: the header promises " + std::to_string(a.frames_promised) +
+         " samples (per channel), the file holds " + std::to_string(a.frames_read) + " (" + std::to_string(missing) +
+         " missing" + secs + ")";
+}
+
+Audio read_audio(const std::string& path, int target_rate, const ReadOptions& opts) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw Error(path + ": is a directory, not audio");
   SF_INFO info{};
@@ -56,6 +137,7 @@ Audio read_audio(const std::string& path, int target_rate) {
   const int ch = info.channels;
   Audio out;
   out.sample_rate = info.samplerate;
+  out.file_sample_rate = info.samplerate;
   // The header's frame count is only a claim (a 100-byte FLAC header may announce 2^31 frames): reserve no more
   // than the file's size in samples, and let the vector grow with what is really decoded.
   out.samples.reserve(static_cast<size_t>(std::min<long long>(info.frames, static_cast<long long>(st.st_size))));
@@ -73,6 +155,9 @@ Audio read_audio(const std::string& path, int target_rate) {
   if (sf_error(file.get()) != SF_ERR_NO_ERROR)
     throw Error(path + ": decoding failed: " + sf_strerror(file.get()));
   if (out.samples.empty()) throw Error(path + ": contains no audio frames");
+  out.frames_read = total;
+  out.frames_promised = std::max<int64_t>(info.frames, declared_frames(path, info));
+  if (opts.strict && out.truncated()) throw Error(truncation_message(path, out) + "; refused (strict)");
 
   resample_to(out.samples, out.sample_rate, target_rate, path);
   if (target_rate > 0) out.sample_rate = target_rate;

@@ -1,6 +1,7 @@
 // Audio file reading and writing (libsndfile) and sample-rate conversion (libsoxr).
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
@@ -10,6 +11,16 @@ namespace wavtok {
 struct Audio {
   int sample_rate = 0;
   std::vector<float> samples;  // mono
+  // Samples per channel (frames) that the file's header promises, and how many were really decoded, both at the
+  // file's own rate. They differ when the file was cut short (an interrupted download or copy): see truncated().
+  int64_t frames_promised = 0;
+  int64_t frames_read = 0;
+  int file_sample_rate = 0;  // the file's own rate, before any resampling
+  bool truncated() const { return frames_read < frames_promised; }
+};
+
+struct ReadOptions {
+  bool strict = false;  // refuse a truncated file (throw) instead of returning what it holds
 };
 
 // Limits a file must respect to be read at all.
@@ -22,7 +33,15 @@ inline constexpr long long kMaxFrames = 1LL << 31;
 // target_rate <= 0 or equal to the file's rate. Throws wavtok::Error naming the file if it cannot be opened or
 // decoded, has no frames, more than kMaxFrames frames, a sample rate outside (0, kMaxSampleRate], more than
 // kMaxChannels channels, or a NaN/Inf sample.
-Audio read_audio(const std::string& path, int target_rate);
+// A truncated file (the header promises more samples than the file holds) is read as far as it goes and reported
+// in Audio::frames_promised / frames_read; with opts.strict it is refused with an Error naming both counts.
+// libsndfile quietly shortens the frame count of a cut WAV/AIFF to what the file holds, so for those containers
+// (plain PCM, float, A-law, u-law) the data size of the header itself is compared too.
+Audio read_audio(const std::string& path, int target_rate, const ReadOptions& opts = {});
+
+// "PATH: truncated: the header promises N samples (per channel), the file holds M (K missing, S s)", for warnings
+// and errors about a truncated Audio. Empty when a is not truncated.
+std::string truncation_message(const std::string& path, const Audio& a);
 
 // Writes mono audio; the container comes from the extension (case-insensitive): .wav = 32-bit float WAV,
 // .flac = 24-bit FLAC (samples outside [-1, 1] are clipped), .ogg = Ogg Vorbis. Anything else throws.

@@ -52,6 +52,28 @@ def blas_libraries():
     return sorted(libs)
 
 
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def openblas_core():
+    """The kernel OpenBLAS chose at load time (openblas_get_corename of the library in this process), or None.
+
+    OPENBLAS_CORETYPE forces one (e.g. Haswell holds it to AVX2 on an AVX-512 CPU), OPENBLAS_L2_SIZE changes its
+    blocking; `wavtok bench --baseline` unsets both for this process so the baseline runs the kernel OpenBLAS
+    picks for the CPU."""
+    import ctypes
+    for path in blas_libraries():
+        if "openblas" not in os.path.basename(path):
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return lib.openblas_get_corename().decode()
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 def build_model(seed: int, keep_weight_norm: bool):
     import torch
     from wavtok_ref import WavTokenizer
@@ -109,7 +131,8 @@ def run_one_thread_count(args) -> dict:
                                     peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
                 print(f"[reference] {phase:9s} {sec:6.1f} s  {args.threads} thr  {med:8.3f} s  {sec / med:6.2f}x RT",
                       file=sys.stderr, flush=True)
-    return dict(results=results, blas_loaded=blas_libraries(),
+    return dict(results=results, blas_loaded=blas_libraries(), openblas_core=openblas_core(),
+                blas_env={k: os.environ.get(k) for k in BLAS_ENV},
                 parallel_info=torch.__config__.parallel_info())
 
 
@@ -150,6 +173,10 @@ def main():
         child = json.loads(r.stdout)
         out["results"] += child["results"]
         out["blas_loaded"] = child["blas_loaded"]
+        out["openblas_core"] = child["openblas_core"]
+        out["blas_env"] = child["blas_env"]
+        env_text = ", ".join(f"{k}={v}" if v is not None else f"{k} unset" for k, v in child["blas_env"].items())
+        print(f"[reference] OpenBLAS kernel: {child['openblas_core']} ({env_text})", file=sys.stderr, flush=True)
         out.setdefault("parallel_info", {})[str(thr)] = child["parallel_info"]
     for r in out["results"]:
         # flat "phase@seconds@threads": median seconds (easy to read from C++ without a JSON library)

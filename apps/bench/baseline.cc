@@ -62,12 +62,18 @@ void run_baseline(const Common& c, const BenchOpts& o, const std::vector<int>& t
     for (int t : thread_counts) thr += (thr.empty() ? "" : ",") + std::to_string(t);
     std::string lens;
     for (double s : lengths) lens += (lens.empty() ? "" : ",") + fmt_len(s);
-    const std::string cmd = shell_quote(o.python) + " " + shell_quote(reference_script(o)) + " --threads " + thr +
+    // OPENBLAS_CORETYPE (e.g. Haswell: AVX2 only) and OPENBLAS_L2_SIZE hold OpenBLAS to another CPU's kernel and
+    // blocking: unset for the PyTorch child only, so the baseline runs what OpenBLAS picks for this CPU.
+    const std::string env = o.inherit_blas_env ? "" : "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ";
+    const std::string cmd = env + shell_quote(o.python) + " " + shell_quote(reference_script(o)) + " --threads " + thr +
                             " --lengths " + lens + " --repeats " + std::to_string(o.repeats) + " --phases " + o.phases +
                             (c.quiet ? " 2>/dev/null" : "");
     if (!c.quiet) std::fprintf(stderr, "[bench] baseline: %s\n", cmd.c_str());
     res.ref_json = run_capture(cmd);
     res.ref = parse_flat(res.ref_json);
+    std::smatch mt;
+    if (std::regex_search(res.ref_json, mt, std::regex("\"openblas_core\":\\s*\"([^\"]*)\"")))
+      res.ref_core = mt[1];
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[bench] baseline failed: %s\n", e.what());
     res.ref_json = "null";

@@ -50,6 +50,7 @@ struct BenchOpts {
   int64_t encode_chunk = -1;  // Model::set_encode_chunk_frames; -1: the model's default, 0: always one pass
   std::string python = "/usr/bin/python3";
   std::string reference_script;
+  bool inherit_blas_env = false;  // --baseline with this process's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE
   // hidden: one memory measurement in this (child) process
   std::string internal_mem;
 };
@@ -141,6 +142,7 @@ struct BenchResults {
   std::vector<PrecisionResult> precs;
   std::map<std::string, double> ref;  // the baseline's seconds per "phase@seconds@threads"
   std::string ref_json;               // the baseline's whole object ("null" when it failed)
+  std::string ref_core = "?";         // the OpenBLAS kernel the baseline ran (openblas_get_corename)
 };
 
 // measure.cc

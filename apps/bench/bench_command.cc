@@ -184,6 +184,9 @@ void register_bench_command(CLI::App& app, Common& common, std::vector<Command>&
   sub->add_flag("--baseline", o->baseline, "also time the PyTorch reference (python/bench_reference.py) and print ratios");
   sub->add_option("--python", o->python, "Python for --baseline (default /usr/bin/python3)");
   sub->add_option("--reference-script", o->reference_script, "path of python/bench_reference.py");
+  sub->add_flag("--inherit-blas-env", o->inherit_blas_env,
+                "--baseline keeps OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (by default they are unset for the PyTorch "
+                "child, so OpenBLAS runs its kernel for this CPU)");
   sub->add_flag("--no-memory", o->no_memory, "skip the per-phase peak memory measurement (child processes)");
   sub->add_option("--seed", o->seed, "seed of the random weights");
   sub->add_flag("-q,--quiet", common.quiet, "no progress output");

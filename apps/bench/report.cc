@@ -142,6 +142,9 @@ void print_report(const Model& m, const BenchOpts& o, const BenchResults& res) {
   std::printf("%-10s %8s %4s %10s %10s %9s", "phase", "audio s", "thr", "median s", "cold s", "x RT");
   if (o.baseline) std::printf(" %10s %9s %8s", "torch s", "torch xRT", "speedup");
   std::printf("\n");
+  if (o.baseline)
+    std::printf("(PyTorch baseline: OpenBLAS kernel %s, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE %s)\n", res.ref_core.c_str(),
+                o.inherit_blas_env ? "inherited" : "unset");
   for (const auto& run : res.runs)
     for (const auto& r : run.phases) {
       std::printf("%-10s %8g %4d %10.3f %10.3f %9.2f", r.phase.c_str(), r.seconds, r.threads, r.median_s, r.first_s, r.xrt());

@@ -62,6 +62,7 @@ void bind_errors(py::module_& m);     // errors.cc: wavtok.Error, wavtok.InputEr
 void bind_settings(py::module_& m);   // model.cc: precision, version
 void bind_model(py::module_& m);      // model.cc: wavtok.Model
 void bind_streaming(py::module_& m);  // streaming.cc: wavtok.Encoder, wavtok.Decoder
-// Further parts (e.g. the corpus batch tokenizer, issue 22 item 2) are declared here and called from module.cc.
+void bind_batch(py::module_& m);      // batch.cc: the corpus tokenizer of `wavtok batch` (wavtok.corpus, wavtok.dask)
+// Further parts are declared here and called from module.cc.
 
 }  // namespace wavtok::python

@@ -239,7 +239,7 @@ frames * hop samples. bandwidth_id: WavTokenizer's AdaLayerNorm id (0 unless the
       .def("__repr__", [](const PyModel& p) {
              const Model& m = *p.model;
              return "wavtok.Model(" + (p.path.empty() ? std::string("built-in default") : "'" + p.path + "'") + ": " +
-                    arch_name(m.config().arch) + std::string(", ") + std::to_string(m.sample_rate()) + " Hz, hop " + std::to_string(m.hop()) +
+                    std::string(arch_name(m.config().arch)) + ", " + std::to_string(m.sample_rate()) + " Hz, hop " + std::to_string(m.hop()) +
                     ", " + std::to_string(m.max_n_q()) + " x " + std::to_string(m.config().quantizer.bins) + " codes)";
            });
 }

@@ -8,5 +8,6 @@ PYBIND11_MODULE(_wavtok, m) {
   w::bind_settings(m);
   w::bind_model(m);
   w::bind_streaming(m);
-  // Parts added by other files go here, e.g. w::bind_batch(m);
+  w::bind_batch(m);
+  // Parts added by other files go here.
 }

@@ -10,9 +10,9 @@
 #include <gtest/gtest.h>
 
 #include "apps/cli_test_util.h"
-#include "models/model.h"
-#include "io/token_file.h"
 #include "dsp/audio_io.h"
+#include "io/token_file.h"
+#include "models/model.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {

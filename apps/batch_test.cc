@@ -24,8 +24,8 @@
 
 #include "apps/cli_test_util.h"
 #include "core/error.h"
-#include "io/token_file.h"
 #include "dsp/audio_io.h"
+#include "io/token_file.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -88,7 +88,8 @@ Corpus make_corpus(const fs::path& dir) {
     std::vector<float> x(size_t(n) * ch);
     const double f0 = 110.0 * (1 + i % 7);
     for (int64_t t = 0; t < n; ++t)
-      for (int k = 0; k < ch; ++k) x[size_t(t) * ch + k] = float(0.3 * std::sin(2 * M_PI * f0 * (k + 1) * t / rate)) + noise(rng);
+      for (int k = 0; k < ch; ++k)
+        x[size_t(t) * ch + k] = float(0.3 * std::sin(2 * M_PI * f0 * (k + 1) * t / rate)) + noise(rng);
     const fs::path sub = dir / ("spk" + std::to_string(i % 5)) / (i % 2 ? "a" : "b");
     fs::path p;
     if (i % 3 == 0) {
@@ -120,7 +121,8 @@ Corpus make_corpus(const fs::path& dir) {
     x[1234] = std::nanf("");
     write_sf(dir / "bad" / "nan.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 16000, 1, x);
     put(dir / "bad" / "notes.flac", "these are not the samples you are looking for\n");
-    for (const char* n : {"corrupt_header.wav", "empty.wav", "nan.wav", "notes.flac"}) c.bad.insert((dir / "bad" / n).string());
+    for (const char* n : {"corrupt_header.wav", "empty.wav", "nan.wav", "notes.flac"})
+      c.bad.insert((dir / "bad" / n).string());
   }
   put(dir / "README.txt", "not an audio extension: a folder walk skips it\n");
   return c;
@@ -246,7 +248,8 @@ TEST_F(BatchTest, BadFilesAreListedAndTheRunCompletes) {
   EXPECT_NE(clean_result_.err.find("files: 41 ok, 4 failed, 0 skipped"), std::string::npos) << clean_result_.err;
   EXPECT_NE(clean_result_.err.find("audio hours per hour"), std::string::npos);
   // The truncated file is tokenized with a warning naming both sample counts.
-  EXPECT_NE(clean_result_.err.find("warning: " + corpus_.truncated + ": truncated"), std::string::npos) << clean_result_.err;
+  EXPECT_NE(clean_result_.err.find("warning: " + corpus_.truncated + ": truncated"), std::string::npos)
+      << clean_result_.err;
   EXPECT_NE(clean_result_.err.find("12000"), std::string::npos);
   EXPECT_NE(clean_result_.err.find("7000"), std::string::npos);
 
@@ -318,8 +321,11 @@ TEST_F(BatchTest, EncodeRoundtripAndStreamEncodeWarnOrRefuseTruncatedAudio) {
   const fs::path dir = scratch_dir("batch_single_truncated");
   auto r = run_cli({"encode", corpus_.truncated, "-o", (dir / "t.wtt").string(), "-q"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.err.find("warning: " + corpus_.truncated + ": truncated: the header promises 12000 samples (per "
-                       "channel), the file holds 7000"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("warning: " + corpus_.truncated +
+                       ": truncated: the header promises 12000 samples (per "
+                       "channel), the file holds 7000"),
+            std::string::npos)
+      << r.err;
   EXPECT_TRUE(fs::exists(dir / "t.wtt"));
   for (const std::string cmd : {"encode", "roundtrip", "stream-encode"}) {
     const std::string out = (dir / (cmd + (cmd == "roundtrip" ? ".wav" : ".wtt"))).string();
@@ -366,7 +372,7 @@ TEST_F(BatchTest, KilledAndRestartedRedoesNothingAndLosesNothing) {
   ASSERT_EQ(r.code, 3) << r.err;
   // Skipped = every record written before the kill (done and failed alike); the rest encoded now.
   const size_t total = corpus_.good.size() + corpus_.bad.size();
-  EXPECT_NE(r.err.find(" skipped (" ), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" skipped ("), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(std::to_string(before) + " skipped"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("of " + std::to_string(total)), std::string::npos) << r.err;
   const auto recs = records_by_input(out);  // fails on any input recorded twice

@@ -16,13 +16,12 @@
 #include "core/dnnl_util.h"
 #include "core/error.h"
 #include "core/file_util.h"
-#include "models/model.h"
+#include "core/progress.h"
+#include "dsp/audio_io.h"
 #include "io/model_file.h"
 #include "io/npy.h"
-#include "core/progress.h"
 #include "io/token_file.h"
-#include "codec/user_input.h"
-#include "dsp/audio_io.h"
+#include "models/model.h"
 #include "models/models.h"
 
 namespace wavtok {
@@ -82,7 +81,8 @@ void check_output(const std::string& out, const std::vector<std::string>& inputs
     if (!in.empty() && (in == out || same_existing_file(in, out)))
       throw Error(out + ": output path is the same file as the input " + in + "; refusing to overwrite it");
   const fs::path parent = fs::path(out).parent_path();
-  if (!parent.empty() && !fs::is_directory(parent)) throw Error(out + ": output folder " + parent.string() + " does not exist");
+  if (!parent.empty() && !fs::is_directory(parent))
+    throw Error(out + ": output folder " + parent.string() + " does not exist");
   if (fs::is_directory(out)) throw Error(out + ": output path is a folder");
 }
 
@@ -103,9 +103,7 @@ ProgressFn Progress::bar() const {
   };
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 int n_q_from(const Model& m, double bandwidth, int n_q) { return select_n_q(m, bandwidth, n_q); }
 

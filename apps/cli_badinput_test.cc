@@ -15,9 +15,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "io/token_file.h"
-#include "dsp/audio_io.h"
 #include "apps/cli_test_util.h"
+#include "dsp/audio_io.h"
+#include "io/token_file.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -51,8 +51,8 @@ void append(std::string& s, T v) {
 // A canonical 44-byte WAV header followed by `data`; every field can be set to anything.
 std::string wav(uint16_t format, uint16_t channels, uint32_t rate, uint16_t bits, const std::string& data,
                 uint32_t data_bytes_claimed = std::numeric_limits<uint32_t>::max()) {
-  const uint32_t claimed = data_bytes_claimed == std::numeric_limits<uint32_t>::max() ? uint32_t(data.size())
-                                                                                      : data_bytes_claimed;
+  const uint32_t claimed =
+      data_bytes_claimed == std::numeric_limits<uint32_t>::max() ? uint32_t(data.size()) : data_bytes_claimed;
   std::string s = "RIFF";
   append<uint32_t>(s, 36 + claimed);
   s += "WAVEfmt ";
@@ -132,7 +132,8 @@ class CliBadInput : public ::testing::Test {
     for (auto& a : args) cmd += a + " ";
     EXPECT_EQ(r.code, 1) << cmd << "\n" << r.err;
     EXPECT_NE(r.err.find("wavtok: error: "), std::string::npos) << cmd << "\n" << r.err;
-    for (const auto& n : needles) EXPECT_NE(r.err.find(n), std::string::npos) << cmd << "\nwanted '" << n << "' in:\n" << r.err;
+    for (const auto& n : needles)
+      EXPECT_NE(r.err.find(n), std::string::npos) << cmd << "\nwanted '" << n << "' in:\n" << r.err;
     const auto after = snapshot();
     EXPECT_EQ(after.size(), before.size()) << cmd << " left files behind";
     for (const auto& [name, bytes] : before) {
@@ -202,7 +203,8 @@ TEST_F(CliBadInput, ZeroAndAbsurdSampleRates) {
     EXPECT_EQ(r.code, 1) << rate << ": " << r.err;
     // libsndfile refuses some of these itself, the reader the others; either way the file is named.
     EXPECT_NE(r.err.find(f), std::string::npos) << rate << ": " << r.err;
-    EXPECT_TRUE(r.err.find("sample rate") != std::string::npos || r.err.find("cannot read as audio") != std::string::npos)
+    EXPECT_TRUE(r.err.find("sample rate") != std::string::npos ||
+                r.err.find("cannot read as audio") != std::string::npos)
         << rate << ": " << r.err;
     EXPECT_FALSE(fs::exists(path("out.wtt")));
   }
@@ -266,12 +268,18 @@ TEST_F(CliBadInput, BrokenTokenFiles) {
 TEST_F(CliBadInput, BrokenNpyTokensAndLatents) {
   const std::string out = path("out.wav");
   // Absurd shapes: far more elements than the file holds, and a product that overflows 64 bits.
-  const std::string big = put("big.npy", npy("{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1, 1099511627776), }", std::string(64, '\0')));
-  const std::string overflow = put("overflow.npy", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }", std::string(64, '\0')));
+  const std::string big =
+      put("big.npy",
+          npy("{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1, 1099511627776), }", std::string(64, '\0')));
+  const std::string overflow = put(
+      "overflow.npy",
+      npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }", std::string(64, '\0')));
   const std::string empty = put("empty.npy", "");
-  const std::string truncated = put("trunc.npy", npy("{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1, 300), }", std::string(100, '\0')));
+  const std::string truncated =
+      put("trunc.npy", npy("{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1, 300), }", std::string(100, '\0')));
   const std::string bad_magic = put("magic.npy", "\x93NUMPZ" + std::string(120, ' '));
-  const std::string floats_as_tokens = put("lat.npy", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 4), }", std::string(16, '\0')));
+  const std::string floats_as_tokens =
+      put("lat.npy", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 4), }", std::string(16, '\0')));
   expect_failure({"decode", big, "-m", kModel(), "-o", out}, {big, "does not match"});
   expect_failure({"decode", overflow, "-m", kModel(), "-o", out}, {overflow, "does not match"});
   expect_failure({"decode", empty, "-m", kModel(), "-o", out}, {empty});
@@ -285,7 +293,8 @@ TEST_F(CliBadInput, BrokenNpyTokensAndLatents) {
   expect_failure({"decode", floats_as_tokens, "--latents", "-m", kModel(), "-o", out}, {"expects (1, 64, frames)"});
   std::vector<float> nan(64 * 3, 0.5f);
   nan[70] = std::numeric_limits<float>::quiet_NaN();
-  const std::string nan_lat = put("nan.npy", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 64, 3), }", floats(nan)));
+  const std::string nan_lat =
+      put("nan.npy", npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 64, 3), }", floats(nan)));
   expect_failure({"decode", nan_lat, "--latents", "-m", kModel(), "-o", out}, {"NaN/Inf at index 70"});
   expect_failure({"requantize", nan_lat, "-m", kModel(), "-o", path("out.wtt")}, {"NaN/Inf"});
 }
@@ -410,7 +419,8 @@ TEST_F(CliBadInput, OptionValuesOutOfRange) {
                  {"--chunk-ms 0.010000 is less than one sample at 24000 Hz"});
   expect_failure({"stream-encode", "-", "-m", kModel(), "-o", out, "--chunk-ms", "3600000", "--channels", "2"},
                  {"a stdin chunk may hold at most 16777216 samples (all channels), this one 172800000"});
-  expect_failure({"stream-encode", wav_in, "-m", kModel(), "-o", out, "--s16"}, {"--s16, --rate and --channels describe raw PCM on stdin"});
+  expect_failure({"stream-encode", wav_in, "-m", kModel(), "-o", out, "--s16"},
+                 {"--s16, --rate and --channels describe raw PCM on stdin"});
 }
 
 TEST_F(CliBadInput, OutputEqualToInput) {
@@ -422,7 +432,8 @@ TEST_F(CliBadInput, OutputEqualToInput) {
   expect_failure({"decode", path("t.wtt"), "-m", kModel(), "-o", path("t.wtt")}, {"same file"});
   // The same file under another name: a hard link, and a path with "." and ".." in it.
   expect_failure({"roundtrip", path("in.wav"), "-m", kModel(), "-o", path("link.wav")}, {"same file"});
-  expect_failure({"roundtrip", path("in.wav"), "-m", kModel(), "-o", dir + "/./../" + fs::path(dir).filename().string() + "/in.wav"},
+  expect_failure({"roundtrip", path("in.wav"), "-m", kModel(), "-o",
+                  dir + "/./../" + fs::path(dir).filename().string() + "/in.wav"},
                  {"same file"});
   // --latents output onto the input.
   expect_failure({"encode", path("in.wav"), "-m", kModel(), "--latents", path("in.wav")}, {"same file"});

@@ -17,11 +17,11 @@
 #include <sndfile.h>
 #include <yaml-cpp/yaml.h>
 
+#include "apps/cli_test_util.h"
 #include "codec/default_model.h"
 #include "core/dnnl_util.h"
-#include "io/token_file.h"
 #include "dsp/audio_io.h"
-#include "apps/cli_test_util.h"
+#include "io/token_file.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -149,7 +149,8 @@ TEST_F(CliTest, StreamThroughPipes) {
   // Raw float32 PCM on stdin (the path live input takes).
   const auto pcm = read_audio(kWav, 24000).samples;
   write_bytes(path("in.f32"), std::string(reinterpret_cast<const char*>(pcm.data()), pcm.size() * sizeof(float)));
-  ASSERT_EQ(shell(kBin + " stream-encode -" + m + " --chunk-ms 13 -o - < " + path("in.f32") + " > " + path("p.txt")), 0);
+  ASSERT_EQ(shell(kBin + " stream-encode -" + m + " --chunk-ms 13 -o - < " + path("in.f32") + " > " + path("p.txt")),
+            0);
   EXPECT_EQ(slurp(path("p.txt")), lines);
 
   ASSERT_EQ(run({"stream-decode", path("one.wtt"), "-m", kCkpt, "-o", path("f.wav"), "-q"}).code, 0);
@@ -265,7 +266,8 @@ TEST_F(CliTest, StreamsAtOtherRatesAndChannels) {
   // Decoder output at 48 kHz, to a file and to stdout: the 24 kHz stream resampled.
   ASSERT_EQ(run({"stream-decode", path("file.wtt"), "-m", kCkpt, "-o", path("d24.wav"), "-q"}).code, 0);
   const auto ref = resample(read_audio(path("d24.wav"), 0).samples, 24000, 48000);
-  ASSERT_EQ(run({"stream-decode", path("file.wtt"), "-m", kCkpt, "-o", path("d48.wav"), "--rate", "48000", "-q"}).code, 0);
+  ASSERT_EQ(run({"stream-decode", path("file.wtt"), "-m", kCkpt, "-o", path("d48.wav"), "--rate", "48000", "-q"}).code,
+            0);
   const Audio d48 = read_audio(path("d48.wav"), 0);
   EXPECT_EQ(d48.sample_rate, 48000);
   ASSERT_NEAR(double(d48.samples.size()), double(ref.size()), 1.0);
@@ -287,7 +289,8 @@ TEST_F(CliTest, CExampleMatchesTheCliPipes) {
   const auto pcm = read_audio(kWav, 24000).samples;
   write_bytes(path("in.f32"), std::string(reinterpret_cast<const char*>(pcm.data()), pcm.size() * sizeof(float)));
   const std::string in = " < " + path("in.f32");
-  for (const auto& [model, preset] : {std::pair<std::string, std::string>{kCkpt, "default"}, {kCkpt, "low-latency"},
+  for (const auto& [model, preset] : {std::pair<std::string, std::string>{kCkpt, "default"},
+                                      {kCkpt, "low-latency"},
                                       {fixture("encodec-24k/model.th"), "default"}}) {
     const std::string m = " -m " + model + " --preset " + preset + " -q";
     ASSERT_EQ(shell(ex + " " + model + " " + preset + in + " > " + path("ex.f32") + " 2> " + path("err.txt")), 0);
@@ -297,23 +300,24 @@ TEST_F(CliTest, CExampleMatchesTheCliPipes) {
               0);
     const auto a = raw_floats(path("ex.f32")), b = raw_floats(path("cli.f32"));
     ASSERT_EQ(a.size(), pcm.size()) << model << " " << preset;
-    if (model == kCkpt)
-      EXPECT_EQ(a, b) << preset;  // windows: the same whatever the push sizes
+    if (model == kCkpt) EXPECT_EQ(a, b) << preset;  // windows: the same whatever the push sizes
     else  // EnCodec's layers see other run lengths (the example pushes what each chunk made): float rounding, 143 dB
       EXPECT_GE(snr_db(b, a), 120.0);
   }
   EXPECT_EQ(shell(ex + " " + path("none.ckpt") + in + " > /dev/null 2> " + path("err.txt")), 1);
   EXPECT_NE(slurp(path("err.txt")).find("none.ckpt"), std::string::npos) << slurp(path("err.txt"));
   EXPECT_EQ(shell(ex + " " + kCkpt + " nope" + in + " > /dev/null 2> " + path("err.txt")), 1);
-  EXPECT_NE(slurp(path("err.txt")).find("unknown streaming preset 'nope'"), std::string::npos) << slurp(path("err.txt"));
+  EXPECT_NE(slurp(path("err.txt")).find("unknown streaming preset 'nope'"), std::string::npos)
+      << slurp(path("err.txt"));
 }
 
 // `wavtok bench` on the fixture model: the JSON file parses (no nan/inf), every figure is a positive time, and the
 // streaming preset pushed ceil(2 s / 133.3 ms) = 15 blocks; a bad option fails without writing the file.
 TEST_F(CliTest, BenchWritesParseableFigures) {
-  auto r = run({"bench", "-m", kCkpt, "--config", kCfg, "--seconds", "0.5", "--repeats", "1", "--phases", "encode,decode",
-                "--streaming", "default", "--stream-seconds", "2", "--no-memory", "-t", "1", "--json-out", path("b.json"),
-                "-q"});
+  auto r =
+      run({"bench", "-m",       kCkpt,           "--config",     kCfg,      "--seconds",        "0.5", "--repeats",
+           "1",     "--phases", "encode,decode", "--streaming",  "default", "--stream-seconds", "2",   "--no-memory",
+           "-t",    "1",        "--json-out",    path("b.json"), "-q"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("flush() cold / warm / after warm-up"), std::string::npos) << r.err;
   YAML::Node j = YAML::LoadFile(path("b.json"));  // JSON is YAML
@@ -334,8 +338,8 @@ TEST_F(CliTest, BenchWritesParseableFigures) {
   EXPECT_EQ(s["block"].as<int>(), 10);
   EXPECT_EQ(s["chunks"].as<int>(), 15);
   EXPECT_GT(s["warm_up_shapes"].as<int>(), 0);  // a fresh model creates its primitives in the warm-up
-  for (const char* k : {"encode_ms", "decode_ms", "after_warm_up_encode_ms", "after_warm_up_decode_ms", "encode_flush_ms",
-                        "decode_flush_ms"})
+  for (const char* k : {"encode_ms", "decode_ms", "after_warm_up_encode_ms", "after_warm_up_decode_ms",
+                        "encode_flush_ms", "decode_flush_ms"})
     for (const auto& v : s[k]) positive_ms(v, k);
   for (const char* k : {"cold_encode_max_ms", "cold_decode_max_ms", "warm_up_ms"}) positive_ms(s[k], k);
   // Live: the first code needs at least the encoder's first frame of audio (one hop, 13.3 ms) plus a 20 ms chunk
@@ -348,7 +352,8 @@ TEST_F(CliTest, BenchWritesParseableFigures) {
   EXPECT_GT(s["first_token_ms"].as<double>(), tok_audio);
   EXPECT_GT(s["first_audio_ms"].as<double>(), aud_audio);
   EXPECT_NE(run({"bench", "-m", kCkpt, "--streaming", "nope", "--seconds", "0.5", "--no-memory", "--json-out",
-                 path("x.json"), "-q"}).code,
+                 path("x.json"), "-q"})
+                .code,
             0);
   auto bad = run({"bench", "-m", kCkpt, "--seconds", "0.5", "--no-memory", "--json-out", path("no/x.json"), "-q"});
   EXPECT_NE(bad.code, 0);
@@ -386,8 +391,9 @@ TEST_F(CliTest, Bf16FallsBackToFloat32) {
   ASSERT_EQ(shell(no_bf16 + kBin + " roundtrip " + kWav + m + " -q --precision bf16 --vq-precision bf16 -o " +
                   path("b.wav") + " 2> " + path("err.txt")),
             0);
-  EXPECT_NE(slurp(path("err.txt")).find("warning: --precision bf16: this CPU has neither AVX512-BF16 nor AMX; "
-                                        "running in float32"),
+  EXPECT_NE(slurp(path("err.txt"))
+                .find("warning: --precision bf16: this CPU has neither AVX512-BF16 nor AMX; "
+                      "running in float32"),
             std::string::npos)
       << slurp(path("err.txt"));
   // The samples (the files' PEAK chunks carry a timestamp).
@@ -401,14 +407,17 @@ TEST_F(CliTest, QuantizeEncodecWithEncoderRecipe) {
   const std::string ckpt = fixture("encodec-24k/model.th");
   fs::create_directories(path("calib"));
   fs::copy_file(fixture("encodec-24k/speech.input.wav"), path("calib/a.wav"));
-  auto r = run({"quantize", ckpt, "--calib", path("calib"), "--recipe", source_dir() + "/configs/quant/w8a8-encoder.yaml",
-                "-o", path("q.wtk")});
+  auto r = run({"quantize", ckpt, "--calib", path("calib"), "--recipe",
+                source_dir() + "/configs/quant/w8a8-encoder.yaml", "-o", path("q.wtk")});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.err.find(": 36 int8 layers"), std::string::npos) << r.err;  // 18 encoder + 14 decoder convs + 4 transposed
+  EXPECT_NE(r.err.find(": 36 int8 layers"), std::string::npos)
+      << r.err;  // 18 encoder + 14 decoder convs + 4 transposed
   const std::string bytes = slurp(path("q.wtk"));
   ASSERT_GT(bytes.size(), 16u);
   EXPECT_EQ(bytes[8], 2);  // format version 2: int8 required
-  ASSERT_EQ(run({"roundtrip", fixture("encodec-24k/speech.input.wav"), "-m", path("q.wtk"), "-o", path("y.wav"), "-q"}).code, 0);
+  ASSERT_EQ(
+      run({"roundtrip", fixture("encodec-24k/speech.input.wav"), "-m", path("q.wtk"), "-o", path("y.wav"), "-q"}).code,
+      0);
   EXPECT_EQ(read_audio(path("y.wav"), 24000).samples.size(), 96000u);
 }
 
@@ -426,9 +435,11 @@ TEST_F(CliTest, BadCheckpoints) {
   write_bytes(path("junk.ckpt"), std::string(5000, 'x'));
   const std::string full = slurp(kCkpt);
   write_bytes(path("trunc.ckpt"), full.substr(0, full.size() / 2));
-  for (const auto& [file, needle] : std::vector<std::pair<std::string, std::string>>{
-           {path("missing.ckpt"), "not found"}, {path("empty.ckpt"), "empty.ckpt"}, {path("junk.ckpt"), "junk.ckpt"},
-           {path("trunc.ckpt"), "trunc.ckpt"}}) {
+  for (const auto& [file, needle] :
+       std::vector<std::pair<std::string, std::string>>{{path("missing.ckpt"), "not found"},
+                                                        {path("empty.ckpt"), "empty.ckpt"},
+                                                        {path("junk.ckpt"), "junk.ckpt"},
+                                                        {path("trunc.ckpt"), "trunc.ckpt"}}) {
     auto r = run({"encode", kWav, "-m", file, "--config", kCfg, "-o", path("out.wtt")});
     EXPECT_EQ(r.code, 1) << file;
     EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
@@ -470,9 +481,10 @@ TEST_F(CliTest, BadAudio) {
     sf_close(f);
   }
   write_bytes(path("text.wav"), "this is not audio at all\n");
-  for (const auto& [file, needle] : std::vector<std::pair<std::string, std::string>>{
-           {path("empty.wav"), "empty.wav"}, {path("nan.wav"), "NaN"}, {path("text.wav"), "text.wav"},
-           {path("none.wav"), "none.wav"}}) {
+  for (const auto& [file, needle] : std::vector<std::pair<std::string, std::string>>{{path("empty.wav"), "empty.wav"},
+                                                                                     {path("nan.wav"), "NaN"},
+                                                                                     {path("text.wav"), "text.wav"},
+                                                                                     {path("none.wav"), "none.wav"}}) {
     auto r = run({"encode", file, "-m", kCkpt, "-o", path("out.wtt")});
     EXPECT_EQ(r.code, 1) << file;
     EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
@@ -517,8 +529,9 @@ TEST_F(CliTest, OutputEqualToInputIsRefused) {
 // first 20 ms chunk), the realtime preset is refused for a model that looks ahead, and `-m rt` names the shipped
 // causal model, or says that it is not trained yet.
 TEST_F(CliTest, CausalModelInfoBenchAndRealtimeRefusal) {
-  ASSERT_EQ(std::system(("/usr/bin/python3 " + source_dir() + "/python/make_reference_fixtures.py --config 75c --quiet --out " +
-                         path("c75")).c_str()),
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + source_dir() +
+                         "/python/make_reference_fixtures.py --config 75c --quiet --out " + path("c75"))
+                            .c_str()),
             0);
   const std::string causal = path("c75/model.ckpt");
   auto info = run({"info", "-m", causal});
@@ -526,8 +539,8 @@ TEST_F(CliTest, CausalModelInfoBenchAndRealtimeRefusal) {
   EXPECT_NE(info.err.find("algorithmic latency 480 samples = 20.0 ms"), std::string::npos) << info.err;
   auto plain = run({"info", kCkpt});
   EXPECT_NE(plain.err.find("windowed decoder"), std::string::npos) << plain.err;
-  auto b = run({"bench", "-m", causal, "--seconds", "0.5", "--repeats", "1", "--phases", "decode", "--streaming", "realtime",
-                "--stream-seconds", "1", "--no-memory", "-t", "1", "--json-out", path("b.json"), "-q"});
+  auto b = run({"bench", "-m", causal, "--seconds", "0.5", "--repeats", "1", "--phases", "decode", "--streaming",
+                "realtime", "--stream-seconds", "1", "--no-memory", "-t", "1", "--json-out", path("b.json"), "-q"});
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_NE(b.err.find("realtime algorithmic latency 20.0 ms"), std::string::npos) << b.err;
   YAML::Node s = YAML::LoadFile(path("b.json"))["streaming"][0];
@@ -547,7 +560,8 @@ TEST_F(CliTest, CausalModelInfoBenchAndRealtimeRefusal) {
     EXPECT_NE(rt.err.find("algorithmic latency"), std::string::npos) << rt.err;
   } else {
     EXPECT_EQ(rt.code, 1);
-    EXPECT_NE(rt.err.find("'rt' model (causal, for --preset realtime) is not trained yet"), std::string::npos) << rt.err;
+    EXPECT_NE(rt.err.find("'rt' model (causal, for --preset realtime) is not trained yet"), std::string::npos)
+        << rt.err;
   }
   expect_only({"c75", "b.json"});
 }

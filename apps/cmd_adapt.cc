@@ -8,9 +8,9 @@
 #include "apps/commands.h"
 #include "codec/adapt.h"
 #include "core/error.h"
+#include "dsp/audio_io.h"
 #include "io/model_file.h"
 #include "io/token_file.h"
-#include "dsp/audio_io.h"
 
 namespace wavtok {
 namespace {
@@ -75,7 +75,8 @@ std::vector<int> parse_levels(const std::string& s) {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used == 0 || used != part.size() || v < 0) throw Error("--levels: '" + part + "' is not a codebook level (0, 1, ...)");
+    if (used == 0 || used != part.size() || v < 0)
+      throw Error("--levels: '" + part + "' is not a codebook level (0, 1, ...)");
     if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
   }
   return out;
@@ -104,11 +105,13 @@ void print_report(const char* name, const Clips& c, const SetReport& r) {
   std::printf("  latent MSE        %10.5f -> %10.5f  (%+.1f %%)\n", r.before.latent_mse, r.after.latent_mse,
               pct(r.before.latent_mse, r.after.latent_mse));
   std::printf("  mel distance      %10.4f -> %10.4f  (%+.4f)\n", r.before.mel, r.after.mel, r.after.mel - r.before.mel);
-  std::printf("  STOI              %10.4f -> %10.4f  (%+.4f)\n", r.before.stoi, r.after.stoi, r.after.stoi - r.before.stoi);
-  std::printf("  old tokens: STOI  %10.4f -> %10.4f  (%+.4f)   mel %.4f -> %.4f  (decoded by the parent -> by the "
-              "adapted model)\n",
-              r.old_by_parent.stoi, r.old_by_child.stoi, r.old_by_child.stoi - r.old_by_parent.stoi, r.old_by_parent.mel,
-              r.old_by_child.mel);
+  std::printf("  STOI              %10.4f -> %10.4f  (%+.4f)\n", r.before.stoi, r.after.stoi,
+              r.after.stoi - r.before.stoi);
+  std::printf(
+      "  old tokens: STOI  %10.4f -> %10.4f  (%+.4f)   mel %.4f -> %.4f  (decoded by the parent -> by the "
+      "adapted model)\n",
+      r.old_by_parent.stoi, r.old_by_child.stoi, r.old_by_child.stoi - r.old_by_parent.stoi, r.old_by_parent.mel,
+      r.old_by_child.mel);
   std::printf("  no quantization:  STOI %.4f, mel %.4f  (the latents decoded as they are, without a codebook)\n",
               r.unquantized.stoi, r.unquantized.mel);
 }
@@ -162,60 +165,64 @@ void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>&
       ->check(number_in(0.1, 1e6));
   sub->add_option("-t,--threads", common.threads, "CPU threads")->check(CLI::Range(1, 1024));
   sub->add_flag("-q,--quiet", common.quiet, "no progress output");
-  out.push_back({sub, [o, &common]() {
-    check_output(o->output, {common.model});
-    const std::vector<int> levels = parse_levels(o->levels);
-    Progress prog;
-    prog.on = !common.quiet;
-    auto parent = load_model(common);
-    const int nq = n_q_from(*parent, o->bandwidth, o->n_q);
-    if (o->bandwidth_id >= std::max(1, parent->config().vocos.adanorm_num_embeddings) &&
-        parent->config().arch == Arch::WavTokenizer)
-      throw Error("--bandwidth-id " + std::to_string(o->bandwidth_id) + " is out of range for this model");
-    prog.say("encoding the adaptation audio in " + o->audio);
-    const Clips train = load_clips(*parent, o->audio, "adaptation audio", o->max_clips, o->max_seconds, prog);
-    std::vector<Clips> held;
-    for (const auto& dir : o->evals) {
-      prog.say("encoding the held-out audio in " + dir);
-      held.push_back(load_clips(*parent, dir, "held-out audio", o->max_clips, o->max_seconds, prog));
-    }
-    AdaptOptions ao;
-    ao.codebook.iterations = o->iterations;
-    ao.codebook.anchor = o->anchor;
-    ao.codebook.radius = o->radius;
-    ao.codebook.limit = o->limit == "cell" ? MoveLimit::Cell : MoveLimit::Ball;
-    ao.levels = levels;
-    ao.n_q = nq;
-    AdaptResult res;
-    {
-      ProgressScope ps(prog.bar());
-      res = adapt_model(*parent, train.latents, ao);
-    }
-    for (const auto& l : res.levels)
-      prog.say("codebook " + std::to_string(l.level) + ": " + std::to_string(l.stats.steps) + " steps, " +
-               std::to_string(l.stats.codes_used) + " codes used, " + std::to_string(l.stats.codes_capped) +
-               " held by the radius");
-    SetReport tr;
-    std::vector<SetReport> ev;
-    {
-      ProgressScope ps(prog.bar());
-      tr = evaluate(*parent, *res.model, train, nq, o->bandwidth_id);
-      for (const Clips& h : held) ev.push_back(evaluate(*parent, *res.model, h, nq, o->bandwidth_id));
-    }
-    write_model_file(o->output, res.config, res.weights);
-    std::printf("parent %s -> adapted %s (%d codebook(s) of %d used; iterations %d, anchor %g, radius %g, limit %s)\n",
-                fingerprint_str(parent->fingerprint()).c_str(), fingerprint_str(res.model->fingerprint()).c_str(),
-                int(res.levels.size()), nq, o->iterations, o->anchor, o->radius, o->limit.c_str());
-    for (const auto& l : res.levels)
-      std::printf("codebook %d: residual MSE %.5f -> %.5f, %lld codes used, %lld held by the radius, mean move %.3f "
-                  "(max %.3f) of the half-distance to the nearest code\n",
-                  l.level, l.stats.mse_before, l.stats.mse_after, (long long)l.stats.codes_used,
-                  (long long)l.stats.codes_capped, l.stats.mean_move, l.stats.max_move);
-    print_report(("adaptation audio " + o->audio).c_str(), train, tr);
-    for (size_t i = 0; i < held.size(); ++i) print_report(("held-out audio " + o->evals[i]).c_str(), held[i], ev[i]);
-    prog.say("wrote " + o->output);
-    return 0;
-  }});
+  out.push_back(
+      {sub, [o, &common]() {
+         check_output(o->output, {common.model});
+         const std::vector<int> levels = parse_levels(o->levels);
+         Progress prog;
+         prog.on = !common.quiet;
+         auto parent = load_model(common);
+         const int nq = n_q_from(*parent, o->bandwidth, o->n_q);
+         if (o->bandwidth_id >= std::max(1, parent->config().vocos.adanorm_num_embeddings) &&
+             parent->config().arch == Arch::WavTokenizer)
+           throw Error("--bandwidth-id " + std::to_string(o->bandwidth_id) + " is out of range for this model");
+         prog.say("encoding the adaptation audio in " + o->audio);
+         const Clips train = load_clips(*parent, o->audio, "adaptation audio", o->max_clips, o->max_seconds, prog);
+         std::vector<Clips> held;
+         for (const auto& dir : o->evals) {
+           prog.say("encoding the held-out audio in " + dir);
+           held.push_back(load_clips(*parent, dir, "held-out audio", o->max_clips, o->max_seconds, prog));
+         }
+         AdaptOptions ao;
+         ao.codebook.iterations = o->iterations;
+         ao.codebook.anchor = o->anchor;
+         ao.codebook.radius = o->radius;
+         ao.codebook.limit = o->limit == "cell" ? MoveLimit::Cell : MoveLimit::Ball;
+         ao.levels = levels;
+         ao.n_q = nq;
+         AdaptResult res;
+         {
+           ProgressScope ps(prog.bar());
+           res = adapt_model(*parent, train.latents, ao);
+         }
+         for (const auto& l : res.levels)
+           prog.say("codebook " + std::to_string(l.level) + ": " + std::to_string(l.stats.steps) + " steps, " +
+                    std::to_string(l.stats.codes_used) + " codes used, " + std::to_string(l.stats.codes_capped) +
+                    " held by the radius");
+         SetReport tr;
+         std::vector<SetReport> ev;
+         {
+           ProgressScope ps(prog.bar());
+           tr = evaluate(*parent, *res.model, train, nq, o->bandwidth_id);
+           for (const Clips& h : held) ev.push_back(evaluate(*parent, *res.model, h, nq, o->bandwidth_id));
+         }
+         write_model_file(o->output, res.config, res.weights);
+         std::printf(
+             "parent %s -> adapted %s (%d codebook(s) of %d used; iterations %d, anchor %g, radius %g, limit %s)\n",
+             fingerprint_str(parent->fingerprint()).c_str(), fingerprint_str(res.model->fingerprint()).c_str(),
+             int(res.levels.size()), nq, o->iterations, o->anchor, o->radius, o->limit.c_str());
+         for (const auto& l : res.levels)
+           std::printf(
+               "codebook %d: residual MSE %.5f -> %.5f, %lld codes used, %lld held by the radius, mean move %.3f "
+               "(max %.3f) of the half-distance to the nearest code\n",
+               l.level, l.stats.mse_before, l.stats.mse_after, (long long)l.stats.codes_used,
+               (long long)l.stats.codes_capped, l.stats.mean_move, l.stats.max_move);
+         print_report(("adaptation audio " + o->audio).c_str(), train, tr);
+         for (size_t i = 0; i < held.size(); ++i)
+           print_report(("held-out audio " + o->evals[i]).c_str(), held[i], ev[i]);
+         prog.say("wrote " + o->output);
+         return 0;
+       }});
 }
 
 }  // namespace wavtok

@@ -10,11 +10,11 @@
 
 #include "apps/commands.h"
 #include "core/error.h"
+#include "dsp/audio_io.h"
 #include "io/model_file.h"
+#include "models/models.h"
 #include "models/quantized.h"
 #include "ptq/calibrate.h"
-#include "dsp/audio_io.h"
-#include "models/models.h"
 
 namespace wavtok {
 namespace {
@@ -52,108 +52,117 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
   sub->add_option("--calib", o->calib, "folder of calibration audio (.wav/.flac/.ogg)")->required();
   sub->add_option("--recipe", o->recipe, "quantization recipe YAML (configs/quant/*.yaml)")->required();
   sub->add_option("-o,--output", o->output, "quantized model file (.wtk)")->required();
-  sub->add_option("--max-clips", o->max_clips, "calibration clips used, in name order (default 16)")->check(CLI::Range(1, 100000));
-  sub->add_option("--max-seconds", o->max_seconds, "seconds used from each clip (default 10)")->check(number_in(0.1, 3600.0));
+  sub->add_option("--max-clips", o->max_clips, "calibration clips used, in name order (default 16)")
+      ->check(CLI::Range(1, 100000));
+  sub->add_option("--max-seconds", o->max_seconds, "seconds used from each clip (default 10)")
+      ->check(number_in(0.1, 3600.0));
   sub->add_option("-t,--threads", common.threads, "CPU threads")->check(CLI::Range(1, 1024));
   sub->add_flag("-v,--verbose", o->verbose, "print each layer's bits, transform and calibration error");
   sub->add_flag("-q,--quiet", common.quiet, "no progress output");
   out.push_back({sub, [o, &common]() {
-    check_output(o->output, {common.model, o->recipe});
-    Progress prog;
-    prog.on = !common.quiet;
-    const PtqRecipe recipe = load_recipe(o->recipe);
-    auto model = load_model(common);
-    if (has_int8_layers(model->weights())) throw Error(common.model + ": model is already quantized");
-    std::vector<std::vector<float>> clips;
-    for (const auto& f : audio_files(o->calib, o->max_clips)) {
-      Audio a = read_audio(f, model->sample_rate());
-      const size_t keep = std::min(a.samples.size(), size_t(o->max_seconds * model->sample_rate()));
-      if (keep < size_t(model->hop()) * 8) continue;  // too short to say anything
-      a.samples.resize(keep);
-      clips.push_back(std::move(a.samples));
-    }
-    if (clips.empty()) throw Error(o->calib + ": no calibration clip is long enough");
-    prog.say("calibrating on " + std::to_string(clips.size()) + " clips");
-    CalibStats st = calibrate(*model, clips, recipe.bandwidth_id, recipe.max_rows);
-    std::vector<PtqLayerReport> rep;
-    WeightMap w = apply_recipe(*model, recipe, st, &rep);
-    write_model_file(o->output, model->config(), w);
-    int64_t q8 = 0, total = model->parameter_count();
-    int layers = 0;
-    for (const auto& r : rep)
-      if (r.weights > 0) {  // the post-softmax quantizer has an entry without weights
-        q8 += r.weights;
-        ++layers;
-      }
-    if (o->verbose)
-      for (const auto& r : rep)
-        std::fprintf(stderr, "%-40s W%d %-5s alpha=%.2f rel_mse=%.3e\n", r.name.c_str(), r.weight_bits, r.transform.c_str(), r.alpha,
-                     r.rel_mse);
-    prog.say("wrote " + o->output + ": " + std::to_string(layers) + " int8 layers, " + std::to_string(q8) + " of " +
-             std::to_string(total) + " parameters" +
-             (recipe.softmax == "none" ? std::string()
-                                       : ", post-softmax " + recipe.softmax + " " + std::to_string(recipe.softmax_bits) + "-bit"));
-    return 0;
-  }});
+                   check_output(o->output, {common.model, o->recipe});
+                   Progress prog;
+                   prog.on = !common.quiet;
+                   const PtqRecipe recipe = load_recipe(o->recipe);
+                   auto model = load_model(common);
+                   if (has_int8_layers(model->weights())) throw Error(common.model + ": model is already quantized");
+                   std::vector<std::vector<float>> clips;
+                   for (const auto& f : audio_files(o->calib, o->max_clips)) {
+                     Audio a = read_audio(f, model->sample_rate());
+                     const size_t keep = std::min(a.samples.size(), size_t(o->max_seconds * model->sample_rate()));
+                     if (keep < size_t(model->hop()) * 8) continue;  // too short to say anything
+                     a.samples.resize(keep);
+                     clips.push_back(std::move(a.samples));
+                   }
+                   if (clips.empty()) throw Error(o->calib + ": no calibration clip is long enough");
+                   prog.say("calibrating on " + std::to_string(clips.size()) + " clips");
+                   CalibStats st = calibrate(*model, clips, recipe.bandwidth_id, recipe.max_rows);
+                   std::vector<PtqLayerReport> rep;
+                   WeightMap w = apply_recipe(*model, recipe, st, &rep);
+                   write_model_file(o->output, model->config(), w);
+                   int64_t q8 = 0, total = model->parameter_count();
+                   int layers = 0;
+                   for (const auto& r : rep)
+                     if (r.weights > 0) {  // the post-softmax quantizer has an entry without weights
+                       q8 += r.weights;
+                       ++layers;
+                     }
+                   if (o->verbose)
+                     for (const auto& r : rep)
+                       std::fprintf(stderr, "%-40s W%d %-5s alpha=%.2f rel_mse=%.3e\n", r.name.c_str(), r.weight_bits,
+                                    r.transform.c_str(), r.alpha, r.rel_mse);
+                   prog.say("wrote " + o->output + ": " + std::to_string(layers) + " int8 layers, " +
+                            std::to_string(q8) + " of " + std::to_string(total) + " parameters" +
+                            (recipe.softmax == "none" ? std::string()
+                                                      : ", post-softmax " + recipe.softmax + " " +
+                                                            std::to_string(recipe.softmax_bits) + "-bit"));
+                   return 0;
+                 }});
 
-  auto* sp = app.add_subcommand("ptq-speed",
-                                "encode and decode time of models on the same noise / random-token latent, side by side (JSON)");
+  auto* sp = app.add_subcommand(
+      "ptq-speed", "encode and decode time of models on the same noise / random-token latent, side by side (JSON)");
   sp->add_option("models", o->models, "model files (.wtk)")->required();
   sp->add_option("--seconds", o->seconds, "audio length decoded (default 10)")->check(number_in(0.1, 600.0));
-  sp->add_option("--repeats", o->repeats, "interleaved rounds; the median is reported (default 5)")->check(CLI::Range(1, 1000));
+  sp->add_option("--repeats", o->repeats, "interleaved rounds; the median is reported (default 5)")
+      ->check(CLI::Range(1, 1000));
   sp->add_option("-t,--threads", common.threads, "CPU threads (default 1)")->check(CLI::Range(1, 1024));
-  out.push_back({sp, [o, &common]() {
-    std::vector<std::shared_ptr<const Model>> ms;
-    for (const auto& p : o->models) {
-      Common c = common;
-      c.model = p;
-      ms.push_back(load_model(c));
-    }
-    for (const auto& m : ms)
-      if (m->config().to_yaml() != ms[0]->config().to_yaml()) throw Error("ptq-speed: models have different configs");
-    const Model& m0 = *ms[0];
-    Tokens t;
-    t.n_q = m0.max_n_q();
-    t.frames = std::max<int64_t>(1, int64_t(o->seconds * m0.sample_rate() / m0.hop()));
-    std::mt19937 rng(1);
-    for (int64_t i = 0; i < t.n_q * t.frames; ++i) t.codes.push_back(int32_t(rng() % uint32_t(m0.config().quantizer.bins)));
-    const Tensor lat = m0.dequantize(t);
-    // encoder input: white noise at -20 dBFS RMS, as long as the decoded audio
-    std::vector<float> pcm(size_t(t.frames * m0.hop()));
-    std::normal_distribution<float> noise(0.0f, 0.1f);
-    for (auto& x : pcm) x = std::clamp(noise(rng), -1.0f, 1.0f);
-    std::vector<std::vector<double>> dec_times(ms.size()), enc_times(ms.size());
-    const auto seconds_since = [](std::chrono::steady_clock::time_point t0) {
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    };
-    for (const auto& m : ms) {  // warm-up: primitive creation
-      m->decode_latents(lat);
-      m->encode(pcm.data(), int64_t(pcm.size()), m->max_n_q());
-    }
-    for (int r = 0; r < o->repeats; ++r)
-      for (size_t i = 0; i < ms.size(); ++i) {
-        auto t0 = std::chrono::steady_clock::now();
-        ms[i]->decode_latents(lat);
-        dec_times[i].push_back(seconds_since(t0));
-        t0 = std::chrono::steady_clock::now();
-        ms[i]->encode(pcm.data(), int64_t(pcm.size()), ms[i]->max_n_q());
-        enc_times[i].push_back(seconds_since(t0));
-      }
-    const auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
-    std::printf("{\"threads\": %d, \"seconds\": %.3f, \"models\": [", common.threads, double(t.frames) * m0.hop() / m0.sample_rate());
-    for (size_t i = 0; i < ms.size(); ++i) {
-      std::vector<double> rt(dec_times[i].size());
-      for (size_t r = 0; r < rt.size(); ++r) rt[r] = dec_times[i][r] + enc_times[i][r];
-      std::printf("%s{\"model\": \"%s\", \"decode_s\": %.5f, \"min_s\": %.5f, \"encode_s\": %.5f, \"roundtrip_s\": %.5f}",
-                  i ? ", " : "", o->models[i].c_str(), median(dec_times[i]),
-                  *std::min_element(dec_times[i].begin(), dec_times[i].end()), median(enc_times[i]), median(rt));
-    }
-    std::printf("]}\n");
-    return 0;
-  }});
+  out.push_back(
+      {sp, [o, &common]() {
+         std::vector<std::shared_ptr<const Model>> ms;
+         for (const auto& p : o->models) {
+           Common c = common;
+           c.model = p;
+           ms.push_back(load_model(c));
+         }
+         for (const auto& m : ms)
+           if (m->config().to_yaml() != ms[0]->config().to_yaml())
+             throw Error("ptq-speed: models have different configs");
+         const Model& m0 = *ms[0];
+         Tokens t;
+         t.n_q = m0.max_n_q();
+         t.frames = std::max<int64_t>(1, int64_t(o->seconds * m0.sample_rate() / m0.hop()));
+         std::mt19937 rng(1);
+         for (int64_t i = 0; i < t.n_q * t.frames; ++i)
+           t.codes.push_back(int32_t(rng() % uint32_t(m0.config().quantizer.bins)));
+         const Tensor lat = m0.dequantize(t);
+         // encoder input: white noise at -20 dBFS RMS, as long as the decoded audio
+         std::vector<float> pcm(size_t(t.frames * m0.hop()));
+         std::normal_distribution<float> noise(0.0f, 0.1f);
+         for (auto& x : pcm) x = std::clamp(noise(rng), -1.0f, 1.0f);
+         std::vector<std::vector<double>> dec_times(ms.size()), enc_times(ms.size());
+         const auto seconds_since = [](std::chrono::steady_clock::time_point t0) {
+           return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+         };
+         for (const auto& m : ms) {  // warm-up: primitive creation
+           m->decode_latents(lat);
+           m->encode(pcm.data(), int64_t(pcm.size()), m->max_n_q());
+         }
+         for (int r = 0; r < o->repeats; ++r)
+           for (size_t i = 0; i < ms.size(); ++i) {
+             auto t0 = std::chrono::steady_clock::now();
+             ms[i]->decode_latents(lat);
+             dec_times[i].push_back(seconds_since(t0));
+             t0 = std::chrono::steady_clock::now();
+             ms[i]->encode(pcm.data(), int64_t(pcm.size()), ms[i]->max_n_q());
+             enc_times[i].push_back(seconds_since(t0));
+           }
+         const auto median = [](std::vector<double> v) {
+           std::sort(v.begin(), v.end());
+           return v[v.size() / 2];
+         };
+         std::printf("{\"threads\": %d, \"seconds\": %.3f, \"models\": [", common.threads,
+                     double(t.frames) * m0.hop() / m0.sample_rate());
+         for (size_t i = 0; i < ms.size(); ++i) {
+           std::vector<double> rt(dec_times[i].size());
+           for (size_t r = 0; r < rt.size(); ++r) rt[r] = dec_times[i][r] + enc_times[i][r];
+           std::printf(
+               "%s{\"model\": \"%s\", \"decode_s\": %.5f, \"min_s\": %.5f, \"encode_s\": %.5f, \"roundtrip_s\": %.5f}",
+               i ? ", " : "", o->models[i].c_str(), median(dec_times[i]),
+               *std::min_element(dec_times[i].begin(), dec_times[i].end()), median(enc_times[i]), median(rt));
+         }
+         std::printf("]}\n");
+         return 0;
+       }});
 }
 
 }  // namespace wavtok

@@ -13,10 +13,13 @@ void register_adapt_command(CLI::App& app, Common& common, std::vector<Command>&
 void register_batch_command(CLI::App& app, Common& common, std::vector<Command>& out);
 
 void add_common_options(CLI::App* sub, Common& c, const char* quiet_help) {
-  sub->add_option("-m,--model", c.model, "model: .wtk file, PyTorch checkpoint, or a shipped model's name: default, rt (causal; default: the shipped default model)");
+  sub->add_option("-m,--model", c.model,
+                  "model: .wtk file, PyTorch checkpoint, or a shipped model's name: default, rt (causal; default: the "
+                  "shipped default model)");
   sub->add_option("--config", c.config, "config.yaml for a checkpoint (default: config.yaml beside it)");
   sub->add_option("-t,--threads", c.threads, "CPU threads")->check(CLI::Range(1, 1024));
-  sub->add_option("--precision", c.precision, "f32 (default) or bf16 (on CPUs with AVX512-BF16/AMX; float32 with a warning elsewhere)");
+  sub->add_option("--precision", c.precision,
+                  "f32 (default) or bf16 (on CPUs with AVX512-BF16/AMX; float32 with a warning elsewhere)");
   sub->add_flag("-q,--quiet", c.quiet, quiet_help);
 }
 

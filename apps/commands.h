@@ -10,9 +10,9 @@
 
 #include <CLI/CLI.hpp>
 
-#include "models/model.h"
 #include "core/progress.h"
 #include "dsp/audio_io.h"
+#include "models/model.h"
 
 namespace wavtok {
 

@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
     goto done;
   }
   while ((n = fread(chunk, sizeof(float), chunk_samples, stdin)) > 0) {
-    if (wavtok_encoder_push(enc, chunk, n) < 0 || drain(enc, dec, codes, max_frames, n_q, pcm, max_samples, &frames) != 0) {
+    if (wavtok_encoder_push(enc, chunk, n) < 0 ||
+        drain(enc, dec, codes, max_frames, n_q, pcm, max_samples, &frames) != 0) {
       fail("stream");
       goto done;
     }

@@ -44,7 +44,7 @@ TEST(CApiLineage, ParentAndChildTokensAreAcceptedWithAWarningOthersRefused) {
   std::string w = wavtok_last_error();
   EXPECT_NE(w.find(fingerprint_str(pf)), std::string::npos) << w;
   EXPECT_NE(w.find(fingerprint_str(cf)), std::string::npos) << w;
-  EXPECT_EQ(wavtok_model_check_tokens(pm, cf, pf), 1);  // the child's
+  EXPECT_EQ(wavtok_model_check_tokens(pm, cf, pf), 1);         // the child's
   EXPECT_EQ(wavtok_model_check_tokens(cm, pf ^ 0x5a, 0), -1);  // unrelated
   EXPECT_NE(std::string(wavtok_last_error()).find("different model"), std::string::npos);
   EXPECT_EQ(wavtok_model_check_tokens(cm, pf ^ 0x5a, pf), -1);  // a sibling

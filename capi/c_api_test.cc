@@ -9,11 +9,11 @@
 
 #include <gtest/gtest.h>
 
-#include "core/dnnl_util.h"
 #include "codec/streaming.h"
+#include "core/dnnl_util.h"
 #include "dsp/audio_io.h"
-#include "tests/testing/test_util.h"
 #include "models/models.h"
+#include "tests/testing/test_util.h"
 
 extern "C" int wavtok_c_api_roundtrip(const char* model_path, int n_q, const float* pcm, size_t n, int32_t* codes,
                                       size_t max_frames, float* out, size_t max_out, size_t* frames_out,

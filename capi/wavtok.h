@@ -61,8 +61,8 @@ int wavtok_set_precision(const char* name);
 wavtok_model* wavtok_model_load(const char* path, const char* config_path);
 void wavtok_model_free(wavtok_model* model);
 int wavtok_model_sample_rate(const wavtok_model* model);
-int wavtok_model_hop(const wavtok_model* model);        /* samples per frame */
-int wavtok_model_n_q(const wavtok_model* model);        /* codebooks the model has */
+int wavtok_model_hop(const wavtok_model* model); /* samples per frame */
+int wavtok_model_n_q(const wavtok_model* model); /* codebooks the model has */
 int wavtok_model_codebook_size(const wavtok_model* model);
 /* 1 when the model streams exactly (EnCodec-format, causal): codes and audio equal one-shot processing and
  * the window parameters are unused; 0 for windowed recomputation (WavTokenizer); -1 for NULL. */
@@ -84,8 +84,8 @@ int wavtok_model_check_tokens(const wavtok_model* model, uint64_t fingerprint, u
  * params NULL: the defaults. Returns the number of shapes created (>= 0), -1 on error. */
 int64_t wavtok_stream_warm_up(const wavtok_model* model, const wavtok_stream_params* params, size_t chunk_samples);
 
-/* Encoder: PCM (float, mono, the model's rate unless wavtok_encoder_set_input_rate says otherwise) in, codes out. The encoder keeps its own reference to the
- * model, so the model handle may be freed before the encoder. */
+/* Encoder: PCM (float, mono, the model's rate unless wavtok_encoder_set_input_rate says otherwise) in, codes out. The
+ * encoder keeps its own reference to the model, so the model handle may be freed before the encoder. */
 wavtok_encoder* wavtok_encoder_create(const wavtok_model* model, const wavtok_stream_params* params);
 void wavtok_encoder_free(wavtok_encoder* enc);
 /* Feeds n samples. Returns the number of new frames that are ready (>= 0), -1 on error. A chunk holding NaN or

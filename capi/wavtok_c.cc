@@ -5,11 +5,11 @@
 #include <string>
 
 #include "codec/default_model.h"
+#include "codec/streaming.h"
 #include "core/dnnl_util.h"
 #include "core/error.h"
-#include "models/model.h"
-#include "codec/streaming.h"
 #include "io/token_file.h"
+#include "models/model.h"
 #include "models/models.h"
 
 struct wavtok_model {
@@ -45,8 +45,8 @@ auto guard(F&& f, decltype(f()) on_error) -> decltype(f()) {
 wavtok::StreamParams to_params(const wavtok_stream_params* p) {
   wavtok::StreamParams s = wavtok::stream_default_params();
   if (p)
-    s = wavtok::StreamParams{p->block_frames, p->left_frames, p->lookahead_frames, p->n_q, p->bandwidth_id,
-                             p->crossfade_frames};
+    s = wavtok::StreamParams{p->block_frames, p->left_frames,  p->lookahead_frames,
+                             p->n_q,          p->bandwidth_id, p->crossfade_frames};
   return s;
 }
 
@@ -64,7 +64,8 @@ extern "C" {
 
 wavtok_stream_params wavtok_stream_default_params(void) {
   const wavtok::StreamParams s = wavtok::stream_default_params();
-  return wavtok_stream_params{s.block_frames, s.left_frames, s.lookahead_frames, s.n_q, s.bandwidth_id, s.crossfade_frames};
+  return wavtok_stream_params{s.block_frames, s.left_frames,  s.lookahead_frames,
+                              s.n_q,          s.bandwidth_id, s.crossfade_frames};
 }
 
 const char* wavtok_last_error(void) { return g_error.c_str(); }
@@ -85,12 +86,9 @@ int wavtok_set_precision(const char* name) {
   return guard(
       [&]() -> int {
         const std::string p = name ? name : "";
-        if (p == "f32")
-          wavtok::set_precision(wavtok::Precision::F32);
-        else if (p == "bf16")
-          wavtok::set_precision(wavtok::Precision::BF16);  // throws on a CPU without native bf16
-        else
-          throw wavtok::Error("wavtok_set_precision: '" + p + "' (use \"f32\" or \"bf16\")");
+        if (p == "f32") wavtok::set_precision(wavtok::Precision::F32);
+        else if (p == "bf16") wavtok::set_precision(wavtok::Precision::BF16);  // throws on a CPU without native bf16
+        else throw wavtok::Error("wavtok_set_precision: '" + p + "' (use \"f32\" or \"bf16\")");
         return 0;
       },
       -1);
@@ -101,8 +99,8 @@ int wavtok_stream_preset(const char* name, wavtok_stream_params* out) {
       [&]() -> int {
         if (!name || !out) throw wavtok::Error("wavtok_stream_preset: NULL argument");
         const wavtok::StreamParams s = wavtok::stream_preset(name);
-        *out = wavtok_stream_params{s.block_frames, s.left_frames, s.lookahead_frames, s.n_q, s.bandwidth_id,
-                                    s.crossfade_frames};
+        *out = wavtok_stream_params{s.block_frames, s.left_frames,  s.lookahead_frames,
+                                    s.n_q,          s.bandwidth_id, s.crossfade_frames};
         return 0;
       },
       -1);
@@ -124,9 +122,7 @@ int wavtok_model_sample_rate(const wavtok_model* m) { return m ? m->m->sample_ra
 int wavtok_model_hop(const wavtok_model* m) { return m ? m->m->hop() : -1; }
 int wavtok_model_n_q(const wavtok_model* m) { return m ? m->m->max_n_q() : -1; }
 int wavtok_model_codebook_size(const wavtok_model* m) { return m ? m->m->config().quantizer.bins : -1; }
-int wavtok_model_streams_exactly(const wavtok_model* m) {
-  return m ? int(wavtok::streams_exactly(*m->m)) : -1;
-}
+int wavtok_model_streams_exactly(const wavtok_model* m) { return m ? int(wavtok::streams_exactly(*m->m)) : -1; }
 
 uint64_t wavtok_model_fingerprint(const wavtok_model* m) { return m ? m->m->fingerprint() : 0; }
 uint64_t wavtok_model_parent_fingerprint(const wavtok_model* m) { return m ? m->m->parent_fingerprint() : 0; }

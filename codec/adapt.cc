@@ -40,7 +40,7 @@ Tensor concat_latents(const std::vector<Tensor>& latents, int64_t dim) {
 
 // decode(audio) trimmed to the common length with the reference.
 std::pair<std::span<const float>, std::span<const float>> common(const std::vector<float>& ref,
-                                                                  const std::vector<float>& out) {
+                                                                 const std::vector<float>& out) {
   const size_t n = std::min(ref.size(), out.size());
   return {std::span<const float>(ref.data(), n), std::span<const float>(out.data(), n)};
 }
@@ -135,7 +135,8 @@ TokenDecodeQuality decode_quality(const Model& m, const std::vector<Tokens>& tok
 
 TokenDecodeQuality unquantized_quality(const Model& m, const std::vector<Tensor>& latents,
                                        const std::vector<std::vector<float>>& audio, int bandwidth_id) {
-  if (latents.size() != audio.size() || audio.empty()) throw Error("adapt: unquantized_quality needs one latent per clip");
+  if (latents.size() != audio.size() || audio.empty())
+    throw Error("adapt: unquantized_quality needs one latent per clip");
   TokenDecodeQuality q;
   for (size_t i = 0; i < audio.size(); ++i) {
     const std::vector<float> out = m.decode_latents(latents[i], bandwidth_id);

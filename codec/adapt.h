@@ -2,8 +2,8 @@
 // training. The encoder and decoder stay as they are; each chosen codebook is re-estimated on the parent's
 // pre-quantization latents of the new audio by anchored Lloyd steps (vq/adapt.h), so that a stored token keeps
 // its meaning. The child records its parent's fingerprint (ModelConfig::parent_fingerprint), so tokens of either
-// decode with the other (with a warning, io/token_file.h and models/model.h) while tokens of unrelated models stay refused.
-// docs/ADAPT.md describes the method and its measurements.
+// decode with the other (with a warning, io/token_file.h and models/model.h) while tokens of unrelated models stay
+// refused. docs/ADAPT.md describes the method and its measurements.
 #pragma once
 
 #include <memory>

@@ -33,8 +33,8 @@ std::vector<float> fm_bells(uint32_t seed, double seconds, int rate) {
     const double f = 220.0 * std::pow(2.0, semitone(rng) / 12.0);
     for (int64_t i = 0; i < len; ++i) {
       const double t = double(i) / rate;
-      x[size_t(t0 + i)] += std::sin(2 * M_PI * f * t + 3 * std::exp(-4 * t) * std::sin(2 * M_PI * 3.5 * f * t)) *
-                           std::exp(-5 * t);
+      x[size_t(t0 + i)] +=
+          std::sin(2 * M_PI * f * t + 3 * std::exp(-4 * t) * std::sin(2 * M_PI * 3.5 * f * t)) * std::exp(-5 * t);
     }
     t0 += std::max<int64_t>(1, len * 7 / 10);
   }
@@ -80,8 +80,8 @@ TEST(Adapt, SyntheticDriftLowersErrorAndKeepsOldTokens) {
   // The level's own statistics are the same quantity measured the other way round.
   EXPECT_NEAR(d.child.levels[0].stats.mse_before, before.latent_mse, 1e-4 * before.latent_mse);
   EXPECT_NEAR(d.child.levels[0].stats.mse_after, after.latent_mse, 1e-4 * after.latent_mse);
-  std::printf("adaptation: latent MSE %.4f -> %.4f, mel %.4f -> %.4f\n", before.latent_mse, after.latent_mse, before.mel,
-              after.mel);
+  std::printf("adaptation: latent MSE %.4f -> %.4f, mel %.4f -> %.4f\n", before.latent_mse, after.latent_mse,
+              before.mel, after.mel);
   // Held-out audio of the same kind: the codebook generalises.
   const AdaptQuality hb = measure_quality(parent, d.held, d.held_lat, 1);
   const AdaptQuality ha = measure_quality(child, d.held, d.held_lat, 1);

@@ -19,11 +19,11 @@
 #include <set>
 #include <thread>
 
-#include "core/settings.h"
 #include "core/error.h"
 #include "core/file_util.h"
-#include "io/token_file.h"
+#include "core/settings.h"
 #include "dsp/audio_io.h"
+#include "io/token_file.h"
 
 namespace wavtok::batch {
 
@@ -46,11 +46,21 @@ void json_string(std::string& out, const std::string& s) {
   for (const char c : s) {
     const auto u = static_cast<unsigned char>(c);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (u < 0x20) {
           char b[8];
@@ -86,7 +96,8 @@ class FlatJson {
           v = str();
         } else {
           const size_t b = p_;
-          while (p_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[p_])) || std::strchr("+-.", s_[p_]))) ++p_;
+          while (p_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[p_])) || std::strchr("+-.", s_[p_])))
+            ++p_;
           if (p_ == b) fail("value expected");
           v = s_.substr(b, p_ - b);
         }
@@ -173,14 +184,30 @@ class FlatJson {
       if (p_ >= s_.size()) fail("unterminated string");
       const char e = s_[p_++];
       switch (e) {
-        case '"': o += '"'; break;
-        case '\\': o += '\\'; break;
-        case '/': o += '/'; break;
-        case 'b': o += '\b'; break;
-        case 'f': o += '\f'; break;
-        case 'n': o += '\n'; break;
-        case 'r': o += '\r'; break;
-        case 't': o += '\t'; break;
+        case '"':
+          o += '"';
+          break;
+        case '\\':
+          o += '\\';
+          break;
+        case '/':
+          o += '/';
+          break;
+        case 'b':
+          o += '\b';
+          break;
+        case 'f':
+          o += '\f';
+          break;
+        case 'n':
+          o += '\n';
+          break;
+        case 'r':
+          o += '\r';
+          break;
+        case 't':
+          o += '\t';
+          break;
         case 'u': {
           unsigned cp = hex4();
           if (cp >= 0xD800 && cp < 0xDC00 && p_ + 6 <= s_.size() && s_[p_] == '\\' && s_[p_ + 1] == 'u') {
@@ -191,7 +218,8 @@ class FlatJson {
           utf8(o, cp);
           break;
         }
-        default: fail("bad escape");
+        default:
+          fail("bad escape");
       }
     }
   }
@@ -330,8 +358,8 @@ Record tokenize_file(const Model& model, const Job& job, const std::string& outd
 }
 
 const std::vector<std::string>& audio_extensions() {
-  static const std::vector<std::string> exts{"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aif",
-                                             "aiff", "aifc", "au", "snd", "caf", "w64", "rf64"};
+  static const std::vector<std::string> exts{"wav",  "wave", "flac", "ogg", "oga", "opus", "mp3", "aif",
+                                             "aiff", "aifc", "au",   "snd", "caf", "w64",  "rf64"};
   return exts;
 }
 
@@ -350,8 +378,7 @@ std::vector<Job> collect_jobs(const std::vector<std::string>& inputs, const std:
       while (b < line.size() && (line[b] == ' ' || line[b] == '\t')) ++b;
       line = line.substr(b);
       if (line.empty() || line[0] == '#') continue;
-      if (!fs::is_regular_file(line))
-        throw Error(list + " line " + std::to_string(n) + ": " + line + ": no such file");
+      if (!fs::is_regular_file(line)) throw Error(list + " line " + std::to_string(n) + ": " + line + ": no such file");
       add_file(line, mirrored(line));
     }
   };
@@ -372,9 +399,8 @@ std::vector<Job> collect_jobs(const std::vector<std::string>& inputs, const std:
     }
   }
   for (const auto& l : list_files) add_list(l);
-  std::sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) {
-    return a.output != b.output ? a.output < b.output : a.input < b.input;
-  });
+  std::sort(jobs.begin(), jobs.end(),
+            [](const Job& a, const Job& b) { return a.output != b.output ? a.output < b.output : a.input < b.input; });
   // The same file named twice is one job; two files that map to one output are an error.
   std::vector<Job> unique;
   for (auto& j : jobs) {
@@ -451,9 +477,15 @@ Pending pending_jobs(const std::vector<Job>& jobs, const std::string& outdir, ui
   Pending p;
   for (const auto& j : jobs) {
     switch (resume_state(manifest, j, outdir, fingerprint, n_q, retry_failed)) {
-      case Resume::SkipDone: ++p.skipped_done; break;
-      case Resume::SkipFailed: ++p.skipped_failed; break;
-      case Resume::Redo: p.todo.push_back(j); break;
+      case Resume::SkipDone:
+        ++p.skipped_done;
+        break;
+      case Resume::SkipFailed:
+        ++p.skipped_failed;
+        break;
+      case Resume::Redo:
+        p.todo.push_back(j);
+        break;
     }
   }
   return p;

@@ -40,16 +40,16 @@ struct FileOptions {
 // model give the same records (no timings, no host names), so drivers and runs can be compared line by line.
 struct Record {
   std::string input;
-  std::string output;      // relative to OUTDIR
+  std::string output;  // relative to OUTDIR
   bool ok = false;
-  std::string error;       // why it failed (empty when ok)
-  std::string sha256;      // of the input's bytes, lowercase hex (empty when the file could not be read)
-  int64_t bytes = 0;       // input size
-  int sample_rate = 0;     // the file's own rate
-  int64_t samples = 0;     // samples per channel decoded (at the file's rate)
+  std::string error;             // why it failed (empty when ok)
+  std::string sha256;            // of the input's bytes, lowercase hex (empty when the file could not be read)
+  int64_t bytes = 0;             // input size
+  int sample_rate = 0;           // the file's own rate
+  int64_t samples = 0;           // samples per channel decoded (at the file's rate)
   int64_t samples_promised = 0;  // per the header; > samples when the file is truncated
-  double duration_s = 0;   // samples / sample_rate
-  int64_t frames = 0;      // token frames
+  double duration_s = 0;         // samples / sample_rate
+  int64_t frames = 0;            // token frames
   int n_q = 0;
   uint64_t fingerprint = 0;  // of the model
   bool truncated() const { return samples < samples_promised; }
@@ -135,9 +135,9 @@ size_t write_failures(const std::string& outdir, const Manifest& m);
 
 struct RunOptions {
   FileOptions file;
-  int jobs = 1;                // worker threads
-  int threads_per_job = 1;     // oneDNN threads in each worker
-  bool retry_failed = false;   // redo inputs whose earlier attempt failed
+  int jobs = 1;               // worker threads
+  int threads_per_job = 1;    // oneDNN threads in each worker
+  bool retry_failed = false;  // redo inputs whose earlier attempt failed
 };
 
 struct Progress {

@@ -56,12 +56,12 @@ TEST(Batch, ConcurrentJobsMatchSerial) {
   pool.jobs = 4;
   std::mutex mu;
   size_t calls = 0;
-  const auto s4 = batch::run_batch(model, jobs, (dir / "pool").string(), pool,
-                                   [&](const batch::Progress& p, const batch::Record*) {
-                                     std::lock_guard<std::mutex> lk(mu);  // serialised by run_batch; checked here
-                                     ++calls;
-                                     EXPECT_LE(p.done, p.total);
-                                   });
+  const auto s4 =
+      batch::run_batch(model, jobs, (dir / "pool").string(), pool, [&](const batch::Progress& p, const batch::Record*) {
+        std::lock_guard<std::mutex> lk(mu);  // serialised by run_batch; checked here
+        ++calls;
+        EXPECT_LE(p.done, p.total);
+      });
   EXPECT_EQ(calls, 10u);  // once at the start, once per file
   EXPECT_EQ(s1.ok, 8u);
   EXPECT_EQ(s4.ok, 8u);

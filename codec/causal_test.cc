@@ -7,12 +7,12 @@
 
 #include <gtest/gtest.h>
 
-#include "io/config.h"
-#include "core/error.h"
-#include "models/model.h"
-#include "io/model_file.h"
 #include "codec/streaming.h"
+#include "core/error.h"
 #include "dsp/audio_io.h"
+#include "io/config.h"
+#include "io/model_file.h"
+#include "models/model.h"
 #include "tests/testing/reference_check.h"
 #include "tests/testing/test_util.h"
 

@@ -2,7 +2,7 @@
 // public header.
 #pragma once
 
-#include "core/settings.h"
-#include "models/model.h"
 #include "codec/default_model.h"
 #include "codec/streaming.h"
+#include "core/settings.h"
+#include "models/model.h"

@@ -63,9 +63,11 @@ std::shared_ptr<const Model> load_shipped_model(const std::string& name, const s
   std::string where;
   for (const auto& p : installed) where += (where.empty() ? "" : ", ") + p;
   if (name == "rt")
-    throw Error("the 'rt' model (causal, for --preset realtime) is not trained yet: this build embeds none and none is "
-                "installed" + (where.empty() ? std::string() : " (looked for " + where + ")") +
-                "; train it with scripts/train_rt.sh (python/TRAINING.md) or pass a causal .wtk file with -m");
+    throw Error(
+        "the 'rt' model (causal, for --preset realtime) is not trained yet: this build embeds none and none is "
+        "installed" +
+        (where.empty() ? std::string() : " (looked for " + where + ")") +
+        "; train it with scripts/train_rt.sh (python/TRAINING.md) or pass a causal .wtk file with -m");
   throw Error("this build has no embedded default model (codec/default/wavtok-default.wtk was missing at build time)" +
               (where.empty() ? std::string() : " and none is installed (looked for " + where + ")"));
 }

@@ -23,6 +23,7 @@ bool is_shipped_model_name(const std::string& name);
 bool has_embedded_model(const std::string& name);
 // The embedded model `name`, or the first of `installed` (candidate paths of an installed copy) that exists;
 // throws saying what is missing (for "rt" until it is trained: that it is not trained yet).
-std::shared_ptr<const Model> load_shipped_model(const std::string& name, const std::vector<std::string>& installed = {});
+std::shared_ptr<const Model> load_shipped_model(const std::string& name,
+                                                const std::vector<std::string>& installed = {});
 
 }  // namespace wavtok

@@ -72,7 +72,8 @@ void check_stream_params(const Model& m, const StreamParams& p) {
     throw Error(std::string("streaming: this preset (realtime: one-frame blocks, no lookahead) needs a causal model "
                             "(config causal: true, docs/STREAMING.md), and this ") +
                 arch_name(m.config().arch) + " model looks ahead" +
-                (m.config().arch == Arch::WavTokenizer ? " (its backbone is not causal)" : " (its encoder or decoder is not causal)") +
+                (m.config().arch == Arch::WavTokenizer ? " (its backbone is not causal)"
+                                                       : " (its encoder or decoder is not causal)") +
                 "; use low-latency, default or high-fidelity, or a causal model such as -m rt");
 }
 
@@ -82,10 +83,10 @@ void check_stream_params(const Model& m, const StreamParams& p) {
 // of the weights or of their oneDNN primitives.
 struct StreamingEncoder::State {
   SeanetEncoderStream stream;
-  std::vector<float> pending;  // samples not yet fed (less than a hop: no frame can complete with them)
-  Tensor lat, lat_cf;          // [F, D] from the stream, [D, F] for the quantizer
-  std::vector<int32_t> codes;  // [n_q, F]
-  Tensor part;                 // a causal model's per-hop step output
+  std::vector<float> pending;       // samples not yet fed (less than a hop: no frame can complete with them)
+  Tensor lat, lat_cf;               // [F, D] from the stream, [D, F] for the quantizer
+  std::vector<int32_t> codes;       // [n_q, F]
+  Tensor part;                      // a causal model's per-hop step output
   std::vector<float> rows, column;  // a causal model's latents of one push [F, D]; a frame's latent for the search
   explicit State(const SeanetEncoder& enc) : stream(enc) {}
 };
@@ -115,10 +116,8 @@ size_t StreamingEncoder::memory_bytes() const {
 static void set_stream_rate(std::unique_ptr<StreamResampler>& rs, bool started, int rate, int model_rate, bool input,
                             const char* what) {
   if (started) throw Error(std::string(what) + ": a stream is under way (flush it first)");
-  if (rate == model_rate)
-    rs.reset();
-  else
-    rs = std::make_unique<StreamResampler>(input ? rate : model_rate, input ? model_rate : rate);  // checks the rate
+  if (rate == model_rate) rs.reset();
+  else rs = std::make_unique<StreamResampler>(input ? rate : model_rate, input ? model_rate : rate);  // checks the rate
 }
 
 void StreamingEncoder::set_input_rate(int rate) {
@@ -145,10 +144,8 @@ int64_t StreamingEncoder::run(int64_t samples, bool last, std::vector<int32_t>& 
   for (int64_t f = 0; f < F; ++f)
     for (int64_t d = 0; d < D; ++d) x.lat_cf[d * F + f] = x.lat[f * D + d];
   x.codes.resize(size_t(n_q_) * F);
-  if (stepped)
-    quantize_per_frame(model_->quantizer(), x.lat_cf.data(), F, n_q_, x.codes.data(), nullptr, x.column);
-  else
-    model_->quantizer().encode(x.lat_cf.data(), F, n_q_, x.codes.data());
+  if (stepped) quantize_per_frame(model_->quantizer(), x.lat_cf.data(), F, n_q_, x.codes.data(), nullptr, x.column);
+  else model_->quantizer().encode(x.lat_cf.data(), F, n_q_, x.codes.data());
   for (int64_t f = 0; f < F; ++f)
     for (int q = 0; q < n_q_; ++q) out.push_back(x.codes[size_t(q) * F + f]);
   next_frame_ += F;
@@ -215,13 +212,15 @@ StreamingDecoder::StreamingDecoder(std::shared_ptr<const Model> model, const Str
   // A local backbone (VocosConfig::local) cannot use past context beyond its receptive field: trim the window to it,
   // which keeps the output and saves the compute.
   const VocosConfig& v = model_->config().vocos;
-  if (model_->config().arch == Arch::WavTokenizer && v.local()) p_.left_frames = std::min(p_.left_frames, v.local_left_context());
+  if (model_->config().arch == Arch::WavTokenizer && v.local())
+    p_.left_frames = std::min(p_.left_frames, v.local_left_context());
   feats_.reserve(size_t(p_.left_frames + p_.block_frames + p_.lookahead_frames + 2) * dim_);
 }
 
 size_t StreamingDecoder::memory_bytes() const {
-  size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_ + audio_.capacity() + decoded_.capacity() +
-              scratch_.capacity_floats()) * sizeof(float) +
+  size_t b = (feats_.capacity() + tail_.capacity() + window_peak_ + lat_peak_ + audio_.capacity() +
+              decoded_.capacity() + scratch_.capacity_floats()) *
+                 sizeof(float) +
              codes_.capacity() * sizeof(int32_t);
   if (exact_) b += exact_->stream.capacity_bytes() + exact_->peak * sizeof(float);
   if (causal_) b += causal_->capacity_bytes() + causal_lat_.capacity() * sizeof(float);
@@ -239,9 +238,8 @@ int64_t StreamingDecoder::run(int64_t end_frame, int64_t frames_to_emit, std::ve
   }
   // Wanted: the block, and the lookahead audio the next block cross-fades from.
   const int64_t need = next_frame_ - ws;
-  const int64_t from = model_->decode_latents_from(window_, p_.bandwidth_id, need,
-                                                   std::min(len, need + frames_to_emit + p_.crossfade_frames), audio_,
-                                                   scratch_, ws);
+  const int64_t from = model_->decode_latents_from(
+      window_, p_.bandwidth_id, need, std::min(len, need + frames_to_emit + p_.crossfade_frames), audio_, scratch_, ws);
   const std::vector<float>& audio = audio_;
   const int64_t first = (next_frame_ - ws - from) * hop_, n = frames_to_emit * hop_;
   const size_t at = out.size();
@@ -351,7 +349,8 @@ int64_t StreamingDecoder::flush_model_rate(std::vector<float>& out) {
 
 // ---------------------------------------------------------------- warm-up
 
-int64_t warm_up_streaming(const std::shared_ptr<const Model>& model, const StreamParams& params, int64_t chunk_samples) {
+int64_t warm_up_streaming(const std::shared_ptr<const Model>& model, const StreamParams& params,
+                          int64_t chunk_samples) {
   if (!model) throw Error("streaming warm-up: no model");
   if (chunk_samples < 1 || chunk_samples > int64_t(model->sample_rate()) * 3600)
     throw Error("streaming warm-up: chunk of " + std::to_string(chunk_samples) + " samples is out of range");

@@ -42,7 +42,8 @@ struct StreamParams {
   int bandwidth_id = 0;       // WavTokenizer AdaLayerNorm id for decoding
   int crossfade_frames = 0;   // windowed decoding: linear fade over this much of each block from the previous
                               // window's lookahead audio (measured: no gain, see docs/STREAMING.md)
-  bool require_causal = false;  // refuse models that look ahead (the "realtime" preset: its latency needs a causal model)
+  bool require_causal =
+      false;  // refuse models that look ahead (the "realtime" preset: its latency needs a causal model)
 };
 
 StreamParams stream_default_params();
@@ -97,9 +98,9 @@ class StreamingEncoder {
   std::unique_ptr<State> st_;
   int n_q_;
   int hop_;
-  int64_t total_ = 0;       // samples received
-  int64_t next_frame_ = 0;  // frames emitted
-  size_t peak_ = 0;         // largest latent tensors so far (floats)
+  int64_t total_ = 0;                    // samples received
+  int64_t next_frame_ = 0;               // frames emitted
+  size_t peak_ = 0;                      // largest latent tensors so far (floats)
   std::unique_ptr<StreamResampler> rs_;  // input rate -> model rate, when they differ
   std::vector<float> converted_;         // one push's resampled input
   bool started_ = false;                 // a push since the last flush
@@ -117,7 +118,7 @@ class StreamingDecoder {
   // another rate is resampled as it streams, and the counts they return are of output samples.
   void set_output_rate(int rate);
   double output_delay_ms() const { return rs_ ? rs_->delay_ms() : 0.0; }  // held back by the resampler
-  size_t memory_bytes() const;  // capacity of the session's buffers
+  size_t memory_bytes() const;                                            // capacity of the session's buffers
   bool exact() const { return exact_ != nullptr || causal_ != nullptr; }  // layer-wise exact rather than windowed
   // The parameters in use: left_frames is trimmed to the receptive field of a local backbone (VocosConfig::local).
   const StreamParams& params() const { return p_; }
@@ -128,7 +129,7 @@ class StreamingDecoder {
  private:
   struct Exact;
   std::unique_ptr<CausalDecoderStream> causal_;  // causal WavTokenizer models (models/causal_stream.h)
-  std::vector<float> causal_lat_;                      // one push's latents, frame-major
+  std::vector<float> causal_lat_;                // one push's latents, frame-major
   int64_t run(int64_t end_frame, int64_t frames_to_emit, std::vector<float>& out);
   int64_t push_model_rate(const int32_t* codes, int64_t frames, int n_q, std::vector<float>& out);
   int64_t flush_model_rate(std::vector<float>& out);
@@ -139,16 +140,16 @@ class StreamingDecoder {
   std::unique_ptr<Exact> exact_;
   StreamParams p_;
   int hop_, dim_;
-  std::vector<float> feats_;   // frame-major latents of frames [feat_start_, ...), dim_ each
+  std::vector<float> feats_;  // frame-major latents of frames [feat_start_, ...), dim_ each
   int64_t feat_start_ = 0;
-  int64_t total_ = 0;          // frames received
-  int64_t next_frame_ = 0;     // first frame whose audio is not yet emitted
-  Tensor window_;              // reused [dim, frames] window
-  DecodeScratch scratch_;      // the window decode's buffers, reused
-  std::vector<float> audio_;   // the window's audio
-  std::vector<float> tail_;    // previous window's audio past its block, for the cross-fade
-  std::vector<int32_t> codes_; // [n_q, frames] of one push
-  Tensor lat_;                 // [dim, frames] of one push
+  int64_t total_ = 0;                      // frames received
+  int64_t next_frame_ = 0;                 // first frame whose audio is not yet emitted
+  Tensor window_;                          // reused [dim, frames] window
+  DecodeScratch scratch_;                  // the window decode's buffers, reused
+  std::vector<float> audio_;               // the window's audio
+  std::vector<float> tail_;                // previous window's audio past its block, for the cross-fade
+  std::vector<int32_t> codes_;             // [n_q, frames] of one push
+  Tensor lat_;                             // [dim, frames] of one push
   size_t window_peak_ = 0, lat_peak_ = 0;  // largest sizes so far (Tensors keep their capacity)
 };
 

@@ -5,7 +5,8 @@
 //   streaming_bench --memory-minutes 10 [--model M] [--audio WAV] [preset]
 //     one encoder and one decoder session fed the clip over and over for that long: session memory and the
 //     process's RSS printed every minute (both must stay flat).
-// Defaults: the WavTokenizer fixture model and clip (../shared/fixtures, run from the repository root), repeats 1 and 10, the three presets.
+// Defaults: the WavTokenizer fixture model and clip (../shared/fixtures, run from the repository root), repeats 1 and
+// 10, the three presets.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,17 +14,16 @@
 #include <string>
 #include <vector>
 
+#include "codec/streaming.h"
 #include "core/dnnl_util.h"
 #include "core/error.h"
 #include "core/util.h"
-#include "codec/streaming.h"
 #include "dsp/audio_io.h"
 #include "models/models.h"
 
 using namespace wavtok;
 
 namespace {
-
 
 double rss_mib() {
   std::FILE* f = std::fopen("/proc/self/status", "r");
@@ -44,7 +44,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 int main(int argc, char** argv) {
   std::string fixtures = "../shared/fixtures/";  // run from the repository root
-  std::string model_path = fixtures + "wavtokenizer-75/model.ckpt", audio_path = fixtures + "wavtokenizer-75/speech.input.wav";
+  std::string model_path = fixtures + "wavtokenizer-75/model.ckpt",
+              audio_path = fixtures + "wavtokenizer-75/speech.input.wav";
   std::vector<int> repeats;
   std::vector<std::string> presets;
   double chunk_ms = 20;
@@ -68,7 +69,8 @@ int main(int argc, char** argv) {
   auto model = Model::load(model_path);
   const auto clip = read_audio(audio_path, model->sample_rate()).samples;
   const int hop = model->hop(), sr = model->sample_rate();
-  std::printf("model %s (%s), chunk %.0f ms, 1 thread\n", model_path.c_str(), arch_name(model->config().arch), chunk_ms);
+  std::printf("model %s (%s), chunk %.0f ms, 1 thread\n", model_path.c_str(), arch_name(model->config().arch),
+              chunk_ms);
   if (memory_minutes > 0) {
     const std::string name = presets.empty() ? "default" : presets[0];
     const StreamParams p = stream_preset(name);
@@ -123,7 +125,8 @@ int main(int argc, char** argv) {
       const size_t chunk = size_t(chunk_ms * sr / 1000);
       std::vector<int32_t> codes;
       auto t0 = std::chrono::steady_clock::now();
-      for (size_t i = 0; i < pcm.size(); i += chunk) enc.push(pcm.data() + i, int64_t(std::min(chunk, pcm.size() - i)), codes);
+      for (size_t i = 0; i < pcm.size(); i += chunk)
+        enc.push(pcm.data() + i, int64_t(std::min(chunk, pcm.size() - i)), codes);
       enc.flush(codes);
       const double enc_s = seconds_since(t0);
       size_t same = 0;

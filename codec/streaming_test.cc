@@ -18,8 +18,8 @@
 #include "core/dnnl_util.h"
 #include "core/error.h"
 #include "dsp/audio_io.h"
-#include "tests/testing/test_util.h"
 #include "models/models.h"
+#include "tests/testing/test_util.h"
 
 // Every operator new of this test binary is counted while g_count_news is set (DecoderSteadyStateReusesBuffers).
 // Sanitizer runtimes define operator new themselves (TSan's statically), so sanitizer builds count only tensors.
@@ -71,7 +71,8 @@ std::vector<int32_t> stream_encode(const std::shared_ptr<const Model>& m, const 
                                    const StreamParams& p) {
   StreamingEncoder enc(m, p);
   std::vector<int32_t> codes;
-  for (size_t i = 0; i < pcm.size(); i += chunk) enc.push(pcm.data() + i, int64_t(std::min(chunk, pcm.size() - i)), codes);
+  for (size_t i = 0; i < pcm.size(); i += chunk)
+    enc.push(pcm.data() + i, int64_t(std::min(chunk, pcm.size() - i)), codes);
   enc.flush(codes);
   return codes;
 }
@@ -163,7 +164,8 @@ TEST(Streaming, DefaultPresetDecodesCloseToOneShot) {
   EXPECT_GE(double(same) / codes.size(), 0.99);
   StreamingDecoder dec(m, p);
   std::vector<float> audio;
-  for (int64_t f = 0; f < one.frames; f += 3) dec.push(one.codes.data() + f, std::min<int64_t>(3, one.frames - f), 1, audio);
+  for (int64_t f = 0; f < one.frames; f += 3)
+    dec.push(one.codes.data() + f, std::min<int64_t>(3, one.frames - f), 1, audio);
   dec.flush(audio);
   const std::vector<float> ref = m->decode(one);
   ASSERT_EQ(audio.size(), ref.size());
@@ -195,7 +197,8 @@ TEST(Streaming, FixtureModelsOneShotAudioDependsOnTheFarFuture) {
     const std::vector<float> ya = m->decode(a), yb = m->decode(b);
     double pa = 0, pb = 0, d = 0;
     for (size_t i = 0; i < ya.size(); ++i) pa += double(ya[i]) * ya[i], pb += double(yb[i]) * yb[i];
-    for (size_t i = 0; i < size_t((split - latency) * m->hop()); ++i) d += (double(ya[i]) - yb[i]) * (double(ya[i]) - yb[i]);
+    for (size_t i = 0; i < size_t((split - latency) * m->hop()); ++i)
+      d += (double(ya[i]) - yb[i]) * (double(ya[i]) - yb[i]);
     return d > 0 ? 10 * std::log10(std::max(pa, pb) / (d / 4)) : INFINITY;
   };
   const double fixture_cap = bound_db(fixture_model());
@@ -311,7 +314,7 @@ TEST(Streaming, ConcurrentSessionsMatchSerial) {
 TEST(Streaming, SessionMemoryDoesNotGrowWithStreamLength) {
   auto m = fixture_model();
   const auto pcm = speech();  // 4 s, fed 30 times = 120 s
-  StreamParams p;  // small windows keep the test fast; the buffers' bound does not depend on them
+  StreamParams p;             // small windows keep the test fast; the buffers' bound does not depend on them
   p.block_frames = 30;
   p.left_frames = 30;
   p.lookahead_frames = 5;
@@ -562,8 +565,10 @@ TEST(EncodecStreaming, SessionIsReusableAfterFlushAndMemoryIsBounded) {
 // session's state: the stream goes on as if it had not been pushed (windowed WavTokenizer and exact EnCodec).
 TEST(Streaming, DecoderRefusesBadCodesAndGoesOn) {
   for (const auto& m : {fixture_model(), encodec_model()}) {
-    const auto pcm = read_audio(fixture(m == fixture_model() ? "wavtokenizer-75/speech.input.wav"
-                                                             : "encodec-24k/speech.input.wav"), 24000).samples;
+    const auto pcm =
+        read_audio(fixture(m == fixture_model() ? "wavtokenizer-75/speech.input.wav" : "encodec-24k/speech.input.wav"),
+                   24000)
+            .samples;
     const int n_q = m->max_n_q() > 1 ? 2 : 1;
     const auto codes = frame_major(m->encode(pcm.data(), int64_t(pcm.size()), n_q));
     const auto want = stream_decode(m, codes, n_q, 3);

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "models/model.h"
 #include "core/tensor.h"
+#include "models/model.h"
 
 namespace wavtok {
 

@@ -28,12 +28,14 @@ void AtomicFile::commit() {
   const bool close_ok = std::fclose(f_) == 0;
   f_ = nullptr;
   if (!write_ok || !close_ok) throw Error(path_ + ": write failed: " + std::strerror(errno));
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) throw Error(path_ + ": cannot rename output into place: " + std::strerror(errno));
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
+    throw Error(path_ + ": cannot rename output into place: " + std::strerror(errno));
   done_ = true;
 }
 
 bool same_existing_file(const std::string& a, const std::string& b) {
-  struct stat sa {}, sb {};
+  struct stat sa {
+  }, sb{};
   if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return false;
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }

@@ -4,8 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <memory>
 #include <initializer_list>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -36,9 +36,7 @@ inline AlignedPtr aligned_floats(size_t n) {
 struct TensorView {
   float* data = nullptr;
   std::vector<int64_t> shape;
-  int64_t numel() const {
-    return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
-  }
+  int64_t numel() const { return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>()); }
   int64_t dim(int i) const { return shape.at(i < 0 ? shape.size() + i : i); }
 };
 
@@ -83,9 +81,7 @@ class Tensor {
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t dim(int i) const { return shape_.at(i < 0 ? shape_.size() + i : i); }
   int ndim() const { return static_cast<int>(shape_.size()); }
-  int64_t numel() const {
-    return std::accumulate(shape_.begin(), shape_.end(), int64_t{1}, std::multiplies<>());
-  }
+  int64_t numel() const { return std::accumulate(shape_.begin(), shape_.end(), int64_t{1}, std::multiplies<>()); }
   float& operator[](int64_t i) { return data_[i]; }
   float operator[](int64_t i) const { return data_[i]; }
   TensorView view() { return TensorView{data(), shape_}; }

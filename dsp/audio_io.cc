@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
-#include <cmath>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -39,12 +39,22 @@ std::string extension_of(const std::string& path) {
 // Bytes per sample of the uncompressed encodings whose frame count follows from the data size; 0 for others.
 int bytes_per_sample(int format) {
   switch (format & SF_FORMAT_SUBMASK) {
-    case SF_FORMAT_PCM_S8: case SF_FORMAT_PCM_U8: case SF_FORMAT_ULAW: case SF_FORMAT_ALAW: return 1;
-    case SF_FORMAT_PCM_16: return 2;
-    case SF_FORMAT_PCM_24: return 3;
-    case SF_FORMAT_PCM_32: case SF_FORMAT_FLOAT: return 4;
-    case SF_FORMAT_DOUBLE: return 8;
-    default: return 0;
+    case SF_FORMAT_PCM_S8:
+    case SF_FORMAT_PCM_U8:
+    case SF_FORMAT_ULAW:
+    case SF_FORMAT_ALAW:
+      return 1;
+    case SF_FORMAT_PCM_16:
+      return 2;
+    case SF_FORMAT_PCM_24:
+      return 3;
+    case SF_FORMAT_PCM_32:
+    case SF_FORMAT_FLOAT:
+      return 4;
+    case SF_FORMAT_DOUBLE:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -152,8 +162,7 @@ Audio read_audio(const std::string& path, int target_rate, const ReadOptions& op
     append_mono(buf.data(), got, ch, ch, 1, out.samples, path, total);
     total += got;
   }
-  if (sf_error(file.get()) != SF_ERR_NO_ERROR)
-    throw Error(path + ": decoding failed: " + sf_strerror(file.get()));
+  if (sf_error(file.get()) != SF_ERR_NO_ERROR) throw Error(path + ": decoding failed: " + sf_strerror(file.get()));
   if (out.samples.empty()) throw Error(path + ": contains no audio frames");
   out.frames_read = total;
   out.frames_promised = std::max<int64_t>(info.frames, declared_frames(path, info));
@@ -190,13 +199,13 @@ void resample_to(std::vector<float>& samples, int from, int to, const std::strin
 }
 
 bool same_file(const std::string& a, const std::string& b) {
-  struct stat sa {}, sb {};
+  struct stat sa {
+  }, sb{};
   if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return false;
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-void write_audio(const std::string& path, std::span<const float> samples, int sample_rate,
-                 const std::string& protect) {
+void write_audio(const std::string& path, std::span<const float> samples, int sample_rate, const std::string& protect) {
   if (!protect.empty() && same_file(path, protect))
     throw Error(path + ": refusing to overwrite the input file " + protect);
   if (sample_rate <= 0 || sample_rate > kMaxSampleRate)
@@ -260,8 +269,7 @@ void write_audio(const std::string& path, std::span<const float> samples, int sa
 
 std::vector<float> resample(std::span<const float> x, int from, int to) {
   if (from <= 0 || to <= 0)
-    throw Error("resample: sample rates must be positive, got " + std::to_string(from) + " -> " +
-                std::to_string(to));
+    throw Error("resample: sample rates must be positive, got " + std::to_string(from) + " -> " + std::to_string(to));
   if (from == to || x.empty()) return {x.begin(), x.end()};
   const size_t olen = static_cast<size_t>((static_cast<long double>(x.size()) * to) / from + 0.5L);
   std::vector<float> out(olen);

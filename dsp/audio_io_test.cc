@@ -137,14 +137,16 @@ TEST(AudioIo, IntegerPcmIsScaledToUnitRange) {
 std::pair<double, double> fit_sine(const std::vector<float>& x, size_t from, size_t to, double freq, double rate) {
   double ss = 0, cc = 0, sc = 0, xs = 0, xc = 0;
   for (size_t i = from; i < to; ++i) {
-    const double s = std::sin(2 * std::numbers::pi * freq * i / rate), c = std::cos(2 * std::numbers::pi * freq * i / rate);
+    const double s = std::sin(2 * std::numbers::pi * freq * i / rate),
+                 c = std::cos(2 * std::numbers::pi * freq * i / rate);
     ss += s * s, cc += c * c, sc += s * c, xs += x[i] * s, xc += x[i] * c;
   }
   const double det = ss * cc - sc * sc;
   const double a = (xs * cc - xc * sc) / det, b = (xc * ss - xs * sc) / det;
   double res = 0;
   for (size_t i = from; i < to; ++i) {
-    const double m = a * std::sin(2 * std::numbers::pi * freq * i / rate) + b * std::cos(2 * std::numbers::pi * freq * i / rate);
+    const double m =
+        a * std::sin(2 * std::numbers::pi * freq * i / rate) + b * std::cos(2 * std::numbers::pi * freq * i / rate);
     res += (x[i] - m) * (x[i] - m);
   }
   const double amp = std::hypot(a, b);
@@ -206,11 +208,9 @@ TEST(AudioIo, RejectsNonAudioAndMissingFiles) {
 TEST(AudioIo, RejectsEmptyAndTooManyChannels) {
   const std::filesystem::path dir = scratch_dir();
   write_raw(dir / "empty.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 24000, 1, {});
-  EXPECT_NE(error_of([&] { read_audio((dir / "empty.wav").string(), 0); }).find("no audio frames"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { read_audio((dir / "empty.wav").string(), 0); }).find("no audio frames"), std::string::npos);
   write_raw(dir / "many.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 24000, 65, std::vector<float>(65 * 10, 0.1f));
-  EXPECT_NE(error_of([&] { read_audio((dir / "many.wav").string(), 0); }).find("channel count 65"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { read_audio((dir / "many.wav").string(), 0); }).find("channel count 65"), std::string::npos);
 }
 
 TEST(AudioIo, WriteFailuresLeaveNoFile) {

@@ -134,7 +134,10 @@ TEST(AudioTruncation, OpenLengthHeaderOfAStreamingWriterIsNotATruncation) {
   ASSERT_EQ(std::fread(b.data(), 1, b.size(), f), b.size());
   size_t at = 0;
   for (size_t i = 12; i + 8 <= b.size(); ++i)
-    if (std::memcmp(&b[i], "data", 4) == 0) { at = i + 4; break; }
+    if (std::memcmp(&b[i], "data", 4) == 0) {
+      at = i + 4;
+      break;
+    }
   ASSERT_GT(at, 0u);
   std::fseek(f, long(at), SEEK_SET);
   const unsigned char ff[4] = {0xFF, 0xFF, 0xFF, 0xFF};

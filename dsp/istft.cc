@@ -15,8 +15,7 @@ namespace {
 constexpr double kMinEnvelope = 1e-11;
 
 int checked_n_fft(int n_fft, int hop) {
-  if (n_fft < 2 || n_fft % 2 != 0)
-    throw Error("ISTFT: n_fft must be even and >= 2, got " + std::to_string(n_fft));
+  if (n_fft < 2 || n_fft % 2 != 0) throw Error("ISTFT: n_fft must be even and >= 2, got " + std::to_string(n_fft));
   if (hop <= 0 || hop > n_fft)
     throw Error("ISTFT: hop must be in [1, n_fft=" + std::to_string(n_fft) + "], got " + std::to_string(hop));
   return n_fft;

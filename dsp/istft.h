@@ -7,8 +7,8 @@
 // The imaginary parts of the DC and Nyquist bins are ignored, as torch.fft.irfft does.
 #pragma once
 
-#include <cstdint>
 #include <complex>
+#include <cstdint>
 #include <vector>
 
 #include "dsp/real_fft.h"
@@ -51,10 +51,10 @@ class IstftStream {
 
   int n_fft_, hop_, pad_;
   RealFft fft_;
-  std::vector<float> window_;     // periodic Hann scaled by 1/n_fft (folds irfft's normalisation in)
-  std::vector<float> head_env_;   // envelope for buffer positions [0, n_fft - hop): fewer frames overlap there
-  std::vector<float> steady_env_; // envelope for later positions, periodic in hop
-  std::vector<float> tail_env_;   // envelope for the last n_fft - hop positions, when frames >= n_fft / hop + 1
+  std::vector<float> window_;      // periodic Hann scaled by 1/n_fft (folds irfft's normalisation in)
+  std::vector<float> head_env_;    // envelope for buffer positions [0, n_fft - hop): fewer frames overlap there
+  std::vector<float> steady_env_;  // envelope for later positions, periodic in hop
+  std::vector<float> tail_env_;    // envelope for the last n_fft - hop positions, when frames >= n_fft / hop + 1
   std::vector<std::complex<float>> spec_;
   std::vector<float> frame_;
   std::vector<float> acc_;  // overlap-add accumulator: acc_[k] is untrimmed position frames_ * hop + k

@@ -61,8 +61,7 @@ std::vector<double> reference_istft(const Spectrum& s, int n_fft, int hop) {
 }
 
 void expect_matches_reference(int n_fft, int hop, int64_t frames, uint32_t seed) {
-  SCOPED_TRACE("n_fft " + std::to_string(n_fft) + " hop " + std::to_string(hop) + " frames " +
-               std::to_string(frames));
+  SCOPED_TRACE("n_fft " + std::to_string(n_fft) + " hop " + std::to_string(hop) + " frames " + std::to_string(frames));
   const Spectrum s = random_spectrum(n_fft, frames, seed);
   Istft istft(n_fft, hop);
   const std::vector<double> ref = reference_istft(s, n_fft, hop);
@@ -78,9 +77,7 @@ void expect_matches_reference(int n_fft, int hop, int64_t frames, uint32_t seed)
   for (size_t i = ref.size(); i < out.size(); ++i) EXPECT_EQ(out[i], 12345.0f);
 }
 
-TEST(Istft, MatchesFloat64ReferenceWavTokenizerGeometry) {
-  expect_matches_reference(1280, 320, 12, 1);
-}
+TEST(Istft, MatchesFloat64ReferenceWavTokenizerGeometry) { expect_matches_reference(1280, 320, 12, 1); }
 
 TEST(Istft, MatchesFloat64ReferenceOtherGeometries) {
   expect_matches_reference(16, 4, 9, 2);
@@ -218,7 +215,6 @@ TEST(MagPhase, ExpClipsAfterExponentAndPropagatesNan) {
   EXPECT_NEAR(std::hypot(re[3], im[3]), 100.0, 1e-4);
 }
 
-
 // The head's computation written with torch ops (irfft, window, fold-style overlap-add, envelope, trim), when
 // Debian's Python has torch: a second, float32 reference built on an independent FFT.
 TEST(Istft, MatchesTorchFormulation) {
@@ -251,8 +247,8 @@ pad = (n_fft - hop) // 2
 print("ok")
 )";
   const std::string out = testing::python_first_line((dir / "ref.py").string() + " " + (dir / "re.f32").string() + " " +
-                                              (dir / "im.f32").string() + " " + (dir / "y.f32").string() + " " +
-                                              std::to_string(n_fft) + " " + std::to_string(hop));
+                                                     (dir / "im.f32").string() + " " + (dir / "y.f32").string() + " " +
+                                                     std::to_string(n_fft) + " " + std::to_string(hop));
   if (out == "skip\n") GTEST_SKIP() << "/usr/bin/python3 has no torch";
   ASSERT_EQ(out, "ok\n");
   const auto ref = testing::read_f32(dir / "y.f32");

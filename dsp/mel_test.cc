@@ -68,16 +68,16 @@ TEST(Mel, SpectrogramOfBinCentredSine) {
   EXPECT_EQ(s.bins, 80);
   EXPECT_EQ(s.frames, 1 + sr / hop);
   for (int m = 0; m < 80; ++m) {
-    const double expected = A * n / 4 * fb[size_t(m) * nf + k0] +
-                            A * n / 8 * (fb[size_t(m) * nf + k0 - 1] + fb[size_t(m) * nf + k0 + 1]);
+    const double expected =
+        A * n / 4 * fb[size_t(m) * nf + k0] + A * n / 8 * (fb[size_t(m) * nf + k0 - 1] + fb[size_t(m) * nf + k0 + 1]);
     EXPECT_NEAR(s.at(40, m), expected, 2e-3 + 1e-4 * expected) << m;
   }
   MelSpectrogram power(sr, n, hop, 80, 0.0, 0.0, 2);
   const Spectrogram p = power.compute(x);
   const double pk = A * n / 4, side = A * n / 8;
   for (int m = 0; m < 80; ++m) {
-    const double expected = pk * pk * fb[size_t(m) * nf + k0] +
-                            side * side * (fb[size_t(m) * nf + k0 - 1] + fb[size_t(m) * nf + k0 + 1]);
+    const double expected =
+        pk * pk * fb[size_t(m) * nf + k0] + side * side * (fb[size_t(m) * nf + k0 - 1] + fb[size_t(m) * nf + k0 + 1]);
     EXPECT_NEAR(p.at(40, m), expected, 1e-2 + 1e-4 * expected) << m;
   }
 }

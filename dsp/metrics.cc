@@ -19,8 +19,8 @@ namespace {
 
 void check_pair(const char* what, std::span<const float> a, std::span<const float> b) {
   if (a.empty() || a.size() != b.size())
-    throw Error(std::string(what) + ": signals must be non-empty and of equal length (got " +
-                std::to_string(a.size()) + " and " + std::to_string(b.size()) + " samples)");
+    throw Error(std::string(what) + ": signals must be non-empty and of equal length (got " + std::to_string(a.size()) +
+                " and " + std::to_string(b.size()) + " samples)");
 }
 
 double db_ratio(double num, double den) {

@@ -194,9 +194,9 @@ TEST(Stoi, TooShortAfterSilenceRemovalGivesPystoiFloor) {
 double reference_stoi(const fs::path& dir, std::span<const float> x, std::span<const float> y, int rate) {
   testing::write_f32(dir / "clean.f32", x);
   testing::write_f32(dir / "processed.f32", y);
-  const std::string out = testing::python_first_line(std::string(WAVTOK_SOURCE_DIR) + "/python/tests/stoi_reference.py " +
-                                              (dir / "clean.f32").string() + " " +
-                                              (dir / "processed.f32").string() + " " + std::to_string(rate));
+  const std::string out = testing::python_first_line(
+      std::string(WAVTOK_SOURCE_DIR) + "/python/tests/stoi_reference.py " + (dir / "clean.f32").string() + " " +
+      (dir / "processed.f32").string() + " " + std::to_string(rate));
   return out.empty() ? NAN : std::strtod(out.c_str(), nullptr);
 }
 

@@ -4,8 +4,8 @@
 // Frames: 1 + len / hop (integer division); bins: n_fft / 2 + 1.
 #pragma once
 
-#include <cstdint>
 #include <complex>
+#include <cstdint>
 #include <span>
 #include <vector>
 

@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <numbers>
 #include <fstream>
+#include <numbers>
 #include <random>
 
 #include "core/error.h"
@@ -96,7 +96,6 @@ TEST(Stft, HannIsPeriodic) {
   EXPECT_FLOAT_EQ(w[2], 0.5f);
   EXPECT_FLOAT_EQ(w[7], w[1]);
 }
-
 
 // torch.stft itself, when Debian's Python has torch: the definition this class promises to match.
 TEST(Stft, MatchesTorchStft) {

@@ -24,8 +24,8 @@ struct StreamResampler::Soxr {
       const size_t base = out.size();
       out.resize(base + room);
       size_t idone = 0, odone = 0;
-      const soxr_error_t err = soxr_process(h, x ? x + fed : nullptr, x ? n - fed : 0, &idone, out.data() + base,
-                                            room, &odone);
+      const soxr_error_t err =
+          soxr_process(h, x ? x + fed : nullptr, x ? n - fed : 0, &idone, out.data() + base, room, &odone);
       out.resize(base + odone);
       if (err) throw Error(std::string("resampler: ") + err);
       fed += idone;

@@ -19,15 +19,14 @@ int SeanetConfig::hop() const {
   return h;
 }
 
-double ModelConfig::kbps(int n_q) const {
-  return n_q * std::log2(double(quantizer.bins)) * frame_rate() / 1000.0;
-}
+double ModelConfig::kbps(int n_q) const { return n_q * std::log2(double(quantizer.bins)) * frame_rate() / 1000.0; }
 
 int ModelConfig::n_q_for_bandwidth(double kb) const {
   std::string avail;
   int best = 0;
   for (int nq = 1; nq <= quantizer.n_q; ++nq)
-    if (std::abs(kbps(nq) - kb) < 0.02 * kb && (!best || std::abs(kbps(nq) - kb) < std::abs(kbps(best) - kb))) best = nq;
+    if (std::abs(kbps(nq) - kb) < 0.02 * kb && (!best || std::abs(kbps(nq) - kb) < std::abs(kbps(best) - kb)))
+      best = nq;
   if (best) return best;
   for (int nq = 1; nq <= quantizer.n_q; nq *= 2) {
     std::ostringstream s;
@@ -93,10 +92,12 @@ void validate(const ModelConfig& c, const std::string& origin) {
     if (s.ratios.empty() || s.ratios.size() > 8) bad(std::string(name) + ".ratios must have 1..8 entries");
     for (int r : s.ratios)
       if (r < 1 || r > 64) bad(std::string(name) + ".ratios out of range");
-    if (s.n_filters < 1 || s.dimension < 1 || s.n_filters > 4096 || s.dimension > 8192) bad(std::string(name) + " widths out of range");
+    if (s.n_filters < 1 || s.dimension < 1 || s.n_filters > 4096 || s.dimension > 8192)
+      bad(std::string(name) + " widths out of range");
     if (s.compress < 1 || s.n_residual_layers < 0 || s.n_residual_layers > 8 || s.lstm_layers < 0 || s.lstm_layers > 8)
       bad(std::string(name) + " layer counts out of range");
-    if (s.pad_mode != "reflect" && s.pad_mode != "constant") bad(std::string(name) + ".pad_mode must be reflect or constant");
+    if (s.pad_mode != "reflect" && s.pad_mode != "constant")
+      bad(std::string(name) + ".pad_mode must be reflect or constant");
   };
   check_seanet(c.encoder, "encoder");
   if (c.quantizer.n_q < 1 || c.quantizer.n_q > 1024 || c.quantizer.bins < 2 || c.quantizer.bins > (1 << 20))
@@ -106,17 +107,21 @@ void validate(const ModelConfig& c, const std::string& origin) {
     if (v.dim < 1 || v.intermediate_dim < 1 || v.num_layers < 0 || v.num_layers > 256 || v.n_fft < 2 || v.hop < 1 ||
         v.n_fft % 2 || v.n_fft < v.hop || (v.n_fft - v.hop) % 2)
       bad("backbone/head sizes out of range");
-    if (v.hop != c.hop()) bad("head hop_length " + std::to_string(v.hop) + " differs from the encoder hop " + std::to_string(c.hop()));
+    if (v.hop != c.hop())
+      bad("head hop_length " + std::to_string(v.hop) + " differs from the encoder hop " + std::to_string(c.hop()));
     if (v.dim % 32) bad("backbone dim must be a multiple of 32 (GroupNorm with 32 groups)");
     if (v.pos_net_norm != "group" && v.pos_net_norm != "affine")
       bad("backbone pos_net_norm must be 'group' or 'affine', not '" + v.pos_net_norm + "'");
-    if ((v.attention_left < 0) != (v.attention_right < 0) || v.attention_left > (1 << 24) || v.attention_right > (1 << 24))
+    if ((v.attention_left < 0) != (v.attention_right < 0) || v.attention_left > (1 << 24) ||
+        v.attention_right > (1 << 24))
       bad("backbone attention_window must be [left, right] with 0 <= left, right <= 2^24");
     if (v.causal) {
       if (!c.encoder.causal) bad("a causal backbone needs a causal encoder (encoder.causal: true)");
-      if (v.pos_net_norm != "affine") bad("a causal backbone needs pos_net_norm 'affine' (GroupNorm over time sees the future)");
+      if (v.pos_net_norm != "affine")
+        bad("a causal backbone needs pos_net_norm 'affine' (GroupNorm over time sees the future)");
       if (!v.attention_windowed() || v.attention_right != 0) bad("a causal backbone needs attention_window [left, 0]");
-      if (v.n_fft > 3 * v.hop) bad("a causal model needs n_fft <= 3 * hop_length (its audio then needs one frame ahead)");
+      if (v.n_fft > 3 * v.hop)
+        bad("a causal model needs n_fft <= 3 * hop_length (its audio then needs one frame ahead)");
     }
   } else {
     check_seanet(c.decoder, "decoder");

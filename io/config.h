@@ -71,8 +71,8 @@ struct ModelConfig {
   int sample_rate = 24000;
   SeanetConfig encoder;
   QuantizerConfig quantizer;
-  VocosConfig vocos;      // arch == wavtokenizer
-  SeanetConfig decoder;   // arch == encodec
+  VocosConfig vocos;               // arch == wavtokenizer
+  SeanetConfig decoder;            // arch == encodec
   std::vector<double> bandwidths;  // kbps choices (encodec) / bandwidth ids' labels (wavtokenizer)
   // Lineage (`wavtok adapt`, codec/adapt.h): the fingerprint of the model this one was adapted from, 0 for none.
   // Stored in the YAML only when set, so models without a parent keep their bytes and fingerprints.
@@ -80,9 +80,7 @@ struct ModelConfig {
 
   int hop() const { return encoder.hop(); }
   // Every part looks ahead at most the iSTFT's one hop: streaming is exact (models/causal_stream.h).
-  bool causal() const {
-    return encoder.causal && (arch == Arch::WavTokenizer ? vocos.causal : decoder.causal);
-  }
+  bool causal() const { return encoder.causal && (arch == Arch::WavTokenizer ? vocos.causal : decoder.causal); }
   double frame_rate() const { return double(sample_rate) / hop(); }
   // kbps of n_q codebooks at this frame rate.
   double kbps(int n_q) const;

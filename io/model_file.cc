@@ -7,14 +7,14 @@
 
 #include <cstdio>
 #include <cstring>
-#include <map>
-#include <vector>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <vector>
 
 #include "core/error.h"
-#include "core/util.h"
 #include "core/file_util.h"
+#include "core/util.h"
 
 namespace wavtok {
 namespace {
@@ -23,7 +23,6 @@ constexpr char kMagic[8] = {'W', 'A', 'V', 'T', 'O', 'K', 'M', 'F'};
 constexpr uint64_t kAlign = 64;
 constexpr uint32_t kDtypeF32 = 0, kDtypeS8 = 1;
 constexpr const char* kActQuant = ".act_quant";
-
 
 // "NAME" for "NAME.weight", "NAME" for an LSTM's "NAME.weight_ih_lK" / "NAME.weight_hh_lK", else "".
 std::string int8_layer_of(const std::string& tensor) {
@@ -198,7 +197,8 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
   }
   const uint64_t ylen = r.get<uint64_t>(), count = r.get<uint64_t>();
   if (ylen > static_cast<uint64_t>(limits.max_config_bytes)) throw Error(path + ": config section too large");
-  if (count > static_cast<uint64_t>(limits.max_tensors)) throw Error(path + ": too many tensors (" + std::to_string(count) + ")");
+  if (count > static_cast<uint64_t>(limits.max_tensors))
+    throw Error(path + ": too many tensors (" + std::to_string(count) + ")");
   config = ModelConfig::from_yaml(r.str(ylen), path);
   weights = WeightMap(path);
   std::vector<std::string> s8;
@@ -220,7 +220,8 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
       numel *= uint64_t(d);
     }
     const uint64_t off = r.get<uint64_t>(), nb = r.get<uint64_t>();
-    if (nb != numel * (dtype == kDtypeS8 ? 1 : 4)) throw Error(path + ": tensor '" + name + "' byte size does not match its shape");
+    if (nb != numel * (dtype == kDtypeS8 ? 1 : 4))
+      throw Error(path + ": tensor '" + name + "' byte size does not match its shape");
     if (off > size || nb > size - off)
       throw Error(path + ": tensor '" + name + "' data lies beyond the end of the file (truncated?)");
     Tensor t(shape);

@@ -26,9 +26,9 @@
 
 namespace wavtok {
 
-constexpr uint32_t kModelFileVersion = 1;          // float models
-constexpr uint32_t kModelFileVersionFeatures = 2;  // header carries required features
-constexpr uint32_t kModelFeatureInt8 = 1u << 0;    // s8 weights + int8 layer parameters (models/quantized.h)
+constexpr uint32_t kModelFileVersion = 1;                // float models
+constexpr uint32_t kModelFileVersionFeatures = 2;        // header carries required features
+constexpr uint32_t kModelFeatureInt8 = 1u << 0;          // s8 weights + int8 layer parameters (models/quantized.h)
 constexpr uint32_t kModelFeatureSoftmaxQuant = 1u << 1;  // attention probabilities fake-quantized (models/quantized.h)
 constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant;
 
@@ -45,7 +45,8 @@ struct ModelFileLimits {
 bool is_model_file(const std::string& path);  // checks the magic only
 void write_model_file(const std::string& path, const ModelConfig& config, const WeightMap& weights);
 // Memory-maps the file, validates every offset and size against the file length, and copies tensors out.
-void read_model_file(const std::string& path, ModelConfig& config, WeightMap& weights, const ModelFileLimits& limits = {});
+void read_model_file(const std::string& path, ModelConfig& config, WeightMap& weights,
+                     const ModelFileLimits& limits = {});
 // The same from bytes in memory (e.g. the model embedded in the binary); `origin` names it in errors.
 void parse_model_file(const uint8_t* data, size_t size, const std::string& origin, ModelConfig& config,
                       WeightMap& weights, const ModelFileLimits& limits = {});

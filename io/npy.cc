@@ -25,15 +25,14 @@ struct Descr {
 };
 // NumPy writes '|' for one-byte types and '<' for little-endian multi-byte ones.
 constexpr Descr kDescrs[] = {
-    {"<f4", DType::F32}, {"<f8", DType::F64}, {"<f2", DType::F16}, {"<i8", DType::I64}, {"<i4", DType::I32},
+    {"<f4", DType::F32}, {"<f8", DType::F64}, {"<f2", DType::F16}, {"<i8", DType::I64},  {"<i4", DType::I32},
     {"<i2", DType::I16}, {"|i1", DType::I8},  {"|u1", DType::U8},  {"|b1", DType::Bool},
 };
 
 DType parse_descr(const std::string& path, std::string d) {
   if (d.size() == 3 && d[0] == '>' && d[2] != '1') fail(path, "big-endian dtype '" + d + "' is not supported");
   // '=' is native order (little-endian on every platform we run on); one-byte types may carry any order mark.
-  if (d.size() == 3 && (d[0] == '=' || (d[2] == '1' && (d[0] == '<' || d[0] == '>'))))
-    d[0] = d[2] == '1' ? '|' : '<';
+  if (d.size() == 3 && (d[0] == '=' || (d[2] == '1' && (d[0] == '<' || d[0] == '>')))) d[0] = d[2] == '1' ? '|' : '<';
   for (const auto& e : kDescrs)
     if (d == e.text) return e.dtype;
   fail(path, "unsupported dtype '" + d + "'");

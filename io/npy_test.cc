@@ -28,10 +28,14 @@ constexpr Case kCases[] = {{"f4", DType::F32}, {"f8", DType::F64}, {"f2", DType:
 
 double closed_form(char kind, int k) {
   switch (kind) {
-    case 'f': return k * 0.25 - 2.0;
-    case 'i': return k * 5 - 60;
-    case 'u': return k * 10;
-    default: return k % 3 == 0 ? 1 : 0;
+    case 'f':
+      return k * 0.25 - 2.0;
+    case 'i':
+      return k * 5 - 60;
+    case 'u':
+      return k * 10;
+    default:
+      return k % 3 == 0 ? 1 : 0;
   }
 }
 
@@ -50,8 +54,12 @@ RawTensor closed_form_tensor(const Case& c) {
   for (int k = 0; k < 24; ++k) {
     const double v = closed_form(c.file[0], k);
     switch (c.dtype) {
-      case DType::F32: put(t.bytes, float(v)); break;
-      case DType::F64: put(t.bytes, v); break;
+      case DType::F32:
+        put(t.bytes, float(v));
+        break;
+      case DType::F64:
+        put(t.bytes, v);
+        break;
       case DType::F16: {
         // k/4 - 2 on a 1/4 grid in [-2, 3.75]: build the half bits by hand.
         uint16_t h = 0;
@@ -64,13 +72,26 @@ RawTensor closed_form_tensor(const Case& c) {
         put(t.bytes, h);
         break;
       }
-      case DType::I64: put(t.bytes, int64_t(v)); break;
-      case DType::I32: put(t.bytes, int32_t(v)); break;
-      case DType::I16: put(t.bytes, int16_t(v)); break;
-      case DType::I8: put(t.bytes, int8_t(v)); break;
-      case DType::U8: put(t.bytes, uint8_t(v)); break;
-      case DType::Bool: put(t.bytes, uint8_t(v)); break;
-      default: break;
+      case DType::I64:
+        put(t.bytes, int64_t(v));
+        break;
+      case DType::I32:
+        put(t.bytes, int32_t(v));
+        break;
+      case DType::I16:
+        put(t.bytes, int16_t(v));
+        break;
+      case DType::I8:
+        put(t.bytes, int8_t(v));
+        break;
+      case DType::U8:
+        put(t.bytes, uint8_t(v));
+        break;
+      case DType::Bool:
+        put(t.bytes, uint8_t(v));
+        break;
+      default:
+        break;
     }
   }
   return t;

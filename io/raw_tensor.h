@@ -18,8 +18,8 @@ struct RawTensor {
   std::vector<uint8_t> bytes;  // contiguous, row-major, little-endian
 
   int64_t numel() const;
-  std::vector<float> to_float() const;      // converts any dtype
-  std::vector<int64_t> to_int64() const;    // converts any dtype (floats truncated)
+  std::vector<float> to_float() const;    // converts any dtype
+  std::vector<int64_t> to_int64() const;  // converts any dtype (floats truncated)
 };
 
 }  // namespace wavtok

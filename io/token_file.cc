@@ -9,9 +9,9 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/tensor.h"
 #include "core/util.h"
-#include "core/file_util.h"
 #include "io/npy.h"
 
 namespace wavtok {
@@ -37,7 +37,6 @@ std::string printable(const std::string& word) {
   return out;
 }
 
-
 // What one line of a text format may hold, and how its errors read.
 struct CodeLine {
   int64_t max_code;      // largest code accepted
@@ -49,7 +48,8 @@ struct CodeLine {
 
 // The one code parser of both text formats: appends the unsigned decimal codes of `line` (separated by spaces or
 // tabs) to `out` and returns how many. Throws an Error naming `where` for anything else.
-int64_t parse_codes(const std::string& line, const CodeLine& syntax, std::vector<int32_t>& out, const std::string& where) {
+int64_t parse_codes(const std::string& line, const CodeLine& syntax, std::vector<int32_t>& out,
+                    const std::string& where) {
   int64_t n = 0;
   size_t at = 0;
   while (true) {
@@ -84,7 +84,8 @@ TokenFormat token_format_for(const std::string& path, const std::string& request
 
 void write_tokens(const std::string& path, const TokenFile& t, TokenFormat fmt) {
   const Tokens& tk = t.tokens;
-  if (tk.codes.size() != size_t(tk.n_q) * size_t(tk.frames)) throw Error("write_tokens: code count does not match n_q x frames");
+  if (tk.codes.size() != size_t(tk.n_q) * size_t(tk.frames))
+    throw Error("write_tokens: code count does not match n_q x frames");
   if (fmt == TokenFormat::Npy) {
     RawTensor r;
     r.dtype = DType::I64;
@@ -139,7 +140,8 @@ TokenFile read_tokens(const std::string& path, const TokenLimits& limits) {
     uint32_t version, flags, sr, hop, nq, bins;
     uint64_t fp, frames, parent = 0;
     get(version);
-    if (version != 1 && version != 2) throw Error(path + ": token file version " + std::to_string(version) + " is not supported");
+    if (version != 1 && version != 2)
+      throw Error(path + ": token file version " + std::to_string(version) + " is not supported");
     get(flags);
     get(fp);
     get(sr);
@@ -152,14 +154,18 @@ TokenFile read_tokens(const std::string& path, const TokenLimits& limits) {
       if (parent == 0) throw Error(path + ": token file version 2 names no parent model (fingerprint 0)");
     }
     const uint64_t header = version == 2 ? 56 : 48;
-    if (nq < 1 || nq > uint32_t(limits.max_n_q)) throw Error(path + ": token file claims " + std::to_string(nq) + " codebooks");
-    if (frames > uint64_t(limits.max_frames)) throw Error(path + ": token file claims " + std::to_string(frames) + " frames");
+    if (nq < 1 || nq > uint32_t(limits.max_n_q))
+      throw Error(path + ": token file claims " + std::to_string(nq) + " codebooks");
+    if (frames > uint64_t(limits.max_frames))
+      throw Error(path + ": token file claims " + std::to_string(frames) + " frames");
     f.seekg(0, std::ios::end);
     const uint64_t size = static_cast<uint64_t>(f.tellg());
     const uint64_t want = header + uint64_t(nq) * frames * 4;
     if (size < want)
-      throw Error(path + ": token file is truncated (" + std::to_string(size) + " bytes, header promises " + std::to_string(want) + ")");
-    if (size > want) throw Error(path + ": token file has " + std::to_string(size - want) + " unexpected trailing bytes");
+      throw Error(path + ": token file is truncated (" + std::to_string(size) + " bytes, header promises " +
+                  std::to_string(want) + ")");
+    if (size > want)
+      throw Error(path + ": token file has " + std::to_string(size - want) + " unexpected trailing bytes");
     f.seekg(std::streamoff(header));
     t.tokens.n_q = static_cast<int>(nq);
     t.tokens.frames = static_cast<int64_t>(frames);
@@ -184,10 +190,12 @@ TokenFile read_tokens(const std::string& path, const TokenLimits& limits) {
     } else if (r.shape.size() == 1) {
       frames = r.shape[0];
     } else {
-      throw Error(path + ": token array has shape " + shape_str(r.shape) + "; expected (n_q, 1, frames), (n_q, frames) or (frames)");
+      throw Error(path + ": token array has shape " + shape_str(r.shape) +
+                  "; expected (n_q, 1, frames), (n_q, frames) or (frames)");
     }
     if (r.dtype == DType::F32 || r.dtype == DType::F64 || r.dtype == DType::F16 || r.dtype == DType::BF16)
-      throw Error(path + ": token array has a floating-point dtype; tokens must be integers (is this a latent? use --latents)");
+      throw Error(
+          path + ": token array has a floating-point dtype; tokens must be integers (is this a latent? use --latents)");
     if (nq < 1 || nq > limits.max_n_q || frames > limits.max_frames) throw Error(path + ": token array is too large");
     auto v = r.to_int64();
     t.tokens.n_q = static_cast<int>(nq);
@@ -253,27 +261,32 @@ TokenLineage token_lineage(uint64_t fp, uint64_t parent_fp, uint64_t model_fp, u
 
 const char* lineage_name(TokenLineage l) {
   switch (l) {
-    case TokenLineage::Same: return "same";
-    case TokenLineage::FromParent: return "parent";
-    case TokenLineage::FromChild: return "child";
-    case TokenLineage::Unrelated: break;
+    case TokenLineage::Same:
+      return "same";
+    case TokenLineage::FromParent:
+      return "parent";
+    case TokenLineage::FromChild:
+      return "child";
+    case TokenLineage::Unrelated:
+      break;
   }
   return "unrelated";
 }
 
 std::string lineage_message(TokenLineage l, uint64_t fp, uint64_t model_fp) {
   switch (l) {
-    case TokenLineage::Same: return {};
+    case TokenLineage::Same:
+      return {};
     case TokenLineage::Unrelated:
       return "tokens were made by a different model (fingerprint " + fingerprint_str(fp) + ", this model " +
              fingerprint_str(model_fp) + "); decode them with the model that made them";
     case TokenLineage::FromParent:
-    case TokenLineage::FromChild: break;
+    case TokenLineage::FromChild:
+      break;
   }
   return "tokens were made by model " + fingerprint_str(fp) + ", the " + lineage_name(l) + " of this model " +
          fingerprint_str(model_fp) + (l == TokenLineage::FromParent ? " (adapted from it" : " (adapted from this one") +
          " by wavtok adapt); decoding them anyway: codes keep their meaning, the audio may differ slightly";
 }
-
 
 }  // namespace wavtok

@@ -71,8 +71,10 @@ TEST(TokenTxt, RoundTripAndErrors) {
     }
   };
   EXPECT_EQ(message("\n1 2\r\n\n\t3 4\n"), "read 2x2");  // blank lines skipped, CRLF and tabs allowed
-  EXPECT_EQ(message("1 2\n3 x\n"), " line 2: 'x' is not a token (not a wavtok token file? expected one line per codebook)");
-  EXPECT_EQ(message("1 -2\n"), " line 1: '-2' is not a token (not a wavtok token file? expected one line per codebook)");
+  EXPECT_EQ(message("1 2\n3 x\n"),
+            " line 2: 'x' is not a token (not a wavtok token file? expected one line per codebook)");
+  EXPECT_EQ(message("1 -2\n"),
+            " line 1: '-2' is not a token (not a wavtok token file? expected one line per codebook)");
   EXPECT_EQ(message("1 2147483648\n"), " line 1: token 2147483648 is outside 0..2147483647");
   EXPECT_EQ(message("1 2 3\n4 5\n"), ": codebook lines have different lengths (truncated?)");
   EXPECT_EQ(message(" \n\n"), ": token file is empty");

@@ -149,10 +149,18 @@ class Walker {
   // Dict keys become name components when they are plain scalars; other keys are skipped.
   bool key_text(const Value& k, std::string& s) const {
     switch (k.kind) {
-      case Kind::None: s = "None"; return true;
-      case Kind::Bool: s = k.i ? "True" : "False"; return true;
-      case Kind::Int: s = std::to_string(k.i); return true;
-      case Kind::Float: s = torch_pickle::python_float_repr(k.f); return true;
+      case Kind::None:
+        s = "None";
+        return true;
+      case Kind::Bool:
+        s = k.i ? "True" : "False";
+        return true;
+      case Kind::Int:
+        s = std::to_string(k.i);
+        return true;
+      case Kind::Float:
+        s = torch_pickle::python_float_repr(k.f);
+        return true;
       case Kind::Ref: {
         const auto& o = g_.objs[k.ref];
         if (o.kind != ObjKind::Str && o.kind != ObjKind::BigInt) return false;
@@ -177,16 +185,27 @@ class Walker {
     if (depth > lim_.max_nesting_depth)
       fail("pickle nests deeper than " + std::to_string(lim_.max_nesting_depth) + " levels (or is cyclic)");
     switch (v.kind) {
-      case Kind::None: scalar(name, "None"); return;
-      case Kind::Bool: scalar(name, v.i ? "True" : "False"); return;
-      case Kind::Int: scalar(name, std::to_string(v.i)); return;
-      case Kind::Float: scalar(name, torch_pickle::python_float_repr(v.f)); return;
-      case Kind::Ref: break;
+      case Kind::None:
+        scalar(name, "None");
+        return;
+      case Kind::Bool:
+        scalar(name, v.i ? "True" : "False");
+        return;
+      case Kind::Int:
+        scalar(name, std::to_string(v.i));
+        return;
+      case Kind::Float:
+        scalar(name, torch_pickle::python_float_repr(v.f));
+        return;
+      case Kind::Ref:
+        break;
     }
     const auto& o = g_.objs[v.ref];
     switch (o.kind) {
       case ObjKind::Str:
-      case ObjKind::BigInt: scalar(name, o.text); return;
+      case ObjKind::BigInt:
+        scalar(name, o.text);
+        return;
       case ObjKind::Tensor:
         tensors.emplace_back(name, uint32_t(o.index));
         if (depth == 1) out_.root_tensor_names.push_back(name);
@@ -205,7 +224,8 @@ class Walker {
       case ObjKind::Bytes:
       case ObjKind::Set:
       case ObjKind::Global:
-      case ObjKind::Storage: return;
+      case ObjKind::Storage:
+        return;
     }
   }
 
@@ -252,10 +272,18 @@ void gather(const uint8_t* storage, size_t es, const TensorRef& t, uint8_t* out)
       std::memcpy(out, src, size_t(inner) * es);
     } else {
       switch (es) {
-        case 1: copy_strided_row<1>(src, inner, inner_stride, out); break;
-        case 2: copy_strided_row<2>(src, inner, inner_stride, out); break;
-        case 4: copy_strided_row<4>(src, inner, inner_stride, out); break;
-        default: copy_strided_row<8>(src, inner, inner_stride, out); break;
+        case 1:
+          copy_strided_row<1>(src, inner, inner_stride, out);
+          break;
+        case 2:
+          copy_strided_row<2>(src, inner, inner_stride, out);
+          break;
+        case 4:
+          copy_strided_row<4>(src, inner, inner_stride, out);
+          break;
+        default:
+          copy_strided_row<8>(src, inner, inner_stride, out);
+          break;
       }
     }
     out += size_t(inner) * es;

@@ -16,12 +16,12 @@ namespace wavtok {
 
 // Bounds on what a checkpoint may ask for, so a hostile file cannot exhaust memory or stack.
 struct CheckpointLimits {
-  int64_t max_pickle_bytes = 64ll << 20;     // data.pkl size
-  int max_nesting_depth = 256;               // nested containers in the pickle
+  int64_t max_pickle_bytes = 64ll << 20;  // data.pkl size
+  int max_nesting_depth = 256;            // nested containers in the pickle
   int64_t max_memo_entries = 10'000'000;
-  int64_t max_objects = 4'000'000;           // containers/strings created, and values on the stack, each
+  int64_t max_objects = 4'000'000;  // containers/strings created, and values on the stack, each
   int64_t max_tensors = 1'000'000;
-  int64_t max_tensor_elements = 1ll << 32;   // per tensor, also checked against storage size
+  int64_t max_tensor_elements = 1ll << 32;  // per tensor, also checked against storage size
 };
 
 struct TorchCheckpoint {

@@ -389,8 +389,8 @@ TEST(TorchCheckpointErrors, ArchiveWithoutPickleOrStorage) {
   expect_load_error(dir + "/nopkl.pt", "data.pkl");
   write_zip(dir + "/nostorage.pt", {{"archive/data.pkl", pickle_with_tensor(4, 0, {4}, {1})}});
   expect_load_error(dir + "/nostorage.pt", "archive/data/0");
-  write_zip(dir + "/short.pt", {{"archive/data.pkl", pickle_with_tensor(4, 0, {4}, {1})},
-                                {"archive/data/0", floats_bytes({1, 2, 3})}});
+  write_zip(dir + "/short.pt",
+            {{"archive/data.pkl", pickle_with_tensor(4, 0, {4}, {1})}, {"archive/data/0", floats_bytes({1, 2, 3})}});
   expect_load_error(dir + "/short.pt", "holds 12 bytes");
   write_zip(dir + "/bigendian.pt", {{"archive/data.pkl", pickle_with_tensor(4, 0, {4}, {1})},
                                     {"archive/data/0", floats_bytes({1, 2, 3, 4})},
@@ -444,13 +444,13 @@ TEST(TorchCheckpointErrors, TensorBeyondItsStorage) {
     std::string what;
   };
   const std::vector<Case> cases = {
-      {0, {5}, {1}, "reaches element 4"},          // too many elements
-      {3, {2}, {1}, "reaches element 4"},          // offset pushes it out
-      {0, {2}, {4}, "reaches element 4"},          // stride pushes it out
-      {0, {2, 2}, {3, 1}, "reaches element 4"},    // outer stride
-      {-1, {2}, {1}, "negative"},                  // negative offset
-      {0, {-2}, {1}, "negative"},                  // negative size
-      {0, {2}, {-1}, "negative"},                  // negative stride
+      {0, {5}, {1}, "reaches element 4"},             // too many elements
+      {3, {2}, {1}, "reaches element 4"},             // offset pushes it out
+      {0, {2}, {4}, "reaches element 4"},             // stride pushes it out
+      {0, {2, 2}, {3, 1}, "reaches element 4"},       // outer stride
+      {-1, {2}, {1}, "negative"},                     // negative offset
+      {0, {-2}, {1}, "negative"},                     // negative size
+      {0, {2}, {-1}, "negative"},                     // negative stride
       {0, {65536, 65536, 4}, {0, 0, 0}, "elements"},  // stride-0 expansion beyond the element limit
       {0, {2, 2}, {1}, "different lengths"},
   };
@@ -507,7 +507,9 @@ TEST_F(CraftedPickleTest, AbsurdNestingThroughTheMemo) {
 
 TEST_F(CraftedPickleTest, CycleIsBounded) {
   Pickle p;
-  p.op("]q\x01h\x01" "a.");  // a list containing itself
+  p.op(
+      "]q\x01h\x01"
+      "a.");  // a list containing itself
   expect_load_error(make("cycle", p.b), "nests deeper");
 }
 
@@ -515,7 +517,10 @@ TEST_F(CraftedPickleTest, ExponentialSharingIsBounded) {
   // l(i) = [l(i-1), l(i-1)] for 200 levels: 2^200 paths through 201 lists.
   Pickle p;
   p.op("]");
-  for (int i = 0; i < 200; ++i) p.op("q\x01](h\x01h\x01" "e");
+  for (int i = 0; i < 200; ++i)
+    p.op(
+        "q\x01](h\x01h\x01"
+        "e");
   p.op(".");
   expect_load_error(make("sharing", p.b), "too often");
 }
@@ -533,7 +538,11 @@ TEST_F(CraftedPickleTest, MalformedStreams) {
   expect_load_error(make("nostop", Pickle().op("}").b), "truncated pickle");
   expect_load_error(make("underflow", Pickle().op("a.").b), "stack underflow");
   expect_load_error(make("memo_miss", Pickle().op("h\x05.").b), "memo key 5");
-  expect_load_error(make("bad_len", Pickle().op("X\xff\xff\xff\x7f" "abc.").b), "truncated pickle");
+  expect_load_error(make("bad_len", Pickle()
+                                        .op("X\xff\xff\xff\x7f"
+                                            "abc.")
+                                        .b),
+                    "truncated pickle");
   expect_load_error(make("no_mark", Pickle().op("Nt.").b), "MARK");
   expect_load_error(make("setitem_list", Pickle().op("]NNs.").b), "not a dict");
   expect_load_error(make("proto", std::string("\x80\x09N.")), "protocol 9");
@@ -545,7 +554,7 @@ TEST_F(CraftedPickleTest, UnknownClassesAreOpaque) {
   // {'a': some.module.Thing(1) with state, 'b': 2.5, 'c': a dict subclass made by NEWOBJ and filled by SETITEMS}
   Pickle q;
   q.op("}(").str("a").global("some.module", "Thing").op("(").i32(1).op("tR");
-  q.op("}b");  // BUILD with an (ignored) state dict
+  q.op("}b");                                              // BUILD with an (ignored) state dict
   q.str("b").op(std::string("G\x40\x04\0\0\0\0\0\0", 9));  // BINFLOAT 2.5, big-endian
   q.str("c").global("pkg", "AttrDict").op(")\x81(").str("k").i32(-3).op("u");
   q.op("u.");

@@ -19,10 +19,10 @@ struct StorageType {
 };
 // torch.save names a storage by its legacy typed class; UntypedStorage holds raw bytes.
 constexpr StorageType kStorageTypes[] = {
-    {"torch.FloatStorage", DType::F32},  {"torch.DoubleStorage", DType::F64}, {"torch.HalfStorage", DType::F16},
-    {"torch.BFloat16Storage", DType::BF16}, {"torch.LongStorage", DType::I64}, {"torch.IntStorage", DType::I32},
-    {"torch.ShortStorage", DType::I16},  {"torch.CharStorage", DType::I8},    {"torch.ByteStorage", DType::U8},
-    {"torch.BoolStorage", DType::Bool},  {"torch.UntypedStorage", DType::U8},
+    {"torch.FloatStorage", DType::F32},     {"torch.DoubleStorage", DType::F64}, {"torch.HalfStorage", DType::F16},
+    {"torch.BFloat16Storage", DType::BF16}, {"torch.LongStorage", DType::I64},   {"torch.IntStorage", DType::I32},
+    {"torch.ShortStorage", DType::I16},     {"torch.CharStorage", DType::I8},    {"torch.ByteStorage", DType::U8},
+    {"torch.BoolStorage", DType::Bool},     {"torch.UntypedStorage", DType::U8},
 };
 
 // torch.dtype objects pickle as globals such as torch.float16.
@@ -31,9 +31,9 @@ struct DTypeName {
   DType dtype;
 };
 constexpr DTypeName kTorchDTypes[] = {
-    {"torch.float32", DType::F32}, {"torch.float64", DType::F64}, {"torch.float16", DType::F16},
-    {"torch.bfloat16", DType::BF16}, {"torch.int64", DType::I64},  {"torch.int32", DType::I32},
-    {"torch.int16", DType::I16},   {"torch.int8", DType::I8},     {"torch.uint8", DType::U8},
+    {"torch.float32", DType::F32},   {"torch.float64", DType::F64}, {"torch.float16", DType::F16},
+    {"torch.bfloat16", DType::BF16}, {"torch.int64", DType::I64},   {"torch.int32", DType::I32},
+    {"torch.int16", DType::I16},     {"torch.int8", DType::I8},     {"torch.uint8", DType::U8},
     {"torch.bool", DType::Bool},
 };
 
@@ -99,8 +99,9 @@ class Machine {
 
   // ---- input ----
   const uint8_t* take(uint64_t n) {
-    if (n > d_.size() - pos_) fail("truncated pickle: needs " + std::to_string(n) + " more bytes, " +
-                                   std::to_string(d_.size() - pos_) + " left");
+    if (n > d_.size() - pos_)
+      fail("truncated pickle: needs " + std::to_string(n) + " more bytes, " + std::to_string(d_.size() - pos_) +
+           " left");
     const auto* p = reinterpret_cast<const uint8_t*>(d_.data() + pos_);
     pos_ += size_t(n);
     return p;
@@ -155,7 +156,8 @@ class Machine {
   // ---- stack and marks ----
   size_t frame() const { return marks_.empty() ? 0 : marks_.back(); }
   void push(Value v) {
-    if (int64_t(stack_.size()) >= lim_.max_objects) fail("stack holds more than " + std::to_string(lim_.max_objects) + " values");
+    if (int64_t(stack_.size()) >= lim_.max_objects)
+      fail("stack holds more than " + std::to_string(lim_.max_objects) + " values");
     stack_.push_back(v);
   }
   Value pop() {
@@ -286,9 +288,8 @@ class Machine {
     if (numel > lim_.max_tensor_elements)
       fail("tensor has more than " + std::to_string(lim_.max_tensor_elements) + " elements");
     if (numel > 0 && last >= capacity)
-      fail("tensor (offset " + std::to_string(t.offset) + ", " + std::to_string(numel) +
-           " elements) reaches element " + std::to_string(last) + " of storage '" + st.key + "' which holds only " +
-           std::to_string(capacity));
+      fail("tensor (offset " + std::to_string(t.offset) + ", " + std::to_string(numel) + " elements) reaches element " +
+           std::to_string(last) + " of storage '" + st.key + "' which holds only " + std::to_string(capacity));
     t.numel = numel;
     if (int64_t(g_.tensors.size()) >= lim_.max_tensors)
       fail("more than " + std::to_string(lim_.max_tensors) + " tensors");
@@ -355,16 +356,34 @@ class Machine {
         if (stack_.size() > frame()) stack_.pop_back();
         else pop_mark();
         break;
-      case '1': pop_mark(); break;  // POP_MARK
-      case '2': push(top()); break;  // DUP
-      case 'N': push(Value{}); break;
-      case 0x88: push(boolean(true)); break;
-      case 0x89: push(boolean(false)); break;
-      case 'J': push(integer(int32_t(uint32_t(le(4))))); break;  // BININT
-      case 'K': push(integer(u8())); break;                      // BININT1
-      case 'M': push(integer(int64_t(le(2)))); break;            // BININT2
-      case 0x8a: long_int(u8()); break;                          // LONG1
-      case 0x8b: {                                               // LONG4
+      case '1':
+        pop_mark();
+        break;  // POP_MARK
+      case '2':
+        push(top());
+        break;  // DUP
+      case 'N':
+        push(Value{});
+        break;
+      case 0x88:
+        push(boolean(true));
+        break;
+      case 0x89:
+        push(boolean(false));
+        break;
+      case 'J':
+        push(integer(int32_t(uint32_t(le(4)))));
+        break;  // BININT
+      case 'K':
+        push(integer(u8()));
+        break;  // BININT1
+      case 'M':
+        push(integer(int64_t(le(2))));
+        break;  // BININT2
+      case 0x8a:
+        long_int(u8());
+        break;      // LONG1
+      case 0x8b: {  // LONG4
         const int32_t n = int32_t(uint32_t(le(4)));
         if (n < 0) fail("negative LONG4 length");
         long_int(uint64_t(n));
@@ -380,30 +399,58 @@ class Machine {
         push(v);
         break;
       }
-      case 'X': push(make(ObjKind::Str, std::string(bytes(le(4))))); break;    // BINUNICODE
-      case 0x8c: push(make(ObjKind::Str, std::string(bytes(u8())))); break;   // SHORT_BINUNICODE
-      case 0x8d: push(make(ObjKind::Str, std::string(bytes(le(8))))); break;  // BINUNICODE8
-      case 'T': {                                                              // BINSTRING (Python 2 str)
+      case 'X':
+        push(make(ObjKind::Str, std::string(bytes(le(4)))));
+        break;  // BINUNICODE
+      case 0x8c:
+        push(make(ObjKind::Str, std::string(bytes(u8()))));
+        break;  // SHORT_BINUNICODE
+      case 0x8d:
+        push(make(ObjKind::Str, std::string(bytes(le(8)))));
+        break;     // BINUNICODE8
+      case 'T': {  // BINSTRING (Python 2 str)
         const int32_t n = int32_t(uint32_t(le(4)));
         if (n < 0) fail("negative BINSTRING length");
         push(make(ObjKind::Str, std::string(bytes(uint64_t(n)))));
         break;
       }
-      case 'U': push(make(ObjKind::Str, std::string(bytes(u8())))); break;  // SHORT_BINSTRING
-      case 'B': bytes(le(4)); push(make(ObjKind::Bytes)); break;            // BINBYTES
-      case 'C': bytes(u8()); push(make(ObjKind::Bytes)); break;             // SHORT_BINBYTES
-      case 0x8e:                                                            // BINBYTES8
-      case 0x96:                                                            // BYTEARRAY8
+      case 'U':
+        push(make(ObjKind::Str, std::string(bytes(u8()))));
+        break;  // SHORT_BINSTRING
+      case 'B':
+        bytes(le(4));
+        push(make(ObjKind::Bytes));
+        break;  // BINBYTES
+      case 'C':
+        bytes(u8());
+        push(make(ObjKind::Bytes));
+        break;    // SHORT_BINBYTES
+      case 0x8e:  // BINBYTES8
+      case 0x96:  // BYTEARRAY8
         bytes(le(8));
         push(make(ObjKind::Bytes));
         break;
-      case ']': push(make(ObjKind::List)); break;
-      case '}': push(make(ObjKind::Dict)); break;
-      case ')': push(make(ObjKind::Tuple)); break;
-      case 0x8f: push(make(ObjKind::Set)); break;  // EMPTY_SET
-      case 'l': push(sequence(ObjKind::List, pop_mark())); break;
-      case 't': push(sequence(ObjKind::Tuple, pop_mark())); break;
-      case 0x91: push(sequence(ObjKind::Set, pop_mark())); break;  // FROZENSET
+      case ']':
+        push(make(ObjKind::List));
+        break;
+      case '}':
+        push(make(ObjKind::Dict));
+        break;
+      case ')':
+        push(make(ObjKind::Tuple));
+        break;
+      case 0x8f:
+        push(make(ObjKind::Set));
+        break;  // EMPTY_SET
+      case 'l':
+        push(sequence(ObjKind::List, pop_mark()));
+        break;
+      case 't':
+        push(sequence(ObjKind::Tuple, pop_mark()));
+        break;
+      case 0x91:
+        push(sequence(ObjKind::Set, pop_mark()));
+        break;  // FROZENSET
       case 'd': {
         std::vector<Value> items = pop_mark();
         Value d = make(ObjKind::Dict);
@@ -448,12 +495,22 @@ class Machine {
         setitems(top(), items.data(), items.size());
         break;
       }
-      case 'h': memo_get(u8()); break;     // BINGET
-      case 'j': memo_get(le(4)); break;    // LONG_BINGET
-      case 'q': memo_put(u8()); break;     // BINPUT
-      case 'r': memo_put(le(4)); break;    // LONG_BINPUT
-      case 0x94: memo_put(memo_.size()); break;  // MEMOIZE
-      case 'c': {                                // GLOBAL "module\nname\n"
+      case 'h':
+        memo_get(u8());
+        break;  // BINGET
+      case 'j':
+        memo_get(le(4));
+        break;  // LONG_BINGET
+      case 'q':
+        memo_put(u8());
+        break;  // BINPUT
+      case 'r':
+        memo_put(le(4));
+        break;  // LONG_BINPUT
+      case 0x94:
+        memo_put(memo_.size());
+        break;     // MEMOIZE
+      case 'c': {  // GLOBAL "module\nname\n"
         std::string module(line());
         std::string name(line());
         push(make(ObjKind::Global, module + "." + name));
@@ -474,8 +531,11 @@ class Machine {
         push(call(fn, args));
         break;
       }
-      case 'b': pop(); top(); break;  // BUILD: instance state is not modelled
-      case 0x81: {                     // NEWOBJ
+      case 'b':
+        pop();
+        top();
+        break;      // BUILD: instance state is not modelled
+      case 0x81: {  // NEWOBJ
         pop();
         const Value cls = pop();
         const Obj* c = obj(cls);
@@ -497,8 +557,10 @@ class Machine {
         push(make(ObjKind::Object, c && c->kind == ObjKind::Global ? c->text : "object"));
         break;
       }
-      case 'Q': push(persistent_load(pop())); break;  // BINPERSID
-      case 0x80: {                                     // PROTO
+      case 'Q':
+        push(persistent_load(pop()));
+        break;      // BINPERSID
+      case 0x80: {  // PROTO
         const uint8_t v = u8();
         if (v > 5) fail("unsupported pickle protocol " + std::to_string(v));
         break;

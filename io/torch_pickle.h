@@ -51,13 +51,13 @@ struct StorageRef {
   std::string key;        // entry name under <archive>/data/
   std::string type_name;  // e.g. "torch.FloatStorage"
   DType dtype = DType::U8;
-  int64_t numel = 0;      // elements of dtype the storage holds
+  int64_t numel = 0;  // elements of dtype the storage holds
 };
 
 struct TensorRef {
-  uint32_t storage = 0;  // index into PickleGraph::storages
+  uint32_t storage = 0;      // index into PickleGraph::storages
   DType dtype = DType::F32;  // the storage's, or the one _rebuild_tensor_v3 names
-  int64_t offset = 0;    // in elements
+  int64_t offset = 0;        // in elements
   std::vector<int64_t> size, stride;
   int64_t numel = 0;
 };

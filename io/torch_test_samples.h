@@ -40,7 +40,7 @@ inline TorchSamples torch_samples() {
   const fs::path final_dir = bin / "torch_samples";
   const fs::path stamp = final_dir / "STAMP";
   const std::string want_stamp = std::to_string(fs::last_write_time(script).time_since_epoch().count()) + " " +
-                                  std::to_string(fs::file_size(script));
+                                 std::to_string(fs::file_size(script));
 
   const int lock = ::open((bin / "torch_samples.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
   if (lock < 0 || ::flock(lock, LOCK_EX) != 0) {

@@ -11,8 +11,8 @@ const Tensor& WeightMap::get(const std::string& name, const std::vector<int64_t>
   auto it = map_.find(name);
   if (it == map_.end()) throw Error(origin_ + ": missing tensor '" + name + "'");
   if (!expected.empty() && it->second.shape() != expected)
-    throw Error(origin_ + ": tensor '" + name + "' has shape " + shape_str(it->second.shape()) + ", but the config implies " +
-                shape_str(expected));
+    throw Error(origin_ + ": tensor '" + name + "' has shape " + shape_str(it->second.shape()) +
+                ", but the config implies " + shape_str(expected));
   return it->second;
 }
 
@@ -33,8 +33,8 @@ void WeightMap::fold_weight_norm() {
     const Tensor& g = map_.at(gname);
     const Tensor& v = vit->second;
     if (v.ndim() < 1 || g.numel() != v.dim(0))
-      throw Error(origin_ + ": weight norm pair '" + base + "' has inconsistent shapes " + shape_str(g.shape()) + " / " +
-                  shape_str(v.shape()));
+      throw Error(origin_ + ": weight norm pair '" + base + "' has inconsistent shapes " + shape_str(g.shape()) +
+                  " / " + shape_str(v.shape()));
     Tensor w(v.shape());
     const int64_t rows = v.dim(0), cols = v.numel() / std::max<int64_t>(rows, 1);
     for (int64_t r = 0; r < rows; ++r) {

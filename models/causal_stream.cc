@@ -137,7 +137,8 @@ void CausalDecoderStream::attention() {
   for (int64_t j = 0; j < n; ++j) scores_[size_t(j)] /= sum;
   // An int8 model's post-softmax quantizer (docs/PTQ.md), as AttentionCore applies it before P.V.
   if (const quant::LogQParams* pq = at.core.prob_quant())
-    quant::fake_quant(std::span<const float>(scores_.data(), size_t(n)), std::span<float>(scores_.data(), size_t(n)), *pq);
+    quant::fake_quant(std::span<const float>(scores_.data(), size_t(n)), std::span<float>(scores_.data(), size_t(n)),
+                      *pq);
   std::fill(z_.data(), z_.data() + dim_, 0.0f);
   for (int64_t j = 0; j < n; ++j) {
     const float w = scores_[size_t(j)];
@@ -194,7 +195,8 @@ int64_t CausalDecoderStream::run(const float* latents, int64_t n, bool last, std
   return int64_t(out.size() - before);
 }
 
-int64_t CausalDecoderStream::run_channels_first(const float* latents, int64_t frames, bool last, std::vector<float>& out) {
+int64_t CausalDecoderStream::run_channels_first(const float* latents, int64_t frames, bool last,
+                                                std::vector<float>& out) {
   const size_t before = out.size();
   std::vector<float> col(static_cast<size_t>(cin_));
   for (int64_t f = 0; f < frames; ++f) {

@@ -19,10 +19,10 @@
 #include <memory>
 #include <vector>
 
-#include "models/seanet_stream.h"
 #include "core/tensor.h"
-#include "models/vocos.h"
 #include "dsp/istft.h"
+#include "models/seanet_stream.h"
+#include "models/vocos.h"
 #include "vq/rvq.h"
 
 namespace wavtok {
@@ -53,7 +53,7 @@ class CausalDecoderStream {
   size_t capacity_bytes() const;
 
  private:
-  struct Res {  // a pos_net ResnetBlock's two k3 convolutions: their last two input rows
+  struct Res {      // a pos_net ResnetBlock's two k3 convolutions: their last two input rows
     Tensor h1, h2;  // [3, dim]: rows t-2, t-1, t
   };
   void step(const float* latent, std::vector<float>& out);
@@ -63,11 +63,11 @@ class CausalDecoderStream {
   const VocosBackbone* bb_;
   const IstftHead* head_;
   int bw_row_;
-  int dim_, cin_, window_;  // window_: keys per query (attention_left + 1)
-  Tensor in_hist_;           // [7, input_channels]: the embedding conv's last 7 input rows
-  std::vector<Res> res_;     // pos_net's four ResnetBlocks
-  Tensor keys_, values_;     // [window_, dim] rings of the attention's past keys and values
-  int64_t t_ = 0;            // frames stepped in this stream
+  int dim_, cin_, window_;       // window_: keys per query (attention_left + 1)
+  Tensor in_hist_;               // [7, input_channels]: the embedding conv's last 7 input rows
+  std::vector<Res> res_;         // pos_net's four ResnetBlocks
+  Tensor keys_, values_;         // [window_, dim] rings of the attention's past keys and values
+  int64_t t_ = 0;                // frames stepped in this stream
   std::vector<Tensor> dw_hist_;  // per ConvNeXt block: [7, dim], the depthwise conv's last 7 input rows
   Tensor x_, h_, q_, k_, v_, a_, z_, mid_, spec_;  // one frame's activations
   std::vector<float> scores_, re_, im_;

@@ -8,13 +8,13 @@
 #include <iterator>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/util.h"
 #include "io/model_file.h"
 #include "models/causal_stream.h"
 #include "models/seanet_stream.h"
 #include "models/vocos.h"
 #include "vq/rvq.h"
-#include "core/progress.h"
 
 namespace wavtok {
 
@@ -36,7 +36,6 @@ uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) 
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
   return h;
 }
-
 
 bool is_wavtokenizer_weights(const WeightMap& w) {
   for (const auto& [k, v] : w.all())
@@ -89,11 +88,11 @@ void infer_dims_from_weights(ModelConfig& cfg, const WeightMap& w) {
     throw Error(w.origin() + ": config asks for " + std::to_string(cfg.quantizer.n_q) + " codebooks, checkpoint has " +
                 std::to_string(nq));
   if (cb.dim(0) != cfg.quantizer.bins)
-    throw Error(w.origin() + ": config says " + std::to_string(cfg.quantizer.bins) + " codebook entries, checkpoint has " +
-                std::to_string(cb.dim(0)));
+    throw Error(w.origin() + ": config says " + std::to_string(cfg.quantizer.bins) +
+                " codebook entries, checkpoint has " + std::to_string(cb.dim(0)));
   if (cfg.quantizer.dim != cfg.encoder.dimension)
-    throw Error(w.origin() + ": codebook width " + std::to_string(cfg.quantizer.dim) + " differs from the encoder output " +
-                std::to_string(cfg.encoder.dimension));
+    throw Error(w.origin() + ": codebook width " + std::to_string(cfg.quantizer.dim) +
+                " differs from the encoder output " + std::to_string(cfg.encoder.dimension));
 }
 
 namespace {
@@ -199,8 +198,8 @@ void Model::build() {
   g_->encoder = SeanetEncoder(weights_, wt ? kWtEncoder : "encoder.", cfg_.encoder);
   std::vector<Tensor> books;
   for (int i = 0; i < cfg_.quantizer.n_q; ++i)
-    books.push_back(Tensor::share_or_copy(
-        weights_.get(codebook_tensor_name(cfg_, i), {cfg_.quantizer.bins, cfg_.quantizer.dim})));
+    books.push_back(
+        Tensor::share_or_copy(weights_.get(codebook_tensor_name(cfg_, i), {cfg_.quantizer.bins, cfg_.quantizer.dim})));
   g_->vq = ResidualVQ(std::move(books));
   if (wt) {
     if (cfg_.vocos.input_channels != cfg_.quantizer.dim)
@@ -214,7 +213,8 @@ void Model::build() {
   // Fingerprint: config + codebooks, identical for a checkpoint and its converted file.
   const std::string y = cfg_.to_yaml();
   uint64_t h = fnv1a(y.data(), y.size());
-  for (int i = 0; i < g_->vq.n_q(); ++i) h = fnv1a(g_->vq.codebook(i).data(), g_->vq.codebook(i).numel() * sizeof(float), h);
+  for (int i = 0; i < g_->vq.n_q(); ++i)
+    h = fnv1a(g_->vq.codebook(i).data(), g_->vq.codebook(i).numel() * sizeof(float), h);
   fingerprint_ = h;
 }
 
@@ -265,8 +265,8 @@ void check_finite_audio(const float* audio, int64_t n, const std::string& what, 
   if (!bad) return;
   int64_t i = 0;
   while (std::fabs(audio[i]) <= 3.4e38f) ++i;
-  throw Error(what + ": sample " + std::to_string(first_index + i) + " is " + (std::isnan(audio[i]) ? "NaN" : "infinite") +
-              "; audio must be finite");
+  throw Error(what + ": sample " + std::to_string(first_index + i) + " is " +
+              (std::isnan(audio[i]) ? "NaN" : "infinite") + "; audio must be finite");
 }
 
 Tensor Model::encode_latents(const float* audio, int64_t samples) const {
@@ -311,8 +311,8 @@ Tensor Model::encode_latents(const float* audio, int64_t samples) const {
 
 Tokens Model::quantize(const Tensor& latents, int n_q, Tensor* quantized) const {
   if (latents.ndim() != 2 || latents.dim(0) != g_->vq.dim())
-    throw Error("latent has shape " + shape_str(latents.shape()) + ", this model expects [" + std::to_string(g_->vq.dim()) +
-                ", frames]");
+    throw Error("latent has shape " + shape_str(latents.shape()) + ", this model expects [" +
+                std::to_string(g_->vq.dim()) + ", frames]");
   Tokens t;
   t.n_q = n_q;
   t.frames = latents.dim(1);
@@ -330,7 +330,8 @@ Tokens Model::quantize(const Tensor& latents, int n_q, Tensor* quantized) const 
 
 Tensor Model::dequantize(const Tokens& tokens) const {
   if (tokens.n_q > g_->vq.n_q())
-    throw Error("tokens use " + std::to_string(tokens.n_q) + " codebooks, this model has " + std::to_string(g_->vq.n_q()));
+    throw Error("tokens use " + std::to_string(tokens.n_q) + " codebooks, this model has " +
+                std::to_string(g_->vq.n_q()));
   Tensor out({g_->vq.dim(), tokens.frames});
   g_->vq.decode(tokens.codes.data(), tokens.frames, tokens.n_q, out.data());
   return out;
@@ -373,7 +374,7 @@ int64_t Model::decode_latents_from(const Tensor& features, int bandwidth_id, int
   // The head's overlap-add needs its reach of hidden rows beyond the wanted frames; the backbone adds its own.
   const int64_t from = std::max<int64_t>(0, need_from - g_->head.reach()), to = std::min(F, need_to + g_->head.reach());
   g_->backbone.forward(features.data(), F, bandwidth_id, scratch.hidden, from, to,
-                    window_start >= 0 ? &scratch.buffers->embed : nullptr, std::max<int64_t>(window_start, 0));
+                       window_start >= 0 ? &scratch.buffers->embed : nullptr, std::max<int64_t>(window_start, 0));
   g_->head.forward(scratch.hidden.data(), to - from, audio, scratch.buffers->head);
   return from;
 }
@@ -412,7 +413,8 @@ std::vector<float> Model::decode_latents(const Tensor& features, int bandwidth_i
     });
     const int64_t a = std::max<int64_t>(0, start - ov), b = std::min<int64_t>(F, start + step + ov);
     Tensor win({D, b - a});
-    for (int64_t d = 0; d < D; ++d) std::copy(features.data() + d * F + a, features.data() + d * F + b, win.data() + d * (b - a));
+    for (int64_t d = 0; d < D; ++d)
+      std::copy(features.data() + d * F + a, features.data() + d * F + b, win.data() + d * (b - a));
     Tensor h = g_->backbone.forward(win.data(), b - a, bandwidth_id);
     std::vector<float> y = g_->head.forward(h.data(), b - a);
     const int64_t fade = 2 * ov * hop;

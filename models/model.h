@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "io/config.h"
-#include "io/token_file.h"
 #include "core/tensor.h"
 #include "core/tokens.h"
+#include "io/config.h"
+#include "io/token_file.h"
 #include "io/weights.h"
 
 namespace wavtok {
@@ -88,7 +88,8 @@ class Model {
   std::vector<float> decode_latents(const Tensor& features, int bandwidth_id = 0) const;
   // The same into `audio` (resized). A WavTokenizer input of at most decode_window_frames() frames is decoded in
   // the caller's scratch buffers (no allocation once they have seen the size); other inputs as above.
-  void decode_latents(const Tensor& features, int bandwidth_id, std::vector<float>& audio, DecodeScratch& scratch) const;
+  void decode_latents(const Tensor& features, int bandwidth_id, std::vector<float>& audio,
+                      DecodeScratch& scratch) const;
   // The same for a window of which only the audio of frames [need_from, need_to) is wanted (a streaming decoder's
   // block, and the lookahead audio it cross-fades with). WavTokenizer's layers after pos_net are local, so they and
   // the head skip the frames that cannot reach those; the wanted audio equals the whole window's. `audio` then
@@ -124,7 +125,7 @@ class Model {
   struct Graph;  // the encoder, quantizer, backbone, head and decoder (models/model.cc)
   std::unique_ptr<Graph> g_;
   mutable std::atomic<int64_t> decode_window_{4500};  // 60 s at 75 Hz
-  mutable std::atomic<int64_t> encode_chunk_{150};     // 2 s at 75 Hz
+  mutable std::atomic<int64_t> encode_chunk_{150};    // 2 s at 75 Hz
   // Streams for chunked encoding, kept between calls (one per concurrent caller): fresh ones would page-fault
   // their buffers in again on every call. A stream is back at its initial state after a complete run.
   struct EncodeStream;

@@ -3,10 +3,10 @@
 
 #include "core/dnnl_util.h"
 #include "core/error.h"
-#include "models/model.h"
 #include "dsp/audio_io.h"
-#include "tests/testing/test_util.h"
+#include "models/model.h"
 #include "models/models.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {

@@ -40,7 +40,8 @@ void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& 
   auto p = stored_int8_params(w, name, layer.in_channels(), layer.out_channels());
   if (!p) return;
   if (p->act_zero != 0 || !p->in_shift.empty() || !p->in_scale.empty())
-    throw Error(w.origin() + ": " + name + " is a transposed conv: its int8 input must be symmetric (zero point 0, "
+    throw Error(w.origin() + ": " + name +
+                " is a transposed conv: its int8 input must be symmetric (zero point 0, "
                 "no act_shift/act_smooth)");
   layer.set_int8(std::move(*p));
 }
@@ -91,7 +92,8 @@ std::shared_ptr<const quant::LogQParams> stored_softmax_quant(const WeightMap& w
   if (kind == 0) {
     p = quant::make_log_sqrt2(scale, int(bits), zero != 0);
   } else if (kind == 1) {
-    if (!(k >= 1 && k <= 1024 && r >= 1 && r <= 1024) || k != std::floor(k) || r != std::floor(r)) throw bad("AdaLog base");
+    if (!(k >= 1 && k <= 1024 && r >= 1 && r <= 1024) || k != std::floor(k) || r != std::floor(r))
+      throw bad("AdaLog base");
     if (!(mant >= 1 && mant <= 23) || mant != std::floor(mant)) throw bad("AdaLog mantissa width");
     p = quant::make_adalog(scale, int(k), int(r), int(bits), zero != 0, int(mant));
   } else if (kind == 2) {

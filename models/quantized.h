@@ -30,9 +30,9 @@
 #include <optional>
 #include <string>
 
+#include "io/weights.h"
 #include "nn/layers.h"
 #include "quant/log_quant.h"
-#include "io/weights.h"
 
 namespace wavtok {
 

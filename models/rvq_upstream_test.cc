@@ -9,8 +9,8 @@
 
 #include <gtest/gtest.h>
 
-#include "models/model.h"
 #include "dsp/audio_io.h"
+#include "models/model.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -78,7 +78,8 @@ TEST_F(EncodecUpstreamCodes, EveryLevelAtEveryBitrate) {
       const Tokens tk = model->quantize(ours ? *our_emb : *upstream_emb, nq);
       ASSERT_EQ(tk.codes.size(), size_t(nq * frames));
       const LevelAgreement a = compare(tk, *ref24, nq, frames);
-      std::printf("%5.1f kbps, %-15s %6.2f %%; per level:", bw, ours ? "our encoder:" : "upstream emb:", 100 * a.overall);
+      std::printf("%5.1f kbps, %-15s %6.2f %%; per level:", bw,
+                  ours ? "our encoder:" : "upstream emb:", 100 * a.overall);
       for (double l : a.per_level) std::printf(" %.1f", 100 * l);
       std::printf("\n");
       if (!ours) {

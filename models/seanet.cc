@@ -36,8 +36,10 @@ void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool r
 
 SConv1d::SConv1d(const WeightMap& w, const std::string& name, int cin, int cout, int kernel, int stride, int dilation,
                  bool causal, bool reflect, Act post)
-    : conv_(w.get(name + ".weight", {cout, cin, kernel}), w.get(name + ".bias", {cout}), stride, dilation, 1, true, post),
-      causal_(causal), reflect_(reflect) {
+    : conv_(w.get(name + ".weight", {cout, cin, kernel}), w.get(name + ".bias", {cout}), stride, dilation, 1, true,
+            post),
+      causal_(causal),
+      reflect_(reflect) {
   setup_layer(conv_, w, name);  // calibration name; int8 when the model file quantizes this conv
 }
 
@@ -52,9 +54,7 @@ int64_t SConv1d::extra_padding(int64_t tin) const {
   return ideal - tin;
 }
 
-int64_t SConv1d::out_len(int64_t tin) const {
-  return conv_.out_len(tin + padding_total() + extra_padding(tin));
-}
+int64_t SConv1d::out_len(int64_t tin) const { return conv_.out_len(tin + padding_total() + extra_padding(tin)); }
 
 void SConv1d::forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumulate) const {
   const int64_t T = x.dim(0);
@@ -83,8 +83,8 @@ void SConv1d::forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumula
 
 // ---------------------------------------------------------------- SConvTranspose1d
 
-SConvTranspose1d::SConvTranspose1d(const WeightMap& w, const std::string& name, int cin, int cout, int kernel, int stride,
-                                   bool causal)
+SConvTranspose1d::SConvTranspose1d(const WeightMap& w, const std::string& name, int cin, int cout, int kernel,
+                                   int stride, bool causal)
     : causal_(causal) {
   // An int8 transposed conv stores its weight output-major [Cout, Cin, K] like every int8 layer (models/quantized.h).
   if (w.has(name + ".act_quant")) {
@@ -92,7 +92,8 @@ SConvTranspose1d::SConvTranspose1d(const WeightMap& w, const std::string& name, 
     Tensor wi({cin, cout, kernel});
     for (int o = 0; o < cout; ++o)
       for (int i = 0; i < cin; ++i)
-        for (int k = 0; k < kernel; ++k) wi[(int64_t(i) * cout + o) * kernel + k] = wo[(int64_t(o) * cin + i) * kernel + k];
+        for (int k = 0; k < kernel; ++k)
+          wi[(int64_t(i) * cout + o) * kernel + k] = wo[(int64_t(o) * cin + i) * kernel + k];
     conv_ = ConvTranspose1d(wi, w.get(name + ".bias", {cout}), stride, true);
   } else {
     conv_ = ConvTranspose1d(w.get(name + ".weight", {cin, cout, kernel}), w.get(name + ".bias", {cout}), stride, true);
@@ -122,7 +123,8 @@ void SConvTranspose1d::forward(const Tensor& x, Tensor& y, Tensor& scratch) cons
 
 // ---------------------------------------------------------------- blocks
 
-SeanetResBlock::SeanetResBlock(const WeightMap& w, const std::string& name, int dim, const SeanetConfig& c, int dilation)
+SeanetResBlock::SeanetResBlock(const WeightMap& w, const std::string& name, int dim, const SeanetConfig& c,
+                               int dilation)
     : true_skip_(c.true_skip) {
   const int hidden = dim / c.compress;
   const bool reflect = c.pad_mode == "reflect";
@@ -189,8 +191,8 @@ SeanetEncoder::SeanetEncoder(const WeightMap& w, const std::string& prefix, cons
     for (int j = 0; j < c.n_residual_layers; ++j, dil *= c.dilation_base)
       st.res.emplace_back(w, name(idx++), mult * c.n_filters, c, dil);
     idx++;  // ELU
-    st.down = SConv1d(w, name(idx++) + ".conv.conv", mult * c.n_filters, mult * c.n_filters * 2, *it * 2, *it, 1, c.causal,
-                      reflect);
+    st.down = SConv1d(w, name(idx++) + ".conv.conv", mult * c.n_filters, mult * c.n_filters * 2, *it * 2, *it, 1,
+                      c.causal, reflect);
     stages_.push_back(std::move(st));
     mult *= 2;
   }
@@ -259,7 +261,8 @@ SeanetDecoder::SeanetDecoder(const WeightMap& w, const std::string& prefix, cons
   int mult = 1 << c.ratios.size();
   int idx = 0;
   auto name = [&](int i) { return prefix + "model." + std::to_string(i); };
-  first_ = SConv1d(w, name(idx++) + ".conv.conv", c.dimension, mult * c.n_filters, c.kernel_size, 1, 1, c.causal, reflect);
+  first_ =
+      SConv1d(w, name(idx++) + ".conv.conv", c.dimension, mult * c.n_filters, c.kernel_size, 1, 1, c.causal, reflect);
   if (c.lstm_layers > 0) {
     lstm_ = SLstm(w, name(idx++), mult * c.n_filters, c.lstm_layers);
     has_lstm_ = true;

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "io/config.h"
-#include "nn/layers.h"
 #include "io/weights.h"
+#include "nn/layers.h"
 
 namespace wavtok {
 

@@ -59,7 +59,8 @@ void SConv1dStream::run(const float* x, int64_t n, bool last, Tensor& y) {
     if (conv_->reflect() && rows < R + 1) throw Error("streaming: convolution history too short");
     pad_.resize({R, C});
     for (int64_t i = 0; i < R; ++i) {
-      if (conv_->reflect()) std::copy(buf_.begin() + (rows - 2 - i) * C, buf_.begin() + (rows - 1 - i) * C, pad_.data() + i * C);
+      if (conv_->reflect())
+        std::copy(buf_.begin() + (rows - 2 - i) * C, buf_.begin() + (rows - 1 - i) * C, pad_.data() + i * C);
       else std::fill(pad_.data() + i * C, pad_.data() + (i + 1) * C, 0.0f);
     }
     buf_.insert(buf_.end(), pad_.data(), pad_.data() + R * C);

@@ -10,11 +10,11 @@ namespace wavtok {
 
 // ---------------------------------------------------------------- streaming
 // A SEANet encoder (causal or not: its non-causal padding only reaches a few samples ahead, and its LSTM is
-// unidirectional) and a causal SEANet decoder run exactly chunk by chunk: every layer keeps the input it still needs and emits the outputs
-// that no later input can change. Each run() takes n more input rows (channels-last [n, C]) and resizes y to the
-// rows that became final; with `last` the stream ends: the one-shot path's end-of-input padding is applied, every
-// remaining row is emitted and the state resets for a new stream. The concatenated outputs equal forward() on the
-// whole input (to float rounding). Buffers grow to the largest chunk seen and are then reused.
+// unidirectional) and a causal SEANet decoder run exactly chunk by chunk: every layer keeps the input it still needs
+// and emits the outputs that no later input can change. Each run() takes n more input rows (channels-last [n, C]) and
+// resizes y to the rows that became final; with `last` the stream ends: the one-shot path's end-of-input padding is
+// applied, every remaining row is emitted and the state resets for a new stream. The concatenated outputs equal
+// forward() on the whole input (to float rounding). Buffers grow to the largest chunk seen and are then reused.
 
 // One SConv1d, causal or not. The left padding is the one-shot one: zeros, or (reflect) x[L..1], which needs the
 // first L + 1 inputs, so a reflect-padded stream starts emitting once L + 1 inputs arrived. A non-causal conv

@@ -24,7 +24,9 @@ void pad_rows(const float* x, int64_t T, int64_t C, int64_t p, Tensor& out) {
 void pad_rows(const Tensor& x, int64_t p, Tensor& out) { pad_rows(x.data(), x.dim(0), x.dim(1), p, out); }
 
 // 1x1 conv weight [Cout, Cin, 1] as a Linear weight [Cout, Cin].
-Tensor squeeze_last(const Tensor& t) { return Tensor({t.dim(0), t.dim(1)}, std::vector<float>(t.data(), t.data() + t.numel())); }
+Tensor squeeze_last(const Tensor& t) {
+  return Tensor({t.dim(0), t.dim(1)}, std::vector<float>(t.data(), t.data() + t.numel()));
+}
 
 }  // namespace
 
@@ -43,7 +45,8 @@ VocosBackbone::NormParams VocosBackbone::load_norm(const WeightMap& w, const std
 VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, const VocosConfig& c)
     : c_(c), ln_(c.dim, 1e-6f) {
   const int D = c.dim;
-  embed_ = Conv1d(w.get(prefix + "embed.weight", {D, c.input_channels, 7}), w.get(prefix + "embed.bias", {D}), 1, 1, 1, true);
+  embed_ = Conv1d(w.get(prefix + "embed.weight", {D, c.input_channels, 7}), w.get(prefix + "embed.bias", {D}), 1, 1, 1,
+                  true);
   setup_layer(embed_, w, prefix + "embed");  // int8 when the model file quantizes it (models/quantized.h)
   auto load_res = [&](int i) {
     const std::string n = prefix + "pos_net." + std::to_string(i);
@@ -85,8 +88,8 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
     Block b;
     b.dwconv = Conv1d(w.get(n + ".dwconv.weight", {D, 1, 7}), w.get(n + ".dwconv.bias", {D}), 1, 1, D, true);
     b.norm = load_norm(w, n + ".norm");
-    b.pw1 = Linear(w.get(n + ".pwconv1.weight", {c.intermediate_dim, D}), w.get(n + ".pwconv1.bias", {c.intermediate_dim}),
-                   Act::Gelu);
+    b.pw1 = Linear(w.get(n + ".pwconv1.weight", {c.intermediate_dim, D}),
+                   w.get(n + ".pwconv1.bias", {c.intermediate_dim}), Act::Gelu);
     b.pw2 = Linear(w.get(n + ".pwconv2.weight", {D, c.intermediate_dim}), w.get(n + ".pwconv2.bias", {D}));
     if (w.has(n + ".gamma")) b.gamma = Tensor::share_or_copy(w.get(n + ".gamma", {D}));
     setup_layer(b.pw1, w, n + ".pwconv1");
@@ -100,10 +103,8 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
 }
 
 void VocosBackbone::pos_norm(const float* x, int64_t T, const Tensor& w, const Tensor& b, float* y, bool silu) const {
-  if (c_.pos_net_norm == "affine")
-    channel_affine_tc(x, T, c_.dim, w.data(), b.data(), y, silu);
-  else
-    group_norm_tc(x, T, c_.dim, kGroups, kGroupNormEps, w.data(), b.data(), y, silu);
+  if (c_.pos_net_norm == "affine") channel_affine_tc(x, T, c_.dim, w.data(), b.data(), y, silu);
+  else group_norm_tc(x, T, c_.dim, kGroups, kGroupNormEps, w.data(), b.data(), y, silu);
 }
 
 void VocosBackbone::resblock(const ResBlock& b, Tensor& x, Tensor& t1, Tensor& t2) const {
@@ -144,13 +145,15 @@ Tensor VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id
 
 void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, Tensor& x, int64_t want_from,
                             int64_t want_to, EmbedReuse* reuse, int64_t window_start) const {
-  if (c_.causal) throw Error("backbone: a causal backbone decodes frame by frame (models/causal_stream.h), not in windows");
+  if (c_.causal)
+    throw Error("backbone: a causal backbone decodes frame by frame (models/causal_stream.h), not in windows");
   const int64_t a = std::max<int64_t>(0, want_from), b = std::min(F, want_to);
   if (F > 0 && a >= b)
     throw Error("backbone: wanted frames [" + std::to_string(want_from) + ", " + std::to_string(want_to) +
                 ") hold none of the " + std::to_string(F) + "-frame input");
   if (bandwidth_id < 0 || bandwidth_id >= num_bandwidths())
-    throw Error("bandwidth id " + std::to_string(bandwidth_id) + " out of range 0.." + std::to_string(num_bandwidths() - 1));
+    throw Error("bandwidth id " + std::to_string(bandwidth_id) + " out of range 0.." +
+                std::to_string(num_bandwidths() - 1));
   const int D = c_.dim, Cin = c_.input_channels;
   // [Cin, F] -> zero-padded [F + 6, Cin] for the k=7, padding=3 embedding conv.
   Tensor& in = scratch_tensor(this, 0);
@@ -251,8 +254,7 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
 }
 
 IstftHead::IstftHead(const WeightMap& w, const std::string& prefix, const VocosConfig& c)
-    : c_(c),
-      out_(w.get(prefix + "out.weight", {c.n_fft + 2, c.dim}), w.get(prefix + "out.bias", {c.n_fft + 2})) {
+    : c_(c), out_(w.get(prefix + "out.weight", {c.n_fft + 2, c.dim}), w.get(prefix + "out.bias", {c.n_fft + 2})) {
   setup_layer(out_, w, prefix + "out");
 }
 

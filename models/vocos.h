@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "io/config.h"
-#include "nn/layers.h"
-#include "io/weights.h"
 #include "dsp/istft.h"
+#include "io/config.h"
+#include "io/weights.h"
+#include "nn/layers.h"
 
 namespace wavtok {
 
@@ -82,8 +82,8 @@ class IstftHead {
   // Buffers of one caller (a stream or a thread), reused from call to call so that a steady stream of
   // same-sized windows does not allocate.
   struct Scratch {
-    Tensor spec;                  // [F, n_fft + 2]: log-magnitudes and phases
-    std::vector<float> re, im;    // [F, bins]
+    Tensor spec;                // [F, n_fft + 2]: log-magnitudes and phases
+    std::vector<float> re, im;  // [F, bins]
     std::unique_ptr<Istft> istft;
   };
 

@@ -7,8 +7,8 @@
 
 #include "core/error.h"
 #include "models/model.h"
-#include "tests/testing/test_util.h"
 #include "models/models.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {

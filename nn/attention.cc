@@ -31,8 +31,8 @@ AttentionCore::Entry AttentionCore::make(int64_t T, int C) const {
   if (get_precision() == Precision::BF16) scale_attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
   dnnl::matmul::primitive_desc qk_pd(dnnl::matmul::desc(q_md, kt_md, s_md), scale_attr, cpu_engine());
   dnnl::matmul::primitive_desc pv_pd(dnnl::matmul::desc(s_md, v_md, o_md), pv_attr, cpu_engine());
-  dnnl::softmax_forward::primitive_desc sm_pd(
-      dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, s_md, 1), scratchpad_attr(), cpu_engine());
+  dnnl::softmax_forward::primitive_desc sm_pd(dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, s_md, 1),
+                                              scratchpad_attr(), cpu_engine());
   return Entry{dnnl::matmul(qk_pd), dnnl::matmul(pv_pd), dnnl::softmax_forward(sm_pd), q_md, kt_md, s_md, v_md, o_md};
 }
 
@@ -55,7 +55,9 @@ void AttentionCore::forward(const float* q, const float* k, const float* v, int6
   }
   run_primitive(e->softmax, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, sm}});
   if (t_observer && !name_.empty()) (*t_observer)(name_, scratch.data(), T, int(T), true);
-  if (pq_) quant::fake_quant(std::span<const float>(scratch.data(), size_t(T * T)), std::span<float>(scratch.data(), size_t(T * T)), *pq_);
+  if (pq_)
+    quant::fake_quant(std::span<const float>(scratch.data(), size_t(T * T)),
+                      std::span<float>(scratch.data(), size_t(T * T)), *pq_);
   run_primitive(e->pv, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wrap(e->v_md, v)}, {DNNL_ARG_DST, wrap(e->o_md, out)}});
 }
 

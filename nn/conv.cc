@@ -18,10 +18,15 @@ using dnnl::memory;
 
 // ---------------------------------------------------------------- Conv1d
 
-Conv1d::Conv1d(const Tensor& weight, const Tensor& bias, int stride, int dilation, int groups,
-               bool channels_last, Act post)
-    : w_(Tensor::share_or_copy(weight)), b_(Tensor::share_or_copy(bias)), stride_(stride), dilation_(dilation), groups_(groups),
-      channels_last_(channels_last), post_(post) {
+Conv1d::Conv1d(const Tensor& weight, const Tensor& bias, int stride, int dilation, int groups, bool channels_last,
+               Act post)
+    : w_(Tensor::share_or_copy(weight)),
+      b_(Tensor::share_or_copy(bias)),
+      stride_(stride),
+      dilation_(dilation),
+      groups_(groups),
+      channels_last_(channels_last),
+      post_(post) {
   if (weight.ndim() != 3) throw Error("Conv1d: weight must be [Cout, Cin/groups, K], got " + shape_str(weight.shape()));
   cout_ = static_cast<int>(weight.dim(0));
   cin_ = static_cast<int>(weight.dim(1)) * groups;
@@ -53,7 +58,10 @@ Conv1d::Entry Conv1d::make(int64_t tin, bool accumulate) const {
   dnnl::convolution_forward::primitive_desc pd(d, make_attr(post_, accumulate), cpu_engine());
   Entry e{dnnl::convolution_forward(pd),
           wcache_.get(pd.weights_desc(), [&] { return reorder_weights(pd.weights_desc(), w_user, w_.data()); }),
-          copy_to_memory(bias_md, b_.data()), src_md, dst_md, bf16};
+          copy_to_memory(bias_md, b_.data()),
+          src_md,
+          dst_md,
+          bf16};
   return e;
 }
 
@@ -76,10 +84,13 @@ Conv1d::Entry Conv1d::make_int8(int64_t tin, bool accumulate) const {
   dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
                                     w_any, bias_md, dst_md, {stride_}, {dilation_ - 1}, {0}, {0});
   dnnl::convolution_forward::primitive_desc pd(d, int8_attr(*q_, post_, accumulate), cpu_engine());
-  return Entry{dnnl::convolution_forward(pd),
-               wcache_.get(pd.weights_desc(),
-                           [&] { return reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()); }),
-               copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md, false};
+  return Entry{
+      dnnl::convolution_forward(pd),
+      wcache_.get(pd.weights_desc(), [&] { return reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()); }),
+      copy_to_memory(bias_md, q_->bias_acc.data()),
+      src_md,
+      dst_md,
+      false};
 }
 
 namespace {
@@ -102,7 +113,9 @@ void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) con
   if (tout < 1) throw Error("Conv1d: input of " + std::to_string(tin) + " samples is shorter than the kernel");
   if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
   const int64_t span = int64_t(dilation_) * (kernel_ - 1) + 1;
-  auto part = [&](int64_t a, int64_t n, float* out, bool acc) { run(x + a * stride_ * cin_, (n - 1) * stride_ + span, out, acc); };
+  auto part = [&](int64_t a, int64_t n, float* out, bool acc) {
+    run(x + a * stride_ * cin_, (n - 1) * stride_ + span, out, acc);
+  };
   if (!channels_last_) return run(x, tin, y, accumulate);
   if (cheap_shapes() || q_) {
     // 1x1 kernels (brgconv_1x1) and int8 primitives are cheap to create: tiles of 4096 frames keep long inputs
@@ -146,9 +159,9 @@ void Conv1d::run(const float* x, int64_t tin, float* y, bool accumulate) const {
   auto e = cache_.get(pkey(tin * 2 + (accumulate ? 1 : 0)), [&] { return make(tin, accumulate); });
   const void* src = e->bf16 ? static_cast<const void*>(to_bf16_scratch(x, tin * cin_, 0)) : x;
   run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<void*>(src))},
-                      {DNNL_ARG_WEIGHTS, e->weights},
-                      {DNNL_ARG_BIAS, e->bias},
-                      {DNNL_ARG_DST, wrap(e->dst_md, y)}});
+                          {DNNL_ARG_WEIGHTS, e->weights},
+                          {DNNL_ARG_BIAS, e->bias},
+                          {DNNL_ARG_DST, wrap(e->dst_md, y)}});
 }
 
 // ---------------------------------------------------------------- ConvTranspose1d
@@ -162,7 +175,8 @@ ConvTranspose1d::ConvTranspose1d(const Tensor& weight, const Tensor& bias, int s
   w_ = Tensor({cout_, cin_, kernel_});
   for (int i = 0; i < cin_; ++i)
     for (int o = 0; o < cout_; ++o)
-      for (int k = 0; k < kernel_; ++k) w_[(int64_t(o) * cin_ + i) * kernel_ + k] = weight[(int64_t(i) * cout_ + o) * kernel_ + k];
+      for (int k = 0; k < kernel_; ++k)
+        w_[(int64_t(o) * cin_ + i) * kernel_ + k] = weight[(int64_t(i) * cout_ + o) * kernel_ + k];
   if (b_.empty()) b_ = Tensor({cout_});
   if (b_.numel() != cout_) throw Error("ConvTranspose1d: bias size does not match weight");
 }
@@ -177,21 +191,20 @@ ConvTranspose1d::Entry ConvTranspose1d::make(int64_t tin) const {
   memory::desc bias_md({cout_}, ddt::f32, dtag::a);
   memory::desc w_user({cout_, cin_, kernel_}, in_t, dtag::oiw);
   memory::desc w_any({cout_, cin_, kernel_}, in_t, dtag::any);
-  dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-                                      src_md, w_any, bias_md, dst_md, {stride_}, {0}, {0});
+  dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, src_md,
+                                      w_any, bias_md, dst_md, {stride_}, {0}, {0});
   if (!q_) {
     dnnl::deconvolution_forward::primitive_desc pd(d, make_attr(Act::None, false), cpu_engine());
     return Entry{dnnl::deconvolution_forward(pd),
-                 wcache_.get(pd.weights_desc(),
-                             [&] { return reorder_weights(pd.weights_desc(), w_user, w_.data()); }),
+                 wcache_.get(pd.weights_desc(), [&] { return reorder_weights(pd.weights_desc(), w_user, w_.data()); }),
                  copy_to_memory(bias_md, b_.data()), src_md, dst_md};
   }
   // oneDNN 2.x int8: dst = output_scale[o] * (acc + bias), so bias_acc = b / (s_a s_w[o]) (zero point 0).
   dnnl::deconvolution_forward::primitive_desc pd(d, int8_attr(*q_, Act::None, false), cpu_engine());
-  return Entry{dnnl::deconvolution_forward(pd),
-               wcache_.get(pd.weights_desc(),
-                           [&] { return reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()); }),
-               copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md};
+  return Entry{
+      dnnl::deconvolution_forward(pd),
+      wcache_.get(pd.weights_desc(), [&] { return reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()); }),
+      copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md};
 }
 
 void ConvTranspose1d::set_int8(Int8Params p) {
@@ -205,13 +218,13 @@ void ConvTranspose1d::set_int8(Int8Params p) {
 void ConvTranspose1d::forward(const float* x, int64_t tin, float* y) const {
   if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
   auto e = cache_.get(pkey(tin), [&] { return make(tin); });
-  const dnnl::memory src = q_ ? dnnl::memory(e->src_md, cpu_engine(),
-                                             const_cast<int8_t*>(quantize_act_s8(q_->inv[0], x, tin * cin_)))
-                              : wrap(e->src_md, x);
+  const dnnl::memory src =
+      q_ ? dnnl::memory(e->src_md, cpu_engine(), const_cast<int8_t*>(quantize_act_s8(q_->inv[0], x, tin * cin_)))
+         : wrap(e->src_md, x);
   run_primitive(e->prim, {{DNNL_ARG_SRC, src},
-                      {DNNL_ARG_WEIGHTS, e->weights},
-                      {DNNL_ARG_BIAS, e->bias},
-                      {DNNL_ARG_DST, wrap(e->dst_md, y)}});
+                          {DNNL_ARG_WEIGHTS, e->weights},
+                          {DNNL_ARG_BIAS, e->bias},
+                          {DNNL_ARG_DST, wrap(e->dst_md, y)}});
 }
 
 }  // namespace wavtok

@@ -21,7 +21,7 @@ dnnl::memory copy_to_memory(const dnnl::memory::desc& md, const float* data);
 
 struct Int8State {
   Int8Params p;
-  std::vector<int8_t> qw;        // weight codes in the user layout (oi / oiw)
+  std::vector<int8_t> qw;         // weight codes in the user layout (oi / oiw)
   std::vector<float> shift, inv;  // per input channel: u / act_scale = (x - shift) * inv
   std::vector<float> bias_acc;    // bias in accumulator units, zero-point compensation included
   std::vector<float> out_scale;   // act_scale * weight_scale[o]

@@ -22,10 +22,14 @@ using dnnl::memory;
 
 dnnl::algorithm act_alg(Act a) {
   switch (a) {
-    case Act::Elu: return dnnl::algorithm::eltwise_elu;
-    case Act::Gelu: return dnnl::algorithm::eltwise_gelu_erf;
-    case Act::Silu: return dnnl::algorithm::eltwise_swish;
-    default: return dnnl::algorithm::undef;
+    case Act::Elu:
+      return dnnl::algorithm::eltwise_elu;
+    case Act::Gelu:
+      return dnnl::algorithm::eltwise_gelu_erf;
+    case Act::Silu:
+      return dnnl::algorithm::eltwise_swish;
+    default:
+      return dnnl::algorithm::undef;
   }
 }
 
@@ -73,9 +77,12 @@ std::shared_ptr<const Int8State> make_int8_state(Int8Params p, const Tensor& w, 
   const int64_t per_out = w.numel() / cout;  // Cin * K
   const int64_t k = per_out / cin;
   if (int(p.weight_scale.size()) != cout) throw Error(std::string(who) + ": int8 weight_scale has the wrong size");
-  if (!p.in_shift.empty() && int(p.in_shift.size()) != cin) throw Error(std::string(who) + ": int8 in_shift has the wrong size");
-  if (!p.in_scale.empty() && int(p.in_scale.size()) != cin) throw Error(std::string(who) + ": int8 in_scale has the wrong size");
-  if (!(p.act_scale > 0) || p.act_zero < 0 || p.act_zero > 255) throw Error(std::string(who) + ": bad int8 activation params");
+  if (!p.in_shift.empty() && int(p.in_shift.size()) != cin)
+    throw Error(std::string(who) + ": int8 in_shift has the wrong size");
+  if (!p.in_scale.empty() && int(p.in_scale.size()) != cin)
+    throw Error(std::string(who) + ": int8 in_scale has the wrong size");
+  if (!(p.act_scale > 0) || p.act_zero < 0 || p.act_zero > 255)
+    throw Error(std::string(who) + ": bad int8 activation params");
   auto s = std::make_shared<Int8State>();
   s->bias_acc.resize(cout);
   s->out_scale.resize(cout);
@@ -174,7 +181,6 @@ memory reorder_s8_weights(const memory::desc& want, const memory::desc& have, co
 void set_act_observer(const ActObserver* obs) { t_observer = obs; }
 const ActObserver* act_observer() { return t_observer; }
 
-
 void apply_act(Act act, float* x, int64_t n) {
   if (act == Act::None || n == 0) return;
   // Tiny and called per layer: a plain loop avoids creating a primitive for every length.
@@ -193,10 +199,10 @@ void apply_act(Act act, float* x, int64_t n) {
     case Act::Silu:
       for (int64_t i = 0; i < n; ++i) x[i] = silu_value(x[i]);
       break;
-    default: break;
+    default:
+      break;
   }
 }
-
 
 const uint16_t* to_bf16_scratch(const float* x, int64_t n, int slot) {
   thread_local std::vector<uint16_t> buf[2];

@@ -47,7 +47,8 @@ struct Int8State;  // quantized weights and per-channel factors (nn/layer_suppor
 
 // Calibration hook: while set on a thread, every named Conv1d/Linear forward on that thread reports its
 // float input (rows x cols, channels-last when `channels_last`, else [cols, rows] channels-first).
-using ActObserver = std::function<void(const std::string& layer, const float* x, int64_t rows, int cols, bool channels_last)>;
+using ActObserver =
+    std::function<void(const std::string& layer, const float* x, int64_t rows, int cols, bool channels_last)>;
 void set_act_observer(const ActObserver* obs);  // nullptr turns it off
 const ActObserver* act_observer();
 
@@ -55,8 +56,8 @@ const ActObserver* act_observer();
 class Conv1d {
  public:
   Conv1d() = default;
-  Conv1d(const Tensor& weight, const Tensor& bias, int stride, int dilation, int groups,
-         bool channels_last, Act post = Act::None);
+  Conv1d(const Tensor& weight, const Tensor& bias, int stride, int dilation, int groups, bool channels_last,
+         Act post = Act::None);
   int64_t out_len(int64_t tin) const { return (tin - dilation_ * (kernel_ - 1) - 1) / stride_ + 1; }
   // y = post(conv(x) [+ y if accumulate]); x has tin samples per channel.
   void forward(const float* x, int64_t tin, float* y, bool accumulate = false) const;
@@ -197,8 +198,8 @@ class LayerNorm {
 };
 
 // GroupNorm on channels-last [T, C] (oneDNN 2.6 has no group normalization primitive).
-void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, const float* gamma,
-                   const float* beta, float* y, bool silu);
+void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, const float* gamma, const float* beta,
+                   float* y, bool silu);
 // y[t, c] = x[t, c] * gamma[c] + beta[c] (then SiLU when `silu`); y may alias x. The pointwise stand-in for
 // GroupNorm in streamable backbones (VocosConfig::pos_net_norm "affine").
 void channel_affine_tc(const float* x, int64_t T, int C, const float* gamma, const float* beta, float* y, bool silu);
@@ -220,13 +221,13 @@ struct LstmInt8Params {
 class Lstm {
  public:
   struct State {
-    Tensor h, c;                // [layers, hidden]
-    Tensor h_next, c_next;      // the step's outputs, swapped with h, c: streaming chunks then allocate nothing
+    Tensor h, c;            // [layers, hidden]
+    Tensor h_next, c_next;  // the step's outputs, swapped with h, c: streaming chunks then allocate nothing
   };
   Lstm() = default;
   // weights per layer: weight_ih [4H, I], weight_hh [4H, H], bias_ih [4H], bias_hh [4H]
-  Lstm(const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh,
-       const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh);
+  Lstm(const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih,
+       const std::vector<Tensor>& b_hh);
   void forward(const float* x, int64_t T, float* y, State* state = nullptr) const;
   State initial_state() const;
   int hidden() const { return hidden_; }
@@ -255,8 +256,7 @@ class Lstm {
 // Single-head self-attention core on [T, C]: out = softmax(q k^T * scale) v.
 class AttentionCore {
  public:
-  void forward(const float* q, const float* k, const float* v, int64_t T, int C, float* out,
-               Tensor& scratch) const;
+  void forward(const float* q, const float* k, const float* v, int64_t T, int C, float* out, Tensor& scratch) const;
   // Post-softmax quantization (docs/PTQ.md): the probabilities are fake-quantized (quantize, dequantize in
   // float) by `p` (log-sqrt2, AdaLog or TanQ, quant/log_quant.h) before the P·V product; nullptr = float.
   void set_prob_quant(std::shared_ptr<const quant::LogQParams> p) { pq_ = std::move(p); }

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "core/dnnl_util.h"
-#include "nn/layers.h"
 #include "dsp/istft.h"
+#include "nn/layers.h"
 #include "vq/rvq.h"
 
 namespace wavtok {
@@ -48,7 +48,8 @@ void BM_Conv1d(benchmark::State& st) {
   flops(st, double(cin / groups) * k * cout * conv.out_len(tin));
 }
 // Encoder (channels-first), 1 s of audio: input lengths include SConv1d's padding.
-BENCHMARK(BM_Conv1d)->ArgNames({"cin", "cout", "k", "s", "tin", "cl", "g"})
+BENCHMARK(BM_Conv1d)
+    ->ArgNames({"cin", "cout", "k", "s", "tin", "cl", "g"})
     ->Args({1, 32, 7, 1, 24006, 0, 1})
     ->Args({32, 16, 3, 1, 24002, 0, 1})
     ->Args({16, 32, 1, 1, 24000, 0, 1})
@@ -83,7 +84,8 @@ void BM_Linear(benchmark::State& st) {
   }
   flops(st, double(cin) * cout * rows);
 }
-BENCHMARK(BM_Linear)->ArgNames({"in", "out", "rows", "gelu"})
+BENCHMARK(BM_Linear)
+    ->ArgNames({"in", "out", "rows", "gelu"})
     ->ArgsProduct({{768}, {2304}, {75, 150, 300}, {1}})
     ->ArgsProduct({{2304}, {768}, {75, 150, 300}, {0}})
     ->ArgsProduct({{768}, {768, 1282}, {75, 300}, {0}})
@@ -116,7 +118,9 @@ void BM_Lstm(benchmark::State& st) {
   }
   flops(st, double(layers) * 4.0 * h * 2.0 * h * T);
 }
-BENCHMARK(BM_Lstm)->ArgNames({"h", "layers", "T", "int8"})->ArgsProduct({{512}, {2}, {75, 300}, {0, 1}})
+BENCHMARK(BM_Lstm)
+    ->ArgNames({"h", "layers", "T", "int8"})
+    ->ArgsProduct({{512}, {2}, {75, 300}, {0, 1}})
     ->Unit(benchmark::kMicrosecond);
 
 // Args: T, C
@@ -133,7 +137,11 @@ void BM_AttentionCore(benchmark::State& st) {
   }
   flops(st, 2.0 * double(T) * T * C);
 }
-BENCHMARK(BM_AttentionCore)->ArgNames({"T", "C"})->Args({75, 768})->Args({300, 768})->Args({750, 768})
+BENCHMARK(BM_AttentionCore)
+    ->ArgNames({"T", "C"})
+    ->Args({75, 768})
+    ->Args({300, 768})
+    ->Args({750, 768})
     ->Unit(benchmark::kMicrosecond);
 
 // Args: frames, n_fft, hop. Includes the head's magnitude/phase -> complex step.
@@ -154,7 +162,10 @@ void BM_Istft(benchmark::State& st) {
   }
   flops(st, 0.5 * 2.5 * n_fft * std::log2(double(n_fft)) * F);  // FFT flops counted as 2.5 n log2 n
 }
-BENCHMARK(BM_Istft)->ArgNames({"F", "n_fft", "hop"})->Args({75, 1280, 320})->Args({300, 1280, 320})
+BENCHMARK(BM_Istft)
+    ->ArgNames({"F", "n_fft", "hop"})
+    ->Args({75, 1280, 320})
+    ->Args({300, 1280, 320})
     ->Unit(benchmark::kMicrosecond);
 
 // Args: frames, bins, dim
@@ -173,7 +184,10 @@ void BM_VqSearch(benchmark::State& st) {
   }
   flops(st, double(F) * bins * dim);
 }
-BENCHMARK(BM_VqSearch)->ArgNames({"F", "bins", "dim"})->Args({75, 4096, 512})->Args({300, 4096, 512})
+BENCHMARK(BM_VqSearch)
+    ->ArgNames({"F", "bins", "dim"})
+    ->Args({75, 4096, 512})
+    ->Args({300, 4096, 512})
     ->Unit(benchmark::kMicrosecond);
 
 // Elementwise work the encoder does outside oneDNN: ELU (apply_act) over C x T. Args: C, T
@@ -186,7 +200,11 @@ void BM_Elu(benchmark::State& st) {
   }
   st.SetItemsProcessed(st.iterations() * n);
 }
-BENCHMARK(BM_Elu)->ArgNames({"C", "T"})->Args({32, 24000})->Args({64, 12000})->Args({256, 600})
+BENCHMARK(BM_Elu)
+    ->ArgNames({"C", "T"})
+    ->Args({32, 24000})
+    ->Args({64, 12000})
+    ->Args({256, 600})
     ->Unit(benchmark::kMicrosecond);
 
 // GroupNorm (32 groups, + SiLU) on channels-last [T, C], as in the backbone's pos_net. Args: T, C

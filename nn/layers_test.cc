@@ -87,7 +87,8 @@ std::vector<double> conv_ref(const ConvCase& p, const Tensor& x, int64_t T, cons
       double s = b[o];
       const int g = o / og;
       for (int i = 0; i < cg; ++i)
-        for (int k = 0; k < p.k; ++k) s += double(w[(int64_t(o) * cg + i) * p.k + k]) * X(g * cg + i, t * p.stride + k * p.dil);
+        for (int k = 0; k < p.k; ++k)
+          s += double(w[(int64_t(o) * cg + i) * p.k + k]) * X(g * cg + i, t * p.stride + k * p.dil);
       if (y0) s += y0[idx(o, t)];
       ref[idx(o, t)] = post == Act::Elu ? elu(s) : s;
     }
@@ -119,7 +120,8 @@ TEST(Conv1d, LongInputsOfAnyLengthShareOneShape) {
       Tensor w = randn({p.cout, p.cin, p.k}, rng, 0.3f), b = randn({p.cout}, rng);
       Conv1d conv(w, b, p.stride, p.dil, 1, true, post);
       auto check = [&](int64_t to, bool acc) {
-        const int64_t T = (to - 1) * p.stride + p.dil * (p.k - 1) + 1 + (p.stride > 1 ? to % 2 : 0);  // a spare sample on odd ones
+        const int64_t T =
+            (to - 1) * p.stride + p.dil * (p.k - 1) + 1 + (p.stride > 1 ? to % 2 : 0);  // a spare sample on odd ones
         ASSERT_EQ(conv.out_len(T), to);
         Tensor x = randn({T, p.cin}, rng), y = randn({to, p.cout}, rng);
         const Tensor y0 = y;
@@ -160,7 +162,8 @@ TEST(ConvTranspose1d, MatchesScatterDefinition) {
   for (int i = 0; i < cin; ++i)
     for (int64_t t = 0; t < T; ++t)
       for (int o = 0; o < cout; ++o)
-        for (int kk = 0; kk < k; ++kk) ref[o * To + t * s + kk] += double(x[i * T + t]) * w[(int64_t(i) * cout + o) * k + kk];
+        for (int kk = 0; kk < k; ++kk)
+          ref[o * To + t * s + kk] += double(x[i * T + t]) * w[(int64_t(i) * cout + o) * k + kk];
   EXPECT_LT(max_abs_diff(y.data(), ref), 1e-4);
 }
 
@@ -259,7 +262,8 @@ TEST(Lstm, TwoLayersMatchGateEquationsAndCarryState) {
         z[r] = s;
       }
       for (int j = 0; j < H; ++j) {
-        const double ig = sigmoid(z[j]), fg = sigmoid(z[H + j]), gg = std::tanh(z[2 * H + j]), og = sigmoid(z[3 * H + j]);
+        const double ig = sigmoid(z[j]), fg = sigmoid(z[H + j]), gg = std::tanh(z[2 * H + j]),
+                     og = sigmoid(z[3 * H + j]);
         c[j] = fg * c[j] + ig * gg;
         h[j] = og * std::tanh(c[j]);
         out[t * H + j] = h[j];
@@ -308,7 +312,12 @@ TEST(AttentionCore, MatchesSoftmaxAttention) {
 TEST(ShapeCache, EvictsTheLeastRecentlyUsedShape) {
   ShapeCache<int> cache(3);
   int made = 0;
-  auto get = [&](int64_t k) { return *cache.get(k, [&] { ++made; return int(k) * 10; }); };
+  auto get = [&](int64_t k) {
+    return *cache.get(k, [&] {
+      ++made;
+      return int(k) * 10;
+    });
+  };
   EXPECT_EQ(get(1), 10);
   EXPECT_EQ(get(2), 20);
   EXPECT_EQ(get(3), 30);
@@ -329,7 +338,10 @@ TEST(WeightCache, OneCopyPerLayout) {
   int made = 0;
   dnnl::memory::desc a({4, 8}, ddt::f32, dtag::ab), b({4, 8}, ddt::f32, dtag::ba);
   auto make = [&](const dnnl::memory::desc& md) {
-    return [&made, md] { ++made; return dnnl::memory(md, cpu_engine()); };
+    return [&made, md] {
+      ++made;
+      return dnnl::memory(md, cpu_engine());
+    };
   };
   dnnl::memory m1 = cache.get(a, make(a));
   dnnl::memory m2 = cache.get(a, make(a));

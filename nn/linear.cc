@@ -39,7 +39,10 @@ Linear::Entry Linear::make(int64_t rows, bool accumulate) const {
   dnnl::inner_product_forward::primitive_desc pd(d, make_attr(post_, accumulate), cpu_engine());
   return Entry{dnnl::inner_product_forward(pd),
                wcache_.get(pd.weights_desc(), [&] { return reorder_weights(pd.weights_desc(), w_user, w_.data()); }),
-               copy_to_memory(bias_md, b_.data()), src_md, dst_md, bf16};
+               copy_to_memory(bias_md, b_.data()),
+               src_md,
+               dst_md,
+               bf16};
 }
 
 void Linear::set_int8(Int8Params p) {
@@ -56,10 +59,13 @@ Linear::Entry Linear::make_int8(int64_t rows, bool accumulate) const {
   memory::desc w_any({cout_, cin_}, ddt::s8, dtag::any);
   dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, w_any, bias_md, dst_md);
   dnnl::inner_product_forward::primitive_desc pd(d, int8_attr(*q_, post_, accumulate), cpu_engine());
-  return Entry{dnnl::inner_product_forward(pd),
-               wcache_.get(pd.weights_desc(),
-                           [&] { return reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()); }),
-               copy_to_memory(bias_md, q_->bias_acc.data()), src_md, dst_md, false};
+  return Entry{
+      dnnl::inner_product_forward(pd),
+      wcache_.get(pd.weights_desc(), [&] { return reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()); }),
+      copy_to_memory(bias_md, q_->bias_acc.data()),
+      src_md,
+      dst_md,
+      false};
 }
 
 void Linear::forward(const float* x, int64_t rows, float* y, bool accumulate) const {
@@ -77,9 +83,9 @@ void Linear::forward(const float* x, int64_t rows, float* y, bool accumulate) co
   auto e = cache_.get(pkey(rows * 2 + (accumulate ? 1 : 0)), [&] { return make(rows, accumulate); });
   const void* src = e->bf16 ? static_cast<const void*>(to_bf16_scratch(x, rows * cin_, 1)) : x;
   run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<void*>(src))},
-                      {DNNL_ARG_WEIGHTS, e->weights},
-                      {DNNL_ARG_BIAS, e->bias},
-                      {DNNL_ARG_DST, wrap(e->dst_md, y)}});
+                          {DNNL_ARG_WEIGHTS, e->weights},
+                          {DNNL_ARG_BIAS, e->bias},
+                          {DNNL_ARG_DST, wrap(e->dst_md, y)}});
 }
 
 }  // namespace wavtok

@@ -88,8 +88,8 @@ Lstm::Entry Lstm::make(int64_t T) const {
       a->set_rnn_weights_qparams((1 << 3) | (1 << 4), ws);  // per gate row (dims g, o of ldigo)
     }
   }
-  dnnl::lstm_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::rnn_direction::unidirectional_left2right,
-                             src_md, src_iter_md, iter_md, wl_any, wi_any, bias_md, dst_md, src_iter_md, iter_md);
+  dnnl::lstm_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::rnn_direction::unidirectional_left2right, src_md,
+                             src_iter_md, iter_md, wl_any, wi_any, bias_md, dst_md, src_iter_md, iter_md);
   dnnl::lstm_forward::primitive_desc pd(d, attr, cpu_engine());  // int8: dst_iter must be u8 (oneDNN 2.6)
   auto weights = [&](const memory::desc& want, const memory::desc& have, const float* data) {
     if (!i8) return reorder_weights(want, have, data);
@@ -100,9 +100,15 @@ Lstm::Entry Lstm::make(int64_t T) const {
     return dst;
   };
   const memory::desc wl_md = pd.weights_layer_desc(), wi_md = pd.weights_iter_desc();
-  return Entry{dnnl::lstm_forward(pd), wl_cache_.get(wl_md, [&] { return weights(wl_md, wl_user, wl_.data()); }),
-               wi_cache_.get(wi_md, [&] { return weights(wi_md, wi_user, wi_.data()); }), copy_to_memory(bias_md, bias_.data()),
-               src_md, dst_md, iter_md, iter_md, src_iter_md};
+  return Entry{dnnl::lstm_forward(pd),
+               wl_cache_.get(wl_md, [&] { return weights(wl_md, wl_user, wl_.data()); }),
+               wi_cache_.get(wi_md, [&] { return weights(wi_md, wi_user, wi_.data()); }),
+               copy_to_memory(bias_md, bias_.data()),
+               src_md,
+               dst_md,
+               iter_md,
+               iter_md,
+               src_iter_md};
 }
 
 void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
@@ -142,14 +148,14 @@ void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
     dst_iter = wrap(e->iter_md, h_out.data());
   }
   run_primitive(e->prim, {{DNNL_ARG_SRC_LAYER, src},
-                      {DNNL_ARG_SRC_ITER, src_iter},
-                      {DNNL_ARG_SRC_ITER_C, wrap(e->iter_c_md, state->c.data())},
-                      {DNNL_ARG_WEIGHTS_LAYER, e->wl},
-                      {DNNL_ARG_WEIGHTS_ITER, e->wi},
-                      {DNNL_ARG_BIAS, e->bias},
-                      {DNNL_ARG_DST_LAYER, wrap(e->dst_md, y)},
-                      {DNNL_ARG_DST_ITER, dst_iter},
-                      {DNNL_ARG_DST_ITER_C, wrap(e->iter_c_md, c_out.data())}});
+                          {DNNL_ARG_SRC_ITER, src_iter},
+                          {DNNL_ARG_SRC_ITER_C, wrap(e->iter_c_md, state->c.data())},
+                          {DNNL_ARG_WEIGHTS_LAYER, e->wl},
+                          {DNNL_ARG_WEIGHTS_ITER, e->wi},
+                          {DNNL_ARG_BIAS, e->bias},
+                          {DNNL_ARG_DST_LAYER, wrap(e->dst_md, y)},
+                          {DNNL_ARG_DST_ITER, dst_iter},
+                          {DNNL_ARG_DST_ITER_C, wrap(e->iter_c_md, c_out.data())}});
   if (q_) {  // the u8 hidden state back to f32 (requantizing it next chunk gives these codes again)
     const float inv = 1.0f / q_->data_scale, z = q_->data_shift;
     for (int64_t i = 0; i < int64_t(layers_) * hidden_; ++i) h_out[i] = (float(hq_out[i]) - z) * inv;

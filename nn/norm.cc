@@ -21,8 +21,9 @@ using dnnl::memory;
 LayerNorm::Entry LayerNorm::make(int64_t rows) const {
   memory::desc md({rows, c_}, ddt::f32, dtag::ab);
   memory::desc ss_md({c_}, ddt::f32, dtag::a);
-  dnnl::layer_normalization_forward::desc d(dnnl::prop_kind::forward_inference, md, eps_,
-                                            dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift);
+  dnnl::layer_normalization_forward::desc d(
+      dnnl::prop_kind::forward_inference, md, eps_,
+      dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift);
   dnnl::layer_normalization_forward::primitive_desc pd(d, scratchpad_attr(), cpu_engine());
   return Entry{dnnl::layer_normalization_forward(pd), md, ss_md};
 }
@@ -31,9 +32,9 @@ void LayerNorm::forward(const float* x, int64_t rows, float* y, const float* sca
   if (rows == 0) return;
   auto e = cache_.get(rows, [&] { return make(rows); });
   run_primitive(e->prim, {{DNNL_ARG_SRC, wrap(e->md, x)},
-                      {DNNL_ARG_DST, wrap(e->md, y)},
-                      {DNNL_ARG_SCALE, wrap(e->ss_md, scale)},
-                      {DNNL_ARG_SHIFT, wrap(e->ss_md, shift)}});
+                          {DNNL_ARG_DST, wrap(e->md, y)},
+                          {DNNL_ARG_SCALE, wrap(e->ss_md, scale)},
+                          {DNNL_ARG_SHIFT, wrap(e->ss_md, shift)}});
 }
 
 // ---------------------------------------------------------------- GroupNorm

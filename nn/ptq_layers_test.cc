@@ -154,8 +154,10 @@ TEST_P(ConvInt8, MatchesIntegerEmulationAndFloat) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ConvInt8,
-                         ::testing::Values(ConvInt8Case{64, 48, 3, 1, 1, true, false}, ConvInt8Case{32, 40, 7, 2, 1, false, false},
-                                           ConvInt8Case{48, 64, 3, 1, 2, true, true}, ConvInt8Case{16, 24, 4, 2, 1, false, true}));
+                         ::testing::Values(ConvInt8Case{64, 48, 3, 1, 1, true, false},
+                                           ConvInt8Case{32, 40, 7, 2, 1, false, false},
+                                           ConvInt8Case{48, 64, 3, 1, 2, true, true},
+                                           ConvInt8Case{16, 24, 4, 2, 1, false, true}));
 
 // int8 ConvTranspose1d: symmetric s8 input codes clamp(rint(x * (1 / s_a)), -127, 127) (zero point 0, nothing
 // folded into the bias), s8 per-output-channel weights. Every output, the edge ones (fewer taps) included, equals
@@ -252,7 +254,8 @@ TEST_P(SoftmaxQuant, AttentionMatchesQuantizedReference) {
   std::mt19937 rng(5);
   const int C = 32;
   const int64_t T = 41;
-  Tensor q = randn({T, C}, rng, 1.5f), k = randn({T, C}, rng, 1.5f), v = randn({T, C}, rng), o({T, C}), o_f({T, C}), scratch;
+  Tensor q = randn({T, C}, rng, 1.5f), k = randn({T, C}, rng, 1.5f), v = randn({T, C}, rng), o({T, C}), o_f({T, C}),
+         scratch;
   // Reference probabilities in float64, then rounded to float as the layer holds them.
   std::vector<float> probs(size_t(T * T));
   for (int64_t i = 0; i < T; ++i) {
@@ -293,8 +296,8 @@ TEST_P(SoftmaxQuant, AttentionMatchesQuantizedReference) {
       diff_plain = std::max(diff_plain, std::abs(double(o_f[i * C + c]) - o[i * C + c]));
     }
   EXPECT_LT(max_err, 1e-5 * std::max(1.0, max_ref));
-  EXPECT_GT(changed, T * T / 2);     // the 4-bit quantizer really moved the probabilities
-  EXPECT_GT(diff_plain, 1e-3);       // and the output differs from the float attention
+  EXPECT_GT(changed, T * T / 2);  // the 4-bit quantizer really moved the probabilities
+  EXPECT_GT(diff_plain, 1e-3);    // and the output differs from the float attention
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, SoftmaxQuant, ::testing::Values(0, 1, 2));  // log-sqrt2, AdaLog, TanQ

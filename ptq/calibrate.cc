@@ -10,14 +10,14 @@
 #include <yaml-cpp/yaml.h>
 
 #include "core/error.h"
-#include "nn/layers.h"
+#include "models/models.h"
 #include "models/quantized.h"
+#include "nn/layers.h"
 #include "quant/log_quant.h"
 #include "quant/mixed.h"
 #include "quant/reparam.h"
 #include "quant/smooth.h"
 #include "quant/uniform.h"
-#include "models/models.h"
 
 namespace wavtok {
 namespace {
@@ -37,7 +37,8 @@ T opt(const YAML::Node& n, const char* key, T def) {
   return n[key] ? n[key].as<T>() : def;
 }
 
-void check_one_of(const std::string& v, std::initializer_list<const char*> ok, const std::string& what, const std::string& origin) {
+void check_one_of(const std::string& v, std::initializer_list<const char*> ok, const std::string& what,
+                  const std::string& origin) {
   for (const char* o : ok)
     if (v == o) return;
   std::string list;
@@ -72,7 +73,7 @@ std::vector<float> taps_matrix(const Tensor& w, const LayerView& v) {
 struct Quantized {
   std::vector<float> shift, smooth;  // empty when identity
   q::QParams act;
-  std::vector<float> weight, bias;   // W' (fake-quantized below 8 bits), b'
+  std::vector<float> weight, bias;  // W' (fake-quantized below 8 bits), b'
   std::vector<float> weight_scale;
   double alpha = 0;
 };
@@ -119,16 +120,18 @@ double layer_rel_mse(const LayerStats& st, const LayerView& v, const Tensor& w, 
   return den > 0 ? num / den : 0;
 }
 
-Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor& w, const Tensor& b, const PtqRule& rule,
-                         int weight_bits) {
+Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor& w, const Tensor& b,
+                         const PtqRule& rule, int weight_bits) {
   Quantized r;
   const int64_t n = st.sampled();
   const int C = v.cin;
   std::vector<float> xs(st.rows.begin(), st.rows.end());
   const bool transposed = is_transposed_conv_layer(v.name);
   if (transposed && rule.transform != "none")
-    throw Error("quantize: " + v.name + " is a transposed conv; its int8 input is symmetric with no transform, but the "
-                "recipe asks for transform '" + rule.transform + "'");
+    throw Error("quantize: " + v.name +
+                " is a transposed conv; its int8 input is symmetric with no transform, but the "
+                "recipe asks for transform '" +
+                rule.transform + "'");
   if (transposed) {  // symmetric s8 input, zero point 0 (nn/layers.h ConvTranspose1d)
     q::UniformSpec as;
     as.bits = 8;
@@ -150,8 +153,9 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
     const int64_t ns = std::min<int64_t>(n, 512);  // the alpha search costs one GEMM per grid point
     std::vector<float> wt = taps_matrix(w, v), zb(size_t(v.cout) * v.k, 0.0f);
     const std::vector<double> alphas = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
-    q::SmoothResult s = q::search_smooth_alpha(std::span<const float>(xs.data(), ns * C), ns, C, wt, zb, int64_t(v.cout) * v.k,
-                                               q::LayerQuantSpec{weight_bits, 8, false}, true, alphas);
+    q::SmoothResult s =
+        q::search_smooth_alpha(std::span<const float>(xs.data(), ns * C), ns, C, wt, zb, int64_t(v.cout) * v.k,
+                               q::LayerQuantSpec{weight_bits, 8, false}, true, alphas);
     r.alpha = s.alpha;
     r.shift = s.shift;
     r.smooth = s.scale;
@@ -164,14 +168,14 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
     pc.axis = 1;
     pc.range = range_of(rule.act_range);
     pc.percentile = rule.percentile;
-    q::QParams per = rule.act_range == "minmax"
-                         ? q::params_from_ranges(st.lo, st.hi, std::vector<int64_t>{1, C}, pc)
-                         : q::calibrate(xs, std::vector<int64_t>{n, C}, pc);
+    q::QParams per = rule.act_range == "minmax" ? q::params_from_ranges(st.lo, st.hi, std::vector<int64_t>{1, C}, pc)
+                                                : q::calibrate(xs, std::vector<int64_t>{n, C}, pc);
     per.shape = {n, C};
     for (auto& s : per.scale) s = std::max(s, 1e-8f);
     std::vector<float> ones(C, 1.0f), zeros(C, 0.0f), wt = taps_matrix(w, v), zb(size_t(v.cout) * v.k, 0.0f);
-    q::LnReparam rp = q::reparam_layernorm(per, ones, zeros, wt, zb, int64_t(v.cout) * v.k,
-                                           rule.repq_shared == "mean" ? q::SharedScale::kMean : q::SharedScale::kMedian);
+    q::LnReparam rp =
+        q::reparam_layernorm(per, ones, zeros, wt, zb, int64_t(v.cout) * v.k,
+                             rule.repq_shared == "mean" ? q::SharedScale::kMean : q::SharedScale::kMedian);
     r.shift.resize(C);
     r.smooth.resize(C);
     for (int c = 0; c < C; ++c) {  // X' = (X + s r2) / r1 = (X - shift) / smooth
@@ -357,7 +361,8 @@ PtqRecipe load_recipe(const std::string& path) {
   return parse_recipe(ss.str(), path);
 }
 
-CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& clips, int bandwidth_id, int64_t max_rows) {
+CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& clips, int bandwidth_id,
+                     int64_t max_rows) {
   CalibStats stats;
   std::mt19937_64 rng(12345);
   // Transposed convs draw their reservoir from their own generator, so observing them leaves every other
@@ -411,7 +416,8 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
   return stats;
 }
 
-WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibStats& stats, std::vector<PtqLayerReport>* report) {
+WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibStats& stats,
+                       std::vector<PtqLayerReport>* report) {
   WeightMap out = model.weights();
   const WeightMap& in = model.weights();
   for (const auto& [k, v] : in.all())
@@ -532,8 +538,8 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
         double pw = 0;
         for (float v : x) pw += double(v) * v;
         pw /= double(x.size());
-        report->push_back({name, recipe.softmax_bits, "softmax-" + recipe.softmax, 0,
-                           pw > 0 ? q::quant_mse(x, p) / pw : 0, 0});
+        report->push_back(
+            {name, recipe.softmax_bits, "softmax-" + recipe.softmax, 0, pw > 0 ? q::quant_mse(x, p) / pw : 0, 0});
       }
     }
   return out;

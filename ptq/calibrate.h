@@ -6,9 +6,10 @@
 // observer (nn/layers.h) that keeps, per named channels-last layer (SEANet convs of the encoder and of an
 // EnCodec decoder, the Vocos backbone and head), the per-channel input min/max over all frames and a reservoir
 // sample of input rows; the recipe's quantizers (codec/quant) then choose the parameters from those. LSTMs are
-// observed as NAME.lstm (their layer-0 input); a rule matching one runs it in int8 (models/quantized.h; act_range minmax
-// or percentile of max |x|, no transform, 8-bit weights). An EnCodec decoder's transposed convs ("…convtr.convtr") are observed too; a rule matching one quantizes
-// its input symmetrically (act_range on max |x|, zero point 0) and must not ask for a transform.
+// observed as NAME.lstm (their layer-0 input); a rule matching one runs it in int8 (models/quantized.h; act_range
+// minmax or percentile of max |x|, no transform, 8-bit weights). An EnCodec decoder's transposed convs
+// ("…convtr.convtr") are observed too; a rule matching one quantizes its input symmetrically (act_range on max |x|,
+// zero point 0) and must not ask for a transform.
 #pragma once
 
 #include <cstdint>
@@ -27,16 +28,16 @@ struct PtqRule {
   std::string weight_range = "minmax";  // minmax | mse | omse  (per output channel, symmetric)
   std::string act_range = "minmax";     // minmax | percentile | mse  (per tensor, asymmetric u8)
   double percentile = 99.99;
-  std::string transform = "none";       // none | repq (RepQ-ViT) | sqb (SmoothQuant with bias, OPT-m alpha)
-  std::string repq_shared = "median";   // mean | median
+  std::string transform = "none";      // none | repq (RepQ-ViT) | sqb (SmoothQuant with bias, OPT-m alpha)
+  std::string repq_shared = "median";  // mean | median
 };
 
 struct PtqRecipe {
   std::string name, description;
-  std::vector<PtqRule> rules;  // first match wins; layers matching none stay float
-  int bandwidth_id = 0;        // AdaLayerNorm row used while calibrating
-  int64_t max_rows = 4096;     // reservoir rows kept per layer
-  double mixed_avg_bits = 0;   // > 0: greedy W4/W8 allocation over the quantized layers to this average
+  std::vector<PtqRule> rules;    // first match wins; layers matching none stay float
+  int bandwidth_id = 0;          // AdaLayerNorm row used while calibrating
+  int64_t max_rows = 4096;       // reservoir rows kept per layer
+  double mixed_avg_bits = 0;     // > 0: greedy W4/W8 allocation over the quantized layers to this average
   std::string softmax = "none";  // none | log2 (log-sqrt2, RepQ-ViT) | adalog | tanq: post-softmax quantizer
   int softmax_bits = 8;          // 2..8
 };
@@ -56,15 +57,16 @@ struct LayerStats {
 using CalibStats = std::map<std::string, LayerStats>;
 
 // Encodes each clip and decodes its float tokens with the observer on; clips are mono audio at the model's rate.
-CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& clips, int bandwidth_id, int64_t max_rows);
+CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& clips, int bandwidth_id,
+                     int64_t max_rows);
 
 struct PtqLayerReport {
   std::string name;
   int weight_bits = 8;
   std::string transform;
-  double alpha = 0;      // sqb
-  double rel_mse = 0;    // output error of the quantized layer on the calibration sample, relative to its power
-  int64_t weights = 0;   // parameter count
+  double alpha = 0;     // sqb
+  double rel_mse = 0;   // output error of the quantized layer on the calibration sample, relative to its power
+  int64_t weights = 0;  // parameter count
 };
 
 // The float model's weights with the recipe applied (gamma folded into pwconv2, transforms, int8 tensors).

@@ -9,16 +9,16 @@
 
 #include <gtest/gtest.h>
 
-#include "core/error.h"
-#include "models/model.h"
-#include "io/model_file.h"
-#include "models/quantized.h"
-#include "ptq/calibrate.h"
-#include "models/seanet.h"
 #include "codec/streaming.h"
+#include "core/error.h"
 #include "dsp/audio_io.h"
-#include "tests/testing/test_util.h"
+#include "io/model_file.h"
+#include "models/model.h"
 #include "models/models.h"
+#include "models/quantized.h"
+#include "models/seanet.h"
+#include "ptq/calibrate.h"
+#include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
@@ -184,8 +184,10 @@ TEST(PtqSeanet, EncodecEndToEnd) {
   EXPECT_NE(yf, yq);
   const double dec_snr = snr_db(yf, yq);
   const double e2e_snr = snr_db(yf, mq->decode(tq));
-  std::printf("EnCodec int8 SEANet: latent SNR %.2f dB, codes equal %.2f%% (6 kbps), decoder SNR %.2f dB, "
-              "end-to-end SNR %.2f dB\n", lat_snr, 100.0 * same / tf.codes.size(), dec_snr, e2e_snr);
+  std::printf(
+      "EnCodec int8 SEANet: latent SNR %.2f dB, codes equal %.2f%% (6 kbps), decoder SNR %.2f dB, "
+      "end-to-end SNR %.2f dB\n",
+      lat_snr, 100.0 * same / tf.codes.size(), dec_snr, e2e_snr);
   // The decoder (14 int8 convs, float LSTM and transposed convs) keeps 8-bit accuracy: measured 50.6 dB.
   EXPECT_GT(dec_snr, 45.0);
   // int8 encoder + decoder against float: measured 50.5 dB (this random decoder hardly depends on the codes).
@@ -235,14 +237,17 @@ TEST(PtqSeanet, EncodecTransposedConvsInt8) {
   const double dec_snr = snr_db(yf, yq);
   const double dec_snr_float_tr = snr_db(yf, m14->decode(tf));
   const double e2e_snr = snr_db(yf, mq->decode(tq));
-  std::printf("EnCodec w8a8-encoder, transposed convs int8: decoder SNR %.2f dB (transposed convs float: %.2f dB), "
-              "end-to-end SNR %.2f dB\n", dec_snr, dec_snr_float_tr, e2e_snr);
+  std::printf(
+      "EnCodec w8a8-encoder, transposed convs int8: decoder SNR %.2f dB (transposed convs float: %.2f dB), "
+      "end-to-end SNR %.2f dB\n",
+      dec_snr, dec_snr_float_tr, e2e_snr);
   // Measured 49.2 dB decoder / 49.3 dB end to end (50.6 dB with the transposed convs float; each int8 transposed
   // conv alone is within 8-bit error of its float layer, see DeconvInt8).
   EXPECT_GT(dec_snr, 45.0);
   EXPECT_GT(e2e_snr, 40.0);
   // A zero point / shift cannot be folded into a transposed conv's bias: a transform on one is refused.
-  EXPECT_THROW(apply_recipe(*m, parse_recipe("rules:\n  - match: 'convtr\\.convtr$'\n    transform: sqb\n", "t"), st), Error);
+  EXPECT_THROW(apply_recipe(*m, parse_recipe("rules:\n  - match: 'convtr\\.convtr$'\n    transform: sqb\n", "t"), st),
+               Error);
 
   // The exact streaming decoder runs the same int8 transposed convs on its buffered rows.
   {
@@ -252,7 +257,8 @@ TEST(PtqSeanet, EncodecTransposedConvsInt8) {
     for (int64_t f = 0; f < tf.frames; ++f)
       for (int k = 0; k < tf.n_q; ++k) fm[size_t(f) * tf.n_q + k] = tf.codes[size_t(k) * tf.frames + f];
     std::vector<float> ys;
-    for (int64_t f = 0; f < tf.frames; f += 2) dec.push(fm.data() + f * tf.n_q, std::min<int64_t>(2, tf.frames - f), tf.n_q, ys);
+    for (int64_t f = 0; f < tf.frames; f += 2)
+      dec.push(fm.data() + f * tf.n_q, std::min<int64_t>(2, tf.frames - f), tf.n_q, ys);
     dec.flush(ys);
     ASSERT_EQ(ys.size(), yq.size());
     const double st_snr = snr_db(yq, ys);

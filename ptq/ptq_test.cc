@@ -9,14 +9,14 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
-#include "models/model.h"
+#include "dsp/audio_io.h"
 #include "io/model_file.h"
+#include "models/model.h"
+#include "models/models.h"
 #include "models/quantized.h"
 #include "ptq/calibrate.h"
 #include "quant/log_quant.h"
-#include "dsp/audio_io.h"
 #include "tests/testing/test_util.h"
-#include "models/models.h"
 
 namespace wavtok {
 namespace {
@@ -60,7 +60,8 @@ TEST(PtqCalibrate, ObservesEveryQuantizableLayer) {
   const int L = f.model->config().vocos.num_layers;
   int decoder = 0, encoder = 0, encoder_convs = 0;
   for (const auto& [name, st] : f.stats)
-    if (name != "backbone.pos_net.2.softmax") (name.rfind("feature_extractor.encodec.encoder.", 0) == 0 ? encoder : decoder)++;
+    if (name != "backbone.pos_net.2.softmax")
+      (name.rfind("feature_extractor.encodec.encoder.", 0) == 0 ? encoder : decoder)++;
   for (const auto& [name, t] : f.model->weights().all())
     if (name.rfind("feature_extractor.encodec.encoder.", 0) == 0 && name.size() > 17 &&
         name.compare(name.size() - 17, 17, ".conv.conv.weight") == 0)
@@ -68,7 +69,8 @@ TEST(PtqCalibrate, ObservesEveryQuantizableLayer) {
   EXPECT_EQ(decoder, 2 * L + 8 + 4 + 1 + 1);  // pointwise, pos_net convs, attention, embed, head
   EXPECT_EQ(encoder, encoder_convs + 1);      // every SEANet conv and the LSTM (its layer-0 input)
   EXPECT_EQ(encoder, 19);
-  EXPECT_EQ(f.stats.at("feature_extractor.encodec.encoder.model.13.lstm").cin, f.model->weights().get("feature_extractor.encodec.encoder.model.13.lstm.weight_ih_l0").dim(1));
+  EXPECT_EQ(f.stats.at("feature_extractor.encodec.encoder.model.13.lstm").cin,
+            f.model->weights().get("feature_extractor.encodec.encoder.model.13.lstm.weight_ih_l0").dim(1));
   // The attention probabilities: one value per row, a larger sample (the log quantizers search on it).
   const LayerStats& sm = f.stats.at("backbone.pos_net.2.softmax");
   EXPECT_EQ(sm.cin, 1);
@@ -316,7 +318,8 @@ TEST(PtqSoftmax, RecipeRoundTripsThroughFile) {
                 snr_db(yf, yn));
   }
   // A softmax-only recipe writes a file that needs only the softmax feature.
-  const WeightMap qs = apply_recipe(*f.model, parse_recipe("softmax: log2\nrules:\n  - match: 'nothing'\n", "s"), f.stats);
+  const WeightMap qs =
+      apply_recipe(*f.model, parse_recipe("softmax: log2\nrules:\n  - match: 'nothing'\n", "s"), f.stats);
   write_model_file(dir + "/only.wtk", f.model->config(), qs);
   EXPECT_EQ(u32_at(slurp_file(dir + "/only.wtk"), 12), kModelFeatureSoftmaxQuant);
   EXPECT_THROW(parse_recipe("softmax: log10\nrules:\n  - match: 'a'\n", "r"), Error);

@@ -16,7 +16,8 @@ void check_bits(int bits) {
 }
 
 void check_scale(float s) {
-  if (!(s > 0) || !std::isfinite(s)) throw Error("quant: log/tan quantizer needs a positive finite scale (is the calibration data all <= 0?)");
+  if (!(s > 0) || !std::isfinite(s))
+    throw Error("quant: log/tan quantizer needs a positive finite scale (is the calibration data all <= 0?)");
 }
 
 // Strided subsample so the grid searches cost O(max_samples) per candidate.
@@ -105,7 +106,8 @@ LogQParams make_tanq(float scale, double a, double m, int bits) {
   check_bits(bits);
   check_scale(scale);
   if (!(m > 0 && m < 1)) throw Error("quant: TanQ inflection m must lie in (0, 1)");
-  if (!(a > 0 && a * std::max(m, 1 - m) < std::numbers::pi / 2)) throw Error("quant: TanQ steepness a must satisfy 0 < a * max(m, 1-m) < pi/2");
+  if (!(a > 0 && a * std::max(m, 1 - m) < std::numbers::pi / 2))
+    throw Error("quant: TanQ steepness a must satisfy 0 < a * max(m, 1-m) < pi/2");
   LogQParams p;
   p.kind = LogKind::kTan;
   p.bits = bits, p.scale = scale, p.zero_code = false, p.tan_a = a, p.tan_m = m;
@@ -139,7 +141,9 @@ LogQParams calibrate_adalog(std::span<const float> x, const LogQuantSpec& spec) 
   float shift = 0;
   if (spec.shift_negative) shift = std::max(0.0f, -*std::min_element(s.begin(), s.end()));
   const float mx = max_of(s) + shift;
-  auto make = [&](int k, double beta) { return make_adalog(float(mx * beta), k, r, spec.bits, spec.zero_code, spec.mant_bits, shift); };
+  auto make = [&](int k, double beta) {
+    return make_adalog(float(mx * beta), k, r, spec.bits, spec.zero_code, spec.mant_bits, shift);
+  };
   if (!spec.search) return make(r / 2, 1.0);
 
   // (i) base scan at s = max.
@@ -197,7 +201,8 @@ void quantize(std::span<const float> in, std::span<uint8_t> codes, const LogQPar
 void dequantize(std::span<const uint8_t> codes, std::span<float> out, const LogQParams& p) {
   if (out.size() != codes.size()) throw Error("quant: dequantize code and output buffers differ in size");
   for (size_t i = 0; i < codes.size(); ++i) {
-    if (codes[i] >= p.levels.size()) throw Error("quant: code " + std::to_string(codes[i]) + " outside the level table");
+    if (codes[i] >= p.levels.size())
+      throw Error("quant: code " + std::to_string(codes[i]) + " outside the level table");
     out[i] = p.levels[codes[i]] - p.shift;
   }
 }
@@ -213,7 +218,8 @@ double quant_mse(std::span<const float> x, const LogQParams& p) {
 }
 
 void fold_shift_into_bias(std::span<const float> w, int64_t cout, int64_t cin, float shift, std::span<float> bias) {
-  if (int64_t(w.size()) != cout * cin || int64_t(bias.size()) != cout) throw Error("quant: fold_shift_into_bias shape mismatch");
+  if (int64_t(w.size()) != cout * cin || int64_t(bias.size()) != cout)
+    throw Error("quant: fold_shift_into_bias shape mismatch");
   for (int64_t o = 0; o < cout; ++o) {
     double row = 0;
     for (int64_t j = 0; j < cin; ++j) row += w[o * cin + j];

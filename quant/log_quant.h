@@ -49,13 +49,13 @@ namespace wavtok::quant {
 enum class LogKind { kLogSqrt2, kAdaLog, kTan };
 
 struct LogQuantSpec {
-  int bits = 4;                  // 2..8
-  bool zero_code = true;         // log kinds: reserve the top code for exact zero
-  bool search = true;            // search the scale/base/shape; false = s = max with defaults
-  int64_t max_samples = 1 << 17; // calibration subsamples (strided) beyond this size
-  int adalog_r = 32;             // AdaLog base denominator r
-  int mant_bits = 8;             // AdaLog dequantization mantissa bits
-  bool shift_negative = false;   // AdaLog post-GELU: shift by -min(x)
+  int bits = 4;                   // 2..8
+  bool zero_code = true;          // log kinds: reserve the top code for exact zero
+  bool search = true;             // search the scale/base/shape; false = s = max with defaults
+  int64_t max_samples = 1 << 17;  // calibration subsamples (strided) beyond this size
+  int adalog_r = 32;              // AdaLog base denominator r
+  int mant_bits = 8;              // AdaLog dequantization mantissa bits
+  bool shift_negative = false;    // AdaLog post-GELU: shift by -min(x)
 };
 
 struct LogQParams {
@@ -63,11 +63,11 @@ struct LogQParams {
   int bits = 4;
   float scale = 1;
   bool zero_code = true;
-  int k = 16, r = 32;          // log exponent step k / r (log-sqrt(2): 16 / 32)
-  double tan_a = 0, tan_m = 0; // TanQ shape
-  double tan_t0 = 0, tan_d = 0; // TanQ: t(0) and the step in the tan domain
-  float shift = 0;             // added before quantizing, subtracted after dequantizing
-  std::vector<float> levels;   // dequantized value of each code, excluding the shift
+  int k = 16, r = 32;            // log exponent step k / r (log-sqrt(2): 16 / 32)
+  double tan_a = 0, tan_m = 0;   // TanQ shape
+  double tan_t0 = 0, tan_d = 0;  // TanQ: t(0) and the step in the tan domain
+  float shift = 0;               // added before quantizing, subtracted after dequantizing
+  std::vector<float> levels;     // dequantized value of each code, excluding the shift
 
   uint8_t code(float x) const;
 };

@@ -69,7 +69,8 @@ TEST(LogSqrt2, BeatsUniformFourBitOnSoftmax) {
   const double e_log = quant_mse(a, calibrate_log_sqrt2(a, {.bits = 4}));
   const double e_uni = quant_mse(a, calibrate(a, shape, {.bits = 4}));
   const double e_uni_mse = quant_mse(a, calibrate(a, shape, {.bits = 4, .range = RangeMethod::kMse}));
-  std::printf("softmax 4-bit MSE: uniform min-max %.3g, uniform mse-search %.3g, log-sqrt2 %.3g\n", e_uni, e_uni_mse, e_log);
+  std::printf("softmax 4-bit MSE: uniform min-max %.3g, uniform mse-search %.3g, log-sqrt2 %.3g\n", e_uni, e_uni_mse,
+              e_log);
   EXPECT_LT(e_log, 0.5 * e_uni);
   EXPECT_LT(e_log, e_uni_mse);
 }
@@ -101,8 +102,8 @@ TEST(AdaLog, SearchedBaseBeatsFixedLogSqrt2OnSoftmax) {
     const double e_ada = quant_mse(a, ada);
     const double e_l2 = quant_mse(a, calibrate_log_sqrt2(a, {.bits = bits, .search = false}));
     const double e_l2s = quant_mse(a, calibrate_log_sqrt2(a, {.bits = bits}));
-    std::printf("softmax %d-bit MSE: log-sqrt2 %.3g, log-sqrt2 searched %.3g, AdaLog %.3g (base 2^(%d/%d), s=%.3f)\n", bits, e_l2, e_l2s,
-                e_ada, ada.k, ada.r, ada.scale);
+    std::printf("softmax %d-bit MSE: log-sqrt2 %.3g, log-sqrt2 searched %.3g, AdaLog %.3g (base 2^(%d/%d), s=%.3f)\n",
+                bits, e_l2, e_l2s, e_ada, ada.k, ada.r, ada.scale);
     EXPECT_LT(e_ada, e_l2);
     EXPECT_LT(e_ada, 1.05 * e_l2s);
     // Against the float64 form of the same quantizer (within the mantissa rounding).
@@ -136,7 +137,8 @@ TEST(AdaLog, PostGeluWithShiftAndBiasFold) {
   const std::vector<int64_t> shape{int64_t(x.size())};
   const double e_uni = quant_mse(x, calibrate(x, shape, {.bits = 4}));
   const double e_uni_mse = quant_mse(x, calibrate(x, shape, {.bits = 4, .range = RangeMethod::kMse}));
-  std::printf("post-GELU 4-bit MSE: uniform min-max %.3g, uniform mse-search %.3g, AdaLog+shift %.3g\n", e_uni, e_uni_mse, e_ada);
+  std::printf("post-GELU 4-bit MSE: uniform min-max %.3g, uniform mse-search %.3g, AdaLog+shift %.3g\n", e_uni,
+              e_uni_mse, e_ada);
   EXPECT_LT(e_ada, e_uni);
 
   // Integer pipeline: feed levels[q] (no shift) to the layer and fold -W c into its bias.
@@ -182,8 +184,8 @@ TEST(TanQ, BeatsLogSqrt2AndUniformOnSoftmax) {
     const double e_tan = quant_mse(a, t);
     const double e_l2 = quant_mse(a, calibrate_log_sqrt2(a, {.bits = bits}));
     const double e_uni = quant_mse(a, calibrate(a, shape, {.bits = bits, .range = RangeMethod::kMse}));
-    std::printf("softmax %d-bit MSE: uniform mse-search %.3g, log-sqrt2 %.3g, TanQ %.3g (a=%.3f m=%.3f)\n", bits, e_uni, e_l2, e_tan, t.tan_a,
-                t.tan_m);
+    std::printf("softmax %d-bit MSE: uniform mse-search %.3g, log-sqrt2 %.3g, TanQ %.3g (a=%.3f m=%.3f)\n", bits, e_uni,
+                e_l2, e_tan, t.tan_a, t.tan_m);
     EXPECT_LT(e_tan, e_l2);
     EXPECT_LT(e_tan, e_uni);
     std::vector<float> y(a.size());

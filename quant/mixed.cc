@@ -14,8 +14,10 @@ namespace wavtok::quant {
 namespace {
 
 void check_groups(size_t wsize, int64_t rows, int64_t cols, int64_t group) {
-  if (rows <= 0 || cols <= 0 || int64_t(wsize) != rows * cols) throw Error("quant: weight size does not match rows x cols");
-  if (group <= 0 || cols % group != 0) throw Error("quant: group size " + std::to_string(group) + " does not divide " + std::to_string(cols) + " columns");
+  if (rows <= 0 || cols <= 0 || int64_t(wsize) != rows * cols)
+    throw Error("quant: weight size does not match rows x cols");
+  if (group <= 0 || cols % group != 0)
+    throw Error("quant: group size " + std::to_string(group) + " does not divide " + std::to_string(cols) + " columns");
 }
 
 // Salience-weighted squared error of one group quantized at `bits` (asymmetric min-max).
@@ -49,8 +51,8 @@ std::vector<int> greedy_bit_allocation(std::span<const int64_t> sizes, std::span
     min_total += double(s) * cand.front();
   }
   if (min_total > budget_bits)
-    throw Error("quant: budget of " + std::to_string(budget_bits) + " bits is below the all-" + std::to_string(cand.front()) + "-bit size " +
-                std::to_string(min_total));
+    throw Error("quant: budget of " + std::to_string(budget_bits) + " bits is below the all-" +
+                std::to_string(cand.front()) + "-bit size " + std::to_string(min_total));
 
   const size_t L = sizes.size();
   std::vector<size_t> level(L, cand.size() - 1);
@@ -81,18 +83,24 @@ std::vector<int> greedy_bit_allocation(std::span<const int64_t> sizes, std::span
   return bits;
 }
 
-std::vector<double> group_salience(std::span<const float> w, int64_t rows, int64_t cols, int64_t group, std::span<const float> x_sq_mean) {
+std::vector<double> group_salience(std::span<const float> w, int64_t rows, int64_t cols, int64_t group,
+                                   std::span<const float> x_sq_mean) {
   check_groups(w.size(), rows, cols, group);
-  if (int64_t(x_sq_mean.size()) != cols) throw Error("quant: activation statistics have " + std::to_string(x_sq_mean.size()) + " columns, weight has " + std::to_string(cols));
+  if (int64_t(x_sq_mean.size()) != cols)
+    throw Error("quant: activation statistics have " + std::to_string(x_sq_mean.size()) + " columns, weight has " +
+                std::to_string(cols));
   std::vector<double> s(rows * cols / group, 0.0);
   for (int64_t i = 0; i < rows * cols; ++i) s[i / group] += double(w[i]) * w[i] * x_sq_mean[i % cols];
   return s;
 }
 
-GroupBits salience_bit_allocation(std::span<const float> w, int64_t rows, int64_t cols, int64_t group, std::span<const float> x_sq_mean, int mid, int step) {
+GroupBits salience_bit_allocation(std::span<const float> w, int64_t rows, int64_t cols, int64_t group,
+                                  std::span<const float> x_sq_mean, int mid, int step) {
   const std::vector<double> sal = group_salience(w, rows, cols, group, x_sq_mean);
   const int lo = mid - step, hi = mid + step;
-  if (step <= 0 || lo < 2 || hi > 16) throw Error("quant: widths {" + std::to_string(lo) + ", " + std::to_string(mid) + ", " + std::to_string(hi) + "} outside 2..16");
+  if (step <= 0 || lo < 2 || hi > 16)
+    throw Error("quant: widths {" + std::to_string(lo) + ", " + std::to_string(mid) + ", " + std::to_string(hi) +
+                "} outside 2..16");
   const int64_t n = int64_t(sal.size());
   std::vector<double> e_lo(n), e_mid(n), e_hi(n);
   for (int64_t g = 0; g < n; ++g) {
@@ -122,14 +130,18 @@ GroupBits salience_bit_allocation(std::span<const float> w, int64_t rows, int64_
   return out;
 }
 
-void fake_quant_groups(std::span<const float> w, int64_t rows, int64_t cols, int64_t group, std::span<const int> bits, std::span<float> out) {
+void fake_quant_groups(std::span<const float> w, int64_t rows, int64_t cols, int64_t group, std::span<const int> bits,
+                       std::span<float> out) {
   check_groups(w.size(), rows, cols, group);
-  if (int64_t(bits.size()) != rows * cols / group || out.size() != w.size()) throw Error("quant: per-group widths or output size mismatch");
-  for (int64_t g = 0; g < int64_t(bits.size()); ++g) group_error(&w[g * group], nullptr, group, bits[g], &out[g * group]);
+  if (int64_t(bits.size()) != rows * cols / group || out.size() != w.size())
+    throw Error("quant: per-group widths or output size mismatch");
+  for (int64_t g = 0; g < int64_t(bits.size()); ++g)
+    group_error(&w[g * group], nullptr, group, bits[g], &out[g * group]);
 }
 
 std::vector<float> column_mean_square(std::span<const float> x, int64_t T, int64_t cols) {
-  if (T <= 0 || cols <= 0 || int64_t(x.size()) != T * cols) throw Error("quant: activation size does not match T x cols");
+  if (T <= 0 || cols <= 0 || int64_t(x.size()) != T * cols)
+    throw Error("quant: activation size does not match T x cols");
   std::vector<double> acc(cols, 0.0);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < cols; ++j) acc[j] += double(x[t * cols + j]) * x[t * cols + j];
@@ -140,7 +152,8 @@ std::vector<float> column_mean_square(std::span<const float> x, int64_t T, int64
 
 void fwht(std::span<float> x) {
   const size_t n = x.size();
-  if (n == 0 || (n & (n - 1)) != 0) throw Error("quant: Hadamard transform needs a power-of-two length, got " + std::to_string(n));
+  if (n == 0 || (n & (n - 1)) != 0)
+    throw Error("quant: Hadamard transform needs a power-of-two length, got " + std::to_string(n));
   for (size_t h = 1; h < n; h <<= 1)
     for (size_t i = 0; i < n; i += h << 1)
       for (size_t j = i; j < i + h; ++j) {

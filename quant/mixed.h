@@ -40,7 +40,8 @@ std::vector<int> greedy_bit_allocation(std::span<const int64_t> sizes, std::span
                                        const std::function<double(size_t layer, int bits)>& error, double budget_bits);
 
 // S_g for each group of W[rows, cols] (row-major; groups never straddle rows). x_sq_mean[cols] = E[x_j^2].
-std::vector<double> group_salience(std::span<const float> w, int64_t rows, int64_t cols, int64_t group, std::span<const float> x_sq_mean);
+std::vector<double> group_salience(std::span<const float> w, int64_t rows, int64_t cols, int64_t group,
+                                   std::span<const float> x_sq_mean);
 
 struct GroupBits {
   std::vector<int> bits;  // per group, row-major group order
@@ -49,11 +50,12 @@ struct GroupBits {
 };
 
 // SliM-LLM SBA over widths {mid - step, mid, mid + step}.
-GroupBits salience_bit_allocation(std::span<const float> w, int64_t rows, int64_t cols, int64_t group, std::span<const float> x_sq_mean, int mid,
-                                  int step = 1);
+GroupBits salience_bit_allocation(std::span<const float> w, int64_t rows, int64_t cols, int64_t group,
+                                  std::span<const float> x_sq_mean, int mid, int step = 1);
 
 // Per-group asymmetric min-max fake quantization with a width per group.
-void fake_quant_groups(std::span<const float> w, int64_t rows, int64_t cols, int64_t group, std::span<const int> bits, std::span<float> out);
+void fake_quant_groups(std::span<const float> w, int64_t rows, int64_t cols, int64_t group, std::span<const int> bits,
+                       std::span<float> out);
 
 // E[x_j^2] per column of calibration activations x[T, cols].
 std::vector<float> column_mean_square(std::span<const float> x, int64_t T, int64_t cols);

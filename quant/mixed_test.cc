@@ -28,7 +28,13 @@ TEST(GreedyBits, OptimalOnBruteForceableConvexCase) {
   for (double avg : {7.6, 6.0, 5.2, 4.4, 4.0}) {
     const double budget = avg * L * 1000;
     int calls = 0;
-    const std::vector<int> bits = greedy_bit_allocation(sizes, cand, [&](size_t l, int b) { ++calls; return err(l, b); }, budget);
+    const std::vector<int> bits = greedy_bit_allocation(
+        sizes, cand,
+        [&](size_t l, int b) {
+          ++calls;
+          return err(l, b);
+        },
+        budget);
     EXPECT_LE(calls, L * 3);
     double total_bits = 0, total_err = 0;
     for (int l = 0; l < L; ++l) total_bits += 1000.0 * bits[l], total_err += err(l, bits[l]);
@@ -49,13 +55,16 @@ TEST(GreedyBits, MeetsBudgetWithUnequalSizesAndPrefersInsensitiveLayers) {
   const std::vector<double> sens{10, 1, 50, 0.01};
   const std::vector<int> cand{8, 4, 6};  // order does not matter
   const double budget = 5.0 * (100 + 5000 + 800 + 20000);
-  const std::vector<int> bits = greedy_bit_allocation(sizes, cand, [&](size_t l, int b) { return sens[l] * std::pow(2.0, -2.0 * b); }, budget);
+  const std::vector<int> bits = greedy_bit_allocation(
+      sizes, cand, [&](size_t l, int b) { return sens[l] * std::pow(2.0, -2.0 * b); }, budget);
   double total = 0;
   for (size_t l = 0; l < sizes.size(); ++l) total += double(sizes[l]) * bits[l];
   EXPECT_LE(total, budget);
   EXPECT_EQ(bits[3], 4);  // the big insensitive layer goes down first
   EXPECT_EQ(bits[2], 8);  // the small sensitive one stays at full width
-  EXPECT_THROW(greedy_bit_allocation(sizes, cand, [](size_t, int) { return 0.0; }, 3.9 * 25900), Error);
+  EXPECT_THROW(greedy_bit_allocation(
+                   sizes, cand, [](size_t, int) { return 0.0; }, 3.9 * 25900),
+               Error);
 }
 
 struct Salient {
@@ -78,7 +87,8 @@ double output_mse(const Salient& s, const std::vector<float>& wq) {
   for (int64_t t = 0; t < s.T; ++t)
     for (int64_t o = 0; o < s.rows; ++o) {
       double d = 0;
-      for (int64_t j = 0; j < s.cols; ++j) d += double(s.x[t * s.cols + j]) * (double(s.w[o * s.cols + j]) - wq[o * s.cols + j]);
+      for (int64_t j = 0; j < s.cols; ++j)
+        d += double(s.x[t * s.cols + j]) * (double(s.w[o * s.cols + j]) - wq[o * s.cols + j]);
       e += d * d;
     }
   return e / double(s.T * s.rows);

@@ -19,14 +19,17 @@ double median_of(std::vector<double> v) {
 
 }  // namespace
 
-LnReparam reparam_layernorm(const QParams& pc, std::span<const float> gamma, std::span<const float> beta, std::span<const float> weight,
-                            std::span<const float> bias, int64_t cout, SharedScale shared) {
+LnReparam reparam_layernorm(const QParams& pc, std::span<const float> gamma, std::span<const float> beta,
+                            std::span<const float> weight, std::span<const float> bias, int64_t cout,
+                            SharedScale shared) {
   if (pc.gran != Granularity::kPerChannel || pc.shape.empty() || pc.axis != int(pc.shape.size()) - 1)
     throw Error("quant: LayerNorm reparameterization needs per-channel params along the last (channel) axis");
   const int64_t C = pc.shape.back();
-  if (int64_t(pc.scale.size()) != C || int64_t(pc.zero_point.size()) != C) throw Error("quant: per-channel params do not match the channel count");
+  if (int64_t(pc.scale.size()) != C || int64_t(pc.zero_point.size()) != C)
+    throw Error("quant: per-channel params do not match the channel count");
   if (int64_t(gamma.size()) != C || int64_t(beta.size()) != C)
-    throw Error("quant: LayerNorm affine has " + std::to_string(gamma.size()) + " channels, params have " + std::to_string(C));
+    throw Error("quant: LayerNorm affine has " + std::to_string(gamma.size()) + " channels, params have " +
+                std::to_string(C));
   if (cout <= 0 || int64_t(weight.size()) != cout * C || int64_t(bias.size()) != cout)
     throw Error("quant: linear layer after LayerNorm must be [cout, " + std::to_string(C) + "] with cout biases");
 

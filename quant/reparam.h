@@ -41,7 +41,8 @@ struct LnReparam {
 
 // per_channel: params calibrated on X[..., C] with gran = kPerChannel along the last axis.
 // weight: row-major [cout, C]. Throws wavtok::Error on inconsistent shapes.
-LnReparam reparam_layernorm(const QParams& per_channel, std::span<const float> gamma, std::span<const float> beta, std::span<const float> weight,
-                            std::span<const float> bias, int64_t cout, SharedScale shared = SharedScale::kMean);
+LnReparam reparam_layernorm(const QParams& per_channel, std::span<const float> gamma, std::span<const float> beta,
+                            std::span<const float> weight, std::span<const float> bias, int64_t cout,
+                            SharedScale shared = SharedScale::kMean);
 
 }  // namespace wavtok::quant

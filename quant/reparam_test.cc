@@ -22,7 +22,7 @@ Net make_net(uint32_t seed) {
   n.x = testdata::gaussian(n.T * n.C, 1.0, seed);
   n.gamma = testdata::gaussian(n.C, 0.5, seed + 1, 1.0);
   n.beta = testdata::gaussian(n.C, 0.5, seed + 2);
-  n.gamma[3] = 9.0f, n.beta[3] = 4.0f;   // outlier channels: the reason for per-channel params
+  n.gamma[3] = 9.0f, n.beta[3] = 4.0f;  // outlier channels: the reason for per-channel params
   n.gamma[17] = -6.0f, n.beta[17] = -3.0f;
   n.w = testdata::gaussian(n.Cout * n.C, 0.2, seed + 3);
   n.b = testdata::gaussian(n.Cout, 0.1, seed + 4);
@@ -38,14 +38,16 @@ std::vector<double> layernorm(const Net& n, std::span<const float> gamma, std::s
     mean /= n.C;
     for (int64_t c = 0; c < n.C; ++c) var += std::pow(n.x[t * n.C + c] - mean, 2);
     var /= n.C;
-    for (int64_t c = 0; c < n.C; ++c) y[t * n.C + c] = (n.x[t * n.C + c] - mean) / std::sqrt(var + 1e-6) * gamma[c] + beta[c];
+    for (int64_t c = 0; c < n.C; ++c)
+      y[t * n.C + c] = (n.x[t * n.C + c] - mean) / std::sqrt(var + 1e-6) * gamma[c] + beta[c];
   }
   return y;
 }
 
 // float64 quantize-dequantize with params per channel (size C) or per tensor (size 1);
 // reports codes and how close each value came to a rounding tie.
-std::vector<double> quant_ref(const std::vector<double>& x, int64_t C, const QParams& p, std::vector<int>* codes, std::vector<double>* tie_gap) {
+std::vector<double> quant_ref(const std::vector<double>& x, int64_t C, const QParams& p, std::vector<int>* codes,
+                              std::vector<double>* tie_gap) {
   std::vector<double> y(x.size());
   codes->resize(x.size()), tie_gap->resize(x.size());
   for (size_t i = 0; i < x.size(); ++i) {
@@ -59,7 +61,8 @@ std::vector<double> quant_ref(const std::vector<double>& x, int64_t C, const QPa
   return y;
 }
 
-std::vector<double> linear(const std::vector<double>& x, int64_t T, int64_t C, std::span<const float> w, std::span<const float> b, int64_t Cout) {
+std::vector<double> linear(const std::vector<double>& x, int64_t T, int64_t C, std::span<const float> w,
+                           std::span<const float> b, int64_t Cout) {
   std::vector<double> y(T * Cout);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t o = 0; o < Cout; ++o) {
@@ -86,7 +89,8 @@ TEST_P(Reparam, PerTensorAfterFoldEqualsPerChannelBefore) {
   std::vector<double> gap_a, gap_b;
   const std::vector<double> Ya = linear(quant_ref(X, n.C, pc, &codes_a, &gap_a), n.T, n.C, n.w, n.b, n.Cout);
   const std::vector<double> Xb = layernorm(n, rp.gamma, rp.beta);
-  const std::vector<double> Yb = linear(quant_ref(Xb, n.C, rp.act, &codes_b, &gap_b), n.T, n.C, rp.weight, rp.bias, n.Cout);
+  const std::vector<double> Yb =
+      linear(quant_ref(Xb, n.C, rp.act, &codes_b, &gap_b), n.T, n.C, rp.weight, rp.bias, n.Cout);
 
   // The fold is exact in real arithmetic; float storage of gamma'/beta' can only flip a code that
   // sat within ~1e-5 of a rounding tie, so tokens holding such a value are excluded (and counted).
@@ -99,7 +103,8 @@ TEST_P(Reparam, PerTensorAfterFoldEqualsPerChannelBefore) {
       ++skipped;
       continue;
     }
-    for (int64_t c = 0; c < n.C; ++c) ASSERT_EQ(codes_a[t * n.C + c] - pc.zero_point[c], codes_b[t * n.C + c] - rp.act.zero_point[0] - rp.r2[c]);
+    for (int64_t c = 0; c < n.C; ++c)
+      ASSERT_EQ(codes_a[t * n.C + c] - pc.zero_point[c], codes_b[t * n.C + c] - rp.act.zero_point[0] - rp.r2[c]);
     for (int64_t o = 0; o < n.Cout; ++o) {
       max_err = std::max(max_err, std::abs(Ya[t * n.Cout + o] - Yb[t * n.Cout + o]));
       max_y = std::max(max_y, std::abs(Ya[t * n.Cout + o]));
@@ -118,7 +123,8 @@ TEST_P(Reparam, PerTensorAfterFoldEqualsPerChannelBefore) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Bits, Reparam,
-                         ::testing::Combine(::testing::Values(4, 6, 8), ::testing::Values(SharedScale::kMean, SharedScale::kMedian)));
+                         ::testing::Combine(::testing::Values(4, 6, 8),
+                                            ::testing::Values(SharedScale::kMean, SharedScale::kMedian)));
 
 TEST(Reparam, RejectsWrongLayout) {
   const Net n = make_net(1);

@@ -11,16 +11,23 @@
 namespace wavtok::quant {
 namespace {
 
-void check_layer(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w, std::span<const float> b, int64_t cout) {
+void check_layer(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w, std::span<const float> b,
+                 int64_t cout) {
   if (T <= 0 || cin <= 0 || cout <= 0) throw Error("quant: smoothing needs positive T, cin, cout");
-  if (int64_t(x.size()) != T * cin) throw Error("quant: activation has " + std::to_string(x.size()) + " values, expected T*cin = " + std::to_string(T * cin));
-  if (int64_t(w.size()) != cout * cin) throw Error("quant: weight has " + std::to_string(w.size()) + " values, expected cout*cin = " + std::to_string(cout * cin));
-  if (int64_t(b.size()) != cout) throw Error("quant: bias has " + std::to_string(b.size()) + " values, expected " + std::to_string(cout));
+  if (int64_t(x.size()) != T * cin)
+    throw Error("quant: activation has " + std::to_string(x.size()) +
+                " values, expected T*cin = " + std::to_string(T * cin));
+  if (int64_t(w.size()) != cout * cin)
+    throw Error("quant: weight has " + std::to_string(w.size()) +
+                " values, expected cout*cin = " + std::to_string(cout * cin));
+  if (int64_t(b.size()) != cout)
+    throw Error("quant: bias has " + std::to_string(b.size()) + " values, expected " + std::to_string(cout));
 }
 
 }  // namespace
 
-std::vector<double> linear_f64(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w, std::span<const float> b, int64_t cout) {
+std::vector<double> linear_f64(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w,
+                               std::span<const float> b, int64_t cout) {
   check_layer(x, T, cin, w, b, cout);
   std::vector<double> y(T * cout);
   for (int64_t t = 0; t < T; ++t)
@@ -34,13 +41,15 @@ std::vector<double> linear_f64(std::span<const float> x, int64_t T, int64_t cin,
   return y;
 }
 
-SmoothResult smooth_quant_bias(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w, std::span<const float> b, int64_t cout,
-                               double alpha, bool use_bias) {
+SmoothResult smooth_quant_bias(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w,
+                               std::span<const float> b, int64_t cout, double alpha, bool use_bias) {
   check_layer(x, T, cin, w, b, cout);
   if (!(alpha >= 0 && alpha <= 1)) throw Error("quant: smoothing alpha must lie in [0, 1]");
-  std::vector<double> lo(cin, std::numeric_limits<double>::infinity()), hi(cin, -std::numeric_limits<double>::infinity()), wmax(cin, 0);
+  std::vector<double> lo(cin, std::numeric_limits<double>::infinity()),
+      hi(cin, -std::numeric_limits<double>::infinity()), wmax(cin, 0);
   for (int64_t t = 0; t < T; ++t)
-    for (int64_t j = 0; j < cin; ++j) lo[j] = std::min(lo[j], double(x[t * cin + j])), hi[j] = std::max(hi[j], double(x[t * cin + j]));
+    for (int64_t j = 0; j < cin; ++j)
+      lo[j] = std::min(lo[j], double(x[t * cin + j])), hi[j] = std::max(hi[j], double(x[t * cin + j]));
   for (int64_t o = 0; o < cout; ++o)
     for (int64_t j = 0; j < cin; ++j) wmax[j] = std::max(wmax[j], double(std::abs(w[o * cin + j])));
 
@@ -69,35 +78,40 @@ SmoothResult smooth_quant_bias(std::span<const float> x, int64_t T, int64_t cin,
 }
 
 void apply_smooth(std::span<const float> x, int64_t T, int64_t cin, const SmoothResult& r, std::span<float> out) {
-  if (int64_t(x.size()) != T * cin || out.size() != x.size() || int64_t(r.scale.size()) != cin) throw Error("quant: apply_smooth shape mismatch");
+  if (int64_t(x.size()) != T * cin || out.size() != x.size() || int64_t(r.scale.size()) != cin)
+    throw Error("quant: apply_smooth shape mismatch");
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < cin; ++j) out[t * cin + j] = float((double(x[t * cin + j]) - r.shift[j]) / r.scale[j]);
 }
 
 void fold_into_layernorm(std::span<float> gamma, std::span<float> beta, const SmoothResult& r) {
-  if (gamma.size() != r.scale.size() || beta.size() != r.scale.size()) throw Error("quant: LayerNorm affine does not match the smoothing channels");
+  if (gamma.size() != r.scale.size() || beta.size() != r.scale.size())
+    throw Error("quant: LayerNorm affine does not match the smoothing channels");
   for (size_t j = 0; j < gamma.size(); ++j) {
     gamma[j] = float(double(gamma[j]) / r.scale[j]);
     beta[j] = float((double(beta[j]) - r.shift[j]) / r.scale[j]);
   }
 }
 
-double quantized_layer_mse(std::span<const float> x_in, int64_t T, int64_t cin, std::span<const float> w, std::span<const float> b, int64_t cout,
-                           std::span<const double> y_ref, const LayerQuantSpec& q) {
+double quantized_layer_mse(std::span<const float> x_in, int64_t T, int64_t cin, std::span<const float> w,
+                           std::span<const float> b, int64_t cout, std::span<const double> y_ref,
+                           const LayerQuantSpec& q) {
   check_layer(x_in, T, cin, w, b, cout);
   if (int64_t(y_ref.size()) != T * cout) throw Error("quant: reference output size mismatch");
   const std::vector<int64_t> xs{T, cin}, ws{cout, cin};
   std::vector<float> xq(x_in.size()), wq(w.size());
   fake_quant(x_in, xq, calibrate(x_in, xs, {.bits = q.a_bits, .symmetric = q.a_symmetric}));
-  fake_quant(w, wq, calibrate(w, ws, {.bits = q.w_bits, .symmetric = true, .gran = Granularity::kPerChannel, .axis = 0}));
+  fake_quant(w, wq,
+             calibrate(w, ws, {.bits = q.w_bits, .symmetric = true, .gran = Granularity::kPerChannel, .axis = 0}));
   const std::vector<double> y = linear_f64(xq, T, cin, wq, b, cout);
   double e = 0;
   for (size_t i = 0; i < y.size(); ++i) e += (y[i] - y_ref[i]) * (y[i] - y_ref[i]);
   return e / double(y.size());
 }
 
-SmoothResult search_smooth_alpha(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w, std::span<const float> b, int64_t cout,
-                                 const LayerQuantSpec& q, bool use_bias, std::span<const double> alphas) {
+SmoothResult search_smooth_alpha(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w,
+                                 std::span<const float> b, int64_t cout, const LayerQuantSpec& q, bool use_bias,
+                                 std::span<const double> alphas) {
   std::vector<double> grid(alphas.begin(), alphas.end());
   if (grid.empty())
     for (int i = 0; i <= 20; ++i) grid.push_back(i * 0.05);

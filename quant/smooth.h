@@ -39,12 +39,13 @@ struct LayerQuantSpec {
 };
 
 // Computes SQ-b for one alpha from calibration activations x[T, cin] and the layer (w [cout, cin], b [cout]).
-SmoothResult smooth_quant_bias(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w, std::span<const float> b, int64_t cout,
-                               double alpha, bool use_bias = true);
+SmoothResult smooth_quant_bias(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w,
+                               std::span<const float> b, int64_t cout, double alpha, bool use_bias = true);
 
 // OPT-m: the SQ-b result whose fake-quantized output error is lowest over `alphas` (empty = default grid).
-SmoothResult search_smooth_alpha(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w, std::span<const float> b, int64_t cout,
-                                 const LayerQuantSpec& q, bool use_bias = true, std::span<const double> alphas = {});
+SmoothResult search_smooth_alpha(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w,
+                                 std::span<const float> b, int64_t cout, const LayerQuantSpec& q, bool use_bias = true,
+                                 std::span<const double> alphas = {});
 
 // x~ = (x - d) / s, row-major [T, cin].
 void apply_smooth(std::span<const float> x, int64_t T, int64_t cin, const SmoothResult& r, std::span<float> out);
@@ -54,10 +55,12 @@ void fold_into_layernorm(std::span<float> gamma, std::span<float> beta, const Sm
 
 // float64 MSE of the fake-quantized layer (activation x_in fed to weight/bias) against the float
 // reference y_ref [T, cout]. With smoothing, pass x~ and W', b'.
-double quantized_layer_mse(std::span<const float> x_in, int64_t T, int64_t cin, std::span<const float> w, std::span<const float> b, int64_t cout,
-                           std::span<const double> y_ref, const LayerQuantSpec& q);
+double quantized_layer_mse(std::span<const float> x_in, int64_t T, int64_t cin, std::span<const float> w,
+                           std::span<const float> b, int64_t cout, std::span<const double> y_ref,
+                           const LayerQuantSpec& q);
 
 // float64 reference y = x w^T + b.
-std::vector<double> linear_f64(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w, std::span<const float> b, int64_t cout);
+std::vector<double> linear_f64(std::span<const float> x, int64_t T, int64_t cin, std::span<const float> w,
+                               std::span<const float> b, int64_t cout);
 
 }  // namespace wavtok::quant

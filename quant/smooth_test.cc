@@ -45,18 +45,21 @@ TEST(SmoothQuantBias, FoldedLayerEqualsOriginalInFloat) {
       std::vector<float> xs(l.x.size());
       apply_smooth(l.x, l.T, l.cin, r, xs);
       const std::vector<double> ys = linear_f64(xs, l.T, l.cin, r.weight, r.bias, l.cout);
-      for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(ys[i], y[i], 1e-5 * ymax) << alpha << " " << use_bias << " " << i;
+      for (size_t i = 0; i < y.size(); ++i)
+        ASSERT_NEAR(ys[i], y[i], 1e-5 * ymax) << alpha << " " << use_bias << " " << i;
       if (use_bias) {
         // Shifted channels are symmetric: max == -min per channel.
         for (int64_t j : {5, 11, 30, 41}) {
           double lo = 1e30, hi = -1e30;
-          for (int64_t t = 0; t < l.T; ++t) lo = std::min(lo, double(xs[t * l.cin + j])), hi = std::max(hi, double(xs[t * l.cin + j]));
+          for (int64_t t = 0; t < l.T; ++t)
+            lo = std::min(lo, double(xs[t * l.cin + j])), hi = std::max(hi, double(xs[t * l.cin + j]));
           EXPECT_NEAR(hi, -lo, 1e-5 * hi) << j;
         }
       }
       // Closed-form scale of one channel.
       double amax = 0, wmax = 0, lo = 1e30, hi = -1e30;
-      for (int64_t t = 0; t < l.T; ++t) lo = std::min(lo, double(l.x[t * l.cin + 5])), hi = std::max(hi, double(l.x[t * l.cin + 5]));
+      for (int64_t t = 0; t < l.T; ++t)
+        lo = std::min(lo, double(l.x[t * l.cin + 5])), hi = std::max(hi, double(l.x[t * l.cin + 5]));
       amax = use_bias ? (hi - lo) / 2 : std::max(hi, -lo);
       for (int64_t o = 0; o < l.cout; ++o) wmax = std::max(wmax, double(std::abs(l.w[o * l.cin + 5])));
       EXPECT_NEAR(r.scale[5], std::pow(amax, alpha) / std::pow(wmax, 1 - alpha), 1e-5 * r.scale[5]);
@@ -77,7 +80,8 @@ TEST(SmoothQuantBias, LayerNormFoldProducesSmoothedActivation) {
   apply_smooth(x, T, C, r, xs);
   fold_into_layernorm(gamma, beta, r);
   for (int64_t t = 0; t < T; ++t)
-    for (int64_t c = 0; c < C; ++c) EXPECT_NEAR(n[t * C + c] * gamma[c] + beta[c], xs[t * C + c], 1e-5 * (1 + std::abs(xs[t * C + c])));
+    for (int64_t c = 0; c < C; ++c)
+      EXPECT_NEAR(n[t * C + c] * gamma[c] + beta[c], xs[t * C + c], 1e-5 * (1 + std::abs(xs[t * C + c])));
 }
 
 TEST(SmoothQuantBias, OptMReducesQuantizedOutputError) {
@@ -96,8 +100,8 @@ TEST(SmoothQuantBias, OptMReducesQuantizedOutputError) {
     const SmoothResult sqb = search_smooth_alpha(l.x, l.T, l.cin, l.w, l.b, l.cout, q, true);
     apply_smooth(l.x, l.T, l.cin, sqb, xs);
     const double e_sqb = quantized_layer_mse(xs, l.T, l.cin, sqb.weight, sqb.bias, l.cout, y, q);
-    std::printf("W%dA%d output MSE: plain sym %.3g, plain asym %.3g, SQ %.3g (alpha %.2f), SQ-b %.3g (alpha %.2f)\n", bits, bits, e_plain,
-                e_plain_asym, e_sq, sq.alpha, e_sqb, sqb.alpha);
+    std::printf("W%dA%d output MSE: plain sym %.3g, plain asym %.3g, SQ %.3g (alpha %.2f), SQ-b %.3g (alpha %.2f)\n",
+                bits, bits, e_plain, e_plain_asym, e_sq, sq.alpha, e_sqb, sqb.alpha);
     EXPECT_LT(e_sqb, 0.5 * e_plain);
     EXPECT_LT(e_sqb, e_plain_asym);
     EXPECT_LT(e_sqb, e_sq);

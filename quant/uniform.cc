@@ -146,7 +146,8 @@ void check_io(size_t in, size_t out, const QParams& p) {
   int64_t n = 1;
   for (int64_t d : p.shape) n *= d;
   if (int64_t(in) != n || int64_t(out) != n)
-    throw Error("quant: tensor of " + std::to_string(in) + " -> " + std::to_string(out) + " elements does not match calibrated shape of " + std::to_string(n));
+    throw Error("quant: tensor of " + std::to_string(in) + " -> " + std::to_string(out) +
+                " elements does not match calibrated shape of " + std::to_string(n));
 }
 
 // Applies f(element index, slot scale, slot zero point) over the tensor run by run.
@@ -154,7 +155,8 @@ template <class F>
 void for_each_element(const QParams& p, F&& f) {
   const SlotLayout l = slot_layout(p.shape, p.gran, p.axis, p.group);
   if (int64_t(p.scale.size()) != l.slots || int64_t(p.zero_point.size()) != l.slots)
-    throw Error("quant: params hold " + std::to_string(p.scale.size()) + " scales, layout needs " + std::to_string(l.slots));
+    throw Error("quant: params hold " + std::to_string(p.scale.size()) + " scales, layout needs " +
+                std::to_string(l.slots));
   const int64_t runs = l.numel / l.run;
   for (int64_t r = 0; r < runs; ++r) {
     const int64_t slot = l.slot_of_run(r);
@@ -192,7 +194,8 @@ SlotLayout slot_layout(std::span<const int64_t> shape, Granularity gran, int axi
     return l;
   }
   if (axis < 0 || axis >= int(shape.size()))
-    throw Error("quant: axis " + std::to_string(axis) + " out of range for a rank-" + std::to_string(shape.size()) + " tensor");
+    throw Error("quant: axis " + std::to_string(axis) + " out of range for a rank-" + std::to_string(shape.size()) +
+                " tensor");
   int64_t inner = 1;
   for (size_t d = axis + 1; d < shape.size(); ++d) inner *= shape[d];
   if (gran == Granularity::kPerChannel) {
@@ -202,13 +205,15 @@ SlotLayout slot_layout(std::span<const int64_t> shape, Granularity gran, int axi
   }
   const int64_t row = inner * shape[axis];
   if (group <= 0 || row % group != 0)
-    throw Error("quant: group size " + std::to_string(group) + " does not divide the reduction length " + std::to_string(row));
+    throw Error("quant: group size " + std::to_string(group) + " does not divide the reduction length " +
+                std::to_string(row));
   l.run = group;
   l.slots = l.numel / group;
   return l;
 }
 
-void params_for_range(double lo, double hi, int bits, bool symmetric, bool include_zero, float& scale, int32_t& zero_point) {
+void params_for_range(double lo, double hi, int bits, bool symmetric, bool include_zero, float& scale,
+                      int32_t& zero_point) {
   const int32_t qmin = qmin_for(bits, symmetric), qmax = qmax_for(bits, symmetric);
   if (!std::isfinite(lo) || !std::isfinite(hi)) throw Error("quant: non-finite calibration range");
   if (symmetric) {
@@ -221,7 +226,8 @@ void params_for_range(double lo, double hi, int bits, bool symmetric, bool inclu
   if (hi < lo) std::swap(lo, hi);
   if (hi - lo <= 0) {  // constant slot: one exact level
     scale = lo != 0 ? float(std::abs(lo)) : 1.0f;
-    zero_point = include_zero ? int32_t(std::clamp(std::nearbyint(-lo / scale), double(qmin), double(qmax))) : int32_t(std::nearbyint(-lo / scale));
+    zero_point = include_zero ? int32_t(std::clamp(std::nearbyint(-lo / scale), double(qmin), double(qmax)))
+                              : int32_t(std::nearbyint(-lo / scale));
     return;
   }
   scale = float((hi - lo) / double(qmax - qmin));
@@ -229,14 +235,16 @@ void params_for_range(double lo, double hi, int bits, bool symmetric, bool inclu
   zero_point = int32_t(include_zero ? std::clamp(z, double(qmin), double(qmax)) : z);
 }
 
-QParams params_from_ranges(std::span<const float> lo, std::span<const float> hi, std::span<const int64_t> shape, const UniformSpec& spec) {
+QParams params_from_ranges(std::span<const float> lo, std::span<const float> hi, std::span<const int64_t> shape,
+                           const UniformSpec& spec) {
   const SlotLayout l = slot_layout(shape, spec.gran, spec.axis, spec.group);
   if (int64_t(lo.size()) != l.slots || int64_t(hi.size()) != l.slots)
     throw Error("quant: " + std::to_string(lo.size()) + " ranges given, layout needs " + std::to_string(l.slots));
   QParams p{{}, {}, spec.bits, spec.symmetric, spec.gran, spec.axis, spec.group, {shape.begin(), shape.end()}};
   p.scale.resize(l.slots);
   p.zero_point.resize(l.slots);
-  for (int64_t k = 0; k < l.slots; ++k) params_for_range(lo[k], hi[k], spec.bits, spec.symmetric, spec.include_zero, p.scale[k], p.zero_point[k]);
+  for (int64_t k = 0; k < l.slots; ++k)
+    params_for_range(lo[k], hi[k], spec.bits, spec.symmetric, spec.include_zero, p.scale[k], p.zero_point[k]);
   return p;
 }
 
@@ -244,7 +252,8 @@ QParams calibrate(std::span<const float> x, std::span<const int64_t> shape, cons
   check_bits(spec.bits);
   const SlotLayout l = slot_layout(shape, spec.gran, spec.axis, spec.group);
   if (int64_t(x.size()) != l.numel)
-    throw Error("quant: calibration tensor has " + std::to_string(x.size()) + " elements, shape says " + std::to_string(l.numel));
+    throw Error("quant: calibration tensor has " + std::to_string(x.size()) + " elements, shape says " +
+                std::to_string(l.numel));
   for (float v : x)
     if (!std::isfinite(v)) throw Error("quant: calibration tensor contains a non-finite value");
   std::vector<float> lo(l.slots), hi(l.slots);
@@ -254,7 +263,8 @@ QParams calibrate(std::span<const float> x, std::span<const int64_t> shape, cons
     std::fill(hi.begin(), hi.end(), -std::numeric_limits<float>::infinity());
     for (int64_t r = 0; r < runs; ++r) {
       const int64_t s = l.slot_of_run(r);
-      for (int64_t i = r * l.run, e = i + l.run; i < e; ++i) lo[s] = std::min(lo[s], x[i]), hi[s] = std::max(hi[s], x[i]);
+      for (int64_t i = r * l.run, e = i + l.run; i < e; ++i)
+        lo[s] = std::min(lo[s], x[i]), hi[s] = std::max(hi[s], x[i]);
     }
   } else {
     // Every slot owns numel / slots elements: gather each slot contiguously, then estimate.
@@ -277,7 +287,8 @@ QParams calibrate(std::span<const float> x, std::span<const int64_t> shape, cons
 void fake_quant(std::span<const float> in, std::span<float> out, const QParams& p) {
   check_io(in.size(), out.size(), p);
   const int32_t qmin = p.qmin(), qmax = p.qmax();
-  for_each_element(p, [&](int64_t i, double s, int32_t z) { out[i] = float(s * (code_of(in[i], s, z, qmin, qmax) - z)); });
+  for_each_element(p,
+                   [&](int64_t i, double s, int32_t z) { out[i] = float(s * (code_of(in[i], s, z, qmin, qmax) - z)); });
 }
 
 void quantize(std::span<const float> in, std::span<int32_t> out, const QParams& p) {
@@ -289,14 +300,18 @@ void quantize(std::span<const float> in, std::span<int32_t> out, const QParams& 
 void quantize_s8(std::span<const float> in, std::span<int8_t> out, const QParams& p) {
   check_io(in.size(), out.size(), p);
   const int32_t qmin = p.qmin(), qmax = p.qmax();
-  if (qmin < -128 || qmax > 127) throw Error("quant: " + std::to_string(p.bits) + "-bit " + (p.symmetric ? "symmetric" : "asymmetric") + " codes do not fit s8");
+  if (qmin < -128 || qmax > 127)
+    throw Error("quant: " + std::to_string(p.bits) + "-bit " + (p.symmetric ? "symmetric" : "asymmetric") +
+                " codes do not fit s8");
   for_each_element(p, [&](int64_t i, double s, int32_t z) { out[i] = int8_t(code_of(in[i], s, z, qmin, qmax)); });
 }
 
 void quantize_u8(std::span<const float> in, std::span<uint8_t> out, const QParams& p) {
   check_io(in.size(), out.size(), p);
   const int32_t qmin = p.qmin(), qmax = p.qmax();
-  if (qmin < 0 || qmax > 255) throw Error("quant: " + std::to_string(p.bits) + "-bit " + (p.symmetric ? "symmetric" : "asymmetric") + " codes do not fit u8");
+  if (qmin < 0 || qmax > 255)
+    throw Error("quant: " + std::to_string(p.bits) + "-bit " + (p.symmetric ? "symmetric" : "asymmetric") +
+                " codes do not fit u8");
   for_each_element(p, [&](int64_t i, double s, int32_t z) { out[i] = uint8_t(code_of(in[i], s, z, qmin, qmax)); });
 }
 

@@ -76,10 +76,12 @@ int32_t qmax_for(int bits, bool symmetric);
 // r for per-group, 0 for per-tensor.
 struct SlotLayout {
   int64_t numel = 0;
-  int64_t run = 0;     // elements per run
-  int64_t slots = 1;   // number of parameter slots
+  int64_t run = 0;    // elements per run
+  int64_t slots = 1;  // number of parameter slots
   Granularity gran = Granularity::kPerTensor;
-  int64_t slot_of_run(int64_t r) const { return gran == Granularity::kPerChannel ? r % slots : (gran == Granularity::kPerGroup ? r : 0); }
+  int64_t slot_of_run(int64_t r) const {
+    return gran == Granularity::kPerChannel ? r % slots : (gran == Granularity::kPerGroup ? r : 0);
+  }
   int64_t slot_of(int64_t i) const { return slot_of_run(i / run); }
 };
 
@@ -87,13 +89,15 @@ struct SlotLayout {
 SlotLayout slot_layout(std::span<const int64_t> shape, Granularity gran, int axis, int group);
 
 // (s, z) for one slot from a range [lo, hi] (symmetric: uses max(|lo|, |hi|)).
-void params_for_range(double lo, double hi, int bits, bool symmetric, bool include_zero, float& scale, int32_t& zero_point);
+void params_for_range(double lo, double hi, int bits, bool symmetric, bool include_zero, float& scale,
+                      int32_t& zero_point);
 
 // Calibrates quantization parameters of x (row-major `shape`) under `spec`.
 QParams calibrate(std::span<const float> x, std::span<const int64_t> shape, const UniformSpec& spec);
 
 // Builds params from explicit per-slot ranges (lo.size() == hi.size() == slot count).
-QParams params_from_ranges(std::span<const float> lo, std::span<const float> hi, std::span<const int64_t> shape, const UniformSpec& spec);
+QParams params_from_ranges(std::span<const float> lo, std::span<const float> hi, std::span<const int64_t> shape,
+                           const UniformSpec& spec);
 
 // Quantize-dequantize (in and out may alias).
 void fake_quant(std::span<const float> in, std::span<float> out, const QParams& p);

@@ -17,8 +17,8 @@ using testdata::laplace;
 
 // Independent float64 reference: per-channel asymmetric/symmetric min-max quantizer written with
 // explicit [outer, C, inner] loops.
-std::vector<double> ref_fake_quant_per_channel(const std::vector<float>& x, int64_t outer, int64_t C, int64_t inner, int bits, bool sym,
-                                               std::vector<double>* steps = nullptr) {
+std::vector<double> ref_fake_quant_per_channel(const std::vector<float>& x, int64_t outer, int64_t C, int64_t inner,
+                                               int bits, bool sym, std::vector<double>* steps = nullptr) {
   std::vector<double> lo(C, 1e300), hi(C, -1e300);
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t c = 0; c < C; ++c)
@@ -134,7 +134,8 @@ TEST(UniformPerGroup, EachGroupUsesItsOwnMinMax) {
   std::vector<float> w = laplace(rows * cols, 0.1, 5);
   w[3] = 4.0f;  // an outlier only inflates group 0 of row 0
   const std::vector<int64_t> shape{rows, cols};
-  const QParams p = calibrate(w, shape, {.bits = 4, .symmetric = true, .gran = Granularity::kPerGroup, .axis = 1, .group = G});
+  const QParams p =
+      calibrate(w, shape, {.bits = 4, .symmetric = true, .gran = Granularity::kPerGroup, .axis = 1, .group = G});
   ASSERT_EQ(p.scale.size(), size_t(rows * cols / G));
   for (int64_t g = 0; g < rows * cols / G; ++g) {
     double a = 0;
@@ -151,10 +152,12 @@ TEST(UniformRange, PercentileClipsBothTails) {
   for (int i = 0; i <= 1000; ++i) x[i] = float(i) - 500.0f;  // -500 .. 500
   std::reverse(x.begin(), x.end());
   const std::vector<int64_t> shape{1001};
-  const QParams p = calibrate(x, shape, {.bits = 8, .range = RangeMethod::kPercentile, .percentile = 99.0, .include_zero = false});
+  const QParams p =
+      calibrate(x, shape, {.bits = 8, .range = RangeMethod::kPercentile, .percentile = 99.0, .include_zero = false});
   // P99 = element 990 of the sorted list = 490, P1 = element 10 = -490.
   EXPECT_FLOAT_EQ(p.scale[0], 980.0f / 255.0f);
-  const QParams ps = calibrate(x, shape, {.bits = 8, .symmetric = true, .range = RangeMethod::kPercentile, .percentile = 99.0});
+  const QParams ps =
+      calibrate(x, shape, {.bits = 8, .symmetric = true, .range = RangeMethod::kPercentile, .percentile = 99.0});
   // |x| sorted: 0,1,1,2,2,...; index 990 -> 495.
   EXPECT_FLOAT_EQ(ps.scale[0], 495.0f / 127.0f);
 }
@@ -180,7 +183,8 @@ TEST(UniformRange, MseSearchBeatsMinMaxOnLaplaceWithOutliers) {
     const QParams pm = calibrate(x, shape, {.bits = 4, .symmetric = sym, .range = RangeMethod::kMse});
     const double e_mse = quant_mse(x, pm);
     const double e_omse = quant_mse(x, calibrate(x, shape, {.bits = 4, .symmetric = sym, .range = RangeMethod::kOmse}));
-    const double e_pct = quant_mse(x, calibrate(x, shape, {.bits = 4, .symmetric = sym, .range = RangeMethod::kPercentile, .percentile = 99.9}));
+    const double e_pct = quant_mse(
+        x, calibrate(x, shape, {.bits = 4, .symmetric = sym, .range = RangeMethod::kPercentile, .percentile = 99.9}));
     EXPECT_LT(e_mse, 0.5 * e_mm) << sym;  // outliers waste most of the 16 levels under min-max
     EXPECT_LE(e_omse, e_mse * (1 + 1e-12)) << sym;
     EXPECT_LT(e_pct, e_mm) << sym;

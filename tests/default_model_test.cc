@@ -7,13 +7,13 @@
 #include <gtest/gtest.h>
 
 #include "codec/default_model.h"
-#include "models/model.h"
-#include "io/model_file.h"
-#include "ptq/calibrate.h"
 #include "dsp/audio_io.h"
+#include "io/model_file.h"
+#include "models/model.h"
+#include "models/models.h"
+#include "ptq/calibrate.h"
 #include "tests/testing/reference_check.h"
 #include "tests/testing/test_util.h"
-#include "models/models.h"
 
 namespace wavtok {
 namespace {
@@ -75,7 +75,8 @@ TEST(DefaultModel, W8a8LstmRecipeKeepsTokens) {
   test.insert(test.end(), more.begin(), more.end());
   ASSERT_FALSE(HasFailure());
   const CalibStats st = calibrate(*m, calib, 0, 4096);
-  auto mq = Model::from_weights(m->config(), apply_recipe(*m, load_recipe(source_dir() + "/configs/quant/w8a8-lstm.yaml"), st));
+  auto mq = Model::from_weights(m->config(),
+                                apply_recipe(*m, load_recipe(source_dir() + "/configs/quant/w8a8-lstm.yaml"), st));
   const Tokens tf = m->encode(test.data(), int64_t(test.size()), 1);
   const Tokens tq = mq->encode(test.data(), int64_t(test.size()), 1);
   ASSERT_EQ(tf.codes.size(), tq.codes.size());

@@ -8,16 +8,16 @@
 
 #include <gtest/gtest.h>
 
-#include "io/config.h"
 #include "codec/default_model.h"
-#include "core/error.h"
-#include "models/model.h"
-#include "io/model_file.h"
 #include "codec/streaming.h"
+#include "core/error.h"
 #include "dsp/audio_io.h"
+#include "io/config.h"
+#include "io/model_file.h"
+#include "models/model.h"
+#include "models/models.h"
 #include "tests/testing/reference_check.h"
 #include "tests/testing/test_util.h"
-#include "models/models.h"
 
 namespace wavtok {
 namespace {
@@ -240,9 +240,15 @@ TEST(WavTokenizer75, DecodeFromEqualsTheWholeWindowsFrames) {
     DecodeScratch scratch;
     std::vector<float> whole, part;
     // {window start in the clip, window frames, wanted from, wanted to}
-    for (const auto [start, F, need, to] :
-         {std::array<int64_t, 4>{0, 175, 150, 160}, {40, 175, 150, 175}, {7, 120, 41, 120}, {0, 60, 59, 60},
-          {100, 90, 5, 30}, {13, 200, 1, 2}, {50, 106, 81, 91}, {0, 25, 0, 10}, {3, 175, 0, 175}}) {
+    for (const auto [start, F, need, to] : {std::array<int64_t, 4>{0, 175, 150, 160},
+                                            {40, 175, 150, 175},
+                                            {7, 120, 41, 120},
+                                            {0, 60, 59, 60},
+                                            {100, 90, 5, 30},
+                                            {13, 200, 1, 2},
+                                            {50, 106, 81, 91},
+                                            {0, 25, 0, 10},
+                                            {3, 175, 0, 175}}) {
       ASSERT_LE(start + F, T);
       Tensor w({D, F});
       for (int64_t d = 0; d < D; ++d) std::copy_n(lat.data() + d * T + start, F, w.data() + d * F);

@@ -54,7 +54,8 @@ Tensor adapt_codebook(const Tensor& old, const float* data, int64_t n, const Cod
                       CodebookAdaptStats* stats) {
   check_inputs(old, data, n);
   if (opt.iterations < 0) throw Error("codebook adaptation: iterations must be >= 0");
-  if (!(opt.anchor >= 0) || !std::isfinite(opt.anchor)) throw Error("codebook adaptation: anchor must be a number >= 0");
+  if (!(opt.anchor >= 0) || !std::isfinite(opt.anchor))
+    throw Error("codebook adaptation: anchor must be a number >= 0");
   if (!(opt.radius >= 0)) throw Error("codebook adaptation: radius must be >= 0");
   const int64_t K = old.dim(0), D = old.dim(1);
   // h_k: half the distance from o_k to its nearest other old centroid (its old Voronoi cell holds that ball).

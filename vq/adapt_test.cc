@@ -156,7 +156,8 @@ TEST(CodebookAdapt, RadiusKeepsEveryCodeInsideItsOldCell) {
         for (int d = 0; d < 6; ++d) d2 += std::pow(double(got[k * 6 + d]) - old[k * 6 + d], 2);
         const double rel = std::sqrt(d2) / half_nn(old, k);
         max_rel = std::max(max_rel, rel);
-        if (limit == MoveLimit::Ball) EXPECT_LE(rel, radius * (1 + 1e-5) + 1e-6) << "code " << k << " radius " << radius;
+        if (limit == MoveLimit::Ball)
+          EXPECT_LE(rel, radius * (1 + 1e-5) + 1e-6) << "code " << k << " radius " << radius;
         // The moved centroid is still coded as itself by the old codebook: stored tokens keep their meaning.
         std::vector<float> c(6);
         for (int d = 0; d < 6; ++d) c[size_t(d)] = got[k * 6 + d];

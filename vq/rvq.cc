@@ -126,7 +126,8 @@ float codebook_int8_limit() {
 
 void set_vq_precision(VqPrecision p) {
   if (p == VqPrecision::BF16 && !bf16_supported())
-    throw Error("bf16 codebook search needs a CPU with AVX512-BF16 or AMX; this one has neither (use --vq-precision f32)");
+    throw Error(
+        "bf16 codebook search needs a CPU with AVX512-BF16 or AMX; this one has neither (use --vq-precision f32)");
   g_vq_precision = p;
 }
 
@@ -141,9 +142,12 @@ VqPrecision parse_vq_precision(const std::string& name) {
 
 const char* vq_precision_name(VqPrecision p) {
   switch (p) {
-    case VqPrecision::F32: return "f32";
-    case VqPrecision::BF16: return "bf16";
-    case VqPrecision::INT8: return "int8";
+    case VqPrecision::F32:
+      return "f32";
+    case VqPrecision::BF16:
+      return "bf16";
+    case VqPrecision::INT8:
+      return "int8";
   }
   return "?";
 }
@@ -264,8 +268,7 @@ void ResidualVQ::encode(const float* latents, int64_t frames, int nq, int32_t* c
   }
 }
 
-void ResidualVQ::search(Tensor& residual, int64_t frames, int nq, int32_t* codes, float* quantized,
-                        Scratch& s) const {
+void ResidualVQ::search(Tensor& residual, int64_t frames, int nq, int32_t* codes, float* quantized, Scratch& s) const {
   // Residual kept channels-first [dim, F] like the latents; read as [F, dim] through strides.
   if (quantized) std::fill(quantized, quantized + dim_ * frames, 0.0f);
   const VqPrecision prec = get_vq_precision();
@@ -336,7 +339,8 @@ void ResidualVQ::search(Tensor& residual, int64_t frames, int nq, int32_t* codes
       s.res8.resize(size_t(dim_) * frames);
       s.xscale.assign(size_t(frames), 0.0f);
       for (int d = 0; d < dim_; ++d)
-        for (int64_t f = 0; f < frames; ++f) s.xscale[size_t(f)] = std::max(s.xscale[size_t(f)], std::abs(r[d * frames + f]));
+        for (int64_t f = 0; f < frames; ++f)
+          s.xscale[size_t(f)] = std::max(s.xscale[size_t(f)], std::abs(r[d * frames + f]));
       // Channel by channel (the residual is [dim, F]): contiguous reads, the [F, dim] int8 rows written strided.
       s.xinv.resize(size_t(frames));
       for (int64_t f = 0; f < frames; ++f) {
@@ -374,10 +378,10 @@ void ResidualVQ::search(Tensor& residual, int64_t frames, int nq, int32_t* codes
       const double bound =
           (a * xn + b * rxn + c * (xqn * std::max(book.max_norm, b) + book.max_half_norm)) * slack + 1e-300;
       // Candidates: fast score >= best - 2B, compared in float32 with the threshold rounded down (never excludes one).
-      const float top = prec == VqPrecision::INT8
-                            ? int8_row_scores(s.iscores.data() + f * bins, book.q8_scale.data(),
-                                              half_norms_[size_t(q)].data(), s.xscale[size_t(f)], scores + f * bins, bins)
-                            : row_max(row, bins);
+      const float top = prec == VqPrecision::INT8 ? int8_row_scores(s.iscores.data() + f * bins, book.q8_scale.data(),
+                                                                    half_norms_[size_t(q)].data(), s.xscale[size_t(f)],
+                                                                    scores + f * bins, bins)
+                                                  : row_max(row, bins);
       const float thr = std::nextafter(float(double(top) - 2 * bound), -std::numeric_limits<float>::infinity());
       s.cand.clear();
       collect_at_least(row, bins, thr, s.cand);

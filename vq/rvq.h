@@ -33,9 +33,9 @@ const char* vq_precision_name(VqPrecision p);
 // Statistics of the exact rescoring, summed over all searches of this thread since the last reset: lets tests and
 // benchmarks see how many candidates the bounds leave (a search that rescored nothing checks nothing).
 struct VqRerankStats {
-  int64_t frames = 0;       // (frame, codebook) searches
-  int64_t rescored = 0;     // of those, searches with more than one candidate left
-  int64_t candidates = 0;   // candidates rescored in total
+  int64_t frames = 0;      // (frame, codebook) searches
+  int64_t rescored = 0;    // of those, searches with more than one candidate left
+  int64_t candidates = 0;  // candidates rescored in total
   int64_t max_candidates = 0;
 };
 VqRerankStats vq_rerank_stats();
@@ -69,19 +69,19 @@ class ResidualVQ {
     dnnl::memory weights;  // the codebook in the layout the primitive wants (int8: reordered once per book)
   };
   struct Book {
-    dnnl::memory weights;  // [dim, bins] view of the codebook
-    dnnl::memory bias;     // -0.5 * |e|^2 in float32, shape [1, bins]
+    dnnl::memory weights;     // [dim, bins] view of the codebook
+    dnnl::memory bias;        // -0.5 * |e|^2 in float32, shape [1, bins]
     ShapeCache<Entry> cache;  // key: frames * 4 + precision
     WeightCache int8_weights;
-    double max_norm = 0;      // max_j |e_j|
-    double max_half_norm = 0; // max_j |e_j|^2 / 2
+    double max_norm = 0;              // max_j |e_j|
+    double max_half_norm = 0;         // max_j |e_j|^2 / 2
     std::vector<double> half_norm64;  // -0.5 * |e_j|^2 in float64: the exact score's bias
     std::once_flag bf16_once;
-    std::vector<uint16_t> bf16;  // the codebook in bfloat16, made on first bf16 use
+    std::vector<uint16_t> bf16;          // the codebook in bfloat16, made on first bf16 use
     double bf16_err = 0, bf16_norm = 0;  // max_j |e_j - bf16(e_j)|, max_j |bf16(e_j)|
     std::once_flag int8_once;
-    std::vector<int8_t> q8;      // [bins, dim] round(e / scale)
-    std::vector<float> q8_scale; // [bins] max|e_j| / 127
+    std::vector<int8_t> q8;          // [bins, dim] round(e / scale)
+    std::vector<float> q8_scale;     // [bins] max|e_j| / 127
     double q8_err = 0, q8_norm = 0;  // max_j |e_j - scale_j q8_j|, max_j |scale_j q8_j|
   };
   void prepare_bf16(int q) const;

@@ -131,7 +131,8 @@ TEST(VqSearchExact, ConstructedNearTiesAndDuplicates) {
       const int a = int(f % 500), bb = int(500 + f % 500);
       for (int d = 0; d < dim; ++d) book[int64_t(a) * dim + d] = x[size_t(d)] + 0.05f * nd(rng);
       for (int d = 0; d < dim; ++d)  // b - x = (a - x) rotated by one coordinate
-        book[int64_t(bb) * dim + d] = x[size_t(d)] + (book[int64_t(a) * dim + (d + 1) % dim] - x[size_t((d + 1) % dim)]);
+        book[int64_t(bb) * dim + d] =
+            x[size_t(d)] + (book[int64_t(a) * dim + (d + 1) % dim] - x[size_t((d + 1) % dim)]);
       if (f % 4 == 0) {  // an exact duplicate of a, at a higher index
         for (int d = 0; d < dim; ++d) book[int64_t(1000 + f % 24) * dim + d] = book[int64_t(a) * dim + d];
       }

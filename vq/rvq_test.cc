@@ -36,7 +36,8 @@ TEST(ResidualVQ, NearestCodeAtEveryLevelAcrossSearchBlocks) {
     for (int q = 0; q < nq; ++q) {
       auto dist = [&](int c) {
         double s = 0;
-        for (int d = 0; d < dim; ++d) s += (r[d] - books[q][int64_t(c) * dim + d]) * (r[d] - books[q][int64_t(c) * dim + d]);
+        for (int d = 0; d < dim; ++d)
+          s += (r[d] - books[q][int64_t(c) * dim + d]) * (r[d] - books[q][int64_t(c) * dim + d]);
         return s;
       };
       double best = std::numeric_limits<double>::max();
@@ -63,7 +64,8 @@ TEST(ResidualVQ, NearestCodeAtEveryLevelAcrossSearchBlocks) {
   std::vector<int32_t> hc(size_t(nq) * part);
   vq.encode(head.data(), part, nq, hc.data());
   for (int q = 0; q < nq; ++q)
-    for (int64_t f = 0; f < part; ++f) ASSERT_EQ(hc[size_t(q) * part + f], codes[size_t(q) * frames + f]) << q << "," << f;
+    for (int64_t f = 0; f < part; ++f)
+      ASSERT_EQ(hc[size_t(q) * part + f], codes[size_t(q) * frames + f]) << q << "," << f;
 }
 
 }  // namespace

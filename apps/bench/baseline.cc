@@ -14,11 +14,11 @@
 #include <thread>
 
 #include "apps/bench/bench.h"
+#include "codec/streaming.h"
 #include "core/dnnl_util.h"
 #include "core/error.h"
-#include "core/util.h"
 #include "core/file_util.h"
-#include "codec/streaming.h"
+#include "core/util.h"
 #include "models/models.h"
 
 #include <filesystem>
@@ -72,13 +72,11 @@ void run_baseline(const Common& c, const BenchOpts& o, const std::vector<int>& t
     res.ref_json = run_capture(cmd);
     res.ref = parse_flat(res.ref_json);
     std::smatch mt;
-    if (std::regex_search(res.ref_json, mt, std::regex("\"openblas_core\":\\s*\"([^\"]*)\"")))
-      res.ref_core = mt[1];
+    if (std::regex_search(res.ref_json, mt, std::regex("\"openblas_core\":\\s*\"([^\"]*)\""))) res.ref_core = mt[1];
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[bench] baseline failed: %s\n", e.what());
     res.ref_json = "null";
   }
-
 }
 
 double reference_s(const BenchResults& res, const PhaseResult& r) {

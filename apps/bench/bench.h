@@ -100,7 +100,7 @@ struct Profile {
 struct StreamResult {
   std::string preset;
   StreamParams p;
-  double chunk_audio_ms = 0;  // audio per block
+  double chunk_audio_ms = 0;                                                            // audio per block
   double enc_p50 = 0, enc_p95 = 0, enc_p99 = 0, dec_p50 = 0, dec_p95 = 0, dec_p99 = 0;  // ms per push
   int64_t chunks = 0;
   double cold_enc_p99 = 0, cold_dec_p99 = 0, cold_enc_max = 0, cold_dec_max = 0;  // first pass (primitive creation)

@@ -18,13 +18,13 @@
 #include "apps/bench/bench.h"
 #include "apps/bench/bench_model.h"
 #include "apps/commands.h"
+#include "codec/streaming.h"
 #include "core/dnnl_util.h"
 #include "core/error.h"
-#include "core/util.h"
 #include "core/file_util.h"
-#include "codec/streaming.h"
-#include "models/vocos.h"
+#include "core/util.h"
 #include "models/models.h"
+#include "models/vocos.h"
 
 #include <filesystem>
 
@@ -123,7 +123,8 @@ int run_bench(const Common& c, const BenchOpts& o0) {
 
   std::shared_ptr<const Model> one_thread_model;
   std::vector<ThreadRun>& runs = res.runs;
-  for (int t : thread_counts) runs.push_back(run_threads(c, o, t, lengths, phases, t == 1 ? &one_thread_model : nullptr));
+  for (int t : thread_counts)
+    runs.push_back(run_threads(c, o, t, lengths, phases, t == 1 ? &one_thread_model : nullptr));
   const Model& m = *one_thread_model;
 
   measure_optional(c, o, lengths, phases, one_thread_model, res);
@@ -155,33 +156,41 @@ void register_bench_command(CLI::App& app, Common& common, std::vector<Command>&
   auto o = std::make_shared<BenchOpts>();
   auto* sub = app.add_subcommand(
       "bench", "speed and memory of encode / decode / round trip (default model: random weights at the released dims)");
-  sub->add_option("-m,--model", common.model, "model: .wtk file or checkpoint (default: random weights at the released dims)");
+  sub->add_option("-m,--model", common.model,
+                  "model: .wtk file or checkpoint (default: random weights at the released dims)");
   sub->add_option("--config", common.config, "config.yaml for a checkpoint");
   sub->add_flag("--released-dims", o->released, "random-weight WavTokenizer at the released dims (the default)");
-  sub->add_option("-t,--threads", o->threads, "the 'all threads' count (default: all hardware threads); 1 thread is always run")
+  sub->add_option("-t,--threads", o->threads,
+                  "the 'all threads' count (default: all hardware threads); 1 thread is always run")
       ->check(CLI::Range(1, 1024));
   sub->add_option("--seconds", o->seconds, "one input length in seconds (overrides --lengths)")
       ->check(number_in(0, kMaxSeconds, true));
-  sub->add_option("--lengths", o->lengths, "comma-separated input lengths in seconds (default 1,10,60; 600 works but takes long)");
-  sub->add_option("--repeats", o->repeats, "warm runs per measurement, the median is reported (default 3)")->check(CLI::Range(1, 1000));
+  sub->add_option("--lengths", o->lengths,
+                  "comma-separated input lengths in seconds (default 1,10,60; 600 works but takes long)");
+  sub->add_option("--repeats", o->repeats, "warm runs per measurement, the median is reported (default 3)")
+      ->check(CLI::Range(1, 1000));
   sub->add_option("--phases", o->phases, "comma-separated subset of encode,decode,roundtrip");
   sub->add_flag("--json", o->json, "print one JSON object");
   sub->add_option("--json-out", o->json_out, "also write the JSON object to this file");
-  sub->add_flag("--profile", o->profile, "time encoder / VQ / backbone / head and each layer alone on 1 thread, with GFLOP/s");
+  sub->add_flag("--profile", o->profile,
+                "time encoder / VQ / backbone / head and each layer alone on 1 thread, with GFLOP/s");
   sub->add_option("--profile-seconds", o->profile_seconds, "input length for --profile (default 10)")
       ->check(number_in(0, kMaxSeconds, true));
-  sub->add_option("--streaming", o->streaming,
-                  "per-chunk latency of these streaming presets (e.g. low-latency,default,high-fidelity,realtime; realtime "
-                  "runs on a causal model: with the random-weight model, its causal variant), 1 thread: "
-                  "cold first pass, warm pass, and a fresh model's first pass after warm_up_streaming");
+  sub->add_option(
+      "--streaming", o->streaming,
+      "per-chunk latency of these streaming presets (e.g. low-latency,default,high-fidelity,realtime; realtime "
+      "runs on a causal model: with the random-weight model, its causal variant), 1 thread: "
+      "cold first pass, warm pass, and a fresh model's first pass after warm_up_streaming");
   sub->add_option("--stream-seconds", o->stream_seconds, "audio pushed per streaming preset (default 10)")
       ->check(number_in(0, kMaxSeconds, true));
   sub->add_option("--encode-chunk-frames", o->encode_chunk,
                   "encode inputs longer than 8 chunks of this many frames chunk by chunk (default: the model's, 150; "
                   "0: always in one pass)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
-  sub->add_flag("--bf16", o->bf16, "also compare float32 and bfloat16 round trips on 1 thread (time, tokens, audio SNR)");
-  sub->add_flag("--baseline", o->baseline, "also time the PyTorch reference (python/bench_reference.py) and print ratios");
+  sub->add_flag("--bf16", o->bf16,
+                "also compare float32 and bfloat16 round trips on 1 thread (time, tokens, audio SNR)");
+  sub->add_flag("--baseline", o->baseline,
+                "also time the PyTorch reference (python/bench_reference.py) and print ratios");
   sub->add_option("--python", o->python, "Python for --baseline (default /usr/bin/python3)");
   sub->add_option("--reference-script", o->reference_script, "path of python/bench_reference.py");
   sub->add_flag("--inherit-blas-env", o->inherit_blas_env,

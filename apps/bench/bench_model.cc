@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "core/error.h"
-#include "nn/layers.h"
 #include "dsp/istft.h"
+#include "nn/layers.h"
 #include "vq/rvq.h"
 
 namespace wavtok {
@@ -32,7 +32,8 @@ struct Rng {
   float uniform() { return float((next() >> 40) * (1.0 / 16777216.0)); }  // [0, 1)
   float sym(float bound) { return (2.0f * uniform() - 1.0f) * bound; }
   float normal() {
-    const double u1 = ((next() >> 11) + 1.0) * (1.0 / 9007199254740993.0), u2 = (next() >> 11) * (1.0 / 9007199254740992.0);
+    const double u1 = ((next() >> 11) + 1.0) * (1.0 / 9007199254740993.0),
+                 u2 = (next() >> 11) * (1.0 / 9007199254740992.0);
     return float(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
   }
 };
@@ -190,9 +191,10 @@ std::vector<LayerCost> wavtokenizer_layer_costs(const ModelConfig& c, int64_t sa
     LayerCost l;
     l.stage = stage;
     l.kind = groups > 1 ? "dwconv" : "conv";
-    l.name = (groups > 1 ? "dwconv " + std::to_string(cin) : "conv " + std::to_string(cin) + "->" + std::to_string(cout)) +
-             " k" + std::to_string(k) + (s > 1 ? " s" + std::to_string(s) : "") + (d > 1 ? " d" + std::to_string(d) : "") +
-             suffix;
+    l.name =
+        (groups > 1 ? "dwconv " + std::to_string(cin) : "conv " + std::to_string(cin) + "->" + std::to_string(cout)) +
+        " k" + std::to_string(k) + (s > 1 ? " s" + std::to_string(s) : "") + (d > 1 ? " d" + std::to_string(d) : "") +
+        suffix;
     l.cin = cin, l.cout = cout, l.k = k, l.stride = s, l.dilation = d, l.groups = groups, l.channels_last = cl;
     l.len = padded_len;
     l.count = count;
@@ -203,7 +205,8 @@ std::vector<LayerCost> wavtokenizer_layer_costs(const ModelConfig& c, int64_t sa
   auto other = [&](const std::string& stage, const std::string& name, const std::string& kind, int cin, int cout,
                    int64_t len, int64_t count, double macs) {
     LayerCost l;
-    l.stage = stage, l.name = name, l.kind = kind, l.cin = cin, l.cout = cout, l.len = len, l.count = count, l.macs = macs;
+    l.stage = stage, l.name = name, l.kind = kind, l.cin = cin, l.cout = cout, l.len = len, l.count = count,
+    l.macs = macs;
     out.push_back(l);
   };
   // SConv1d (non-causal or causal, same amount): pads k_eff - stride, plus extra so the windows cover the input.
@@ -232,11 +235,13 @@ std::vector<LayerCost> wavtokenizer_layer_costs(const ModelConfig& c, int64_t sa
   }
   const int top = mult * e.n_filters;
   if (e.lstm_layers > 0)
-    other("encoder", "lstm " + std::to_string(top) + " x" + std::to_string(e.lstm_layers) + " layers", "lstm", top, top, T,
-          1, double(e.lstm_layers) * 4.0 * top * (2.0 * top) * T);
-  conv("encoder", "", top, e.dimension, e.last_kernel_size, 1, 1, 1, false, sconv_padded(T, e.last_kernel_size, 1, 1), 1);
+    other("encoder", "lstm " + std::to_string(top) + " x" + std::to_string(e.lstm_layers) + " layers", "lstm", top, top,
+          T, 1, double(e.lstm_layers) * 4.0 * top * (2.0 * top) * T);
+  conv("encoder", "", top, e.dimension, e.last_kernel_size, 1, 1, 1, false, sconv_padded(T, e.last_kernel_size, 1, 1),
+       1);
   other("vq", "vq search " + std::to_string(c.quantizer.bins) + " x " + std::to_string(c.quantizer.dim), "vq",
-        c.quantizer.dim, c.quantizer.bins, T, c.quantizer.n_q, double(c.quantizer.n_q) * c.quantizer.bins * c.quantizer.dim * T);
+        c.quantizer.dim, c.quantizer.bins, T, c.quantizer.n_q,
+        double(c.quantizer.n_q) * c.quantizer.bins * c.quantizer.dim * T);
 
   const VocosConfig& v = c.vocos;
   const int64_t F = frames;
@@ -253,8 +258,8 @@ std::vector<LayerCost> wavtokenizer_layer_costs(const ModelConfig& c, int64_t sa
         v.intermediate_dim, D, F, v.num_layers, double(v.num_layers) * D * v.intermediate_dim * F);
   other("head", "linear " + std::to_string(D) + "->" + std::to_string(v.n_fft + 2), "linear", D, v.n_fft + 2, F, 1,
         double(D) * (v.n_fft + 2) * F);
-  other("head", "istft n_fft " + std::to_string(v.n_fft) + " hop " + std::to_string(v.hop), "istft", v.n_fft, v.hop, F, 1,
-        0.5 * 2.5 * v.n_fft * std::log2(double(v.n_fft)) * F);
+  other("head", "istft n_fft " + std::to_string(v.n_fft) + " hop " + std::to_string(v.hop), "istft", v.n_fft, v.hop, F,
+        1, 0.5 * 2.5 * v.n_fft * std::log2(double(v.n_fft)) * F);
   return out;
 }
 
@@ -272,8 +277,9 @@ double time_layer(const LayerCost& l, int repeats) {
     return p.get();
   };
   if (l.kind == "conv" || l.kind == "dwconv") {
-    auto* conv = hold(std::make_shared<Conv1d>(rnd({l.cout, l.cin / l.groups, l.k}, 1.0f / std::sqrt(float(l.cin / l.groups * l.k))),
-                                               rnd({l.cout}, 0.1f), l.stride, l.dilation, l.groups, l.channels_last));
+    auto* conv = hold(
+        std::make_shared<Conv1d>(rnd({l.cout, l.cin / l.groups, l.k}, 1.0f / std::sqrt(float(l.cin / l.groups * l.k))),
+                                 rnd({l.cout}, 0.1f), l.stride, l.dilation, l.groups, l.channels_last));
     auto* x = hold(std::make_shared<Tensor>(rnd({l.cin, l.len}, 1.0f)));
     auto* y = hold(std::make_shared<Tensor>(std::vector<int64_t>{l.cout, conv->out_len(l.len)}));
     fn = [=] { conv->forward(x->data(), l.len, y->data()); };

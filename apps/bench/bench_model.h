@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "io/config.h"
-#include "models/model.h"
 #include "io/weights.h"
+#include "models/model.h"
 #include "models/models.h"
 
 namespace wavtok {
@@ -51,9 +51,9 @@ std::vector<LayerCost> wavtokenizer_layer_costs(const ModelConfig& c, int64_t sa
 double time_layer(const LayerCost& l, int repeats);
 
 struct FmaPeak {
-  std::string isa;            // "avx512f" / "avx2+fma" / "scalar"
-  double gflops_1core = 0;    // one thread
-  double gflops_all = 0;      // `threads` threads at once (sum)
+  std::string isa;          // "avx512f" / "avx2+fma" / "scalar"
+  double gflops_1core = 0;  // one thread
+  double gflops_all = 0;    // `threads` threads at once (sum)
   int threads = 1;
 };
 // Runs independent FMA chains (12 accumulators of the widest vector the build targets) for about

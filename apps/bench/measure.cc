@@ -16,11 +16,11 @@
 #include <thread>
 
 #include "apps/bench/bench.h"
+#include "codec/streaming.h"
 #include "core/dnnl_util.h"
 #include "core/error.h"
-#include "core/util.h"
 #include "core/file_util.h"
-#include "codec/streaming.h"
+#include "core/util.h"
 #include "models/models.h"
 
 #include <filesystem>
@@ -147,7 +147,8 @@ ThreadRun run_threads(const Common& c, const BenchOpts& o, int threads, const st
   {
     std::vector<float> one = bench_audio(m.hop(), m.sample_rate());
     Tokens t1 = random_tokens(m, 1, nq);
-    run.one_frame_encode_s = time_phase("encode", 0, threads, 5, [&] { m.encode(one.data(), int64_t(one.size()), nq); }).median_s;
+    run.one_frame_encode_s =
+        time_phase("encode", 0, threads, 5, [&] { m.encode(one.data(), int64_t(one.size()), nq); }).median_s;
     run.one_frame_decode_s = time_phase("decode", 0, threads, 5, [&] { m.decode(t1); }).median_s;
   }
   for (double sec : lengths) {
@@ -161,8 +162,8 @@ ThreadRun run_threads(const Common& c, const BenchOpts& o, int threads, const st
       else fn = [&] { m.decode(m.encode(audio.data(), n, nq)); };
       PhaseResult r = time_phase(p, sec, threads, o.repeats, fn);
       if (!c.quiet)
-        std::fprintf(stderr, "[bench] %-9s %7.1f s  %d thr  %8.3f s  %7.2fx RT  (cold %.3f s)\n", p.c_str(), sec, threads,
-                     r.median_s, r.xrt(), r.first_s);
+        std::fprintf(stderr, "[bench] %-9s %7.1f s  %d thr  %8.3f s  %7.2fx RT  (cold %.3f s)\n", p.c_str(), sec,
+                     threads, r.median_s, r.xrt(), r.first_s);
       run.phases.push_back(r);
     }
   }
@@ -215,8 +216,8 @@ int internal_memory(const Common& c, const BenchOpts& o) {
 }
 
 MemResult measure_memory(const Common& c, const BenchOpts& o, const std::string& phase, double sec, int threads) {
-  std::string cmd = shell_quote(self_exe()) + " bench -q --internal-mem " + phase + " --seconds " + std::to_string(sec) +
-                    " -t " + std::to_string(threads) + " --seed " + std::to_string(o.seed);
+  std::string cmd = shell_quote(self_exe()) + " bench -q --internal-mem " + phase + " --seconds " +
+                    std::to_string(sec) + " -t " + std::to_string(threads) + " --seed " + std::to_string(o.seed);
   if (!c.model.empty() && !o.released) cmd += " -m " + shell_quote(c.model);
   if (!c.config.empty()) cmd += " --config " + shell_quote(c.config);
   if (o.encode_chunk >= 0) cmd += " --encode-chunk-frames " + std::to_string(o.encode_chunk);
@@ -224,7 +225,8 @@ MemResult measure_memory(const Common& c, const BenchOpts& o, const std::string&
   MemResult r;
   r.phase = phase, r.seconds = sec;
   int ok = 0;
-  if (std::sscanf(out.c_str() + std::min(out.size(), out.find("MEM ")), "MEM %lf %lf %d", &r.model_mib, &r.peak_mib, &ok) < 2)
+  if (std::sscanf(out.c_str() + std::min(out.size(), out.find("MEM ")), "MEM %lf %lf %d", &r.model_mib, &r.peak_mib,
+                  &ok) < 2)
     throw Error("bench: memory child printed no reading: " + out);
   if (!ok) r.model_mib = 0;  // the peak could not be reset: only the absolute peak is meaningful
   return r;
@@ -295,7 +297,7 @@ StreamResult run_streaming(const std::shared_ptr<const Model>& model, const std:
     r.enc_p50 = pct(te, 0.5), r.enc_p95 = pct(te, 0.95), r.enc_p99 = pct(te, 0.99);
     r.dec_p50 = pct(td, 0.5), r.dec_p95 = pct(td, 0.95), r.dec_p99 = pct(td, 0.99);
   }
-  {  // the live stream, on the warm model
+  {                                              // the live stream, on the warm model
     const int64_t chunk = m.sample_rate() / 50;  // 20 ms
     StreamingEncoder enc(model, r.p);
     StreamingDecoder dec(model, r.p);

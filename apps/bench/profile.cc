@@ -14,11 +14,11 @@
 #include <thread>
 
 #include "apps/bench/bench.h"
+#include "codec/streaming.h"
 #include "core/dnnl_util.h"
 #include "core/error.h"
-#include "core/util.h"
 #include "core/file_util.h"
-#include "codec/streaming.h"
+#include "core/util.h"
 #include "models/models.h"
 
 #include <filesystem>

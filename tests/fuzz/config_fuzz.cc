@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "io/config.h"
 #include "core/error.h"
+#include "io/config.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -16,13 +16,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const wavtok::ModelConfig again = wavtok::ModelConfig::from_yaml(c.to_yaml(), "fuzz.yaml (round trip)");
     if (again.to_yaml() != c.to_yaml()) __builtin_trap();
     (void)c.frame_rate();
-  } catch (const wavtok::Error&) {
-  }
+  } catch (const wavtok::Error&) {}
   try {
     const std::string path = wavtok::fuzz::scratch_file("config.yaml", data, size);
     const wavtok::ModelConfig c = wavtok::parse_release_config(path);
     wavtok::validate_config(c, path);
-  } catch (const wavtok::Error&) {
-  }
+  } catch (const wavtok::Error&) {}
   return 0;
 }

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "core/error.h"
-#include "tests/fuzz/fuzz_util.h"
 #include "dsp/audio_io.h"
+#include "tests/fuzz/fuzz_util.h"
 
 #include <sndfile.h>
 
@@ -52,7 +52,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (t.codes.size() != size_t(t.n_q) * size_t(t.frames)) __builtin_trap();
     for (int32_t c : t.codes)
       if (c < 0 || c >= model->config().quantizer.bins) __builtin_trap();
-  } catch (const wavtok::Error&) {
-  }
+  } catch (const wavtok::Error&) {}
   return 0;
 }

@@ -3,8 +3,8 @@
 #include <cstdint>
 
 #include "core/error.h"
-#include "models/model.h"
 #include "io/model_file.h"
+#include "models/model.h"
 #include "models/models.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -14,7 +14,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     wavtok::parse_model_file(data, size, "fuzz.wtk", config, weights);
     auto model = wavtok::Model::from_weights(std::move(config), std::move(weights));
     (void)model;
-  } catch (const wavtok::Error&) {
-  }
+  } catch (const wavtok::Error&) {}
   return 0;
 }

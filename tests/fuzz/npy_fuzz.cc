@@ -4,8 +4,8 @@
 #include <string>
 
 #include "core/error.h"
-#include "tests/fuzz/fuzz_util.h"
 #include "io/npy.h"
+#include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = wavtok::fuzz::scratch_file("a.npy", data, size);
@@ -16,7 +16,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (t.bytes.size() != size_t(n) * wavtok::dtype_size(t.dtype)) __builtin_trap();
     if (t.to_float().size() != size_t(n)) __builtin_trap();
     if (t.to_int64().size() != size_t(n)) __builtin_trap();
-  } catch (const wavtok::Error&) {
-  }
+  } catch (const wavtok::Error&) {}
   return 0;
 }

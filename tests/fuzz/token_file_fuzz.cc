@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "tests/fuzz/fuzz_util.h"
 #include "io/token_file.h"
+#include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const auto model = wavtok::fuzz::tiny_model();
@@ -23,8 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const std::vector<float> audio = model->decode(t.tokens);
         if (audio.size() != size_t(t.tokens.frames) * size_t(model->hop())) __builtin_trap();
       }
-    } catch (const wavtok::Error&) {
-    }
+    } catch (const wavtok::Error&) {}
   }
   const std::string text(reinterpret_cast<const char*>(data), size);
   for (size_t at = 0; at <= text.size();) {
@@ -33,11 +32,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {
       const int n = wavtok::parse_token_line(text.substr(at, nl - at), 4096, codes, "fuzz", 8);
       std::vector<int32_t> again;
-      if (n != int(codes.size()) || wavtok::parse_token_line(wavtok::token_line(codes.data(), n), 4096, again, "", 8) != n ||
-          again != codes)
+      if (n != int(codes.size()) ||
+          wavtok::parse_token_line(wavtok::token_line(codes.data(), n), 4096, again, "", 8) != n || again != codes)
         __builtin_trap();
-    } catch (const wavtok::Error&) {
-    }
+    } catch (const wavtok::Error&) {}
     at = nl + 1;
   }
   return 0;

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "tests/fuzz/fuzz_util.h"
 #include "io/torch_checkpoint.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
@@ -60,7 +60,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     auto sd = ck.take_state_dict();
     (void)sd;
-  } catch (const wavtok::Error&) {
-  }
+  } catch (const wavtok::Error&) {}
   return 0;
 }

@@ -12,7 +12,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto g = wavtok::torch_pickle::run_pickle(std::string_view(reinterpret_cast<const char*>(data), size),
                                               "fuzz: data.pkl", limits);
     (void)g;
-  } catch (const wavtok::Error&) {
-  }
+  } catch (const wavtok::Error&) {}
   return 0;
 }

@@ -8,8 +8,8 @@
 
 #include <gtest/gtest.h>
 
-#include "models/model.h"
 #include "dsp/audio_io.h"
+#include "models/model.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok::testing {

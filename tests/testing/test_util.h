@@ -84,8 +84,7 @@ inline std::string python_first_line(const std::string& args) {
   char buf[256] = {};
   const bool ok = std::fgets(buf, sizeof buf, p) != nullptr;
   char rest[256];
-  while (std::fgets(rest, sizeof rest, p) != nullptr) {
-  }
+  while (std::fgets(rest, sizeof rest, p) != nullptr) {}
   return ::pclose(p) == 0 && ok ? std::string(buf) : std::string();
 }
 

@@ -2,9 +2,10 @@
 """Score a training checkpoint on the held-out speech clips (for A/B tests during training).
 
     /usr/bin/python3 python/eval_run.py runs/v2 [--clips 32] [--continuous] [--stoi] [--out DIR]
+    /usr/bin/python3 python/eval_run.py runs/v6/some.ckpt | codec/default/wavtok-default.wtk [--eval-dir data/eval_human]
 
 Loads runs/<name>/last.ckpt (model weights only), reconstructs the held-out clips of kind "speech"
-(data/eval/manifest.tsv) through the quantizer (or the continuous latents with --continuous, or when the
+(data/eval/manifest.tsv; kind "human" in data/eval_human) through the quantizer (or the continuous latents with --continuous, or when the
 codebook is not initialised yet) and prints the mean mel distance (python/losses.py mel_distance: L1 of
 natural-log mel magnitudes, n_fft 1024 / hop 256 / 100 mels). --stoi also runs `build/wavtok eval` on each
 clip (STOI and the engine's multi-resolution mel distance, no alignment: the model has no delay).
@@ -48,16 +49,22 @@ def main():
     ap.add_argument("--out", default=None, help="keep the reconstructions here")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    st = torch.load(os.path.join(a.run, "last.ckpt"), map_location="cpu", weights_only=False)
-    model = WavTokenizer(**st["config"]["model"])
-    model.load_state_dict(st["model"])
+    if a.run.endswith(".wtk"):  # an exported model (e.g. the shipped one)
+        from wtk_io import load_wtk_as_reference
+        model = load_wtk_as_reference(a.run)
+        st = {"step": -1}
+    else:  # a run directory (its last.ckpt) or a checkpoint file
+        st = torch.load(a.run if os.path.isfile(a.run) else os.path.join(a.run, "last.ckpt"), map_location="cpu",
+                        weights_only=False)
+        model = WavTokenizer(**st["config"]["model"])
+        model.load_state_dict(st["model"])
     model.eval()
     cont = a.continuous or not bool(codebook_module(model).inited.item())
     names = []
     with open(os.path.join(a.eval_dir, "manifest.tsv")) as f:
         for line in f.read().splitlines()[1:]:
             c = line.split("\t")
-            if c[2] == "speech":
+            if c[2] in ("speech", "human"):
                 names.append(c[0])
     names = names[: a.clips]
     mel = MelSpectrogram(24000, 1024, 256, 100)

@@ -19,6 +19,10 @@ Codecs delay the signal. Before scoring, the decoded signal is shifted by an int
 else of the 10 ms RMS envelopes refined on the waveform within +-1 ms; see best_lag), and both
 are trimmed to the overlap; the aligned pair is what `wavtok eval` sees.
 
+A second set of clips, data/eval_human/ (recorded human voices of speakers that training never hears:
+klettres-data languages and a festival voice, written by make_dataset.py --splits eval_human), is scored
+with the same rows and metrics and reported in its own section (--human-clips 0 skips it).
+
 Writes docs/QUALITY.md (tables, per-clip results, the commands, the machine) and
 docs/quality/*.png (log-magnitude spectrograms of one clip, one picture per row plus the
 original; matplotlib when installed, else a small built-in PNG writer). Scratch files go to a
@@ -305,12 +309,54 @@ def mean_table(rows: List[Row], res: Dict[str, Dict[str, dict]], clips: List[str
     return out, m
 
 
+def score(rows: List[Row], clips: List[str], eval_dir: str, work: str, wavtok: str, model: str, threads: int,
+          pic_clip: Optional[str], t0: float):
+    """Codes every clip with every row, aligns and scores it (`wavtok eval`, 24 kHz and 8 kHz).
+    Returns (res, lags, lag_how, pic_audio, t_codec) keyed by row name, then clip."""
+    res: Dict[str, Dict[str, dict]] = {r.name: {} for r in rows}
+    lags: Dict[str, Dict[str, int]] = {r.name: {} for r in rows}
+    lag_how: Dict[str, Dict[str, str]] = {r.name: {} for r in rows}
+    max_lag = int(round(MAX_LAG_S * SR))
+    pic_audio: Dict[str, np.ndarray] = {}
+    t_codec = {r.name: 0.0 for r in rows}
+    for i, clip in enumerate(clips):
+        path = os.path.join(eval_dir, clip)
+        ref = read_mono(path)
+        for r in rows:
+            t1 = time.time()
+            dec_path, tok = code(r, path, work, wavtok, model, threads)
+            t_codec[r.name] += time.time() - t1
+            dec = read_mono(dec_path)
+            lag, how_lag = best_lag(ref, dec, max_lag)
+            lag_how[r.name][clip] = how_lag
+            ra, da = align(ref, dec, lag)
+            ref_al, dec_al = dec_path[:-4] + ".ref_al.wav", dec_path[:-4] + ".dec_al.wav"
+            audio.write_wav(ref_al, ra, SR)
+            audio.write_wav(dec_al, da, SR)
+            cmd = [wavtok, "eval", ref_al, dec_al, "--json"]
+            cmd += ["--tokens", tok] if tok else ["--bitrate", str(r.kbps)]
+            res[r.name][clip] = json.loads(run(cmd, capture=True))
+            # the same pair compared at 8 kHz (0-4 kHz): what a narrowband codec can reproduce at all
+            nb = json.loads(run(cmd + ["--rate", "8000"], capture=True))
+            res[r.name][clip].update({k + "_nb": nb[k] for k in ("stoi", "mel_distance", "si_snr_db")})
+            lags[r.name][clip] = lag
+            if clip == pic_clip:
+                pic_audio[r.name] = da
+        print(f"[{time.time() - t0:6.1f}s] {os.path.basename(eval_dir)} {i + 1}/{len(clips)} {clip}: "
+              + ", ".join(f"{r.name} {res[r.name][clip]['stoi']:.3f}" for r in rows), flush=True)
+    return res, lags, lag_how, pic_audio, t_codec
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--wavtok", default=os.path.join(ROOT, "build", "wavtok"), help="wavtok CLI (default build/wavtok)")
     ap.add_argument("--model", help="model to measure (default: shipped model, else newest runs/*/export)")
     ap.add_argument("--eval-dir", default=os.path.join(ROOT, "data", "eval"), help="held-out clips (default data/eval)")
     ap.add_argument("--clips", type=int, default=40, help="use at most this many clips (default 40, all)")
+    ap.add_argument("--human-dir", default=os.path.join(ROOT, "data", "eval_human"),
+                    help="held-out human-voice clips (default data/eval_human)")
+    ap.add_argument("--human-clips", type=int, default=32,
+                    help="use at most this many human-voice clips (default 32, all; 0 skips the section)")
     ap.add_argument("--picture-clip", help="clip for the spectrograms (default: the first clean English speech clip)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "QUALITY.md"), help="report (default docs/QUALITY.md)")
     ap.add_argument("--pictures", default=os.path.join(ROOT, "docs", "quality"), help="picture folder (docs/quality)")
@@ -334,6 +380,15 @@ def main() -> int:
     manifest = read_manifest(eval_dir)[: args.clips]
     kind_of = {m["file"]: m["kind"] for m in manifest}
     clips = [m["file"] for m in manifest]
+    human_dir = os.path.abspath(args.human_dir)
+    human_manifest: List[Dict[str, str]] = []
+    if args.human_clips > 0:
+        if not os.path.exists(os.path.join(human_dir, "manifest.tsv")):
+            print(f"quality_report: {human_dir} missing, generating it with python/data/make_dataset.py", flush=True)
+            run(["/usr/bin/python3", os.path.join(ROOT, "python", "data", "make_dataset.py"), "--out",
+                 os.path.dirname(human_dir), "--splits", "eval_human"])
+        human_manifest = read_manifest(human_dir)[: args.human_clips]
+    human_clips = [m["file"] for m in human_manifest]
 
     work = args.keep or tempfile.mkdtemp(prefix="wavtok-quality-")
     os.makedirs(work, exist_ok=True)
@@ -345,41 +400,18 @@ def main() -> int:
         fingerprint = next((ln.split(None, 1)[1].strip() for ln in info.splitlines()
                             if ln.lower().startswith("fingerprint")), "?")
         rows = make_rows()
-        res: Dict[str, Dict[str, dict]] = {r.name: {} for r in rows}
-        lags: Dict[str, Dict[str, int]] = {r.name: {} for r in rows}
-        lag_how: Dict[str, Dict[str, str]] = {r.name: {} for r in rows}
-        max_lag = int(round(MAX_LAG_S * SR))
         pic_clip = args.picture_clip or next(
             (m["file"] for m in manifest if m["kind"] == "speech" and m["lang"].startswith("en")), clips[0])
         if pic_clip not in clips:
             sys.exit(f"quality_report: --picture-clip {pic_clip} is not among the measured clips")
-        pic_audio: Dict[str, np.ndarray] = {}
-        t_codec = {r.name: 0.0 for r in rows}
-        for i, clip in enumerate(clips):
-            path = os.path.join(eval_dir, clip)
-            ref = read_mono(path)
-            for r in rows:
-                t1 = time.time()
-                dec_path, tok = code(r, path, work, wavtok, model, args.threads)
-                t_codec[r.name] += time.time() - t1
-                dec = read_mono(dec_path)
-                lag, how_lag = best_lag(ref, dec, max_lag)
-                lag_how[r.name][clip] = how_lag
-                ra, da = align(ref, dec, lag)
-                ref_al, dec_al = dec_path[:-4] + ".ref_al.wav", dec_path[:-4] + ".dec_al.wav"
-                audio.write_wav(ref_al, ra, SR)
-                audio.write_wav(dec_al, da, SR)
-                cmd = [wavtok, "eval", ref_al, dec_al, "--json"]
-                cmd += ["--tokens", tok] if tok else ["--bitrate", str(r.kbps)]
-                res[r.name][clip] = json.loads(run(cmd, capture=True))
-                # the same pair compared at 8 kHz (0-4 kHz): what a narrowband codec can reproduce at all
-                nb = json.loads(run(cmd + ["--rate", "8000"], capture=True))
-                res[r.name][clip].update({k + "_nb": nb[k] for k in ("stoi", "mel_distance", "si_snr_db")})
-                lags[r.name][clip] = lag
-                if clip == pic_clip:
-                    pic_audio[r.name] = da
-            print(f"[{time.time() - t0:6.1f}s] {i + 1}/{len(clips)} {clip}: "
-                  + ", ".join(f"{r.name} {res[r.name][clip]['stoi']:.3f}" for r in rows), flush=True)
+        res, lags, lag_how, pic_audio, t_codec = score(rows, clips, eval_dir, work, wavtok, model, args.threads, pic_clip,
+                                                       t0)
+        human = None
+        if human_clips:
+            h_res, h_lags, h_how, _, h_t = score(rows, human_clips, human_dir, work, wavtok, model, args.threads, None,
+                                                 t0)
+            human = {"dir": human_dir, "clips": human_clips, "manifest": human_manifest, "res": h_res, "lags": h_lags,
+                     "lag_how": h_how, "t_codec": h_t}
 
         # pictures of one clip, the decoded signals aligned as they were scored
         os.makedirs(args.pictures, exist_ok=True)
@@ -393,7 +425,7 @@ def main() -> int:
             pics.append((r.name, name))
 
         write_report(args, rows, res, lags, lag_how, clips, kind_of, manifest, model_desc, info, fingerprint, pics,
-                     pic_clip, how, t_codec, time.time() - t0)
+                     pic_clip, how, t_codec, time.time() - t0, human)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -425,8 +457,55 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {osname}, Linux {platform.release()}"
 
 
+def human_section(rows, human, model_desc) -> List[str]:
+    """The held-out human voices: means of every row, the issue-20 acceptance check, per-source means, per clip."""
+    res, clips, man = human["res"], human["clips"], {m["file"]: m for m in human["manifest"]}
+    src = {c: man[c]["voice"].split("-")[0] for c in clips}          # klettres | festival
+    fx = {c: ('"fx": ""' not in man[c]["details"] and '"fx"' in man[c]["details"]) or '"noise"' in man[c]["details"]
+          or '"ride_db"' in man[c]["details"] for c in clips}
+    speakers = sorted({man[c]["voice"] for c in clips})
+    L = [f"## Held-out human voices ({len(clips)} clips)", "",
+         f"Clips from `{rel(human['dir'])}/` (`make_dataset.py --splits eval_human`, python/data/human.py): recorded "
+         "human speakers that training never hears — " + ", ".join(f"`{v}`" for v in speakers) + " (klettres-data: "
+         "letters and syllables by native speakers, one speaker per language; festival: a diphone voice, i.e. "
+         "concatenated recordings of one speaker). Each clip joins several recordings into 3-6 s; "
+         f"{sum(fx.values())} of the {len(clips)} clips also went through a mild simulated microphone (EQ / band "
+         "limit, small-room reverb, noise at 20 or 30 dB SNR, level rides; listed in the clip's `details` in "
+         "`manifest.tsv`). Same rows, alignment and metrics as above.", ""]
+    table, m = mean_table(rows, res, clips)
+    L += table + [""]
+    table_nb, m_nb = mean_table(rows, res, clips, "_nb")
+    L += ["At 8 kHz (`wavtok eval --rate 8000`, 0-4 kHz only):", ""] + table_nb + [""]
+    for name, sel in (("klettres-data speakers", [c for c in clips if src[c] == "klettres"]),
+                      ("festival voice", [c for c in clips if src[c] == "festival"])):
+        if sel:
+            t, _ = mean_table(rows, res, sel)
+            L += [f"Only the {name} ({len(sel)} clips):", ""] + t + [""]
+    w, c = m["wavtok"], m["codec2 1200"]
+    ok_stoi, ok_mel, ok_rate = w["stoi"] > c["stoi"], w["mel_distance"] < c["mel_distance"], w["kbps"] < c["kbps"]
+    n_stoi = sum(res["wavtok"][k]["stoi"] > res["codec2 1200"][k]["stoi"] for k in clips)
+    n_mel = sum(res["wavtok"][k]["mel_distance"] < res["codec2 1200"][k]["mel_distance"] for k in clips)
+    L += ["### Acceptance (issue 20, this model)", "",
+          "*On held-out human voices the model beats codec2 1200 on STOI and on mel distance, at a lower bitrate.*", "",
+          f"- bitrate: wavtok {w['kbps']:.2f} kbps vs codec2 {c['kbps']:.2f} kbps — {'lower' if ok_rate else 'NOT lower'}",
+          f"- STOI: wavtok {w['stoi']:.3f} vs codec2 1200 {c['stoi']:.3f} — {'better' if ok_stoi else 'WORSE'} "
+          f"(wavtok better on {n_stoi} of {len(clips)} clips)",
+          f"- mel distance: wavtok {w['mel_distance']:.3f} vs codec2 1200 {c['mel_distance']:.3f} — "
+          f"{'better' if ok_mel else 'WORSE'} (wavtok better on {n_mel} of {len(clips)} clips)", "",
+          f"**Result: {'PASS' if ok_stoi and ok_mel and ok_rate else 'FAIL'}** for the model measured here.", ""]
+    L += ["### Per clip (human voices)", "", "STOI / mel distance for every clip and row.", "",
+          "| clip | voice | mic | " + " | ".join(r.name for r in rows) + " |",
+          "|---|---|---|" + "---:|" * len(rows)]
+    for k in clips:
+        L.append(f"| {k} | {man[k]['voice']} | {'yes' if fx[k] else 'no'} | "
+                 + " | ".join(f"{res[r.name][k]['stoi']:.3f} / {res[r.name][k]['mel_distance']:.3f}" for r in rows)
+                 + " |")
+    L += [""]
+    return L
+
+
 def write_report(args, rows, res, lags, lag_how, clips, kind_of, manifest, model_desc, info, fingerprint, pics,
-                 pic_clip, how, t_codec, elapsed):
+                 pic_clip, how, t_codec, elapsed, human=None):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     try:
         commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
@@ -515,6 +594,9 @@ def write_report(args, rows, res, lags, lag_how, clips, kind_of, manifest, model
                 L += ["", "The full-band mel win does not hold in the 0-4 kHz band: it comes from codec2 having no "
                       "output above 4 kHz (scored against the reference's 4-12 kHz energy), not from better speech."]
         L += [""]
+
+    if human:
+        L += human_section(rows, human, model_desc)
 
     L += ["## Spectrograms", "",
           f"Clip `{pic_clip}` ({next((m['lang'] + ', ' + m['voice']) for m in manifest if m['file'] == pic_clip)}): "

@@ -72,8 +72,10 @@ def read_filelist(path: str) -> List[str]:
 class CropSampler:
     """All training audio in memory (int16); random fixed-length crops, clip chosen in proportion to length."""
 
-    def __init__(self, filelist: str, segment: int, gain_db=(-6.0, 3.0), flip: float = 0.5, peak_db=None):
-        self.clips = [read_wav_int16(p) for p in read_filelist(filelist)]
+    def __init__(self, filelist, segment: int, gain_db=(-6.0, 3.0), flip: float = 0.5, peak_db=None):
+        # filelist: one path or a list of paths (v6: the espeak-ng/music/noise split and the human-voice split)
+        lists = [filelist] if isinstance(filelist, str) else list(filelist)
+        self.clips = [read_wav_int16(p) for fl in lists for p in read_filelist(fl)]
         # peak_db (lo, hi): scale each clip so that its peak is at a random level in dBFS (like upstream's
         # sox "norm" augmentation); applied before the gain_db augmentation
         self.peak_db = peak_db
@@ -488,6 +490,8 @@ def main():
         vq_gen.set_state(st["vq_rng"])
         random.setstate(st["py_rng"])
         last_used = st.get("last_used")
+        if branching and cfg["vq"].get("keep_codes_on_init"):  # v6 (see --init-wtk below)
+            last_used = torch.full((model.cfg.codebook_size,), step, dtype=torch.long)
         dead_resumed = int(st.get("dead_total", 0))
         rewarm = st.get("rewarm")
         log(f"resumed from {src_path} at step {step}")
@@ -524,6 +528,8 @@ def main():
             fold_pos_net_group_norms(src, model, sampler.clips[: int(ini.get("fold_clips", 80))], log)
         step = args.init_step
         rewarm = (step, max(1, args.init_warmup))
+        if cfg["vq"].get("keep_codes_on_init"):  # v6: every code counts as just used, so the first dead-code check
+            last_used = torch.full((model.cfg.codebook_size,), step, dtype=torch.long)  # moves none of them
         model.train()
         log(f"initialised from {args.init_wtk} at step {step} (fresh optimizer moments)")
     bypass_steps = int(cfg["vq"].get("bypass_steps", 0))

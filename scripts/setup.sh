@@ -9,7 +9,9 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-torch python3-numpy python3-yaml python3-scipy python3-matplotlib libopenblas0 wamerican
   python3-dev python3-pip python3-pybind11 pybind11-dev python3-pytest python3-distributed
-  espeak-ng fluidsynth fluid-soundfont-gm sox codec2 opus-tools
+  espeak-ng fluidsynth fluid-soundfont-gm sox libsox-fmt-base codec2 opus-tools
+  klettres-data festival festvox-kallpc16k festvox-kdlpc16k festvox-italp16k festvox-itapc16k festvox-ru
+  festvox-suopuhe-lj festvox-suopuhe-mv
   clang libclang-rt-14-dev
 )
 

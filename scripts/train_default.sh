@@ -1,39 +1,49 @@
 #!/bin/sh
-# Generate the training data (if missing) and train the default wavtok model on CPU, in four stages:
+# Generate the training data (if missing) and train the default wavtok model on CPU, in five stages:
 #   1. recipe v2 (python/train_config.yaml) in runs/v2 up to step 2751;
 #   2. recipe v3 (python/train_config_v3.yaml: v2 + the band-envelope loss) in runs/v3, branched from stage 1, up to
 #      step 4799;
 #   3. recipe v4 (python/train_config_v4.yaml: v3 with the encoder trainable, commitment weight 10) in runs/v4,
 #      branched from stage 2, up to step 10487;
 #   4. recipe v5 (python/train_config_v5.yaml: the streamable backbone, decoder-only fine-tuning) in runs/v5,
-#      branched from stage 3.
+#      branched from stage 3, up to step 18570;
+#   5. recipe v6 (python/train_config_v6.yaml: v5 fine-tuned on data with recorded human voices, encoder trainable)
+#      in runs/v6, branched from stage 4.
 # Each stage resumes automatically from its last.ckpt (train.py refuses a checkpoint written with another recipe).
+# The data step resumes too (make_dataset.py continues after the last clip it wrote).
 # See python/TRAINING.md.
-#   scripts/train_default.sh [extra train.py args for stage 4, e.g. --max-minutes 60]
-# Environment: MINUTES (training audio, default 90), STAGE1_STEPS (default 2751), STAGE2_STEPS (default 4799),
-#              STAGE3_STEPS (default 10487), NICE (default 5)
+#   scripts/train_default.sh [extra train.py args for stage 5, e.g. --max-minutes 60]
+# Environment: MINUTES (espeak-ng/music/noise training audio, default 90), HUMAN_MINUTES (human-voice training
+#              audio, default 30), STAGE1_STEPS (default 2751), STAGE2_STEPS (default 4799), STAGE3_STEPS (default
+#              10487), STAGE4_STEPS (default 18570), NICE (default 5)
 set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 MINUTES=${MINUTES:-90}
+HUMAN_MINUTES=${HUMAN_MINUTES:-30}
 STAGE1_STEPS=${STAGE1_STEPS:-2751}
 STAGE2_STEPS=${STAGE2_STEPS:-4799}
 STAGE3_STEPS=${STAGE3_STEPS:-10487}
+STAGE4_STEPS=${STAGE4_STEPS:-18570}
 NICE=${NICE:-5}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-nice -n "$NICE" $PY python/data/make_dataset.py --out data --minutes "$MINUTES"
-mkdir -p runs/v2 runs/v3 runs/v4 runs/v5
-if [ ! -f runs/v5/last.ckpt ]; then
-  if [ ! -f runs/v4/last.ckpt ]; then
-    if [ ! -f runs/v3/last.ckpt ]; then
-      nice -n "$NICE" $PY python/train.py --config python/train_config.yaml --run runs/v2 --max-steps "$STAGE1_STEPS"
+nice -n "$NICE" $PY python/data/make_dataset.py --out data --minutes "$MINUTES" --human-minutes "$HUMAN_MINUTES"
+mkdir -p runs/v2 runs/v3 runs/v4 runs/v5 runs/v6
+if [ ! -f runs/v6/last.ckpt ]; then
+  if [ ! -f runs/v5/last.ckpt ]; then
+    if [ ! -f runs/v4/last.ckpt ]; then
+      if [ ! -f runs/v3/last.ckpt ]; then
+        nice -n "$NICE" $PY python/train.py --config python/train_config.yaml --run runs/v2 --max-steps "$STAGE1_STEPS"
+      fi
+      nice -n "$NICE" $PY python/train.py --config python/train_config_v3.yaml --run runs/v3 \
+        --branch-from runs/v2/last.ckpt --max-steps "$STAGE2_STEPS"
     fi
-    nice -n "$NICE" $PY python/train.py --config python/train_config_v3.yaml --run runs/v3 \
-      --branch-from runs/v2/last.ckpt --max-steps "$STAGE2_STEPS"
+    nice -n "$NICE" $PY python/train.py --config python/train_config_v4.yaml --run runs/v4 \
+      --branch-from runs/v3/last.ckpt --max-steps "$STAGE3_STEPS"
   fi
-  nice -n "$NICE" $PY python/train.py --config python/train_config_v4.yaml --run runs/v4 \
-    --branch-from runs/v3/last.ckpt --max-steps "$STAGE3_STEPS"
+  nice -n "$NICE" $PY python/train.py --config python/train_config_v5.yaml --run runs/v5 \
+    --branch-from runs/v4/last.ckpt --max-steps "$STAGE4_STEPS"
 fi
-exec nice -n "$NICE" $PY python/train.py --config python/train_config_v5.yaml --run runs/v5 \
-  --branch-from runs/v4/last.ckpt "$@"
+exec nice -n "$NICE" $PY python/train.py --config python/train_config_v6.yaml --run runs/v6 \
+  --branch-from runs/v5/last.ckpt "$@"

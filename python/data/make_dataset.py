@@ -11,6 +11,9 @@ Everything is synthesised locally and reproducibly (one seeded RNG per clip):
            by python/data/midi.py and rendered with fluidsynth + the GM soundfont
   noise    white / pink / brown noise at a low level
   mixes    speech over music, speech over noise
+  human    (splits train_human / eval_human) recorded human voices: klettres-data speakers and festival's
+           diphone voices (python/data/human.py), through a simulated microphone (sox EQ / band limits / room
+           reverb, background noise at set SNRs, level rides); whole speakers and languages are held out
 Each clip is loudness-normalised to a random level and written as 16-bit PCM WAV.
 
 Layout written under --out:
@@ -18,6 +21,10 @@ Layout written under --out:
   train/manifest.tsv (file, seconds, kind, lang, voice, rate, pitch, details)
   eval/...   the same for the held-out set: other texts (disjoint word halves), other
              voice variants, held-out dialects/languages, other seeds; 3-6 s clips, mostly speech
+  train_human/, eval_human/   the human-voice splits (eval_human: held-out speakers only, 3-6 s clips, each
+             several recordings joined)
+Generation resumes: every finished clip is recorded in <split>/manifest.jsonl, and a rerun continues after the last
+one (with a larger --minutes it extends the split; the clips so far are the same, one seeded RNG per clip).
 Only one external process runs at a time (the machine is shared).
 """
 from __future__ import annotations
@@ -38,6 +45,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import textgen  # noqa: E402
 import midi  # noqa: E402
+import human  # noqa: E402
 
 SR = 24000
 SOUNDFONT_CANDIDATES = ["/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
@@ -149,11 +157,13 @@ def colored_noise(rng: np.random.Generator, n: int, color: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- generators
 class Generator:
-    def __init__(self, workdir: str, eval_split: bool, soundfont: Optional[str]):
+    def __init__(self, workdir: str, eval_split: bool, soundfont: Optional[str], with_human: bool = False):
         self.tmp = workdir
         self.eval_split = eval_split
         self.sf = soundfont
         self.text = textgen.SentenceGenerator(eval_split=eval_split)
+        self.human = (human.HumanVoices(workdir, eval_split, read_wav_mono, write_wav_int16, self.text, colored_noise)
+                      if with_human else None)
         avail_v = available_variants()
         avail_l = available_langs()
         vs = [v for v in ALL_VARIANTS if v in avail_v]
@@ -272,6 +282,13 @@ class Generator:
             x, fx = self.room_or_band(rng, x)
             info.update(i, fx=fx)
             level = rng.uniform(-32, -16)
+        elif kind == "human":
+            x, i = self.human.clip(rng, seconds)
+            info.update(i)
+            if rng.random() < (0.4 if self.eval_split else 0.8):
+                x, m = self.human.mic_chain(rng, x, mild=self.eval_split)
+                info.update(m)
+            level = rng.uniform(-30, -18) if self.eval_split else rng.uniform(-38, -14)
         elif kind == "music":
             x, i = self.music(rng, seconds)
             info.update(i)
@@ -309,21 +326,68 @@ def pick_kind(rng: np.random.Generator, mix) -> str:
     return str(rng.choice(names, p=p / p.sum()))
 
 
+def load_progress(d: str) -> List[Tuple[str, float, Dict]]:
+    """The clips already written to split directory d, in order: from manifest.jsonl (written clip by clip), or,
+    for a split written before that file existed, from its manifest.tsv. Stops at the first missing wav."""
+    rows: List[Tuple[str, float, Dict]] = []
+    jl, tsv = os.path.join(d, "manifest.jsonl"), os.path.join(d, "manifest.tsv")
+    if os.path.exists(jl):
+        with open(jl, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by an interruption
+                    break
+                rows.append((r["file"], float(r["seconds"]), r["info"]))
+    elif os.path.exists(tsv):
+        with open(tsv, encoding="utf-8") as f:
+            for line in f.read().splitlines()[1:]:
+                c = line.split("\t")
+                info = {"kind": c[2], "lang": c[3], "voice": c[4], "rate": c[5], "pitch": c[6]}
+                info = {k: v for k, v in info.items() if v != ""}
+                info.update(json.loads(c[7]))
+                rows.append((c[0], float(c[1]), info))
+        with open(jl, "w", encoding="utf-8") as f:
+            for name, dur, info in rows:
+                f.write(json.dumps({"file": name, "seconds": dur, "info": info}, ensure_ascii=False) + "\n")
+    for k, (name, _, _) in enumerate(rows):
+        if name != f"{k:05d}_{rows[k][2]['kind']}.wav" or not os.path.exists(os.path.join(d, name)):
+            rows = rows[:k]
+            break
+    return rows
+
+
 def generate_split(out_dir: str, split: str, seed: int, total_seconds: Optional[float], n_clips: Optional[int],
                    soundfont: Optional[str], log_every: int = 25) -> Tuple[int, float]:
-    eval_split = split == "eval"
+    eval_split = split.startswith("eval")
+    with_human = split.endswith("_human")
     d = os.path.join(out_dir, split)
     os.makedirs(d, exist_ok=True)
-    mix = EVAL_MIX if eval_split else TRAIN_MIX
+    mix = [("human", 1.0)] if with_human else (EVAL_MIX if eval_split else TRAIN_MIX)
     if not soundfont:
         mix = [(k, w) for k, w in mix if "music" not in k]
-    split_id = 1 if eval_split else 0
-    rows = []
-    total = 0.0
+    split_id = {"train": 0, "eval": 1, "train_human": 2, "eval_human": 3}[split]
+    rows = load_progress(d)
+    # clips past what this request generates from scratch (an earlier run asked for more) are left out, so that the
+    # filelist is the same as a fresh run's
+    keep, acc = 0, 0.0
+    while keep < len(rows) and (n_clips is None or keep < n_clips) and (total_seconds is None or acc < total_seconds):
+        acc += rows[keep][1]
+        keep += 1
+    rows = rows[:keep]
+    total = sum(r[1] for r in rows)
+    if rows:
+        print(f"[{split}] resuming after {len(rows)} clips ({total / 60:.1f} min)", flush=True)
     t0 = time.time()
+    jl = os.path.join(d, "manifest.jsonl")
+    with open(jl + ".tmp", "w", encoding="utf-8") as f:  # exactly the rows kept, then one line per new clip
+        for name, dur, info in rows:
+            f.write(json.dumps({"file": name, "seconds": dur, "info": info}, ensure_ascii=False) + "\n")
+    os.replace(jl + ".tmp", jl)
+    progress = open(jl, "a", encoding="utf-8")
     with tempfile.TemporaryDirectory(prefix="wavtok_data_") as tmp:
-        gen = Generator(tmp, eval_split, soundfont)
-        i = 0
+        gen = Generator(tmp, eval_split, soundfont, with_human)
+        i = len(rows)
         while True:
             if n_clips is not None and i >= n_clips:
                 break
@@ -345,12 +409,15 @@ def generate_split(out_dir: str, split: str, seed: int, total_seconds: Optional[
             dur = len(x) / SR
             total += dur
             rows.append((name, dur, info))
+            progress.write(json.dumps({"file": name, "seconds": dur, "info": info}, ensure_ascii=False) + "\n")
+            progress.flush()
             i += 1
             if i % log_every == 0:
                 el = time.time() - t0
                 print(f"[{split}] {i} clips, {total / 60:.1f} min audio, {el:.0f} s elapsed "
                       f"({total / max(el, 1e-6):.0f}x real time)", flush=True)
-    with open(os.path.join(d, "filelist"), "w") as f:
+    progress.close()
+    with open(os.path.join(d, "filelist.tmp"), "w") as f:
         for name, _, _ in rows:
             f.write(name + "\n")
     with open(os.path.join(d, "manifest.tsv"), "w", encoding="utf-8") as f:
@@ -360,6 +427,7 @@ def generate_split(out_dir: str, split: str, seed: int, total_seconds: Optional[
             f.write("\t".join([name, f"{dur:.3f}", info["kind"], str(info.get("lang", "")), str(info.get("voice", "")),
                                str(info.get("rate", "")), str(info.get("pitch", "")),
                                json.dumps(det, ensure_ascii=False)]) + "\n")
+    os.replace(os.path.join(d, "filelist.tmp"), os.path.join(d, "filelist"))
     el = time.time() - t0
     print(f"[{split}] done: {len(rows)} clips, {total / 60:.1f} min in {el:.0f} s -> {d}", flush=True)
     return len(rows), total
@@ -370,8 +438,13 @@ def main():
     ap.add_argument("--out", default="data", help="output directory (default: data)")
     ap.add_argument("--minutes", type=float, default=75.0, help="minutes of training audio (default 75)")
     ap.add_argument("--eval-clips", type=int, default=40, help="number of held-out eval clips (default 40)")
+    ap.add_argument("--human-minutes", type=float, default=30.0,
+                    help="minutes of human-voice training audio, split train_human (default 30)")
+    ap.add_argument("--human-eval-clips", type=int, default=32,
+                    help="number of held-out human-voice clips, split eval_human (default 32)")
     ap.add_argument("--seed", type=int, default=20240, help="base seed (default 20240)")
-    ap.add_argument("--splits", default="train,eval", help="which splits to (re)generate")
+    ap.add_argument("--splits", default="train,eval,train_human,eval_human",
+                    help="which splits to generate or complete (default: all four)")
     ap.add_argument("--force", action="store_true", help="delete an existing split directory first")
     args = ap.parse_args()
 
@@ -384,18 +457,24 @@ def main():
         sf = None
     os.makedirs(args.out, exist_ok=True)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    summary = {"seed": args.seed, "sample_rate": SR}
+    summary_path = os.path.join(args.out, "dataset.json")
+    summary = {}
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    summary.update({"seed": args.seed, "sample_rate": SR})
     for split in splits:
         d = os.path.join(args.out, split)
-        if os.path.exists(os.path.join(d, "filelist")) and not args.force:
-            print(f"[{split}] {d}/filelist exists; skipping (use --force to regenerate)")
-            continue
-        if os.path.isdir(d):
+        if args.force and os.path.isdir(d):
             shutil.rmtree(d)
         if split == "train":
             n, tot = generate_split(args.out, split, args.seed, args.minutes * 60.0, None, sf)
         elif split == "eval":
             n, tot = generate_split(args.out, split, args.seed + 7919, None, args.eval_clips, sf, log_every=10)
+        elif split == "train_human":
+            n, tot = generate_split(args.out, split, args.seed, args.human_minutes * 60.0, None, sf)
+        elif split == "eval_human":
+            n, tot = generate_split(args.out, split, args.seed + 7919, None, args.human_eval_clips, sf, log_every=10)
         else:
             sys.exit(f"unknown split {split}")
         summary[split] = {"clips": n, "minutes": round(tot / 60, 2)}

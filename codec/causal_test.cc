@@ -4,8 +4,10 @@
 // the realtime preset's latency is checked against its closed form.
 #include <algorithm>
 #include <filesystem>
+#include <string>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "codec/streaming.h"
 #include "core/error.h"
@@ -24,9 +26,11 @@ using namespace wavtok::testing;
 class CausalModel : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = scratch_dir("causal75");
+    // One folder per process: CTest runs each test of this suite as its own process, in parallel.
+    dir_ = scratch_dir("causal75_" + std::to_string(::getpid()));
     ok_ = run_python(source_dir() + "/python/make_reference_fixtures.py --config 75c --quiet --out " + dir_) == 0;
   }
+  static void TearDownTestSuite() { std::filesystem::remove_all(dir_); }
   void SetUp() override {
     ASSERT_TRUE(ok_) << "the PyTorch reference could not make the causal model: run scripts/setup.sh (python3-torch)";
   }

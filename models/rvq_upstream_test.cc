@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
 #include <gtest/gtest.h>
 
 #include "dsp/audio_io.h"
@@ -41,25 +43,25 @@ class EncodecUpstreamCodes : public ::testing::Test {
   static void SetUpTestSuite() {
     model = Model::load(fixture("encodec-24k/model.th"));
     const RawTensor e = read_npy(fixture("encodec-24k/speech.emb.npy"));  // (1, 32, 300)
-    upstream_emb = new Tensor({e.shape.at(1), e.shape.at(2)}, e.to_float());
+    upstream_emb = std::make_unique<Tensor>(std::vector<int64_t>{e.shape.at(1), e.shape.at(2)}, e.to_float());
     Audio in = read_audio(fixture("encodec-24k/speech.input.wav"), 24000);
-    our_emb = new Tensor(model->encode_latents(in.samples.data(), int64_t(in.samples.size())));
-    ref24 = new std::vector<int64_t>(npy_ints(fixture("encodec-24k/speech.bw24.codes.npy")));
+    our_emb = std::make_unique<Tensor>(model->encode_latents(in.samples.data(), int64_t(in.samples.size())));
+    ref24 = std::make_unique<std::vector<int64_t>>(npy_ints(fixture("encodec-24k/speech.bw24.codes.npy")));
   }
   static void TearDownTestSuite() {
-    delete upstream_emb;
-    delete our_emb;
-    delete ref24;
+    upstream_emb.reset();
+    our_emb.reset();
+    ref24.reset();
     model.reset();
   }
   static std::shared_ptr<const Model> model;
-  static Tensor *upstream_emb, *our_emb;
-  static std::vector<int64_t>* ref24;  // (32, 1, 300)
+  static std::unique_ptr<Tensor> upstream_emb, our_emb;
+  static std::unique_ptr<std::vector<int64_t>> ref24;  // (32, 1, 300)
 };
 std::shared_ptr<const Model> EncodecUpstreamCodes::model;
-Tensor* EncodecUpstreamCodes::upstream_emb = nullptr;
-Tensor* EncodecUpstreamCodes::our_emb = nullptr;
-std::vector<int64_t>* EncodecUpstreamCodes::ref24 = nullptr;
+std::unique_ptr<Tensor> EncodecUpstreamCodes::upstream_emb;
+std::unique_ptr<Tensor> EncodecUpstreamCodes::our_emb;
+std::unique_ptr<std::vector<int64_t>> EncodecUpstreamCodes::ref24;
 
 TEST_F(EncodecUpstreamCodes, LowerBitratesArePrefixesOf24k) {
   ASSERT_EQ(ref24->size(), size_t(32 * 300));

@@ -66,6 +66,7 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
                    const PtqRecipe recipe = load_recipe(o->recipe);
                    auto model = load_model(common);
                    if (has_int8_layers(model->weights())) throw Error(common.model + ": model is already quantized");
+                   model = prepare_for_recipe(model, recipe);  // Hadamard rotations folded (hadamard: true)
                    std::vector<std::vector<float>> clips;
                    for (const auto& f : audio_files(o->calib, o->max_clips)) {
                      Audio a = read_audio(f, model->sample_rate());
@@ -89,8 +90,13 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
                      }
                    if (o->verbose)
                      for (const auto& r : rep)
-                       std::fprintf(stderr, "%-40s W%d %-5s alpha=%.2f rel_mse=%.3e\n", r.name.c_str(), r.weight_bits,
-                                    r.transform.c_str(), r.alpha, r.rel_mse);
+                       if (r.group_size > 0)
+                         std::fprintf(stderr, "%-40s W%.2f (g%lld, max %d) %-6s alpha=%.2f rel_mse=%.3e\n",
+                                      r.name.c_str(), r.avg_bits, static_cast<long long>(r.group_size), r.weight_bits,
+                                      r.transform.c_str(), r.alpha, r.rel_mse);
+                       else
+                         std::fprintf(stderr, "%-40s W%d %-5s alpha=%.2f rel_mse=%.3e\n", r.name.c_str(),
+                                      r.weight_bits, r.transform.c_str(), r.alpha, r.rel_mse);
                    prog.say("wrote " + o->output + ": " + std::to_string(layers) + " int8 layers, " +
                             std::to_string(q8) + " of " + std::to_string(total) + " parameters" +
                             (recipe.softmax == "none" ? std::string()

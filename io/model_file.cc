@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -15,13 +17,16 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/util.h"
+#include "io/lowbit_pack.h"
 
 namespace wavtok {
 namespace {
 
 constexpr char kMagic[8] = {'W', 'A', 'V', 'T', 'O', 'K', 'M', 'F'};
 constexpr uint64_t kAlign = 64;
-constexpr uint32_t kDtypeF32 = 0, kDtypeS8 = 1;
+constexpr uint32_t kDtypeF32 = 0, kDtypeS8 = 1, kDtypeU8 = 2, kDtypePacked = 3;
+constexpr const char* kGroups = ".weight_groups";
+constexpr const char* kGroupSize = ".weight_group_size";
 constexpr const char* kActQuant = ".act_quant";
 
 // "NAME" for "NAME.weight", "NAME" for an LSTM's "NAME.weight_ih_lK" / "NAME.weight_hh_lK", else "".
@@ -84,6 +89,7 @@ uint32_t required_model_features(const WeightMap& weights) {
   for (const auto& [name, t] : weights.all()) {
     if (ends_with(name, kActQuant)) f |= kModelFeatureInt8;
     if (ends_with(name, ".softmax_quant")) f |= kModelFeatureSoftmaxQuant;
+    if (ends_with(name, kGroups)) f |= kModelFeatureLowBit;
   }
   return f;
 }
@@ -103,7 +109,53 @@ void write_model_file(const std::string& path, const ModelConfig& config, const 
                     " values for weight " + shape_str(t.shape()));
       codes[name] = int8_weight_codes(t.data(), t.numel(), std::vector<float>(sc.data(), sc.data() + sc.numel()));
     }
-  auto elem_bytes = [&](const std::string& name) -> uint64_t { return codes.count(name) ? 1 : 4; };
+  // Low-bit layers: NAME.weight packed, NAME.weight_groups as bytes.
+  std::map<std::string, std::vector<uint8_t>> raw;
+  std::map<std::string, uint32_t> raw_dtype;
+  if (features & kModelFeatureLowBit)
+    for (const auto& [name, t] : weights.all()) {
+      if (!ends_with(name, kGroups)) continue;
+      const std::string layer = name.substr(0, name.size() - std::strlen(kGroups));
+      if (!weights.has(layer + ".weight") || !weights.has(layer + ".weight_scale") || !weights.has(layer + kGroupSize))
+        throw Error(path + ": low-bit layer " + layer + " lacks its weight, weight_scale or weight_group_size");
+      const Tensor& w = weights.get(layer + ".weight");
+      const Tensor& sc = weights.get(layer + ".weight_scale");
+      const int64_t rows = w.ndim() >= 2 ? w.dim(0) : 0, cols = rows ? w.numel() / rows : 0;
+      const int64_t group = int64_t(weights.get(layer + kGroupSize, {1})[0]);
+      if (rows == 0 || sc.numel() != rows || group <= 0 || t.ndim() != 3 || t.dim(0) != rows ||
+          t.dim(1) != (cols + group - 1) / group || t.dim(2) != 2)
+        throw Error(path + ": low-bit layer " + layer + " has inconsistent weight " + shape_str(w.shape()) +
+                    ", weight_scale, groups " + shape_str(t.shape()) + " or group size");
+      std::vector<uint8_t> meta(size_t(t.numel()));
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        if (!(t[i] >= 0 && t[i] <= 255) || t[i] != std::floor(t[i]))
+          throw Error(path + ": low-bit layer " + layer + " has a group value that is not a byte");
+        meta[size_t(i)] = uint8_t(t[i]);
+      }
+      std::vector<uint8_t> bits, mult;
+      for (int64_t g = 0; g < t.numel() / 2; ++g) {
+        bits.push_back(meta[size_t(2 * g)]);
+        mult.push_back(meta[size_t(2 * g + 1)]);
+      }
+      const std::vector<int8_t> c =
+          int8_weight_codes(w.data(), w.numel(), std::vector<float>(sc.data(), sc.data() + sc.numel()));
+      // throws if a code is off its group's grid
+      raw[layer + ".weight"] = pack_lowbit(c, bits, mult, rows, cols, group, path + ": low-bit layer " + layer);
+      raw_dtype[layer + ".weight"] = kDtypePacked;
+      codes.erase(layer + ".weight");
+      raw[name] = std::move(meta);
+      raw_dtype[name] = kDtypeU8;
+    }
+  auto data_bytes = [&](const std::string& name, const Tensor& t) -> uint64_t {
+    auto r = raw.find(name);
+    if (r != raw.end()) return r->second.size();
+    return uint64_t(t.numel()) * (codes.count(name) ? 1 : 4);
+  };
+  auto dtype_of = [&](const std::string& name) -> uint32_t {
+    auto r = raw_dtype.find(name);
+    if (r != raw_dtype.end()) return r->second;
+    return codes.count(name) ? kDtypeS8 : kDtypeF32;
+  };
   std::string table;
   auto put = [&](const void* p, size_t n) { table.append(static_cast<const char*>(p), n); };
   // First pass: header + table size, to place data.
@@ -114,12 +166,12 @@ void write_model_file(const std::string& path, const ModelConfig& config, const 
   std::vector<uint64_t> offsets;
   for (const auto& [name, t] : weights.all()) {
     offsets.push_back(offset);
-    offset += (t.numel() * elem_bytes(name) + kAlign - 1) / kAlign * kAlign;
+    offset += (data_bytes(name, t) + kAlign - 1) / kAlign * kAlign;
   }
   size_t i = 0;
   for (const auto& [name, t] : weights.all()) {
     uint32_t nl = static_cast<uint32_t>(name.size()), nd = static_cast<uint32_t>(t.ndim());
-    uint32_t dtype = codes.count(name) ? kDtypeS8 : kDtypeF32;
+    uint32_t dtype = dtype_of(name);
     put(&nl, 4);
     put(name.data(), nl);
     put(&dtype, 4);
@@ -128,7 +180,7 @@ void write_model_file(const std::string& path, const ModelConfig& config, const 
       int64_t v = t.dim(d);
       put(&v, 8);
     }
-    uint64_t off = offsets[i++], nb = static_cast<uint64_t>(t.numel()) * elem_bytes(name);
+    uint64_t off = offsets[i++], nb = data_bytes(name, t);
     put(&off, 8);
     put(&nb, 8);
   }
@@ -150,9 +202,11 @@ void write_model_file(const std::string& path, const ModelConfig& config, const 
   for (const auto& [name, t] : weights.all()) {
     std::fwrite(zeros, 1, offsets[i] - pos, f);
     auto c = codes.find(name);
-    if (c != codes.end()) std::fwrite(c->second.data(), 1, c->second.size(), f);
+    auto rw = raw.find(name);
+    if (rw != raw.end()) std::fwrite(rw->second.data(), 1, rw->second.size(), f);
+    else if (c != codes.end()) std::fwrite(c->second.data(), 1, c->second.size(), f);
     else std::fwrite(t.data(), 4, t.numel(), f);
-    pos = offsets[i] + t.numel() * elem_bytes(name);
+    pos = offsets[i] + data_bytes(name, t);
     ++i;
   }
   out.commit();
@@ -202,14 +256,23 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
   config = ModelConfig::from_yaml(r.str(ylen), path);
   weights = WeightMap(path);
   std::vector<std::string> s8;
+  struct Packed {
+    std::string name;
+    uint64_t off, nb;
+  };
+  std::vector<Packed> packed;
   for (uint64_t i = 0; i < count; ++i) {
     const uint32_t nl = r.get<uint32_t>();
     if (nl == 0 || nl > static_cast<uint32_t>(limits.max_name)) throw Error(path + ": bad tensor name length");
     std::string name = r.str(nl);
     const uint32_t dtype = r.get<uint32_t>(), nd = r.get<uint32_t>();
-    if (dtype != kDtypeF32 && !(dtype == kDtypeS8 && (features & kModelFeatureInt8)))
+    const bool lowbit_dtype = dtype == kDtypeU8 || dtype == kDtypePacked;
+    if (dtype != kDtypeF32 && !(dtype == kDtypeS8 && (features & kModelFeatureInt8)) &&
+        !(lowbit_dtype && (features & kModelFeatureLowBit)))
       throw Error(path + ": tensor '" + name + "' has unsupported dtype " + std::to_string(dtype) +
-                  (dtype == kDtypeS8 ? " (s8 outside a file marked int8)" : ""));
+                  (dtype == kDtypeS8 ? " (s8 outside a file marked int8)"
+                   : lowbit_dtype ? " (low-bit outside a file marked lowbit)"
+                                  : ""));
     if (nd > static_cast<uint32_t>(limits.max_ndim)) throw Error(path + ": tensor '" + name + "' has too many dims");
     std::vector<int64_t> shape(nd);
     uint64_t numel = 1;
@@ -220,8 +283,10 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
       numel *= uint64_t(d);
     }
     const uint64_t off = r.get<uint64_t>(), nb = r.get<uint64_t>();
-    if (nb != numel * (dtype == kDtypeS8 ? 1 : 4))
+    if (dtype != kDtypePacked && nb != numel * (dtype == kDtypeF32 ? 4 : 1))
       throw Error(path + ": tensor '" + name + "' byte size does not match its shape");
+    if (dtype == kDtypePacked && (nb > numel || nb * 4 < numel || nd < 2))  // 2..8 bits per code; exact below
+      throw Error(path + ": packed tensor '" + name + "' byte size does not match its shape");
     if (off > size || nb > size - off)
       throw Error(path + ": tensor '" + name + "' data lies beyond the end of the file (truncated?)");
     Tensor t(shape);
@@ -231,11 +296,49 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
       const int8_t* q = reinterpret_cast<const int8_t*>(base + off);
       for (uint64_t j = 0; j < numel; ++j) t[int64_t(j)] = float(q[j]);  // scaled below, once the scales are read
       s8.push_back(name);
+    } else if (dtype == kDtypeU8) {
+      if (!ends_with(name, kGroups)) throw Error(path + ": u8 tensor '" + name + "' is not a low-bit weight_groups");
+      for (uint64_t j = 0; j < numel; ++j) t[int64_t(j)] = float(base[off + j]);
+    } else if (dtype == kDtypePacked) {
+      if (!ends_with(name, ".weight")) throw Error(path + ": packed tensor '" + name + "' is not a layer weight");
+      packed.push_back({name, off, nb});
     } else {
       std::memcpy(t.data(), base + off, nb);
     }
+    if (weights.has(name)) throw Error(path + ": tensor '" + name + "' appears twice");
     weights.set(name, std::move(t));
   }
+  // Packed low-bit codes -> codes * weight_scale[o] (as for s8), after checking every group parameter.
+  for (const Packed& pk : packed) {
+    const std::string layer = pk.name.substr(0, pk.name.size() - 7);
+    const std::string what = path + ": low-bit layer " + layer;
+    if (!weights.has(layer + kGroups) || !weights.has(layer + kGroupSize) || !weights.has(layer + ".weight_scale"))
+      throw Error(what + " lacks its weight_groups, weight_group_size or weight_scale");
+    Tensor& t = weights.all().at(pk.name);
+    const int64_t rows = t.dim(0), cols = rows ? t.numel() / rows : 0;
+    const Tensor& gs = weights.get(layer + kGroupSize);
+    if (gs.numel() != 1 || !(gs[0] >= 1 && gs[0] <= float(cols)) || gs[0] != std::floor(gs[0]))
+      throw Error(what + " has a bad group size");
+    const int64_t group = int64_t(gs[0]), G = (cols + group - 1) / group;
+    const Tensor& g = weights.get(layer + kGroups);
+    if (g.ndim() != 3 || g.dim(0) != rows || g.dim(1) != G || g.dim(2) != 2)
+      throw Error(what + ": weight_groups is " + shape_str(g.shape()) + ", expected [" + std::to_string(rows) + ", " +
+                  std::to_string(G) + ", 2]");
+    const Tensor& sc = weights.get(layer + ".weight_scale");
+    if (sc.numel() != rows) throw Error(what + ": weight_scale has " + std::to_string(sc.numel()) + " values");
+    for (int64_t o = 0; o < rows; ++o)
+      if (!(sc[o] > 0) || !std::isfinite(sc[o])) throw Error(what + ": weight_scale holds a bad value");
+    std::vector<uint8_t> bits(size_t(rows * G)), mult(size_t(rows * G));
+    for (int64_t k = 0; k < rows * G; ++k) bits[size_t(k)] = uint8_t(g[2 * k]), mult[size_t(k)] = uint8_t(g[2 * k + 1]);
+    const std::vector<int8_t> c =
+        unpack_lowbit(std::span<const uint8_t>(base + pk.off, pk.nb), bits, mult, rows, cols, group, what);
+    for (int64_t o = 0; o < rows; ++o)
+      for (int64_t j = 0; j < cols; ++j) t[o * cols + j] = float(c[size_t(o * cols + j)]) * sc[o];
+  }
+  for (const auto& [name, t] : weights.all())
+    if (ends_with(name, kGroups) &&
+        std::none_of(packed.begin(), packed.end(), [&](const Packed& p) { return p.name + "_groups" == name; }))
+      throw Error(path + ": " + name + " has no packed weight beside it");
   // s8 codes -> codes * weight_scale[o]: the int8 layer's rint(w / scale) gives the stored codes back exactly
   // (|codes| <= 127, so the float rounding of the product is far below half a step).
   for (const std::string& name : s8) {

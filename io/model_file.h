@@ -17,6 +17,12 @@
 // codes the int8 layer computes, see int8_weight_codes) beside the f32 NAME.weight_scale [Cout]; the reader
 // hands out codes * scale as float, from which the layer recovers exactly the same codes. A reader that predates
 // version 2 refuses such a file ("version 2 is not supported") instead of running the int8 layers in float.
+//
+// Low-bit layers (kModelFeatureLowBit; quant/lowbit.h, docs/PTQ.md "Low-bit weights") carry NAME.weight_groups
+// [Cout, G, 2] (per group: bits, integer multiplier) and NAME.weight_group_size [1] beside NAME.weight_scale:
+// NAME.weight goes out as dtype 3 (packed: the group codes as a bit stream, its byte count set by the groups) and
+// NAME.weight_groups as dtype 2 (u8). The reader unpacks the codes c = m * q and hands out c * weight_scale[o],
+// as for s8 weights; every malformed group, code, size or padding bit is refused with the file's name.
 #pragma once
 
 #include <string>
@@ -30,7 +36,8 @@ constexpr uint32_t kModelFileVersion = 1;                // float models
 constexpr uint32_t kModelFileVersionFeatures = 2;        // header carries required features
 constexpr uint32_t kModelFeatureInt8 = 1u << 0;          // s8 weights + int8 layer parameters (models/quantized.h)
 constexpr uint32_t kModelFeatureSoftmaxQuant = 1u << 1;  // attention probabilities fake-quantized (models/quantized.h)
-constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant;
+constexpr uint32_t kModelFeatureLowBit = 1u << 2;       // packed group-wise low-bit weights (quant/lowbit.h)
+constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant | kModelFeatureLowBit;
 
 // The features a file holding these weights requires (0 for a float model).
 uint32_t required_model_features(const WeightMap& weights);

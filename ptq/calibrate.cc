@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "models/quantized.h"
 #include "nn/layers.h"
 #include "quant/log_quant.h"
+#include "quant/lowbit.h"
 #include "quant/mixed.h"
 #include "quant/reparam.h"
 #include "quant/smooth.h"
@@ -70,12 +72,19 @@ std::vector<float> taps_matrix(const Tensor& w, const LayerView& v) {
   return t;
 }
 
+struct InputTransform {
+  std::vector<float> shift, smooth;
+};
+
 struct Quantized {
   std::vector<float> shift, smooth;  // empty when identity
   q::QParams act;
   std::vector<float> weight, bias;  // W' (fake-quantized below 8 bits), b'
   std::vector<float> weight_scale;
   double alpha = 0;
+  bool weight_only = false;  // activations stay float: `act` unused
+  bool lowbit = false;       // group-wise low-bit weights (quant/lowbit.h)
+  q::LowBitWeights lb;       // when lowbit: widths, multipliers, codes
 };
 
 // Relative output error of the quantized layer against float on (up to) 256 sampled rows, treating each tap
@@ -104,7 +113,7 @@ double layer_rel_mse(const LayerStats& st, const LayerView& v, const Tensor& w, 
       const float sh = r.shift.empty() ? 0.0f : r.shift[c], sm = r.smooth.empty() ? 1.0f : r.smooth[c];
       u[c] = (x[c] - sh) / sm;
     }
-    q::fake_quant(u, u, act);
+    if (!r.weight_only) q::fake_quant(u, u, act);
     for (int64_t o = 0; o < R; ++o) {
       double yf = 0, yq = 0;
       const float* a = wt.data() + o * v.cin;
@@ -184,7 +193,8 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
     }
     r.act = rp.act;
   }
-  if (rule.transform != "repq" && !transposed) {
+  r.weight_only = rule.weight_only;
+  if (rule.transform != "repq" && !transposed && !r.weight_only) {
     q::UniformSpec as;
     as.bits = 8;
     as.range = range_of(rule.act_range);
@@ -218,6 +228,29 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
         }
       r.bias[o] = float(double(b[o]) + acc);
     }
+  if (rule.group_size > 0 || rule.weight_only) {  // group-wise low-bit weights on an s8 grid (quant/lowbit.h)
+    const int64_t cols = int64_t(C) * v.k;
+    std::vector<double> xsq(C, 0.0);  // E[u_c^2] of the layer's (transformed) input on the sample
+    for (int64_t t = 0; t < n; ++t)
+      for (int c = 0; c < C; ++c) {
+        const float sh = r.shift.empty() ? 0.0f : r.shift[c], sm = r.smooth.empty() ? 1.0f : r.smooth[c];
+        const double u = (xs[t * C + c] - sh) / sm;
+        xsq[c] += u * u;
+      }
+    std::vector<float> h(size_t(cols));
+    for (int c = 0; c < C; ++c)
+      for (int j = 0; j < v.k; ++j) h[size_t(c) * v.k + j] = float(xsq[c] / double(std::max<int64_t>(n, 1)));
+    q::LowBitSpec spec;
+    spec.group = rule.group_size > 0 ? std::min<int64_t>(rule.group_size, cols) : cols;
+    spec.avg_bits = rule.avg_bits > 0 ? rule.avg_bits : weight_bits;
+    spec.widths = rule.avg_bits > 0 ? rule.widths : std::vector<int>{weight_bits};
+    spec.sqc = rule.sqc;
+    r.lb = q::quantize_lowbit(r.weight, v.cout, cols, h, spec);
+    r.weight = r.lb.dequantize();
+    r.weight_scale = r.lb.row_scale;
+    r.lowbit = true;
+    return r;
+  }
   q::UniformSpec ws;
   ws.bits = weight_bits;
   ws.symmetric = true;
@@ -301,6 +334,62 @@ double quantize_lstm(WeightMap& out, const std::string& name, const LayerStats& 
   return den > 0 ? num / den : 0;
 }
 
+// The (Ada)LayerNorm whose affine output feeds exactly the layer `name`, and every layer it feeds.
+struct NormSite {
+  std::string norm;
+  std::vector<std::string> consumers;
+};
+
+std::optional<NormSite> norm_feeding(const std::string& name) {
+  std::smatch m;
+  static const std::regex pw1(R"(^(.*convnext\.\d+)\.pwconv1$)"), qkv(R"(^(.*pos_net\.\d+)\.(q|k|v)$)");
+  if (std::regex_match(name, m, pw1)) return NormSite{m[1].str() + ".norm", {name}};
+  if (std::regex_match(name, m, qkv)) {
+    const std::string b = m[1].str();
+    return NormSite{b + ".norm", {b + ".q", b + ".k", b + ".v"}};
+  }
+  if (name == "head.out") return NormSite{"backbone.final_layer_norm", {name}};
+  return std::nullopt;
+}
+
+// RepQ-ViT's fold as published: the per-channel input transform u = (x - shift) / smooth of the layers after a
+// LayerNorm goes into the norm's affine, gamma' = gamma / smooth, beta' = (beta - shift) / smooth, for every row
+// of an AdaLayerNorm (one per bandwidth id). W' = W diag(smooth), b' = b + W shift are already in the layers.
+void fold_into_norms(WeightMap& out, const std::map<std::string, InputTransform>& folds, bool wavtokenizer) {
+  std::map<std::string, std::string> done;  // norm -> the layer whose transform it took
+  for (const auto& [name, tr] : folds) {
+    const auto site = wavtokenizer ? norm_feeding(name) : std::nullopt;
+    if (!site)
+      throw Error("quantize: ln_fold on " + name +
+                  ": no LayerNorm feeds it alone (foldable: convnext.N.pwconv1, pos_net.N.q/k/v together, head.out)");
+    for (const auto& c : site->consumers) {
+      auto it = folds.find(c);
+      if (it == folds.end())
+        throw Error("quantize: ln_fold on " + name + " changes " + site->norm + ", which also feeds " + c +
+                    "; that layer must be quantized with ln_fold too");
+      if (it->second.shift != tr.shift || it->second.smooth != tr.smooth)
+        throw Error("quantize: ln_fold: " + c + " and " + name + " share " + site->norm +
+                    " but their input transforms differ (use the same rule for both)");
+    }
+    if (done.count(site->norm)) continue;
+    done[site->norm] = name;
+    const bool ada = out.has(site->norm + ".scale.weight");
+    const std::string gk = site->norm + (ada ? ".scale.weight" : ".weight"),
+                      bk = site->norm + (ada ? ".shift.weight" : ".bias");
+    Tensor g = out.get(gk), b = out.get(bk);
+    const int64_t C = int64_t(tr.shift.size());
+    if (g.numel() != b.numel() || C == 0 || g.numel() % C != 0 || g.dim(g.ndim() - 1) != C)
+      throw Error("quantize: ln_fold: " + gk + " does not match the " + std::to_string(C) + " inputs of " + name);
+    for (int64_t i = 0; i < g.numel(); ++i) {
+      const int64_t c = i % C;
+      g[i] = float(double(g[i]) / tr.smooth[c]);
+      b[i] = float((double(b[i]) - tr.shift[c]) / tr.smooth[c]);
+    }
+    out.set(gk, std::move(g));
+    out.set(bk, std::move(b));
+  }
+}
+
 }  // namespace
 
 PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
@@ -334,7 +423,27 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
       p.percentile = opt<double>(n, "percentile", 99.99);
       p.transform = opt<std::string>(n, "transform", "none");
       p.repq_shared = opt<std::string>(n, "repq_shared", "median");
+      p.group_size = opt<int64_t>(n, "group_size", 0);
+      p.avg_bits = opt<double>(n, "avg_bits", 0.0);
+      if (n["widths"]) p.widths = n["widths"].as<std::vector<int>>();
+      p.sqc = opt<bool>(n, "sqc", true);
+      p.weight_only = opt<bool>(n, "weight_only", false);
+      p.ln_fold = opt<bool>(n, "ln_fold", false);
+      p.hadamard = opt<bool>(n, "hadamard", false);
       if (p.weight_bits < 2 || p.weight_bits > 8) throw Error(origin + ": weight_bits must be 2..8");
+      if (p.group_size < 0 || p.group_size > (int64_t(1) << 20)) throw Error(origin + ": group_size must be 0..2^20");
+      if (p.widths.empty()) throw Error(origin + ": widths must list at least one width");
+      for (int b : p.widths)
+        if (b < 2 || b > 8) throw Error(origin + ": widths must lie in 2..8");
+      if (p.avg_bits != 0) {
+        const auto [lo, hi] = std::minmax_element(p.widths.begin(), p.widths.end());
+        if (!(p.avg_bits >= *lo && p.avg_bits <= *hi))
+          throw Error(origin + ": avg_bits must lie between the smallest and largest of widths");
+        if (p.group_size == 0 && !p.weight_only) throw Error(origin + ": avg_bits needs group_size");
+      }
+      if (p.weight_only && p.transform != "none")
+        throw Error(origin + ": weight_only layers keep float inputs; transform must be none");
+      if (p.ln_fold && p.transform == "none") throw Error(origin + ": ln_fold needs transform repq or sqb");
       check_one_of(p.weight_range, {"minmax", "mse", "omse"}, "weight_range", origin);
       check_one_of(p.act_range, {"minmax", "percentile", "mse"}, "act_range", origin);
       check_one_of(p.transform, {"none", "repq", "sqb"}, "transform", origin);
@@ -422,6 +531,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   const WeightMap& in = model.weights();
   for (const auto& [k, v] : in.all())
     if ((k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0) ||
+        (k.size() > 14 && k.compare(k.size() - 14, 14, ".weight_groups") == 0) ||
         (k.size() > 14 && k.compare(k.size() - 14, 14, ".softmax_quant") == 0))
       throw Error(in.origin() + ": model is already quantized");
   // Fold the ConvNeXt layer scale into pwconv2 (what VocosBackbone does at load), so the stored pwconv2 is the
@@ -457,6 +567,15 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
         break;
       }
     if (!rule || !rule->quantize) continue;
+    if ((rule->group_size > 0 || rule->weight_only || rule->ln_fold || rule->hadamard) &&
+        (is_lstm_layer(name) || is_transposed_conv_layer(name)))
+      throw Error("quantize: " + name +
+                  " is an LSTM or transposed conv; group_size, weight_only, ln_fold and hadamard "
+                  "apply to Conv1d/Linear layers only");
+    if (rule->hadamard && !out.has(name + ".input_rotation"))
+      throw Error("quantize: the recipe rotates the input of " + name +
+                  " (hadamard: true), but the model was not prepared by fold_hadamard, or the layer has no "
+                  "previous layer the rotation folds into (foldable: an attention block's proj_out)");
     if (is_lstm_layer(name)) {
       if (st.sampled() == 0) throw Error("quantize: no calibration rows for " + name);
       const double err = quantize_lstm(out, name, st, *rule);
@@ -486,6 +605,12 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   }
   std::vector<int> bits(jobs.size());
   for (size_t i = 0; i < jobs.size(); ++i) bits[i] = jobs[i].rule->weight_bits;
+  std::map<std::string, InputTransform> folds;  // ln_fold layers: the transform their norm takes over
+  if (recipe.mixed_avg_bits > 0)
+    for (const auto& j : jobs)
+      if (j.rule->group_size > 0 || j.rule->weight_only)
+        throw Error("quantize: mixed_avg_bits (per-layer W4/W8) cannot be combined with group-wise low-bit "
+                    "rules (" + j.v.name + "); use avg_bits on the rule");
   if (recipe.mixed_avg_bits > 0 && !jobs.empty()) {
     std::vector<int64_t> sizes;
     for (const auto& j : jobs) sizes.push_back(int64_t(j.v.cout) * j.v.cin * j.v.k);
@@ -511,17 +636,39 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
     PtqRule rule = *j.rule;
     if (bits[i] < 8 && rule.weight_range == "minmax" && recipe.mixed_avg_bits > 0) rule.weight_range = "omse";
     Quantized r = quantize_layer(*j.st, j.v, w, b, rule, bits[i]);
-    if (report)
-      report->push_back({j.v.name, bits[i], rule.transform, r.alpha, layer_rel_mse(*j.st, j.v, w, r), w.numel()});
+    if (report) {
+      PtqLayerReport e{j.v.name, bits[i], rule.transform, r.alpha, layer_rel_mse(*j.st, j.v, w, r), w.numel()};
+      if (r.lowbit) {
+        e.weight_bits = *std::max_element(r.lb.bits.begin(), r.lb.bits.end());
+        e.avg_bits = r.lb.avg_bits();
+        e.group_size = r.lb.group;
+        if (r.weight_only) e.transform = "w-only";
+      }
+      report->push_back(e);
+    }
     out.set(j.v.name + ".weight", Tensor(j.v.wshape, r.weight));
     out.set(j.v.name + ".bias", Tensor({j.v.cout}, r.bias));
     out.set(j.v.name + ".weight_scale", Tensor({j.v.cout}, r.weight_scale));
-    out.set(j.v.name + ".act_quant", Tensor({2}, std::vector<float>{r.act.scale[0], float(r.act.zero_point[0])}));
-    if (!r.shift.empty()) {
+    if (r.lowbit) {
+      const int64_t G = r.lb.groups_per_row();
+      Tensor g({int64_t(j.v.cout), G, 2});
+      for (int64_t k = 0; k < int64_t(j.v.cout) * G; ++k) {
+        g[2 * k] = float(r.lb.bits[k]);
+        g[2 * k + 1] = float(r.lb.mult[k]);
+      }
+      out.set(j.v.name + ".weight_groups", std::move(g));
+      out.set(j.v.name + ".weight_group_size", Tensor({1}, std::vector<float>{float(r.lb.group)}));
+    }
+    if (!r.weight_only)
+      out.set(j.v.name + ".act_quant", Tensor({2}, std::vector<float>{r.act.scale[0], float(r.act.zero_point[0])}));
+    if (!r.shift.empty() && rule.ln_fold) {
+      folds[j.v.name] = {r.shift, r.smooth};
+    } else if (!r.shift.empty()) {
       out.set(j.v.name + ".act_shift", Tensor({j.v.cin}, r.shift));
       out.set(j.v.name + ".act_smooth", Tensor({j.v.cin}, r.smooth));
     }
   }
+  fold_into_norms(out, folds, model.config().arch == Arch::WavTokenizer);
   if (recipe.softmax != "none")
     for (const auto& [name, st] : stats) {
       if (!is_softmax_stat(name)) continue;
@@ -543,6 +690,55 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
       }
     }
   return out;
+}
+
+WeightMap fold_hadamard(const Model& model, const PtqRecipe& recipe, std::vector<std::string>* rotated) {
+  WeightMap out = model.weights();
+  bool any_rule = false;
+  for (const auto& r : recipe.rules) any_rule |= r.hadamard;
+  if (!any_rule) return out;
+  int n_rotated = 0;
+  std::vector<std::string> names;
+  for (const auto& [k, t] : out.all())
+    if (k.size() > 16 && k.compare(k.size() - 16, 16, ".proj_out.weight") == 0) names.push_back(k.substr(0, k.size() - 7));
+  for (const std::string& name : names) {
+    const PtqRule* rule = nullptr;
+    for (const auto& r : recipe.rules)
+      if (std::regex_search(name, std::regex(r.match))) {
+        rule = &r;
+        break;
+      }
+    if (!rule || !rule->quantize || !rule->hadamard) continue;
+    if (out.has(name + ".input_rotation")) throw Error(out.origin() + ": " + name + " is already rotated");
+    const std::string v = name.substr(0, name.size() - 8) + "v";  // "X.proj_out" -> "X.v"
+    Tensor wo = out.get(name + ".weight"), wv = out.get(v + ".weight"), bv = out.get(v + ".bias");
+    const int64_t D = wo.dim(0) ? wo.numel() / wo.dim(0) : 0;  // proj_out input width (kernel 1)
+    if (wv.dim(0) != D || bv.numel() != D || (wo.ndim() == 3 && wo.dim(2) != 1))
+      throw Error(out.origin() + ": " + v + " does not feed " + name + " channel for channel");
+    const int64_t block = q::hadamard_block(D);
+    // proj_out(P (X Wv^T + bv)) = proj_out' (P (X Wv'^T + bv')) with Wv' = R Wv, bv' = R bv, Wo' = Wo R (R = R^T,
+    // R R = I): the attention mixes rows (time), the rotation mixes channels, so they commute.
+    q::rotate_columns(std::span<float>(wo.data(), wo.numel()), wo.dim(0), D, block);
+    q::rotate_rows(std::span<float>(wv.data(), wv.numel()), D, wv.numel() / D, block);
+    q::rotate_rows(std::span<float>(bv.data(), bv.numel()), D, 1, block);
+    out.set(name + ".weight", std::move(wo));
+    out.set(v + ".weight", std::move(wv));
+    out.set(v + ".bias", std::move(bv));
+    out.set(name + ".input_rotation", Tensor({1}, std::vector<float>{float(block)}));
+    if (rotated) rotated->push_back(name);
+    ++n_rotated;
+  }
+  if (n_rotated == 0)
+    throw Error("quantize: the recipe asks for a Hadamard rotation, but no layer it matches has a previous layer "
+                "the rotation folds into (foldable: an attention block's proj_out)");
+  return out;
+}
+
+std::shared_ptr<const Model> prepare_for_recipe(std::shared_ptr<const Model> model, const PtqRecipe& recipe) {
+  bool any = false;
+  for (const auto& r : recipe.rules) any |= r.hadamard;
+  if (!any) return model;
+  return Model::from_weights(model->config(), fold_hadamard(*model, recipe));
 }
 
 }  // namespace wavtok

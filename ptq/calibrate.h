@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,16 @@ struct PtqRule {
   double percentile = 99.99;
   std::string transform = "none";      // none | repq (RepQ-ViT) | sqb (SmoothQuant with bias, OPT-m alpha)
   std::string repq_shared = "median";  // mean | median
+  // Group-wise low-bit weights (quant/lowbit.h, docs/PTQ.md "Low-bit weights"): group_size > 0 cuts each
+  // weight row into groups of that many columns; avg_bits > 0 allocates a width per group from `widths` by
+  // salience (SliM-LLM) to that average, else every group takes weight_bits. Stored packed (feature lowbit).
+  int64_t group_size = 0;
+  double avg_bits = 0;
+  std::vector<int> widths = {2, 3, 4, 8};
+  bool sqc = true;           // salience-weighted search of each group's scale multiplier
+  bool weight_only = false;  // activations stay float (no act_quant): the layer runs float on dequantized weights
+  bool ln_fold = false;      // fold the repq/sqb input transform into the preceding (Ada)LayerNorm affine
+  bool hadamard = false;     // rotate the layer's input, folded into the previous layer (fold_hadamard)
 };
 
 struct PtqRecipe {
@@ -62,15 +73,25 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
 
 struct PtqLayerReport {
   std::string name;
-  int weight_bits = 8;
+  int weight_bits = 8;  // the largest width (low-bit layers)
   std::string transform;
   double alpha = 0;     // sqb
   double rel_mse = 0;   // output error of the quantized layer on the calibration sample, relative to its power
   int64_t weights = 0;  // parameter count
+  double avg_bits = 0;     // low-bit layers: average code bits
+  int64_t group_size = 0;  // low-bit layers
 };
 
 // The float model's weights with the recipe applied (gamma folded into pwconv2, transforms, int8 tensors).
 WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibStats& stats,
                        std::vector<PtqLayerReport>* report = nullptr);
+
+// The float model's weights with the block Hadamard rotations the recipe asks for (`hadamard: true`) folded
+// into the previous layers, so the model computes the same function (docs/PTQ.md "Hadamard rotation"); run it
+// before calibrate(). Foldable: an attention block's proj_out (its input rotated through v's output rows).
+// Each rotated layer gets NAME.input_rotation [1] = block size. Throws on a rule that would rotate nothing.
+WeightMap fold_hadamard(const Model& model, const PtqRecipe& recipe, std::vector<std::string>* rotated = nullptr);
+// fold_hadamard as a model, or `model` itself when the recipe rotates nothing.
+std::shared_ptr<const Model> prepare_for_recipe(std::shared_ptr<const Model> model, const PtqRecipe& recipe);
 
 }  // namespace wavtok

@@ -126,7 +126,7 @@ void write_model_file(const std::string& path, const ModelConfig& config, const 
           t.dim(1) != (cols + group - 1) / group || t.dim(2) != 2)
         throw Error(path + ": low-bit layer " + layer + " has inconsistent weight " + shape_str(w.shape()) +
                     ", weight_scale, groups " + shape_str(t.shape()) + " or group size");
-      std::vector<uint8_t> meta(size_t(t.numel()));
+      std::vector<uint8_t> meta(static_cast<size_t>(t.numel()));
       for (int64_t i = 0; i < t.numel(); ++i) {
         if (!(t[i] >= 0 && t[i] <= 255) || t[i] != std::floor(t[i]))
           throw Error(path + ": low-bit layer " + layer + " has a group value that is not a byte");

@@ -35,9 +35,13 @@ TEST_P(LowBitLayer, MatchesIntegerEmulation) {
   const int64_t T = 29, cols = int64_t(c.cin) * c.k;
   Tensor w = randn({c.cout, c.cin, c.k}, rng, 0.2f), b = randn({c.cout}, rng);
   Tensor x = randn(c.channels_last ? std::vector<int64_t>{T, c.cin} : std::vector<int64_t>{c.cin, T}, rng, 1.0f, 0.3f);
-  std::vector<float> xsq(size_t(cols));
-  std::uniform_real_distribution<float> u(0.01f, 1.0f);
-  for (auto& v : xsq) v = u(rng);
+  std::vector<float> xsq(static_cast<size_t>(cols));
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (auto& v : xsq) v = std::pow(10.0f, -2.0f * u(rng));
+  for (int o = 0; o < c.cout; ++o) {  // rows of very different magnitude: their groups get different widths
+    const float s = std::pow(10.0f, -1.5f * u(rng));
+    for (int64_t j = 0; j < cols; ++j) w[o * cols + j] *= s;
+  }
   quant::LowBitSpec spec;
   spec.group = c.group;
   spec.avg_bits = 4.0;

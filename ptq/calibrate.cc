@@ -237,7 +237,7 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
         const double u = (xs[t * C + c] - sh) / sm;
         xsq[c] += u * u;
       }
-    std::vector<float> h(size_t(cols));
+    std::vector<float> h(static_cast<size_t>(cols));
     for (int c = 0; c < C; ++c)
       for (int j = 0; j < v.k; ++j) h[size_t(c) * v.k + j] = float(xsq[c] / double(std::max<int64_t>(n, 1)));
     q::LowBitSpec spec;

@@ -97,8 +97,13 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
                        else
                          std::fprintf(stderr, "%-40s W%d %-5s alpha=%.2f rel_mse=%.3e\n", r.name.c_str(),
                                       r.weight_bits, r.transform.c_str(), r.alpha, r.rel_mse);
+                   double code_bits = 0;  // average code bits over the quantized weights (low-bit: per group)
+                   for (const auto& r : rep)
+                     if (r.weights > 0) code_bits += double(r.weights) * (r.group_size > 0 ? r.avg_bits : 8.0);
+                   char avg[64];
+                   std::snprintf(avg, sizeof avg, ", %.3f average weight bits", q8 ? code_bits / double(q8) : 0.0);
                    prog.say("wrote " + o->output + ": " + std::to_string(layers) + " int8 layers, " +
-                            std::to_string(q8) + " of " + std::to_string(total) + " parameters" +
+                            std::to_string(q8) + " of " + std::to_string(total) + " parameters" + avg +
                             (recipe.softmax == "none" ? std::string()
                                                       : ", post-softmax " + recipe.softmax + " " +
                                                             std::to_string(recipe.softmax_bits) + "-bit"));

@@ -25,8 +25,8 @@ namespace {
 constexpr char kMagic[8] = {'W', 'A', 'V', 'T', 'O', 'K', 'M', 'F'};
 constexpr uint64_t kAlign = 64;
 constexpr uint32_t kDtypeF32 = 0, kDtypeS8 = 1, kDtypeU8 = 2, kDtypePacked = 3;
-constexpr const char* kGroups = ".weight_groups";
-constexpr const char* kGroupSize = ".weight_group_size";
+constexpr const char* kGroups = "_groups";         // WEIGHT + kGroups: a low-bit weight's group table
+constexpr const char* kGroupSize = "_group_size";  // WEIGHT + kGroupSize
 constexpr const char* kActQuant = ".act_quant";
 
 // "NAME" for "NAME.weight", "NAME" for an LSTM's "NAME.weight_ih_lK" / "NAME.weight_hh_lK", else "".
@@ -39,6 +39,13 @@ std::string int8_layer_of(const std::string& tensor) {
       leaf.find_first_not_of("0123456789", 11) == std::string::npos)
     return tensor.substr(0, dot);
   return std::string();
+}
+
+// "WEIGHT" for "WEIGHT_groups" when WEIGHT is a quantizable weight (NAME.weight, an LSTM's NAME.weight_ih_lK ...).
+std::string lowbit_weight_of(const std::string& tensor) {
+  if (!ends_with(tensor, kGroups)) return std::string();
+  std::string w = tensor.substr(0, tensor.size() - std::strlen(kGroups));
+  return int8_layer_of(w).empty() ? std::string() : w;
 }
 
 struct Mapping {
@@ -89,7 +96,7 @@ uint32_t required_model_features(const WeightMap& weights) {
   for (const auto& [name, t] : weights.all()) {
     if (ends_with(name, kActQuant)) f |= kModelFeatureInt8;
     if (ends_with(name, ".softmax_quant")) f |= kModelFeatureSoftmaxQuant;
-    if (ends_with(name, kGroups)) f |= kModelFeatureLowBit;
+    if (!lowbit_weight_of(name).empty()) f |= kModelFeatureLowBit;
   }
   return f;
 }
@@ -114,14 +121,15 @@ void write_model_file(const std::string& path, const ModelConfig& config, const 
   std::map<std::string, uint32_t> raw_dtype;
   if (features & kModelFeatureLowBit)
     for (const auto& [name, t] : weights.all()) {
-      if (!ends_with(name, kGroups)) continue;
-      const std::string layer = name.substr(0, name.size() - std::strlen(kGroups));
-      if (!weights.has(layer + ".weight") || !weights.has(layer + ".weight_scale") || !weights.has(layer + kGroupSize))
-        throw Error(path + ": low-bit layer " + layer + " lacks its weight, weight_scale or weight_group_size");
-      const Tensor& w = weights.get(layer + ".weight");
+      const std::string wname = lowbit_weight_of(name);
+      if (wname.empty()) continue;
+      const std::string layer = int8_layer_of(wname);
+      if (!weights.has(wname) || !weights.has(layer + ".weight_scale") || !weights.has(wname + kGroupSize))
+        throw Error(path + ": low-bit weight " + wname + " lacks its tensor, weight_scale or group size");
+      const Tensor& w = weights.get(wname);
       const Tensor& sc = weights.get(layer + ".weight_scale");
       const int64_t rows = w.ndim() >= 2 ? w.dim(0) : 0, cols = rows ? w.numel() / rows : 0;
-      const int64_t group = int64_t(weights.get(layer + kGroupSize, {1})[0]);
+      const int64_t group = int64_t(weights.get(wname + kGroupSize, {1})[0]);
       if (rows == 0 || sc.numel() != rows || group <= 0 || t.ndim() != 3 || t.dim(0) != rows ||
           t.dim(1) != (cols + group - 1) / group || t.dim(2) != 2)
         throw Error(path + ": low-bit layer " + layer + " has inconsistent weight " + shape_str(w.shape()) +
@@ -140,9 +148,9 @@ void write_model_file(const std::string& path, const ModelConfig& config, const 
       const std::vector<int8_t> c =
           int8_weight_codes(w.data(), w.numel(), std::vector<float>(sc.data(), sc.data() + sc.numel()));
       // throws if a code is off its group's grid
-      raw[layer + ".weight"] = pack_lowbit(c, bits, mult, rows, cols, group, path + ": low-bit layer " + layer);
-      raw_dtype[layer + ".weight"] = kDtypePacked;
-      codes.erase(layer + ".weight");
+      raw[wname] = pack_lowbit(c, bits, mult, rows, cols, group, path + ": low-bit weight " + wname);
+      raw_dtype[wname] = kDtypePacked;
+      codes.erase(wname);
       raw[name] = std::move(meta);
       raw_dtype[name] = kDtypeU8;
     }
@@ -297,10 +305,12 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
       for (uint64_t j = 0; j < numel; ++j) t[int64_t(j)] = float(q[j]);  // scaled below, once the scales are read
       s8.push_back(name);
     } else if (dtype == kDtypeU8) {
-      if (!ends_with(name, kGroups)) throw Error(path + ": u8 tensor '" + name + "' is not a low-bit weight_groups");
+      if (lowbit_weight_of(name).empty())
+        throw Error(path + ": u8 tensor '" + name + "' is not the group table of a low-bit weight");
       for (uint64_t j = 0; j < numel; ++j) t[int64_t(j)] = float(base[off + j]);
     } else if (dtype == kDtypePacked) {
-      if (!ends_with(name, ".weight")) throw Error(path + ": packed tensor '" + name + "' is not a layer weight");
+      if (int8_layer_of(name).empty())
+        throw Error(path + ": packed tensor '" + name + "' is not a layer weight");
       packed.push_back({name, off, nb});
     } else {
       std::memcpy(t.data(), base + off, nb);
@@ -310,19 +320,20 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
   }
   // Packed low-bit codes -> codes * weight_scale[o] (as for s8), after checking every group parameter.
   for (const Packed& pk : packed) {
-    const std::string layer = pk.name.substr(0, pk.name.size() - 7);
-    const std::string what = path + ": low-bit layer " + layer;
-    if (!weights.has(layer + kGroups) || !weights.has(layer + kGroupSize) || !weights.has(layer + ".weight_scale"))
-      throw Error(what + " lacks its weight_groups, weight_group_size or weight_scale");
+    const std::string layer = int8_layer_of(pk.name);
+    const std::string what = path + ": low-bit weight " + pk.name;
+    if (!weights.has(pk.name + kGroups) || !weights.has(pk.name + kGroupSize) || !weights.has(layer + ".weight_scale"))
+      throw Error(what + " lacks its group table (" + pk.name + kGroups + "), group size or " + layer +
+                  ".weight_scale");
     Tensor& t = weights.all().at(pk.name);
     const int64_t rows = t.dim(0), cols = rows ? t.numel() / rows : 0;
-    const Tensor& gs = weights.get(layer + kGroupSize);
+    const Tensor& gs = weights.get(pk.name + kGroupSize);
     if (gs.numel() != 1 || !(gs[0] >= 1 && gs[0] <= float(cols)) || gs[0] != std::floor(gs[0]))
       throw Error(what + " has a bad group size");
     const int64_t group = int64_t(gs[0]), G = (cols + group - 1) / group;
-    const Tensor& g = weights.get(layer + kGroups);
+    const Tensor& g = weights.get(pk.name + kGroups);
     if (g.ndim() != 3 || g.dim(0) != rows || g.dim(1) != G || g.dim(2) != 2)
-      throw Error(what + ": weight_groups is " + shape_str(g.shape()) + ", expected [" + std::to_string(rows) + ", " +
+      throw Error(what + ": its group table is " + shape_str(g.shape()) + ", expected [" + std::to_string(rows) + ", " +
                   std::to_string(G) + ", 2]");
     const Tensor& sc = weights.get(layer + ".weight_scale");
     if (sc.numel() != rows) throw Error(what + ": weight_scale has " + std::to_string(sc.numel()) + " values");
@@ -336,7 +347,7 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
       for (int64_t j = 0; j < cols; ++j) t[o * cols + j] = float(c[size_t(o * cols + j)]) * sc[o];
   }
   for (const auto& [name, t] : weights.all())
-    if (ends_with(name, kGroups) &&
+    if (!lowbit_weight_of(name).empty() &&
         std::none_of(packed.begin(), packed.end(), [&](const Packed& p) { return p.name + "_groups" == name; }))
       throw Error(path + ": " + name + " has no packed weight beside it");
   // s8 codes -> codes * weight_scale[o]: the int8 layer's rint(w / scale) gives the stored codes back exactly

@@ -18,10 +18,10 @@
 // hands out codes * scale as float, from which the layer recovers exactly the same codes. A reader that predates
 // version 2 refuses such a file ("version 2 is not supported") instead of running the int8 layers in float.
 //
-// Low-bit layers (kModelFeatureLowBit; quant/lowbit.h, docs/PTQ.md "Low-bit weights") carry NAME.weight_groups
-// [Cout, G, 2] (per group: bits, integer multiplier) and NAME.weight_group_size [1] beside NAME.weight_scale:
-// NAME.weight goes out as dtype 3 (packed: the group codes as a bit stream, its byte count set by the groups) and
-// NAME.weight_groups as dtype 2 (u8). The reader unpacks the codes c = m * q and hands out c * weight_scale[o],
+// Low-bit weights (kModelFeatureLowBit; quant/lowbit.h, docs/PTQ.md "Low-bit weights"): a quantizable weight W
+// (NAME.weight, or an int8 LSTM's NAME.weight_ih_lK / NAME.weight_hh_lK) with W_groups [rows, G, 2] (per group:
+// bits, integer multiplier) and W_group_size [1] beside it (and NAME.weight_scale): W goes out as dtype 3
+// (packed: the group codes as a bit stream, its byte count set by the groups) and W_groups as dtype 2 (u8). The reader unpacks the codes c = m * q and hands out c * weight_scale[o],
 // as for s8 weights; every malformed group, code, size or padding bit is refused with the file's name.
 #pragma once
 

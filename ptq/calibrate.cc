@@ -160,11 +160,14 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
     if (!(r.act.scale[0] > 0) || !std::isfinite(r.act.scale[0])) r.act.scale[0] = 1.0f;  // an all-zero input
   } else if (rule.transform == "sqb") {
     const int64_t ns = std::min<int64_t>(n, 512);  // the alpha search costs one GEMM per grid point
+    // low-bit rules: search alpha at their average width (per output channel: a proxy for the groups)
+    const int search_bits =
+        rule.avg_bits > 0 ? std::clamp(int(std::lround(rule.avg_bits)), 2, 8) : weight_bits;
     std::vector<float> wt = taps_matrix(w, v), zb(size_t(v.cout) * v.k, 0.0f);
     const std::vector<double> alphas = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
     q::SmoothResult s =
         q::search_smooth_alpha(std::span<const float>(xs.data(), ns * C), ns, C, wt, zb, int64_t(v.cout) * v.k,
-                               q::LayerQuantSpec{weight_bits, 8, false}, true, alphas);
+                               q::LayerQuantSpec{search_bits, 8, false}, true, alphas);
     r.alpha = s.alpha;
     r.shift = s.shift;
     r.smooth = s.scale;
@@ -270,11 +273,14 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
 // RNN needs; the divisor is folded into weight_ih_l0. Weight scales: symmetric per gate row over every layer's
 // W_ih and W_hh (oneDNN's RNN weight scales are shared across layers). Returns the relative error of the
 // layer-0 gate pre-activations W_ih x on the sampled rows (a proxy: the recurrence is not replayed).
-double quantize_lstm(WeightMap& out, const std::string& name, const LayerStats& st, const PtqRule& rule) {
+double quantize_lstm(WeightMap& out, const std::string& name, const LayerStats& st, const PtqRule& rule,
+                     double* avg_bits_out = nullptr) {
   if (rule.transform != "none")
     throw Error("quantize: " + name + " is an LSTM; its int8 inputs take no transform, but the recipe asks for '" +
                 rule.transform + "'");
-  if (rule.weight_bits != 8) throw Error("quantize: " + name + " is an LSTM; only 8-bit weights are supported");
+  const bool lowbit = rule.group_size > 0;
+  if (rule.weight_bits != 8 && !lowbit)
+    throw Error("quantize: " + name + " is an LSTM; its weights are 8-bit unless group_size sets low-bit groups");
   const int64_t n = st.sampled();
   const int C = st.cin;
   double a = 0;
@@ -290,6 +296,7 @@ double quantize_lstm(WeightMap& out, const std::string& name, const LayerStats& 
     for (int c = 0; c < C; ++c) a = std::max({a, double(std::fabs(st.lo[c])), double(std::fabs(st.hi[c]))});
   }
   if (!(a > 0) || !std::isfinite(a)) a = 1.0;
+  if (rule.weight_only) a = 1.0;  // float LSTM on the quantized weights: no divisor folded into W_ih_l0
   std::vector<std::string> mats;
   for (int l = 0; out.has(name + ".weight_ih_l" + std::to_string(l)); ++l) {
     mats.push_back(name + ".weight_ih_l" + std::to_string(l));
@@ -310,17 +317,72 @@ double quantize_lstm(WeightMap& out, const std::string& name, const LayerStats& 
   }
   for (auto& x : scale)
     if (!(x > 0)) x = 1.0f;
+  if (lowbit) {
+    // Group-wise low-bit codes under the shared per-gate-row scale (quant/lowbit.h): the rows of all matrices side
+    // by side, [W_ih_l0 | W_hh_l0 | W_ih_l1 | ...], one row scale max|row| / 127 (the scale above), groups within
+    // each matrix. Salience E[v^2] of each column's input: the layer-0 input divided by the divisor, from the
+    // calibration sample; the hidden states are not observed, E[h^2] is taken as 0.25 (they lie in (-1, 1)).
+    std::vector<int64_t> cols_of;
+    int64_t cols = 0;
+    for (const auto& m : mats) {
+      const int64_t c = out.get(m).dim(1);
+      if (c % rule.group_size != 0)
+        throw Error("quantize: " + m + ": group_size " + std::to_string(rule.group_size) + " does not divide its " +
+                    std::to_string(c) + " columns (LSTM groups may not straddle matrices)");
+      cols_of.push_back(c);
+      cols += c;
+    }
+    std::vector<float> wcat(size_t(rows * cols)), h(static_cast<size_t>(cols), 0.25f);
+    for (int c = 0; c < C; ++c) {
+      double e = 0;
+      for (int64_t t = 0; t < n; ++t) e += double(st.rows[t * C + c] / a) * (st.rows[t * C + c] / a);
+      h[size_t(c)] = float(e / double(std::max<int64_t>(n, 1)));
+    }
+    for (int64_t r = 0, c0 = 0; r < rows; ++r, c0 = 0)
+      for (size_t k = 0; k < mats.size(); c0 += cols_of[k], ++k) {
+        const Tensor& t = out.get(mats[k]);
+        for (int64_t j = 0; j < cols_of[k]; ++j) wcat[r * cols + c0 + j] = t[r * cols_of[k] + j];
+      }
+    q::LowBitSpec spec;
+    spec.group = rule.group_size;
+    spec.avg_bits = rule.avg_bits > 0 ? rule.avg_bits : rule.weight_bits;
+    spec.widths = rule.avg_bits > 0 ? rule.widths : std::vector<int>{rule.weight_bits};
+    spec.sqc = rule.sqc;
+    const q::LowBitWeights lb = q::quantize_lowbit(wcat, rows, cols, h, spec);
+    const int64_t G = lb.groups_per_row();
+    for (size_t k = 0, c0 = 0; k < mats.size(); c0 += size_t(cols_of[k]), ++k) {
+      Tensor t({rows, cols_of[k]}), g({rows, cols_of[k] / rule.group_size, 2});
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < cols_of[k]; ++j) t[r * cols_of[k] + j] = float(lb.codes[r * cols + c0 + j]) * lb.row_scale[r];
+        for (int64_t gg = 0; gg < cols_of[k] / rule.group_size; ++gg) {
+          const int64_t src = r * G + int64_t(c0) / rule.group_size + gg;
+          g[(r * g.dim(1) + gg) * 2] = float(lb.bits[src]);
+          g[(r * g.dim(1) + gg) * 2 + 1] = float(lb.mult[src]);
+        }
+      }
+      out.set(mats[k], std::move(t));
+      out.set(mats[k] + "_groups", std::move(g));
+      out.set(mats[k] + "_group_size", Tensor({1}, std::vector<float>{float(rule.group_size)}));
+    }
+    scale = lb.row_scale;
+    wf = out.get(mats[0]);  // for the error estimate below
+    if (avg_bits_out) *avg_bits_out = lb.avg_bits();
+  }
   out.set(name + ".weight_scale", Tensor({rows}, scale));
-  out.set(name + ".act_quant", Tensor({2}, std::vector<float>{1.0f / 127.0f, 128.0f}));
-  out.set(name + ".act_smooth", Tensor({1}, std::vector<float>{float(a)}));
+  if (!rule.weight_only) {
+    out.set(name + ".act_quant", Tensor({2}, std::vector<float>{1.0f / 127.0f, 128.0f}));
+    out.set(name + ".act_smooth", Tensor({1}, std::vector<float>{float(a)}));
+  }
   // error proxy: W_ih x against s8(W_ih a) u8(x / a) on up to 256 sampled rows
   const int64_t ns = std::min<int64_t>(n, 256);
   double num = 0, den = 0;
   std::vector<float> u(C);
   for (int64_t t = 0; t < ns; ++t) {
     const float* x = st.rows.data() + t * C;
-    for (int c = 0; c < C; ++c)
-      u[c] = (std::clamp(std::nearbyint(float(x[c] / a) * 127.0f + 128.0f), 0.0f, 255.0f) - 128.0f) / 127.0f;
+    for (int c = 0; c < C; ++c)  // a weight-only LSTM sees x itself (a = 1)
+      u[c] = rule.weight_only
+                 ? x[c]
+                 : (std::clamp(std::nearbyint(float(x[c] / a) * 127.0f + 128.0f), 0.0f, 255.0f) - 128.0f) / 127.0f;
     for (int64_t r = 0; r < rows; ++r) {
       double yf = 0, yq = 0;
       for (int c = 0; c < C; ++c) {
@@ -531,7 +593,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   const WeightMap& in = model.weights();
   for (const auto& [k, v] : in.all())
     if ((k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0) ||
-        (k.size() > 14 && k.compare(k.size() - 14, 14, ".weight_groups") == 0) ||
+        (k.size() > 7 && k.compare(k.size() - 7, 7, "_groups") == 0 && k.find(".weight") != std::string::npos) ||
         (k.size() > 14 && k.compare(k.size() - 14, 14, ".softmax_quant") == 0))
       throw Error(in.origin() + ": model is already quantized");
   // Fold the ConvNeXt layer scale into pwconv2 (what VocosBackbone does at load), so the stored pwconv2 is the
@@ -567,23 +629,32 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
         break;
       }
     if (!rule || !rule->quantize) continue;
-    if ((rule->group_size > 0 || rule->weight_only || rule->ln_fold || rule->hadamard) &&
-        (is_lstm_layer(name) || is_transposed_conv_layer(name)))
+    if ((rule->ln_fold || rule->hadamard) && (is_lstm_layer(name) || is_transposed_conv_layer(name)))
       throw Error("quantize: " + name +
-                  " is an LSTM or transposed conv; group_size, weight_only, ln_fold and hadamard "
-                  "apply to Conv1d/Linear layers only");
+                  " is an LSTM or transposed conv; ln_fold and hadamard apply to Conv1d/Linear layers only");
+    if (rule->weight_only && is_transposed_conv_layer(name))
+      throw Error("quantize: " + name + " is a transposed conv; weight_only is not supported there");
+    if (rule->weight_only && is_lstm_layer(name) && rule->group_size == 0)
+      throw Error("quantize: " + name + ": a weight-only LSTM needs group_size (its weights are stored packed)");
+    if (rule->group_size > 0 && is_transposed_conv_layer(name))
+      throw Error("quantize: " + name + " is a transposed conv; group_size (low-bit weights) is not supported there");
     if (rule->hadamard && !out.has(name + ".input_rotation"))
       throw Error("quantize: the recipe rotates the input of " + name +
                   " (hadamard: true), but the model was not prepared by fold_hadamard, or the layer has no "
                   "previous layer the rotation folds into (foldable: an attention block's proj_out)");
     if (is_lstm_layer(name)) {
       if (st.sampled() == 0) throw Error("quantize: no calibration rows for " + name);
-      const double err = quantize_lstm(out, name, st, *rule);
+      double avg = 0;
+      const double err = quantize_lstm(out, name, st, *rule, &avg);
       if (report) {
         int64_t nw = 0;
         for (const auto& [k, t] : out.all())
-          if (k.rfind(name + ".weight_", 0) == 0 && k != name + ".weight_scale") nw += t.numel();
-        report->push_back({name, 8, "lstm", 0, err, nw});
+          if (k.rfind(name + ".weight_", 0) == 0 && k != name + ".weight_scale" &&
+              k.find("_group") == std::string::npos)
+            nw += t.numel();
+        PtqLayerReport e{name, 8, "lstm", 0, err, nw};
+        if (rule->group_size > 0) e.avg_bits = avg, e.group_size = rule->group_size;
+        report->push_back(e);
       }
       continue;
     }

@@ -122,7 +122,7 @@ for r, n in zip(recipes, names):
     # transform (always applied, identity here) cost the same, and the RepQ/SQ-b searches are slow at these dims.
     fast = f"{rel}/{n}.speed.yaml"
     txt = open(r).read()
-    txt = re.sub(r"(?m)^\s*transform:.*$", "", txt)
+    txt = re.sub(r"(?m)^\s*(transform|ln_fold):.*$", "", txt)  # ln_fold needs a transform
     txt = re.sub(r"(?m)^mixed_avg_bits:.*$", "", txt)
     open(fast, "w").write(txt)
     out = f"{rel}/{n}.wtk"

@@ -30,7 +30,7 @@ const Fixture& fixture_model() {
     Fixture x;
     x.model = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
     x.audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
-    x.audio.resize(std::min<size_t>(x.audio.size(), 24000 * 2));  // 2 s keep the tests cheap
+    x.audio.resize(std::min<size_t>(x.audio.size(), 24000));  // 1 s keeps the tests cheap
     x.tokens = x.model->encode(x.audio.data(), int64_t(x.audio.size()), 1);
     return x;
   }();
@@ -137,7 +137,7 @@ rules:
   };
   auto folded = Model::from_weights(f.model->config(), strip(q));
   const Tensor lat = f.model->dequantize(f.tokens);
-  for (int bw = 0; bw < 4; ++bw) {
+  for (int bw : {0, 3}) {  // the first and the last AdaLayerNorm row
     const std::vector<float> y0 = f.model->decode_latents(lat, bw), y1 = folded->decode_latents(lat, bw);
     const double e = rel_err(y0, y1);
     std::printf("LayerNorm fold, bandwidth id %d: %.2e relative rms vs float\n", bw, e);
@@ -160,6 +160,13 @@ rules:
 
 const char* kW4Recipe = R"(
 rules:
+  - match: 'encoder\.model\.\d+\.lstm$'
+    weight_only: true
+    group_size: 64
+    avg_bits: 5
+  - match: 'encoder\.model\.\d+\.conv\.conv$'
+    weight_only: true
+    weight_bits: 8
   - match: 'pwconv1$'
     transform: repq
     ln_fold: true
@@ -190,11 +197,16 @@ TEST(PtqLowBit, PackedFileRoundTripsBitExact) {
   for (const auto& e : rep)
     if (e.group_size > 0) {
       ++lowbit_layers;
-      EXPECT_LE(e.avg_bits, 4.0 + 1e-9) << e.name;
-      EXPECT_GT(e.avg_bits, 3.8) << e.name;
+      const double want = e.name.find("lstm") != std::string::npos ? 5.0
+                          : e.name.find("encoder") != std::string::npos ? 8.0
+                                                                        : 4.0;  // the rule's budget, spent
+      EXPECT_LE(e.avg_bits, want + 1e-9) << e.name;
+      EXPECT_GT(e.avg_bits, want - 0.2) << e.name;
     }
-  EXPECT_EQ(lowbit_layers, 4 + 4 + 1 + 1);
+  EXPECT_GE(lowbit_layers, 4 + 4 + 1 + 1 + 1 + 2);
   EXPECT_FALSE(q.has("head.out.act_quant"));  // weight-only
+  EXPECT_TRUE(q.has("feature_extractor.encodec.encoder.model.13.lstm.weight_hh_l1_groups"));
+  EXPECT_FALSE(q.has("feature_extractor.encodec.encoder.model.13.lstm.act_quant"));
   write_model_file(dir + "/w4.wtk", f.model->config(), q);
   write_model_file(dir + "/f.wtk", f.model->config(), f.model->weights());
   ModelConfig cfg;
@@ -212,6 +224,8 @@ TEST(PtqLowBit, PackedFileRoundTripsBitExact) {
   const std::vector<float> ym = mem->decode(f.tokens), yd = disk->decode(f.tokens), yf = f.model->decode(f.tokens);
   ASSERT_EQ(ym.size(), yd.size());
   EXPECT_EQ(0, std::memcmp(ym.data(), yd.data(), ym.size() * sizeof(float))) << "decoded audio differs";
+  EXPECT_EQ(mem->encode(f.audio.data(), int64_t(f.audio.size()), 1).codes,
+            disk->encode(f.audio.data(), int64_t(f.audio.size()), 1).codes);
   const double snr = -20 * std::log10(rel_err(yf, yd));
   std::printf("W4 (SliM 4.0 bits, g64/g128) decode SNR vs float: %.1f dB\n", snr);
   EXPECT_GT(snr, 10.0);  // random weights, 4-bit: a sanity bound, not a quality claim

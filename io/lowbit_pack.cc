@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -84,7 +85,14 @@ std::vector<int8_t> unpack_lowbit(std::span<const uint8_t> packed, std::span<con
       const int b = bits[o * G + g], m = mult[o * G + g], qmax = lowbit_code_max(b);
       for (int64_t j = g * group; j < std::min(cols, (g + 1) * group); ++j) {
         uint32_t v = 0;
-        for (int k = 0; k < b; ++k, ++pos) v |= uint32_t(packed[pos >> 3] >> (pos & 7) & 1u) << k;
+        if ((pos >> 3) + 8 <= packed.size()) {  // a 64-bit window holds the b <= 8 bits from any bit offset
+          uint64_t win;
+          std::memcpy(&win, packed.data() + (pos >> 3), 8);
+          v = uint32_t(win >> (pos & 7)) & ((1u << b) - 1u);
+          pos += uint64_t(b);
+        } else {
+          for (int k = 0; k < b; ++k, ++pos) v |= uint32_t(packed[pos >> 3] >> (pos & 7) & 1u) << k;
+        }
         if (v > uint32_t(2 * qmax))
           throw Error(origin + ": packed low-bit code " + std::to_string(v) + " is outside its " + std::to_string(b) +
                       "-bit range (row " + std::to_string(o) + ", column " + std::to_string(j) + ")");

@@ -135,20 +135,28 @@ LowBitWeights quantize_lowbit(std::span<const float> w, int64_t rows, int64_t co
       (assign(mid) > budget ? lo : hi) = mid;
     }
     double used = assign(hi);
-    // Spend what is left on the best error reduction per extra bit, one group at a time.
-    for (;;) {
-      int64_t bg = -1, bk = 0;
-      double bgain = 0;
-      for (int64_t gi = 0; gi < NG; ++gi)
-        for (int64_t k = pick[gi] + 1; k < W; ++k) {
-          const double extra = double(len(gi)) * (widths[k] - widths[pick[gi]]);
-          if (used + extra > budget) continue;
-          const double gain = (ch[size_t(gi * W + pick[gi])].err - ch[size_t(gi * W + k)].err) / extra;
-          if (gain > bgain) bgain = gain, bg = gi, bk = k;
-        }
-      if (bg < 0) break;
-      used += double(len(bg)) * (widths[bk] - widths[pick[bg]]);
-      pick[bg] = bk;
+    // Spend what is left on the best error reduction per extra bit: each group's best single upgrade, best
+    // first, in one pass (O(n log n); the bisection leaves little, unless many groups tie).
+    struct Up {
+      double gain;
+      int64_t gi, k;
+    };
+    std::vector<Up> ups;
+    for (int64_t gi = 0; gi < NG; ++gi) {
+      Up best{0, gi, -1};
+      for (int64_t k = pick[gi] + 1; k < W; ++k) {
+        const double extra = double(len(gi)) * (widths[k] - widths[pick[gi]]);
+        const double gain = (ch[size_t(gi * W + pick[gi])].err - ch[size_t(gi * W + k)].err) / extra;
+        if (gain > best.gain) best = {gain, gi, k};
+      }
+      if (best.k >= 0) ups.push_back(best);
+    }
+    std::sort(ups.begin(), ups.end(), [](const Up& a, const Up& b) { return a.gain > b.gain; });
+    for (const Up& u : ups) {
+      const double extra = double(len(u.gi)) * (widths[u.k] - widths[pick[u.gi]]);
+      if (used + extra > budget) continue;
+      used += extra;
+      pick[u.gi] = u.k;
     }
   }
   r.bits.resize(NG);

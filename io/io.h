@@ -3,6 +3,7 @@
 #pragma once
 
 #include "io/config.h"
+#include "io/lowbit_pack.h"
 #include "io/model_file.h"
 #include "io/npy.h"
 #include "io/raw_tensor.h"

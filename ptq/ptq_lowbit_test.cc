@@ -149,6 +149,9 @@ rules:
   for (size_t p; (p = nofold.find("ln_fold: true")) != std::string::npos;) nofold.replace(p, 13, "ln_fold: false");
   auto unfolded = Model::from_weights(f.model->config(), strip(apply_recipe(*f.model, parse_recipe(nofold, "t"), st)));
   EXPECT_GT(rel_err(f.model->decode_latents(lat, 0), unfolded->decode_latents(lat, 0)), 1e-3);
+  // a rotation rule on a model that was not rotated (fold_hadamard / prepare_for_recipe) is refused
+  EXPECT_THROW(apply_recipe(*f.model, parse_recipe("rules:\n  - match: 'proj_out$'\n    hadamard: true\n", "t"), st),
+               Error);
   // q/k/v share one norm: folding only some of them is refused
   EXPECT_THROW(apply_recipe(*f.model,
                             parse_recipe("rules:\n  - match: 'pos_net\\.2\\.q$'\n    transform: repq\n"

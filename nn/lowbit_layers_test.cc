@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 
 #include <gtest/gtest.h>
 
@@ -112,7 +113,14 @@ INSTANTIATE_TEST_SUITE_P(Layers, LowBitLayer,
                                            LowBitCase{100, 48, 1, 32, false, true, false},  // ragged last group
                                            LowBitCase{64, 40, 3, 64, true, true, true},
                                            LowBitCase{48, 40, 7, 128, true, true, false},
-                                           LowBitCase{64, 32, 3, 64, true, false, false}));
+                                           LowBitCase{64, 32, 3, 64, true, false, false}),
+                         [](const ::testing::TestParamInfo<LowBitCase>& i) {
+                           const LowBitCase& c = i.param;
+                           return std::string(c.conv ? "Conv" : "Linear") + "_in" + std::to_string(c.cin) + "_out" +
+                                  std::to_string(c.cout) + "_k" + std::to_string(c.k) + "_g" +
+                                  std::to_string(c.group) + (c.channels_last ? "_nwc" : "_ncw") +
+                                  (c.transform ? "_transform" : "");
+                         });
 
 }  // namespace
 }  // namespace wavtok

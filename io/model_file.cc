@@ -340,6 +340,9 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
     for (int64_t o = 0; o < rows; ++o)
       if (!(sc[o] > 0) || !std::isfinite(sc[o])) throw Error(what + ": weight_scale holds a bad value");
     std::vector<uint8_t> bits(size_t(rows * G)), mult(size_t(rows * G));
+    for (int64_t i = 0; i < g.numel(); ++i)  // f32 if a hostile file stored it so: only bytes are group values
+      if (!(g[i] >= 0 && g[i] <= 255) || g[i] != std::floor(g[i]))
+        throw Error(what + ": its group table holds a value that is not a byte");
     for (int64_t k = 0; k < rows * G; ++k) bits[size_t(k)] = uint8_t(g[2 * k]), mult[size_t(k)] = uint8_t(g[2 * k + 1]);
     const std::vector<int8_t> c =
         unpack_lowbit(std::span<const uint8_t>(base + pk.off, pk.nb), bits, mult, rows, cols, group, what);

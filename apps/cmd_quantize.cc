@@ -89,14 +89,15 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
                        ++layers;
                      }
                    if (o->verbose)
-                     for (const auto& r : rep)
+                     for (const auto& r : rep) {
                        if (r.group_size > 0)
                          std::fprintf(stderr, "%-40s W%.2f (g%lld, max %d) %-6s alpha=%.2f rel_mse=%.3e\n",
                                       r.name.c_str(), r.avg_bits, static_cast<long long>(r.group_size), r.weight_bits,
                                       r.transform.c_str(), r.alpha, r.rel_mse);
                        else
-                         std::fprintf(stderr, "%-40s W%d %-5s alpha=%.2f rel_mse=%.3e\n", r.name.c_str(),
-                                      r.weight_bits, r.transform.c_str(), r.alpha, r.rel_mse);
+                         std::fprintf(stderr, "%-40s W%d %-5s alpha=%.2f rel_mse=%.3e\n", r.name.c_str(), r.weight_bits,
+                                      r.transform.c_str(), r.alpha, r.rel_mse);
+                     }
                    double code_bits = 0;  // average code bits over the quantized weights (low-bit: per group)
                    for (const auto& r : rep)
                      if (r.weights > 0) code_bits += double(r.weights) * (r.group_size > 0 ? r.avg_bits : 8.0);

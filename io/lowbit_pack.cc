@@ -76,8 +76,8 @@ std::vector<int8_t> unpack_lowbit(std::span<const uint8_t> packed, std::span<con
   check_lowbit_groups(bits, mult, origin);
   const uint64_t need = lowbit_packed_bytes(bits, rows, cols, group);
   if (packed.size() != need)
-    throw Error(origin + ": packed low-bit weights hold " + std::to_string(packed.size()) + " bytes, their groups need " +
-                std::to_string(need));
+    throw Error(origin + ": packed low-bit weights hold " + std::to_string(packed.size()) +
+                " bytes, their groups need " + std::to_string(need));
   std::vector<int8_t> codes(size_t(rows * cols));
   uint64_t pos = 0;
   for (int64_t o = 0; o < rows; ++o)

@@ -62,8 +62,8 @@ TEST(LowBitPack, TwoFourBitCodesPerByteLsbFirst) {
 TEST(LowBitPack, RefusesHostileInput) {
   const Groups g = random_groups(4, 50, 16, 9);
   const std::vector<uint8_t> p = pack_lowbit(g.codes, g.bits, g.mult, g.rows, g.cols, g.group, "t");
-  auto refused = [&](const std::vector<uint8_t>& pk, std::vector<uint8_t> bits, std::vector<uint8_t> mult,
-                     int64_t rows, int64_t cols, int64_t group, const std::string& what) {
+  auto refused = [&](const std::vector<uint8_t>& pk, std::vector<uint8_t> bits, std::vector<uint8_t> mult, int64_t rows,
+                     int64_t cols, int64_t group, const std::string& what) {
     try {
       unpack_lowbit(pk, bits, mult, rows, cols, group, "bad.wtk: layer x");
       ADD_FAILURE() << "accepted: " << what;

@@ -279,8 +279,8 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
         !(lowbit_dtype && (features & kModelFeatureLowBit)))
       throw Error(path + ": tensor '" + name + "' has unsupported dtype " + std::to_string(dtype) +
                   (dtype == kDtypeS8 ? " (s8 outside a file marked int8)"
-                   : lowbit_dtype ? " (low-bit outside a file marked lowbit)"
-                                  : ""));
+                   : lowbit_dtype    ? " (low-bit outside a file marked lowbit)"
+                                     : ""));
     if (nd > static_cast<uint32_t>(limits.max_ndim)) throw Error(path + ": tensor '" + name + "' has too many dims");
     std::vector<int64_t> shape(nd);
     uint64_t numel = 1;
@@ -309,8 +309,7 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
         throw Error(path + ": u8 tensor '" + name + "' is not the group table of a low-bit weight");
       for (uint64_t j = 0; j < numel; ++j) t[int64_t(j)] = float(base[off + j]);
     } else if (dtype == kDtypePacked) {
-      if (int8_layer_of(name).empty())
-        throw Error(path + ": packed tensor '" + name + "' is not a layer weight");
+      if (int8_layer_of(name).empty()) throw Error(path + ": packed tensor '" + name + "' is not a layer weight");
       packed.push_back({name, off, nb});
     } else {
       std::memcpy(t.data(), base + off, nb);

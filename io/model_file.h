@@ -21,8 +21,9 @@
 // Low-bit weights (kModelFeatureLowBit; quant/lowbit.h, docs/PTQ.md "Low-bit weights"): a quantizable weight W
 // (NAME.weight, or an int8 LSTM's NAME.weight_ih_lK / NAME.weight_hh_lK) with W_groups [rows, G, 2] (per group:
 // bits, integer multiplier) and W_group_size [1] beside it (and NAME.weight_scale): W goes out as dtype 3
-// (packed: the group codes as a bit stream, its byte count set by the groups) and W_groups as dtype 2 (u8). The reader unpacks the codes c = m * q and hands out c * weight_scale[o],
-// as for s8 weights; every malformed group, code, size or padding bit is refused with the file's name.
+// (packed: the group codes as a bit stream, its byte count set by the groups) and W_groups as dtype 2 (u8). The reader
+// unpacks the codes c = m * q and hands out c * weight_scale[o], as for s8 weights; every malformed group, code, size
+// or padding bit is refused with the file's name.
 #pragma once
 
 #include <string>
@@ -36,7 +37,7 @@ constexpr uint32_t kModelFileVersion = 1;                // float models
 constexpr uint32_t kModelFileVersionFeatures = 2;        // header carries required features
 constexpr uint32_t kModelFeatureInt8 = 1u << 0;          // s8 weights + int8 layer parameters (models/quantized.h)
 constexpr uint32_t kModelFeatureSoftmaxQuant = 1u << 1;  // attention probabilities fake-quantized (models/quantized.h)
-constexpr uint32_t kModelFeatureLowBit = 1u << 2;       // packed group-wise low-bit weights (quant/lowbit.h)
+constexpr uint32_t kModelFeatureLowBit = 1u << 2;        // packed group-wise low-bit weights (quant/lowbit.h)
 constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant | kModelFeatureLowBit;
 
 // The features a file holding these weights requires (0 for a float model).

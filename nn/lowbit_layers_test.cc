@@ -46,8 +46,8 @@ TEST_P(LowBitLayer, MatchesIntegerEmulation) {
   quant::LowBitSpec spec;
   spec.group = c.group;
   spec.avg_bits = 4.0;
-  const quant::LowBitWeights lb = quant::quantize_lowbit(std::span<const float>(w.data(), w.numel()), c.cout, cols,
-                                                          xsq, spec);
+  const quant::LowBitWeights lb =
+      quant::quantize_lowbit(std::span<const float>(w.data(), w.numel()), c.cout, cols, xsq, spec);
   const std::vector<float> wq = lb.dequantize();
   Tensor wt({c.cout, c.cin, c.k}, wq);
   Int8Params p;
@@ -117,9 +117,8 @@ INSTANTIATE_TEST_SUITE_P(Layers, LowBitLayer,
                          [](const ::testing::TestParamInfo<LowBitCase>& i) {
                            const LowBitCase& c = i.param;
                            return std::string(c.conv ? "Conv" : "Linear") + "_in" + std::to_string(c.cin) + "_out" +
-                                  std::to_string(c.cout) + "_k" + std::to_string(c.k) + "_g" +
-                                  std::to_string(c.group) + (c.channels_last ? "_nwc" : "_ncw") +
-                                  (c.transform ? "_transform" : "");
+                                  std::to_string(c.cout) + "_k" + std::to_string(c.k) + "_g" + std::to_string(c.group) +
+                                  (c.channels_last ? "_nwc" : "_ncw") + (c.transform ? "_transform" : "");
                          });
 
 }  // namespace

@@ -161,8 +161,7 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
   } else if (rule.transform == "sqb") {
     const int64_t ns = std::min<int64_t>(n, 512);  // the alpha search costs one GEMM per grid point
     // low-bit rules: search alpha at their average width (per output channel: a proxy for the groups)
-    const int search_bits =
-        rule.avg_bits > 0 ? std::clamp(int(std::lround(rule.avg_bits)), 2, 8) : weight_bits;
+    const int search_bits = rule.avg_bits > 0 ? std::clamp(int(std::lround(rule.avg_bits)), 2, 8) : weight_bits;
     std::vector<float> wt = taps_matrix(w, v), zb(size_t(v.cout) * v.k, 0.0f);
     const std::vector<double> alphas = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
     q::SmoothResult s =
@@ -353,7 +352,8 @@ double quantize_lstm(WeightMap& out, const std::string& name, const LayerStats& 
     for (size_t k = 0, c0 = 0; k < mats.size(); c0 += size_t(cols_of[k]), ++k) {
       Tensor t({rows, cols_of[k]}), g({rows, cols_of[k] / rule.group_size, 2});
       for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t j = 0; j < cols_of[k]; ++j) t[r * cols_of[k] + j] = float(lb.codes[r * cols + c0 + j]) * lb.row_scale[r];
+        for (int64_t j = 0; j < cols_of[k]; ++j)
+          t[r * cols_of[k] + j] = float(lb.codes[r * cols + c0 + j]) * lb.row_scale[r];
         for (int64_t gg = 0; gg < cols_of[k] / rule.group_size; ++gg) {
           const int64_t src = r * G + int64_t(c0) / rule.group_size + gg;
           g[(r * g.dim(1) + gg) * 2] = float(lb.bits[src]);
@@ -680,8 +680,10 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   if (recipe.mixed_avg_bits > 0)
     for (const auto& j : jobs)
       if (j.rule->group_size > 0 || j.rule->weight_only)
-        throw Error("quantize: mixed_avg_bits (per-layer W4/W8) cannot be combined with group-wise low-bit "
-                    "rules (" + j.v.name + "); use avg_bits on the rule");
+        throw Error(
+            "quantize: mixed_avg_bits (per-layer W4/W8) cannot be combined with group-wise low-bit "
+            "rules (" +
+            j.v.name + "); use avg_bits on the rule");
   if (recipe.mixed_avg_bits > 0 && !jobs.empty()) {
     std::vector<int64_t> sizes;
     for (const auto& j : jobs) sizes.push_back(int64_t(j.v.cout) * j.v.cin * j.v.k);
@@ -771,7 +773,8 @@ WeightMap fold_hadamard(const Model& model, const PtqRecipe& recipe, std::vector
   int n_rotated = 0;
   std::vector<std::string> names;
   for (const auto& [k, t] : out.all())
-    if (k.size() > 16 && k.compare(k.size() - 16, 16, ".proj_out.weight") == 0) names.push_back(k.substr(0, k.size() - 7));
+    if (k.size() > 16 && k.compare(k.size() - 16, 16, ".proj_out.weight") == 0)
+      names.push_back(k.substr(0, k.size() - 7));
   for (const std::string& name : names) {
     const PtqRule* rule = nullptr;
     for (const auto& r : recipe.rules)
@@ -800,8 +803,9 @@ WeightMap fold_hadamard(const Model& model, const PtqRecipe& recipe, std::vector
     ++n_rotated;
   }
   if (n_rotated == 0)
-    throw Error("quantize: the recipe asks for a Hadamard rotation, but no layer it matches has a previous layer "
-                "the rotation folds into (foldable: an attention block's proj_out)");
+    throw Error(
+        "quantize: the recipe asks for a Hadamard rotation, but no layer it matches has a previous layer "
+        "the rotation folds into (foldable: an attention block's proj_out)");
   return out;
 }
 

@@ -75,9 +75,9 @@ struct PtqLayerReport {
   std::string name;
   int weight_bits = 8;  // the largest width (low-bit layers)
   std::string transform;
-  double alpha = 0;     // sqb
-  double rel_mse = 0;   // output error of the quantized layer on the calibration sample, relative to its power
-  int64_t weights = 0;  // parameter count
+  double alpha = 0;        // sqb
+  double rel_mse = 0;      // output error of the quantized layer on the calibration sample, relative to its power
+  int64_t weights = 0;     // parameter count
   double avg_bits = 0;     // low-bit layers: average code bits
   int64_t group_size = 0;  // low-bit layers
 };

@@ -39,7 +39,8 @@ const Fixture& fixture_model() {
 
 double rel_err(const std::vector<float>& ref, const std::vector<float>& y) {
   double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) num += (double(ref[i]) - y[i]) * (double(ref[i]) - y[i]), den += double(ref[i]) * ref[i];
+  for (size_t i = 0; i < ref.size(); ++i)
+    num += (double(ref[i]) - y[i]) * (double(ref[i]) - y[i]), den += double(ref[i]) * ref[i];
   return std::sqrt(num / den);
 }
 
@@ -115,11 +116,13 @@ TEST(PtqFold, LayerNormFoldIsExactInFloat) {
   WeightMap wm = base.model->weights();
   int ada = 0;
   for (const auto& [k, t] : base.model->weights().all())
-    if (k.size() > 13 && (k.compare(k.size() - 13, 13, ".scale.weight") == 0 || k.compare(k.size() - 13, 13, ".shift.weight") == 0)) {
+    if (k.size() > 13 &&
+        (k.compare(k.size() - 13, 13, ".scale.weight") == 0 || k.compare(k.size() - 13, 13, ".shift.weight") == 0)) {
       Tensor u = t;
       const int64_t D = u.dim(1);
       for (int64_t e = 0; e < u.dim(0); ++e)
-        for (int64_t d = 0; d < D; ++d) u[e * D + d] = u[e * D + d] * (1.0f + 0.15f * float(e)) + 0.03f * float((e * 7 + d) % 5);
+        for (int64_t d = 0; d < D; ++d)
+          u[e * D + d] = u[e * D + d] * (1.0f + 0.15f * float(e)) + 0.03f * float((e * 7 + d) % 5);
       wm.set(k, std::move(u));
       ++ada;
     }
@@ -148,7 +151,8 @@ rules:
     std::vector<std::string> drop;
     for (const auto& [k, t] : w.all())
       for (const char* s : {".act_quant", ".weight_scale", ".act_shift", ".act_smooth"})
-        if (k.size() > std::strlen(s) && k.compare(k.size() - std::strlen(s), std::strlen(s), s) == 0) drop.push_back(k);
+        if (k.size() > std::strlen(s) && k.compare(k.size() - std::strlen(s), std::strlen(s), s) == 0)
+          drop.push_back(k);
     for (const auto& k : drop) w.all().erase(k);
     return w;
   };
@@ -157,7 +161,9 @@ rules:
   std::vector<float> prev;
   for (int bw : {0, 3}) {  // the first and the last AdaLayerNorm row
     const std::vector<float> y0 = f.model->decode_latents(lat, bw), y1 = folded->decode_latents(lat, bw);
-    if (!prev.empty()) EXPECT_GT(rel_err(prev, y0), 1e-3) << "the rows do not differ";
+    if (!prev.empty()) {
+      EXPECT_GT(rel_err(prev, y0), 1e-3) << "the rows do not differ";
+    }
     prev = y0;
     const double e = rel_err(y0, y1);
     std::printf("LayerNorm fold, bandwidth id %d: %.2e relative rms vs float\n", bw, e);
@@ -220,7 +226,7 @@ TEST(PtqLowBit, PackedFileRoundTripsBitExact) {
   for (const auto& e : rep)
     if (e.group_size > 0) {
       ++lowbit_layers;
-      const double want = e.name.find("lstm") != std::string::npos ? 5.0
+      const double want = e.name.find("lstm") != std::string::npos      ? 5.0
                           : e.name.find("encoder") != std::string::npos ? 8.0
                                                                         : 4.0;  // the rule's budget, spent
       EXPECT_LE(e.avg_bits, want + 1e-9) << e.name;

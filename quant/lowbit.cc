@@ -57,7 +57,7 @@ double LowBitWeights::avg_bits() const {
   double total = 0;
   for (int64_t o = 0; o < rows; ++o)
     for (int64_t g = 0; g < G; ++g) total += double(bits[o * G + g]) * double(std::min(group, cols - g * group));
-  return rows * cols ? total / double(rows * cols) : 0;
+  return rows > 0 && cols > 0 ? total / double(rows * cols) : 0;
 }
 
 std::vector<float> LowBitWeights::dequantize() const {
@@ -74,8 +74,7 @@ LowBitWeights quantize_lowbit(std::span<const float> w, int64_t rows, int64_t co
   std::vector<int> widths = spec.widths;
   std::sort(widths.begin(), widths.end());
   widths.erase(std::unique(widths.begin(), widths.end()), widths.end());
-  if (widths.empty() || widths.front() < 2 || widths.back() > 8)
-    throw Error("quant: low-bit widths must lie in 2..8");
+  if (widths.empty() || widths.front() < 2 || widths.back() > 8) throw Error("quant: low-bit widths must lie in 2..8");
   if (!(spec.avg_bits >= widths.front() - 1e-9))
     throw Error("quant: average of " + std::to_string(spec.avg_bits) + " bits is below the smallest width " +
                 std::to_string(widths.front()));

@@ -36,10 +36,10 @@ namespace wavtok::quant {
 inline int lowbit_qmax(int bits) { return (1 << (bits - 1)) - 1; }
 
 struct LowBitSpec {
-  int64_t group = 64;                    // columns per group
-  double avg_bits = 4.0;                 // budget: average code bits per weight over the layer
+  int64_t group = 64;                      // columns per group
+  double avg_bits = 4.0;                   // budget: average code bits per weight over the layer
   std::vector<int> widths = {2, 3, 4, 8};  // allowed widths (2..8); one width = uniform group quantization
-  bool sqc = true;                       // search each group's multiplier (false: min-max multiplier)
+  bool sqc = true;                         // search each group's multiplier (false: min-max multiplier)
 };
 
 struct LowBitWeights {

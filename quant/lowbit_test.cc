@@ -71,7 +71,7 @@ TEST(LowBit, CodesLieOnTheirGroupGrids) {
     }
   }
   EXPECT_LE(q.avg_bits(), 4.0 + 1e-9);
-  EXPECT_GE(q.avg_bits(), 3.9);  // the budget is spent
+  EXPECT_GE(q.avg_bits(), 3.9);                                                   // the budget is spent
   EXPECT_NEAR(q.weighted_error, weighted_error(l, wq), 1e-4 * q.weighted_error);  // float vs double products
 }
 

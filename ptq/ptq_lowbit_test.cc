@@ -326,3 +326,37 @@ TEST(PtqLowBit, RefusesMalformedFiles) {
 
 }  // namespace
 }  // namespace wavtok
+
+namespace wavtok {
+namespace {
+
+TEST(PtqRecipe, RejectsBadLowBitRules) {
+  auto refused = [](const std::string& rule, const std::string& what) {
+    try {
+      parse_recipe("rules:\n  - match: 'x'\n" + rule, "bad.yaml");
+      ADD_FAILURE() << "accepted: " << rule;
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("bad.yaml"), std::string::npos) << m;
+      EXPECT_NE(m.find(what), std::string::npos) << m;
+    }
+  };
+  refused("    group_size: 64\n    avg_bits: 9\n", "avg_bits must lie between");
+  refused("    group_size: 64\n    avg_bits: 1.5\n", "avg_bits must lie between");
+  refused("    avg_bits: 4\n", "avg_bits needs group_size");
+  refused("    group_size: -1\n", "group_size");
+  refused("    group_size: 64\n    widths: [1, 4]\n", "widths must lie in 2..8");
+  refused("    group_size: 64\n    widths: []\n", "widths must list");
+  refused("    weight_only: true\n    transform: sqb\n", "weight_only layers keep float inputs");
+  refused("    ln_fold: true\n", "ln_fold needs transform");
+  const PtqRecipe r = parse_recipe(
+      "rules:\n  - match: 'x'\n    group_size: 128\n    avg_bits: 3.5\n    widths: [3, 4]\n    sqc: false\n", "ok");
+  ASSERT_EQ(r.rules.size(), 1u);
+  EXPECT_EQ(r.rules[0].group_size, 128);
+  EXPECT_EQ(r.rules[0].avg_bits, 3.5);
+  EXPECT_EQ(r.rules[0].widths, (std::vector<int>{3, 4}));
+  EXPECT_FALSE(r.rules[0].sqc);
+}
+
+}  // namespace
+}  // namespace wavtok

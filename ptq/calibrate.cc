@@ -258,7 +258,7 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
   return r;
 }
 
-// act_range dualclip: the clip multipliers (one per side, 1.0 .. 0.5) by coordinate search on the layer's output
+// act_range dualclip: the clip multipliers (one per side, 1.0 .. 0.5 in steps of 0.05) searched on the layer's output
 // error over the calibration sample (layer_rel_mse), min-max ranges as a candidate too, so the result is never
 // worse than min-max on that objective.
 Quantized quantize_layer_searched(const LayerStats& st, const LayerView& v, const Tensor& w, const Tensor& b,
@@ -268,21 +268,26 @@ Quantized quantize_layer_searched(const LayerStats& st, const LayerView& v, cons
   mm.act_range = "minmax";
   Quantized best = quantize_layer(st, v, w, b, mm, weight_bits);
   double best_e = layer_rel_mse(st, v, w, best);
-  ClipMult cur;  // (1, 1): the per-side MSE ranges as they are
-  Quantized cur_q = quantize_layer(st, v, w, b, rule, weight_bits, cur);
+  // Each side scanned with the other at 1, then both sides at their best values together; the best of all.
+  ClipMult one, both;
+  Quantized cur_q = quantize_layer(st, v, w, b, rule, weight_bits, one);
   double cur_e = layer_rel_mse(st, v, w, cur_q);
-  for (int round = 0; round < 2; ++round)
-    for (int side = 0; side < 2; ++side) {
-      const ClipMult base = cur;
-      for (int k = 20; k >= 10; --k) {
-        ClipMult t = base;
-        (side == 0 ? t.lo : t.hi) = k / 20.0;
-        if (t.lo == base.lo && t.hi == base.hi) continue;
-        Quantized r = quantize_layer(st, v, w, b, rule, weight_bits, t);
-        const double e = layer_rel_mse(st, v, w, r);
-        if (e < cur_e) cur_e = e, cur_q = std::move(r), cur = t;
-      }
+  for (int side = 0; side < 2; ++side) {
+    double side_e = cur_e;
+    for (int k = 19; k >= 10; --k) {
+      ClipMult t = one;
+      (side == 0 ? t.lo : t.hi) = k / 20.0;
+      Quantized r = quantize_layer(st, v, w, b, rule, weight_bits, t);
+      const double e = layer_rel_mse(st, v, w, r);
+      if (e < side_e) side_e = e, (side == 0 ? both.lo : both.hi) = k / 20.0;
+      if (e < cur_e) cur_e = e, cur_q = std::move(r);
     }
+  }
+  if (both.lo < 1 && both.hi < 1) {
+    Quantized r = quantize_layer(st, v, w, b, rule, weight_bits, both);
+    const double e = layer_rel_mse(st, v, w, r);
+    if (e < cur_e) cur_e = e, cur_q = std::move(r);
+  }
   if (cur_e < best_e) best = std::move(cur_q);
   return best;
 }

@@ -35,7 +35,7 @@ uint32_t u32_at(const std::string& b, size_t at) {
   return v;
 }
 
-struct Setup {
+struct Env {
   std::shared_ptr<const Model> model;
   std::vector<float> audio;
   WeightMap q;  // W4 pointwise layers, int8 head
@@ -48,9 +48,9 @@ Tensor randn(std::vector<int64_t> shape, std::mt19937& rng, float scale) {
   return t;
 }
 
-const Setup& setup() {
-  static Setup s = [] {
-    Setup x;
+const Env& setup() {
+  static Env s = [] {
+    Env x;
     x.model = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
     x.audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
     x.audio.resize(24000);  // 1 s is plenty here
@@ -81,7 +81,7 @@ WeightMap with_adapters(const WeightMap& q, int rank = 4) {
 }
 
 TEST(LowRankFile, RoundTripsBitExact) {
-  const Setup& s = setup();
+  const Env& s = setup();
   const std::string dir = scratch_dir();
   const WeightMap w = with_adapters(s.q);
   EXPECT_EQ(required_model_features(w), kModelFeatureInt8 | kModelFeatureLowRank);
@@ -112,7 +112,7 @@ TEST(LowRankFile, RoundTripsBitExact) {
 }
 
 TEST(LowRankFile, RefusesBadAdapters) {
-  const Setup& s = setup();
+  const Env& s = setup();
   const std::string dir = scratch_dir();
   auto refused = [&](const std::string& name, const WeightMap& w, const std::string& what) {
     const std::string path = dir + "/" + name;

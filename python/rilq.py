@@ -73,22 +73,35 @@ def calib_segments(model, calib, max_clips, max_seconds, frames):
 class ModelwiseLoss:
     """relative MSE of the backbone output + mel_weight * L1(log mel) of the audio, against the float decoder."""
 
-    def __init__(self, teacher, feats, bandwidth_id, mel_weight):
+    def __init__(self, teacher, feats, bandwidth_id, mel_weight, margin=8):
         self.feats, self.mel_weight = feats, mel_weight
+        # frames at each end of a segment left out of the loss: a segment decoded alone has edges that a clip
+        # decoded whole does not, and the adapters must not learn those
+        self.m = margin if feats.shape[-1] > 4 * margin else 0
+        self.hop = teacher.hop_length
         self.bw = torch.tensor([bandwidth_id])
         self.mel = MelSpectrogram(teacher.sample_rate, 1024, 256, 100)
         with torch.no_grad():
             self.h, self.audio, self.logmel = [], [], []
             for i in range(len(feats)):
                 h = teacher.backbone(feats[i:i + 1], bandwidth_id=self.bw)
-                a = teacher.head(h)
+                a = self.trim_audio(teacher.head(h))
+                h = self.trim_frames(h)
                 self.h.append(h[0])
                 self.logmel.append(safe_log(self.mel(a))[0])
             self.h, self.logmel = torch.stack(self.h), torch.stack(self.logmel)
 
+    def trim_frames(self, h):  # (B, F, C)
+        return h[:, self.m:h.shape[1] - self.m] if self.m else h
+
+    def trim_audio(self, a):  # (B, F * hop)
+        k = self.m * self.hop
+        return a[:, k:a.shape[1] - k] if k else a
+
     def __call__(self, student, idx):
         h = student.backbone(self.feats[idx], bandwidth_id=self.bw)
-        a = student.head(h)
+        a = self.trim_audio(student.head(h))
+        h = self.trim_frames(h)
         ht = self.h[idx]
         feat = ((h - ht) ** 2).mean() / (ht ** 2).mean()
         mel = (safe_log(self.mel(a)) - self.logmel[idx]).abs().mean()
@@ -133,7 +146,7 @@ def init_adapter(teacher, q, name, rank, init, gen):
 
 def fit(float_model, qfile, calib, rank=8, steps=300, lr=5e-4, layers="low", init="svd", max_clips=8,
         max_seconds=10.0, frames=100, batch=8, mel_weight=1.0, bandwidth_id=0, seed=0, eval_every=50,
-        log=None, segments=None):
+        log=None, segments=None, margin=8):
     """Fits adapters; returns (adapters {name: (A, B)}, summary dict). `segments` overrides the calibration data."""
     if not 1 <= rank <= MAX_RANK:
         raise WtkError(f"rank must be 1..{MAX_RANK}")
@@ -148,7 +161,7 @@ def fit(float_model, qfile, calib, rank=8, steps=300, lr=5e-4, layers="low", ini
     if not names:
         raise WtkError(f"{qfile.path}: no quantized Linear layer matches --layers {layers!r}")
     feats = segments if segments is not None else calib_segments(teacher, calib, max_clips, max_seconds, frames)
-    loss = ModelwiseLoss(teacher, feats, bandwidth_id, mel_weight)
+    loss = ModelwiseLoss(teacher, feats, bandwidth_id, mel_weight, margin)
     none = loss.full(student)
     params = []
     for n in names:
@@ -208,6 +221,8 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=100, help="frames per training segment (default 100)")
     ap.add_argument("--batch", type=int, default=8, help="segments per step (default 8)")
     ap.add_argument("--mel-weight", type=float, default=1.0, help="weight of the log-mel L1 term (default 1)")
+    ap.add_argument("--margin", type=int, default=8,
+                    help="frames at each end of a segment left out of the loss (default 8)")
     ap.add_argument("--bandwidth-id", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -231,7 +246,7 @@ def main(argv=None):
         adapters, summary = fit(fm, qfile, a.calib, rank=a.rank, steps=a.steps, lr=a.lr, layers=a.layers,
                                 init=a.init, max_clips=a.max_clips, max_seconds=a.max_seconds, frames=a.frames,
                                 batch=a.batch, mel_weight=a.mel_weight, bandwidth_id=a.bandwidth_id, seed=a.seed,
-                                log=log)
+                                log=log, margin=a.margin)
         attach(qfile, adapters).write(a.output)
     except (WtkError, OSError, ValueError, RuntimeError) as e:
         print(f"rilq: {e}", file=sys.stderr)

@@ -44,9 +44,11 @@ def setup(tmp_path_factory):
     subprocess.run([CLI, "quantize", os.path.join(FIX, "model.ckpt"), "--config", os.path.join(FIX, "config.yaml"),
                     "--calib", str(calib), "--recipe", str(d / "w4.yaml"), "-o", str(q), "-q", "-t", "1"], check=True)
     teacher = load_wavtokenizer(os.path.join(FIX, "model.ckpt"), os.path.join(FIX, "config.yaml"))
-    segs = rilq.calib_segments(teacher, str(calib), 1, 10.0, 50)
+    # One segment: the whole clip (the fixture's pos_net GroupNorm normalises over the whole input, so pieces of
+    # a clip decode differently from the clip).
+    segs = rilq.calib_segments(teacher, str(calib), 1, 10.0, 300)
     qf = WtkFile.read(str(q))
-    adapters, summary = rilq.fit(teacher, qf, None, rank=4, steps=30, lr=2e-3, segments=segs, batch=6,
+    adapters, summary = rilq.fit(teacher, qf, None, rank=4, steps=30, lr=2e-3, segments=segs, batch=1,
                                  eval_every=10)
     out = d / "q_rilq.wtk"
     rilq.attach(WtkFile.read(str(q)), adapters).write(str(out))
@@ -87,7 +89,7 @@ def test_engine_equals_reference_with_adapters(setup):
     assert rel(eng_q, ref_q) < 2e-3  # the emulation is the engine's arithmetic (rare rounding ties aside)
     assert rel(eng_a, ref_a) < 2e-3
     assert rel(ref_a, ref_q) > 20 * rel(eng_a, ref_a)  # the adapters' effect is far above that tolerance
-    # The engine's decode with adapters is closer to float on the loss's mel term (whole clip, not the segments).
+    # The engine's decode with adapters is closer to float on the loss's mel term.
     mel = MelSpectrogram(24000, 1024, 256, 100)
 
     def mel_l1(y):

@@ -147,7 +147,8 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
     as.range = range_of(rule.act_range);
     as.percentile = rule.percentile;
     if (dual)
-      throw Error("quantize: " + v.name + " is a transposed conv (symmetric input); act_range dualclip needs an "
+      throw Error("quantize: " + v.name +
+                  " is a transposed conv (symmetric input); act_range dualclip needs an "
                   "asymmetric input");
     if (rule.act_range == "minmax") {
       float lo = 0, hi = 0;

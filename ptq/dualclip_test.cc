@@ -69,8 +69,10 @@ TEST(DualClip, LowersErrorOnOutliers) {
     }
   const double mm4 = layer_error(st, recipe("minmax", 4), layer), dc4 = layer_error(st, recipe("dualclip", 4), layer);
   const double mm8 = layer_error(st, recipe("minmax", 8), layer), dc8 = layer_error(st, recipe("dualclip", 8), layer);
-  std::printf("pwconv1 with outliers, relative output MSE: W4A8 min-max %.3e, dual clipping %.3e; "
-              "W8A8 %.3e, %.3e\n", mm4, dc4, mm8, dc8);
+  std::printf(
+      "pwconv1 with outliers, relative output MSE: W4A8 min-max %.3e, dual clipping %.3e; "
+      "W8A8 %.3e, %.3e\n",
+      mm4, dc4, mm8, dc8);
   EXPECT_LT(dc4, 0.92 * mm4);  // measured 0.88
   EXPECT_LE(dc8, mm8);
 }

@@ -55,13 +55,14 @@ const Env& setup() {
     x.audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
     x.audio.resize(24000);  // 1 s is plenty here
     const CalibStats st = calibrate(*x.model, {x.audio}, 0, 256);
-    x.q = apply_recipe(*x.model, parse_recipe(R"(
+    x.q = apply_recipe(*x.model,
+                       parse_recipe(R"(
 rules:
   - match: 'pwconv[12]$'
     weight_bits: 4
   - match: '^head\.out$'
 )",
-                                              "w4"),
+                                    "w4"),
                        st);
     return x;
   }();

@@ -163,6 +163,8 @@ def fit(float_model, qfile, calib, rank=8, steps=300, lr=5e-4, layers="low", ini
     feats = segments if segments is not None else calib_segments(teacher, calib, max_clips, max_seconds, frames)
     loss = ModelwiseLoss(teacher, feats, bandwidth_id, mel_weight, margin)
     none = loss.full(student)
+    if log:
+        log(f"{len(feats)} segments of {feats.shape[-1]} frames; {len(names)} layers; loss without adapters {none:.5f}")
     params = []
     for n in names:
         q = student.quant_layers[n]

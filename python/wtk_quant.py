@@ -138,12 +138,9 @@ class WtkFile:
                 feats |= FEATURE_LOWRANK
         version = 2 if feats else 1
         ytext = self.config_text.encode()
-        table = b""
-        for n, (dt, shape, raw) in self.entries.items():
-            table += struct.pack("<I", len(n.encode())) + n.encode() + struct.pack("<II", dt, len(shape))
-            table += struct.pack("<" + "q" * len(shape), *shape) + b"\0" * 16  # offset, size patched below
-        off = (32 + len(ytext) + len(table) + ALIGN - 1) // ALIGN * ALIGN
-        parts, offsets = [], []
+        table_bytes = sum(4 + len(n.encode()) + 8 + 8 * len(shape) + 16 for n, (_, shape, _) in self.entries.items())
+        off = (32 + len(ytext) + table_bytes + ALIGN - 1) // ALIGN * ALIGN
+        offsets = []
         for n, (dt, shape, raw) in self.entries.items():
             offsets.append(off)
             off += (len(raw) + ALIGN - 1) // ALIGN * ALIGN

@@ -84,6 +84,7 @@ uint32_t required_model_features(const WeightMap& weights) {
   for (const auto& [name, t] : weights.all()) {
     if (ends_with(name, kActQuant)) f |= kModelFeatureInt8;
     if (ends_with(name, ".softmax_quant")) f |= kModelFeatureSoftmaxQuant;
+    if (ends_with(name, ".lora_a") || ends_with(name, ".lora_b")) f |= kModelFeatureLowRank;
   }
   return f;
 }
@@ -234,6 +235,9 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
     } else {
       std::memcpy(t.data(), base + off, nb);
     }
+    if ((ends_with(name, ".lora_a") || ends_with(name, ".lora_b")) && !(features & kModelFeatureLowRank))
+      throw Error(path + ": tensor '" + name + "' is a low-rank adapter, but the file does not declare the " +
+                  "low-rank feature (bit 4); refusing to run the layer without it");
     weights.set(name, std::move(t));
   }
   // s8 codes -> codes * weight_scale[o]: the int8 layer's rint(w / scale) gives the stored codes back exactly

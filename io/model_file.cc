@@ -97,6 +97,7 @@ uint32_t required_model_features(const WeightMap& weights) {
     if (ends_with(name, kActQuant)) f |= kModelFeatureInt8;
     if (ends_with(name, ".softmax_quant")) f |= kModelFeatureSoftmaxQuant;
     if (!lowbit_weight_of(name).empty()) f |= kModelFeatureLowBit;
+    if (ends_with(name, ".lora_a") || ends_with(name, ".lora_b")) f |= kModelFeatureLowRank;
   }
   return f;
 }
@@ -314,6 +315,9 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
     } else {
       std::memcpy(t.data(), base + off, nb);
     }
+    if ((ends_with(name, ".lora_a") || ends_with(name, ".lora_b")) && !(features & kModelFeatureLowRank))
+      throw Error(path + ": tensor '" + name + "' is a low-rank adapter, but the file does not declare the " +
+                  "low-rank feature (bit 4); refusing to run the layer without it");
     if (weights.has(name)) throw Error(path + ": tensor '" + name + "' appears twice");
     weights.set(name, std::move(t));
   }

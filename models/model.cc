@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "io/model_file.h"
 #include "models/causal_stream.h"
+#include "models/quantized.h"
 #include "models/seanet_stream.h"
 #include "models/vocos.h"
 #include "vq/rvq.h"
@@ -207,7 +208,16 @@ void Model::build() {
                   " differs from the codebook width " + std::to_string(cfg_.quantizer.dim));
     g_->backbone = VocosBackbone(weights_, "backbone.", cfg_.vocos);
     g_->head = IstftHead(weights_, "head.", cfg_.vocos);
+    const int layers = cfg_.vocos.num_layers;
+    check_adapters_used(weights_, [layers](const std::string& n) {  // the Linear layers setup_layer adapts
+      if (n == "head.out") return true;
+      for (int i = 0; i < layers; ++i)
+        for (const char* p : {".pwconv1", ".pwconv2"})
+          if (n == "backbone.convnext." + std::to_string(i) + p) return true;
+      return false;
+    });
   } else {
+    check_adapters_used(weights_, [](const std::string&) { return false; });
     g_->decoder = SeanetDecoder(weights_, "decoder.", cfg_.decoder);
   }
   // Fingerprint: config + codebooks, identical for a checkpoint and its converted file.

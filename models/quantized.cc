@@ -1,6 +1,7 @@
 #include "models/quantized.h"
 
 #include <cmath>
+#include <functional>
 
 #include "core/error.h"
 
@@ -28,6 +29,29 @@ std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::stri
 void setup_layer(Linear& layer, const WeightMap& w, const std::string& name) {
   layer.set_name(name);
   if (auto p = stored_int8_params(w, name, layer.in_features(), layer.out_features())) layer.set_int8(std::move(*p));
+  const bool ha = w.has(name + ".lora_a"), hb = w.has(name + ".lora_b");
+  if (ha != hb)
+    throw Error(w.origin() + ": " + name + " has " + (ha ? ".lora_a without .lora_b" : ".lora_b without .lora_a"));
+  if (!ha) return;
+  try {
+    layer.set_lowrank(w.get(name + ".lora_a"), w.get(name + ".lora_b"));
+  } catch (const Error& e) {
+    throw Error(w.origin() + ": " + e.what());
+  }
+}
+
+int64_t check_adapters_used(const WeightMap& w, const std::function<bool(const std::string&)>& is_linear) {
+  int64_t n = 0;
+  for (const auto& [k, v] : w.all()) {
+    if (!(k.size() > 7 && (k.compare(k.size() - 7, 7, ".lora_a") == 0 || k.compare(k.size() - 7, 7, ".lora_b") == 0)))
+      continue;
+    const std::string layer = k.substr(0, k.size() - 7);
+    if (!is_linear(layer))
+      throw Error(w.origin() + ": " + k + " is an adapter on '" + layer +
+                  "', which is not a dense (Linear) layer of this model; adapters are supported on Linear layers only");
+    ++n;
+  }
+  return n / 2;
 }
 
 void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name) {

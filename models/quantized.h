@@ -26,6 +26,7 @@
 // rebuilt from these with quant/log_quant.h's make_* functions (a file marked kModelFeatureSoftmaxQuant).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,8 +41,13 @@ namespace wavtok {
 // file on malformed tensors.
 std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::string& name, int cin, int cout);
 
-// Names the layer (for calibration) and switches it to int8 when the file quantizes it.
+// Names the layer (for calibration) and switches it to int8 when the file quantizes it. A Linear also takes its
+// low-rank adapter NAME.lora_a [r, Cin] / NAME.lora_b [Cout, r] (RILQ; float32, a file marked
+// kModelFeatureLowRank), run beside the (int8) layer: y = W x + b + B (A x).
 void setup_layer(Linear& layer, const WeightMap& w, const std::string& name);
+// Throws naming the file when an adapter tensor sits on a layer that `is_linear` does not know (a typo, a conv):
+// otherwise it would be silently ignored. Returns the number of adapted layers.
+int64_t check_adapters_used(const WeightMap& w, const std::function<bool(const std::string&)>& is_linear);
 void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name);
 void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& name);
 

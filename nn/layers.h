@@ -159,8 +159,16 @@ class Linear {
   const Tensor& bias() const { return b_; }
   void set_int8(Int8Params p);  // see Int8Params
   bool is_int8() const { return q_ != nullptr; }
+  // Low-rank float adapter (RILQ, docs/PTQ.md): y = post(x W^T + b + (x A^T) B^T [+ y]) with a [r, Cin] and
+  // b [Cout, r], run as two small float GEMMs beside the (int8) main one, on the layer's raw float input (before
+  // any int8 input transform). 1 <= r <= kMaxAdapterRank, finite values; throws otherwise. y must not alias x.
+  static constexpr int kMaxAdapterRank = 64;
+  void set_lowrank(const Tensor& a, const Tensor& b);
+  bool has_lowrank() const { return lr_ != nullptr; }
+  int lowrank_rank() const;
 
  private:
+  struct LowRank;
   struct Entry {
     dnnl::inner_product_forward prim;
     dnnl::memory weights, bias;
@@ -169,8 +177,10 @@ class Linear {
   };
   Entry make(int64_t rows, bool accumulate) const;
   Entry make_int8(int64_t rows, bool accumulate) const;
+  void forward_main(const float* x, int64_t rows, float* y, bool accumulate) const;
   std::string name_;
   std::shared_ptr<const Int8State> q_;
+  std::shared_ptr<const LowRank> lr_;
   Tensor w_, b_;
   int cin_ = 0, cout_ = 0;
   Act post_ = Act::None;

@@ -68,9 +68,47 @@ Linear::Entry Linear::make_int8(int64_t rows, bool accumulate) const {
       false};
 }
 
+struct Linear::LowRank {
+  Linear a, b;  // x -> [rows, r] -> [rows, Cout], float (no bias, no post-op)
+};
+
+int Linear::lowrank_rank() const { return lr_ ? lr_->a.out_features() : 0; }
+
+void Linear::set_lowrank(const Tensor& a, const Tensor& b) {
+  const std::string who = "Linear" + (name_.empty() ? std::string() : " " + name_) + ": low-rank adapter ";
+  if (a.ndim() != 2 || b.ndim() != 2 || a.dim(1) != cin_ || b.dim(0) != cout_ || b.dim(1) != a.dim(0))
+    throw Error(who + "shapes " + shape_str(a.shape()) + " / " + shape_str(b.shape()) + " do not fit [r, " +
+                std::to_string(cin_) + "] / [" + std::to_string(cout_) + ", r]");
+  if (a.dim(0) < 1 || a.dim(0) > kMaxAdapterRank)
+    throw Error(who + "rank " + std::to_string(a.dim(0)) + " is outside 1.." + std::to_string(kMaxAdapterRank));
+  for (const Tensor* t : {&a, &b})
+    for (int64_t i = 0; i < t->numel(); ++i)
+      if (!std::isfinite((*t)[i])) throw Error(who + "holds a non-finite value");
+  const int r = int(a.dim(0));
+  auto lr = std::make_shared<LowRank>();
+  lr->a = Linear(a, Tensor({r}));
+  lr->b = Linear(b, Tensor({cout_}));
+  lr_ = std::move(lr);
+}
+
 void Linear::forward(const float* x, int64_t rows, float* y, bool accumulate) const {
   if (rows == 0) return;
   if (t_observer && !name_.empty()) (*t_observer)(name_, x, rows, cin_, true);
+  if (lr_) {
+    // y <- (x A^T) B^T [+ y], then the main GEMM accumulates onto it before its post-op:
+    // post(x W^T + b + delta [+ y]), the same sum-then-activation order as accumulate alone.
+    thread_local std::vector<float> t;
+    const size_t n = size_t(rows) * size_t(lr_->a.out_features());
+    if (t.size() < n) t.resize(n);
+    lr_->a.forward(x, rows, t.data());
+    lr_->b.forward(t.data(), rows, y, accumulate);
+    forward_main(x, rows, y, true);
+    return;
+  }
+  forward_main(x, rows, y, accumulate);
+}
+
+void Linear::forward_main(const float* x, int64_t rows, float* y, bool accumulate) const {
   if (q_) {
     auto e = cache_.get(rows * 2 + (accumulate ? 1 : 0), [&] { return make_int8(rows, accumulate); });
     const uint8_t* src = quantize_act(*q_, x, rows, cin_, true);

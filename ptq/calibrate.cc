@@ -129,9 +129,17 @@ double layer_rel_mse(const LayerStats& st, const LayerView& v, const Tensor& w, 
   return den > 0 ? num / den : 0;
 }
 
+// Dual clipping (act_range: dualclip): the activation range starts from a per-side MSE search (q::kOmse: the lower
+// and the upper clip searched independently; per input channel under repq, per tensor otherwise), then both
+// sides are scaled by (clip_lo, clip_hi), which quantize_layer_searched picks on the layer's output error.
+struct ClipMult {
+  double lo = 1, hi = 1;
+};
+
 Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor& w, const Tensor& b,
-                         const PtqRule& rule, int weight_bits) {
+                         const PtqRule& rule, int weight_bits, ClipMult clip = {}) {
   Quantized r;
+  const bool dual = rule.act_range == "dualclip";
   const int64_t n = st.sampled();
   const int C = v.cin;
   std::vector<float> xs(st.rows.begin(), st.rows.end());
@@ -147,6 +155,10 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
     as.symmetric = true;
     as.range = range_of(rule.act_range);
     as.percentile = rule.percentile;
+    if (dual)
+      throw Error("quantize: " + v.name +
+                  " is a transposed conv (symmetric input); act_range dualclip needs an "
+                  "asymmetric input");
     if (rule.act_range == "minmax") {
       float lo = 0, hi = 0;
       for (int c = 0; c < C; ++c) {
@@ -179,8 +191,17 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
     pc.axis = 1;
     pc.range = range_of(rule.act_range);
     pc.percentile = rule.percentile;
+    if (dual) pc.range = q::RangeMethod::kOmse;
     q::QParams per = rule.act_range == "minmax" ? q::params_from_ranges(st.lo, st.hi, std::vector<int64_t>{1, C}, pc)
                                                 : q::calibrate(xs, std::vector<int64_t>{n, C}, pc);
+    if (dual) {  // per channel [lo_c, hi_c] = [-s z, s (255 - z)], each side scaled by its multiplier
+      std::vector<float> lo(C), hi(C);
+      for (int c = 0; c < C; ++c) {
+        lo[c] = float(-double(per.scale[c]) * per.zero_point[c] * clip.lo);
+        hi[c] = float(double(per.scale[c]) * (255 - per.zero_point[c]) * clip.hi);
+      }
+      per = q::params_from_ranges(lo, hi, std::vector<int64_t>{1, C}, pc);
+    }
     per.shape = {n, C};
     for (auto& s : per.scale) s = std::max(s, 1e-8f);
     std::vector<float> ones(C, 1.0f), zeros(C, 0.0f), wt = taps_matrix(w, v), zb(size_t(v.cout) * v.k, 0.0f);
@@ -213,7 +234,13 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
       std::vector<float> u = xs;
       if (!r.shift.empty())
         for (int64_t i = 0; i < n * C; ++i) u[i] = (u[i] - r.shift[i % C]) / r.smooth[i % C];
+      if (dual) as.range = q::RangeMethod::kOmse;
       r.act = q::calibrate(u, std::vector<int64_t>{n * C}, as);
+      if (dual) {
+        const double s = r.act.scale[0], z = r.act.zero_point[0];
+        r.act = q::params_from_ranges(std::vector<float>{float(-s * z * clip.lo)},
+                                      std::vector<float>{float(s * (255 - z) * clip.hi)}, std::vector<int64_t>{1}, as);
+      }
     }
   }
   // W' = W diag(smooth), b' = b + W shift
@@ -265,6 +292,40 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
   for (auto& s : r.weight_scale)
     if (!(s > 0)) s = 1.0f;  // an all-zero row: any scale gives code 0
   return r;
+}
+
+// act_range dualclip: the clip multipliers (one per side, 1.0 .. 0.5 in steps of 0.05) searched on the layer's output
+// error over the calibration sample (layer_rel_mse), min-max ranges as a candidate too, so the result is never
+// worse than min-max on that objective.
+Quantized quantize_layer_searched(const LayerStats& st, const LayerView& v, const Tensor& w, const Tensor& b,
+                                  const PtqRule& rule, int weight_bits) {
+  if (rule.act_range != "dualclip") return quantize_layer(st, v, w, b, rule, weight_bits);
+  PtqRule mm = rule;
+  mm.act_range = "minmax";
+  Quantized best = quantize_layer(st, v, w, b, mm, weight_bits);
+  double best_e = layer_rel_mse(st, v, w, best);
+  // Each side scanned with the other at 1, then both sides at their best values together; the best of all.
+  ClipMult one, both;
+  Quantized cur_q = quantize_layer(st, v, w, b, rule, weight_bits, one);
+  double cur_e = layer_rel_mse(st, v, w, cur_q);
+  for (int side = 0; side < 2; ++side) {
+    double side_e = cur_e;
+    for (int k = 19; k >= 10; --k) {
+      ClipMult t = one;
+      (side == 0 ? t.lo : t.hi) = k / 20.0;
+      Quantized r = quantize_layer(st, v, w, b, rule, weight_bits, t);
+      const double e = layer_rel_mse(st, v, w, r);
+      if (e < side_e) side_e = e, (side == 0 ? both.lo : both.hi) = k / 20.0;
+      if (e < cur_e) cur_e = e, cur_q = std::move(r);
+    }
+  }
+  if (both.lo < 1 && both.hi < 1) {
+    Quantized r = quantize_layer(st, v, w, b, rule, weight_bits, both);
+    const double e = layer_rel_mse(st, v, w, r);
+    if (e < cur_e) cur_e = e, cur_q = std::move(r);
+  }
+  if (cur_e < best_e) best = std::move(cur_q);
+  return best;
 }
 
 // Int8 LSTM (LstmInt8Params in nn/layers.h): the layer-0 input is divided by its calibrated max |x| so that it
@@ -507,7 +568,7 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
         throw Error(origin + ": weight_only layers keep float inputs; transform must be none");
       if (p.ln_fold && p.transform == "none") throw Error(origin + ": ln_fold needs transform repq or sqb");
       check_one_of(p.weight_range, {"minmax", "mse", "omse"}, "weight_range", origin);
-      check_one_of(p.act_range, {"minmax", "percentile", "mse"}, "act_range", origin);
+      check_one_of(p.act_range, {"minmax", "percentile", "mse", "dualclip"}, "act_range", origin);
       check_one_of(p.transform, {"none", "repq", "sqb"}, "transform", origin);
       check_one_of(p.repq_shared, {"mean", "median"}, "repq_shared", origin);
       try {
@@ -596,6 +657,8 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
         (k.size() > 7 && k.compare(k.size() - 7, 7, "_groups") == 0 && k.find(".weight") != std::string::npos) ||
         (k.size() > 14 && k.compare(k.size() - 14, 14, ".softmax_quant") == 0))
       throw Error(in.origin() + ": model is already quantized");
+    else if (k.size() > 7 && (k.compare(k.size() - 7, 7, ".lora_a") == 0 || k.compare(k.size() - 7, 7, ".lora_b") == 0))
+      throw Error(in.origin() + ": model has low-rank adapters (" + k + "); quantize the float model without them");
   // Fold the ConvNeXt layer scale into pwconv2 (what VocosBackbone does at load), so the stored pwconv2 is the
   // weight the int8 layer quantizes.
   const VocosConfig& vc = model.config().vocos;
@@ -708,7 +771,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
     const Tensor b = out.has(j.v.name + ".bias") ? out.get(j.v.name + ".bias") : Tensor({j.v.cout});
     PtqRule rule = *j.rule;
     if (bits[i] < 8 && rule.weight_range == "minmax" && recipe.mixed_avg_bits > 0) rule.weight_range = "omse";
-    Quantized r = quantize_layer(*j.st, j.v, w, b, rule, bits[i]);
+    Quantized r = quantize_layer_searched(*j.st, j.v, w, b, rule, bits[i]);
     if (report) {
       PtqLayerReport e{j.v.name, bits[i], rule.transform, r.alpha, layer_rel_mse(*j.st, j.v, w, r), w.numel()};
       if (r.lowbit) {

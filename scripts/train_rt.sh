@@ -14,14 +14,15 @@ set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 MINUTES=${MINUTES:-90}
+HUMAN_MINUTES=${HUMAN_MINUTES:-30}
 INIT_WTK=${INIT_WTK:-codec/default/wavtok-default.wtk}
 INIT_STEP=${INIT_STEP:-18570}
 RUN=${RUN:-runs/rt}
 NICE=${NICE:-5}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-if [ ! -f data/train/filelist ]; then
-  nice -n "$NICE" $PY python/data/make_dataset.py --out data --minutes "$MINUTES"
+if [ ! -f data/train/filelist ] || [ ! -f data/train_human/filelist ]; then
+  nice -n "$NICE" $PY python/data/make_dataset.py --out data --minutes "$MINUTES" --human-minutes "$HUMAN_MINUTES"
 fi
 mkdir -p "$RUN"
 if [ -f "$RUN/last.ckpt" ]; then

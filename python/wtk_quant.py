@@ -1,0 +1,287 @@
+"""Quantized .wtk files (format version 2, io/model_file.h) in PyTorch: raw read/write, and a decoder that
+emulates the engine's int8/W4 layers exactly (docs/PTQ.md "What runs in int8", models/quantized.h).
+
+    from wtk_quant import WtkFile, quantized_decoder
+    f = WtkFile.read("model-w4.wtk")              # header, config text, every tensor's raw entry
+    student = quantized_decoder(float_ref, f)     # wavtok_ref.WavTokenizer whose decoder runs the int8 layers
+
+Emulation of an int8 Conv1d/Linear NAME (what nn/layers.cc computes): u = (x - act_shift) * inv with
+inv = 1 / (act_smooth * act_scale) in float32 (1 / act_scale without a divisor), codes q = rint(clamp(u, -z, 255 - z))
+(half to even), y = out_scale * (q @ codes^T) + b' with out_scale = act_scale * weight_scale[o] and the stored s8
+weight codes; convolutions quantize their zero-padded input (the engine pads before it quantizes). Gradients pass
+the rounding straight through (inside the clamp range), so adapters can be fitted through the quantized decoder.
+Low-rank adapters NAME.lora_a [r, Cin] / NAME.lora_b [Cout, r] (feature bit 4) add (x A^T) B^T to a Linear's
+output before its activation, as the engine does.
+"""
+import copy
+import os
+import re
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wavtok_ref.vocos import CausalConv1d  # noqa: E402
+
+MAGIC = b"WAVTOKMF"
+FEATURE_INT8, FEATURE_SOFTMAX, FEATURE_LOWRANK = 1, 2, 16
+KNOWN_FEATURES = FEATURE_INT8 | FEATURE_SOFTMAX | FEATURE_LOWRANK
+DT_F32, DT_S8 = 0, 1
+ALIGN = 64
+
+
+class WtkError(Exception):
+    pass
+
+
+def int8_layer_of(name):
+    """NAME for NAME.weight and an LSTM's NAME.weight_ih_lK / weight_hh_lK (io/model_file.cc), else ''."""
+    if name.endswith(".weight"):
+        return name[:-7]
+    m = re.match(r"^(.*)\.weight_[ih]h_l\d+$", name)
+    return m.group(1) if m else ""
+
+
+class WtkFile:
+    """A .wtk as (version, features, config text, {name: (dtype, shape, raw bytes)}), kept in file order."""
+
+    def __init__(self, version, features, config_text, entries, path="<memory>"):
+        self.version, self.features, self.config_text, self.entries, self.path = (
+            version, features, config_text, entries, path)
+
+    @property
+    def config(self):
+        return yaml.safe_load(self.config_text)
+
+    @staticmethod
+    def read(path):
+        with open(path, "rb") as f:
+            data = f.read()
+
+        def need(pos, n):
+            if pos + n > len(data):
+                raise WtkError(f"{path}: model file is truncated")
+
+        need(0, 32)
+        if data[:8] != MAGIC:
+            raise WtkError(f"{path}: not a wavtok model file (bad magic)")
+        version, flags, ylen, count = struct.unpack_from("<IIQQ", data, 8)
+        if version not in (1, 2):
+            raise WtkError(f"{path}: model file version {version} is not supported")
+        features = flags if version == 2 else 0
+        if features & ~KNOWN_FEATURES:
+            raise WtkError(f"{path}: model file requires unknown features (bits {features & ~KNOWN_FEATURES:#x})")
+        if count > 100000 or ylen > (1 << 20):
+            raise WtkError(f"{path}: bad header sizes")
+        pos = 32
+        need(pos, ylen)
+        text = data[pos:pos + ylen].decode()
+        pos += ylen
+        entries = {}
+        for _ in range(count):
+            need(pos, 4)
+            (nl,) = struct.unpack_from("<I", data, pos)
+            pos += 4
+            need(pos, nl + 8)
+            name = data[pos:pos + nl].decode()
+            pos += nl
+            dtype, nd = struct.unpack_from("<II", data, pos)
+            pos += 8
+            if nd > 8 or dtype not in (DT_F32, DT_S8):
+                raise WtkError(f"{path}: tensor {name!r} has a bad header")
+            need(pos, 8 * nd + 16)
+            shape = struct.unpack_from("<" + "q" * nd, data, pos)
+            pos += 8 * nd
+            off, nb = struct.unpack_from("<QQ", data, pos)
+            pos += 16
+            numel = int(np.prod(shape)) if nd else 1
+            if any(d < 0 for d in shape) or nb != numel * (1 if dtype == DT_S8 else 4) or off + nb > len(data):
+                raise WtkError(f"{path}: tensor {name!r} has a bad size or offset")
+            if dtype == DT_S8 and not features & FEATURE_INT8:
+                raise WtkError(f"{path}: s8 tensor {name!r} in a file not marked int8")
+            entries[name] = (dtype, tuple(shape), data[off:off + nb])
+        return WtkFile(version, features, text, entries, path)
+
+    def array(self, name):
+        """float32 array; an s8 weight comes back as codes * weight_scale (what the engine's reader hands out)."""
+        dtype, shape, raw = self.entries[name]
+        if dtype == DT_F32:
+            return np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
+        codes = self.codes(name).astype(np.float32)
+        sc = self.array(int8_layer_of(name) + ".weight_scale")
+        return (codes.reshape(shape[0], -1) * sc[:, None]).reshape(shape)
+
+    def codes(self, name):
+        dtype, shape, raw = self.entries[name]
+        if dtype != DT_S8:
+            raise WtkError(f"{self.path}: {name} is not stored as s8 codes")
+        return np.frombuffer(raw, dtype=np.int8).reshape(shape).copy()
+
+    def set_f32(self, name, arr):
+        a = np.ascontiguousarray(arr, dtype="<f4")
+        self.entries[name] = (DT_F32, tuple(a.shape), a.tobytes())
+
+    def write(self, path):
+        """Writes the file (temp file + rename); the feature bits follow the tensors, as the C++ writer's do."""
+        feats = 0
+        for n, (dt, _, _) in self.entries.items():
+            if n.endswith(".act_quant") or dt == DT_S8:
+                feats |= FEATURE_INT8
+            if n.endswith(".softmax_quant"):
+                feats |= FEATURE_SOFTMAX
+            if n.endswith((".lora_a", ".lora_b")):
+                feats |= FEATURE_LOWRANK
+        version = 2 if feats else 1
+        ytext = self.config_text.encode()
+        table_bytes = sum(4 + len(n.encode()) + 8 + 8 * len(shape) + 16 for n, (_, shape, _) in self.entries.items())
+        off = (32 + len(ytext) + table_bytes + ALIGN - 1) // ALIGN * ALIGN
+        offsets = []
+        for n, (dt, shape, raw) in self.entries.items():
+            offsets.append(off)
+            off += (len(raw) + ALIGN - 1) // ALIGN * ALIGN
+        table = bytearray()
+        for (n, (dt, shape, raw)), o in zip(self.entries.items(), offsets):
+            table += struct.pack("<I", len(n.encode())) + n.encode() + struct.pack("<II", dt, len(shape))
+            table += struct.pack("<" + "q" * len(shape), *shape) + struct.pack("<QQ", o, len(raw))
+        head = MAGIC + struct.pack("<IIQQ", version, feats, len(ytext), len(self.entries)) + ytext + bytes(table)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(head)
+            pos = len(head)
+            for (n, (dt, shape, raw)), o in zip(self.entries.items(), offsets):
+                f.write(b"\0" * (o - pos))
+                f.write(raw)
+                pos = o + len(raw)
+            f.write(b"\0" * (off - pos))
+        os.replace(tmp, path)
+
+
+def _round_ste(u):
+    return u + (torch.round(u) - u).detach()  # torch.round: half to even, like rint
+
+
+class QuantLayer(nn.Module):
+    """The engine's int8 Conv1d (channels-first here) or Linear, plus an optional low-rank adapter (Linear)."""
+
+    def __init__(self, f, name, module):
+        super().__init__()
+        self.name = name
+        self.is_linear = isinstance(module, nn.Linear)
+        self.causal = isinstance(module, CausalConv1d)
+        if not self.is_linear:
+            if module.groups != 1 or module.stride[0] != 1:
+                raise WtkError(f"{f.path}: {name}: only stride-1, groups-1 convs are emulated")
+            self.pad = (module.kernel_size[0] - 1, 0) if self.causal else (module.padding[0], module.padding[0])
+            self.dilation = module.dilation[0]
+        aq = f.array(name + ".act_quant")
+        self.act_scale, self.act_zero = float(aq[0]), float(aq[1])
+        sa = torch.tensor(aq[0], dtype=torch.float32)
+        cin = module.in_channels if not self.is_linear else module.in_features
+        shift = f.array(name + ".act_shift") if name + ".act_shift" in f.entries else np.zeros(cin, np.float32)
+        if name + ".act_smooth" in f.entries:
+            inv = 1.0 / (torch.from_numpy(f.array(name + ".act_smooth")) * sa)  # float32 as nn/layers.cc
+        else:
+            inv = (1.0 / sa).expand(cin).clone()
+        self.register_buffer("shift", torch.from_numpy(shift))
+        self.register_buffer("inv", inv.float())
+        self.register_buffer("codes", torch.from_numpy(f.codes(name + ".weight").astype(np.float32)))
+        ws = torch.from_numpy(f.array(name + ".weight_scale"))
+        self.register_buffer("out_scale", (sa * ws).float())
+        self.register_buffer("bias", torch.from_numpy(f.array(name + ".bias")))
+        self.lora_a = self.lora_b = None
+
+    def set_adapter(self, a, b):
+        self.lora_a = nn.Parameter(torch.as_tensor(a, dtype=torch.float32).clone())
+        self.lora_b = nn.Parameter(torch.as_tensor(b, dtype=torch.float32).clone())
+
+    def weight_bits(self):
+        m = float(self.codes.abs().max())
+        return next(b for b in range(2, 9) if m <= 2 ** (b - 1) - 1)
+
+    def quant_input(self, x, ch_dim):
+        shape = [1] * x.dim()
+        shape[ch_dim] = -1
+        u = (x - self.shift.view(shape)) * self.inv.view(shape)
+        u = torch.clamp(u, -self.act_zero, 255.0 - self.act_zero)
+        return _round_ste(u)  # q - z, an integer in [-z, 255 - z]
+
+    def forward(self, x):
+        if self.is_linear:  # (B, T, C)
+            y = F.linear(self.quant_input(x, -1), self.codes) * self.out_scale + self.bias
+            if self.lora_a is not None:
+                y = y + F.linear(F.linear(x, self.lora_a), self.lora_b)
+            return y
+        xp = F.pad(x, self.pad)  # zeros, quantized like the engine's padded rows
+        y = F.conv1d(self.quant_input(xp, 1), self.codes, dilation=self.dilation)
+        return y * self.out_scale[None, :, None] + self.bias[None, :, None]
+
+
+DECODER_PREFIXES = ("backbone.", "head.")
+
+
+class QuantDecoder(nn.Module):
+    """A copy of a reference model's decoder (backbone + head, same tensor names)."""
+
+    def __init__(self, float_model):
+        super().__init__()
+        self.backbone = copy.deepcopy(float_model.backbone)
+        self.head = copy.deepcopy(float_model.head)
+
+    def decode(self, features, bandwidth_id=0):
+        """features (B, D, F) -> audio (B, F * hop)."""
+        return self.head(self.backbone(features, bandwidth_id=torch.tensor([int(bandwidth_id)])))
+
+
+def quantized_decoder(float_model, f):
+    """A QuantDecoder of the float reference that runs f's int8 layers and adapters. Tensors of
+    f that the float model has (the decoder's float layers, pwconv2 with gamma folded) replace the float ones;
+    a ConvNeXt gamma the quantizer folded away becomes 1."""
+    if f.features & FEATURE_SOFTMAX:
+        raise WtkError(f"{f.path}: post-softmax quantization is not emulated here; use a recipe without 'softmax:'")
+    m = QuantDecoder(float_model).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    sd = m.state_dict()
+    new = {}
+    for name in f.entries:
+        if name.startswith(DECODER_PREFIXES) and name in sd and f.entries[name][0] == DT_F32:
+            new[name] = torch.from_numpy(f.array(name)).reshape(sd[name].shape)
+    for k in sd:
+        if k.startswith("backbone.convnext.") and k.endswith(".gamma") and k not in f.entries:
+            new[k] = torch.ones_like(sd[k])
+    m.load_state_dict(new, strict=False)
+    layers = {}
+    for name, mod in list(m.named_modules()):
+        if not name.startswith(DECODER_PREFIXES) or name + ".act_quant" not in f.entries:
+            continue
+        if not isinstance(mod, (nn.Linear, nn.Conv1d)):
+            raise WtkError(f"{f.path}: {name} is quantized but is not a Linear/Conv1d")
+        q = QuantLayer(f, name, mod)
+        parent, leaf = name.rsplit(".", 1)
+        setattr(m.get_submodule(parent), leaf, q)
+        layers[name] = q
+    for name in f.entries:
+        if name.endswith(".lora_a"):
+            base = name[:-7]
+            if base not in layers or not layers[base].is_linear:
+                raise WtkError(f"{f.path}: adapter {name} is not on a quantized Linear of the decoder")
+            layers[base].set_adapter(f.array(name), f.array(base + ".lora_b"))
+    m.quant_layers = layers
+    return m
+
+
+def float_linear_weight(float_model, name):
+    """(W, b) of the float model's Linear `name` as the function it computes (ConvNeXt gamma folded into pwconv2)."""
+    mod = float_model.get_submodule(name)
+    w, b = mod.weight.detach().clone(), mod.bias.detach().clone()
+    m = re.match(r"^(backbone\.convnext\.\d+)\.pwconv2$", name)
+    if m is not None:
+        g = float_model.get_submodule(m.group(1)).gamma
+        if g is not None:
+            w, b = w * g.detach()[:, None], b * g.detach()
+    return w, b

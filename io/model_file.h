@@ -37,7 +37,7 @@ constexpr uint32_t kModelFileVersion = 1;                // float models
 constexpr uint32_t kModelFileVersionFeatures = 2;        // header carries required features
 constexpr uint32_t kModelFeatureInt8 = 1u << 0;          // s8 weights + int8 layer parameters (models/quantized.h)
 constexpr uint32_t kModelFeatureSoftmaxQuant = 1u << 1;  // attention probabilities fake-quantized (models/quantized.h)
-constexpr uint32_t kModelFeatureLowBit = 1u << 2;       // packed group-wise low-bit weights (quant/lowbit.h)
+constexpr uint32_t kModelFeatureLowBit = 1u << 2;        // packed group-wise low-bit weights (quant/lowbit.h)
 // Low-rank float adapters beside a layer's (quantized) weight, NAME.lora_a [r, Cin] and NAME.lora_b [Cout, r]
 // (RILQ, docs/PTQ.md "Low-rank adapters"; models/quantized.h). Bit 4, leaving 2 and 3 to other int8/W4 features.
 constexpr uint32_t kModelFeatureLowRank = 1u << 4;

@@ -84,6 +84,7 @@ uint32_t required_model_features(const WeightMap& weights) {
   for (const auto& [name, t] : weights.all()) {
     if (ends_with(name, kActQuant)) f |= kModelFeatureInt8;
     if (ends_with(name, ".softmax_quant")) f |= kModelFeatureSoftmaxQuant;
+    if (ends_with(name, ".attn_int8")) f |= kModelFeatureInt8Attention;
   }
   return f;
 }

@@ -30,7 +30,9 @@ constexpr uint32_t kModelFileVersion = 1;                // float models
 constexpr uint32_t kModelFileVersionFeatures = 2;        // header carries required features
 constexpr uint32_t kModelFeatureInt8 = 1u << 0;          // s8 weights + int8 layer parameters (models/quantized.h)
 constexpr uint32_t kModelFeatureSoftmaxQuant = 1u << 1;  // attention probabilities fake-quantized (models/quantized.h)
-constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant;
+// Q K^T and P V of an attention block in int8 (NAME.attn_int8, models/quantized.h). Bit 3 (2: W4, 4: RILQ).
+constexpr uint32_t kModelFeatureInt8Attention = 1u << 3;
+constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant | kModelFeatureInt8Attention;
 
 // The features a file holding these weights requires (0 for a float model).
 uint32_t required_model_features(const WeightMap& weights);

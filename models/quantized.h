@@ -24,6 +24,9 @@
 // Post-softmax quantization of an attention block NAME (e.g. "backbone.pos_net.2"): NAME.softmax_quant [9] =
 // kind (0 log-sqrt2, 1 AdaLog, 2 TanQ), bits, scale, zero_code, k, r, mant_bits, tan_a, tan_m; the quantizer is
 // rebuilt from these with quant/log_quant.h's make_* functions (a file marked kModelFeatureSoftmaxQuant).
+//
+// int8 attention of a block NAME (AttentionCore::set_int8 in nn/layers.h; recipe key `attention: int8`):
+// NAME.attn_int8 [1] = 1 (its scales are taken at run time, nothing else is stored; kModelFeatureInt8Attention).
 #pragma once
 
 #include <memory>

@@ -322,6 +322,10 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
     r.softmax_bits = opt<int>(y, "softmax_bits", 8);
     check_one_of(r.softmax, {"none", "log2", "adalog", "tanq"}, "softmax", origin);
     if (r.softmax_bits < 2 || r.softmax_bits > 8) throw Error(origin + ": softmax_bits must be 2..8");
+    r.attention = opt<std::string>(y, "attention", "float");
+    check_one_of(r.attention, {"float", "int8"}, "attention", origin);
+    if (r.attention == "int8" && r.softmax != "none")
+      throw Error(origin + ": attention: int8 quantizes the probabilities itself; it excludes a softmax quantizer");
     if (!y["rules"] || !y["rules"].IsSequence()) throw Error(origin + ": recipe needs a 'rules' list");
     for (const auto& n : y["rules"]) {
       PtqRule p;
@@ -422,7 +426,8 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   const WeightMap& in = model.weights();
   for (const auto& [k, v] : in.all())
     if ((k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0) ||
-        (k.size() > 14 && k.compare(k.size() - 14, 14, ".softmax_quant") == 0))
+        (k.size() > 14 && k.compare(k.size() - 14, 14, ".softmax_quant") == 0) ||
+        (k.size() > 10 && k.compare(k.size() - 10, 10, ".attn_int8") == 0))
       throw Error(in.origin() + ": model is already quantized");
   // Fold the ConvNeXt layer scale into pwconv2 (what VocosBackbone does at load), so the stored pwconv2 is the
   // weight the int8 layer quantizes.
@@ -522,6 +527,9 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
       out.set(j.v.name + ".act_smooth", Tensor({j.v.cin}, r.smooth));
     }
   }
+  if (recipe.attention == "int8")
+    for (const auto& [name, st] : stats)
+      if (is_softmax_stat(name)) out.set(name.substr(0, name.size() - 8) + ".attn_int8", Tensor({1}, std::vector<float>{1.0f}));
   if (recipe.softmax != "none")
     for (const auto& [name, st] : stats) {
       if (!is_softmax_stat(name)) continue;

@@ -40,6 +40,7 @@ struct PtqRecipe {
   double mixed_avg_bits = 0;     // > 0: greedy W4/W8 allocation over the quantized layers to this average
   std::string softmax = "none";  // none | log2 (log-sqrt2, RepQ-ViT) | adalog | tanq: post-softmax quantizer
   int softmax_bits = 8;          // 2..8
+  std::string attention = "float";  // float | int8: Q K^T and P V in int8 (AttentionCore::set_int8, nn/layers.h)
 };
 
 PtqRecipe parse_recipe(const std::string& yaml_text, const std::string& origin);

@@ -46,7 +46,7 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
     double seconds = 10;
     int repeats = 5;
     bool unfused = false;
-    std::string int8_vq = "f32";
+    std::string int8_vq;
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("quantize", "post-training int8 quantization (calibrate + recipe) -> .wtk");
@@ -113,8 +113,9 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
                "also time every quantized model with its int8 layers unchained (each quantizing its float input "
                "and dequantizing its output, as before int8 was kept between layers), labelled 'MODEL (unfused)'");
   sp->add_option("--int8-vq", o->int8_vq,
-                 "codebook search precision of the quantized models' encode: f32 (default), bf16 or int8 (exact at "
-                 "every precision: the same tokens); float models always search in f32")
+                 "codebook search precision of the quantized models' encode: f32, bf16 or int8 (exact at every "
+                 "precision: the same tokens; default: each model's own, int8 where its file asks for it, as the "
+                 "int8-e2e recipe does); float models search in f32")
       ->check(CLI::IsMember({"f32", "bf16", "int8"}));
   out.push_back(
       {sp, [o, &common]() {
@@ -137,7 +138,8 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
              labels.push_back(p + " (unfused)");
            }
          }
-         const VqPrecision vq_default = get_vq_precision(), vq_int8 = parse_vq_precision(o->int8_vq);
+         const VqPrecision vq_default = get_vq_precision();
+         const VqPrecision vq_int8 = o->int8_vq.empty() ? vq_default : parse_vq_precision(o->int8_vq);
          std::vector<VqPrecision> vq(ms.size());
          for (size_t i = 0; i < ms.size(); ++i) vq[i] = has_int8_layers(ms[i]->weights()) ? vq_int8 : vq_default;
          for (const auto& m : ms)

@@ -78,6 +78,14 @@ bool has_int8_layers(const WeightMap& w) {
   return false;
 }
 
+void setup_vq_search(ResidualVQ& vq, const WeightMap& w) {
+  if (!w.has(kVqSearchTensor)) return;
+  const float v = w.get(kVqSearchTensor, {1})[0];
+  if (v == 0.0f) vq.set_preferred_precision(VqPrecision::F32);
+  else if (v == 2.0f) vq.set_preferred_precision(VqPrecision::INT8);
+  else throw Error(w.origin() + ": " + kVqSearchTensor + " must be 0 (f32) or 2 (int8)");
+}
+
 std::shared_ptr<const quant::LogQParams> stored_softmax_quant(const WeightMap& w, const std::string& name) {
   const std::string t = name + ".softmax_quant";
   if (!w.has(t)) return nullptr;

@@ -25,6 +25,10 @@
 // kind (0 log-sqrt2, 1 AdaLog, 2 TanQ), bits, scale, zero_code, k, r, mant_bits, tan_a, tan_m; the quantizer is
 // rebuilt from these with quant/log_quant.h's make_* functions (a file marked kModelFeatureSoftmaxQuant).
 //
+// The codebook search a quantized model asks for: quantizer.vq_search [1] = 0 (f32) or 2 (int8, vq/rvq.h; recipe
+// key `vq_search: int8`). The search is exact at every precision (the same codes), so this picks the speed only
+// and needs no feature bit: a reader that ignores it searches in f32 and gets the same tokens.
+//
 // int8 attention of a block NAME (AttentionCore::set_int8 in nn/layers.h; recipe key `attention: int8`):
 // NAME.attn_int8 [1] = 1 (its scales are taken at run time, nothing else is stored; kModelFeatureInt8Attention).
 #pragma once
@@ -36,6 +40,7 @@
 #include "io/weights.h"
 #include "nn/layers.h"
 #include "quant/log_quant.h"
+#include "vq/rvq.h"
 
 namespace wavtok {
 
@@ -57,6 +62,10 @@ bool is_lstm_layer(const std::string& name);
 bool is_transposed_conv_layer(const std::string& name);
 
 bool has_int8_layers(const WeightMap& w);
+
+constexpr const char* kVqSearchTensor = "quantizer.vq_search";
+// Sets vq's preferred precision from the file's quantizer.vq_search, if any (throws naming the file on bad values).
+void setup_vq_search(ResidualVQ& vq, const WeightMap& w);
 
 // The post-softmax quantizer stored for attention block `name`, or nullptr. Throws naming the file on bad values.
 std::shared_ptr<const quant::LogQParams> stored_softmax_quant(const WeightMap& w, const std::string& name);

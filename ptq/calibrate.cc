@@ -322,6 +322,8 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
     r.softmax_bits = opt<int>(y, "softmax_bits", 8);
     check_one_of(r.softmax, {"none", "log2", "adalog", "tanq"}, "softmax", origin);
     if (r.softmax_bits < 2 || r.softmax_bits > 8) throw Error(origin + ": softmax_bits must be 2..8");
+    r.vq_search = opt<std::string>(y, "vq_search", "f32");
+    check_one_of(r.vq_search, {"f32", "int8"}, "vq_search", origin);
     r.attention = opt<std::string>(y, "attention", "float");
     check_one_of(r.attention, {"float", "int8"}, "attention", origin);
     if (r.attention == "int8" && r.softmax != "none")
@@ -527,6 +529,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
       out.set(j.v.name + ".act_smooth", Tensor({j.v.cin}, r.smooth));
     }
   }
+  if (recipe.vq_search == "int8") out.set(kVqSearchTensor, Tensor({1}, std::vector<float>{2.0f}));
   if (recipe.attention == "int8")
     for (const auto& [name, st] : stats)
       if (is_softmax_stat(name)) out.set(name.substr(0, name.size() - 8) + ".attn_int8", Tensor({1}, std::vector<float>{1.0f}));

@@ -30,7 +30,8 @@
 // and needs no feature bit: a reader that ignores it searches in f32 and gets the same tokens.
 //
 // int8 attention of a block NAME (AttentionCore::set_int8 in nn/layers.h; recipe key `attention: int8`):
-// NAME.attn_int8 [1] = 1 (its scales are taken at run time, nothing else is stored; kModelFeatureInt8Attention).
+// NAME.attn_int8 [1] = 1 and NAME.attn_v_scale [C], the calibrated s8 scale of each V channel (Q and K scales are
+// taken per row at run time); kModelFeatureInt8Attention. Calibration observes V as NAME.attn_v.
 #pragma once
 
 #include <memory>

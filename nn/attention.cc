@@ -111,11 +111,30 @@ void AttentionCore::forward_int8(const Entry& e, const float* q, const float* k,
   const size_t n = size_t(T * C);
   qc.resize(n), kc.resize(n), vc.resize(n), ec.resize(size_t(T * T)), sc.resize(size_t(T * T));
   sq.resize(1), sk.resize(size_t(T)), sv.resize(size_t(C)), kscale.resize(size_t(T)), rsum.resize(size_t(T));
-  quantize_sym(q, T, C, 0, qc.data(), sq.data());
+  sq.resize(size_t(T));
+  quantize_sym(q, T, C, 1, qc.data(), sq.data());
   quantize_sym(k, T, C, 1, kc.data(), sk.data());
-  quantize_sym(v, T, C, 2, vc.data(), sv.data());
+  if (v_scale_.empty()) {
+    quantize_sym(v, T, C, 2, vc.data(), sv.data());
+  } else {  // the calibrated per-channel scales
+    if (int64_t(v_scale_.size()) != C)
+      throw Error("attention " + name_ + ": int8 V scales for " + std::to_string(v_scale_.size()) +
+                  " channels, the input has " + std::to_string(C));
+    std::copy(v_scale_.begin(), v_scale_.end(), sv.begin());
+    thread_local std::vector<float> inv;
+    inv.resize(size_t(C));
+    for (int c = 0; c < C; ++c) inv[size_t(c)] = 1.0f / sv[size_t(c)];
+    for (int64_t t = 0; t < T; ++t) {
+      const float* r = v + t * C;
+      int8_t* o = vc.data() + t * C;
+      for (int c = 0; c < C; ++c) {
+        const float u = std::clamp(r[c] * inv[size_t(c)], -127.0f, 127.0f);
+        o[c] = static_cast<int8_t>(static_cast<int>((u + kMagic) - kMagic));
+      }
+    }
+  }
   const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(C));
-  for (int64_t j = 0; j < T; ++j) kscale[size_t(j)] = sq[0] * sk[size_t(j)] * inv_sqrt;
+  for (int64_t j = 0; j < T; ++j) kscale[size_t(j)] = sk[size_t(j)] * inv_sqrt;
   run_primitive(e.qk, {{DNNL_ARG_SRC, memory(e.q_md, cpu_engine(), qc.data())},
                        {DNNL_ARG_WEIGHTS, memory(e.kt_md, cpu_engine(), kc.data())},
                        {DNNL_ARG_DST, memory(e.s_md, cpu_engine(), sc.data())}});
@@ -125,7 +144,8 @@ void AttentionCore::forward_int8(const Entry& e, const float* q, const float* k,
     uint8_t* er = ec.data() + t * T;
     int64_t lo = 0, hi = T;
     if (win_left_ >= 0) lo = std::max<int64_t>(0, t - win_left_), hi = std::min<int64_t>(T, t + win_right_ + 1);
-    for (int64_t j = lo; j < hi; ++j) row[j] *= ks[j];  // the score s_q s_k[j] acc / sqrt(C)
+    const float qs = sq[size_t(t)];
+    for (int64_t j = lo; j < hi; ++j) row[j] *= qs * ks[j];  // the score s_q[t] s_k[j] acc / sqrt(C)
     float m = row[lo];
     for (int64_t j = lo + 1; j < hi; ++j) m = std::max(m, row[j]);
     std::fill(er, er + lo, uint8_t(0));
@@ -156,8 +176,17 @@ void AttentionCore::forward_int8(const Entry& e, const float* q, const float* k,
   }
 }
 
+void AttentionCore::set_int8(bool on, std::vector<float> v_scale) {
+  for (float x : v_scale)
+    if (!(x > 0) || !std::isfinite(x)) throw Error("attention " + name_ + ": int8 V scales must be positive");
+  int8_ = on;
+  v_scale_ = std::move(v_scale);
+  cache_.clear();
+}
+
 void AttentionCore::forward(const float* q, const float* k, const float* v, int64_t T, int C, float* out,
                             Tensor& scratch) const {
+  if (t_observer && !v_name_.empty()) (*t_observer)(v_name_, v, T, C, true);
   if (int8_ && !pq_) {
     auto e = cache_.get(T * 2 + 1, [&] { return make_int8(T, C); });
     return forward_int8(*e, q, k, v, T, C, out);

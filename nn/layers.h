@@ -307,14 +307,19 @@ class AttentionCore {
   // float) by `p` (log-sqrt2, AdaLog or TanQ, quant/log_quant.h) before the P·V product; nullptr = float.
   void set_prob_quant(std::shared_ptr<const quant::LogQParams> p) { pq_ = std::move(p); }
   const quant::LogQParams* prob_quant() const { return pq_.get(); }
-  // int8 attention (docs/PTQ.md "int8 attention"): Q, K and V are quantized symmetrically at run time (Q per
-  // tensor, K per key row, V per channel: s = max|x| / 127, codes clamp(rint(x / s), -127, 127)); Q K^T runs as an
-  // s8 x s8 oneDNN matmul (int32 accumulation) scaled by s_q s_k[j] / sqrt(C) into float scores; the softmax is
-  // taken as E = exp(S - rowmax) (in [0, 1], 1 at the maximum) quantized to u8 codes e = rint(255 E); E V runs as a
-  // u8 x s8 matmul scaled by s_v[c], and each output row is divided by its sum of codes (the normalisation, exact
-  // for the codes used). Ignored while a post-softmax quantizer is set (that path stays float).
-  void set_int8(bool on) { int8_ = on, cache_.clear(); }
+  // int8 attention (docs/PTQ.md "int8 end to end"): Q and K are quantized symmetrically per row at run time
+  // (s = max|x| / 127 of the row, codes clamp(rint(x / s), -127, 127)), V per channel with the calibrated scales
+  // `v_scale` [C] (static, so a row's output depends on no other row's values: a local model still streams like
+  // one shot) or, when empty, with s = max|x| / 127 of the channel in this call; Q K^T runs as an s8 x s8 oneDNN
+  // matmul (int32 accumulation) scaled by s_q[i] s_k[j] / sqrt(C) into float scores; the softmax is taken as
+  // E = exp(S - rowmax) (in [0, 1], 1 at the maximum) quantized to u8 codes e = rint(255 E); E V runs as a u8 x s8
+  // matmul scaled by s_v[c], and each output row is divided by its sum of codes (the normalisation, exact for the
+  // codes used). The scales are applied in the passes over the scores and the output, not as oneDNN output scales
+  // (with run-time scales oneDNN 2.6 leaves brgemm for a slow gemm). Ignored while a post-softmax quantizer is set.
+  void set_int8(bool on, std::vector<float> v_scale = {});
   bool is_int8() const { return int8_; }
+  // Calibration: the name under which the activation observer sees V ([T, C] rows; float path only).
+  void set_v_name(std::string name) { v_name_ = std::move(name); }
   // Name under which the activation observer sees the probabilities ([T, T] rows, channels-last).
   void set_name(std::string name) { name_ = std::move(name); }
   // Query t attends keys t - left .. t + right only (a band mask before the softmax); left < 0: all keys.
@@ -332,6 +337,8 @@ class AttentionCore {
   ShapeCache<Entry> cache_;
   std::shared_ptr<const quant::LogQParams> pq_;
   bool int8_ = false;
+  std::vector<float> v_scale_;
+  std::string v_name_;
   std::string name_;
   int win_left_ = -1, win_right_ = -1;
 };

@@ -30,6 +30,11 @@ bool is_softmax_stat(const std::string& name) {
   return name.size() > 8 && name.compare(name.size() - 8, 8, ".softmax") == 0;
 }
 
+// V of an attention block (NAME.attn_v): the int8 attention's per-channel scales, not a layer.
+bool is_attn_v_stat(const std::string& name) {
+  return name.size() > 7 && name.compare(name.size() - 7, 7, ".attn_v") == 0;
+}
+
 // ---------------------------------------------------------------- recipe parsing
 
 template <class T>
@@ -456,7 +461,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   };
   std::vector<Job> jobs;
   for (const auto& [name, st] : stats) {
-    if (is_softmax_stat(name)) continue;  // below
+    if (is_softmax_stat(name) || is_attn_v_stat(name)) continue;  // below
     const PtqRule* rule = nullptr;
     for (const auto& r : recipe.rules)
       if (std::regex_search(name, std::regex(r.match))) {
@@ -531,8 +536,17 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   }
   if (recipe.vq_search == "int8") out.set(kVqSearchTensor, Tensor({1}, std::vector<float>{2.0f}));
   if (recipe.attention == "int8")
-    for (const auto& [name, st] : stats)
-      if (is_softmax_stat(name)) out.set(name.substr(0, name.size() - 8) + ".attn_int8", Tensor({1}, std::vector<float>{1.0f}));
+    for (const auto& [name, st] : stats) {
+      if (!is_attn_v_stat(name)) continue;
+      const std::string block = name.substr(0, name.size() - 7);
+      std::vector<float> scale(size_t(st.cin));
+      for (int c = 0; c < st.cin; ++c) {  // symmetric min-max over every frame seen
+        const float m = std::max(std::fabs(st.lo[size_t(c)]), std::fabs(st.hi[size_t(c)])) / 127.0f;
+        scale[size_t(c)] = m > 0 && std::isfinite(m) ? m : 1.0f;
+      }
+      out.set(block + ".attn_int8", Tensor({1}, std::vector<float>{1.0f}));
+      out.set(block + ".attn_v_scale", Tensor({st.cin}, scale));
+    }
   if (recipe.softmax != "none")
     for (const auto& [name, st] : stats) {
       if (!is_softmax_stat(name)) continue;

@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "core/error.h"
 #include "nn/layer_support.h"
@@ -10,8 +12,14 @@
 namespace wavtok {
 
 namespace {
-std::atomic<bool> g_chaining{true};
+// WAVTOK_INT8_CHAIN=0 in the environment starts with chaining off (profiling the unchained path in a process of
+// its own, docs/PTQ.md "int8 end to end").
+bool chaining_default() {
+  const char* e = std::getenv("WAVTOK_INT8_CHAIN");
+  return !(e && std::string(e) == "0");
 }
+std::atomic<bool> g_chaining{chaining_default()};
+}  // namespace
 
 void set_int8_chaining(bool on) { g_chaining = on; }
 bool int8_chaining() { return g_chaining.load(); }

@@ -230,7 +230,8 @@ void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, cons
 void channel_affine_tc(const float* x, int64_t T, int C, const float* gamma, const float* beta, float* y, bool silu);
 
 // Whether models built from now on keep int8 activations between consecutive int8 layers (default on; off only to
-// measure the unfused path side by side, `wavtok ptq-speed --unfused`). Read when a model is constructed.
+// measure the unfused path side by side, `wavtok ptq-speed --unfused`; WAVTOK_INT8_CHAIN=0 in the environment makes
+// off the starting value). Read when a model is constructed.
 void set_int8_chaining(bool on);
 bool int8_chaining();
 

@@ -128,7 +128,8 @@ void setup_attention(AttentionCore& core, const WeightMap& w, const std::string&
   if (w.has(t)) {
     const Tensor& v = w.get(t, {1});
     if (v[0] != 1.0f) throw Error(w.origin() + ": " + t + " must be [1]");
-    if (core.prob_quant()) throw Error(w.origin() + ": " + name + " has both int8 attention and a post-softmax quantizer");
+    if (core.prob_quant())
+      throw Error(w.origin() + ": " + name + " has both int8 attention and a post-softmax quantizer");
     const std::string vs = name + ".attn_v_scale";
     if (!w.has(vs)) throw Error(w.origin() + ": " + t + " without " + vs);
     const Tensor& s = w.get(vs);

@@ -242,8 +242,7 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
       if (c1.size() < size_t(m * D)) c1.resize(size_t(m * D));
       if (c2.size() < size_t(m * c_.intermediate_dim)) c2.resize(size_t(m * c_.intermediate_dim));
       dwconv_layer_norm_to_codes(xs, n, nlo - lo, m, D, 7, blk.dw_kc.data(), blk.dw_b.data(), ln_.eps(),
-                                 blk.norm.scale.data() + row * D, blk.norm.shift.data() + row * D, blk.pw1,
-                                 c1.data());
+                                 blk.norm.scale.data() + row * D, blk.norm.shift.data() + row * D, blk.pw1, c1.data());
       xs += (nlo - lo) * D;
       lo = nlo, hi = nhi;
       blk.pw1.forward_codes_to_codes(c1.data(), m, c2.data());

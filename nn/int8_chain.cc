@@ -78,9 +78,9 @@ void layer_norm_to_codes(const float* x, int64_t rows, int C, float eps, const f
   for (int64_t r = 0; r < rows; ++r) ln_row_codes(x + r * C, C, eps, scale, shift, s, codes + r * C);
 }
 
-void dwconv_layer_norm_to_codes(const float* x, int64_t n, int64_t first, int64_t rows, int C, int K,
-                                const float* w_kc, const float* bias, float eps, const float* scale,
-                                const float* shift, const Linear& next, uint8_t* codes) {
+void dwconv_layer_norm_to_codes(const float* x, int64_t n, int64_t first, int64_t rows, int C, int K, const float* w_kc,
+                                const float* bias, float eps, const float* scale, const float* shift,
+                                const Linear& next, uint8_t* codes) {
   const Int8State& s = codes_target(next, C, "dwconv_layer_norm_to_codes");
   if (K < 1 || K % 2 == 0) throw Error("dwconv_layer_norm_to_codes: the kernel must be odd");
   thread_local std::vector<float> y;
@@ -99,6 +99,5 @@ void dwconv_layer_norm_to_codes(const float* x, int64_t n, int64_t first, int64_
     ln_row_codes(yr, C, eps, scale, shift, s, codes + t * C);
   }
 }
-
 
 }  // namespace wavtok

@@ -78,7 +78,8 @@ int compare_codes(const uint8_t* got, const std::vector<double>& u, double tie, 
 // Exact value of int8 Linear output o for row codes q (zero point z): s_a s_w[o] sum (q - z) q_w + b[o].
 double linear_from_codes(const uint8_t* q, const Tensor& w, const Tensor& b, const Int8Params& p, int o, int cin) {
   int64_t acc = 0;
-  for (int i = 0; i < cin; ++i) acc += int64_t(int(q[i]) - p.act_zero) * wcode(w[int64_t(o) * cin + i], p.weight_scale[o]);
+  for (int i = 0; i < cin; ++i)
+    acc += int64_t(int(q[i]) - p.act_zero) * wcode(w[int64_t(o) * cin + i], p.weight_scale[o]);
   return double(p.act_scale) * p.weight_scale[o] * double(acc) + b[o];
 }
 
@@ -224,8 +225,8 @@ TEST_P(Int8ChainNorm, LayerNormAndDwconvCodesEqualEmulation) {
   Tensor w = randn({K, C}, rng, 0.4f), b = randn({C}, rng, 0.3f);
   for (const auto& [first, rows] : std::vector<std::pair<int64_t, int64_t>>{{0, n}, {5, 30}, {20, 33}}) {
     std::vector<uint8_t> dc(size_t(rows * C));
-    dwconv_layer_norm_to_codes(x.data(), n, first, rows, C, K, w.data(), b.data(), eps, scale.data(),
-                               shift.data(), next, dc.data());
+    dwconv_layer_norm_to_codes(x.data(), n, first, rows, C, K, w.data(), b.data(), eps, scale.data(), shift.data(),
+                               next, dc.data());
     std::vector<double> du(size_t(rows * C));
     for (int64_t t = 0; t < rows; ++t) {
       for (int c = 0; c < C; ++c) {
@@ -240,8 +241,8 @@ TEST_P(Int8ChainNorm, LayerNormAndDwconvCodesEqualEmulation) {
     }
     EXPECT_LE(compare_codes(dc.data(), du, 2e-3, "dwconv+layernorm"), 2) << "first " << first;
   }
-  EXPECT_THROW(dwconv_layer_norm_to_codes(x.data(), n, 0, n, C, 6, w.data(), b.data(), eps, scale.data(),
-                                          shift.data(), next, codes.data()),
+  EXPECT_THROW(dwconv_layer_norm_to_codes(x.data(), n, 0, n, C, 6, w.data(), b.data(), eps, scale.data(), shift.data(),
+                                          next, codes.data()),
                Error);
 }
 
@@ -341,8 +342,9 @@ TEST_P(AttentionInt8, MatchesIntegerEmulationAndFloat) {
   const double snr = 10 * std::log10(den / num);
   EXPECT_GT(snr, pc.static_v ? 20.0 : 25.0) << "int8 attention vs float64 attention";
   EXPECT_LT(snr, 80.0) << "the int8 path must actually quantize";
-  std::printf("[ attention T=%lld C=%d band %d/%d static V %d ] emulation max err %.3g (|out| %.3g), vs float %.1f dB\n",
-              (long long)T, C, pc.left, pc.right, int(pc.static_v), max_err, mag, snr);
+  std::printf(
+      "[ attention T=%lld C=%d band %d/%d static V %d ] emulation max err %.3g (|out| %.3g), vs float %.1f dB\n",
+      (long long)T, C, pc.left, pc.right, int(pc.static_v), max_err, mag, snr);
 
   // Turning int8 off gives the float result, bit for bit.
   AttentionCore fl;

@@ -247,9 +247,9 @@ void layer_norm_to_codes(const float* x, int64_t rows, int C, float eps, const f
 // depthwise conv y[t, c] = bias[c] + sum_k w_kc[k * C + c] x[t + first + k - K/2, c] over input rows x[0, n) (rows
 // outside read as zeros: the conv's zero padding), then the LayerNorm of y written as `next`'s u8 codes as
 // layer_norm_to_codes does. w_kc is the depthwise weight tap-major [K, C] (odd K). No float activation is written.
-void dwconv_layer_norm_to_codes(const float* x, int64_t n, int64_t first, int64_t rows, int C, int K,
-                                const float* w_kc, const float* bias, float eps, const float* scale,
-                                const float* shift, const Linear& next, uint8_t* codes);
+void dwconv_layer_norm_to_codes(const float* x, int64_t n, int64_t first, int64_t rows, int C, int K, const float* w_kc,
+                                const float* bias, float eps, const float* scale, const float* shift,
+                                const Linear& next, uint8_t* codes);
 
 // Int8 LSTM (docs/PTQ.md): every layer input v (the layer-0 input divided by `in_divisor`, and the hidden states,
 // which lie in (-1, 1)) is u8 = clamp(rint(v * data_scale + data_shift), 0, 255), one mapping for all of them as

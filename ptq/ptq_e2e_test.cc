@@ -116,12 +116,13 @@ TEST(PtqE2e, RecipeRoundTripsThroughFile) {
   const std::vector<float> yu = unchained->decode(t);
   const double snr_attn = snr_db(yf, ym), snr_float_attn = snr_db(yf, yn), snr_chain = snr_db(yu, ym);
   const double snr_attn_only = snr_db(yn, ym);
-  std::printf("decode SNR vs float: int8 attention %.2f dB, float attention %.2f dB (the int8 layers of this "
-              "random-weight fixture); int8 vs float attention %.2f dB; chained vs unchained %.2f dB\n",
-              snr_attn, snr_float_attn, snr_attn_only, snr_chain);
+  std::printf(
+      "decode SNR vs float: int8 attention %.2f dB, float attention %.2f dB (the int8 layers of this "
+      "random-weight fixture); int8 vs float attention %.2f dB; chained vs unchained %.2f dB\n",
+      snr_attn, snr_float_attn, snr_attn_only, snr_chain);
   EXPECT_GT(snr_attn, snr_float_attn - 1.0);  // the int8 attention costs little next to the int8 layers
-  EXPECT_GT(snr_attn_only, 15.0);  // measured 20.2 dB on this random-weight fixture
-  EXPECT_GT(snr_chain, 35.0);  // the same quantization, rounded in another order
+  EXPECT_GT(snr_attn_only, 15.0);             // measured 20.2 dB on this random-weight fixture
+  EXPECT_GT(snr_chain, 35.0);                 // the same quantization, rounded in another order
 }
 
 TEST(PtqE2e, RefusesBadValues) {

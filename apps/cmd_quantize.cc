@@ -15,6 +15,7 @@
 #include "models/models.h"
 #include "models/quantized.h"
 #include "ptq/calibrate.h"
+#include "vq/rvq.h"
 
 namespace wavtok {
 namespace {
@@ -44,6 +45,8 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
     std::vector<std::string> models;
     double seconds = 10;
     int repeats = 5;
+    bool unfused = false;
+    std::string int8_vq;
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("quantize", "post-training int8 quantization (calibrate + recipe) -> .wtk");
@@ -118,14 +121,39 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
   sp->add_option("--repeats", o->repeats, "interleaved rounds; the median is reported (default 5)")
       ->check(CLI::Range(1, 1000));
   sp->add_option("-t,--threads", common.threads, "CPU threads (default 1)")->check(CLI::Range(1, 1024));
+  sp->add_flag("--unfused", o->unfused,
+               "also time every quantized model with its int8 layers unchained (each quantizing its float input "
+               "and dequantizing its output, as before int8 was kept between layers), labelled 'MODEL (unfused)'");
+  sp->add_option("--int8-vq", o->int8_vq,
+                 "codebook search precision of the quantized models' encode: f32, bf16 or int8 (exact at every "
+                 "precision: the same tokens; default: each model's own, int8 where its file asks for it, as the "
+                 "int8-e2e recipe does); float models search in f32")
+      ->check(CLI::IsMember({"f32", "bf16", "int8"}));
   out.push_back(
       {sp, [o, &common]() {
          std::vector<std::shared_ptr<const Model>> ms;
+         std::vector<std::string> labels;
          for (const auto& p : o->models) {
            Common c = common;
            c.model = p;
            ms.push_back(load_model(c));
+           labels.push_back(p);
+           if (o->unfused && has_int8_layers(ms.back()->weights())) {
+             set_int8_chaining(false);
+             try {
+               ms.push_back(load_model(c));
+             } catch (...) {
+               set_int8_chaining(true);
+               throw;
+             }
+             set_int8_chaining(true);
+             labels.push_back(p + " (unfused)");
+           }
          }
+         const VqPrecision vq_default = get_vq_precision();
+         const VqPrecision vq_int8 = o->int8_vq.empty() ? vq_default : parse_vq_precision(o->int8_vq);
+         std::vector<VqPrecision> vq(ms.size());
+         for (size_t i = 0; i < ms.size(); ++i) vq[i] = has_int8_layers(ms[i]->weights()) ? vq_int8 : vq_default;
          for (const auto& m : ms)
            if (m->config().to_yaml() != ms[0]->config().to_yaml())
              throw Error("ptq-speed: models have different configs");
@@ -145,15 +173,17 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
          const auto seconds_since = [](std::chrono::steady_clock::time_point t0) {
            return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
          };
-         for (const auto& m : ms) {  // warm-up: primitive creation
-           m->decode_latents(lat);
-           m->encode(pcm.data(), int64_t(pcm.size()), m->max_n_q());
+         for (size_t i = 0; i < ms.size(); ++i) {  // warm-up: primitive creation
+           set_vq_precision(vq[i]);
+           ms[i]->decode_latents(lat);
+           ms[i]->encode(pcm.data(), int64_t(pcm.size()), ms[i]->max_n_q());
          }
          for (int r = 0; r < o->repeats; ++r)
            for (size_t i = 0; i < ms.size(); ++i) {
              auto t0 = std::chrono::steady_clock::now();
              ms[i]->decode_latents(lat);
              dec_times[i].push_back(seconds_since(t0));
+             set_vq_precision(vq[i]);
              t0 = std::chrono::steady_clock::now();
              ms[i]->encode(pcm.data(), int64_t(pcm.size()), ms[i]->max_n_q());
              enc_times[i].push_back(seconds_since(t0));
@@ -169,10 +199,11 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
            for (size_t r = 0; r < rt.size(); ++r) rt[r] = dec_times[i][r] + enc_times[i][r];
            std::printf(
                "%s{\"model\": \"%s\", \"decode_s\": %.5f, \"min_s\": %.5f, \"encode_s\": %.5f, \"roundtrip_s\": %.5f}",
-               i ? ", " : "", o->models[i].c_str(), median(dec_times[i]),
+               i ? ", " : "", labels[i].c_str(), median(dec_times[i]),
                *std::min_element(dec_times[i].begin(), dec_times[i].end()), median(enc_times[i]), median(rt));
          }
          std::printf("]}\n");
+         set_vq_precision(vq_default);
          return 0;
        }});
 }

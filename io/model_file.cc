@@ -98,6 +98,7 @@ uint32_t required_model_features(const WeightMap& weights) {
     if (ends_with(name, ".softmax_quant")) f |= kModelFeatureSoftmaxQuant;
     if (!lowbit_weight_of(name).empty()) f |= kModelFeatureLowBit;
     if (ends_with(name, ".lora_a") || ends_with(name, ".lora_b")) f |= kModelFeatureLowRank;
+    if (ends_with(name, ".attn_int8")) f |= kModelFeatureInt8Attention;
   }
   return f;
 }

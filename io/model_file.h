@@ -38,11 +38,13 @@ constexpr uint32_t kModelFileVersionFeatures = 2;        // header carries requi
 constexpr uint32_t kModelFeatureInt8 = 1u << 0;          // s8 weights + int8 layer parameters (models/quantized.h)
 constexpr uint32_t kModelFeatureSoftmaxQuant = 1u << 1;  // attention probabilities fake-quantized (models/quantized.h)
 constexpr uint32_t kModelFeatureLowBit = 1u << 2;        // packed group-wise low-bit weights (quant/lowbit.h)
+// Q K^T and P V of an attention block in int8 (NAME.attn_int8, models/quantized.h).
+constexpr uint32_t kModelFeatureInt8Attention = 1u << 3;
 // Low-rank float adapters beside a layer's (quantized) weight, NAME.lora_a [r, Cin] and NAME.lora_b [Cout, r]
-// (RILQ, docs/PTQ.md "Low-rank adapters"; models/quantized.h). Bit 4, leaving 2 and 3 to other int8/W4 features.
+// (RILQ, docs/PTQ.md "Low-rank adapters"; models/quantized.h).
 constexpr uint32_t kModelFeatureLowRank = 1u << 4;
-constexpr uint32_t kKnownModelFeatures =
-    kModelFeatureInt8 | kModelFeatureSoftmaxQuant | kModelFeatureLowBit | kModelFeatureLowRank;
+constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant | kModelFeatureLowBit |
+                                         kModelFeatureInt8Attention | kModelFeatureLowRank;
 
 // The features a file holding these weights requires (0 for a float model).
 uint32_t required_model_features(const WeightMap& weights);

@@ -202,6 +202,7 @@ void Model::build() {
     books.push_back(
         Tensor::share_or_copy(weights_.get(codebook_tensor_name(cfg_, i), {cfg_.quantizer.bins, cfg_.quantizer.dim})));
   g_->vq = ResidualVQ(std::move(books));
+  setup_vq_search(g_->vq, weights_);  // int8 search when a quantized file asks for it (models/quantized.h)
   if (wt) {
     if (cfg_.vocos.input_channels != cfg_.quantizer.dim)
       throw Error(weights_.origin() + ": backbone input_channels " + std::to_string(cfg_.vocos.input_channels) +

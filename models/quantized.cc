@@ -102,6 +102,14 @@ bool has_int8_layers(const WeightMap& w) {
   return false;
 }
 
+void setup_vq_search(ResidualVQ& vq, const WeightMap& w) {
+  if (!w.has(kVqSearchTensor)) return;
+  const float v = w.get(kVqSearchTensor, {1})[0];
+  if (v == 0.0f) vq.set_preferred_precision(VqPrecision::F32);
+  else if (v == 2.0f) vq.set_preferred_precision(VqPrecision::INT8);
+  else throw Error(w.origin() + ": " + kVqSearchTensor + " must be 0 (f32) or 2 (int8)");
+}
+
 std::shared_ptr<const quant::LogQParams> stored_softmax_quant(const WeightMap& w, const std::string& name) {
   const std::string t = name + ".softmax_quant";
   if (!w.has(t)) return nullptr;
@@ -139,6 +147,23 @@ Tensor softmax_quant_tensor(const quant::LogQParams& p) {
 void setup_attention(AttentionCore& core, const WeightMap& w, const std::string& name) {
   core.set_name(name + ".softmax");
   core.set_prob_quant(stored_softmax_quant(w, name));
+  core.set_v_name(name + ".attn_v");
+  const std::string t = name + ".attn_int8";
+  if (w.has(t)) {
+    const Tensor& v = w.get(t, {1});
+    if (v[0] != 1.0f) throw Error(w.origin() + ": " + t + " must be [1]");
+    if (core.prob_quant())
+      throw Error(w.origin() + ": " + name + " has both int8 attention and a post-softmax quantizer");
+    const std::string vs = name + ".attn_v_scale";
+    if (!w.has(vs)) throw Error(w.origin() + ": " + t + " without " + vs);
+    const Tensor& s = w.get(vs);
+    if (s.ndim() != 1) throw Error(w.origin() + ": " + vs + " must be one scale per channel");
+    try {
+      core.set_int8(true, std::vector<float>(s.data(), s.data() + s.numel()));
+    } catch (const Error& e) {
+      throw Error(w.origin() + ": " + vs + ": " + e.what());
+    }
+  }
 }
 
 }  // namespace wavtok

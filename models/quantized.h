@@ -24,6 +24,14 @@
 // Post-softmax quantization of an attention block NAME (e.g. "backbone.pos_net.2"): NAME.softmax_quant [9] =
 // kind (0 log-sqrt2, 1 AdaLog, 2 TanQ), bits, scale, zero_code, k, r, mant_bits, tan_a, tan_m; the quantizer is
 // rebuilt from these with quant/log_quant.h's make_* functions (a file marked kModelFeatureSoftmaxQuant).
+//
+// The codebook search a quantized model asks for: quantizer.vq_search [1] = 0 (f32) or 2 (int8, vq/rvq.h; recipe
+// key `vq_search: int8`). The search is exact at every precision (the same codes), so this picks the speed only
+// and needs no feature bit: a reader that ignores it searches in f32 and gets the same tokens.
+//
+// int8 attention of a block NAME (AttentionCore::set_int8 in nn/layers.h; recipe key `attention: int8`):
+// NAME.attn_int8 [1] = 1 and NAME.attn_v_scale [C], the calibrated s8 scale of each V channel (Q and K scales are
+// taken per row at run time); kModelFeatureInt8Attention. Calibration observes V as NAME.attn_v.
 #pragma once
 
 #include <functional>
@@ -34,6 +42,7 @@
 #include "io/weights.h"
 #include "nn/layers.h"
 #include "quant/log_quant.h"
+#include "vq/rvq.h"
 
 namespace wavtok {
 
@@ -60,6 +69,10 @@ bool is_lstm_layer(const std::string& name);
 bool is_transposed_conv_layer(const std::string& name);
 
 bool has_int8_layers(const WeightMap& w);
+
+constexpr const char* kVqSearchTensor = "quantizer.vq_search";
+// Sets vq's preferred precision from the file's quantizer.vq_search, if any (throws naming the file on bad values).
+void setup_vq_search(ResidualVQ& vq, const WeightMap& w);
 
 // The post-softmax quantizer stored for attention block `name`, or nullptr. Throws naming the file on bad values.
 std::shared_ptr<const quant::LogQParams> stored_softmax_quant(const WeightMap& w, const std::string& name);

@@ -8,7 +8,7 @@
 
 namespace wavtok {
 
-void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool reflect, Tensor& out) {
+void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool reflect, Tensor& out, Act act) {
   const int64_t To = T + left + right;
   out.resize({To, C});
   // Reflect padding needs more samples than the pad; EnCodec zero-extends short inputs first.
@@ -17,14 +17,14 @@ void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool r
   const int64_t Te = T + extra;  // length of the (virtually) zero-extended signal
   float* dst = out.data();
   auto put_row = [&](int64_t to, int64_t from) {  // from: index into the extended signal
-    if (from < T) std::copy(x + from * C, x + (from + 1) * C, dst + to * C);
+    if (from < T) apply_act_copy(act, x + from * C, dst + to * C, C);
     else std::fill(dst + to * C, dst + (to + 1) * C, 0.0f);
   };
   for (int64_t i = 0; i < left; ++i) {
     if (reflect) put_row(i, left - i);
     else std::fill(dst + i * C, dst + (i + 1) * C, 0.0f);
   }
-  std::copy(x, x + T * C, dst + left * C);
+  apply_act_copy(act, x, dst + left * C, T * C);
   for (int64_t i = 0; i < right; ++i) {
     const int64_t p = T + i;  // position in the extended signal; reflect around Te - 1
     if (reflect) put_row(left + T + i, p < Te ? p : 2 * (Te - 1) - p);
@@ -57,6 +57,10 @@ int64_t SConv1d::extra_padding(int64_t tin) const {
 int64_t SConv1d::out_len(int64_t tin) const { return conv_.out_len(tin + padding_total() + extra_padding(tin)); }
 
 void SConv1d::forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumulate) const {
+  forward_act(Act::None, x, y, scratch, accumulate);
+}
+
+void SConv1d::forward_act(Act act, const Tensor& x, Tensor& y, Tensor& scratch, bool accumulate) const {
   const int64_t T = x.dim(0);
   const int64_t total = padding_total(), extra = extra_padding(T);
   int64_t left, right;
@@ -70,8 +74,8 @@ void SConv1d::forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumula
   }
   const float* src = x.data();
   int64_t Tp = T;
-  if (left || right) {
-    pad1d(x.data(), conv_.in_channels(), T, left, right, reflect_, scratch);
+  if (left || right || act != Act::None) {
+    pad1d(x.data(), conv_.in_channels(), T, left, right, reflect_, scratch, act);
     src = scratch.data();
     Tp = T + left + right;
   }
@@ -141,9 +145,8 @@ void SeanetResBlock::forward(const Tensor& x, Tensor& y, Tensor& t1, Tensor& t2,
   } else {
     shortcut_.forward(x, y, t3);
   }
-  t1 = x;
-  apply_act(Act::Elu, t1.data(), t1.numel());
-  conv1_.forward(t1, t2, t3);  // ELU fused as post-op
+  (void)t1;
+  conv1_.forward_act(Act::Elu, x, t2, t3);  // ELU(x) made while padding; conv1's ELU fused as post-op
   conv2_.forward(t2, y, t3, /*accumulate=*/true);
 }
 
@@ -233,8 +236,7 @@ Tensor SeanetEncoder::forward(const float* audio, int64_t T) const {
       rb.forward(x, y, t1, t2, t3);
       std::swap(x, y);
     }
-    apply_act(Act::Elu, x.data(), x.numel());
-    st.down.forward(x, y, t3);
+    st.down.forward_act(Act::Elu, x, y, t3);
     std::swap(x, y);
     report_progress("encode", (i + 1) / steps);
   }
@@ -243,8 +245,7 @@ Tensor SeanetEncoder::forward(const float* audio, int64_t T) const {
     std::swap(x, y);
   }
   report_progress("encode", (steps - 1) / steps);
-  apply_act(Act::Elu, x.data(), x.numel());
-  last_.forward(x, y, t3);
+  last_.forward_act(Act::Elu, x, y, t3);
   report_progress("encode", 1.0);
   // Channels-last inside; latents leave channels-first [dimension, frames].
   const int64_t F = y.dim(0), D = y.dim(1);
@@ -305,8 +306,7 @@ Tensor SeanetDecoder::forward(const float* latents, int64_t F) const {
       std::swap(x, y);
     }
   }
-  apply_act(Act::Elu, x.data(), x.numel());
-  last_.forward(x, y, t3);
+  last_.forward_act(Act::Elu, x, y, t3);
   return y;
 }
 

@@ -14,7 +14,10 @@
 namespace wavtok {
 
 // Pads [T, C] along T as EnCodec's pad1d: reflect (with the small-input zero extension) or zeros.
-void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool reflect, Tensor& out);
+// With `act` (ELU), the padded copy holds act(x) (act(0) = 0, so zero padding stays zero): the activation rides on
+// the copy the padding makes anyway instead of a pass of its own.
+void pad1d(const float* x, int C, int64_t T, int64_t left, int64_t right, bool reflect, Tensor& out,
+           Act act = Act::None);
 
 // Conv1d with EnCodec's SConv1d padding: total k_eff - stride, split (non-causal) or all left (causal),
 // plus extra right padding so the last window is full.
@@ -25,6 +28,9 @@ class SConv1d {
           bool causal, bool reflect, Act post = Act::None);
   int64_t out_len(int64_t tin) const;
   void forward(const Tensor& x, Tensor& y, Tensor& scratch, bool accumulate = false) const;
+  // The same on act(x) (x unchanged), the activation applied while padding into `scratch`: bit for bit the
+  // result of applying act to a copy of x first, one pass over the activations fewer.
+  void forward_act(Act act, const Tensor& x, Tensor& y, Tensor& scratch, bool accumulate = false) const;
   const Conv1d& conv() const { return conv_; }
   void keep_f32() { conv_.allow_bf16(false); }
   int64_t padding_total() const { return int64_t(conv_.dilation()) * (conv_.kernel() - 1) + 1 - conv_.stride(); }

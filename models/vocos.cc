@@ -96,6 +96,17 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
     if (b.pw2.name().empty() && w.has(n + ".pwconv2.act_quant") && w.has(n + ".gamma"))
       throw Error(w.origin() + ": " + n + ".pwconv2 is quantized but gamma was not folded into it");
     setup_layer(b.pw2, w, n + ".pwconv2");
+    // A low-rank adapter (RILQ) needs its layer's float input, which a chained layer never sees.
+    if (b.pw1.is_int8() && b.pw2.is_int8() && b.gamma.empty() && !b.pw1.has_lowrank() && !b.pw2.has_lowrank() &&
+        int8_chaining()) {
+      b.pw1.chain_to(b.pw2);
+      b.chain = true;
+      const Tensor& dw = b.dwconv.weight();  // [D, 1, 7]
+      b.dw_kc = Tensor({7, D});
+      for (int k = 0; k < 7; ++k)
+        for (int d = 0; d < D; ++d) b.dw_kc[int64_t(k) * D + d] = dw[int64_t(d) * 7 + k];
+      b.dw_b = Tensor::share_or_copy(b.dwconv.bias());
+    }
     blocks_.push_back(std::move(b));
   }
   final_w_ = w.get(prefix + "final_layer_norm.weight", {D});
@@ -224,6 +235,22 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
     report_progress("decode", double(i) / double(L));
     // The depthwise conv over the rows in use; only its output rows that reach the wanted ones go on.
     const int64_t n = hi - lo;
+    if (blk.chain) {
+      // int8 kept end to end: depthwise conv + LayerNorm -> u8 codes -> pwconv1 (GELU, requantized in its
+      // post-ops) -> u8 codes -> pwconv2 adding into the residual rows. Thread-local code buffers: a stream's
+      // windows reuse them, so the steady state allocates nothing.
+      const int64_t nlo = lo_of(L - 1 - i), nhi = hi_of(L - 1 - i), m = nhi - nlo;
+      thread_local std::vector<uint8_t> c1, c2;
+      if (c1.size() < size_t(m * D)) c1.resize(size_t(m * D));
+      if (c2.size() < size_t(m * c_.intermediate_dim)) c2.resize(size_t(m * c_.intermediate_dim));
+      dwconv_layer_norm_to_codes(xs, n, nlo - lo, m, D, 7, blk.dw_kc.data(), blk.dw_b.data(), ln_.eps(),
+                                 blk.norm.scale.data() + row * D, blk.norm.shift.data() + row * D, blk.pw1, c1.data());
+      xs += (nlo - lo) * D;
+      lo = nlo, hi = nhi;
+      blk.pw1.forward_codes_to_codes(c1.data(), m, c2.data());
+      blk.pw2.forward_codes(c2.data(), m, xs, /*accumulate=*/true);
+      continue;
+    }
     pad_rows(xs, n, D, 3, t2);
     t1.resize({n, D});
     blk.dwconv.forward(t2.data(), n + 6, t1.data());

@@ -59,6 +59,10 @@ class VocosBackbone {
     // Layer scale, applied to pw2's output: kept apart so pw2 shares the model's weight buffer (folding it would
     // need a scaled copy). Empty without layer scale, or when a quantized model file folded it into pw2.
     Tensor gamma;
+    // pwconv1 and pwconv2 int8 (gamma folded): LayerNorm -> u8 codes -> pwconv1 (GELU, requantized in its
+    // post-ops) -> u8 codes -> pwconv2, no float activation between them (docs/PTQ.md "int8 end to end").
+    bool chain = false;
+    Tensor dw_kc, dw_b;  // with chain: the depthwise weight tap-major [7, dim] and its bias, for the fused front
   };
   // pos_net's normalisation: GroupNorm over time, or the per-channel affine of a streamable backbone.
   void pos_norm(const float* x, int64_t T, const Tensor& w, const Tensor& b, float* y, bool silu) const;

@@ -204,6 +204,20 @@ void apply_act(Act act, float* x, int64_t n) {
   }
 }
 
+void apply_act_copy(Act act, const float* x, float* y, int64_t n) {
+  if (n <= 0) return;
+  if (act == Act::Elu) {  // the loop of apply_act, reading x and writing y
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      const float e = exp_nonpositive(v) - 1.0f;
+      y[i] = (v > 0.0f || v != v) ? v : e;
+    }
+    return;
+  }
+  std::copy(x, x + n, y);
+  apply_act(act, y, n);
+}
+
 const uint16_t* to_bf16_scratch(const float* x, int64_t n, int slot) {
   thread_local std::vector<uint16_t> buf[2];
   auto& b = buf[slot];

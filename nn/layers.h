@@ -24,6 +24,8 @@ struct LogQParams;
 enum class Act { None, Elu, Gelu, Silu };
 
 void apply_act(Act act, float* x, int64_t n);  // in place
+// y = act(x), bit for bit what copying x and apply_act on the copy give (Act::None: a plain copy).
+void apply_act_copy(Act act, const float* x, float* y, int64_t n);
 
 // float32 -> bfloat16 (round to nearest even) into a per-thread buffer; returns it.
 const uint16_t* to_bf16_scratch(const float* x, int64_t n, int slot);
@@ -166,6 +168,21 @@ class Linear {
   void set_lowrank(const Tensor& a, const Tensor& b);
   bool has_lowrank() const { return lr_ != nullptr; }
   int lowrank_rank() const;
+  // The int8 state (weight codes, input quantizer) or nullptr; what a producer of this layer's codes reads.
+  const Int8State* int8_state() const { return q_.get(); }
+
+  // int8 kept between layers (docs/PTQ.md "int8 end to end"). Both layers int8: this layer's output is written
+  // straight as `next`'s u8 input codes, q = clamp(rint(post(y) * mul[c] + add[c]), 0, 255), with
+  // mul[c] = 1 / (smooth_c act_scale) and add[c] = zero - shift_c mul[c] of next's input quantizer; the
+  // requantization runs in the primitive's post-ops (after the output scales and the activation) and oneDNN
+  // rounds to nearest even and saturates into the u8 dst. `next` must outlive this layer's use of the chain.
+  void chain_to(const Linear& next);
+  bool chained() const { return rq_ != nullptr; }
+  // y = post(dequant(q W^T) + b) [+ y] on codes already made by this layer's input quantizer (or a producer).
+  void forward_codes(const uint8_t* q, int64_t rows, float* y, bool accumulate = false) const;
+  // codes_out = next's codes of post(x W^T + b), from float input x or from this layer's input codes q.
+  void forward_to_codes(const float* x, int64_t rows, uint8_t* codes_out) const;
+  void forward_codes_to_codes(const uint8_t* q, int64_t rows, uint8_t* codes_out) const;
 
  private:
   struct LowRank;
@@ -175,12 +192,19 @@ class Linear {
     dnnl::memory::desc src_md, dst_md;
     bool bf16 = false;
   };
+  struct Requant {
+    bool per_channel = false;        // binary post-ops (a per-channel transform) or one eltwise_linear
+    float mul0 = 1.0f, add0 = 0.0f;  // per tensor
+    dnnl::memory mul, add;           // [1, Cout] f32, per channel
+  };
   Entry make(int64_t rows, bool accumulate) const;
-  Entry make_int8(int64_t rows, bool accumulate) const;
+  Entry make_int8(int64_t rows, bool accumulate, bool codes_out = false) const;
+  void run_int8(const uint8_t* q, int64_t rows, void* y, bool accumulate, bool codes_out) const;
   void forward_main(const float* x, int64_t rows, float* y, bool accumulate) const;
   std::string name_;
   std::shared_ptr<const Int8State> q_;
   std::shared_ptr<const LowRank> lr_;
+  std::shared_ptr<const Requant> rq_;
   Tensor w_, b_;
   int cin_ = 0, cout_ = 0;
   Act post_ = Act::None;
@@ -195,6 +219,7 @@ class LayerNorm {
   LayerNorm(int channels, float eps) : c_(channels), eps_(eps) {}
   void forward(const float* x, int64_t rows, float* y, const float* scale, const float* shift) const;
   int channels() const { return c_; }
+  float eps() const { return eps_; }
 
  private:
   struct Entry {
@@ -213,6 +238,28 @@ void group_norm_tc(const float* x, int64_t T, int C, int groups, float eps, cons
 // y[t, c] = x[t, c] * gamma[c] + beta[c] (then SiLU when `silu`); y may alias x. The pointwise stand-in for
 // GroupNorm in streamable backbones (VocosConfig::pos_net_norm "affine").
 void channel_affine_tc(const float* x, int64_t T, int C, const float* gamma, const float* beta, float* y, bool silu);
+
+// Whether models built from now on keep int8 activations between consecutive int8 layers (default on; off only to
+// measure the unfused path side by side, `wavtok ptq-speed --unfused`; WAVTOK_INT8_CHAIN=0 in the environment makes
+// off the starting value). Read when a model is constructed.
+void set_int8_chaining(bool on);
+bool int8_chaining();
+
+// LayerNorm over the last dimension of [rows, C] (per-channel scale/shift) written straight as `next`'s u8 input
+// codes (next must be an int8 Linear with C inputs): the normalised value v goes through next's quantizer,
+// clamp(rint((v - in_shift[c]) / (in_scale[c] act_scale)) + act_zero, 0, 255), as Linear::forward would quantize
+// a float LayerNorm output, with no float activation written in between (docs/PTQ.md "int8 end to end").
+// Statistics in float (two passes, mean then variance), like oneDNN's layer normalization.
+void layer_norm_to_codes(const float* x, int64_t rows, int C, float eps, const float* scale, const float* shift,
+                         const Linear& next, uint8_t* codes);
+
+// The ConvNeXt block's front in one pass (docs/PTQ.md "int8 end to end"): for output rows t in [0, rows), the
+// depthwise conv y[t, c] = bias[c] + sum_k w_kc[k * C + c] x[t + first + k - K/2, c] over input rows x[0, n) (rows
+// outside read as zeros: the conv's zero padding), then the LayerNorm of y written as `next`'s u8 codes as
+// layer_norm_to_codes does. w_kc is the depthwise weight tap-major [K, C] (odd K). No float activation is written.
+void dwconv_layer_norm_to_codes(const float* x, int64_t n, int64_t first, int64_t rows, int C, int K, const float* w_kc,
+                                const float* bias, float eps, const float* scale, const float* shift,
+                                const Linear& next, uint8_t* codes);
 
 // Int8 LSTM (docs/PTQ.md): every layer input v (the layer-0 input divided by `in_divisor`, and the hidden states,
 // which lie in (-1, 1)) is u8 = clamp(rint(v * data_scale + data_shift), 0, 255), one mapping for all of them as
@@ -271,6 +318,19 @@ class AttentionCore {
   // float) by `p` (log-sqrt2, AdaLog or TanQ, quant/log_quant.h) before the P·V product; nullptr = float.
   void set_prob_quant(std::shared_ptr<const quant::LogQParams> p) { pq_ = std::move(p); }
   const quant::LogQParams* prob_quant() const { return pq_.get(); }
+  // int8 attention (docs/PTQ.md "int8 end to end"): Q and K are quantized symmetrically per row at run time
+  // (s = max|x| / 127 of the row, codes clamp(rint(x / s), -127, 127)), V per channel with the calibrated scales
+  // `v_scale` [C] (static, so a row's output depends on no other row's values: a local model still streams like
+  // one shot) or, when empty, with s = max|x| / 127 of the channel in this call; Q K^T runs as an s8 x s8 oneDNN
+  // matmul (int32 accumulation) scaled by s_q[i] s_k[j] / sqrt(C) into float scores; the softmax is taken as
+  // E = exp(S - rowmax) (in [0, 1], 1 at the maximum) quantized to u8 codes e = rint(255 E); E V runs as a u8 x s8
+  // matmul scaled by s_v[c], and each output row is divided by its sum of codes (the normalisation, exact for the
+  // codes used). The scales are applied in the passes over the scores and the output, not as oneDNN output scales
+  // (with run-time scales oneDNN 2.6 leaves brgemm for a slow gemm). Ignored while a post-softmax quantizer is set.
+  void set_int8(bool on, std::vector<float> v_scale = {});
+  bool is_int8() const { return int8_; }
+  // Calibration: the name under which the activation observer sees V ([T, C] rows; float path only).
+  void set_v_name(std::string name) { v_name_ = std::move(name); }
   // Name under which the activation observer sees the probabilities ([T, T] rows, channels-last).
   void set_name(std::string name) { name_ = std::move(name); }
   // Query t attends keys t - left .. t + right only (a band mask before the softmax); left < 0: all keys.
@@ -283,8 +343,13 @@ class AttentionCore {
     dnnl::memory::desc q_md, kt_md, s_md, v_md, o_md;
   };
   Entry make(int64_t T, int C) const;
+  Entry make_int8(int64_t T, int C) const;
+  void forward_int8(const Entry& e, const float* q, const float* k, const float* v, int64_t T, int C, float* out) const;
   ShapeCache<Entry> cache_;
   std::shared_ptr<const quant::LogQParams> pq_;
+  bool int8_ = false;
+  std::vector<float> v_scale_;
+  std::string v_name_;
   std::string name_;
   int win_left_ = -1, win_right_ = -1;
 };

@@ -47,18 +47,32 @@ Linear::Entry Linear::make(int64_t rows, bool accumulate) const {
 
 void Linear::set_int8(Int8Params p) {
   q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "Linear");
+  rq_.reset();
   cache_.clear();
   wcache_.clear();
 }
 
-Linear::Entry Linear::make_int8(int64_t rows, bool accumulate) const {
+Linear::Entry Linear::make_int8(int64_t rows, bool accumulate, bool codes_out) const {
   memory::desc src_md({rows, cin_}, ddt::u8, dtag::nc);
-  memory::desc dst_md({rows, cout_}, ddt::f32, dtag::nc);
+  memory::desc dst_md({rows, cout_}, codes_out ? ddt::u8 : ddt::f32, dtag::nc);
   memory::desc bias_md({cout_}, ddt::f32, dtag::a);
   memory::desc w_user({cout_, cin_}, ddt::s8, dtag::oi);
   memory::desc w_any({cout_, cin_}, ddt::s8, dtag::any);
   dnnl::inner_product_forward::desc d(dnnl::prop_kind::forward_inference, src_md, w_any, bias_md, dst_md);
-  dnnl::inner_product_forward::primitive_desc pd(d, int8_attr(*q_, post_, accumulate), cpu_engine());
+  dnnl::primitive_attr attr = int8_attr(*q_, post_, accumulate);
+  if (codes_out) {
+    // The requantization into next's u8 codes after the output scales and the activation: per channel
+    // y * mul + add (binary post-ops) or one eltwise_linear; the u8 dst rounds to nearest even and saturates.
+    dnnl::post_ops ops = attr.get_post_ops();
+    if (rq_->per_channel) {
+      ops.append_binary(dnnl::algorithm::binary_mul, rq_->mul.get_desc());
+      ops.append_binary(dnnl::algorithm::binary_add, rq_->add.get_desc());
+    } else {
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, rq_->mul0, rq_->add0);
+    }
+    attr.set_post_ops(ops);
+  }
+  dnnl::inner_product_forward::primitive_desc pd(d, attr, cpu_engine());
   return Entry{
       dnnl::inner_product_forward(pd),
       wcache_.get(pd.weights_desc(), [&] { return reorder_s8_weights(pd.weights_desc(), w_user, q_->qw.data()); }),
@@ -91,6 +105,67 @@ void Linear::set_lowrank(const Tensor& a, const Tensor& b) {
   lr_ = std::move(lr);
 }
 
+void Linear::chain_to(const Linear& next) {
+  if (!q_ || !next.q_) throw Error("Linear " + name_ + ": int8 chaining needs both layers in int8");
+  if (next.cin_ != cout_) throw Error("Linear " + name_ + ": chained layer " + next.name_ + " has another width");
+  const Int8State& n = *next.q_;
+  auto r = std::make_shared<Requant>();
+  r->per_channel = !n.p.in_shift.empty() || !n.p.in_scale.empty();
+  const float z = float(n.p.act_zero);
+  if (r->per_channel) {
+    memory::desc md({1, cout_}, ddt::f32, dtag::ab);
+    std::vector<float> mul(static_cast<size_t>(cout_)), add(static_cast<size_t>(cout_));
+    for (int c = 0; c < cout_; ++c) {
+      mul[size_t(c)] = n.inv[size_t(c)];
+      add[size_t(c)] = z - n.shift[size_t(c)] * n.inv[size_t(c)];
+    }
+    r->mul = copy_to_memory(md, mul.data());
+    r->add = copy_to_memory(md, add.data());
+  } else {
+    r->mul0 = n.inv[0];
+    r->add0 = z;
+  }
+  rq_ = std::move(r);
+}
+
+void Linear::run_int8(const uint8_t* q, int64_t rows, void* y, bool accumulate, bool codes_out) const {
+  auto e = cache_.get(rows * 4 + (accumulate ? 1 : 0) + (codes_out ? 2 : 0),
+                      [&] { return make_int8(rows, accumulate, codes_out); });
+  const memory src(e->src_md, cpu_engine(), const_cast<uint8_t*>(q));
+  const memory dst(e->dst_md, cpu_engine(), y);
+  if (codes_out && rq_->per_channel) {
+    const int base = (accumulate ? 1 : 0) + (post_ != Act::None ? 1 : 0);  // the binary post-ops' indices
+    run_primitive(e->prim, {{DNNL_ARG_SRC, src},
+                            {DNNL_ARG_WEIGHTS, e->weights},
+                            {DNNL_ARG_BIAS, e->bias},
+                            {DNNL_ARG_DST, dst},
+                            {DNNL_ARG_ATTR_MULTIPLE_POST_OP(base) | DNNL_ARG_SRC_1, rq_->mul},
+                            {DNNL_ARG_ATTR_MULTIPLE_POST_OP(base + 1) | DNNL_ARG_SRC_1, rq_->add}});
+    return;
+  }
+  run_primitive(e->prim,
+                {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, e->weights}, {DNNL_ARG_BIAS, e->bias}, {DNNL_ARG_DST, dst}});
+}
+
+void Linear::forward_codes(const uint8_t* q, int64_t rows, float* y, bool accumulate) const {
+  if (!q_) throw Error("Linear " + name_ + ": forward_codes needs an int8 layer");
+  if (rows == 0) return;
+  run_int8(q, rows, y, accumulate, false);
+}
+
+void Linear::forward_to_codes(const float* x, int64_t rows, uint8_t* codes_out) const {
+  if (!rq_) throw Error("Linear " + name_ + ": forward_to_codes needs chain_to()");
+  if (rows == 0) return;
+  if (t_observer && !name_.empty()) (*t_observer)(name_, x, rows, cin_, true);
+  run_int8(quantize_act(*q_, x, rows, cin_, true), rows, codes_out, false, true);
+}
+
+void Linear::forward_codes_to_codes(const uint8_t* q, int64_t rows, uint8_t* codes_out) const {
+  if (!rq_) throw Error("Linear " + name_ + ": forward_codes_to_codes needs chain_to()");
+  if (rows == 0) return;
+  run_int8(q, rows, codes_out, false, true);
+}
+
 void Linear::forward(const float* x, int64_t rows, float* y, bool accumulate) const {
   if (rows == 0) return;
   if (t_observer && !name_.empty()) (*t_observer)(name_, x, rows, cin_, true);
@@ -109,15 +184,7 @@ void Linear::forward(const float* x, int64_t rows, float* y, bool accumulate) co
 }
 
 void Linear::forward_main(const float* x, int64_t rows, float* y, bool accumulate) const {
-  if (q_) {
-    auto e = cache_.get(rows * 2 + (accumulate ? 1 : 0), [&] { return make_int8(rows, accumulate); });
-    const uint8_t* src = quantize_act(*q_, x, rows, cin_, true);
-    run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<uint8_t*>(src))},
-                            {DNNL_ARG_WEIGHTS, e->weights},
-                            {DNNL_ARG_BIAS, e->bias},
-                            {DNNL_ARG_DST, wrap(e->dst_md, y)}});
-    return;
-  }
+  if (q_) return run_int8(quantize_act(*q_, x, rows, cin_, true), rows, y, accumulate, false);
   auto e = cache_.get(pkey(rows * 2 + (accumulate ? 1 : 0)), [&] { return make(rows, accumulate); });
   const void* src = e->bf16 ? static_cast<const void*>(to_bf16_scratch(x, rows * cin_, 1)) : x;
   run_primitive(e->prim, {{DNNL_ARG_SRC, dnnl::memory(e->src_md, cpu_engine(), const_cast<void*>(src))},

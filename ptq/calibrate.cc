@@ -32,6 +32,11 @@ bool is_softmax_stat(const std::string& name) {
   return name.size() > 8 && name.compare(name.size() - 8, 8, ".softmax") == 0;
 }
 
+// V of an attention block (NAME.attn_v): the int8 attention's per-channel scales, not a layer.
+bool is_attn_v_stat(const std::string& name) {
+  return name.size() > 7 && name.compare(name.size() - 7, 7, ".attn_v") == 0;
+}
+
 // ---------------------------------------------------------------- recipe parsing
 
 template <class T>
@@ -534,6 +539,12 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
     r.softmax_bits = opt<int>(y, "softmax_bits", 8);
     check_one_of(r.softmax, {"none", "log2", "adalog", "tanq"}, "softmax", origin);
     if (r.softmax_bits < 2 || r.softmax_bits > 8) throw Error(origin + ": softmax_bits must be 2..8");
+    r.vq_search = opt<std::string>(y, "vq_search", "f32");
+    check_one_of(r.vq_search, {"f32", "int8"}, "vq_search", origin);
+    r.attention = opt<std::string>(y, "attention", "float");
+    check_one_of(r.attention, {"float", "int8"}, "attention", origin);
+    if (r.attention == "int8" && r.softmax != "none")
+      throw Error(origin + ": attention: int8 quantizes the probabilities itself; it excludes a softmax quantizer");
     if (!y["rules"] || !y["rules"].IsSequence()) throw Error(origin + ": recipe needs a 'rules' list");
     for (const auto& n : y["rules"]) {
       PtqRule p;
@@ -655,7 +666,8 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   for (const auto& [k, v] : in.all())
     if ((k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0) ||
         (k.size() > 7 && k.compare(k.size() - 7, 7, "_groups") == 0 && k.find(".weight") != std::string::npos) ||
-        (k.size() > 14 && k.compare(k.size() - 14, 14, ".softmax_quant") == 0))
+        (k.size() > 14 && k.compare(k.size() - 14, 14, ".softmax_quant") == 0) ||
+        (k.size() > 10 && k.compare(k.size() - 10, 10, ".attn_int8") == 0))
       throw Error(in.origin() + ": model is already quantized");
     else if (k.size() > 7 && (k.compare(k.size() - 7, 7, ".lora_a") == 0 || k.compare(k.size() - 7, 7, ".lora_b") == 0))
       throw Error(in.origin() + ": model has low-rank adapters (" + k + "); quantize the float model without them");
@@ -684,7 +696,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   };
   std::vector<Job> jobs;
   for (const auto& [name, st] : stats) {
-    if (is_softmax_stat(name)) continue;  // below
+    if (is_softmax_stat(name) || is_attn_v_stat(name)) continue;  // below
     const PtqRule* rule = nullptr;
     for (const auto& r : recipe.rules)
       if (std::regex_search(name, std::regex(r.match))) {
@@ -805,6 +817,19 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
     }
   }
   fold_into_norms(out, folds, model.config().arch == Arch::WavTokenizer);
+  if (recipe.vq_search == "int8") out.set(kVqSearchTensor, Tensor({1}, std::vector<float>{2.0f}));
+  if (recipe.attention == "int8")
+    for (const auto& [name, st] : stats) {
+      if (!is_attn_v_stat(name)) continue;
+      const std::string block = name.substr(0, name.size() - 7);
+      std::vector<float> scale(size_t(st.cin));
+      for (int c = 0; c < st.cin; ++c) {  // symmetric min-max over every frame seen
+        const float m = std::max(std::fabs(st.lo[size_t(c)]), std::fabs(st.hi[size_t(c)])) / 127.0f;
+        scale[size_t(c)] = m > 0 && std::isfinite(m) ? m : 1.0f;
+      }
+      out.set(block + ".attn_int8", Tensor({1}, std::vector<float>{1.0f}));
+      out.set(block + ".attn_v_scale", Tensor({st.cin}, scale));
+    }
   if (recipe.softmax != "none")
     for (const auto& [name, st] : stats) {
       if (!is_softmax_stat(name)) continue;

@@ -45,12 +45,14 @@ struct PtqRule {
 
 struct PtqRecipe {
   std::string name, description;
-  std::vector<PtqRule> rules;    // first match wins; layers matching none stay float
-  int bandwidth_id = 0;          // AdaLayerNorm row used while calibrating
-  int64_t max_rows = 4096;       // reservoir rows kept per layer
-  double mixed_avg_bits = 0;     // > 0: greedy W4/W8 allocation over the quantized layers to this average
-  std::string softmax = "none";  // none | log2 (log-sqrt2, RepQ-ViT) | adalog | tanq: post-softmax quantizer
-  int softmax_bits = 8;          // 2..8
+  std::vector<PtqRule> rules;       // first match wins; layers matching none stay float
+  int bandwidth_id = 0;             // AdaLayerNorm row used while calibrating
+  int64_t max_rows = 4096;          // reservoir rows kept per layer
+  double mixed_avg_bits = 0;        // > 0: greedy W4/W8 allocation over the quantized layers to this average
+  std::string softmax = "none";     // none | log2 (log-sqrt2, RepQ-ViT) | adalog | tanq: post-softmax quantizer
+  int softmax_bits = 8;             // 2..8
+  std::string vq_search = "f32";    // f32 | int8: the codebook search the model asks for (exact: same tokens)
+  std::string attention = "float";  // float | int8: Q K^T and P V in int8 (AttentionCore::set_int8, nn/layers.h)
 };
 
 PtqRecipe parse_recipe(const std::string& yaml_text, const std::string& origin);

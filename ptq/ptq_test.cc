@@ -60,8 +60,9 @@ TEST(PtqCalibrate, ObservesEveryQuantizableLayer) {
   const int L = f.model->config().vocos.num_layers;
   int decoder = 0, encoder = 0, encoder_convs = 0;
   for (const auto& [name, st] : f.stats)
-    if (name != "backbone.pos_net.2.softmax")
+    if (name != "backbone.pos_net.2.softmax" && name != "backbone.pos_net.2.attn_v")  // not layers
       (name.rfind("feature_extractor.encodec.encoder.", 0) == 0 ? encoder : decoder)++;
+  EXPECT_EQ(f.stats.at("backbone.pos_net.2.attn_v").cin, f.model->config().vocos.dim);  // V, for int8 attention
   for (const auto& [name, t] : f.model->weights().all())
     if (name.rfind("feature_extractor.encodec.encoder.", 0) == 0 && name.size() > 17 &&
         name.compare(name.size() - 17, 17, ".conv.conv.weight") == 0)
@@ -136,7 +137,8 @@ TEST(PtqModel, QuantizedFileDecodesCloseToFloat) {
   const WeightMap q = apply_recipe(*f.model, parse_recipe(kAllRecipe, "test"), f.stats, &rep);
   size_t decoder_layers = 0;  // every decoder layer the recipe covers; the encoder and the softmax stay float
   for (const auto& [name, st] : f.stats)
-    decoder_layers += name.rfind("feature_extractor.", 0) != 0 && name != "backbone.pos_net.2.softmax";
+    decoder_layers += name.rfind("feature_extractor.", 0) != 0 && name != "backbone.pos_net.2.softmax" &&
+                      name != "backbone.pos_net.2.attn_v";
   EXPECT_EQ(rep.size(), decoder_layers);
   EXPECT_EQ(rep.size(), size_t(2 * f.model->config().vocos.num_layers + 14));
   write_model_file(dir + "/q.wtk", f.model->config(), q);

@@ -268,10 +268,16 @@ void ResidualVQ::encode(const float* latents, int64_t frames, int nq, int32_t* c
   }
 }
 
+void ResidualVQ::set_preferred_precision(VqPrecision p) {
+  if (p == VqPrecision::BF16) throw Error("ResidualVQ: a preferred search precision must be f32 or int8");
+  preferred_ = p;
+}
+
 void ResidualVQ::search(Tensor& residual, int64_t frames, int nq, int32_t* codes, float* quantized, Scratch& s) const {
   // Residual kept channels-first [dim, F] like the latents; read as [F, dim] through strides.
   if (quantized) std::fill(quantized, quantized + dim_ * frames, 0.0f);
-  const VqPrecision prec = get_vq_precision();
+  VqPrecision prec = get_vq_precision();
+  if (prec == VqPrecision::F32) prec = preferred_;
   const double u32 = std::ldexp(1.0, -24);
   s.bound.resize(size_t(frames));
   s.x64.resize(size_t(dim_));

@@ -55,10 +55,16 @@ class ResidualVQ {
   // latents: channels-first [dim, F]. Greedy residual search over the first nq codebooks.
   // codes: [nq, F] row-major. quantized (optional): [dim, F], the sum of chosen codewords.
   void encode(const float* latents, int64_t frames, int nq, int32_t* codes, float* quantized = nullptr) const;
+  // The search precision this quantizer uses while the process-wide one is the default F32 (a quantized model file
+  // asks for INT8 this way, models/quantized.h); F32 or INT8 only (INT8 runs on every CPU). An explicit bf16/int8
+  // process-wide precision still wins. Codes are the same at every precision: this only picks the speed.
+  void set_preferred_precision(VqPrecision p);
+  VqPrecision preferred_precision() const { return preferred_; }
   // Sum of codewords for codes [nq, F] into out [dim, F]; throws on out-of-range codes.
   void decode(const int32_t* codes, int64_t frames, int nq, float* out) const;
 
  private:
+  VqPrecision preferred_ = VqPrecision::F32;
   static constexpr int64_t kSearchBlock = 512;  // frames searched at once (the scores matrix is [block, bins])
   struct Scratch;
   // One block: residual [dim, frames] (consumed), codes [nq, frames], quantized [dim, frames] or nullptr.

@@ -146,6 +146,7 @@ class QConv1d(nn.Module):
         self.quant = True
         self.exact = False  # engine_forward (evaluation: the engine's rounding of every step)
         self.calib: Optional[List[float]] = None  # [lo, hi] while calibrating
+        self.calib_rows: List[torch.Tensor] = []  # a sample of the input values while calibrating
 
     def scales(self):
         return self.sw0 * torch.exp(self.t_w), self.sa0 * torch.exp(self.t_a)
@@ -154,6 +155,8 @@ class QConv1d(nn.Module):
         if self.calib is not None:
             self.calib[0] = min(self.calib[0], float(x.min()))
             self.calib[1] = max(self.calib[1], float(x.max()))
+            flat = x.detach().reshape(-1)
+            self.calib_rows.append(flat[torch.randint(0, flat.numel(), (min(flat.numel(), 20000),))])
         if not self.quant:
             return F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
         sw, sa = self.scales()
@@ -385,9 +388,25 @@ def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbit
 
 
 @torch.no_grad()
-def calibrate(model: WavTokenizer, batches: List[torch.Tensor]):
-    """Activation ranges from the float encoder (min/max over every frame, like `wavtok quantize` minmax), the
-    LSTM divisor from max |x|; weight scales min-max."""
+def mse_range(v: torch.Tensor, lo: float, hi: float) -> Tuple[float, float]:
+    """The min-max range shrunk by the factor (1 .. 0.05) whose u8 quantization of the sample v has the lowest
+    mean squared error (the engine's act_range: mse searches the same way)."""
+    best, best_r = None, (lo, hi)
+    for a in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.33, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05):
+        l, h = min(lo * a, 0.0), max(hi * a, 0.0)
+        s = max((h - l) / 255.0, 1e-8)
+        z = float(min(255, max(0, round(-l / s))))
+        q = torch.clamp(torch.round(v / s), -z, 255 - z) * s
+        err = float((q - v).pow(2).mean())
+        if best is None or err < best:
+            best, best_r = err, (l, h)
+    return best_r
+
+
+@torch.no_grad()
+def calibrate(model: WavTokenizer, batches: List[torch.Tensor], act_init: str = "minmax"):
+    """Activation ranges from the float encoder (min/max over every frame, like `wavtok quantize` minmax, or the
+    MSE-optimal shrink of it), the LSTM divisor from max |x|; weight scales min-max."""
     qm = qat_modules(model)
     for m in qm:
         m.quant = False
@@ -397,7 +416,11 @@ def calibrate(model: WavTokenizer, batches: List[torch.Tensor]):
         enc(b.unsqueeze(1))
     for m in qm:
         if isinstance(m, QConv1d):
-            m.set_act_range(*m.calib)
+            if act_init == "mse":
+                m.set_act_range(*mse_range(torch.cat(m.calib_rows), *m.calib))
+            else:
+                m.set_act_range(*m.calib)
+            m.calib_rows = []
         else:
             a = m.calib[0] if m.calib[0] > 0 else 1.0
             m.div0.fill_(a)
@@ -605,7 +628,8 @@ def train(args):
     cfg = dict(method=args.method, lr=args.lr, scale_lr=args.scale_lr, batch=args.batch, segment=args.segment,
                margin=args.margin, hinge=args.hinge, rho=args.rho, window=args.window, freeze_above=args.freeze_above,
                convs=not args.no_convs, lstm=not args.no_lstm, wbits=args.wbits, init_wtk=args.init_wtk,
-               seed=args.seed, calib_batches=args.calib_batches, max_steps=args.total_steps)
+               seed=args.seed, calib_batches=args.calib_batches, max_steps=args.total_steps, act_init=args.act_init,
+               gain_db=list(args.gain_db), peak_db=list(args.peak_db) if args.peak_db else None)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -619,7 +643,8 @@ def train(args):
     enc = model.feature_extractor.encodec.encoder
     t_enc = teacher.feature_extractor.encodec.encoder
     e = codebook(teacher).detach()
-    sampler = CropSampler(args.train_filelist, int(args.segment * 24000) // 320 * 320, peak_db=(-6.0, -1.0))
+    sampler = CropSampler(args.train_filelist, int(args.segment * 24000) // 320 * 320, gain_db=tuple(args.gain_db),
+                          peak_db=tuple(args.peak_db) if args.peak_db else None)
     eval_files = read_filelist(args.eval_filelist)[: args.eval_clips]
     eval_audio = [torch.from_numpy(read_wav_int16(p).astype(np.float32) / 32768.0)[None] for p in eval_files]
     eval_audio = [x[:, : x.shape[1] // 320 * 320] for x in eval_audio]
@@ -653,10 +678,10 @@ def train(args):
         log(f"resumed {ckpt_path} at step {step}")
     else:
         calib = [sampler.batch(rng, args.batch) for _ in range(args.calib_batches)]
-        calibrate(model, calib)
+        calibrate(model, calib, args.act_init)
         log(f"initialised from {args.init_wtk}: {sum(isinstance(m, QConv1d) for m in qat_modules(model))} int8 convs, "
             f"{sum(isinstance(m, QLSTM) for m in qat_modules(model))} int8 LSTMs, scales min-max calibrated on "
-            f"{args.calib_batches} batches; method {args.method}")
+            f"{args.calib_batches} batches ({args.act_init}); method {args.method}")
         with open(log_path, "w") as f:
             f.write("step\twall_s\tloss\tmse\thinge\tagree_batch\tfrozen\tsteps_per_s\teval_agree\n")
 
@@ -687,7 +712,7 @@ def train(args):
         a0 = eval_agree()
         with open(log_path, "a") as f:
             f.write(f"0\t0\tnan\tnan\tnan\tnan\t0\tnan\t{a0:.5f}\n")
-        log(f"step 0 (min-max PTQ): eval token agreement {a0 * 100:.2f}% on {len(eval_audio)} clips")
+        log(f"step 0 (PTQ: the calibrated scales, no fine-tuning): eval token agreement {a0 * 100:.2f}% on {len(eval_audio)} clips")
     scale_list = [p for _, p in scales]
     while step < args.total_steps and not stop["flag"]:
         frac = min(1.0, step / max(args.total_steps, 1))
@@ -774,10 +799,10 @@ def main():
     t.add_argument("--method", choices=["lsq", "gaqat"], default="gaqat")
     t.add_argument("--train-filelist", default="data/train/filelist")
     t.add_argument("--eval-filelist", default="data/eval/filelist")
-    t.add_argument("--eval-clips", type=int, default=8)
-    t.add_argument("--lr", type=float, default=2e-5, help="Adam lr of the weights")
-    t.add_argument("--scale-lr", type=float, default=2e-3, help="Adam lr of the log-scales")
-    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--eval-clips", type=int, default=4)
+    t.add_argument("--lr", type=float, default=5e-5, help="Adam lr of the weights")
+    t.add_argument("--scale-lr", type=float, default=5e-3, help="Adam lr of the log-scales")
+    t.add_argument("--batch", type=int, default=4)
     t.add_argument("--segment", type=float, default=1.0, help="crop seconds")
     t.add_argument("--margin", type=float, default=0.1, help="hinge: relative gap to the runner-up code")
     t.add_argument("--hinge", type=float, default=1.0, help="hinge weight")
@@ -791,10 +816,17 @@ def main():
     t.add_argument("--total-steps", type=int, default=3000, help="length of the lr schedule and the step limit")
     t.add_argument("--max-minutes", type=float, default=None)
     t.add_argument("--calib-batches", type=int, default=8)
+    t.add_argument("--act-init", choices=["minmax", "mse"], default="mse",
+                   help="initial activation ranges: min-max, or the MSE-optimal shrink of it (default)")
+    t.add_argument("--gain-db", type=float, nargs=2, default=[-6.0, 6.0],
+                   help="random gain of each crop (the clips keep their recorded levels otherwise)")
+    t.add_argument("--peak-db", type=float, nargs=2, default=None,
+                   help="normalise each clip's peak to a random level first (train.py's data.peak_db); default off, "
+                        "so that the levels, and the activation ranges they need, are those of real input")
     t.add_argument("--seed", type=int, default=24)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--log-every", type=int, default=10)
-    t.add_argument("--eval-every", type=int, default=50)
+    t.add_argument("--eval-every", type=int, default=100)
     t.add_argument("--checkpoint-minutes", type=float, default=5.0)
     t.add_argument("--restart", action="store_true")
     t.add_argument("--allow-config-change", action="store_true")

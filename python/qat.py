@@ -34,7 +34,6 @@ Resumable like train.py: runs/<name>/last.ckpt every few minutes and on SIGTERM/
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -633,7 +632,6 @@ def train(args):
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    teacher = WavTokenizer.__new__(WavTokenizer)
     from wtk_io import load_wtk_as_reference
     teacher = load_wtk_as_reference(args.init_wtk)
     teacher.eval()

@@ -1,0 +1,846 @@
+#!/usr/bin/python3
+"""Quantization-aware fine-tuning of the SEANet encoder (issue 24, item 1; docs/PTQ.md "Quantization-aware
+fine-tuning").
+
+    /usr/bin/python3 python/qat.py train --init-wtk codec/default/wavtok-default.wtk --run runs/qat-gaqat \
+        --method gaqat --max-minutes 55
+    /usr/bin/python3 python/qat.py export --run runs/qat-gaqat --base runs/qat-base.wtk -o runs/qat-gaqat/model.wtk
+
+The encoder's convolutions (every SEANet Conv1d) and its LSTM run fake-quantized exactly as the engine's int8
+kernels compute them (nn/layers.h Int8Params / LstmInt8Params):
+- conv input: u8 per tensor, asymmetric, q = clamp(rint(x * (1/s_a)), -z, 255 - z) + z (the float32 reciprocal
+  and rint half-to-even as in nn/layers.cc quantize_act), dequantized (q - z) * s_a; the zero point z stays the
+  integer calibrated at initialisation, the scale s_a is learned;
+- conv weight: s8 symmetric per output channel, clamp(rint(w / s_w[o]), -127, 127) (core/util.cc
+  int8_weight_codes), s_w learned;
+- LSTM: every layer input and hidden state u8 = clamp(rint(v * 127 + 128)) with the layer-0 input divided by
+  `in_divisor` first (k = 127 / in_divisor, clamp(rint(x * k + 128))), s8 weights with one scale per gate row shared
+  by every layer's W_ih / W_hh (W_ih_l0 multiplied by in_divisor before rounding), f32 gates and cell; in_divisor
+  and the row scales are learned.
+Scales are learned LSQ-style (straight-through estimator for the rounding, the LSQ gradient for the step size),
+parametrised as s = s0 * exp(t) so that Adam's steps are relative. The loss distils the float encoder: latent MSE
+(relative to the latents' energy) plus a margin hinge on the codebook assignment (the float model's code must stay
+nearer than the runner-up by a relative margin).
+
+Methods: `lsq` (the control: task gradient for weights and scales) and `gaqat` (GAQAT, Jiang et al. 2024, our own
+code): each step also evaluates a SAM-perturbed loss (weights moved by rho * g / |g|); the weights step along the
+perturbed gradient, and for every quantizer (one layer's weight scales, its activation scale) the signs of the task
+gradient and the flatness gradient (perturbed minus task) of its scales are compared; the fraction of disagreeing
+elements is averaged over the last `window` steps and the quantizer's scales are frozen (no update, Adam state
+untouched) while that average exceeds `freeze_above`, and thawed again when it falls below it.
+
+Resumable like train.py: runs/<name>/last.ckpt every few minutes and on SIGTERM/SIGINT; rerun to resume.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import struct
+import sys
+import time
+from collections import deque
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from wavtok_ref import WavTokenizer  # noqa: E402
+from wavtok_ref.seanet import NormConv1d, SLSTM  # noqa: E402
+
+ENC = "feature_extractor.encodec.encoder."
+
+
+# --------------------------------------------------------------------------- fake quantization (engine-exact)
+class _FakeQuantAct(torch.autograd.Function):
+    """u8 asymmetric per tensor: out = (clamp(rint(x * (1/s)), -z, 255 - z)) * s. LSQ gradients."""
+
+    @staticmethod
+    def forward(ctx, x, s, z: int, gscale: float):
+        inv = 1.0 / s  # float32 reciprocal, as the engine's inv = 1.0f / act_scale
+        v = x * inv
+        lo, hi = -float(z), 255.0 - float(z)
+        q = torch.round(torch.clamp(v, lo, hi))  # clamp first: the bounds are integers (same as rounding first)
+        ctx.save_for_backward(v, q)
+        ctx.bounds = (lo, hi)
+        ctx.gscale = gscale
+        return q * s
+
+    @staticmethod
+    def backward(ctx, g):
+        v, q = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        inside = (v >= lo) & (v <= hi)
+        gx = g * inside.to(g.dtype)
+        ds = torch.where(inside, q - v, q)  # d(q s)/ds: rint(v) - v inside, the clamp bound outside
+        gs = (g * ds).sum().reshape(1) * ctx.gscale
+        return gx, gs, None, None
+
+
+class _FakeQuantWeight(torch.autograd.Function):
+    """s8 symmetric per output channel (dim 0): out = clamp(rint(w / s[o]), -qmax, qmax) * s[o]. LSQ gradients."""
+
+    @staticmethod
+    def forward(ctx, w, s, qmax: int, gscale: float):
+        sv = s.view(-1, *([1] * (w.dim() - 1)))
+        v = w / sv
+        q = torch.clamp(torch.round(v), -qmax, qmax)
+        ctx.save_for_backward(v, q)
+        ctx.qmax = qmax
+        ctx.gscale = gscale
+        return q * sv
+
+    @staticmethod
+    def backward(ctx, g):
+        v, q = ctx.saved_tensors
+        inside = v.abs() <= ctx.qmax
+        gw = g * inside.to(g.dtype)
+        ds = torch.where(inside, q - v, q)
+        gs = (g * ds).reshape(g.shape[0], -1).sum(1) * ctx.gscale
+        return gw, gs, None, None
+
+
+def fq_act(x, s, z, gscale):
+    return _FakeQuantAct.apply(x, s, int(z), float(gscale))
+
+
+def fq_weight(w, s, qmax, gscale):
+    return _FakeQuantWeight.apply(w, s, int(qmax), float(gscale))
+
+
+def weight_codes(w: torch.Tensor, s: torch.Tensor, qmax: int = 127) -> torch.Tensor:
+    """The s8 codes the engine computes (core/util.cc int8_weight_codes), float32 arithmetic."""
+    sv = s.view(-1, *([1] * (w.dim() - 1)))
+    return torch.clamp(torch.round(w / sv), -qmax, qmax).to(torch.int8)
+
+
+class QConv1d(nn.Module):
+    """An SConv1d's inner Conv1d in int8 (engine: Conv1d::set_int8, input already padded). Weight norm folded."""
+
+    def __init__(self, conv: nn.Conv1d, name: str, wbits: int = 8):
+        super().__init__()
+        self.name = name
+        if hasattr(conv, "weight_g"):  # weight norm folded, g v / |v| (what the .wtk stores)
+            w = torch._weight_norm(conv.weight_v.detach(), conv.weight_g.detach(), 0).clone()
+        else:
+            w = conv.weight.detach().clone()
+        self.weight = nn.Parameter(w)
+        self.bias = nn.Parameter(conv.bias.detach().clone())
+        self.stride, self.dilation, self.groups = conv.stride, conv.dilation, conv.groups
+        self.kernel_size = conv.kernel_size  # SConv1d.padding_for reads it
+        self.qmax = 2 ** (wbits - 1) - 1
+        s0 = (w.abs().reshape(w.shape[0], -1).amax(1) / self.qmax).clamp(min=1e-8)
+        self.register_buffer("sw0", s0)
+        self.t_w = nn.Parameter(torch.zeros_like(s0))  # s_w = sw0 * exp(t_w)
+        self.register_buffer("sa0", torch.ones(1))
+        self.register_buffer("zero", torch.zeros(1))
+        self.t_a = nn.Parameter(torch.zeros(1))
+        self.quant = True
+        self.exact = False  # engine_forward (evaluation: the engine's rounding of every step)
+        self.calib: Optional[List[float]] = None  # [lo, hi] while calibrating
+        self.calib_rows: List[torch.Tensor] = []  # a sample of the input values while calibrating
+
+    def scales(self):
+        return self.sw0 * torch.exp(self.t_w), self.sa0 * torch.exp(self.t_a)
+
+    def forward(self, x):
+        if self.calib is not None:
+            self.calib[0] = min(self.calib[0], float(x.min()))
+            self.calib[1] = max(self.calib[1], float(x.max()))
+            flat = x.detach().reshape(-1)
+            self.calib_rows.append(flat[torch.randint(0, flat.numel(), (min(flat.numel(), 20000),))])
+        if not self.quant:
+            return F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        sw, sa = self.scales()
+        if self.exact:
+            return self.engine_forward(x, sw, sa)
+        n_w = self.weight[0].numel()
+        xq = fq_act(x, sa, int(self.zero.item()), 1.0 / math.sqrt(x[0].numel() * 255.0))
+        wq = fq_weight(self.weight, sw, self.qmax, 1.0 / math.sqrt(n_w * self.qmax))
+        return F.conv1d(xq, wq, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    @torch.no_grad()
+    def engine_forward(self, x, sw, sa):
+        """The engine's arithmetic step by step (nn/layers.cc make_int8_state, quantize_act; oneDNN 2.x int8
+        convolution): u8 codes, an exact integer accumulation, bias in accumulator units with the zero point folded
+        in (float32 of a float64 expression), dst = float32(out_scale * float32(acc + bias_acc))."""
+        z = int(self.zero.item())
+        inv = 1.0 / sa
+        q = torch.round(torch.clamp(x * inv, -float(z), 255.0 - float(z))) + float(z)
+        qw = weight_codes(self.weight, sw, self.qmax).double()
+        acc = F.conv1d(q.double(), qw, None, self.stride, 0, self.dilation, self.groups)  # exact: integers < 2^53
+        bias_acc = (self.bias.double() / (sa.double() * sw.double()) - z * qw.sum((1, 2))).float()
+        out_scale = sa * sw  # float32 product, as the engine's out_scale
+        return (acc.float() + bias_acc[None, :, None]) * out_scale[None, :, None]
+
+    def set_act_range(self, lo: float, hi: float):
+        """Engine-style asymmetric min-max: range includes 0, scale (hi - lo) / 255, zero point rint(-lo / s)."""
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        s = max((hi - lo) / 255.0, 1e-8)
+        self.sa0.fill_(s)
+        self.zero.fill_(float(min(255, max(0, round(-lo / s)))))
+        with torch.no_grad():
+            self.t_a.zero_()
+
+
+class _U8State(torch.autograd.Function):
+    """The LSTM's fixed u8 grid: (clamp(rint(v * k + 128), 0, 255) - 128) / 127 with k given; STE inside."""
+
+    @staticmethod
+    def forward(ctx, v, k):
+        u = v * k + 128.0
+        q = torch.clamp(torch.round(u), 0.0, 255.0)
+        ctx.save_for_backward(u)
+        return (q - 128.0) / 127.0
+
+    @staticmethod
+    def backward(ctx, g):
+        (u,) = ctx.saved_tensors
+        return g * ((u >= 0) & (u <= 255)).to(g.dtype), None
+
+
+class _U8Input(torch.autograd.Function):
+    """LSTM layer-0 input: codes clamp(rint(x * k + 128), 0, 255), k = 127 / div; returns (q - 128)/127 * div
+    (the value the int8 layer sees, in x's units). STE for x, LSQ-style gradient for div."""
+
+    @staticmethod
+    def forward(ctx, x, div, gscale: float):
+        k = 127.0 / div
+        u = x * k + 128.0
+        q = torch.clamp(torch.round(u), 0.0, 255.0)
+        ctx.save_for_backward(u, q, div)
+        ctx.gscale = gscale
+        return (q - 128.0) / 127.0 * div
+
+    @staticmethod
+    def backward(ctx, g):
+        u, q, div = ctx.saved_tensors
+        inside = (u >= 0) & (u <= 255)
+        gx = g * inside.to(g.dtype)
+        # out = (q - 128) / 127 * div; inside, q - 128 ~ x * 127 / div (STE): d/d div = ((q - 128) - (u - 128)) / 127
+        dd = torch.where(inside, (q - u) / 127.0, (q - 128.0) / 127.0)
+        return gx, (g * dd).sum().reshape(1) * ctx.gscale, None
+
+
+class QLSTM(nn.Module):
+    """The encoder's int8 LSTM (engine: Lstm::set_int8 on oneDNN's int8 RNN), called like nn.LSTM on (T, B, C)."""
+
+    def __init__(self, lstm: nn.LSTM, name: str):
+        super().__init__()
+        self.name = name
+        self.layers, self.hidden = lstm.num_layers, lstm.hidden_size
+        for l in range(self.layers):
+            for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                setattr(self, f"{k}_l{l}", nn.Parameter(getattr(lstm, f"{k}_l{l}").detach().clone()))
+        self.register_buffer("div0", torch.ones(1))
+        self.t_div = nn.Parameter(torch.zeros(1))
+        self.register_buffer("sw0", torch.ones(4 * self.hidden))
+        self.t_w = nn.Parameter(torch.zeros(4 * self.hidden))
+        self.quant = True
+        self.exact = False  # engine_forward (evaluation)
+        self.calib: Optional[List[float]] = None
+        self.refit_weight_scales()
+
+    def divisor(self):
+        return self.div0 * torch.exp(self.t_div)
+
+    def weight_scales(self):
+        return self.sw0 * torch.exp(self.t_w)
+
+    def mats(self, div):
+        m = []
+        for l in range(self.layers):
+            wi = getattr(self, f"weight_ih_l{l}")
+            m.append(wi * div if l == 0 else wi)
+            m.append(getattr(self, f"weight_hh_l{l}"))
+        return m
+
+    @torch.no_grad()
+    def refit_weight_scales(self):
+        """Symmetric min-max per gate row over every layer's matrices (ptq/calibrate.cc quantize_lstm)."""
+        m = self.mats(self.divisor())
+        s = torch.stack([x.abs().amax(1) for x in m]).amax(0) / 127.0
+        self.sw0.copy_(torch.where(s > 0, s, torch.ones_like(s)))
+        self.t_w.zero_()
+
+    def forward(self, seq, state=None):
+        T, B, _ = seq.shape
+        if self.calib is not None:
+            self.calib[0] = max(self.calib[0], float(seq.abs().max()))
+        if not self.quant:
+            return self.run(seq, [getattr(self, f"{k}_l{l}") for l in range(self.layers) for k in ("weight_ih", "weight_hh")],
+                            seq, None), None
+        div = self.divisor()
+        ws = self.weight_scales()
+        if self.exact:
+            return self.engine_forward(seq, div, ws), None
+        n_w = sum(m.shape[1] for m in self.mats(div.detach()))
+        gsw = 1.0 / math.sqrt(n_w * 127.0)
+        wq = [fq_weight(m, ws, 127, gsw) for m in self.mats(div)]
+        x = _U8Input.apply(seq, div, 1.0 / math.sqrt(seq[0].numel() * 255.0)) / div  # the grid in divided units
+        return self.run(x, wq, seq, torch.tensor(127.0)), None
+
+    @torch.no_grad()
+    def engine_forward(self, seq, div, ws):
+        """The int8 LSTM's arithmetic (the integer emulation of nn/ptq_layers_test.cc LstmInt8): u8 codes, exact
+        integer dot products, gates / cell / hidden state in float64, each hidden state requantized to u8."""
+        T, B, _ = seq.shape
+        H = self.hidden
+        k = 127.0 / div
+        x = torch.clamp(torch.round(seq * k + 128.0), 0.0, 255.0).double() - 128.0
+        mats = [weight_codes(m, ws).double() for m in self.mats(div)]
+        wsd = ws.double() / 127.0
+        for l in range(self.layers):
+            b = getattr(self, f"bias_ih_l{l}").double() + getattr(self, f"bias_hh_l{l}").double()
+            gx = x @ mats[2 * l].t()
+            hq = seq.new_zeros(B, H, dtype=torch.float64)
+            c = seq.new_zeros(B, H, dtype=torch.float64)
+            outs = []
+            for t in range(T):
+                z = (gx[t] + hq @ mats[2 * l + 1].t()) * wsd + b
+                c = torch.sigmoid(z[:, H:2 * H]) * c + torch.sigmoid(z[:, :H]) * torch.tanh(z[:, 2 * H:3 * H])
+                h = torch.sigmoid(z[:, 3 * H:]) * torch.tanh(c)
+                hq = torch.clamp(torch.round(h.float() * 127.0 + 128.0), 0.0, 255.0).double() - 128.0
+                outs.append(hq)
+            x = torch.stack(outs)
+        return (x.float() * (1.0 / 127.0)).to(seq.dtype)
+
+    def run(self, x, mats, seq, k):
+        """The recurrence; k = 127 quantizes every hidden state on the u8 grid, None keeps it float."""
+        T, B, _ = x.shape
+        H = self.hidden
+        for l in range(self.layers):
+            wih, whh = mats[2 * l], mats[2 * l + 1]
+            b = getattr(self, f"bias_ih_l{l}") + getattr(self, f"bias_hh_l{l}")
+            gx = F.linear(x, wih, b)  # (T, B, 4H): the input part of every step at once
+            h = seq.new_zeros(B, H)
+            c = seq.new_zeros(B, H)
+            outs = []
+            for t in range(T):
+                z = gx[t] + F.linear(h, whh)
+                i, f, g, o = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                if k is not None:
+                    h = _U8State.apply(h, k)
+                outs.append(h)
+            x = torch.stack(outs)
+        return x
+
+
+def _engine_exp_nonpositive(x: torch.Tensor) -> torch.Tensor:
+    """nn/layer_support.h exp_nonpositive in float32, operation by operation (Cody-Waite + polynomial)."""
+    f = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
+    x = torch.clamp(x, max=0.0).clamp(min=-87.0)
+    n = torch.floor(x * f(1.44269504088896341) + f(0.5))
+    r = (x - n * f(0.693359375)) + n * f(2.12194440e-4)
+    p = torch.full_like(r, 1.9875691500e-4)
+    for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
+        p = p * r + f(c)
+    p = p * r * r + r + f(1.0)
+    scale = ((n.to(torch.int32) + 127) << 23).view(torch.float32)
+    return p * scale
+
+
+class EngineElu(nn.Module):
+    """ELU as the engine's apply_act computes it (exp_nonpositive(v) - 1 for v <= 0)."""
+
+    def forward(self, x):
+        return torch.where(x > 0, x, _engine_exp_nonpositive(x) - 1.0)
+
+
+def set_engine_exact(model: WavTokenizer, on: bool = True):
+    """Evaluation in the engine's arithmetic: int8 convs step by step (QConv1d.engine_forward) and the encoder's
+    ELUs as the engine computes them."""
+    for m in qat_modules(model):
+        m.exact = on
+    enc = model.feature_extractor.encodec.encoder
+    for mod in enc.modules():
+        if isinstance(mod, nn.Sequential):
+            for i, c in enumerate(mod):
+                if on and type(c) is nn.ELU:
+                    mod[i] = EngineElu()
+                elif not on and isinstance(c, EngineElu):
+                    mod[i] = nn.ELU(1.0)
+
+
+def qat_modules(model: WavTokenizer):
+    return [m for m in model.feature_extractor.encodec.encoder.modules() if isinstance(m, (QConv1d, QLSTM))]
+
+
+def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbits: int = 8) -> WavTokenizer:
+    """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated)."""
+    enc = model.feature_extractor.encodec.encoder
+    for name, mod in list(enc.named_modules()):
+        if convs and isinstance(mod, NormConv1d):
+            mod.conv = QConv1d(mod.conv, ENC + name + ".conv", wbits)
+        elif lstm and isinstance(mod, SLSTM):
+            mod.lstm = QLSTM(mod.lstm, ENC + name + ".lstm")
+    return model
+
+
+@torch.no_grad()
+def mse_range(v: torch.Tensor, lo: float, hi: float) -> Tuple[float, float]:
+    """The min-max range shrunk by the factor (1 .. 0.05) whose u8 quantization of the sample v has the lowest
+    mean squared error (the engine's act_range: mse searches the same way)."""
+    best, best_r = None, (lo, hi)
+    for a in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.33, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05):
+        l, h = min(lo * a, 0.0), max(hi * a, 0.0)
+        s = max((h - l) / 255.0, 1e-8)
+        z = float(min(255, max(0, round(-l / s))))
+        q = torch.clamp(torch.round(v / s), -z, 255 - z) * s
+        err = float((q - v).pow(2).mean())
+        if best is None or err < best:
+            best, best_r = err, (l, h)
+    return best_r
+
+
+@torch.no_grad()
+def calibrate(model: WavTokenizer, batches: List[torch.Tensor], act_init: str = "minmax"):
+    """Activation ranges from the float encoder (min/max over every frame, like `wavtok quantize` minmax, or the
+    MSE-optimal shrink of it), the LSTM divisor from max |x|; weight scales min-max."""
+    qm = qat_modules(model)
+    for m in qm:
+        m.quant = False
+        m.calib = [math.inf, -math.inf] if isinstance(m, QConv1d) else [0.0]
+    enc = model.feature_extractor.encodec.encoder
+    for b in batches:
+        enc(b.unsqueeze(1))
+    for m in qm:
+        if isinstance(m, QConv1d):
+            if act_init == "mse":
+                m.set_act_range(*mse_range(torch.cat(m.calib_rows), *m.calib))
+            else:
+                m.set_act_range(*m.calib)
+            m.calib_rows = []
+        else:
+            a = m.calib[0] if m.calib[0] > 0 else 1.0
+            m.div0.fill_(a)
+            m.t_div.zero_()
+            m.refit_weight_scales()
+        m.calib = None
+        m.quant = True
+
+
+def scale_params(model) -> List[Tuple[str, nn.Parameter]]:
+    """(quantizer name, scale parameter): one weight-scale vector and one activation scale per quantizer."""
+    out = []
+    for m in qat_modules(model):
+        if isinstance(m, QConv1d):
+            out += [(m.name + ".weight_scale", m.t_w), (m.name + ".act_scale", m.t_a)]
+        else:
+            out += [(m.name + ".weight_scale", m.t_w), (m.name + ".act_smooth", m.t_div)]
+    return out
+
+
+# --------------------------------------------------------------------------- .wtk (versions 1 and 2)
+MAGIC = b"WAVTOKMF"
+ALIGN = 64
+
+
+def read_wtk_raw(path: str):
+    """-> (version, features, yaml text, [(name, np.ndarray)]) in file order; s8 tensors stay int8 codes."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != MAGIC:
+        raise SystemExit(f"{path}: not a wavtok model file")
+    version, feats, ylen, count = struct.unpack_from("<IIQQ", data, 8)
+    if version not in (1, 2):
+        raise SystemExit(f"{path}: model file version {version} not supported")
+    pos = 32
+    ytext = data[pos:pos + ylen].decode()
+    pos += ylen
+    out = []
+    for _ in range(count):
+        (nl,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        name = data[pos:pos + nl].decode()
+        pos += nl
+        dtype, nd = struct.unpack_from("<II", data, pos)
+        pos += 8
+        shape = struct.unpack_from("<" + "q" * nd, data, pos)
+        pos += 8 * nd
+        off, nb = struct.unpack_from("<QQ", data, pos)
+        pos += 16
+        if dtype == 0:
+            a = np.frombuffer(data, dtype="<f4", count=nb // 4, offset=off).reshape(shape).copy()
+        elif dtype == 1:
+            a = np.frombuffer(data, dtype=np.int8, count=nb, offset=off).reshape(shape).copy()
+        else:
+            raise SystemExit(f"{path}: tensor {name} has unknown dtype {dtype}")
+        out.append((name, a))
+    return version, (feats if version == 2 else 0), ytext, out
+
+
+def write_wtk_raw(path: str, ytext: str, tensors: List[Tuple[str, np.ndarray]]):
+    """Writes int8 arrays as s8 (dtype 1), the rest float32; version 2 + feature int8 when any act_quant is present
+    (io/model_file.h), else version 1. Atomic (temporary file, then rename)."""
+    feats = 1 if any(n.endswith(".act_quant") for n, _ in tensors) else 0
+    if any(n.endswith(".softmax_quant") for n, _ in tensors):
+        feats |= 2
+    y = ytext.encode()
+    table = b""
+    for n, a in tensors:
+        table += struct.pack("<I", len(n.encode())) + n.encode() + struct.pack("<II", 0, a.ndim) + b"\0" * (8 * a.ndim + 16)
+    off = 32 + len(y) + len(table)
+    off = (off + ALIGN - 1) // ALIGN * ALIGN
+    offsets = []
+    for _, a in tensors:
+        offsets.append(off)
+        off += (a.nbytes + ALIGN - 1) // ALIGN * ALIGN
+    table = b""
+    for (n, a), o in zip(tensors, offsets):
+        dt = 1 if a.dtype == np.int8 else 0
+        table += struct.pack("<I", len(n.encode())) + n.encode() + struct.pack("<II", dt, a.ndim)
+        table += struct.pack("<" + "q" * a.ndim, *a.shape) + struct.pack("<QQ", o, a.nbytes)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(MAGIC + struct.pack("<IIQQ", 2 if feats else 1, feats, len(y), len(tensors)))
+        f.write(y)
+        f.write(table)
+        pos = 32 + len(y) + len(table)
+        for (n, a), o in zip(tensors, offsets):
+            f.write(b"\0" * (o - pos))
+            b = (a.astype("<f4") if a.dtype != np.int8 else a).tobytes()
+            f.write(b)
+            pos = o + len(b)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
+    """The base .wtk (the float model, or its int8-decoder `wavtok quantize` output) with every encoder tensor
+    replaced by the fine-tuned model's: int8 layers as s8 codes + weight_scale + act_quant (+ act_smooth for the
+    LSTM), exactly the codes the fake-quant forward used. Returns counts."""
+    _, _, ytext, tensors = read_wtk_raw(base)
+    new: Dict[str, np.ndarray] = {}
+    n_conv = n_lstm = 0
+    for m in qat_modules(model):
+        if isinstance(m, QConv1d) and not m.quant:  # left float
+            new[m.name + ".weight"] = m.weight.numpy().astype(np.float32)
+            new[m.name + ".bias"] = m.bias.numpy().astype(np.float32)
+        elif isinstance(m, QConv1d):
+            sw, sa = m.scales()
+            new[m.name + ".weight"] = weight_codes(m.weight, sw, m.qmax).numpy()
+            new[m.name + ".bias"] = m.bias.numpy().astype(np.float32)
+            new[m.name + ".weight_scale"] = sw.numpy().astype(np.float32)
+            new[m.name + ".act_quant"] = np.array([float(sa), float(m.zero)], dtype=np.float32)
+            n_conv += 1
+        elif not m.quant:
+            for l in range(m.layers):
+                for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    new[f"{m.name}.{k}_l{l}"] = getattr(m, f"{k}_l{l}").numpy().astype(np.float32)
+        else:
+            div, ws = m.divisor(), m.weight_scales()
+            for l, mat in enumerate(m.mats(div)):
+                kind = "weight_ih" if l % 2 == 0 else "weight_hh"
+                new[f"{m.name}.{kind}_l{l // 2}"] = weight_codes(mat, ws).numpy()
+            for l in range(m.layers):
+                for k in ("bias_ih", "bias_hh"):
+                    new[f"{m.name}.{k}_l{l}"] = getattr(m, f"{k}_l{l}").numpy().astype(np.float32)
+            new[m.name + ".weight_scale"] = ws.numpy().astype(np.float32)
+            new[m.name + ".act_quant"] = np.array([1.0 / 127.0, 128.0], dtype=np.float32)
+            new[m.name + ".act_smooth"] = np.array([float(div)], dtype=np.float32)
+            n_lstm += 1
+    # encoder layers left float (--no-lstm / --no-convs): their fine-tuned float weights, weight norm folded
+    enc = model.feature_extractor.encodec.encoder
+    for name, mod in enc.named_modules():
+        if isinstance(mod, nn.Conv1d) and hasattr(mod, "weight_g"):
+            new[ENC + name + ".weight"] = torch._weight_norm(mod.weight_v, mod.weight_g, 0).numpy().astype(np.float32)
+            new[ENC + name + ".bias"] = mod.bias.numpy().astype(np.float32)
+        elif isinstance(mod, nn.LSTM):
+            for k, v in mod.named_parameters():
+                new[ENC + name + "." + k] = v.detach().numpy().astype(np.float32)
+    # the base's encoder tensors are all replaced (a base made by a SQ-b recipe may have act_shift/act_smooth)
+    keep = [(n, a) for n, a in tensors if not n.startswith(ENC)]
+    keep += sorted(new.items())
+    write_wtk_raw(out, ytext, keep)
+    return {"int8_convs": n_conv, "int8_lstms": n_lstm}
+
+
+def load_qat_model(init_wtk: str, convs=True, lstm=True, wbits=8) -> WavTokenizer:
+    from wtk_io import load_wtk_as_reference
+    m = load_wtk_as_reference(init_wtk)
+    return prepare_qat(m, convs, lstm, wbits)
+
+
+# --------------------------------------------------------------------------- loss and tokens
+def codebook(model: WavTokenizer) -> torch.Tensor:
+    return model.feature_extractor.quantizer.vq.layers[0]._codebook.embed
+
+
+def nearest_codes(z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """z (B, D, F) -> codes (B, F); exact float64 nearest codeword (the engine's search is exact)."""
+    x = z.transpose(1, 2).reshape(-1, z.shape[1]).double()
+    ed = e.double()
+    d = (x * x).sum(1, keepdim=True) - 2 * x @ ed.t() + (ed * ed).sum(1)[None]
+    return d.argmin(1).view(z.shape[0], z.shape[2])
+
+
+def distill_loss(zs: torch.Tensor, zt: torch.Tensor, e: torch.Tensor, margin: float, hinge_w: float):
+    """Latent MSE (relative to the float latents' energy) + hinge on the relative gap between the distance to the
+    float model's code and to the nearest other code."""
+    mse = (zs - zt).pow(2).mean() / zt.pow(2).mean().clamp(min=1e-12)
+    x = zs.transpose(1, 2).reshape(-1, zs.shape[1])
+    with torch.no_grad():
+        tgt = nearest_codes(zt, e).reshape(-1)
+    d = (x * x).sum(1, keepdim=True) - 2 * x @ e.t() + (e * e).sum(1)[None]
+    dt = d.gather(1, tgt[:, None])[:, 0]
+    d_other = d.scatter(1, tgt[:, None], float("inf")).min(1).values
+    rel = (dt - d_other) / d_other.detach().clamp(min=1e-6)
+    hinge = F.relu(rel + margin).mean()
+    with torch.no_grad():
+        agree = float((d.argmin(1) == tgt).float().mean())
+    return mse + hinge_w * hinge, {"mse": float(mse), "hinge": float(hinge), "agree": agree}
+
+
+# --------------------------------------------------------------------------- training
+def set_frozen_grads(params, frozen):
+    for p, f in zip(params, frozen):
+        if f:
+            p.grad = None
+
+
+def train(args):
+    from train import CropSampler, read_filelist, read_wav_int16, atomic_save  # noqa: E402
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.run, exist_ok=True)
+    ckpt_path = os.path.join(args.run, "last.ckpt")
+    text_log = os.path.join(args.run, "train.log")
+    log_path = os.path.join(args.run, "log.tsv")
+
+    def log(msg):
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        with open(text_log, "a") as f:
+            f.write(line + "\n")
+
+    cfg = dict(method=args.method, lr=args.lr, scale_lr=args.scale_lr, batch=args.batch, segment=args.segment,
+               margin=args.margin, hinge=args.hinge, rho=args.rho, window=args.window, freeze_above=args.freeze_above,
+               convs=not args.no_convs, lstm=not args.no_lstm, wbits=args.wbits, init_wtk=args.init_wtk,
+               seed=args.seed, calib_batches=args.calib_batches, max_steps=args.total_steps, act_init=args.act_init,
+               gain_db=list(args.gain_db), peak_db=list(args.peak_db) if args.peak_db else None)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    from wtk_io import load_wtk_as_reference
+    teacher = load_wtk_as_reference(args.init_wtk)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    model = prepare_qat(load_wtk_as_reference(args.init_wtk), cfg["convs"], cfg["lstm"], cfg["wbits"])
+    enc = model.feature_extractor.encodec.encoder
+    t_enc = teacher.feature_extractor.encodec.encoder
+    e = codebook(teacher).detach()
+    sampler = CropSampler(args.train_filelist, int(args.segment * 24000) // 320 * 320, gain_db=tuple(args.gain_db),
+                          peak_db=tuple(args.peak_db) if args.peak_db else None)
+    eval_files = read_filelist(args.eval_filelist)[: args.eval_clips]
+    eval_audio = [torch.from_numpy(read_wav_int16(p).astype(np.float32) / 32768.0)[None] for p in eval_files]
+    eval_audio = [x[:, : x.shape[1] // 320 * 320] for x in eval_audio]
+    with torch.no_grad():
+        eval_ref = [nearest_codes(t_enc(x[:, None]), e) for x in eval_audio]
+
+    scales = scale_params(model)
+    scale_ids = {id(p) for _, p in scales}
+    weights = [p for n, p in model.named_parameters() if n.startswith(ENC) and id(p) not in scale_ids]
+    for n, p in model.named_parameters():
+        p.requires_grad_(n.startswith(ENC))
+    opt = torch.optim.Adam([{"params": weights, "lr": args.lr, "base": args.lr},
+                            {"params": [p for _, p in scales], "lr": args.scale_lr, "base": args.scale_lr}])
+    step = 0
+    hist = [deque(maxlen=args.window) for _ in scales]
+    frozen = [False] * len(scales)
+    freeze_steps = [0] * len(scales)
+    if os.path.exists(ckpt_path) and not args.restart:
+        st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if st["cfg"] != cfg and not args.allow_config_change:
+            diff = [k for k in cfg if st["cfg"].get(k) != cfg[k]]
+            sys.exit(f"{ckpt_path} was written with other settings ({', '.join(diff)}); use another --run or --restart")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step = st["step"]
+        rng.bit_generator.state = st["np_rng"]
+        torch.set_rng_state(st["torch_rng"])
+        random.setstate(st["py_rng"])
+        hist = [deque(h, maxlen=args.window) for h in st["hist"]]
+        frozen, freeze_steps = st["frozen"], st["freeze_steps"]
+        log(f"resumed {ckpt_path} at step {step}")
+    else:
+        calib = [sampler.batch(rng, args.batch) for _ in range(args.calib_batches)]
+        calibrate(model, calib, args.act_init)
+        log(f"initialised from {args.init_wtk}: {sum(isinstance(m, QConv1d) for m in qat_modules(model))} int8 convs, "
+            f"{sum(isinstance(m, QLSTM) for m in qat_modules(model))} int8 LSTMs, scales min-max calibrated on "
+            f"{args.calib_batches} batches ({args.act_init}); method {args.method}")
+        with open(log_path, "w") as f:
+            f.write("step\twall_s\tloss\tmse\thinge\tagree_batch\tfrozen\tsteps_per_s\teval_agree\n")
+
+    def save(reason):
+        atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "cfg": cfg,
+                     "np_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
+                     "hist": [list(h) for h in hist], "frozen": frozen, "freeze_steps": freeze_steps}, ckpt_path)
+        log(f"checkpoint step {step} -> {ckpt_path} ({reason})")
+
+    @torch.no_grad()
+    def eval_agree():
+        n = k = 0
+        for x, ref in zip(eval_audio, eval_ref):
+            c = nearest_codes(enc(x[:, None]), e)
+            n += ref.numel()
+            k += int((c == ref).sum())
+        return k / max(n, 1)
+
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *a: stop.__setitem__("flag", True))
+    signal.signal(signal.SIGINT, lambda *a: stop.__setitem__("flag", True))
+    t_start = time.time()
+    t_ckpt = time.time()
+    acc: Dict[str, float] = {}
+    n_acc = 0
+    t_win = time.time()
+    if step == 0:
+        a0 = eval_agree()
+        with open(log_path, "a") as f:
+            f.write(f"0\t0\tnan\tnan\tnan\tnan\t0\tnan\t{a0:.5f}\n")
+        log(f"step 0 (PTQ: the calibrated scales, no fine-tuning): eval token agreement {a0 * 100:.2f}% on {len(eval_audio)} clips")
+    scale_list = [p for _, p in scales]
+    while step < args.total_steps and not stop["flag"]:
+        frac = min(1.0, step / max(args.total_steps, 1))
+        for g in opt.param_groups:
+            g["lr"] = g["base"] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        audio = sampler.batch(rng, args.batch)
+        with torch.no_grad():
+            zt = t_enc(audio.unsqueeze(1))
+        zs = enc(audio.unsqueeze(1))
+        loss, parts = distill_loss(zs, zt, e, args.margin, args.hinge)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if args.method == "gaqat":
+            g_task = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in scale_list]
+            gw = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in weights]
+            norm = torch.sqrt(sum((g * g).sum() for g in gw)).clamp(min=1e-12)
+            eps = [args.rho * g / norm for g in gw]
+            with torch.no_grad():
+                for p, d in zip(weights, eps):
+                    p.add_(d)
+            opt.zero_grad(set_to_none=True)
+            zs2 = enc(audio.unsqueeze(1))
+            loss2, _ = distill_loss(zs2, zt, e, args.margin, args.hinge)
+            loss2.backward()
+            with torch.no_grad():
+                for p, d in zip(weights, eps):
+                    p.sub_(d)
+            parts["sharp"] = float(loss2 - loss)
+            for i, (p, gt) in enumerate(zip(scale_list, g_task)):
+                gs = p.grad if p.grad is not None else torch.zeros_like(p)
+                gf = gs - gt  # the flatness (sharpness) term's gradient
+                m = (gt != 0) & (gf != 0)
+                dis = float(((torch.sign(gt) != torch.sign(gf)) & m).sum()) / max(int(m.sum()), 1)
+                hist[i].append(dis)
+                avg = sum(hist[i]) / len(hist[i])
+                frozen[i] = len(hist[i]) >= min(args.window, 5) and avg > args.freeze_above
+                if frozen[i]:
+                    freeze_steps[i] += 1
+            set_frozen_grads(scale_list, frozen)
+        opt.step()
+        step += 1
+        parts["loss"] = float(loss)
+        parts["frozen"] = float(sum(frozen))
+        for k2, v in parts.items():
+            acc[k2] = acc.get(k2, 0.0) + v
+        n_acc += 1
+        if step % args.log_every == 0 or step == args.total_steps:
+            now = time.time()
+            m = {k2: v / n_acc for k2, v in acc.items()}
+            ea = eval_agree() if step % args.eval_every == 0 or step == args.total_steps else float("nan")
+            sps = n_acc / max(now - t_win, 1e-9)
+            with open(log_path, "a") as f:
+                f.write(f"{step}\t{now - t_start:.1f}\t{m['loss']:.5f}\t{m['mse']:.5f}\t{m['hinge']:.5f}\t"
+                        f"{m['agree']:.4f}\t{m['frozen']:.1f}\t{sps:.3f}\t{ea:.5f}\n")
+            log(f"step {step} loss {m['loss']:.4f} mse {m['mse']:.4f} hinge {m['hinge']:.4f} batch agree "
+                f"{m['agree'] * 100:.2f}% frozen {m['frozen']:.1f}/{len(scales)}"
+                + (f" eval agree {ea * 100:.2f}%" if ea == ea else "") + f" {sps:.2f} steps/s")
+            acc, n_acc, t_win = {}, 0, now
+        if time.time() - t_ckpt > 60 * args.checkpoint_minutes:
+            save("periodic")
+            t_ckpt = time.time()
+        if args.max_minutes is not None and time.time() - t_start > 60 * args.max_minutes:
+            break
+    save("signal" if stop["flag"] else "end")
+    if args.method == "gaqat":
+        log("frozen steps per quantizer: " + json.dumps({n: s for (n, _), s in zip(scales, freeze_steps) if s}))
+
+
+def load_run(run: str) -> WavTokenizer:
+    st = torch.load(os.path.join(run, "last.ckpt"), map_location="cpu", weights_only=False)
+    cfg = st["cfg"]
+    model = load_qat_model(cfg["init_wtk"], cfg["convs"], cfg["lstm"], cfg["wbits"])
+    model.load_state_dict(st["model"])
+    model.eval()
+    return model, st
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="fine-tune (resumes runs/<name>/last.ckpt)")
+    t.add_argument("--init-wtk", default="codec/default/wavtok-default.wtk")
+    t.add_argument("--run", required=True)
+    t.add_argument("--method", choices=["lsq", "gaqat"], default="gaqat")
+    t.add_argument("--train-filelist", default="data/train/filelist")
+    t.add_argument("--eval-filelist", default="data/eval/filelist")
+    t.add_argument("--eval-clips", type=int, default=4)
+    t.add_argument("--lr", type=float, default=5e-5, help="Adam lr of the weights")
+    t.add_argument("--scale-lr", type=float, default=5e-3, help="Adam lr of the log-scales")
+    t.add_argument("--batch", type=int, default=4)
+    t.add_argument("--segment", type=float, default=1.0, help="crop seconds")
+    t.add_argument("--margin", type=float, default=0.1, help="hinge: relative gap to the runner-up code")
+    t.add_argument("--hinge", type=float, default=1.0, help="hinge weight")
+    t.add_argument("--rho", type=float, default=0.01, help="GAQAT: SAM radius (weights)")
+    t.add_argument("--window", type=int, default=20, help="GAQAT: steps averaged per quantizer")
+    t.add_argument("--freeze-above", type=float, default=0.5, help="GAQAT: freeze a quantizer's scales above this "
+                   "mean fraction of scale elements whose task and flatness gradients disagree in sign")
+    t.add_argument("--wbits", type=int, default=8)
+    t.add_argument("--no-convs", action="store_true")
+    t.add_argument("--no-lstm", action="store_true")
+    t.add_argument("--total-steps", type=int, default=3000, help="length of the lr schedule and the step limit")
+    t.add_argument("--max-minutes", type=float, default=None)
+    t.add_argument("--calib-batches", type=int, default=8)
+    t.add_argument("--act-init", choices=["minmax", "mse"], default="mse",
+                   help="initial activation ranges: min-max, or the MSE-optimal shrink of it (default)")
+    t.add_argument("--gain-db", type=float, nargs=2, default=[-6.0, 6.0],
+                   help="random gain of each crop (the clips keep their recorded levels otherwise)")
+    t.add_argument("--peak-db", type=float, nargs=2, default=None,
+                   help="normalise each clip's peak to a random level first (train.py's data.peak_db); default off, "
+                        "so that the levels, and the activation ranges they need, are those of real input")
+    t.add_argument("--seed", type=int, default=24)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--log-every", type=int, default=10)
+    t.add_argument("--eval-every", type=int, default=100)
+    t.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    t.add_argument("--restart", action="store_true")
+    t.add_argument("--allow-config-change", action="store_true")
+    x = sub.add_parser("export", help="write the fine-tuned int8 encoder into a version-2 .wtk")
+    x.add_argument("--run", required=True)
+    x.add_argument("--base", required=True, help=".wtk whose other tensors are kept (float model, or its "
+                   "`wavtok quantize` w8a8-lstm output for an int8 decoder)")
+    x.add_argument("-o", "--out", required=True)
+    a = ap.parse_args()
+    if a.cmd == "train":
+        train(a)
+    else:
+        model, st = load_run(a.run)
+        n = export_wtk(model, a.base, a.out)
+        print(f"{a.out}: step {st['step']}, {n['int8_convs']} int8 convs, {n['int8_lstms']} int8 LSTMs")
+
+
+if __name__ == "__main__":
+    main()

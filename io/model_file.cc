@@ -355,7 +355,7 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
   }
   for (const auto& [name, t] : weights.all())
     if (!lowbit_weight_of(name).empty() &&
-        std::none_of(packed.begin(), packed.end(), [&](const Packed& p) { return p.name + "_groups" == name; }))
+        std::none_of(packed.begin(), packed.end(), [&n = name](const Packed& p) { return p.name + "_groups" == n; }))
       throw Error(path + ": " + name + " has no packed weight beside it");
   // s8 codes -> codes * weight_scale[o]: the int8 layer's rint(w / scale) gives the stored codes back exactly
   // (|codes| <= 127, so the float rounding of the product is far below half a step).

@@ -335,8 +335,8 @@ class QLSTM(nn.Module):
         return x
 
 
-def _engine_exp_nonpositive(x: torch.Tensor) -> torch.Tensor:
-    """nn/layer_support.h exp_nonpositive in float32, operation by operation (Cody-Waite + polynomial)."""
+def _engine_expm1_nonpositive(x: torch.Tensor) -> torch.Tensor:
+    """nn/layer_support.h expm1_nonpositive in float32, operation by operation (Cody-Waite + polynomial)."""
     f = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
     x = torch.clamp(x, max=0.0).clamp(min=-87.0)
     n = torch.floor(x * f(1.44269504088896341) + f(0.5))
@@ -344,16 +344,16 @@ def _engine_exp_nonpositive(x: torch.Tensor) -> torch.Tensor:
     p = torch.full_like(r, 1.9875691500e-4)
     for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
         p = p * r + f(c)
-    p = p * r * r + r + f(1.0)
+    em1 = p * r * r + r  # exp(r) - 1, the 1 never added (expm1_nonpositive)
     scale = ((n.to(torch.int32) + 127) << 23).view(torch.float32)
-    return p * scale
+    return em1 * scale + (scale - f(1.0))
 
 
 class EngineElu(nn.Module):
-    """ELU as the engine's apply_act computes it (exp_nonpositive(v) - 1 for v <= 0)."""
+    """ELU as the engine's apply_act computes it (expm1_nonpositive(v) for v <= 0)."""
 
     def forward(self, x):
-        return torch.where(x > 0, x, _engine_exp_nonpositive(x) - 1.0)
+        return torch.where(x > 0, x, _engine_expm1_nonpositive(x))
 
 
 def set_engine_exact(model: WavTokenizer, on: bool = True):

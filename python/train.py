@@ -505,14 +505,20 @@ def main():
         from wtk_io import load_wtk_as_reference
         src = load_wtk_as_reference(args.init_wtk)
         # n_fft may differ (the causal rt model's head is n_fft = 2 * hop): the head is then resampled below.
-        dims = ("sample_rate", "n_filters", "dimension", "ratios", "codebook_size", "n_q", "backbone_dim",
-                "intermediate_dim", "num_layers", "hop_length")
+        # vq.refit_codebook (v7): the codebook may have another size; it is then fitted afresh by k-means on the
+        # loaded encoder's latents (the decoder reads code vectors, not indices, so it keeps working).
+        refit = bool(cfg["vq"].get("refit_codebook"))
+        dims = ("sample_rate", "n_filters", "dimension", "ratios", "n_q", "backbone_dim",
+                "intermediate_dim", "num_layers", "hop_length") + (() if refit else ("codebook_size",))
         diff = [f"{k}: {getattr(src.cfg, k)} vs {getattr(model.cfg, k)}" for k in dims
                 if list(np.atleast_1d(getattr(src.cfg, k))) != list(np.atleast_1d(getattr(model.cfg, k)))]
         if diff:
             sys.exit(f"{args.init_wtk}: model dims differ from {args.config}: {'; '.join(diff)}")
         src_sd, own = src.state_dict(), model.state_dict()
         src_sd = {k: v for k, v in src_sd.items() if k != "head.istft.window"}  # a buffer of the new n_fft
+        if refit:
+            src_sd = {k: v for k, v in src_sd.items() if "._codebook." not in k}
+            codebook_module(model).inited.fill_(0.0)
         mismatched = [k for k, v in src_sd.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
         if any(not k.startswith("head.") for k in mismatched):
             sys.exit(f"{args.init_wtk}: tensors of other shapes than {args.config}'s: {mismatched[:5]}")
@@ -522,14 +528,17 @@ def main():
             log(f"--init-wtk: iSTFT head resampled from n_fft {src.cfg.n_fft} to {model.cfg.n_fft} "
                 f"(every bin {src.cfg.n_fft // model.cfg.n_fft} x k, log-magnitude and phase offsets of the new frame)")
         missing, unexpected = model.load_state_dict(src_sd, strict=False)
+        if refit:
+            log(f"--init-wtk with vq.refit_codebook: codebook {src.cfg.codebook_size} -> {model.cfg.codebook_size} "
+                f"codes, fitted by k-means on the loaded encoder's latents at the first step")
         if unexpected:
             sys.exit(f"{args.init_wtk}: unexpected tensors {unexpected[:5]}")
         if model.cfg.pos_net_norm == "affine" and src.cfg.pos_net_norm == "group":
             fold_pos_net_group_norms(src, model, sampler.clips[: int(ini.get("fold_clips", 80))], log)
         step = args.init_step
         rewarm = (step, max(1, args.init_warmup))
-        if cfg["vq"].get("keep_codes_on_init"):  # v6: every code counts as just used, so the first dead-code check
-            last_used = torch.full((model.cfg.codebook_size,), step, dtype=torch.long)  # moves none of them
+        if cfg["vq"].get("keep_codes_on_init") and not refit:  # v6: every code counts as just used, so the first
+            last_used = torch.full((model.cfg.codebook_size,), step, dtype=torch.long)  # dead-code check moves none
         model.train()
         log(f"initialised from {args.init_wtk} at step {step} (fresh optimizer moments)")
     bypass_steps = int(cfg["vq"].get("bypass_steps", 0))

@@ -157,9 +157,11 @@ def colored_noise(rng: np.random.Generator, n: int, color: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- generators
 class Generator:
-    def __init__(self, workdir: str, eval_split: bool, soundfont: Optional[str], with_human: bool = False):
+    def __init__(self, workdir: str, eval_split: bool, soundfont: Optional[str], with_human: bool = False,
+                 train_mic_prob: float = 0.8):
         self.tmp = workdir
         self.eval_split = eval_split
+        self.train_mic_prob = train_mic_prob  # share of training human-voice clips through the simulated microphone
         self.sf = soundfont
         self.text = textgen.SentenceGenerator(eval_split=eval_split)
         self.human = (human.HumanVoices(workdir, eval_split, read_wav_mono, write_wav_int16, self.text, colored_noise)
@@ -285,7 +287,7 @@ class Generator:
         elif kind == "human":
             x, i = self.human.clip(rng, seconds)
             info.update(i)
-            if rng.random() < (0.4 if self.eval_split else 0.8):
+            if rng.random() < (0.4 if self.eval_split else self.train_mic_prob):
                 x, m = self.human.mic_chain(rng, x, mild=self.eval_split)
                 info.update(m)
             level = rng.uniform(-30, -18) if self.eval_split else rng.uniform(-38, -14)
@@ -360,13 +362,13 @@ def load_progress(d: str) -> List[Tuple[str, float, Dict]]:
 def generate_split(out_dir: str, split: str, seed: int, total_seconds: Optional[float], n_clips: Optional[int],
                    soundfont: Optional[str], log_every: int = 25) -> Tuple[int, float]:
     eval_split = split.startswith("eval")
-    with_human = split.endswith("_human")
+    with_human = "_human" in split
     d = os.path.join(out_dir, split)
     os.makedirs(d, exist_ok=True)
     mix = [("human", 1.0)] if with_human else (EVAL_MIX if eval_split else TRAIN_MIX)
     if not soundfont:
         mix = [(k, w) for k, w in mix if "music" not in k]
-    split_id = {"train": 0, "eval": 1, "train_human": 2, "eval_human": 3}[split]
+    split_id = {"train": 0, "eval": 1, "train_human": 2, "eval_human": 3, "train_human2": 4}[split]
     rows = load_progress(d)
     # clips past what this request generates from scratch (an earlier run asked for more) are left out, so that the
     # filelist is the same as a fresh run's
@@ -386,7 +388,9 @@ def generate_split(out_dir: str, split: str, seed: int, total_seconds: Optional[
     os.replace(jl + ".tmp", jl)
     progress = open(jl, "a", encoding="utf-8")
     with tempfile.TemporaryDirectory(prefix="wavtok_data_") as tmp:
-        gen = Generator(tmp, eval_split, soundfont, with_human)
+        # train_human2 (recipe v7): more human voices as recorded (30 % through the microphone instead of 80 %;
+        # eval_human has 60 % as recorded)
+        gen = Generator(tmp, eval_split, soundfont, with_human, 0.3 if split == "train_human2" else 0.8)
         i = len(rows)
         while True:
             if n_clips is not None and i >= n_clips:
@@ -442,9 +446,11 @@ def main():
                     help="minutes of human-voice training audio, split train_human (default 30)")
     ap.add_argument("--human-eval-clips", type=int, default=32,
                     help="number of held-out human-voice clips, split eval_human (default 32)")
+    ap.add_argument("--human2-minutes", type=float, default=20.0,
+                    help="minutes of split train_human2 (recipe v7: more speech as recorded; default 20)")
     ap.add_argument("--seed", type=int, default=20240, help="base seed (default 20240)")
     ap.add_argument("--splits", default="train,eval,train_human,eval_human",
-                    help="which splits to generate or complete (default: all four)")
+                    help="which splits to generate or complete (default: the four above; train_human2 on request)")
     ap.add_argument("--force", action="store_true", help="delete an existing split directory first")
     args = ap.parse_args()
 
@@ -473,6 +479,8 @@ def main():
             n, tot = generate_split(args.out, split, args.seed + 7919, None, args.eval_clips, sf, log_every=10)
         elif split == "train_human":
             n, tot = generate_split(args.out, split, args.seed, args.human_minutes * 60.0, None, sf)
+        elif split == "train_human2":
+            n, tot = generate_split(args.out, split, args.seed, args.human2_minutes * 60.0, None, sf)
         elif split == "eval_human":
             n, tot = generate_split(args.out, split, args.seed + 7919, None, args.human_eval_clips, sf, log_every=10)
         else:

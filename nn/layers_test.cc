@@ -6,15 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/layer_testing.h"
+
 namespace wavtok {
 namespace {
 
-Tensor randn(std::vector<int64_t> shape, std::mt19937& rng, float scale = 1.0f) {
-  Tensor t(std::move(shape));
-  std::normal_distribution<float> nd(0.0f, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = nd(rng);
-  return t;
-}
+using wavtok::testing::randn;
 
 double max_abs_diff(const float* a, const std::vector<double>& b) {
   double m = 0;

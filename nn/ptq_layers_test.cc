@@ -11,30 +11,14 @@
 #include "core/error.h"
 #include "nn/layers.h"
 #include "quant/log_quant.h"
+#include "tests/testing/layer_testing.h"
 
 namespace wavtok {
 namespace {
 
-Tensor randn(std::vector<int64_t> shape, std::mt19937& rng, float scale = 1.0f, float mean = 0.0f) {
-  Tensor t(std::move(shape));
-  std::normal_distribution<float> nd(mean, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = nd(rng);
-  return t;
-}
-
-double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
-
-// Per-output-channel symmetric min-max weight scales.
-std::vector<float> weight_scales(const Tensor& w, int cout) {
-  const int64_t per = w.numel() / cout;
-  std::vector<float> s(cout);
-  for (int o = 0; o < cout; ++o) {
-    float m = 0;
-    for (int64_t i = 0; i < per; ++i) m = std::max(m, std::abs(w[o * per + i]));
-    s[o] = m / 127.0f;
-  }
-  return s;
-}
+using wavtok::testing::gelu;
+using wavtok::testing::randn;
+using wavtok::testing::weight_scales;
 
 int32_t act_code(float x, int c, const Int8Params& p) {
   const float inv = p.in_scale.empty() ? 1.0f / p.act_scale : 1.0f / (p.in_scale[c] * p.act_scale);

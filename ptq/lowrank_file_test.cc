@@ -15,6 +15,8 @@
 #include "models/models.h"
 #include "models/quantized.h"
 #include "ptq/calibrate.h"
+#include "tests/testing/fixture_model.h"
+#include "tests/testing/layer_testing.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -41,19 +43,11 @@ struct Env {
   WeightMap q;  // W4 pointwise layers, int8 head
 };
 
-Tensor randn(std::vector<int64_t> shape, std::mt19937& rng, float scale) {
-  Tensor t(std::move(shape));
-  std::normal_distribution<float> nd(0.0f, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = nd(rng);
-  return t;
-}
-
 const Env& setup() {
   static Env s = [] {
     Env x;
-    x.model = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
-    x.audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
-    x.audio.resize(24000);  // 1 s is plenty here
+    x.model = fixture_wavtokenizer();
+    x.audio = fixture_speech(24000);  // 1 s is plenty here
     const CalibStats st = calibrate(*x.model, {x.audio}, 0, 256);
     x.q = apply_recipe(*x.model,
                        parse_recipe(R"(

@@ -16,29 +16,13 @@
 #include "models/models.h"
 #include "models/quantized.h"
 #include "ptq/calibrate.h"
+#include "tests/testing/fixture_model.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
 
 using namespace wavtok::testing;
-
-struct Fixture {
-  std::shared_ptr<const Model> model;
-  std::vector<float> audio;
-  CalibStats stats;
-};
-
-const Fixture& fixture_model() {
-  static Fixture f = [] {
-    Fixture x;
-    x.model = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
-    x.audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
-    x.stats = calibrate(*x.model, {x.audio}, 0, 512);
-    return x;
-  }();
-  return f;
-}
 
 std::string slurp_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -65,7 +49,7 @@ rules:
 )";
 
 TEST(PtqE2e, RecipeRoundTripsThroughFile) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_e2e");
   const PtqRecipe r = parse_recipe(kE2eRecipe, "e2e");
   EXPECT_EQ(r.attention, "int8");
@@ -126,7 +110,7 @@ TEST(PtqE2e, RecipeRoundTripsThroughFile) {
 }
 
 TEST(PtqE2e, RefusesBadValues) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   EXPECT_THROW(parse_recipe("attention: fp16\nrules:\n  - match: 'a'\n", "r"), Error);
   EXPECT_THROW(parse_recipe("vq_search: bf16\nrules:\n  - match: 'a'\n", "r"), Error);
   EXPECT_THROW(parse_recipe("attention: int8\nsoftmax: log2\nrules:\n  - match: 'a'\n", "r"), Error);

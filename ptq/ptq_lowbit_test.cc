@@ -12,6 +12,7 @@
 #include "io/model_file.h"
 #include "models/model.h"
 #include "ptq/calibrate.h"
+#include "tests/testing/fixture_model.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -19,18 +20,18 @@ namespace {
 
 using namespace wavtok::testing;
 
-struct Fixture {
+// The fixture model, the first second of its clip (1 s keeps the tests cheap) and that second's tokens.
+struct ShortFixture {
   std::shared_ptr<const Model> model;
   std::vector<float> audio;
   Tokens tokens;
 };
 
-const Fixture& fixture_model() {
-  static Fixture f = [] {
-    Fixture x;
-    x.model = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
-    x.audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
-    x.audio.resize(std::min<size_t>(x.audio.size(), 24000));  // 1 s keeps the tests cheap
+const ShortFixture& short_fixture() {
+  static ShortFixture f = [] {
+    ShortFixture x;
+    x.model = fixture_wavtokenizer();
+    x.audio = fixture_speech(24000);
     x.tokens = x.model->encode(x.audio.data(), int64_t(x.audio.size()), 1);
     return x;
   }();
@@ -85,7 +86,7 @@ Entry find_entry(const std::string& b, const std::string& want) {
 }
 
 TEST(PtqFold, HadamardFoldIsExactInFloat) {
-  const Fixture& f = fixture_model();
+  const ShortFixture& f = short_fixture();
   const PtqRecipe r = parse_recipe("rules:\n  - match: 'proj_out$'\n    hadamard: true\n", "t");
   std::vector<std::string> rotated;
   const WeightMap w = fold_hadamard(*f.model, r, &rotated);
@@ -111,7 +112,7 @@ TEST(PtqFold, HadamardFoldIsExactInFloat) {
 // RepQ-ViT's fold: with ln_fold the per-channel transform lives in the (Ada)LayerNorm rows and W', b'; running that
 // model in float (quantization parameters removed) equals the float model for every bandwidth id.
 TEST(PtqFold, LayerNormFoldIsExactInFloat) {
-  const Fixture& base = fixture_model();
+  const ShortFixture& base = short_fixture();
   // The fixture's AdaLayerNorm rows are alike; make every bandwidth id's row different so the fold is checked on each.
   WeightMap wm = base.model->weights();
   int ada = 0;
@@ -215,7 +216,7 @@ rules:
 )";
 
 TEST(PtqLowBit, PackedFileRoundTripsBitExact) {
-  const Fixture& f = fixture_model();
+  const ShortFixture& f = short_fixture();
   const std::string dir = scratch_dir("ptq_lowbit_file");
   const PtqRecipe r = parse_recipe(kW4Recipe, "t");
   auto prepared = prepare_for_recipe(f.model, r);
@@ -274,7 +275,7 @@ TEST(PtqLowBit, PackedFileRoundTripsBitExact) {
 }
 
 TEST(PtqLowBit, RefusesMalformedFiles) {
-  const Fixture& f = fixture_model();
+  const ShortFixture& f = short_fixture();
   const std::string dir = scratch_dir("ptq_lowbit_bad");
   const PtqRecipe r = parse_recipe("rules:\n  - match: 'pwconv2$'\n    group_size: 64\n    avg_bits: 4\n", "t");
   const CalibStats st = calibrate(*f.model, {f.audio}, 0, 64);

@@ -16,29 +16,13 @@
 #include "models/quantized.h"
 #include "ptq/calibrate.h"
 #include "quant/log_quant.h"
+#include "tests/testing/fixture_model.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
 
 using namespace wavtok::testing;
-
-struct Fixture {
-  std::shared_ptr<const Model> model;
-  std::vector<float> audio;
-  CalibStats stats;
-};
-
-const Fixture& fixture_model() {
-  static Fixture f = [] {
-    Fixture x;
-    x.model = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
-    x.audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
-    x.stats = calibrate(*x.model, {x.audio}, 0, 512);
-    return x;
-  }();
-  return f;
-}
 
 const char* kAllRecipe = R"(
 name: all
@@ -56,7 +40,7 @@ rules:
 )";
 
 TEST(PtqCalibrate, ObservesEveryQuantizableLayer) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const int L = f.model->config().vocos.num_layers;
   int decoder = 0, encoder = 0, encoder_convs = 0;
   for (const auto& [name, st] : f.stats)
@@ -97,7 +81,7 @@ TEST(PtqCalibrate, ObservesEveryQuantizableLayer) {
 
 // The stored transform must leave the float layer unchanged: W' ((x - shift) / smooth) + b' == W x + b.
 TEST(PtqRecipe, TransformsAreExactInFloat) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const PtqRecipe r = parse_recipe(kAllRecipe, "test");
   const WeightMap q = apply_recipe(*f.model, r, f.stats);
   const WeightMap& w0 = f.model->weights();
@@ -131,7 +115,7 @@ TEST(PtqRecipe, TransformsAreExactInFloat) {
 }
 
 TEST(PtqModel, QuantizedFileDecodesCloseToFloat) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_model");
   std::vector<PtqLayerReport> rep;
   const WeightMap q = apply_recipe(*f.model, parse_recipe(kAllRecipe, "test"), f.stats, &rep);
@@ -199,7 +183,7 @@ uint64_t expected_file_size(const ModelConfig& cfg, const WeightMap& w, int64_t*
 
 // quantize -> save (s8 weights, version 2) -> load runs exactly the in-memory quantized model.
 TEST(PtqModelFile, Int8FileLoadsBitExact) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_file");
   const WeightMap q = apply_recipe(*f.model, parse_recipe(kAllRecipe, "test"), f.stats);
   auto mem = Model::from_weights(f.model->config(), q);
@@ -241,7 +225,7 @@ TEST(PtqModelFile, Int8FileLoadsBitExact) {
 }
 
 TEST(PtqModelFile, RefusesUnknownFeaturesAndVersions) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_file_bad");
   const WeightMap q = apply_recipe(*f.model, parse_recipe("rules:\n  - match: 'pwconv'\n", "t"), f.stats);
   write_model_file(dir + "/q.wtk", f.model->config(), q);
@@ -274,7 +258,7 @@ TEST(PtqModelFile, RefusesUnknownFeaturesAndVersions) {
 
 // A recipe's post-softmax quantizer is calibrated on the probabilities, stored (feature bit 1) and restored exactly.
 TEST(PtqSoftmax, RecipeRoundTripsThroughFile) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_softmax");
   Tokens t = f.model->encode(f.audio.data(), int64_t(f.audio.size()), 1);
   const std::vector<float> yf = f.model->decode(t);
@@ -339,7 +323,7 @@ TEST(PtqRecipe, RejectsBadRecipes) {
 }
 
 TEST(PtqModel, RefusesToQuantizeTwice) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const WeightMap q = apply_recipe(*f.model, parse_recipe("rules:\n  - match: 'pwconv'\n", "t"), f.stats);
   auto m = Model::from_weights(f.model->config(), q);
   EXPECT_THROW(apply_recipe(*m, parse_recipe("rules:\n  - match: 'pwconv'\n", "t"), f.stats), Error);

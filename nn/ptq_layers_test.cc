@@ -16,6 +16,7 @@
 namespace wavtok {
 namespace {
 
+using wavtok::testing::attention_probs;
 using wavtok::testing::gelu;
 using wavtok::testing::randn;
 using wavtok::testing::weight_scales;
@@ -241,19 +242,8 @@ TEST_P(SoftmaxQuant, AttentionMatchesQuantizedReference) {
   Tensor q = randn({T, C}, rng, 1.5f), k = randn({T, C}, rng, 1.5f), v = randn({T, C}, rng), o({T, C}), o_f({T, C}),
          scratch;
   // Reference probabilities in float64, then rounded to float as the layer holds them.
-  std::vector<float> probs(size_t(T * T));
-  for (int64_t i = 0; i < T; ++i) {
-    std::vector<double> s(T);
-    double mx = -1e300, sum = 0;
-    for (int64_t j = 0; j < T; ++j) {
-      double d = 0;
-      for (int c = 0; c < C; ++c) d += double(q[i * C + c]) * k[j * C + c];
-      s[j] = d / std::sqrt(double(C));
-      mx = std::max(mx, s[j]);
-    }
-    for (auto& x : s) sum += (x = std::exp(x - mx));
-    for (int64_t j = 0; j < T; ++j) probs[i * T + j] = float(s[j] / sum);
-  }
+  const std::vector<double> ref_probs = attention_probs(q, k, T, C);
+  const std::vector<float> probs(ref_probs.begin(), ref_probs.end());
   quant::LogQuantSpec spec;
   spec.bits = 4;
   const int kind = GetParam();

@@ -17,23 +17,13 @@
 #include "models/quantized.h"
 #include "ptq/calibrate.h"
 #include "tests/testing/fixture_model.h"
+#include "tests/testing/model_file_testing.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
 
 using namespace wavtok::testing;
-
-std::string slurp_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-uint32_t u32_at(const std::string& b, size_t at) {
-  uint32_t v;
-  std::memcpy(&v, b.data() + at, 4);
-  return v;
-}
 
 const char* kE2eRecipe = R"(
 attention: int8
@@ -67,7 +57,7 @@ TEST(PtqE2e, RecipeRoundTripsThroughFile) {
   auto mem = Model::from_weights(f.model->config(), q);
   EXPECT_EQ(mem->quantizer().preferred_precision(), VqPrecision::INT8);
   write_model_file(dir + "/q.wtk", f.model->config(), q);
-  const std::string bytes = slurp_file(dir + "/q.wtk");
+  const std::string bytes = read_file_bytes(dir + "/q.wtk");
   EXPECT_EQ(u32_at(bytes, 8), kModelFileVersionFeatures);
   EXPECT_EQ(u32_at(bytes, 12), kModelFeatureInt8 | kModelFeatureInt8Attention);
   auto disk = Model::load(dir + "/q.wtk");

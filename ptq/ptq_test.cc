@@ -17,6 +17,7 @@
 #include "ptq/calibrate.h"
 #include "quant/log_quant.h"
 #include "tests/testing/fixture_model.h"
+#include "tests/testing/model_file_testing.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -146,22 +147,6 @@ TEST(PtqModel, QuantizedFileDecodesCloseToFloat) {
   std::printf("int8 decode SNR vs float: all layers %.1f dB, pointwise min-max %.1f dB\n", snr, snr2);
 }
 
-std::string slurp_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void spit_file(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
-uint32_t u32_at(const std::string& b, size_t at) {
-  uint32_t v;
-  std::memcpy(&v, b.data() + at, 4);
-  return v;
-}
-
 // The documented layout (io/model_file.h), recomputed: header, config, table, then every tensor 64-byte
 // aligned, int8 layers' weights one byte per value.
 uint64_t expected_file_size(const ModelConfig& cfg, const WeightMap& w, int64_t* s8_values) {
@@ -199,7 +184,7 @@ TEST(PtqModelFile, Int8FileLoadsBitExact) {
   EXPECT_EQ(disk->fingerprint(), f.model->fingerprint());
 
   // Header: the quantized file is version 2 requiring int8; the float one stays version 1, flags 0.
-  const std::string qb = slurp_file(dir + "/q.wtk"), fb = slurp_file(dir + "/f.wtk");
+  const std::string qb = read_file_bytes(dir + "/q.wtk"), fb = read_file_bytes(dir + "/f.wtk");
   EXPECT_EQ(u32_at(qb, 8), kModelFileVersionFeatures);
   EXPECT_EQ(u32_at(qb, 12), kModelFeatureInt8);
   EXPECT_EQ(u32_at(fb, 8), 1u);
@@ -229,17 +214,10 @@ TEST(PtqModelFile, RefusesUnknownFeaturesAndVersions) {
   const std::string dir = scratch_dir("ptq_file_bad");
   const WeightMap q = apply_recipe(*f.model, parse_recipe("rules:\n  - match: 'pwconv'\n", "t"), f.stats);
   write_model_file(dir + "/q.wtk", f.model->config(), q);
-  const std::string qb = slurp_file(dir + "/q.wtk");
+  const std::string qb = read_file_bytes(dir + "/q.wtk");
   auto expect_refused = [&](const std::string& name, const std::string& bytes, const std::string& what) {
-    spit_file(dir + "/" + name, bytes);
-    try {
-      Model::load(dir + "/" + name);
-      ADD_FAILURE() << name << " was accepted";
-    } catch (const Error& e) {
-      const std::string msg = e.what();
-      EXPECT_NE(msg.find(dir + "/" + name), std::string::npos) << msg;
-      EXPECT_NE(msg.find(what), std::string::npos) << msg;
-    }
+    write_file_bytes(dir + "/" + name, bytes);
+    expect_model_refused(dir + "/" + name, what);
   };
   std::string b = qb;
   const uint32_t unknown = kModelFeatureInt8 | (1u << 7);
@@ -288,7 +266,7 @@ TEST(PtqSoftmax, RecipeRoundTripsThroughFile) {
 
     auto mem = Model::from_weights(f.model->config(), q);
     write_model_file(dir + "/" + kind + ".wtk", f.model->config(), q);
-    const std::string bytes = slurp_file(dir + "/" + kind + ".wtk");
+    const std::string bytes = read_file_bytes(dir + "/" + kind + ".wtk");
     EXPECT_EQ(u32_at(bytes, 8), kModelFileVersionFeatures);
     EXPECT_EQ(u32_at(bytes, 12), kModelFeatureInt8 | kModelFeatureSoftmaxQuant);
     auto disk = Model::load(dir + "/" + kind + ".wtk");
@@ -307,7 +285,7 @@ TEST(PtqSoftmax, RecipeRoundTripsThroughFile) {
   const WeightMap qs =
       apply_recipe(*f.model, parse_recipe("softmax: log2\nrules:\n  - match: 'nothing'\n", "s"), f.stats);
   write_model_file(dir + "/only.wtk", f.model->config(), qs);
-  EXPECT_EQ(u32_at(slurp_file(dir + "/only.wtk"), 12), kModelFeatureSoftmaxQuant);
+  EXPECT_EQ(u32_at(read_file_bytes(dir + "/only.wtk"), 12), kModelFeatureSoftmaxQuant);
   EXPECT_THROW(parse_recipe("softmax: log10\nrules:\n  - match: 'a'\n", "r"), Error);
   EXPECT_THROW(parse_recipe("softmax: log2\nsoftmax_bits: 9\nrules:\n  - match: 'a'\n", "r"), Error);
 }

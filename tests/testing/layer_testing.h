@@ -1,5 +1,5 @@
 // Helpers shared by the layer tests (nn/*_test.cc, and ptq/ tests that build tensors by hand): random tensors,
-// GELU in float64, per-output-channel min-max weight scales.
+// GELU in float64, per-output-channel min-max weight scales, softmax attention probabilities in float64.
 #pragma once
 
 #include <algorithm>
@@ -34,6 +34,24 @@ inline std::vector<float> weight_scales(const Tensor& w, int cout) {
     s[o] = m / 127.0f;
   }
   return s;
+}
+
+// softmax(q k^T / sqrt(C)) for q, k [T, C], row by row in float64 (max subtracted): P[i * T + j].
+inline std::vector<double> attention_probs(const Tensor& q, const Tensor& k, int64_t T, int C) {
+  std::vector<double> p(size_t(T * T));
+  for (int64_t i = 0; i < T; ++i) {
+    std::vector<double> s(T);
+    double mx = -1e300, sum = 0;
+    for (int64_t j = 0; j < T; ++j) {
+      double d = 0;
+      for (int c = 0; c < C; ++c) d += double(q[i * C + c]) * k[j * C + c];
+      s[j] = d / std::sqrt(double(C));
+      mx = std::max(mx, s[j]);
+    }
+    for (auto& e : s) sum += (e = std::exp(e - mx));
+    for (int64_t j = 0; j < T; ++j) p[i * T + j] = s[j] / sum;
+  }
+  return p;
 }
 
 }  // namespace wavtok::testing

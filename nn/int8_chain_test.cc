@@ -11,29 +11,14 @@
 #include "core/error.h"
 #include "nn/layer_support.h"
 #include "nn/layers.h"
+#include "tests/testing/layer_testing.h"
 
 namespace wavtok {
 namespace {
 
-Tensor randn(std::vector<int64_t> shape, std::mt19937& rng, float scale = 1.0f, float mean = 0.0f) {
-  Tensor t(std::move(shape));
-  std::normal_distribution<float> nd(mean, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = nd(rng);
-  return t;
-}
-
-double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
-
-std::vector<float> weight_scales(const Tensor& w, int cout) {
-  const int64_t per = w.numel() / cout;
-  std::vector<float> s(cout);
-  for (int o = 0; o < cout; ++o) {
-    float m = 0;
-    for (int64_t i = 0; i < per; ++i) m = std::max(m, std::abs(w[o * per + i]));
-    s[o] = m / 127.0f;
-  }
-  return s;
-}
+using wavtok::testing::gelu;
+using wavtok::testing::randn;
+using wavtok::testing::weight_scales;
 
 int32_t wcode(float w, float s) { return int32_t(std::clamp(std::nearbyint(w / s), -127.0f, 127.0f)); }
 

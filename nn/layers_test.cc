@@ -6,15 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/layer_testing.h"
+
 namespace wavtok {
 namespace {
 
-Tensor randn(std::vector<int64_t> shape, std::mt19937& rng, float scale = 1.0f) {
-  Tensor t(std::move(shape));
-  std::normal_distribution<float> nd(0.0f, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = nd(rng);
-  return t;
-}
+using wavtok::testing::attention_probs;
+using wavtok::testing::randn;
 
 double max_abs_diff(const float* a, const std::vector<double>& b) {
   double m = 0;
@@ -304,20 +302,11 @@ TEST(AttentionCore, MatchesSoftmaxAttention) {
   Tensor q = randn({T, C}, rng), k = randn({T, C}, rng), v = randn({T, C}, rng), o({T, C}), scratch;
   AttentionCore att;
   att.forward(q.data(), k.data(), v.data(), T, C, o.data(), scratch);
+  const std::vector<double> probs = attention_probs(q, k, T, C);
   std::vector<double> ref(T * C, 0.0);
-  for (int64_t i = 0; i < T; ++i) {
-    std::vector<double> s(T);
-    double mx = -1e300, sum = 0;
-    for (int64_t j = 0; j < T; ++j) {
-      double d = 0;
-      for (int c = 0; c < C; ++c) d += double(q[i * C + c]) * k[j * C + c];
-      s[j] = d / std::sqrt(double(C));
-      mx = std::max(mx, s[j]);
-    }
-    for (auto& e : s) sum += (e = std::exp(e - mx));
+  for (int64_t i = 0; i < T; ++i)
     for (int64_t j = 0; j < T; ++j)
-      for (int c = 0; c < C; ++c) ref[i * C + c] += s[j] / sum * v[j * C + c];
-  }
+      for (int c = 0; c < C; ++c) ref[i * C + c] += probs[i * T + j] * v[j * C + c];
   EXPECT_LT(max_abs_diff(o.data(), ref), 1e-4);
 }
 

@@ -11,16 +11,12 @@
 
 #include "nn/layers.h"
 #include "quant/lowbit.h"
+#include "tests/testing/layer_testing.h"
 
 namespace wavtok {
 namespace {
 
-Tensor randn(std::vector<int64_t> shape, std::mt19937& rng, float scale = 1.0f, float mean = 0.0f) {
-  Tensor t(std::move(shape));
-  std::normal_distribution<float> nd(mean, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = nd(rng);
-  return t;
-}
+using wavtok::testing::randn;
 
 struct LowBitCase {
   int cin, cout, k;

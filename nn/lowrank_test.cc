@@ -8,18 +8,13 @@
 
 #include "core/error.h"
 #include "nn/layers.h"
+#include "tests/testing/layer_testing.h"
 
 namespace wavtok {
 namespace {
 
-Tensor randn(std::vector<int64_t> shape, std::mt19937& rng, float scale = 1.0f) {
-  Tensor t(std::move(shape));
-  std::normal_distribution<float> nd(0.0f, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = nd(rng);
-  return t;
-}
-
-double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+using wavtok::testing::gelu;
+using wavtok::testing::randn;
 
 // delta[t][o] = sum_j B[o][j] sum_c A[j][c] x[t][c], float64.
 std::vector<double> lowrank_delta(const Tensor& x, const Tensor& a, const Tensor& b, int64_t rows) {

@@ -11,30 +11,15 @@
 #include "core/error.h"
 #include "nn/layers.h"
 #include "quant/log_quant.h"
+#include "tests/testing/layer_testing.h"
 
 namespace wavtok {
 namespace {
 
-Tensor randn(std::vector<int64_t> shape, std::mt19937& rng, float scale = 1.0f, float mean = 0.0f) {
-  Tensor t(std::move(shape));
-  std::normal_distribution<float> nd(mean, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = nd(rng);
-  return t;
-}
-
-double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
-
-// Per-output-channel symmetric min-max weight scales.
-std::vector<float> weight_scales(const Tensor& w, int cout) {
-  const int64_t per = w.numel() / cout;
-  std::vector<float> s(cout);
-  for (int o = 0; o < cout; ++o) {
-    float m = 0;
-    for (int64_t i = 0; i < per; ++i) m = std::max(m, std::abs(w[o * per + i]));
-    s[o] = m / 127.0f;
-  }
-  return s;
-}
+using wavtok::testing::attention_probs;
+using wavtok::testing::gelu;
+using wavtok::testing::randn;
+using wavtok::testing::weight_scales;
 
 int32_t act_code(float x, int c, const Int8Params& p) {
   const float inv = p.in_scale.empty() ? 1.0f / p.act_scale : 1.0f / (p.in_scale[c] * p.act_scale);
@@ -257,19 +242,8 @@ TEST_P(SoftmaxQuant, AttentionMatchesQuantizedReference) {
   Tensor q = randn({T, C}, rng, 1.5f), k = randn({T, C}, rng, 1.5f), v = randn({T, C}, rng), o({T, C}), o_f({T, C}),
          scratch;
   // Reference probabilities in float64, then rounded to float as the layer holds them.
-  std::vector<float> probs(size_t(T * T));
-  for (int64_t i = 0; i < T; ++i) {
-    std::vector<double> s(T);
-    double mx = -1e300, sum = 0;
-    for (int64_t j = 0; j < T; ++j) {
-      double d = 0;
-      for (int c = 0; c < C; ++c) d += double(q[i * C + c]) * k[j * C + c];
-      s[j] = d / std::sqrt(double(C));
-      mx = std::max(mx, s[j]);
-    }
-    for (auto& x : s) sum += (x = std::exp(x - mx));
-    for (int64_t j = 0; j < T; ++j) probs[i * T + j] = float(s[j] / sum);
-  }
+  const std::vector<double> ref_probs = attention_probs(q, k, T, C);
+  const std::vector<float> probs(ref_probs.begin(), ref_probs.end());
   quant::LogQuantSpec spec;
   spec.bits = 4;
   const int kind = GetParam();

@@ -9,6 +9,7 @@
 #include "models/model.h"
 #include "models/models.h"
 #include "ptq/calibrate.h"
+#include "tests/testing/fixture_model.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -24,10 +25,8 @@ struct Env {
 const Env& setup() {
   static Env s = [] {
     Env x;
-    x.model = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
-    std::vector<float> audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
-    audio.resize(24000);
-    x.stats = calibrate(*x.model, {audio}, 0, 512);
+    x.model = fixture_wavtokenizer();
+    x.stats = calibrate(*x.model, {fixture_speech(24000)}, 0, 512);
     return x;
   }();
   return s;

@@ -16,40 +16,14 @@
 #include "models/models.h"
 #include "models/quantized.h"
 #include "ptq/calibrate.h"
+#include "tests/testing/fixture_model.h"
+#include "tests/testing/model_file_testing.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
 
 using namespace wavtok::testing;
-
-struct Fixture {
-  std::shared_ptr<const Model> model;
-  std::vector<float> audio;
-  CalibStats stats;
-};
-
-const Fixture& fixture_model() {
-  static Fixture f = [] {
-    Fixture x;
-    x.model = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
-    x.audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
-    x.stats = calibrate(*x.model, {x.audio}, 0, 512);
-    return x;
-  }();
-  return f;
-}
-
-std::string slurp_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-uint32_t u32_at(const std::string& b, size_t at) {
-  uint32_t v;
-  std::memcpy(&v, b.data() + at, 4);
-  return v;
-}
 
 const char* kE2eRecipe = R"(
 attention: int8
@@ -65,7 +39,7 @@ rules:
 )";
 
 TEST(PtqE2e, RecipeRoundTripsThroughFile) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_e2e");
   const PtqRecipe r = parse_recipe(kE2eRecipe, "e2e");
   EXPECT_EQ(r.attention, "int8");
@@ -83,7 +57,7 @@ TEST(PtqE2e, RecipeRoundTripsThroughFile) {
   auto mem = Model::from_weights(f.model->config(), q);
   EXPECT_EQ(mem->quantizer().preferred_precision(), VqPrecision::INT8);
   write_model_file(dir + "/q.wtk", f.model->config(), q);
-  const std::string bytes = slurp_file(dir + "/q.wtk");
+  const std::string bytes = read_file_bytes(dir + "/q.wtk");
   EXPECT_EQ(u32_at(bytes, 8), kModelFileVersionFeatures);
   EXPECT_EQ(u32_at(bytes, 12), kModelFeatureInt8 | kModelFeatureInt8Attention);
   auto disk = Model::load(dir + "/q.wtk");
@@ -126,7 +100,7 @@ TEST(PtqE2e, RecipeRoundTripsThroughFile) {
 }
 
 TEST(PtqE2e, RefusesBadValues) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   EXPECT_THROW(parse_recipe("attention: fp16\nrules:\n  - match: 'a'\n", "r"), Error);
   EXPECT_THROW(parse_recipe("vq_search: bf16\nrules:\n  - match: 'a'\n", "r"), Error);
   EXPECT_THROW(parse_recipe("attention: int8\nsoftmax: log2\nrules:\n  - match: 'a'\n", "r"), Error);

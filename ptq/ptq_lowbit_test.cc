@@ -12,6 +12,8 @@
 #include "io/model_file.h"
 #include "models/model.h"
 #include "ptq/calibrate.h"
+#include "tests/testing/fixture_model.h"
+#include "tests/testing/model_file_testing.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -19,18 +21,18 @@ namespace {
 
 using namespace wavtok::testing;
 
-struct Fixture {
+// The fixture model, the first second of its clip (1 s keeps the tests cheap) and that second's tokens.
+struct ShortFixture {
   std::shared_ptr<const Model> model;
   std::vector<float> audio;
   Tokens tokens;
 };
 
-const Fixture& fixture_model() {
-  static Fixture f = [] {
-    Fixture x;
-    x.model = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
-    x.audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
-    x.audio.resize(std::min<size_t>(x.audio.size(), 24000));  // 1 s keeps the tests cheap
+const ShortFixture& short_fixture() {
+  static ShortFixture f = [] {
+    ShortFixture x;
+    x.model = fixture_wavtokenizer();
+    x.audio = fixture_speech(24000);
     x.tokens = x.model->encode(x.audio.data(), int64_t(x.audio.size()), 1);
     return x;
   }();
@@ -42,16 +44,6 @@ double rel_err(const std::vector<float>& ref, const std::vector<float>& y) {
   for (size_t i = 0; i < ref.size(); ++i)
     num += (double(ref[i]) - y[i]) * (double(ref[i]) - y[i]), den += double(ref[i]) * ref[i];
   return std::sqrt(num / den);
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void spit(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), std::streamsize(bytes.size()));
 }
 
 // Where a tensor's table entry (dtype field) and data lie in a .wtk (io/model_file.h layout).
@@ -85,7 +77,7 @@ Entry find_entry(const std::string& b, const std::string& want) {
 }
 
 TEST(PtqFold, HadamardFoldIsExactInFloat) {
-  const Fixture& f = fixture_model();
+  const ShortFixture& f = short_fixture();
   const PtqRecipe r = parse_recipe("rules:\n  - match: 'proj_out$'\n    hadamard: true\n", "t");
   std::vector<std::string> rotated;
   const WeightMap w = fold_hadamard(*f.model, r, &rotated);
@@ -111,7 +103,7 @@ TEST(PtqFold, HadamardFoldIsExactInFloat) {
 // RepQ-ViT's fold: with ln_fold the per-channel transform lives in the (Ada)LayerNorm rows and W', b'; running that
 // model in float (quantization parameters removed) equals the float model for every bandwidth id.
 TEST(PtqFold, LayerNormFoldIsExactInFloat) {
-  const Fixture& base = fixture_model();
+  const ShortFixture& base = short_fixture();
   // The fixture's AdaLayerNorm rows are alike; make every bandwidth id's row different so the fold is checked on each.
   WeightMap wm = base.model->weights();
   int ada = 0;
@@ -215,7 +207,7 @@ rules:
 )";
 
 TEST(PtqLowBit, PackedFileRoundTripsBitExact) {
-  const Fixture& f = fixture_model();
+  const ShortFixture& f = short_fixture();
   const std::string dir = scratch_dir("ptq_lowbit_file");
   const PtqRecipe r = parse_recipe(kW4Recipe, "t");
   auto prepared = prepare_for_recipe(f.model, r);
@@ -258,7 +250,7 @@ TEST(PtqLowBit, PackedFileRoundTripsBitExact) {
   const double snr = -20 * std::log10(rel_err(yf, yd));
   std::printf("W4 (SliM 4.0 bits, g64/g128) decode SNR vs float: %.1f dB\n", snr);
   EXPECT_GT(snr, 10.0);  // random weights, 4-bit: a sanity bound, not a quality claim
-  const std::string qb = slurp(dir + "/w4.wtk"), fb = slurp(dir + "/f.wtk");
+  const std::string qb = read_file_bytes(dir + "/w4.wtk"), fb = read_file_bytes(dir + "/f.wtk");
   uint32_t feat;
   std::memcpy(&feat, qb.data() + 12, 4);
   EXPECT_EQ(feat, kModelFeatureInt8 | kModelFeatureLowBit);
@@ -274,22 +266,15 @@ TEST(PtqLowBit, PackedFileRoundTripsBitExact) {
 }
 
 TEST(PtqLowBit, RefusesMalformedFiles) {
-  const Fixture& f = fixture_model();
+  const ShortFixture& f = short_fixture();
   const std::string dir = scratch_dir("ptq_lowbit_bad");
   const PtqRecipe r = parse_recipe("rules:\n  - match: 'pwconv2$'\n    group_size: 64\n    avg_bits: 4\n", "t");
   const CalibStats st = calibrate(*f.model, {f.audio}, 0, 64);
   write_model_file(dir + "/q.wtk", f.model->config(), apply_recipe(*f.model, r, st));
-  const std::string qb = slurp(dir + "/q.wtk");
+  const std::string qb = read_file_bytes(dir + "/q.wtk");
   auto expect_refused = [&](const std::string& name, const std::string& bytes, const std::string& what) {
-    spit(dir + "/" + name, bytes);
-    try {
-      Model::load(dir + "/" + name);
-      ADD_FAILURE() << name << " was accepted";
-    } catch (const Error& e) {
-      const std::string msg = e.what();
-      EXPECT_NE(msg.find(dir + "/" + name), std::string::npos) << msg;
-      EXPECT_NE(msg.find(what), std::string::npos) << msg;
-    }
+    write_file_bytes(dir + "/" + name, bytes);
+    expect_model_refused(dir + "/" + name, what);
   };
   EXPECT_NO_THROW(Model::load(dir + "/q.wtk"));
   std::string b = qb;
@@ -321,7 +306,7 @@ TEST(PtqLowBit, RefusesMalformedFiles) {
   std::memcpy(b.data() + w.dtype_at, &u8, 4);
   expect_refused("u8weight.wtk", b, "");
   // the file itself is untouched by all this
-  EXPECT_EQ(slurp(dir + "/q.wtk"), qb);
+  EXPECT_EQ(read_file_bytes(dir + "/q.wtk"), qb);
 }
 
 }  // namespace

@@ -16,29 +16,14 @@
 #include "models/quantized.h"
 #include "ptq/calibrate.h"
 #include "quant/log_quant.h"
+#include "tests/testing/fixture_model.h"
+#include "tests/testing/model_file_testing.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
 namespace {
 
 using namespace wavtok::testing;
-
-struct Fixture {
-  std::shared_ptr<const Model> model;
-  std::vector<float> audio;
-  CalibStats stats;
-};
-
-const Fixture& fixture_model() {
-  static Fixture f = [] {
-    Fixture x;
-    x.model = Model::load(fixture("wavtokenizer-75/model.ckpt"), {fixture("wavtokenizer-75/config.yaml")});
-    x.audio = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
-    x.stats = calibrate(*x.model, {x.audio}, 0, 512);
-    return x;
-  }();
-  return f;
-}
 
 const char* kAllRecipe = R"(
 name: all
@@ -56,7 +41,7 @@ rules:
 )";
 
 TEST(PtqCalibrate, ObservesEveryQuantizableLayer) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const int L = f.model->config().vocos.num_layers;
   int decoder = 0, encoder = 0, encoder_convs = 0;
   for (const auto& [name, st] : f.stats)
@@ -97,7 +82,7 @@ TEST(PtqCalibrate, ObservesEveryQuantizableLayer) {
 
 // The stored transform must leave the float layer unchanged: W' ((x - shift) / smooth) + b' == W x + b.
 TEST(PtqRecipe, TransformsAreExactInFloat) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const PtqRecipe r = parse_recipe(kAllRecipe, "test");
   const WeightMap q = apply_recipe(*f.model, r, f.stats);
   const WeightMap& w0 = f.model->weights();
@@ -131,7 +116,7 @@ TEST(PtqRecipe, TransformsAreExactInFloat) {
 }
 
 TEST(PtqModel, QuantizedFileDecodesCloseToFloat) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_model");
   std::vector<PtqLayerReport> rep;
   const WeightMap q = apply_recipe(*f.model, parse_recipe(kAllRecipe, "test"), f.stats, &rep);
@@ -162,22 +147,6 @@ TEST(PtqModel, QuantizedFileDecodesCloseToFloat) {
   std::printf("int8 decode SNR vs float: all layers %.1f dB, pointwise min-max %.1f dB\n", snr, snr2);
 }
 
-std::string slurp_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void spit_file(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
-uint32_t u32_at(const std::string& b, size_t at) {
-  uint32_t v;
-  std::memcpy(&v, b.data() + at, 4);
-  return v;
-}
-
 // The documented layout (io/model_file.h), recomputed: header, config, table, then every tensor 64-byte
 // aligned, int8 layers' weights one byte per value.
 uint64_t expected_file_size(const ModelConfig& cfg, const WeightMap& w, int64_t* s8_values) {
@@ -199,7 +168,7 @@ uint64_t expected_file_size(const ModelConfig& cfg, const WeightMap& w, int64_t*
 
 // quantize -> save (s8 weights, version 2) -> load runs exactly the in-memory quantized model.
 TEST(PtqModelFile, Int8FileLoadsBitExact) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_file");
   const WeightMap q = apply_recipe(*f.model, parse_recipe(kAllRecipe, "test"), f.stats);
   auto mem = Model::from_weights(f.model->config(), q);
@@ -215,7 +184,7 @@ TEST(PtqModelFile, Int8FileLoadsBitExact) {
   EXPECT_EQ(disk->fingerprint(), f.model->fingerprint());
 
   // Header: the quantized file is version 2 requiring int8; the float one stays version 1, flags 0.
-  const std::string qb = slurp_file(dir + "/q.wtk"), fb = slurp_file(dir + "/f.wtk");
+  const std::string qb = read_file_bytes(dir + "/q.wtk"), fb = read_file_bytes(dir + "/f.wtk");
   EXPECT_EQ(u32_at(qb, 8), kModelFileVersionFeatures);
   EXPECT_EQ(u32_at(qb, 12), kModelFeatureInt8);
   EXPECT_EQ(u32_at(fb, 8), 1u);
@@ -241,21 +210,14 @@ TEST(PtqModelFile, Int8FileLoadsBitExact) {
 }
 
 TEST(PtqModelFile, RefusesUnknownFeaturesAndVersions) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_file_bad");
   const WeightMap q = apply_recipe(*f.model, parse_recipe("rules:\n  - match: 'pwconv'\n", "t"), f.stats);
   write_model_file(dir + "/q.wtk", f.model->config(), q);
-  const std::string qb = slurp_file(dir + "/q.wtk");
+  const std::string qb = read_file_bytes(dir + "/q.wtk");
   auto expect_refused = [&](const std::string& name, const std::string& bytes, const std::string& what) {
-    spit_file(dir + "/" + name, bytes);
-    try {
-      Model::load(dir + "/" + name);
-      ADD_FAILURE() << name << " was accepted";
-    } catch (const Error& e) {
-      const std::string msg = e.what();
-      EXPECT_NE(msg.find(dir + "/" + name), std::string::npos) << msg;
-      EXPECT_NE(msg.find(what), std::string::npos) << msg;
-    }
+    write_file_bytes(dir + "/" + name, bytes);
+    expect_model_refused(dir + "/" + name, what);
   };
   std::string b = qb;
   const uint32_t unknown = kModelFeatureInt8 | (1u << 7);
@@ -274,7 +236,7 @@ TEST(PtqModelFile, RefusesUnknownFeaturesAndVersions) {
 
 // A recipe's post-softmax quantizer is calibrated on the probabilities, stored (feature bit 1) and restored exactly.
 TEST(PtqSoftmax, RecipeRoundTripsThroughFile) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_softmax");
   Tokens t = f.model->encode(f.audio.data(), int64_t(f.audio.size()), 1);
   const std::vector<float> yf = f.model->decode(t);
@@ -304,7 +266,7 @@ TEST(PtqSoftmax, RecipeRoundTripsThroughFile) {
 
     auto mem = Model::from_weights(f.model->config(), q);
     write_model_file(dir + "/" + kind + ".wtk", f.model->config(), q);
-    const std::string bytes = slurp_file(dir + "/" + kind + ".wtk");
+    const std::string bytes = read_file_bytes(dir + "/" + kind + ".wtk");
     EXPECT_EQ(u32_at(bytes, 8), kModelFileVersionFeatures);
     EXPECT_EQ(u32_at(bytes, 12), kModelFeatureInt8 | kModelFeatureSoftmaxQuant);
     auto disk = Model::load(dir + "/" + kind + ".wtk");
@@ -323,7 +285,7 @@ TEST(PtqSoftmax, RecipeRoundTripsThroughFile) {
   const WeightMap qs =
       apply_recipe(*f.model, parse_recipe("softmax: log2\nrules:\n  - match: 'nothing'\n", "s"), f.stats);
   write_model_file(dir + "/only.wtk", f.model->config(), qs);
-  EXPECT_EQ(u32_at(slurp_file(dir + "/only.wtk"), 12), kModelFeatureSoftmaxQuant);
+  EXPECT_EQ(u32_at(read_file_bytes(dir + "/only.wtk"), 12), kModelFeatureSoftmaxQuant);
   EXPECT_THROW(parse_recipe("softmax: log10\nrules:\n  - match: 'a'\n", "r"), Error);
   EXPECT_THROW(parse_recipe("softmax: log2\nsoftmax_bits: 9\nrules:\n  - match: 'a'\n", "r"), Error);
 }
@@ -339,7 +301,7 @@ TEST(PtqRecipe, RejectsBadRecipes) {
 }
 
 TEST(PtqModel, RefusesToQuantizeTwice) {
-  const Fixture& f = fixture_model();
+  const FixtureModel& f = fixture_model();
   const WeightMap q = apply_recipe(*f.model, parse_recipe("rules:\n  - match: 'pwconv'\n", "t"), f.stats);
   auto m = Model::from_weights(f.model->config(), q);
   EXPECT_THROW(apply_recipe(*m, parse_recipe("rules:\n  - match: 'pwconv'\n", "t"), f.stats), Error);

@@ -84,30 +84,18 @@ def torch_seeds(out):
 
 def wtk(config_yaml, tensors):
     """A .wtk file (io/model_file.h) holding `tensors` ({name: float32 array})."""
-    y = config_yaml.encode()
-    table = b""
+    from wtk_io import WtkFile  # python/ (this script's folder) is first on sys.path; imported here, as torch is
+
+    f = WtkFile(1, 0, config_yaml, {})
     for name, a in tensors.items():
-        table += struct.pack("<I", len(name)) + name.encode() + struct.pack("<II", 0, a.ndim)
-        table += b"".join(struct.pack("<q", d) for d in a.shape) + b"\0" * 16  # offset/bytes patched below
-    off = (32 + len(y) + len(table) + 63) // 64 * 64
-    offsets = []
-    for a in tensors.values():
-        offsets.append(off)
-        off += (a.size * 4 + 63) // 64 * 64
-    table = b""
-    for (name, a), o in zip(tensors.items(), offsets):
-        table += struct.pack("<I", len(name)) + name.encode() + struct.pack("<II", 0, a.ndim)
-        table += b"".join(struct.pack("<q", d) for d in a.shape) + struct.pack("<QQ", o, a.size * 4)
-    blob = bytearray(b"WAVTOKMF" + struct.pack("<IIQQ", 1, 0, len(y), len(tensors)) + y + table)
-    for a, o in zip(tensors.values(), offsets):
-        blob += b"\0" * (o - len(blob)) + a.astype("<f4").tobytes()
-    return bytes(blob)
+        f.set_f32(name, a)
+    return f.tobytes()
 
 
 def wtk_config(path):
-    data = open(path, "rb").read()
-    n = struct.unpack_from("<Q", data, 16)[0]
-    return data[32:32 + n].decode()
+    from wtk_io import WtkFile
+
+    return WtkFile.read(path).config_text
 
 
 def model_and_config_seeds(out, wavtok, tmp):

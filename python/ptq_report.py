@@ -5,6 +5,9 @@ REPORT markers). Speed is measured on a random-weight model at the released dims
 in one `wavtok ptq-speed` run on one thread."""
 import argparse, glob, json, os, re, subprocess, sys, statistics, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ptq_compare import measure_quality, run  # noqa: E402  (the quality metrics, shared with ptq_compare.py)
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--bin", default="build/wavtok")
 ap.add_argument("--out", default="out/ptq")
@@ -21,13 +24,6 @@ os.makedirs(a.out, exist_ok=True)
 W = os.path.abspath(a.bin)
 
 
-def run(*args, capture=True):
-    r = subprocess.run([str(x) for x in args], capture_output=capture, text=True)
-    if r.returncode != 0:
-        sys.exit(f"failed: {' '.join(map(str, args))}\n{r.stderr}")
-    return r.stdout + r.stderr
-
-
 def float_model():
     found = sorted(glob.glob("codec/default/*.wtk"))
     if found:
@@ -38,19 +34,6 @@ def float_model():
     out = f"{a.out}/float.wtk"
     run(W, "convert", ck, "--config", "runs/v2/export/config.yaml", "-o", out, "-q")
     return out, ck
-
-
-def tokens_txt(path):
-    return [list(map(int, l.split())) for l in open(path) if l.strip()]
-
-
-def agreement(t1, t2):
-    n = same = 0
-    for r1, r2 in zip(t1, t2):
-        m = min(len(r1), len(r2))
-        n += m
-        same += sum(1 for i in range(m) if r1[i] == r2[i])
-    return same / max(n, 1)
 
 
 t_start = time.time()
@@ -67,41 +50,8 @@ for r, n in zip(recipes, names):
 clips = sorted(glob.glob(f"{a.eval_dir}/*.wav"))[: a.max_eval]
 if not clips:
     sys.exit(f"{a.eval_dir}: no eval clips")
-res = {m: {"si_snr_db": [], "mel_distance": [], "stoi": [], "tok": [], "reenc": [], "snr_vs_float": [], "e2e_stoi": []}
-       for m in models}
-for c in clips:
-    base = os.path.splitext(os.path.basename(c))[0]
-    d = f"{a.out}/clips/{base}"
-    os.makedirs(d, exist_ok=True)
-    ftok = f"{d}/float.txt"
-    run(W, "encode", c, "-m", fmodel, "--format", "txt", "-o", ftok, "-q")
-    ftoks = tokens_txt(ftok)
-    for m, path in models.items():
-        tok = f"{d}/{m}.txt"
-        run(W, "encode", c, "-m", path, "--format", "txt", "-o", tok, "-q")
-        res[m]["tok"].append(agreement(ftoks, tokens_txt(tok)))
-        dec = f"{d}/{m}.wav"
-        run(W, "decode", ftok, "-m", path, "-o", dec, "-q")
-        e = json.loads(run(W, "eval", c, dec, "--json").strip().splitlines()[-1])
-        for k in ("si_snr_db", "mel_distance", "stoi"):
-            res[m][k].append(e[k])
-        # end to end: the model's own tokens decoded by the model (differs only where the encoder is quantized)
-        if tokens_txt(tok) == ftoks:
-            res[m]["e2e_stoi"].append(e["stoi"])
-        else:
-            e2e = f"{d}/{m}.e2e.wav"
-            run(W, "decode", tok, "-m", path, "-o", e2e, "-q")
-            res[m]["e2e_stoi"].append(json.loads(run(W, "eval", c, e2e, "--json").strip().splitlines()[-1])["stoi"])
-        # the decoded audio re-encoded by the float model: tokens of int8-decoded vs float-decoded audio
-        rt = f"{d}/{m}.reenc.txt"
-        run(W, "encode", dec, "-m", fmodel, "--format", "txt", "-o", rt, "-q")
-        if m == "float":
-            res[m]["reenc"].append(1.0)
-            res[m]["snr_vs_float"].append(float("inf"))
-        else:
-            res[m]["reenc"].append(agreement(tokens_txt(f"{d}/float.reenc.txt"), tokens_txt(rt)))
-            e2 = json.loads(run(W, "eval", f"{d}/float.wav", dec, "--json").strip().splitlines()[-1])
-            res[m]["snr_vs_float"].append(e2["si_snr_db"])
+res = measure_quality(W, clips, models, f"{a.out}/clips", e2e=True)
+res["float"]["snr_vs_float"] = [float("inf")] * len(clips)  # the float model against itself
 
 # Speed: released dims, random weights (accuracy is meaningless there; only the arithmetic is timed).
 rel = f"{a.out}/released"

@@ -39,7 +39,6 @@ import math
 import os
 import random
 import signal
-import struct
 import sys
 import time
 from collections import deque
@@ -54,6 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from wavtok_ref import WavTokenizer  # noqa: E402
 from wavtok_ref.seanet import NormConv1d, SLSTM  # noqa: E402
+from wtk_io import read_wtk_raw, write_wtk_raw  # noqa: E402 (.wtk versions 1 and 2; tests use qat.read_wtk_raw)
 
 ENC = "feature_extractor.encodec.encoder."
 
@@ -438,82 +438,6 @@ def scale_params(model) -> List[Tuple[str, nn.Parameter]]:
         else:
             out += [(m.name + ".weight_scale", m.t_w), (m.name + ".act_smooth", m.t_div)]
     return out
-
-
-# --------------------------------------------------------------------------- .wtk (versions 1 and 2)
-MAGIC = b"WAVTOKMF"
-ALIGN = 64
-
-
-def read_wtk_raw(path: str):
-    """-> (version, features, yaml text, [(name, np.ndarray)]) in file order; s8 tensors stay int8 codes."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:8] != MAGIC:
-        raise SystemExit(f"{path}: not a wavtok model file")
-    version, feats, ylen, count = struct.unpack_from("<IIQQ", data, 8)
-    if version not in (1, 2):
-        raise SystemExit(f"{path}: model file version {version} not supported")
-    pos = 32
-    ytext = data[pos:pos + ylen].decode()
-    pos += ylen
-    out = []
-    for _ in range(count):
-        (nl,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        name = data[pos:pos + nl].decode()
-        pos += nl
-        dtype, nd = struct.unpack_from("<II", data, pos)
-        pos += 8
-        shape = struct.unpack_from("<" + "q" * nd, data, pos)
-        pos += 8 * nd
-        off, nb = struct.unpack_from("<QQ", data, pos)
-        pos += 16
-        if dtype == 0:
-            a = np.frombuffer(data, dtype="<f4", count=nb // 4, offset=off).reshape(shape).copy()
-        elif dtype == 1:
-            a = np.frombuffer(data, dtype=np.int8, count=nb, offset=off).reshape(shape).copy()
-        else:
-            raise SystemExit(f"{path}: tensor {name} has unknown dtype {dtype}")
-        out.append((name, a))
-    return version, (feats if version == 2 else 0), ytext, out
-
-
-def write_wtk_raw(path: str, ytext: str, tensors: List[Tuple[str, np.ndarray]]):
-    """Writes int8 arrays as s8 (dtype 1), the rest float32; version 2 + feature int8 when any act_quant is present
-    (io/model_file.h), else version 1. Atomic (temporary file, then rename)."""
-    feats = 1 if any(n.endswith(".act_quant") for n, _ in tensors) else 0
-    if any(n.endswith(".softmax_quant") for n, _ in tensors):
-        feats |= 2
-    y = ytext.encode()
-    table = b""
-    for n, a in tensors:
-        table += struct.pack("<I", len(n.encode())) + n.encode() + struct.pack("<II", 0, a.ndim) + b"\0" * (8 * a.ndim + 16)
-    off = 32 + len(y) + len(table)
-    off = (off + ALIGN - 1) // ALIGN * ALIGN
-    offsets = []
-    for _, a in tensors:
-        offsets.append(off)
-        off += (a.nbytes + ALIGN - 1) // ALIGN * ALIGN
-    table = b""
-    for (n, a), o in zip(tensors, offsets):
-        dt = 1 if a.dtype == np.int8 else 0
-        table += struct.pack("<I", len(n.encode())) + n.encode() + struct.pack("<II", dt, a.ndim)
-        table += struct.pack("<" + "q" * a.ndim, *a.shape) + struct.pack("<QQ", o, a.nbytes)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(MAGIC + struct.pack("<IIQQ", 2 if feats else 1, feats, len(y), len(tensors)))
-        f.write(y)
-        f.write(table)
-        pos = 32 + len(y) + len(table)
-        for (n, a), o in zip(tensors, offsets):
-            f.write(b"\0" * (o - pos))
-            b = (a.astype("<f4") if a.dtype != np.int8 else a).tobytes()
-            f.write(b)
-            pos = o + len(b)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @torch.no_grad()

@@ -29,8 +29,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from losses import MelSpectrogram, safe_log  # noqa: E402
 from wavtok_ref import load_wavtokenizer, read_wav, resample  # noqa: E402
-from wtk_io import load_wtk_as_reference  # noqa: E402
-from wtk_quant import WtkError, WtkFile, float_linear_weight, quantized_decoder  # noqa: E402
+from wtk_io import WtkError, WtkFile, load_wtk_as_reference  # noqa: E402
+from wtk_quant import float_linear_weight, quantized_decoder  # noqa: E402
 
 MAX_RANK = 16
 

@@ -1,7 +1,8 @@
-"""Quantized .wtk files (format version 2, io/model_file.h) in PyTorch: raw read/write, and a decoder that
-emulates the engine's int8/W4 layers exactly (docs/PTQ.md "What runs in int8", models/quantized.h).
+"""Quantized .wtk files (format version 2, io/model_file.h) in PyTorch: a decoder that emulates the engine's
+int8/W4 layers exactly (docs/PTQ.md "What runs in int8", models/quantized.h).
 
-    from wtk_quant import WtkFile, quantized_decoder
+    from wtk_io import WtkFile                    # the file's reader and writer (versions 1 and 2)
+    from wtk_quant import quantized_decoder
     f = WtkFile.read("model-w4.wtk")              # header, config text, every tensor's raw entry
     student = quantized_decoder(float_ref, f)     # wavtok_ref.WavTokenizer whose decoder runs the int8 layers
 
@@ -16,149 +17,16 @@ output before its activation, as the engine does.
 import copy
 import os
 import re
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wavtok_ref.vocos import CausalConv1d  # noqa: E402
-
-MAGIC = b"WAVTOKMF"
-FEATURE_INT8, FEATURE_SOFTMAX, FEATURE_LOWRANK = 1, 2, 16
-KNOWN_FEATURES = FEATURE_INT8 | FEATURE_SOFTMAX | FEATURE_LOWRANK
-DT_F32, DT_S8 = 0, 1
-ALIGN = 64
-
-
-class WtkError(Exception):
-    pass
-
-
-def int8_layer_of(name):
-    """NAME for NAME.weight and an LSTM's NAME.weight_ih_lK / weight_hh_lK (io/model_file.cc), else ''."""
-    if name.endswith(".weight"):
-        return name[:-7]
-    m = re.match(r"^(.*)\.weight_[ih]h_l\d+$", name)
-    return m.group(1) if m else ""
-
-
-class WtkFile:
-    """A .wtk as (version, features, config text, {name: (dtype, shape, raw bytes)}), kept in file order."""
-
-    def __init__(self, version, features, config_text, entries, path="<memory>"):
-        self.version, self.features, self.config_text, self.entries, self.path = (
-            version, features, config_text, entries, path)
-
-    @property
-    def config(self):
-        return yaml.safe_load(self.config_text)
-
-    @staticmethod
-    def read(path):
-        with open(path, "rb") as f:
-            data = f.read()
-
-        def need(pos, n):
-            if pos + n > len(data):
-                raise WtkError(f"{path}: model file is truncated")
-
-        need(0, 32)
-        if data[:8] != MAGIC:
-            raise WtkError(f"{path}: not a wavtok model file (bad magic)")
-        version, flags, ylen, count = struct.unpack_from("<IIQQ", data, 8)
-        if version not in (1, 2):
-            raise WtkError(f"{path}: model file version {version} is not supported")
-        features = flags if version == 2 else 0
-        if features & ~KNOWN_FEATURES:
-            raise WtkError(f"{path}: model file requires unknown features (bits {features & ~KNOWN_FEATURES:#x})")
-        if count > 100000 or ylen > (1 << 20):
-            raise WtkError(f"{path}: bad header sizes")
-        pos = 32
-        need(pos, ylen)
-        text = data[pos:pos + ylen].decode()
-        pos += ylen
-        entries = {}
-        for _ in range(count):
-            need(pos, 4)
-            (nl,) = struct.unpack_from("<I", data, pos)
-            pos += 4
-            need(pos, nl + 8)
-            name = data[pos:pos + nl].decode()
-            pos += nl
-            dtype, nd = struct.unpack_from("<II", data, pos)
-            pos += 8
-            if nd > 8 or dtype not in (DT_F32, DT_S8):
-                raise WtkError(f"{path}: tensor {name!r} has a bad header")
-            need(pos, 8 * nd + 16)
-            shape = struct.unpack_from("<" + "q" * nd, data, pos)
-            pos += 8 * nd
-            off, nb = struct.unpack_from("<QQ", data, pos)
-            pos += 16
-            numel = int(np.prod(shape)) if nd else 1
-            if any(d < 0 for d in shape) or nb != numel * (1 if dtype == DT_S8 else 4) or off + nb > len(data):
-                raise WtkError(f"{path}: tensor {name!r} has a bad size or offset")
-            if dtype == DT_S8 and not features & FEATURE_INT8:
-                raise WtkError(f"{path}: s8 tensor {name!r} in a file not marked int8")
-            entries[name] = (dtype, tuple(shape), data[off:off + nb])
-        return WtkFile(version, features, text, entries, path)
-
-    def array(self, name):
-        """float32 array; an s8 weight comes back as codes * weight_scale (what the engine's reader hands out)."""
-        dtype, shape, raw = self.entries[name]
-        if dtype == DT_F32:
-            return np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
-        codes = self.codes(name).astype(np.float32)
-        sc = self.array(int8_layer_of(name) + ".weight_scale")
-        return (codes.reshape(shape[0], -1) * sc[:, None]).reshape(shape)
-
-    def codes(self, name):
-        dtype, shape, raw = self.entries[name]
-        if dtype != DT_S8:
-            raise WtkError(f"{self.path}: {name} is not stored as s8 codes")
-        return np.frombuffer(raw, dtype=np.int8).reshape(shape).copy()
-
-    def set_f32(self, name, arr):
-        a = np.ascontiguousarray(arr, dtype="<f4")
-        self.entries[name] = (DT_F32, tuple(a.shape), a.tobytes())
-
-    def write(self, path):
-        """Writes the file (temp file + rename); the feature bits follow the tensors, as the C++ writer's do."""
-        feats = 0
-        for n, (dt, _, _) in self.entries.items():
-            if n.endswith(".act_quant") or dt == DT_S8:
-                feats |= FEATURE_INT8
-            if n.endswith(".softmax_quant"):
-                feats |= FEATURE_SOFTMAX
-            if n.endswith((".lora_a", ".lora_b")):
-                feats |= FEATURE_LOWRANK
-        version = 2 if feats else 1
-        ytext = self.config_text.encode()
-        table_bytes = sum(4 + len(n.encode()) + 8 + 8 * len(shape) + 16 for n, (_, shape, _) in self.entries.items())
-        off = (32 + len(ytext) + table_bytes + ALIGN - 1) // ALIGN * ALIGN
-        offsets = []
-        for n, (dt, shape, raw) in self.entries.items():
-            offsets.append(off)
-            off += (len(raw) + ALIGN - 1) // ALIGN * ALIGN
-        table = bytearray()
-        for (n, (dt, shape, raw)), o in zip(self.entries.items(), offsets):
-            table += struct.pack("<I", len(n.encode())) + n.encode() + struct.pack("<II", dt, len(shape))
-            table += struct.pack("<" + "q" * len(shape), *shape) + struct.pack("<QQ", o, len(raw))
-        head = MAGIC + struct.pack("<IIQQ", version, feats, len(ytext), len(self.entries)) + ytext + bytes(table)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(head)
-            pos = len(head)
-            for (n, (dt, shape, raw)), o in zip(self.entries.items(), offsets):
-                f.write(b"\0" * (o - pos))
-                f.write(raw)
-                pos = o + len(raw)
-            f.write(b"\0" * (off - pos))
-        os.replace(tmp, path)
+from wtk_io import DT_F32, FEATURE_INT8_ATTENTION, FEATURE_SOFTMAX, WtkError  # noqa: E402 (reader/writer: wtk_io)
 
 
 def _round_ste(u):
@@ -243,6 +111,8 @@ def quantized_decoder(float_model, f):
     a ConvNeXt gamma the quantizer folded away becomes 1."""
     if f.features & FEATURE_SOFTMAX:
         raise WtkError(f"{f.path}: post-softmax quantization is not emulated here; use a recipe without 'softmax:'")
+    if f.features & FEATURE_INT8_ATTENTION:
+        raise WtkError(f"{f.path}: int8 attention is not emulated here; use a recipe without 'attention: int8'")
     m = QuantDecoder(float_model).eval()
     for p in m.parameters():
         p.requires_grad_(False)

@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 import rilq  # noqa: E402
 from losses import MelSpectrogram, safe_log  # noqa: E402
 from wavtok_ref import load_wavtokenizer, read_wav  # noqa: E402
-from wtk_quant import WtkError, WtkFile, quantized_decoder  # noqa: E402
+from wtk_io import WtkError, WtkFile  # noqa: E402
+from wtk_quant import quantized_decoder  # noqa: E402
 
 FIX = os.path.join(HERE, "..", "..", "..", "shared", "fixtures", "wavtokenizer-75")
 CLI = os.environ.get("WAVTOK_CLI", os.path.join(HERE, "..", "..", "build", "wavtok"))

@@ -11,6 +11,7 @@
 #include "core/dnnl_util.h"
 #include "dsp/istft.h"
 #include "nn/layers.h"
+#include "nn/lstm_int8.h"
 #include "vq/rvq.h"
 
 namespace wavtok {
@@ -91,7 +92,9 @@ BENCHMARK(BM_Linear)
     ->ArgsProduct({{768}, {768, 1282}, {75, 300}, {0}})
     ->Unit(benchmark::kMicrosecond);
 
-// Args: hidden (= input), layers, steps, int8 (u8 inputs, s8 weights with per-gate-row scales, LstmInt8Params)
+// Args: hidden (= input), layers, steps, int8 (u8 inputs, s8 weights with per-gate-row scales, LstmInt8Params):
+// 0 float, 1 int8 with the kernel this CPU picks (nn/lstm_int8.h), 2 int8 on oneDNN's lstm_forward (the previous
+// implementation), 3 int8 with the portable kernel.
 void BM_Lstm(benchmark::State& st) {
   const int h = int(st.range(0)), layers = int(st.range(1));
   const int64_t T = st.range(2);
@@ -109,6 +112,10 @@ void BM_Lstm(benchmark::State& st) {
     p.weight_scale.assign(size_t(4) * h, b / 127.0f);  // every |w| <= b
     lstm.set_int8(p);
   }
+  const LstmInt8Kernel kernels[] = {LstmInt8Kernel::Auto, LstmInt8Kernel::Auto, LstmInt8Kernel::OneDnnRnn,
+                                    LstmInt8Kernel::Portable};
+  set_lstm_int8_kernel(kernels[st.range(3)]);
+  st.SetLabel(st.range(3) ? lstm_int8_kernel_name(lstm_int8_kernel()) : "float");
   Tensor x = random_tensor({T, h}, 1.0f, 7);
   Tensor y({T, h});
   lstm.forward(x.data(), T, y.data());
@@ -116,11 +123,12 @@ void BM_Lstm(benchmark::State& st) {
     lstm.forward(x.data(), T, y.data());
     benchmark::DoNotOptimize(y.data());
   }
+  set_lstm_int8_kernel(LstmInt8Kernel::Auto);
   flops(st, double(layers) * 4.0 * h * 2.0 * h * T);
 }
 BENCHMARK(BM_Lstm)
     ->ArgNames({"h", "layers", "T", "int8"})
-    ->ArgsProduct({{512}, {2}, {75, 300}, {0, 1}})
+    ->ArgsProduct({{512}, {2}, {75, 300, 750}, {0, 1, 2, 3}})
     ->Unit(benchmark::kMicrosecond);
 
 // Args: T, C

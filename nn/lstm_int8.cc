@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "core/error.h"
 #include "nn/layer_support.h"
@@ -17,7 +19,25 @@ namespace wavtok {
 
 namespace {
 
-std::atomic<int> g_kernel{int(LstmInt8Kernel::Auto)};
+// The starting choice: Auto, or WAVTOK_LSTM_INT8_KERNEL=portable|avx512-vnni|onednn-rnn|auto from the environment
+// (to time the implementations side by side in whole-model runs, e.g. `wavtok ptq-speed`).
+int initial_kernel() {
+  const char* e = std::getenv("WAVTOK_LSTM_INT8_KERNEL");
+  if (!e || !*e) return int(LstmInt8Kernel::Auto);
+  for (auto k : {LstmInt8Kernel::Auto, LstmInt8Kernel::Portable, LstmInt8Kernel::Avx512Vnni, LstmInt8Kernel::OneDnnRnn})
+    if (std::string(e) == lstm_int8_kernel_name(k)) {
+      if (!lstm_int8_kernel_supported(k))
+        throw Error(std::string("WAVTOK_LSTM_INT8_KERNEL=") + e + ": this CPU cannot run that kernel");
+      return int(k);
+    }
+  throw Error(std::string("WAVTOK_LSTM_INT8_KERNEL=") + e +
+              ": unknown kernel (auto, portable, avx512-vnni or onednn-rnn)");
+}
+
+std::atomic<int>& kernel_choice() {
+  static std::atomic<int> k{initial_kernel()};
+  return k;
+}
 
 bool cpu_has_vnni() {
   static const bool has = [] {
@@ -64,12 +84,17 @@ void gates_step(const int32_t* __restrict acc, const int32_t* __restrict comp, c
   }
 }
 
-// Packs rows [0, rows) x [0, cols) of codes (row-major, leading dim cols) into [R/16, K4, 16, 4], zeros outside.
+// Packs rows [0, rows) x [0, cols) of codes (row-major, leading dim cols) for lstm_int8_gemv_vnni, zeros outside:
+// blocks of 16 rows in groups of 8 blocks, each group [K4, blocks in group, 16, 4] (nn/lstm_int8.h).
 void pack(const int8_t* codes, int rows, int cols, int R, int K4, int8_t* out) {
+  const int blocks = R / 16;
   std::memset(out, 0, size_t(R) * K4 * 4);
-  for (int r = 0; r < rows; ++r)
+  for (int r = 0; r < rows; ++r) {
+    const int b = r / 16, g0 = b / 8 * 8, gs = std::min(8, blocks - g0);
     for (int k = 0; k < cols; ++k)
-      out[((size_t(r / 16) * K4 + k / 4) * 16 + r % 16) * 4 + k % 4] = codes[size_t(r) * cols + k];
+      out[size_t(g0) * K4 * 64 + (size_t(k / 4) * gs + (b - g0)) * 64 + (r % 16) * 4 + k % 4] =
+          codes[size_t(r) * cols + k];
+  }
 }
 
 }  // namespace
@@ -78,11 +103,11 @@ void set_lstm_int8_kernel(LstmInt8Kernel k) {
   if (!lstm_int8_kernel_supported(k))
     throw Error(std::string("set_lstm_int8_kernel: this CPU cannot run the ") + lstm_int8_kernel_name(k) +
                 " kernel");
-  g_kernel.store(int(k));
+  kernel_choice().store(int(k));
 }
 
 LstmInt8Kernel lstm_int8_kernel() {
-  const auto k = LstmInt8Kernel(g_kernel.load());
+  const auto k = LstmInt8Kernel(kernel_choice().load());
   if (k != LstmInt8Kernel::Auto) return k;
   return cpu_has_vnni() ? LstmInt8Kernel::Avx512Vnni : LstmInt8Kernel::Portable;
 }
@@ -109,34 +134,35 @@ void lstm_int8_gemv_portable(const int8_t* w, int rows, int cols, const uint8_t*
   }
 }
 
+namespace {
+
+// One group of NB blocks of 16 rows: NB independent accumulator chains hide vpdpbusd's latency; the group's
+// weights are read in one sequential pass (NB * 64 bytes per group of 4 inputs), one broadcast of h per 4 inputs.
+template <int NB>
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) inline void vnni_group(const int8_t* w, int k4,
+                                                                                            const uint8_t* h,
+                                                                                            int32_t* acc, int nb) {
+  __m512i a[NB];
+  for (int i = 0; i < NB; ++i) a[i] = i < nb ? _mm512_loadu_si512(acc + 16 * i) : _mm512_setzero_si512();
+  for (int k = 0; k < k4; ++k) {
+    int32_t hv;
+    std::memcpy(&hv, h + 4 * k, 4);
+    const __m512i x = _mm512_set1_epi32(hv);
+    const int8_t* wk = w + size_t(k) * nb * 64;
+    for (int i = 0; i < NB; ++i)
+      if (i < nb) a[i] = _mm512_dpbusd_epi32(a[i], x, _mm512_loadu_si512(wk + i * 64));
+  }
+  for (int i = 0; i < NB; ++i)
+    if (i < nb) _mm512_storeu_si512(acc + 16 * i, a[i]);
+}
+
+}  // namespace
+
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void lstm_int8_gemv_vnni(const int8_t* w, int blocks, int k4,
                                                                                 const uint8_t* h, int32_t* acc) {
-  const size_t bs = size_t(k4) * 64;  // bytes per block of 16 rows
   int b = 0;
-  // Eight blocks at a time: eight independent accumulator chains hide vpdpbusd's latency, one broadcast each.
-  for (; b + 8 <= blocks; b += 8) {
-    __m512i a[8];
-    for (int i = 0; i < 8; ++i) a[i] = _mm512_loadu_si512(acc + 16 * (b + i));
-    const int8_t* wb = w + size_t(b) * bs;
-    for (int k = 0; k < k4; ++k) {
-      int32_t hv;
-      std::memcpy(&hv, h + 4 * k, 4);
-      const __m512i x = _mm512_set1_epi32(hv);
-      const int8_t* wk = wb + size_t(k) * 64;
-      for (int i = 0; i < 8; ++i) a[i] = _mm512_dpbusd_epi32(a[i], x, _mm512_loadu_si512(wk + i * bs));
-    }
-    for (int i = 0; i < 8; ++i) _mm512_storeu_si512(acc + 16 * (b + i), a[i]);
-  }
-  for (; b < blocks; ++b) {
-    __m512i a = _mm512_loadu_si512(acc + 16 * b);
-    const int8_t* wb = w + size_t(b) * bs;
-    for (int k = 0; k < k4; ++k) {
-      int32_t hv;
-      std::memcpy(&hv, h + 4 * k, 4);
-      a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32(hv), _mm512_loadu_si512(wb + size_t(k) * 64));
-    }
-    _mm512_storeu_si512(acc + 16 * b, a);
-  }
+  for (; b + 8 <= blocks; b += 8) vnni_group<8>(w + size_t(b) * k4 * 64, k4, h, acc + 16 * b, 8);
+  if (b < blocks) vnni_group<8>(w + size_t(b) * k4 * 64, k4, h, acc + 16 * b, blocks - b);
 }
 
 bool LstmInt8Impl::supports(int hidden, const LstmInt8Params& p) {
@@ -204,65 +230,78 @@ LstmInt8Impl::Proj LstmInt8Impl::make_proj(int64_t T) const {
 
 void LstmInt8Impl::forward(const float* x, int64_t T, float* y, const float* h0, const float* c0, float* h1,
                            float* c1, LstmInt8Kernel k) const {
-  const int H = H_, R = R_, K4 = K4_;
+  const int H = H_, R = R_, K4 = K4_, L = L_;
   const bool vnni = k == LstmInt8Kernel::Avx512Vnni;
   if (vnni && !cpu_has_vnni()) throw Error("Lstm: the avx512-vnni int8 kernel needs AVX-512 VNNI");
+  // Time in chunks of kChunk steps, every layer over a chunk before the next chunk (the same arithmetic as layer
+  // by layer over the whole sequence: each layer carries its hidden codes and cell from chunk to chunk), so that
+  // the scratch stays bounded for any T and at most two matmul shapes serve a call.
+  constexpr int64_t kChunk = 256;
+  const int64_t TC = std::min(T, kChunk);
   // Scratch per thread, grown to the largest shape seen: no allocation once warm.
   thread_local std::vector<uint8_t> in, out, hq;
-  thread_local std::vector<int32_t> gx, acc;
+  thread_local std::vector<int32_t> gx;
   thread_local std::vector<float> c;
-  const size_t nx = size_t(T) * H, ng = size_t(T) * R;
-  if (in.size() < nx) in.resize(nx), out.resize(nx);
-  if (gx.size() < ng) gx.resize(ng);
-  if (hq.size() < size_t(4) * K4) hq.resize(size_t(4) * K4);
-  if (acc.size() < size_t(R)) acc.resize(size_t(R));
-  if (c.size() < size_t(H)) c.resize(size_t(H));
-  std::fill(hq.begin(), hq.end(), uint8_t(0));  // padding inputs (weights there are 0)
-  for (size_t i = 0; i < nx; ++i) in[i] = uint8_t(std::clamp(std::nearbyint(x[i] * in_k_ + shift_), 0.0f, 255.0f));
-  std::shared_ptr<const Proj> proj;
-  if (vnni) proj = proj_cache_.get(T, [&] { return make_proj(T); });
-  const size_t per = size_t(R) * K4 * 4;
-  for (int l = 0; l < L_; ++l) {
-    // Input products of every step: gx[t] = W_ih codes . input codes (raw u8; the shift is compensated later).
-    if (proj) {
-      // The matmul writes [T, 4H]; with R == 4H (H % 4 == 0) that is gx's layout, else spread the rows out.
-      int32_t* dst = gx.data();
-      run_primitive(proj->prim, {{DNNL_ARG_SRC, dnnl::memory(proj->src_md, cpu_engine(), in.data())},
-                                 {DNNL_ARG_WEIGHTS, proj->w[size_t(l)]},
-                                 {DNNL_ARG_DST, dnnl::memory(proj->dst_md, cpu_engine(), dst)}});
-      if (R != 4 * H)
-        for (int64_t t = T - 1; t >= 0; --t) {
-          std::memmove(dst + t * R, dst + t * 4 * H, sizeof(int32_t) * 4 * H);
-          std::fill(dst + t * R + 4 * H, dst + (t + 1) * R, 0);
-        }
-    } else {
-      const int8_t* w = wih_.data() + size_t(l) * 4 * H * H;
-      for (int64_t t = 0; t < T; ++t) {
-        std::fill(gx.data() + t * R, gx.data() + (t + 1) * R, 0);
-        lstm_int8_gemv_portable(w, 4 * H, H, in.data() + t * H, gx.data() + t * R);
-      }
-    }
-    // Recurrence: hidden codes of the carried state (requantized: the codes a longer call would have used).
+  const size_t hs = size_t(4) * K4;  // hidden codes of a layer, padded with zero codes (their weights are 0)
+  if (in.size() < size_t(TC) * H) in.resize(size_t(TC) * H), out.resize(size_t(TC) * H);
+  if (gx.size() < size_t(TC) * R) gx.resize(size_t(TC) * R);
+  if (hq.size() < size_t(L) * hs) hq.resize(size_t(L) * hs);
+  if (c.size() < size_t(L) * H) c.resize(size_t(L) * H);
+  // Each layer's carried state: hidden codes (requantized: the codes a longer call would have used) and cell.
+  for (int l = 0; l < L; ++l) {
+    uint8_t* q = hq.data() + l * hs;
     for (int j = 0; j < H; ++j)
-      hq[size_t(j)] = uint8_t(std::clamp(std::nearbyint(h0[size_t(l) * H + j] * scale_ + shift_), 0.0f, 255.0f));
-    std::fill(hq.begin() + H, hq.end(), uint8_t(0));
-    std::copy(c0 + size_t(l) * H, c0 + size_t(l + 1) * H, c.begin());
-    const int8_t* wp = whh_p_.data() + l * per;
-    const int8_t* wr = whh_.data() + size_t(l) * 4 * H * H;
-    const int32_t* comp = comp_.data() + size_t(l) * R;
-    const float* bias = bias_.data() + size_t(l) * R;
-    for (int64_t t = 0; t < T; ++t) {
-      int32_t* a = gx.data() + t * R;
-      if (vnni) lstm_int8_gemv_vnni(wp, R / 16, K4, hq.data(), a);
-      else lstm_int8_gemv_portable(wr, 4 * H, H, hq.data(), a);
-      gates_step(a, comp, deq_.data(), bias, H, scale_, shift_, c.data(), hq.data());
-      std::copy(hq.data(), hq.data() + H, out.data() + t * H);
-    }
-    for (int j = 0; j < H; ++j) h1[size_t(l) * H + j] = deq_code_[hq[size_t(j)]];
-    std::copy(c.data(), c.data() + H, c1 + size_t(l) * H);
-    std::swap(in, out);
+      q[j] = uint8_t(std::clamp(std::nearbyint(h0[size_t(l) * H + j] * scale_ + shift_), 0.0f, 255.0f));
+    std::fill(q + H, q + hs, uint8_t(0));
   }
-  for (size_t i = 0; i < nx; ++i) y[i] = deq_code_[in[i]];
+  std::copy(c0, c0 + size_t(L) * H, c.begin());
+  const size_t per = size_t(R) * K4 * 4;
+  for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
+    const int64_t n = std::min(kChunk, T - t0);
+    const float* xc = x + t0 * H;
+    for (int64_t i = 0; i < n * H; ++i)
+      in[size_t(i)] = uint8_t(std::clamp(std::nearbyint(xc[i] * in_k_ + shift_), 0.0f, 255.0f));
+    std::shared_ptr<const Proj> proj;
+    if (vnni) proj = proj_cache_.get(n, [&] { return make_proj(n); });
+    for (int l = 0; l < L; ++l) {
+      // Input products of the chunk's steps: gx[t] = W_ih codes . input codes (raw u8; shift compensated later).
+      int32_t* g = gx.data();
+      if (proj) {
+        run_primitive(proj->prim, {{DNNL_ARG_SRC, dnnl::memory(proj->src_md, cpu_engine(), in.data())},
+                                   {DNNL_ARG_WEIGHTS, proj->w[size_t(l)]},
+                                   {DNNL_ARG_DST, dnnl::memory(proj->dst_md, cpu_engine(), g)}});
+        if (R != 4 * H)  // the matmul wrote rows of 4H: spread them to R (from the last, in place)
+          for (int64_t t = n - 1; t >= 0; --t) {
+            std::memmove(g + t * R, g + t * 4 * H, sizeof(int32_t) * 4 * H);
+            std::fill(g + t * R + 4 * H, g + (t + 1) * R, 0);
+          }
+      } else {
+        const int8_t* w = wih_.data() + size_t(l) * 4 * H * H;
+        std::fill(g, g + n * R, 0);
+        for (int64_t t = 0; t < n; ++t) lstm_int8_gemv_portable(w, 4 * H, H, in.data() + t * H, g + t * R);
+      }
+      // The recurrence: the hidden-to-hidden products, then gates and cell, step by step.
+      uint8_t* q = hq.data() + l * hs;
+      float* cl = c.data() + size_t(l) * H;
+      const int8_t* wp = whh_p_.data() + l * per;
+      const int8_t* wr = whh_.data() + size_t(l) * 4 * H * H;
+      const int32_t* comp = comp_.data() + size_t(l) * R;
+      const float* bias = bias_.data() + size_t(l) * R;
+      for (int64_t t = 0; t < n; ++t) {
+        int32_t* a = g + t * R;
+        if (vnni) lstm_int8_gemv_vnni(wp, R / 16, K4, q, a);
+        else lstm_int8_gemv_portable(wr, 4 * H, H, q, a);
+        gates_step(a, comp, deq_.data(), bias, H, scale_, shift_, cl, q);
+        std::copy(q, q + H, out.data() + t * H);
+      }
+      std::swap(in, out);
+    }
+    float* yc = y + t0 * H;
+    for (int64_t i = 0; i < n * H; ++i) yc[i] = deq_code_[in[size_t(i)]];
+  }
+  for (int l = 0; l < L; ++l)
+    for (int j = 0; j < H; ++j) h1[size_t(l) * H + j] = deq_code_[hq[l * hs + j]];
+  std::copy(c.data(), c.data() + size_t(L) * H, c1);
 }
 
 }  // namespace wavtok

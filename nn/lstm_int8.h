@@ -20,7 +20,8 @@ enum class LstmInt8Kernel {
   Avx512Vnni,  // vpdpbusd GEMV for the recurrence, oneDNN's int8 matmul for the input products
   OneDnnRnn,   // oneDNN's int8 lstm_forward (the implementation before this one)
 };
-// Process-wide choice for every int8 Lstm (default Auto). Throws if the CPU cannot run the kernel asked for.
+// Process-wide choice for every int8 Lstm (default Auto, or WAVTOK_LSTM_INT8_KERNEL=auto|portable|avx512-vnni|
+// onednn-rnn in the environment). Throws if the CPU cannot run the kernel asked for.
 void set_lstm_int8_kernel(LstmInt8Kernel k);
 LstmInt8Kernel lstm_int8_kernel();  // the choice, Auto resolved for this CPU
 bool lstm_int8_kernel_supported(LstmInt8Kernel k);
@@ -53,7 +54,7 @@ class LstmInt8Impl {
   float in_k_ = 1, scale_ = 127, shift_ = 128, inv_scale_ = 1.0f / 127;
   int32_t shift_i_ = 128;
   std::vector<int8_t> wih_, whh_;   // [L, 4H, H] row-major codes (portable kernel; W_ih: the matmul's weights)
-  std::vector<int8_t> whh_p_;       // [L, R/16, K4, 16, 4]: 16 rows x 4 inputs per 64 bytes (vnni kernel)
+  std::vector<int8_t> whh_p_;       // [L, R * K4 * 4] packed for lstm_int8_gemv_vnni
   std::vector<int32_t> comp_;       // [L, R]: shift * (row sums of W_ih and W_hh codes)
   std::vector<float> deq_;          // [R] weight_scale / data_scale (0 in padding rows)
   std::vector<float> bias_;         // [L, R]
@@ -64,8 +65,9 @@ class LstmInt8Impl {
 
 // The GEMV kernels (exposed for tests), acc[r] += sum_k w[r, k] * h[k] exactly in int32:
 // portable: w row-major [rows, cols];
-// vnni: w packed [blocks, k4, 16, 4] (16 rows x 4 inputs per 64 bytes, zeros in the padding), h padded with zeros
-// to 4 * k4, acc [16 * blocks]. Needs AVX-512 VNNI (lstm_int8_kernel_supported).
+// vnni: w packed in blocks of 16 rows x 4 inputs (64 bytes: row-major 16 x 4), the blocks in groups of 8 (the last
+// group may have fewer), each group stored [k4, blocks in the group, 16, 4] from offset (first block) * k4 * 64,
+// zeros in the padding; h padded with zeros to 4 * k4, acc [16 * blocks]. Needs AVX-512 VNNI.
 void lstm_int8_gemv_portable(const int8_t* w, int rows, int cols, const uint8_t* h, int32_t* acc);
 void lstm_int8_gemv_vnni(const int8_t* w, int blocks, int k4, const uint8_t* h, int32_t* acc);
 

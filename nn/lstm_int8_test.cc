@@ -34,21 +34,25 @@ std::vector<LstmInt8Kernel> runnable_kernels() {
   return ks;
 }
 
-// The GEMV kernels (portable: row-major; vnni: the documented packing [rows/16, k4, 16, 4], zeros in the padding)
+// The GEMV kernels (portable: row-major; vnni: the documented packing, 8 blocks of 16 rows a group, zeros in the
+// padding; 200 rows = one full group and a partial one)
 // against int64 sums,
 // with extreme codes (255 x -127, 255 x 127 everywhere: no saturation anywhere) and accumulation into acc.
 TEST(LstmInt8Gemv, KernelsEqualIntegerSums) {
   std::mt19937 rng(3);
   for (int extreme = 0; extreme < 3; ++extreme) {
-    const int rows = 72, cols = 333, blocks = (rows + 15) / 16, k4 = (cols + 3) / 4;
+    const int rows = 200, cols = 333, blocks = (rows + 15) / 16, k4 = (cols + 3) / 4;
     std::vector<int8_t> w(size_t(rows) * cols), packed(size_t(blocks) * k4 * 64, 0);
     std::vector<uint8_t> h(size_t(k4) * 4, 0);
     std::uniform_int_distribution<int> dw(-127, 127), dh(0, 255);
     for (auto& v : w) v = int8_t(extreme == 0 ? dw(rng) : extreme == 1 ? -127 : 127);
     for (int k = 0; k < cols; ++k) h[size_t(k)] = uint8_t(extreme == 0 ? dh(rng) : 255);
-    for (int r = 0; r < rows; ++r)
+    for (int r = 0; r < rows; ++r) {  // groups of 8 blocks of 16 rows, each group [k4, blocks in it, 16, 4]
+      const int b = r / 16, g0 = b / 8 * 8, gs = std::min(8, blocks - g0);
       for (int k = 0; k < cols; ++k)
-        packed[((size_t(r / 16) * k4 + k / 4) * 16 + r % 16) * 4 + k % 4] = w[size_t(r) * cols + k];
+        packed[size_t(g0) * k4 * 64 + (size_t(k / 4) * gs + b - g0) * 64 + (r % 16) * 4 + k % 4] =
+            w[size_t(r) * cols + k];
+    }
     std::vector<int32_t> init(size_t(blocks) * 16);
     for (auto& v : init) v = dw(rng) * 1000;
     std::vector<int64_t> want(init.begin(), init.end());
@@ -177,6 +181,8 @@ TEST(LstmInt8Kernels, MatchIntegerEmulation) {
   // Widths that pad the packed weights (H % 4 != 0, 4H % 16 != 0), another data mapping, one layer.
   check_against_emulation(30, 2, 33, 100.0f, 120.0f, 7);
   check_against_emulation(21, 1, 25, 127.0f, 128.0f, 9);
+  // Longer than the implementation's 256-step chunks (the chunked call below also crosses a chunk boundary).
+  check_against_emulation(16, 2, 600, 127.0f, 128.0f, 4);
 }
 
 TEST(LstmInt8Kernels, ChoiceFollowsTheCpu) {

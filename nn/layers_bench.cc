@@ -129,7 +129,30 @@ void BM_Lstm(benchmark::State& st) {
 BENCHMARK(BM_Lstm)
     ->ArgNames({"h", "layers", "T", "int8"})
     ->ArgsProduct({{512}, {2}, {75, 300, 750}, {0, 1, 2, 3}})
+    ->ArgsProduct({{256}, {2}, {750}, {0, 1, 2, 3}})  // the shipped model's encoder LSTM
     ->Unit(benchmark::kMicrosecond);
+
+// The int8 LSTM's recurrent GEMV alone (nn/lstm_int8.h): 4H x H s8 weights times u8 codes. Args: hidden, kernel
+// (0 portable, 1 avx512-vnni; skipped where the CPU lacks it).
+void BM_LstmInt8Gemv(benchmark::State& st) {
+  const int h = int(st.range(0)), rows = 4 * h, blocks = rows / 16, k4 = h / 4;
+  if (st.range(1) && !lstm_int8_kernel_supported(LstmInt8Kernel::Avx512Vnni)) {
+    st.SkipWithError("no AVX-512 VNNI");
+    return;
+  }
+  std::vector<int8_t> w(size_t(rows) * h);
+  std::vector<uint8_t> x(static_cast<size_t>(h));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = int8_t(int(i * 2654435761u >> 24) - 128 + (i % 3 == 0));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = uint8_t(i * 37);
+  std::vector<int32_t> acc(static_cast<size_t>(rows));
+  for (auto _ : st) {
+    if (st.range(1)) lstm_int8_gemv_vnni(w.data(), blocks, k4, x.data(), acc.data());  // layout is irrelevant here
+    else lstm_int8_gemv_portable(w.data(), rows, h, x.data(), acc.data());
+    benchmark::DoNotOptimize(acc.data());
+  }
+  flops(st, 2.0 * rows * h);
+}
+BENCHMARK(BM_LstmInt8Gemv)->ArgNames({"h", "vnni"})->ArgsProduct({{256, 512}, {0, 1}})->Unit(benchmark::kMicrosecond);
 
 // Args: T, C
 void BM_AttentionCore(benchmark::State& st) {

@@ -84,6 +84,11 @@ void gates_step(const int32_t* __restrict acc, const int32_t* __restrict comp, c
   }
 }
 
+// u8 codes clamp(rint(x * k + z), 0, 255) (locals and __restrict: so that the loop vectorises).
+void quantize_codes(const float* __restrict x, int64_t n, float k, float z, uint8_t* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = uint8_t(std::clamp(std::nearbyint(x[i] * k + z), 0.0f, 255.0f));
+}
+
 // Packs rows [0, rows) x [0, cols) of codes (row-major, leading dim cols) for lstm_int8_gemv_vnni, zeros outside:
 // blocks of 16 rows in groups of 8 blocks, each group [K4, blocks in group, 16, 4] (nn/lstm_int8.h).
 void pack(const int8_t* codes, int rows, int cols, int R, int K4, int8_t* out) {
@@ -258,9 +263,7 @@ void LstmInt8Impl::forward(const float* x, int64_t T, float* y, const float* h0,
   const size_t per = size_t(R) * K4 * 4;
   for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
     const int64_t n = std::min(kChunk, T - t0);
-    const float* xc = x + t0 * H;
-    for (int64_t i = 0; i < n * H; ++i)
-      in[size_t(i)] = uint8_t(std::clamp(std::nearbyint(xc[i] * in_k_ + shift_), 0.0f, 255.0f));
+    quantize_codes(x + t0 * H, n * H, in_k_, shift_, in.data());
     std::shared_ptr<const Proj> proj;
     if (vnni) proj = proj_cache_.get(n, [&] { return make_proj(n); });
     for (int l = 0; l < L; ++l) {
@@ -296,8 +299,10 @@ void LstmInt8Impl::forward(const float* x, int64_t T, float* y, const float* h0,
       }
       std::swap(in, out);
     }
-    float* yc = y + t0 * H;
-    for (int64_t i = 0; i < n * H; ++i) yc[i] = deq_code_[in[size_t(i)]];
+    float* __restrict yc = y + t0 * H;
+    const float* __restrict lut = deq_code_;
+    const uint8_t* __restrict codes = in.data();
+    for (int64_t i = 0; i < n * H; ++i) yc[i] = lut[codes[i]];
   }
   for (int l = 0; l < L; ++l)
     for (int j = 0; j < H; ++j) h1[size_t(l) * H + j] = deq_code_[hq[l * hs + j]];

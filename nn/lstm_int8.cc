@@ -213,7 +213,11 @@ LstmInt8Impl::LstmInt8Impl(int layers, int hidden, const float* w_l, const float
   wcache_.resize(size_t(L_));
   const size_t per = size_t(R_) * K4_ * 4;
   whh_p_.resize(size_t(L_) * per);
-  for (int l = 0; l < L_; ++l) pack(whh_.data() + size_t(l) * G4 * H, G4, H, R_, K4_, whh_p_.data() + l * per);
+  wih_p_.resize(size_t(L_) * per);
+  for (int l = 0; l < L_; ++l) {
+    pack(whh_.data() + size_t(l) * G4 * H, G4, H, R_, K4_, whh_p_.data() + l * per);
+    pack(wih_.data() + size_t(l) * G4 * H, G4, H, R_, K4_, wih_p_.data() + l * per);
+  }
 }
 
 LstmInt8Impl::Proj LstmInt8Impl::make_proj(int64_t T) const {
@@ -244,13 +248,14 @@ void LstmInt8Impl::forward(const float* x, int64_t T, float* y, const float* h0,
   constexpr int64_t kChunk = 256;
   const int64_t TC = std::min(T, kChunk);
   // Scratch per thread, grown to the largest shape seen: no allocation once warm.
-  thread_local std::vector<uint8_t> in, out, hq;
+  thread_local std::vector<uint8_t> in, out, hq, rowpad;
   thread_local std::vector<int32_t> gx;
   thread_local std::vector<float> c;
   const size_t hs = size_t(4) * K4;  // hidden codes of a layer, padded with zero codes (their weights are 0)
   if (in.size() < size_t(TC) * H) in.resize(size_t(TC) * H), out.resize(size_t(TC) * H);
   if (gx.size() < size_t(TC) * R) gx.resize(size_t(TC) * R);
   if (hq.size() < size_t(L) * hs) hq.resize(size_t(L) * hs);
+  if (rowpad.size() < hs) rowpad.resize(hs);
   if (c.size() < size_t(L) * H) c.resize(size_t(L) * H);
   // Each layer's carried state: hidden codes (requantized: the codes a longer call would have used) and cell.
   for (int l = 0; l < L; ++l) {
@@ -264,8 +269,10 @@ void LstmInt8Impl::forward(const float* x, int64_t T, float* y, const float* h0,
   for (int64_t t0 = 0; t0 < T; t0 += kChunk) {
     const int64_t n = std::min(kChunk, T - t0);
     quantize_codes(x + t0 * H, n * H, in_k_, shift_, in.data());
+    // A few steps (a streaming push) run their input products as VNNI GEMVs: oneDNN's matmul costs more there.
+    constexpr int64_t kMatmulMin = 8;
     std::shared_ptr<const Proj> proj;
-    if (vnni) proj = proj_cache_.get(n, [&] { return make_proj(n); });
+    if (vnni && n >= kMatmulMin) proj = proj_cache_.get(n, [&] { return make_proj(n); });
     for (int l = 0; l < L; ++l) {
       // Input products of the chunk's steps: gx[t] = W_ih codes . input codes (raw u8; shift compensated later).
       int32_t* g = gx.data();
@@ -278,6 +285,18 @@ void LstmInt8Impl::forward(const float* x, int64_t T, float* y, const float* h0,
             std::memmove(g + t * R, g + t * 4 * H, sizeof(int32_t) * 4 * H);
             std::fill(g + t * R + 4 * H, g + (t + 1) * R, 0);
           }
+      } else if (vnni) {
+        std::fill(g, g + n * R, 0);
+        uint8_t* pad = rowpad.data();  // the input row padded to 4 * K4 codes
+        for (int64_t t = 0; t < n; ++t) {
+          const uint8_t* row = in.data() + t * H;
+          if (4 * K4 != H) {
+            std::copy(row, row + H, pad);
+            std::fill(pad + H, pad + 4 * K4, uint8_t(0));
+            row = pad;
+          }
+          lstm_int8_gemv_vnni(wih_p_.data() + l * per, R / 16, K4, row, g + t * R);
+        }
       } else {
         const int8_t* w = wih_.data() + size_t(l) * 4 * H * H;
         std::fill(g, g + n * R, 0);

@@ -54,7 +54,7 @@ class LstmInt8Impl {
   float in_k_ = 1, scale_ = 127, shift_ = 128, inv_scale_ = 1.0f / 127;
   int32_t shift_i_ = 128;
   std::vector<int8_t> wih_, whh_;   // [L, 4H, H] row-major codes (portable kernel; W_ih: the matmul's weights)
-  std::vector<int8_t> whh_p_;       // [L, R * K4 * 4] packed for lstm_int8_gemv_vnni
+  std::vector<int8_t> whh_p_, wih_p_;  // [L, R * K4 * 4] packed for lstm_int8_gemv_vnni
   std::vector<int32_t> comp_;       // [L, R]: shift * (row sums of W_ih and W_hh codes)
   std::vector<float> deq_;          // [R] weight_scale / data_scale (0 in padding rows)
   std::vector<float> bias_;         // [L, R]

@@ -129,7 +129,7 @@ void BM_Lstm(benchmark::State& st) {
 BENCHMARK(BM_Lstm)
     ->ArgNames({"h", "layers", "T", "int8"})
     ->ArgsProduct({{512}, {2}, {1, 4, 75, 300, 750}, {0, 1, 2, 3}})  // T 1, 4: streaming pushes
-    ->ArgsProduct({{256}, {2}, {750}, {0, 1, 2, 3}})  // the shipped model's encoder LSTM
+    ->ArgsProduct({{256}, {2}, {750}, {0, 1, 2, 3}})                 // the shipped model's encoder LSTM
     ->Unit(benchmark::kMicrosecond);
 
 // The int8 LSTM's recurrent GEMV alone (nn/lstm_int8.h): 4H x H s8 weights times u8 codes. Args: hidden, kernel

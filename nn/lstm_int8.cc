@@ -106,8 +106,7 @@ void pack(const int8_t* codes, int rows, int cols, int R, int K4, int8_t* out) {
 
 void set_lstm_int8_kernel(LstmInt8Kernel k) {
   if (!lstm_int8_kernel_supported(k))
-    throw Error(std::string("set_lstm_int8_kernel: this CPU cannot run the ") + lstm_int8_kernel_name(k) +
-                " kernel");
+    throw Error(std::string("set_lstm_int8_kernel: this CPU cannot run the ") + lstm_int8_kernel_name(k) + " kernel");
   kernel_choice().store(int(k));
 }
 
@@ -121,10 +120,14 @@ bool lstm_int8_kernel_supported(LstmInt8Kernel k) { return k != LstmInt8Kernel::
 
 const char* lstm_int8_kernel_name(LstmInt8Kernel k) {
   switch (k) {
-    case LstmInt8Kernel::Auto: return "auto";
-    case LstmInt8Kernel::Portable: return "portable";
-    case LstmInt8Kernel::Avx512Vnni: return "avx512-vnni";
-    case LstmInt8Kernel::OneDnnRnn: return "onednn-rnn";
+    case LstmInt8Kernel::Auto:
+      return "auto";
+    case LstmInt8Kernel::Portable:
+      return "portable";
+    case LstmInt8Kernel::Avx512Vnni:
+      return "avx512-vnni";
+    case LstmInt8Kernel::OneDnnRnn:
+      return "onednn-rnn";
   }
   return "?";
 }
@@ -145,8 +148,8 @@ namespace {
 // weights are read in one sequential pass (NB * 64 bytes per group of 4 inputs), one broadcast of h per 4 inputs.
 template <int NB>
 __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) inline void vnni_group(const int8_t* w, int k4,
-                                                                                            const uint8_t* h,
-                                                                                            int32_t* acc, int nb) {
+                                                                                             const uint8_t* h,
+                                                                                             int32_t* acc, int nb) {
   __m512i a[NB];
   for (int i = 0; i < NB; ++i) a[i] = i < nb ? _mm512_loadu_si512(acc + 16 * i) : _mm512_setzero_si512();
   for (int k = 0; k < k4; ++k) {
@@ -237,8 +240,8 @@ LstmInt8Impl::Proj LstmInt8Impl::make_proj(int64_t T) const {
   return e;
 }
 
-void LstmInt8Impl::forward(const float* x, int64_t T, float* y, const float* h0, const float* c0, float* h1,
-                           float* c1, LstmInt8Kernel k) const {
+void LstmInt8Impl::forward(const float* x, int64_t T, float* y, const float* h0, const float* c0, float* h1, float* c1,
+                           LstmInt8Kernel k) const {
   const int H = H_, R = R_, K4 = K4_, L = L_;
   const bool vnni = k == LstmInt8Kernel::Avx512Vnni;
   if (vnni && !cpu_has_vnni()) throw Error("Lstm: the avx512-vnni int8 kernel needs AVX-512 VNNI");

@@ -34,8 +34,7 @@ const char* lstm_int8_kernel_name(LstmInt8Kernel k);
 class LstmInt8Impl {
  public:
   // w_l, w_i: the float weights in oneDNN's ldigo layout [L, 1, H, 4, H]; bias ldgo [L, 1, 4, H].
-  LstmInt8Impl(int layers, int hidden, const float* w_l, const float* w_i, const float* bias,
-               const LstmInt8Params& p);
+  LstmInt8Impl(int layers, int hidden, const float* w_l, const float* w_i, const float* bias, const LstmInt8Params& p);
   // Whether these parameters can run here (integral data shift, sums that fit int32); else Lstm uses OneDnnRnn.
   static bool supports(int hidden, const LstmInt8Params& p);
   // x [T, H] float, y [T, H] the last layer's dequantized hidden codes; h0, c0 [L, H] in, h1, c1 [L, H] out.
@@ -53,12 +52,12 @@ class LstmInt8Impl {
   int L_ = 0, H_ = 0, R_ = 0, K4_ = 0;  // R_ = 4H rows padded to 16, K4_ = H padded to 4, over 4
   float in_k_ = 1, scale_ = 127, shift_ = 128, inv_scale_ = 1.0f / 127;
   int32_t shift_i_ = 128;
-  std::vector<int8_t> wih_, whh_;   // [L, 4H, H] row-major codes (portable kernel; W_ih: the matmul's weights)
+  std::vector<int8_t> wih_, whh_;      // [L, 4H, H] row-major codes (portable kernel; W_ih: the matmul's weights)
   std::vector<int8_t> whh_p_, wih_p_;  // [L, R * K4 * 4] packed for lstm_int8_gemv_vnni
-  std::vector<int32_t> comp_;       // [L, R]: shift * (row sums of W_ih and W_hh codes)
-  std::vector<float> deq_;          // [R] weight_scale / data_scale (0 in padding rows)
-  std::vector<float> bias_;         // [L, R]
-  float deq_code_[256];             // (code - shift) / data_scale
+  std::vector<int32_t> comp_;          // [L, R]: shift * (row sums of W_ih and W_hh codes)
+  std::vector<float> deq_;             // [R] weight_scale / data_scale (0 in padding rows)
+  std::vector<float> bias_;            // [L, R]
+  float deq_code_[256];                // (code - shift) / data_scale
   ShapeCache<Proj> proj_cache_;
   std::vector<WeightCache> wcache_;  // per layer: the W_ih codes in each layout a matmul asked for
 };

@@ -187,6 +187,7 @@ TEST(LstmInt8Kernels, MatchIntegerEmulation) {
 
 TEST(LstmInt8Kernels, ChoiceFollowsTheCpu) {
   KernelGuard guard;
+  set_lstm_int8_kernel(LstmInt8Kernel::Auto);           // whatever WAVTOK_LSTM_INT8_KERNEL said
   EXPECT_NE(lstm_int8_kernel(), LstmInt8Kernel::Auto);  // resolved
   if (lstm_int8_kernel_supported(LstmInt8Kernel::Avx512Vnni)) {
     EXPECT_EQ(lstm_int8_kernel(), LstmInt8Kernel::Avx512Vnni);

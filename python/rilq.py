@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from losses import MelSpectrogram, safe_log  # noqa: E402
 from wavtok_ref import load_wavtokenizer, read_wav, resample  # noqa: E402
-from wtk_io import FEATURE_INT8, WtkError, WtkFile, load_wtk_as_reference  # noqa: E402
+from wtk_io import FEATURE_INT8, FEATURE_LOWBIT, WtkError, WtkFile, load_wtk_as_reference  # noqa: E402
 from wtk_quant import float_linear_weight, quantized_decoder  # noqa: E402
 
 MAX_RANK = 16
@@ -244,8 +244,8 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     try:
         qfile = WtkFile.read(a.quant)
-        if not qfile.features & FEATURE_INT8:
-            raise WtkError(f"{a.quant}: not a quantized model (no int8 layers in its header)")
+        if not qfile.features & (FEATURE_INT8 | FEATURE_LOWBIT):
+            raise WtkError(f"{a.quant}: not a quantized model (no int8 or low-bit feature in its header)")
         fm = load_float(a.float_model, a.config)
         log = None if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
         adapters, summary = fit(fm, qfile, a.calib, rank=a.rank, steps=a.steps, lr=a.lr, layers=a.layers,

@@ -39,7 +39,8 @@ def _round_ste(u):
 
 
 class QuantLayer(nn.Module):
-    """The engine's int8 Conv1d (channels-first here) or Linear, plus an optional low-rank adapter (Linear)."""
+    """The engine's int8 Conv1d (channels-first here) or Linear, plus an optional low-rank adapter (Linear); or a
+    low-bit weight-only layer (packed weight, no act_quant): float input, float weight codes * weight_scale."""
 
     def __init__(self, f, name, module):
         super().__init__()
@@ -51,7 +52,10 @@ class QuantLayer(nn.Module):
                 raise WtkError(f"{f.path}: {name}: only stride-1, groups-1 convs are emulated")
             self.pad = (module.kernel_size[0] - 1, 0) if self.causal else (module.padding[0], module.padding[0])
             self.dilation = module.dilation[0]
-        aq = f.array(name + ".act_quant")
+        self.weight_only = name + ".act_quant" not in f.entries
+        if self.weight_only and not f.is_packed(name + ".weight"):
+            raise WtkError(f"{f.path}: {name} has neither act_quant nor a packed low-bit weight")
+        aq = np.array([1.0, 0.0], np.float32) if self.weight_only else f.array(name + ".act_quant")
         self.act_scale, self.act_zero = float(aq[0]), float(aq[1])
         sa = torch.tensor(aq[0], dtype=torch.float32)
         cin = module.in_channels if not self.is_linear else module.in_features
@@ -74,6 +78,8 @@ class QuantLayer(nn.Module):
         ws = torch.from_numpy(f.array(name + ".weight_scale"))
         self.register_buffer("out_scale", (sa * ws).float())
         self.register_buffer("bias", torch.from_numpy(f.array(name + ".bias")))
+        if self.weight_only:  # the float weight the engine's reader hands out: float32(code) * scale[o]
+            self.register_buffer("weight", torch.from_numpy(f.array(name + ".weight")))
         self.lora_a = self.lora_b = None
 
     def set_adapter(self, a, b):
@@ -97,10 +103,15 @@ class QuantLayer(nn.Module):
 
     def forward(self, x):
         if self.is_linear:  # (B, T, C)
-            y = F.linear(self.quant_input(x, -1), self.codes) * self.out_scale + self.bias
+            if self.weight_only:
+                y = F.linear(x, self.weight, self.bias)
+            else:
+                y = F.linear(self.quant_input(x, -1), self.codes) * self.out_scale + self.bias
             if self.lora_a is not None:
                 y = y + F.linear(F.linear(x, self.lora_a), self.lora_b)
             return y
+        if self.weight_only:
+            return F.conv1d(F.pad(x, self.pad), self.weight, self.bias, dilation=self.dilation)
         xp = F.pad(x, self.pad)  # zeros, quantized like the engine's padded rows
         y = F.conv1d(self.quant_input(xp, 1), self.codes, dilation=self.dilation)
         return y * self.out_scale[None, :, None] + self.bias[None, :, None]
@@ -144,7 +155,8 @@ def quantized_decoder(float_model, f):
     m.load_state_dict(new, strict=False)
     layers = {}
     for name, mod in list(m.named_modules()):
-        if not name.startswith(DECODER_PREFIXES) or name + ".act_quant" not in f.entries:
+        if not name.startswith(DECODER_PREFIXES) or (name + ".act_quant" not in f.entries and
+                                                     not f.is_packed(name + ".weight")):
             continue
         if not isinstance(mod, (nn.Linear, nn.Conv1d)):
             raise WtkError(f"{f.path}: {name} is quantized but is not a Linear/Conv1d")

@@ -2,7 +2,7 @@
 the fit lowers the model-wise loss it was fitted on, the engine running the adapters equals the PyTorch emulation
 (and the engine's own decode moves toward float), the written file round-trips, and bad input is refused; both on
 W4 weights stored as s8 codes and on packed group-wise low-bit weights (a w4-slim-like recipe: every dense decoder
-layer W4A8 at 3.2 average code bits, one weight-only).
+layer W4A8 at 3.2 average code bits, two weight-only, one of them adapted).
 
 Run by CTest as python_rilq (PYTHONPATH=build/python for the engine module, WAVTOK_CLI = the wavtok binary)."""
 import os
@@ -34,7 +34,8 @@ RECIPE = """rules:
   - match: '^head\\.out$'
 """
 
-# Packed low-bit weights (feature bit 2), as configs/quant/w4-slim.yaml on the decoder, plus a weight-only layer.
+# Packed low-bit weights (feature bit 2), as configs/quant/w4-slim.yaml on the decoder, but with two weight-only
+# layers (float activations on codes * scale): the attention's proj_out (a conv) and head.out (a Linear, adapted).
 RECIPE_PACKED = """rules:
   - match: 'convnext\\.\\d+\\.pwconv1$'
     transform: repq
@@ -66,10 +67,9 @@ RECIPE_PACKED = """rules:
     group_size: 64
     avg_bits: 3.2
   - match: '^head\\.out$'
-    transform: sqb
-    act_range: minmax
-    group_size: 64
-    avg_bits: 3.2
+    weight_only: true
+    group_size: 32
+    avg_bits: 4
 """
 
 
@@ -184,7 +184,8 @@ def test_bad_input_refused(setup):
 def test_packed_fit_lowers_modelwise_loss(setup_packed):
     s = setup_packed["summary"]
     print(s)
-    # adapters on the low-bit Linear layers (the convs are W4A8 too, but adapters go on Linear layers only)
+    # adapters on the low-bit Linear layers, W4A8 and weight-only (the convs are low-bit too, but adapters go on
+    # Linear layers only)
     assert s["layers"] == [f"backbone.convnext.{i}.pwconv{j}" for i in range(4) for j in (1, 2)] + ["head.out"]
     assert s["loss_fitted"] <= s["loss_init"]
     assert s["loss_fitted"] < 0.92 * s["loss_without"], s
@@ -200,7 +201,10 @@ def test_packed_engine_equals_emulation(setup_packed):
     assert "backbone.pos_net.2.proj_out.act_quant" not in qf.entries
     with torch.no_grad():
         student = quantized_decoder(teacher, qf)
-        assert len(student.quant_layers) == 1 + 4 * 2 + 4 * 2 + 3 + 1  # embed, pos_net convs, pwconvs, q/k/v, out
+        # embed, pos_net convs, pwconvs, q/k/v in W4A8; proj_out and head.out weight-only (float activations)
+        assert len(student.quant_layers) == 1 + 4 * 2 + 4 * 2 + 3 + 1 + 1
+        assert sorted(n for n, q in student.quant_layers.items() if q.weight_only) == [
+            "backbone.pos_net.2.proj_out", "head.out"]
         ref_q = student.decode(feats)[0].numpy()
         ref_a = quantized_decoder(teacher, WtkFile.read(str(setup_packed["out"]))).decode(feats)[0].numpy()
         ref_f = teacher.decode(feats)[0].numpy()

@@ -182,7 +182,10 @@ class WtkFile:
             raise WtkError(f"{path}: bad header sizes")
         pos = 32
         need(pos, ylen)
-        text = data[pos:pos + ylen].decode()
+        try:
+            text = data[pos:pos + ylen].decode()
+        except UnicodeDecodeError:
+            raise WtkError(f"{path}: the config text is not UTF-8") from None
         pos += ylen
         entries = {}
         packed = []
@@ -193,7 +196,10 @@ class WtkFile:
             if nl == 0 or nl > 4096:
                 raise WtkError(f"{path}: bad tensor name length")
             need(pos, nl + 8)
-            name = data[pos:pos + nl].decode()
+            try:
+                name = data[pos:pos + nl].decode()
+            except UnicodeDecodeError:
+                raise WtkError(f"{path}: a tensor name is not UTF-8") from None
             pos += nl
             dtype, nd = struct.unpack_from("<II", data, pos)
             pos += 8

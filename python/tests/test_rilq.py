@@ -179,6 +179,12 @@ def test_bad_input_refused(setup):
     with pytest.raises(WtkError):
         rilq.fit(setup["teacher"], WtkFile.read(str(setup["q"])), None, rank=0, segments=setup["feats"][:, :, :50])
     assert run("--help").returncode == 0
+    # adapters in a file whose header does not declare them (bit 4 cleared) are refused, as by the engine
+    data = setup["out"].read_bytes()
+    nobit = d / "nobit.wtk"
+    nobit.write_bytes(data[:12] + (int.from_bytes(data[12:16], "little") & ~16).to_bytes(4, "little") + data[16:])
+    with pytest.raises(WtkError, match="does not declare the low-rank feature"):
+        WtkFile.read(str(nobit))
 
 
 def test_packed_fit_lowers_modelwise_loss(setup_packed):

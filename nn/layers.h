@@ -272,6 +272,8 @@ struct LstmInt8Params {
   std::vector<float> weight_scale;  // [4 * hidden]
 };
 
+class LstmInt8Impl;  // nn/lstm_int8.h
+
 // Multi-layer unidirectional LSTM, PyTorch gate order (i, f, g, o), same as oneDNN's.
 // Input and output are [T, C] (channels-last). State (h, c) for each layer is carried in `state`
 // when given, so a stream can be processed chunk by chunk.
@@ -305,6 +307,7 @@ class Lstm {
   Tensor wl_, wi_, bias_;  // ldigo, ldigo, ldgo
   int layers_ = 0, input_ = 0, hidden_ = 0;
   std::optional<LstmInt8Params> q_;
+  std::shared_ptr<const LstmInt8Impl> i8_;  // the int8 path's own kernels (nn/lstm_int8.h), when q_ allows them
   std::string name_;
   ShapeCache<Entry> cache_;
   WeightCache wl_cache_, wi_cache_;

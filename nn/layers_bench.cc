@@ -11,6 +11,7 @@
 #include "core/dnnl_util.h"
 #include "dsp/istft.h"
 #include "nn/layers.h"
+#include "nn/lstm_int8.h"
 #include "vq/rvq.h"
 
 namespace wavtok {
@@ -91,7 +92,9 @@ BENCHMARK(BM_Linear)
     ->ArgsProduct({{768}, {768, 1282}, {75, 300}, {0}})
     ->Unit(benchmark::kMicrosecond);
 
-// Args: hidden (= input), layers, steps, int8 (u8 inputs, s8 weights with per-gate-row scales, LstmInt8Params)
+// Args: hidden (= input), layers, steps, int8 (u8 inputs, s8 weights with per-gate-row scales, LstmInt8Params):
+// 0 float, 1 int8 with the kernel this CPU picks (nn/lstm_int8.h), 2 int8 on oneDNN's lstm_forward (the previous
+// implementation), 3 int8 with the portable kernel.
 void BM_Lstm(benchmark::State& st) {
   const int h = int(st.range(0)), layers = int(st.range(1));
   const int64_t T = st.range(2);
@@ -109,6 +112,10 @@ void BM_Lstm(benchmark::State& st) {
     p.weight_scale.assign(size_t(4) * h, b / 127.0f);  // every |w| <= b
     lstm.set_int8(p);
   }
+  const LstmInt8Kernel kernels[] = {LstmInt8Kernel::Auto, LstmInt8Kernel::Auto, LstmInt8Kernel::OneDnnRnn,
+                                    LstmInt8Kernel::Portable};
+  set_lstm_int8_kernel(kernels[st.range(3)]);
+  st.SetLabel(st.range(3) ? lstm_int8_kernel_name(lstm_int8_kernel()) : "float");
   Tensor x = random_tensor({T, h}, 1.0f, 7);
   Tensor y({T, h});
   lstm.forward(x.data(), T, y.data());
@@ -116,12 +123,36 @@ void BM_Lstm(benchmark::State& st) {
     lstm.forward(x.data(), T, y.data());
     benchmark::DoNotOptimize(y.data());
   }
+  set_lstm_int8_kernel(LstmInt8Kernel::Auto);
   flops(st, double(layers) * 4.0 * h * 2.0 * h * T);
 }
 BENCHMARK(BM_Lstm)
     ->ArgNames({"h", "layers", "T", "int8"})
-    ->ArgsProduct({{512}, {2}, {75, 300}, {0, 1}})
+    ->ArgsProduct({{512}, {2}, {1, 4, 75, 300, 750}, {0, 1, 2, 3}})  // T 1, 4: streaming pushes
+    ->ArgsProduct({{256}, {2}, {750}, {0, 1, 2, 3}})                 // the shipped model's encoder LSTM
     ->Unit(benchmark::kMicrosecond);
+
+// The int8 LSTM's recurrent GEMV alone (nn/lstm_int8.h): 4H x H s8 weights times u8 codes. Args: hidden, kernel
+// (0 portable, 1 avx512-vnni; skipped where the CPU lacks it).
+void BM_LstmInt8Gemv(benchmark::State& st) {
+  const int h = int(st.range(0)), rows = 4 * h, blocks = rows / 16, k4 = h / 4;
+  if (st.range(1) && !lstm_int8_kernel_supported(LstmInt8Kernel::Avx512Vnni)) {
+    st.SkipWithError("no AVX-512 VNNI");
+    return;
+  }
+  std::vector<int8_t> w(size_t(rows) * h);
+  std::vector<uint8_t> x(static_cast<size_t>(h));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = int8_t(int(i * 2654435761u >> 24) - 128 + (i % 3 == 0));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = uint8_t(i * 37);
+  std::vector<int32_t> acc(static_cast<size_t>(rows));
+  for (auto _ : st) {
+    if (st.range(1)) lstm_int8_gemv_vnni(w.data(), blocks, k4, x.data(), acc.data());  // layout is irrelevant here
+    else lstm_int8_gemv_portable(w.data(), rows, h, x.data(), acc.data());
+    benchmark::DoNotOptimize(acc.data());
+  }
+  flops(st, 2.0 * rows * h);
+}
+BENCHMARK(BM_LstmInt8Gemv)->ArgNames({"h", "vnni"})->ArgsProduct({{256, 512}, {0, 1}})->Unit(benchmark::kMicrosecond);
 
 // Args: T, C
 void BM_AttentionCore(benchmark::State& st) {

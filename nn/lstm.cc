@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "nn/layer_support.h"
+#include "nn/lstm_int8.h"
 
 namespace wavtok {
 
@@ -59,6 +60,9 @@ void Lstm::set_int8(LstmInt8Params p) {
   if (!(p.data_scale > 0) || !std::isfinite(p.data_scale) || !std::isfinite(p.data_shift) || p.data_shift < 0 ||
       p.data_shift > 255 || !(p.in_divisor > 0) || !std::isfinite(p.in_divisor))
     throw Error("Lstm: bad int8 data scale, shift or input divisor");
+  i8_.reset();
+  if (LstmInt8Impl::supports(hidden_, p))
+    i8_ = std::make_shared<const LstmInt8Impl>(layers_, hidden_, wl_.data(), wi_.data(), bias_.data(), p);
   q_ = std::move(p);
   cache_.clear();
   wl_cache_.clear();
@@ -114,7 +118,6 @@ Lstm::Entry Lstm::make(int64_t T) const {
 void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
   if (T == 0) return;
   if (!q_ && t_observer && !name_.empty()) (*t_observer)(name_, x, T, input_, true);
-  auto e = cache_.get(T, [&] { return make(T); });
   State local;
   if (!state) {
     local = initial_state();
@@ -125,6 +128,14 @@ void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
   Tensor& c_out = state->c_next;
   h_out.resize({layers_, hidden_});
   c_out.resize({layers_, hidden_});
+  const LstmInt8Kernel kernel = q_ ? lstm_int8_kernel() : LstmInt8Kernel::OneDnnRnn;
+  if (i8_ && kernel != LstmInt8Kernel::OneDnnRnn) {
+    i8_->forward(x, T, y, state->h.data(), state->c.data(), h_out.data(), c_out.data(), kernel);
+    std::swap(state->h, state->h_next);
+    std::swap(state->c, state->c_next);
+    return;
+  }
+  auto e = cache_.get(T, [&] { return make(T); });
   memory src, src_iter, dst_iter;
   thread_local std::vector<uint8_t> hq_out;
   if (q_) {

@@ -63,13 +63,14 @@ import torch; torch.manual_seed(0)
 from wavtok_ref.model import WavTokenizer
 m = WavTokenizer(n_filters=32, dimension=512, ratios=[8,5,4,2], codebook_size=4096, n_q=1, backbone_dim=768,
                  intermediate_dim=2304, num_layers=12, adanorm_num_embeddings=4, n_fft=1280, hop_length=320)
-# Codewords drawn from the encoder's own latents of noise, as k-means would place them: left at the reference's
-# all-zero initial codebook, every frame ties between all 4096 codes and the exact re-rank scores every one of
-# them, which then dominates the encode time (an artefact no trained model has).
+# Random codewords at the latents' scale. Left at the reference's all-zero initial codebook, every frame ties
+# between all 4096 codes and the exact re-rank scores every one of them (an artefact no trained model has); and a
+# random encoder maps all audio to nearly the same latent, so codewords taken from its latents tie nearly as often.
 with torch.no_grad():
-    z = m.feature_extractor.encoder(0.1 * torch.randn(1, 1, 24000 * 60))[0].T
+    z = m.feature_extractor.encoder(0.1 * torch.randn(1, 1, 24000 * 10))
     cb = m.feature_extractor.quantizer.vq.layers[0]._codebook
-    cb.embed.copy_(z[torch.randperm(z.shape[0])[:4096]]); cb.embed_avg.copy_(cb.embed); cb.inited.fill_(1.0)
+    cb.embed.normal_().mul_(float(z.norm(dim=1).mean()) / z.shape[1] ** 0.5)
+    cb.embed_avg.copy_(cb.embed); cb.inited.fill_(1.0)
 m.save_checkpoint('{rel}/model.ckpt', '{rel}/config.yaml')
 """], check=True)
     run(W, "convert", f"{rel}/model.ckpt", "--config", f"{rel}/config.yaml", "-o", f"{rel}/model.wtk", "-q")

@@ -94,6 +94,45 @@ TEST(LowRankFile, RoundTripsBitExact) {
   EXPECT_EQ(disk->fingerprint(), s.model->fingerprint());  // tokens stay valid
 }
 
+// Adapters beside packed low-bit weights (feature bits 2 and 4 together): a W4A8 pointwise layer and a weight-only
+// low-bit head.out, both with adapters, decode bit for bit after the file round trip, with their weights packed.
+TEST(LowRankFile, PackedLowBitWithAdaptersRoundTrips) {
+  const Env& s = setup();
+  const std::string dir = scratch_dir();
+  const CalibStats st = calibrate(*s.model, {s.audio}, 0, 256);
+  const WeightMap q = apply_recipe(*s.model,
+                                   parse_recipe(R"(
+rules:
+  - match: 'pwconv[12]$'
+    act_range: minmax
+    group_size: 64
+    avg_bits: 3.2
+  - match: '^head\.out$'
+    weight_only: true
+    group_size: 32
+    avg_bits: 4
+)",
+                                                "w4-packed"),
+                                   st);
+  ASSERT_TRUE(q.has("head.out.weight_groups") && !q.has("head.out.act_quant"));
+  const WeightMap w = with_adapters(q);
+  EXPECT_EQ(required_model_features(w), kModelFeatureInt8 | kModelFeatureLowBit | kModelFeatureLowRank);
+  write_model_file(dir + "/p.wtk", s.model->config(), w);
+  const std::string bytes = read_file_bytes(dir + "/p.wtk");
+  EXPECT_EQ(u32_at(bytes, 12), kModelFeatureInt8 | kModelFeatureLowBit | kModelFeatureLowRank);
+  write_model_file(dir + "/p0.wtk", s.model->config(), q);
+  auto mem = Model::from_weights(s.model->config(), w);
+  auto disk = Model::load(dir + "/p.wtk");
+  auto plain = Model::load(dir + "/p0.wtk");
+  Tokens t = s.model->encode(s.audio.data(), int64_t(s.audio.size()), 1);
+  const std::vector<float> ym = mem->decode(t), yd = disk->decode(t), yp = plain->decode(t);
+  ASSERT_EQ(ym.size(), yd.size());
+  EXPECT_EQ(0, std::memcmp(ym.data(), yd.data(), ym.size() * sizeof(float))) << "decoded audio differs after loading";
+  double diff = 0;
+  for (size_t i = 0; i < ym.size(); ++i) diff = std::max(diff, double(std::abs(ym[i] - yp[i])));
+  EXPECT_GT(diff, 1e-4) << "the adapters changed nothing";
+}
+
 TEST(LowRankFile, RefusesBadAdapters) {
   const Env& s = setup();
   const std::string dir = scratch_dir();

@@ -3,15 +3,17 @@
     /usr/bin/python3 python/rilq.py --float codec/default/wavtok-default.wtk --quant model-w4.wtk \\
         --calib data/train --max-clips 8 --rank 8 --steps 300 -o model-w4-rilq.wtk
 
-The quantized model (a version 2 .wtk from `wavtok quantize`) runs its decoder in an exact PyTorch emulation of
-the engine's int8/W4 layers (python/wtk_quant.py). Each chosen Linear layer NAME gets y += (x A^T) B^T with
+The quantized model (a version 2 .wtk from `wavtok quantize`: s8 weights, or the packed group-wise low-bit weights
+of the configs/quant/w4-*.yaml recipes) runs its decoder in an exact PyTorch emulation of the engine's int8/W4
+layers (python/wtk_quant.py). Each chosen Linear layer NAME gets y += (x A^T) B^T with
 A [r, Cin], B [Cout, r] (r <= 16), fitted with Adam on calibration audio to the discrepancy of the WHOLE decoder
 against the float model (not layer by layer, as in RILQ, Lee et al. 2024): relative MSE of the backbone's output
 features plus L1 of the log-mel spectrogram of the decoded audio, on the float tokens of the calibration clips.
 Adapters start from a truncated SVD of the layer's weight error (--init svd) or at zero (--init zero: A random,
 B = 0); the state with the lowest loss over all calibration segments is kept. They are written beside the
 quantized weights as NAME.lora_a / NAME.lora_b (float32; feature bit 4 in the header, docs/PTQ.md "Low-rank
-adapters"), and the engine runs them as a small float GEMM beside the quantized one.
+adapters"); every other tensor, packed low-bit weights included, is written back byte for byte. The engine runs the
+adapters as a small float GEMM beside the quantized one.
 
 Prints one JSON line: the loss without adapters, at initialisation and fitted, the layers and the time taken.
 """
@@ -29,7 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from losses import MelSpectrogram, safe_log  # noqa: E402
 from wavtok_ref import load_wavtokenizer, read_wav, resample  # noqa: E402
-from wtk_io import WtkError, WtkFile, load_wtk_as_reference  # noqa: E402
+from wtk_io import FEATURE_INT8, FEATURE_LOWBIT, WtkError, WtkFile, load_wtk_as_reference  # noqa: E402
 from wtk_quant import float_linear_weight, quantized_decoder  # noqa: E402
 
 MAX_RANK = 16
@@ -215,7 +217,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=300, help="Adam steps (default 300)")
     ap.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
     ap.add_argument("--layers", default="low",
-                    help="low: quantized Linear layers below 8 bits (default); int8: every quantized Linear; "
+                    help="low: quantized Linear layers below 8 bits (s8 codes within 7 bits, or packed low-bit "
+                         "weights averaging below 8 code bits; default); int8: every quantized Linear; "
                          "else a regex on layer names")
     ap.add_argument("--init", choices=("svd", "zero"), default="svd", help="adapter start (default svd)")
     ap.add_argument("--max-clips", type=int, default=8, help="calibration clips, in name order (default 8)")
@@ -241,8 +244,8 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     try:
         qfile = WtkFile.read(a.quant)
-        if not qfile.features & 1:
-            raise WtkError(f"{a.quant}: not a quantized model (no int8 feature in its header)")
+        if not qfile.features & (FEATURE_INT8 | FEATURE_LOWBIT):
+            raise WtkError(f"{a.quant}: not a quantized model (no int8 or low-bit feature in its header)")
         fm = load_float(a.float_model, a.config)
         log = None if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
         adapters, summary = fit(fm, qfile, a.calib, rank=a.rank, steps=a.steps, lr=a.lr, layers=a.layers,

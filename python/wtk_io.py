@@ -23,12 +23,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wavtok_ref import WavTokenizer  # noqa: E402
 
 MAGIC = b"WAVTOKMF"
-# Feature bits of a version 2 header (io/model_file.h). Low-bit packed weights (bit 2, dtypes 2 and 3) are not
-# read here: a file that needs them is refused as having an unknown feature.
-FEATURE_INT8, FEATURE_SOFTMAX, FEATURE_INT8_ATTENTION, FEATURE_LOWRANK = 1, 2, 8, 16
-KNOWN_FEATURES = FEATURE_INT8 | FEATURE_SOFTMAX | FEATURE_INT8_ATTENTION | FEATURE_LOWRANK
-DT_F32, DT_S8 = 0, 1
+# Feature bits of a version 2 header (io/model_file.h).
+FEATURE_INT8, FEATURE_SOFTMAX, FEATURE_LOWBIT, FEATURE_INT8_ATTENTION, FEATURE_LOWRANK = 1, 2, 4, 8, 16
+KNOWN_FEATURES = FEATURE_INT8 | FEATURE_SOFTMAX | FEATURE_LOWBIT | FEATURE_INT8_ATTENTION | FEATURE_LOWRANK
+# dtypes: f32, s8 codes (int8 layers), u8 (a low-bit weight's group table W_groups), packed low-bit codes
+DT_F32, DT_S8, DT_U8, DT_PACKED = 0, 1, 2, 3
 ALIGN = 64
+GROUPS, GROUP_SIZE = "_groups", "_group_size"  # W + GROUPS: group table [rows, G, 2] of (bits, multiplier)
 
 
 class WtkError(Exception):
@@ -43,6 +44,108 @@ def int8_layer_of(name):
     return m.group(1) if m else ""
 
 
+def lowbit_weight_of(name):
+    """W for W_groups when W is a quantizable weight (NAME.weight, an LSTM's NAME.weight_ih_lK ...), else ''."""
+    if not name.endswith(GROUPS):
+        return ""
+    w = name[:-len(GROUPS)]
+    return w if int8_layer_of(w) else ""
+
+
+def lowbit_code_max(bits):
+    return (1 << (bits - 1)) - 1
+
+
+def check_lowbit_groups(bits, mult, origin):
+    """io/lowbit_pack.cc check_lowbit_groups: widths 2..8, 1 <= multiplier <= 127 / qmax(width)."""
+    bits, mult = np.asarray(bits).reshape(-1), np.asarray(mult).reshape(-1)
+    if bits.shape != mult.shape:
+        raise WtkError(f"{origin}: low-bit group widths and multipliers differ in count")
+    bad = np.flatnonzero((bits < 2) | (bits > 8))
+    if len(bad):
+        raise WtkError(f"{origin}: low-bit group {bad[0]} has width {bits[bad[0]]} (must be 2..8)")
+    qmax = (1 << (bits.astype(np.int64) - 1)) - 1
+    bad = np.flatnonzero((mult < 1) | (mult.astype(np.int64) * qmax > 127))
+    if len(bad):
+        i = bad[0]
+        raise WtkError(f"{origin}: low-bit group {i} has multiplier {mult[i]} "
+                       f"(must be 1..{127 // qmax[i]} at {bits[i]} bits)")
+
+
+def _code_widths(bits, rows, cols, group):
+    """Per code (row-major [rows, cols]) its group index and bit width."""
+    G = (cols + group - 1) // group
+    gi = (np.arange(rows, dtype=np.int64)[:, None] * G + np.arange(cols, dtype=np.int64)[None, :] // group).reshape(-1)
+    return gi, np.asarray(bits, dtype=np.int64).reshape(-1)[gi]
+
+
+def lowbit_packed_bytes(bits, rows, cols, group):
+    """Bytes of the packed stream (io/lowbit_pack.cc lowbit_packed_bytes; 0 for inconsistent arguments)."""
+    if rows <= 0 or cols <= 0 or group <= 0:
+        return 0
+    G = (cols + group - 1) // group
+    bits = np.asarray(bits, dtype=np.int64).reshape(-1)
+    if len(bits) != rows * G:
+        return 0
+    widths = np.minimum(group, cols - (np.arange(rows * G) % G) * group)
+    return (int((bits * widths).sum()) + 7) // 8
+
+
+def pack_lowbit(codes, bits, mult, rows, cols, group, origin="<memory>"):
+    """s8 codes c = m_g * q [rows, cols] -> the packed stream (bytes), as io/lowbit_pack.cc pack_lowbit."""
+    codes = np.asarray(codes).astype(np.int64).reshape(-1)
+    if rows <= 0 or cols <= 0 or group <= 0 or len(codes) != rows * cols or \
+            np.asarray(bits).size != rows * ((cols + group - 1) // group):
+        raise WtkError(f"{origin}: low-bit codes or groups do not match {rows} x {cols} (group {group})")
+    check_lowbit_groups(bits, mult, origin)
+    gi, b = _code_widths(bits, rows, cols, group)
+    m = np.asarray(mult, dtype=np.int64).reshape(-1)[gi]
+    qmax = (1 << (b - 1)) - 1
+    bad = np.flatnonzero((codes % m != 0) | (np.abs(codes) > m * qmax))
+    if len(bad):
+        raise WtkError(f"{origin}: low-bit code {codes[bad[0]]} is not on its group's grid")
+    v = codes // m + qmax  # exact: m divides the code
+    pos = np.concatenate(([0], np.cumsum(b)[:-1]))
+    out = np.zeros(lowbit_packed_bytes(bits, rows, cols, group), dtype=np.uint8)
+    for k in range(8):  # bit k of each code (codes narrower than k + 1 bits have none)
+        sel = np.flatnonzero((b > k) & ((v >> k) & 1 == 1))
+        p = pos[sel] + k
+        np.bitwise_or.at(out, p >> 3, (1 << (p & 7)).astype(np.uint8))
+    return out.tobytes()
+
+
+def unpack_lowbit(packed, bits, mult, rows, cols, group, origin="<memory>"):
+    """The s8 codes [rows, cols] (m_g * q) of a packed stream, with io/lowbit_pack.cc unpack_lowbit's checks: shape,
+    group count, group parameters, byte count, every code within [0, 2 qmax], zero padding bits."""
+    if rows <= 0 or cols <= 0 or group <= 0 or group > cols:
+        raise WtkError(f"{origin}: bad low-bit shape ({rows} x {cols}, group {group})")
+    G = (cols + group - 1) // group
+    bits = np.asarray(bits).reshape(-1)
+    mult = np.asarray(mult).reshape(-1)
+    if len(bits) != rows * G:
+        raise WtkError(f"{origin}: {len(bits)} low-bit groups for {rows} x {G} groups")
+    check_lowbit_groups(bits, mult, origin)
+    need = lowbit_packed_bytes(bits, rows, cols, group)
+    if len(packed) != need:
+        raise WtkError(f"{origin}: packed low-bit weights hold {len(packed)} bytes, their groups need {need}")
+    gi, b = _code_widths(bits, rows, cols, group)
+    m = mult.astype(np.int64)[gi]
+    qmax = (1 << (b - 1)) - 1
+    pos = np.concatenate(([0], np.cumsum(b)[:-1]))
+    buf = np.concatenate((np.frombuffer(bytes(packed), dtype=np.uint8), np.zeros(2, np.uint8))).astype(np.int64)
+    byte = pos >> 3  # a code of <= 8 bits at bit offset < 8 lies in two bytes
+    v = ((buf[byte] | (buf[byte + 1] << 8)) >> (pos & 7)) & ((1 << b) - 1)
+    bad = np.flatnonzero(v > 2 * qmax)
+    if len(bad):
+        i = bad[0]
+        raise WtkError(f"{origin}: packed low-bit code {v[i]} is outside its {b[i]}-bit range "
+                       f"(row {i // cols}, column {i % cols})")
+    used = int(b.sum())
+    if used % 8 and buf[need - 1] >> (used % 8):
+        raise WtkError(f"{origin}: packed low-bit weights have non-zero padding bits")
+    return ((v - qmax) * m).astype(np.int8).reshape(rows, cols)
+
+
 class WtkFile:
     """A .wtk as (version, features, config text, {name: (dtype, shape, raw bytes)}), kept in file order.
     The one reader and writer of the format on the Python side (read_wtk, read_wtk_raw, write_wtk_raw, the
@@ -51,6 +154,7 @@ class WtkFile:
     def __init__(self, version, features, config_text, entries, path="<memory>"):
         self.version, self.features, self.config_text, self.entries, self.path = (
             version, features, config_text, entries, path)
+        self._unpacked = {}  # packed weight name -> its s8 codes
 
     @property
     def config(self):
@@ -78,46 +182,127 @@ class WtkFile:
             raise WtkError(f"{path}: bad header sizes")
         pos = 32
         need(pos, ylen)
-        text = data[pos:pos + ylen].decode()
+        try:
+            text = data[pos:pos + ylen].decode()
+        except UnicodeDecodeError:
+            raise WtkError(f"{path}: the config text is not UTF-8") from None
         pos += ylen
         entries = {}
+        packed = []
         for _ in range(count):
             need(pos, 4)
             (nl,) = struct.unpack_from("<I", data, pos)
             pos += 4
+            if nl == 0 or nl > 4096:
+                raise WtkError(f"{path}: bad tensor name length")
             need(pos, nl + 8)
-            name = data[pos:pos + nl].decode()
+            try:
+                name = data[pos:pos + nl].decode()
+            except UnicodeDecodeError:
+                raise WtkError(f"{path}: a tensor name is not UTF-8") from None
             pos += nl
             dtype, nd = struct.unpack_from("<II", data, pos)
             pos += 8
-            if nd > 8 or dtype not in (DT_F32, DT_S8):
+            if nd > 8 or dtype not in (DT_F32, DT_S8, DT_U8, DT_PACKED):
                 raise WtkError(f"{path}: tensor {name!r} has a bad header")
+            if dtype == DT_S8 and not features & FEATURE_INT8:
+                raise WtkError(f"{path}: s8 tensor {name!r} in a file not marked int8")
+            if dtype in (DT_U8, DT_PACKED) and not features & FEATURE_LOWBIT:
+                raise WtkError(f"{path}: low-bit tensor {name!r} in a file not marked lowbit")
             need(pos, 8 * nd + 16)
             shape = struct.unpack_from("<" + "q" * nd, data, pos)
             pos += 8 * nd
             off, nb = struct.unpack_from("<QQ", data, pos)
             pos += 16
-            numel = int(np.prod(shape)) if nd else 1
-            if any(d < 0 for d in shape) or nb != numel * (1 if dtype == DT_S8 else 4) or off + nb > len(data):
+            if any(d < 0 or d > (1 << 32) for d in shape):
+                raise WtkError(f"{path}: tensor {name!r} has a bad dimension")
+            numel = int(np.prod(shape, dtype=object)) if nd else 1
+            if numel > (1 << 40):
+                raise WtkError(f"{path}: tensor {name!r} is too large")
+            if dtype == DT_PACKED:  # 2..8 bits per code; the exact count is checked against the groups below
+                ok = nd >= 2 and nb <= numel and nb * 4 >= numel
+            else:
+                ok = nb == numel * (4 if dtype == DT_F32 else 1)
+            if not ok or off + nb > len(data):
                 raise WtkError(f"{path}: tensor {name!r} has a bad size or offset")
-            if dtype == DT_S8 and not features & FEATURE_INT8:
-                raise WtkError(f"{path}: s8 tensor {name!r} in a file not marked int8")
+            if dtype == DT_S8 and (not int8_layer_of(name) or nd < 2):
+                raise WtkError(f"{path}: s8 tensor {name!r} is not the weight of an int8 layer")
+            if dtype == DT_U8 and not lowbit_weight_of(name):
+                raise WtkError(f"{path}: u8 tensor {name!r} is not the group table of a low-bit weight")
+            if dtype == DT_PACKED:
+                if not int8_layer_of(name):
+                    raise WtkError(f"{path}: packed tensor {name!r} is not a layer weight")
+                packed.append(name)
+            if name.endswith((".lora_a", ".lora_b")) and not features & FEATURE_LOWRANK:
+                raise WtkError(f"{path}: tensor {name!r} is a low-rank adapter, but the file does not declare the "
+                               "low-rank feature (bit 4)")
+            if name in entries:
+                raise WtkError(f"{path}: tensor {name!r} appears twice")
             entries[name] = (dtype, tuple(shape), data[off:off + nb])
-        return WtkFile(version, features, text, entries, path)
+        f = WtkFile(version, features, text, entries, path)
+        for name in packed:  # every packed weight unpacked once, with the engine's checks (io/model_file.cc)
+            f._unpacked[name] = f._unpack(name)
+        for name in entries:
+            if lowbit_weight_of(name) and lowbit_weight_of(name) not in packed:
+                raise WtkError(f"{path}: {name} has no packed weight beside it")
+        return f
+
+    def _unpack(self, name):
+        """The s8 codes of packed weight `name`, after the checks of io/model_file.cc's reader."""
+        layer = int8_layer_of(name)
+        what = f"{self.path}: low-bit weight {name}"
+        if not all(n in self.entries for n in (name + GROUPS, name + GROUP_SIZE, layer + ".weight_scale")):
+            raise WtkError(f"{what} lacks its group table ({name}{GROUPS}), group size or {layer}.weight_scale")
+        _, shape, raw = self.entries[name]
+        rows = shape[0]
+        cols = int(np.prod(shape[1:])) if rows else 0
+        gs = self.array(name + GROUP_SIZE).reshape(-1)
+        if gs.size != 1 or not (1 <= gs[0] <= cols) or gs[0] != np.floor(gs[0]):
+            raise WtkError(f"{what} has a bad group size")
+        group = int(gs[0])
+        G = (cols + group - 1) // group
+        g = self.array(name + GROUPS)
+        if g.shape != (rows, G, 2):
+            raise WtkError(f"{what}: its group table is {list(g.shape)}, expected [{rows}, {G}, 2]")
+        sc = self.array(layer + ".weight_scale").reshape(-1)
+        if sc.size != rows:
+            raise WtkError(f"{what}: weight_scale has {sc.size} values")
+        if not np.all(np.isfinite(sc) & (sc > 0)):
+            raise WtkError(f"{what}: weight_scale holds a bad value")
+        if not np.all((g >= 0) & (g <= 255) & (g == np.floor(g))):
+            raise WtkError(f"{what}: its group table holds a value that is not a byte")
+        g = g.astype(np.int64).reshape(-1, 2)
+        return unpack_lowbit(raw, g[:, 0], g[:, 1], rows, cols, group, what).reshape(shape)
+
+    def lowbit_groups(self, name):
+        """(bits [rows, G], multipliers [rows, G], group size) of packed weight `name`."""
+        g = self.array(name + GROUPS).astype(np.int64)
+        return g[..., 0], g[..., 1], int(self.array(name + GROUP_SIZE).reshape(-1)[0])
+
+    def is_packed(self, name):
+        return name in self.entries and self.entries[name][0] == DT_PACKED
 
     def array(self, name):
-        """float32 array; an s8 weight comes back as codes * weight_scale (what the engine's reader hands out)."""
+        """float32 array; an s8 or packed weight comes back as codes * weight_scale (what the engine's reader hands
+        out), a u8 group table as its byte values."""
         dtype, shape, raw = self.entries[name]
         if dtype == DT_F32:
             return np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
+        if dtype == DT_U8:
+            return np.frombuffer(raw, dtype=np.uint8).reshape(shape).astype(np.float32)
         codes = self.codes(name).astype(np.float32)
         sc = self.array(int8_layer_of(name) + ".weight_scale")
         return (codes.reshape(shape[0], -1) * sc[:, None]).reshape(shape)
 
     def codes(self, name):
+        """The s8 codes of an s8 weight, or of a packed low-bit weight (m_g * q, unpacked as the engine does)."""
         dtype, shape, raw = self.entries[name]
+        if dtype == DT_PACKED:
+            if name not in self._unpacked:
+                self._unpacked[name] = self._unpack(name)
+            return self._unpacked[name].copy()
         if dtype != DT_S8:
-            raise WtkError(f"{self.path}: {name} is not stored as s8 codes")
+            raise WtkError(f"{self.path}: {name} is not stored as s8 or packed codes")
         return np.frombuffer(raw, dtype=np.int8).reshape(shape).copy()
 
     def set_f32(self, name, arr):
@@ -127,6 +312,20 @@ class WtkFile:
     def set_s8(self, name, codes):
         a = np.asarray(codes, dtype=np.int8)
         self.entries[name] = (DT_S8, tuple(a.shape), a.tobytes())
+
+    def set_lowbit(self, name, codes, groups, group_size):
+        """A low-bit weight: s8 codes (m_g * q) stored packed by their group table groups [rows, G, 2] of
+        (bits, multiplier), written as name_groups (u8) and name_group_size (f32 [1]); the layer's weight_scale is
+        set apart."""
+        c = np.asarray(codes, dtype=np.int8)
+        g = np.asarray(groups)
+        rows, cols = c.shape[0], c.size // max(c.shape[0], 1)
+        flat = g.astype(np.int64).reshape(-1, 2)
+        raw = pack_lowbit(c, flat[:, 0], flat[:, 1], rows, cols, int(group_size), f"{self.path}: {name}")
+        self.entries[name] = (DT_PACKED, tuple(c.shape), raw)
+        self.entries[name + GROUPS] = (DT_U8, tuple(g.shape), g.astype(np.uint8).tobytes())
+        self.set_f32(name + GROUP_SIZE, np.array([group_size], np.float32))
+        self._unpacked[name] = c.copy()
 
     def _pieces(self):
         """The file's bytes in order, laid out as the C++ writer does (io/model_file.cc: each tensor's data at a
@@ -142,6 +341,8 @@ class WtkFile:
                 feats |= FEATURE_LOWRANK
             if n.endswith(".attn_int8"):
                 feats |= FEATURE_INT8_ATTENTION
+            if lowbit_weight_of(n):
+                feats |= FEATURE_LOWBIT
         version = 2 if feats else 1
         ytext = self.config_text.encode()
         table_bytes = sum(4 + len(n.encode()) + 8 + 8 * len(shape) + 16 for n, (_, shape, _) in self.entries.items())
@@ -196,22 +397,39 @@ def read_wtk(path):
 
 
 def read_wtk_raw(path):
-    """-> (version, features, yaml text, [(name, np.ndarray)]) in file order; s8 tensors stay int8 codes.
-    Exits with a message on a bad file."""
+    """-> (version, features, yaml text, [(name, np.ndarray)]) in file order; s8 and packed low-bit weights come as
+    int8 codes (m_g * q for packed ones), group tables as uint8. Exits with a message on a bad file."""
     f = _read_or_exit(path)
-    tensors = [(name, f.codes(name) if dtype == DT_S8 else f.array(name)) for name, (dtype, _, _) in f.entries.items()]
+
+    def value(name, dtype):
+        if dtype in (DT_S8, DT_PACKED):
+            return f.codes(name)
+        if dtype == DT_U8:
+            return f.array(name).astype(np.uint8)
+        return f.array(name)
+
+    tensors = [(name, value(name, dtype)) for name, (dtype, _, _) in f.entries.items()]
     return f.version, f.features, f.config_text, tensors
 
 
 def write_wtk_raw(path, ytext, tensors):
-    """Writes [(name, np.ndarray)]: int8 arrays as s8 codes, the rest as float32; version 2 with the feature bits
+    """Writes [(name, np.ndarray)]: int8 arrays as s8 codes, or packed when a uint8 group table W_groups and a
+    W_group_size go with them (as read_wtk_raw gives them), the rest as float32; version 2 with the feature bits
     the tensors need (io/model_file.h), else version 1. Atomic (temporary file, then rename)."""
     f = WtkFile(1, 0, ytext, {})
-    for name, a in tensors:
+    given = dict(tensors)
+    lowbit = []
+    for name, a in tensors:  # in the given order; packed weights are packed in place afterwards
         if a.dtype == np.int8:
             f.set_s8(name, a)
+            if given.get(name + GROUPS) is not None and name + GROUP_SIZE in given:
+                lowbit.append(name)
+        elif a.dtype == np.uint8 and lowbit_weight_of(name):
+            f.entries[name] = (DT_U8, tuple(a.shape), a.tobytes())
         else:
             f.set_f32(name, a)
+    for name in lowbit:
+        f.set_lowbit(name, given[name], given[name + GROUPS], int(np.asarray(given[name + GROUP_SIZE]).reshape(-1)[0]))
     f.write(path)
 
 

@@ -11,6 +11,10 @@ inv = 1 / (act_smooth * act_scale) in float32 (1 / act_scale without a divisor),
 (half to even), y = out_scale * (q @ codes^T) + b' with out_scale = act_scale * weight_scale[o] and the stored s8
 weight codes; convolutions quantize their zero-padded input (the engine pads before it quantizes). Gradients pass
 the rounding straight through (inside the clamp range), so adapters can be fitted through the quantized decoder.
+Packed low-bit weights (feature bit 2, io/model_file.h; recipes configs/quant/w4-*.yaml) are unpacked to their s8
+codes c = m_g * q (wtk_io.unpack_lowbit, the engine's arithmetic): a W4A8 layer is then exactly the int8 layer above
+on those codes, as in the engine (nn/layers.cc runs it on the s8 kernels). A low-bit weight-only layer (no
+act_quant) runs in float on codes * weight_scale, as the engine's reader hands it out.
 Low-rank adapters NAME.lora_a [r, Cin] / NAME.lora_b [Cout, r] (feature bit 4) add (x A^T) B^T to a Linear's
 output before its activation, as the engine does.
 """
@@ -26,7 +30,8 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wavtok_ref.vocos import CausalConv1d  # noqa: E402
-from wtk_io import DT_F32, FEATURE_INT8_ATTENTION, FEATURE_SOFTMAX, WtkError  # noqa: E402 (reader/writer: wtk_io)
+from wtk_io import (DT_F32, DT_PACKED, DT_S8, FEATURE_INT8_ATTENTION, FEATURE_SOFTMAX,  # noqa: E402
+                    WtkError)  # (reader/writer: wtk_io)
 
 
 def _round_ste(u):
@@ -34,7 +39,8 @@ def _round_ste(u):
 
 
 class QuantLayer(nn.Module):
-    """The engine's int8 Conv1d (channels-first here) or Linear, plus an optional low-rank adapter (Linear)."""
+    """The engine's int8 Conv1d (channels-first here) or Linear, plus an optional low-rank adapter (Linear); or a
+    low-bit weight-only layer (packed weight, no act_quant): float input, float weight codes * weight_scale."""
 
     def __init__(self, f, name, module):
         super().__init__()
@@ -46,7 +52,10 @@ class QuantLayer(nn.Module):
                 raise WtkError(f"{f.path}: {name}: only stride-1, groups-1 convs are emulated")
             self.pad = (module.kernel_size[0] - 1, 0) if self.causal else (module.padding[0], module.padding[0])
             self.dilation = module.dilation[0]
-        aq = f.array(name + ".act_quant")
+        self.weight_only = name + ".act_quant" not in f.entries
+        if self.weight_only and not f.is_packed(name + ".weight"):
+            raise WtkError(f"{f.path}: {name} has neither act_quant nor a packed low-bit weight")
+        aq = np.array([1.0, 0.0], np.float32) if self.weight_only else f.array(name + ".act_quant")
         self.act_scale, self.act_zero = float(aq[0]), float(aq[1])
         sa = torch.tensor(aq[0], dtype=torch.float32)
         cin = module.in_channels if not self.is_linear else module.in_features
@@ -57,10 +66,20 @@ class QuantLayer(nn.Module):
             inv = (1.0 / sa).expand(cin).clone()
         self.register_buffer("shift", torch.from_numpy(shift))
         self.register_buffer("inv", inv.float())
+        # s8 codes, or a packed low-bit weight's m_g * q unpacked as the engine's reader does (io/model_file.cc:
+        # it hands out codes * weight_scale, from which the int8 layer takes back exactly these codes)
         self.register_buffer("codes", torch.from_numpy(f.codes(name + ".weight").astype(np.float32)))
+        self.packed = f.is_packed(name + ".weight")
+        if self.packed:  # average code bits over the weights (each group's width times its columns)
+            bits, _, group = f.lowbit_groups(name + ".weight")
+            cols = self.codes[0].numel()
+            widths = np.minimum(group, cols - np.arange(bits.shape[1]) * group)
+            self.avg_bits = float((bits * widths[None, :]).sum() / (bits.shape[0] * cols))
         ws = torch.from_numpy(f.array(name + ".weight_scale"))
         self.register_buffer("out_scale", (sa * ws).float())
         self.register_buffer("bias", torch.from_numpy(f.array(name + ".bias")))
+        if self.weight_only:  # the float weight the engine's reader hands out: float32(code) * scale[o]
+            self.register_buffer("weight", torch.from_numpy(f.array(name + ".weight")))
         self.lora_a = self.lora_b = None
 
     def set_adapter(self, a, b):
@@ -68,6 +87,10 @@ class QuantLayer(nn.Module):
         self.lora_b = nn.Parameter(torch.as_tensor(b, dtype=torch.float32).clone())
 
     def weight_bits(self):
+        """Code bits: the average group width of a packed low-bit weight, else the narrowest width holding every
+        s8 code."""
+        if self.packed:
+            return self.avg_bits
         m = float(self.codes.abs().max())
         return next(b for b in range(2, 9) if m <= 2 ** (b - 1) - 1)
 
@@ -80,10 +103,15 @@ class QuantLayer(nn.Module):
 
     def forward(self, x):
         if self.is_linear:  # (B, T, C)
-            y = F.linear(self.quant_input(x, -1), self.codes) * self.out_scale + self.bias
+            if self.weight_only:
+                y = F.linear(x, self.weight, self.bias)
+            else:
+                y = F.linear(self.quant_input(x, -1), self.codes) * self.out_scale + self.bias
             if self.lora_a is not None:
                 y = y + F.linear(F.linear(x, self.lora_a), self.lora_b)
             return y
+        if self.weight_only:
+            return F.conv1d(F.pad(x, self.pad), self.weight, self.bias, dilation=self.dilation)
         xp = F.pad(x, self.pad)  # zeros, quantized like the engine's padded rows
         y = F.conv1d(self.quant_input(xp, 1), self.codes, dilation=self.dilation)
         return y * self.out_scale[None, :, None] + self.bias[None, :, None]
@@ -118,8 +146,8 @@ def quantized_decoder(float_model, f):
         p.requires_grad_(False)
     sd = m.state_dict()
     new = {}
-    for name in f.entries:
-        if name.startswith(DECODER_PREFIXES) and name in sd and f.entries[name][0] == DT_F32:
+    for name in f.entries:  # float tensors, and the codes * weight_scale of low-bit weight-only layers (no act_quant)
+        if name.startswith(DECODER_PREFIXES) and name in sd and f.entries[name][0] in (DT_F32, DT_S8, DT_PACKED):
             new[name] = torch.from_numpy(f.array(name)).reshape(sd[name].shape)
     for k in sd:
         if k.startswith("backbone.convnext.") and k.endswith(".gamma") and k not in f.entries:
@@ -127,7 +155,8 @@ def quantized_decoder(float_model, f):
     m.load_state_dict(new, strict=False)
     layers = {}
     for name, mod in list(m.named_modules()):
-        if not name.startswith(DECODER_PREFIXES) or name + ".act_quant" not in f.entries:
+        if not name.startswith(DECODER_PREFIXES) or (name + ".act_quant" not in f.entries and
+                                                     not f.is_packed(name + ".weight")):
             continue
         if not isinstance(mod, (nn.Linear, nn.Conv1d)):
             raise WtkError(f"{f.path}: {name} is quantized but is not a Linear/Conv1d")

@@ -1,6 +1,8 @@
 """RILQ adapters (python/rilq.py, docs/PTQ.md "Low-rank adapters") on the random-weight fixture model:
 the fit lowers the model-wise loss it was fitted on, the engine running the adapters equals the PyTorch emulation
-(and the engine's own decode moves toward float), the written file round-trips, and bad input is refused.
+(and the engine's own decode moves toward float), the written file round-trips, and bad input is refused; both on
+W4 weights stored as s8 codes and on packed group-wise low-bit weights (a w4-slim-like recipe: every dense decoder
+layer W4A8 at 3.2 average code bits, two weight-only, one of them adapted).
 
 Run by CTest as python_rilq (PYTHONPATH=build/python for the engine module, WAVTOK_CLI = the wavtok binary)."""
 import os
@@ -32,30 +34,78 @@ RECIPE = """rules:
   - match: '^head\\.out$'
 """
 
+# Packed low-bit weights (feature bit 2), as configs/quant/w4-slim.yaml on the decoder, but with two weight-only
+# layers (float activations on codes * scale): the attention's proj_out (a conv) and head.out (a Linear, adapted).
+RECIPE_PACKED = """rules:
+  - match: 'convnext\\.\\d+\\.pwconv1$'
+    transform: repq
+    ln_fold: true
+    act_range: minmax
+    group_size: 64
+    avg_bits: 3.2
+  - match: 'convnext\\.\\d+\\.pwconv2$'
+    transform: sqb
+    act_range: minmax
+    group_size: 64
+    avg_bits: 3.2
+  - match: 'pos_net\\.\\d+\\.(conv1|conv2)$'
+    transform: sqb
+    act_range: minmax
+    group_size: 64
+    avg_bits: 3.2
+  - match: 'pos_net\\.2\\.(q|k|v)$'
+    transform: sqb
+    act_range: minmax
+    group_size: 64
+    avg_bits: 3.2
+  - match: 'pos_net\\.2\\.proj_out$'
+    weight_only: true
+    group_size: 32
+    avg_bits: 4
+  - match: '^backbone\\.embed$'
+    act_range: minmax
+    group_size: 64
+    avg_bits: 3.2
+  - match: '^head\\.out$'
+    weight_only: true
+    group_size: 32
+    avg_bits: 4
+"""
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    torch.set_num_threads(1)
-    d = tmp_path_factory.mktemp("rilq")
+
+def make_setup(d, recipe, rank, steps, lr):
     calib = d / "calib"
     calib.mkdir()
     os.symlink(os.path.abspath(os.path.join(FIX, "speech.input.wav")), calib / "speech.wav")
-    (d / "w4.yaml").write_text(RECIPE)
+    (d / "recipe.yaml").write_text(recipe)
     q = d / "q.wtk"
     subprocess.run([CLI, "quantize", os.path.join(FIX, "model.ckpt"), "--config", os.path.join(FIX, "config.yaml"),
-                    "--calib", str(calib), "--recipe", str(d / "w4.yaml"), "-o", str(q), "-q", "-t", "1"], check=True)
+                    "--calib", str(calib), "--recipe", str(d / "recipe.yaml"), "-o", str(q), "-q", "-t", "1"],
+                   check=True)
     teacher = load_wavtokenizer(os.path.join(FIX, "model.ckpt"), os.path.join(FIX, "config.yaml"))
     # One segment: the whole clip (the fixture's pos_net GroupNorm normalises over the whole input, so pieces of
     # a clip decode differently from the clip).
     segs = rilq.calib_segments(teacher, str(calib), 1, 10.0, 300)
     qf = WtkFile.read(str(q))
-    adapters, summary = rilq.fit(teacher, qf, None, rank=4, steps=30, lr=2e-3, segments=segs, batch=1,
+    adapters, summary = rilq.fit(teacher, qf, None, rank=rank, steps=steps, lr=lr, segments=segs, batch=1,
                                  eval_every=10)
     out = d / "q_rilq.wtk"
     rilq.attach(WtkFile.read(str(q)), adapters).write(str(out))
     x, sr = read_wav(os.path.join(FIX, "speech.input.wav"))
     feats, _, _ = teacher.encode(torch.from_numpy(x.astype(np.float32)))
     return dict(dir=d, q=q, out=out, teacher=teacher, summary=summary, adapters=adapters, feats=feats, calib=calib)
+
+
+@pytest.fixture(scope="module")
+def setup_packed(tmp_path_factory):
+    torch.set_num_threads(1)
+    return make_setup(tmp_path_factory.mktemp("rilq_packed"), RECIPE_PACKED, rank=4, steps=30, lr=2e-3)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    torch.set_num_threads(1)
+    return make_setup(tmp_path_factory.mktemp("rilq"), RECIPE, rank=4, steps=30, lr=2e-3)
 
 
 def test_fit_lowers_modelwise_loss(setup):
@@ -129,3 +179,61 @@ def test_bad_input_refused(setup):
     with pytest.raises(WtkError):
         rilq.fit(setup["teacher"], WtkFile.read(str(setup["q"])), None, rank=0, segments=setup["feats"][:, :, :50])
     assert run("--help").returncode == 0
+    # adapters in a file whose header does not declare them (bit 4 cleared) are refused, as by the engine
+    data = setup["out"].read_bytes()
+    nobit = d / "nobit.wtk"
+    nobit.write_bytes(data[:12] + (int.from_bytes(data[12:16], "little") & ~16).to_bytes(4, "little") + data[16:])
+    with pytest.raises(WtkError, match="does not declare the low-rank feature"):
+        WtkFile.read(str(nobit))
+
+
+def test_packed_fit_lowers_modelwise_loss(setup_packed):
+    s = setup_packed["summary"]
+    print(s)
+    # adapters on the low-bit Linear layers, W4A8 and weight-only (the convs are low-bit too, but adapters go on
+    # Linear layers only)
+    assert s["layers"] == [f"backbone.convnext.{i}.pwconv{j}" for i in range(4) for j in (1, 2)] + ["head.out"]
+    assert s["loss_fitted"] <= s["loss_init"]
+    assert s["loss_fitted"] < 0.92 * s["loss_without"], s
+
+
+def test_packed_engine_equals_emulation(setup_packed):
+    """The emulation of the packed W4A8 decoder (and its weight-only proj_out) is the engine's arithmetic, with and
+    without adapters."""
+    pytest.importorskip("wavtok")
+    teacher, feats = setup_packed["teacher"], setup_packed["feats"]
+    qf = WtkFile.read(str(setup_packed["q"]))
+    assert qf.features == 1 | 4 and qf.entries["backbone.pos_net.2.proj_out.weight"][0] == 3
+    assert "backbone.pos_net.2.proj_out.act_quant" not in qf.entries
+    with torch.no_grad():
+        student = quantized_decoder(teacher, qf)
+        # embed, pos_net convs, pwconvs, q/k/v in W4A8; proj_out and head.out weight-only (float activations)
+        assert len(student.quant_layers) == 1 + 4 * 2 + 4 * 2 + 3 + 1 + 1
+        assert sorted(n for n, q in student.quant_layers.items() if q.weight_only) == [
+            "backbone.pos_net.2.proj_out", "head.out"]
+        ref_q = student.decode(feats)[0].numpy()
+        ref_a = quantized_decoder(teacher, WtkFile.read(str(setup_packed["out"]))).decode(feats)[0].numpy()
+        ref_f = teacher.decode(feats)[0].numpy()
+    eng_q = engine_decode(setup_packed["q"], feats).reshape(-1)
+    eng_a = engine_decode(setup_packed["out"], feats).reshape(-1)
+    n = min(len(ref_a), len(eng_a))
+
+    def rel(a, b):
+        return float(np.linalg.norm(a[:n] - b[:n]) / np.linalg.norm(b[:n]))
+
+    print(f"packed: engine vs emulation: adapters {rel(eng_a, ref_a):.2e}, none {rel(eng_q, ref_q):.2e}; "
+          f"adapters' effect {rel(ref_a, ref_q):.2e}; W4 vs float {rel(ref_q, ref_f):.2e}")
+    assert rel(eng_q, ref_q) < 2e-3
+    assert rel(eng_a, ref_a) < 2e-3
+    assert rel(ref_a, ref_q) > 20 * rel(eng_a, ref_a)
+    assert rel(ref_q, ref_f) > 20 * rel(eng_q, ref_q)  # the W4 damage itself is far above that tolerance
+
+
+def test_packed_file_keeps_packed_weights(setup_packed):
+    f = WtkFile.read(str(setup_packed["out"]))
+    q = WtkFile.read(str(setup_packed["q"]))
+    assert f.version == 2 and f.features == 1 | 4 | 16 and q.features == 1 | 4
+    for n, e in q.entries.items():  # the packed weights and their group tables byte for byte, as everything else
+        assert f.entries[n] == e, n
+    assert set(f.entries) - set(q.entries) == {n + t for n in setup_packed["adapters"] for t in (".lora_a", ".lora_b")}
+    assert f.tobytes() == setup_packed["out"].read_bytes()

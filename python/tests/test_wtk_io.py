@@ -1,7 +1,9 @@
 """python/wtk_io.py, the one Python reader and writer of the .wtk model file (io/model_file.h), against the engine's
 own writer: files written by `wavtok convert` and `wavtok quantize` (float, int8, int8 attention) read and written
-back are the same bytes, through WtkFile and through read_wtk_raw / write_wtk_raw; read_wtk gives the float
-tensors; damaged files are refused with the file named.
+back are the same bytes, through WtkFile and through read_wtk_raw / write_wtk_raw, packed low-bit files of the
+configs/quant/w4-slim.yaml recipe included; read_wtk gives the float tensors; the packed codes equal a bit-by-bit
+reading of the documented layout; damaged files and hostile packed streams are refused with the file named, by this
+reader and by the engine.
 
 Run by CTest as python_wtk_io (WAVTOK_CLI = the wavtok binary)."""
 import os
@@ -14,7 +16,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from wtk_io import WtkError, WtkFile, read_wtk, read_wtk_raw, write_wtk_raw  # noqa: E402
+from wtk_io import (DT_PACKED, DT_U8, WtkError, WtkFile, lowbit_code_max, pack_lowbit, read_wtk,  # noqa: E402
+                    read_wtk_raw, write_wtk_raw)
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FIX = os.path.join(ROOT, "..", "shared", "fixtures", "wavtokenizer-75")
@@ -37,6 +40,11 @@ def files(tmp_path_factory):
         out[name] = d / f"{name}.wtk"
         subprocess.run([CLI, "quantize", *ckpt, "--calib", str(calib), "--recipe", str(d / f"{name}.yaml"),
                         "-o", str(out[name]), "-q", "-t", "1"], check=True)
+    # packed low-bit weights: the shipped W4 recipe (W4A8 decoder, weight-only LSTM and model.12)
+    out["w4-slim"] = d / "w4-slim.wtk"
+    subprocess.run([CLI, "quantize", *ckpt, "--calib", str(calib), "--recipe",
+                    os.path.join(ROOT, "configs", "quant", "w4-slim.yaml"), "-o", str(out["w4-slim"]), "-q", "-t", "1"],
+                   check=True)
     return d, out
 
 
@@ -46,7 +54,8 @@ def header(path):
 
 def test_engine_files_round_trip_byte_for_byte(files):
     d, out = files
-    assert [header(out[k])[:2] for k in ("float", "int8", "int8-attention")] == [(1, 0), (2, 1), (2, 1 | 8)]
+    assert [header(out[k])[:2] for k in ("float", "int8", "int8-attention", "w4-slim")] == [
+        (1, 0), (2, 1), (2, 1 | 8), (2, 1 | 4)]
     for name, path in out.items():
         f = WtkFile.read(str(path))
         assert f.tobytes() == path.read_bytes(), name
@@ -109,6 +118,99 @@ def test_damaged_files_refused(files):
     refused("short.wtk", good[:20], "truncated")
     refused("cut.wtk", good[:len(good) // 2], "bad size or offset|truncated")
     refused("v3.wtk", good[:8] + struct.pack("<I", 3) + good[12:], "version 3")
-    refused("lowbit.wtk", good[:12] + struct.pack("<I", 1 | 4) + good[16:], "unknown features")
+    refused("bit5.wtk", good[:12] + struct.pack("<I", 1 | 32) + good[16:], "unknown features")
     refused("unmarked.wtk", good[:12] + struct.pack("<I", 16) + good[16:], "not marked int8")
     refused("huge.wtk", good[:24] + struct.pack("<Q", 1 << 40) + good[32:], "bad header sizes")
+
+
+def read_bits_lsb_first(raw, bits, mult, rows, cols, group):
+    """The documented layout (io/lowbit_pack.h), read one bit at a time: q + qmax in b_g bits, LSB first, row after
+    row and group after group."""
+    G = (cols + group - 1) // group
+    out, pos = np.zeros((rows, cols), np.int64), 0
+    for o in range(rows):
+        for j in range(cols):
+            b, m = int(bits[o, j // group]), int(mult[o, j // group])
+            v = sum(((raw[(pos + k) >> 3] >> ((pos + k) & 7)) & 1) << k for k in range(b))
+            pos += b
+            out[o, j] = (v - lowbit_code_max(b)) * m
+    assert (pos + 7) // 8 == len(raw) and G == bits.shape[1]
+    return out
+
+
+def test_packed_weights(files):
+    f = WtkFile.read(str(files[1]["w4-slim"]))
+    packed = [n for n, (dt, _, _) in f.entries.items() if dt == DT_PACKED]
+    # the W4A8 decoder layers, the weight-only LSTM's matrices and model.12
+    assert any("pwconv1" in n for n in packed) and any(".lstm.weight_hh_l" in n for n in packed), packed
+    assert all(f.entries[n + "_groups"][0] == DT_U8 for n in packed)
+    for n in packed:
+        bits, mult, group = f.lowbit_groups(n)
+        codes = f.codes(n)
+        rows = codes.shape[0]
+        cols = codes.size // rows
+        raw = f.entries[n][2]
+        if n.endswith("pwconv2.weight") or n.endswith("proj_out.weight"):  # a few in full, bit by bit
+            assert np.array_equal(read_bits_lsb_first(raw, bits, mult, rows, cols, group),
+                                  codes.reshape(rows, cols)), n
+        assert pack_lowbit(codes, bits, mult, rows, cols, group) == raw, n  # and back to the same bytes
+        sc = f.array(n.rsplit(".", 1)[0] + ".weight_scale")
+        assert np.array_equal(f.array(n), (codes.reshape(rows, -1).astype(np.float32) * sc[:, None]).reshape(codes.shape))
+    _, _, _, tensors = read_wtk_raw(str(files[1]["w4-slim"]))
+    t = dict(tensors)
+    assert t[packed[0]].dtype == np.int8 and t[packed[0] + "_groups"].dtype == np.uint8
+
+
+def test_hostile_packed_streams_refused(files):
+    d, out = files
+    good = WtkFile.read(str(out["w4-slim"]))
+    name = next(n for n, (dt, _, _) in good.entries.items() if dt == DT_PACKED and n.endswith("pwconv2.weight"))
+    bits, mult, group = good.lowbit_groups(name)
+
+    def with_entry(key, entry):
+        f = WtkFile.read(str(out["w4-slim"]))
+        if entry is None:
+            del f.entries[key]
+        else:
+            f.entries[key] = entry
+        return f.tobytes()
+
+    dt, shape, raw = good.entries[name]
+    gdt, gshape, graw = good.entries[name + "_groups"]
+    g = np.frombuffer(graw, np.uint8).reshape(gshape).copy()
+    # a code value above 2 qmax: the first code of a group narrower than 8 bits set to all ones (2^b - 1)
+    rows, cols = shape[0], int(np.prod(shape[1:]))
+    widths = bits[:, np.arange(cols) // group].reshape(-1)
+    starts = np.concatenate(([0], np.cumsum(widths)[:-1]))
+    i = int(np.flatnonzero(widths < 8)[0])
+    hi = bytearray(raw)
+    for k in range(int(widths[i])):
+        p = int(starts[i]) + k
+        hi[p >> 3] |= 1 << (p & 7)
+    wide = g.copy()
+    wide[0, 0, 0] = 9
+    many = g.copy()
+    many[0, 0, 1] = 128  # a multiplier beyond 127 / qmax
+    cases = {
+        "code.wtk": (with_entry(name, (dt, shape, bytes(hi))), "outside its"),
+        "short.wtk": (with_entry(name, (dt, shape, raw[:-1])), "bytes, their groups need"),
+        "width.wtk": (with_entry(name + "_groups", (gdt, gshape, wide.tobytes())), "width 9"),
+        "mult.wtk": (with_entry(name + "_groups", (gdt, gshape, many.tobytes())), "multiplier 128"),
+        "nogroups.wtk": (with_entry(name + "_groups", None), "lacks its group table"),
+        "nosize.wtk": (with_entry(name + "_group_size", None), "lacks its group table"),
+    }
+    used = int(widths.sum())
+    if used % 8:  # a padding bit set
+        pad = bytearray(raw)
+        pad[-1] |= 0x80
+        cases["pad.wtk"] = (with_entry(name, (dt, shape, bytes(pad))), "non-zero padding bits")
+    data = out["w4-slim"].read_bytes()
+    cases["unmarked.wtk"] = (data[:12] + struct.pack("<I", 1) + data[16:], "not marked lowbit")
+    for fname, (blob, match) in cases.items():
+        p = d / fname
+        p.write_bytes(blob)
+        with pytest.raises(WtkError, match=match) as e:
+            WtkFile.read(str(p))
+        assert str(p) in str(e.value), fname
+        r = subprocess.run([CLI, "info", "-m", str(p)], capture_output=True, text=True)
+        assert r.returncode == 1 and str(p) in r.stderr, (fname, r.stderr)  # the engine refuses it too

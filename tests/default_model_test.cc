@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "codec/default_model.h"
+#include "codec/streaming.h"
 #include "dsp/audio_io.h"
 #include "io/model_file.h"
 #include "models/model.h"
@@ -89,6 +90,37 @@ TEST(DefaultModel, W8a8LstmRecipeKeepsTokens) {
               100.0 * agree, tf.codes.size(), snr);
   EXPECT_GE(agree, 0.97);  // the bar; measured 97.78 % of 586 (97.8 % over the 40 held-out clips)
   EXPECT_GT(snr, 30.0);    // measured 31.9 dB on the v5 model (v4: 36.4 dB)
+}
+
+// The shipped causal `rt` model (when this build has one): the realtime preset streams the real recording of the
+// fixtures in 20 ms pushes to the same tokens and audio as one-shot, with 20 ms of algorithmic latency.
+TEST(ShippedRtModel, RealtimeStreamEqualsOneShot) {
+  if (!has_embedded_model("rt")) GTEST_SKIP() << "this build embeds no rt model (codec/rt/wavtok-rt.wtk)";
+  auto m = load_shipped_model("rt");
+  ASSERT_TRUE(m->config().causal());
+  EXPECT_EQ(causal_latency_samples(m->config()), 480);
+  const std::vector<float> x = read_audio(fixture("wavtokenizer-75/speech.input.wav"), 24000).samples;
+  const int64_t n = int64_t(x.size());
+  const Tokens one = m->encode(x.data(), n, 1);
+  const std::vector<float> audio_one = m->decode(one);
+  const StreamParams p = stream_preset("realtime");
+  StreamingEncoder enc(m, p);
+  StreamingDecoder dec(m, p);
+  std::vector<int32_t> codes, fresh;
+  std::vector<float> audio;
+  for (int64_t at = 0; at < n; at += 480) {
+    fresh.clear();
+    const int64_t got = enc.push(x.data() + at, std::min<int64_t>(480, n - at), fresh);
+    codes.insert(codes.end(), fresh.begin(), fresh.end());
+    if (got > 0) dec.push(fresh.data(), got, 1, audio);
+  }
+  fresh.clear();
+  const int64_t got = enc.flush(fresh);
+  codes.insert(codes.end(), fresh.begin(), fresh.end());
+  if (got > 0) dec.push(fresh.data(), got, 1, audio);
+  dec.flush(audio);
+  EXPECT_EQ(codes, one.codes);
+  EXPECT_EQ(audio, audio_one);
 }
 
 }  // namespace

@@ -375,11 +375,28 @@ def qat_modules(model: WavTokenizer):
     return [m for m in model.feature_extractor.encodec.encoder.modules() if isinstance(m, (QConv1d, QLSTM))]
 
 
-def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbits: int = 8) -> WavTokenizer:
-    """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated)."""
+def conv_names(model: WavTokenizer) -> List[str]:
+    """The encoder's SEANet convs (NormConv1d module names relative to the encoder, e.g. `model.1.block.3.conv`)."""
+    return [n for n, m in model.feature_extractor.encodec.encoder.named_modules() if isinstance(m, NormConv1d)]
+
+
+def _is_float_conv(name: str, float_convs) -> bool:
+    """name (`model.1.block.3.conv`) matches an entry of float_convs: the module name, or a prefix of it ending at a
+    dot boundary (`model.1` keeps the whole first residual block float)."""
+    for f in float_convs or ():
+        f = f.strip().removesuffix(".conv.conv").removesuffix(".conv")
+        if f and (name == f + ".conv" or name.startswith(f + ".")):
+            return True
+    return False
+
+
+def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbits: int = 8,
+                float_convs=None) -> WavTokenizer:
+    """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated).
+    Convs named in float_convs (see _is_float_conv) stay float (and are still fine-tuned)."""
     enc = model.feature_extractor.encodec.encoder
     for name, mod in list(enc.named_modules()):
-        if convs and isinstance(mod, NormConv1d):
+        if convs and isinstance(mod, NormConv1d) and not _is_float_conv(name, float_convs):
             mod.conv = QConv1d(mod.conv, ENC + name + ".conv", wbits)
         elif lstm and isinstance(mod, SLSTM):
             mod.lstm = QLSTM(mod.lstm, ENC + name + ".lstm")
@@ -567,10 +584,31 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
     return {"int8_convs": n_conv, "int8_lstms": n_lstm}
 
 
-def load_qat_model(init_wtk: str, convs=True, lstm=True, wbits=8) -> WavTokenizer:
+def load_qat_model(init_wtk: str, convs=True, lstm=True, wbits=8, float_convs=None) -> WavTokenizer:
     from wtk_io import load_wtk_as_reference
     m = load_wtk_as_reference(init_wtk)
-    return prepare_qat(m, convs, lstm, wbits)
+    return prepare_qat(m, convs, lstm, wbits, float_convs)
+
+
+@torch.no_grad()
+def load_from_run(model: WavTokenizer, ckpt: str) -> int:
+    """Initialise model from another run's checkpoint (`--init-run`): every tensor of the same name and shape
+    (weights, biases, learned log-scales, calibrated ranges and zero points); a conv that is float here but was int8
+    there gets that run's fine-tuned weight as weight_v with weight_g = its norm. Returns the tensors copied."""
+    sd = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    own = model.state_dict()
+    n = 0
+    for k, v in own.items():
+        if k in sd and sd[k].shape == v.shape:
+            v.copy_(sd[k])
+            n += 1
+        elif k.endswith(".weight_v") and k[:-2] in sd and sd[k[:-2]].shape == v.shape:
+            w = sd[k[:-2]]
+            v.copy_(w)
+            own[k[:-1] + "g"].copy_(w.reshape(w.shape[0], -1).norm(dim=1).view_as(own[k[:-1] + "g"]))
+            n += 2
+    model.load_state_dict(own)
+    return n
 
 
 # --------------------------------------------------------------------------- loss and tokens
@@ -629,6 +667,11 @@ def train(args):
                convs=not args.no_convs, lstm=not args.no_lstm, wbits=args.wbits, init_wtk=args.init_wtk,
                seed=args.seed, calib_batches=args.calib_batches, max_steps=args.total_steps, act_init=args.act_init,
                gain_db=list(args.gain_db), peak_db=list(args.peak_db) if args.peak_db else None)
+    # settings added later: recorded only when used, so that older runs still resume
+    extra = dict(float_convs=sorted(c for c in args.float_convs.split(",") if c), init_run=args.init_run,
+                 lstm_frozen=args.lstm_frozen, freeze_above_scalar=args.freeze_above_scalar)
+    defaults = dict(float_convs=[], init_run=None, lstm_frozen=False, freeze_above_scalar=None)
+    cfg.update({k: v for k, v in extra.items() if v != defaults[k]})
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -637,7 +680,8 @@ def train(args):
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    model = prepare_qat(load_wtk_as_reference(args.init_wtk), cfg["convs"], cfg["lstm"], cfg["wbits"])
+    model = prepare_qat(load_wtk_as_reference(args.init_wtk), cfg["convs"], cfg["lstm"], cfg["wbits"],
+                        cfg.get("float_convs"))
     enc = model.feature_extractor.encodec.encoder
     t_enc = teacher.feature_extractor.encodec.encoder
     e = codebook(teacher).detach()
@@ -650,10 +694,15 @@ def train(args):
         eval_ref = [nearest_codes(t_enc(x[:, None]), e) for x in eval_audio]
 
     scales = scale_params(model)
+    fixed = set()
+    if args.lstm_frozen:  # the LSTM stays as calibrated (PTQ int8): neither its weights nor its scales train
+        fixed = {id(p) for m in qat_modules(model) if isinstance(m, QLSTM) for p in m.parameters()}
+        scales = [(n, p) for n, p in scales if id(p) not in fixed]
     scale_ids = {id(p) for _, p in scales}
-    weights = [p for n, p in model.named_parameters() if n.startswith(ENC) and id(p) not in scale_ids]
+    weights = [p for n, p in model.named_parameters() if n.startswith(ENC) and id(p) not in scale_ids
+               and id(p) not in fixed]
     for n, p in model.named_parameters():
-        p.requires_grad_(n.startswith(ENC))
+        p.requires_grad_(n.startswith(ENC) and id(p) not in fixed)
     opt = torch.optim.Adam([{"params": weights, "lr": args.lr, "base": args.lr},
                             {"params": [p for _, p in scales], "lr": args.scale_lr, "base": args.scale_lr}])
     step = 0
@@ -677,7 +726,11 @@ def train(args):
     else:
         calib = [sampler.batch(rng, args.batch) for _ in range(args.calib_batches)]
         calibrate(model, calib, args.act_init)
-        log(f"initialised from {args.init_wtk}: {sum(isinstance(m, QConv1d) for m in qat_modules(model))} int8 convs, "
+        if args.init_run:
+            n_init = load_from_run(model, os.path.join(args.init_run, "last.ckpt"))
+            log(f"initialised {n_init} tensors from {args.init_run}/last.ckpt")
+        log(f"initialised from {args.init_wtk}: {sum(isinstance(m, QConv1d) for m in qat_modules(model))} int8 convs "
+            f"(float: {', '.join(cfg.get('float_convs') or []) or 'none'}), "
             f"{sum(isinstance(m, QLSTM) for m in qat_modules(model))} int8 LSTMs, scales min-max calibrated on "
             f"{args.calib_batches} batches ({args.act_init}); method {args.method}")
         with open(log_path, "w") as f:
@@ -746,7 +799,10 @@ def train(args):
                 dis = float(((torch.sign(gt) != torch.sign(gf)) & m).sum()) / max(int(m.sum()), 1)
                 hist[i].append(dis)
                 avg = sum(hist[i]) / len(hist[i])
-                frozen[i] = len(hist[i]) >= min(args.window, 5) and avg > args.freeze_above
+                thr = args.freeze_above
+                if p.numel() == 1 and args.freeze_above_scalar is not None:
+                    thr = args.freeze_above_scalar
+                frozen[i] = len(hist[i]) >= min(args.window, 5) and avg > thr
                 if frozen[i]:
                     freeze_steps[i] += 1
             set_frozen_grads(scale_list, frozen)
@@ -782,7 +838,7 @@ def train(args):
 def load_run(run: str) -> WavTokenizer:
     st = torch.load(os.path.join(run, "last.ckpt"), map_location="cpu", weights_only=False)
     cfg = st["cfg"]
-    model = load_qat_model(cfg["init_wtk"], cfg["convs"], cfg["lstm"], cfg["wbits"])
+    model = load_qat_model(cfg["init_wtk"], cfg["convs"], cfg["lstm"], cfg["wbits"], cfg.get("float_convs"))
     model.load_state_dict(st["model"])
     model.eval()
     return model, st
@@ -808,7 +864,16 @@ def main():
     t.add_argument("--window", type=int, default=20, help="GAQAT: steps averaged per quantizer")
     t.add_argument("--freeze-above", type=float, default=0.5, help="GAQAT: freeze a quantizer's scales above this "
                    "mean fraction of scale elements whose task and flatness gradients disagree in sign")
+    t.add_argument("--freeze-above-scalar", type=float, default=None,
+                   help="GAQAT: the threshold for quantizers with one scale (activation scales, the LSTM divisor); "
+                        "default --freeze-above. A scalar's disagreement is 0 or 1 per step, so its window mean "
+                        "crosses 0.5 by chance about half the time when the signs are unrelated")
     t.add_argument("--wbits", type=int, default=8)
+    t.add_argument("--float-convs", default="", help="comma list of encoder convs kept float (module names relative "
+                   "to the encoder, e.g. model.0,model.1.block.3; a prefix such as model.1 takes a whole block)")
+    t.add_argument("--init-run", default=None, help="start from this run's last.ckpt (weights and scales) instead "
+                   "of the calibrated float model")
+    t.add_argument("--lstm-frozen", action="store_true", help="keep the int8 LSTM as calibrated (not trained)")
     t.add_argument("--no-convs", action="store_true")
     t.add_argument("--no-lstm", action="store_true")
     t.add_argument("--total-steps", type=int, default=3000, help="length of the lr schedule and the step limit")

@@ -40,6 +40,10 @@ def main():
     ap.add_argument("--single", choices=["both", "only", "leave", "none"], default="both",
                     help="one-conv-at-a-time tables: int8 alone (only), float alone (leave), both or none")
     ap.add_argument("--float-convs", default="", help="comma list kept float in every configuration")
+    ap.add_argument("--int8-convs", default="", help="comma list: only these int8 (the complement of --float-convs)")
+    ap.add_argument("--float-lstm", action="store_true", help="the LSTM float in every configuration")
+    ap.add_argument("--smooth-alpha", type=float, default=None, help="SmoothQuant-b transform (qat.py train)")
+    ap.add_argument("--smooth-no-shift", action="store_true")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -60,7 +64,7 @@ def main():
         torch.manual_seed(a.seed)
         sampler = CropSampler(a.train_filelist, 24000 // 320 * 320, gain_db=(-6.0, 6.0))
         calib = [sampler.batch(rng, a.batch) for _ in range(a.calib_batches)]
-        qat.calibrate(model, calib, a.act_init)
+        qat.calibrate(model, calib, a.act_init, a.smooth_alpha, not a.smooth_no_shift)
     files = read_filelist(a.eval_filelist)
     k = max(1, len(files) // a.clips)
     files = files[::k][: a.clips]
@@ -71,9 +75,11 @@ def main():
     convs = {m.name[len(qat.ENC):].removesuffix(".conv"): m for m in qat.qat_modules(model) if isinstance(m, qat.QConv1d)}
     lstm = [m for m in qat.qat_modules(model) if isinstance(m, qat.QLSTM)]
     base_float = {n for n in convs if qat._is_float_conv(n, a.float_convs.split(","))}
+    if a.int8_convs:
+        base_float = {n for n in convs if not qat._is_float_conv(n, a.int8_convs.split(","))}
 
     @torch.no_grad()
-    def agree(float_set, lstm_q=True):
+    def agree(float_set, lstm_q=not a.float_lstm):
         for n, m in convs.items():
             m.quant = n not in float_set
         for m in lstm:
@@ -88,8 +94,8 @@ def main():
     t0 = time.time()
     res = {"clips": len(files), "frames": int(sum(r.numel() for r in ref)), "convs": list(convs)}
     res["all_int8"] = agree(base_float)
-    print(f"{len(files)} clips, {res['frames']} frames; all int8 except {sorted(base_float) or 'none'} + int8 LSTM: "
-          f"{res['all_int8']:.2f}% ({time.time() - t0:.0f} s)", flush=True)
+    print(f"{len(files)} clips, {res['frames']} frames; int8 convs {sorted(set(convs) - base_float)} + int8 LSTM: "
+          f"{res['all_int8']:.2f}% ({time.time() - t0:.0f} s)".replace("int8 LSTM", "float LSTM" if a.float_lstm else "int8 LSTM"), flush=True)
     res["float_convs_int8_lstm"] = agree(set(convs))
     print(f"every conv float, int8 LSTM: {res['float_convs_int8_lstm']:.2f}%", flush=True)
     if a.single != "none":

@@ -10,7 +10,11 @@ weights by 2 %, scales off their min-max values by up to +-25 %), exported with 
 encoder in the engine's arithmetic (qat.set_engine_exact: integer accumulation, the engine's bias folding and
 ELU, float64 LSTM gates on u8/s8 codes).
 
-Asserts: the file is version 2 with the int8 feature and s8 encoder weights; the engine's tokens equal the
+The same again for a mixed export (`qat.py train --float-convs model.0,model.1,model.3`): the first five convs stay
+float (fine-tuned, weight norm folded on export), 13 int8; and that mixed export once more with the SmoothQuant-b
+input transform of `--smooth-alpha 0.5` (per-channel act_shift / act_smooth, W * smooth and the shifted bias).
+
+Asserts, for both: the file is version 2 with the int8 feature and s8 encoder weights; the engine's tokens equal the
 reference's on >= 99.5 % of the frames; the engine's latents are within 1e-2 (relative) of the reference's while
 the float model's are far (> 1e-2, so int8 really ran); the float .wtk's engine tokens equal the float reference's.
 
@@ -68,10 +72,10 @@ def engine_encode(cli, model, wav, out_dir, tag):
     return codes, np.load(lat)[0]
 
 
-def check_export(cli, d, fwtk, xt, calib, float_convs, failures):
+def check_export(cli, d, fwtk, xt, calib, float_convs, failures, smooth_alpha=None):
     """Fake-quantize the float model of fwtk (convs in float_convs left float), perturb it as a fine-tune would,
     export, encode with the engine, compare with the engine-exact reference; appends to failures."""
-    tag = "mixed" if float_convs else "all"
+    tag = ("mixed" if float_convs else "all") + ("-smoothed" if smooth_alpha is not None else "")
     qwtk = os.path.join(d, f"qat-{tag}.wtk")
     q = qat.load_qat_model(fwtk, float_convs=float_convs)
     n_conv = sum(isinstance(mod, qat.QConv1d) for mod in qat.qat_modules(q))
@@ -84,7 +88,7 @@ def check_export(cli, d, fwtk, xt, calib, float_convs, failures):
     with torch.no_grad():
         z_float = q.feature_extractor.encoder(xt[:, None])
     calib_in = [c for c in calib]
-    qat.calibrate(q, calib_in)
+    qat.calibrate(q, calib_in, "minmax", smooth_alpha)
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for mod in qat.qat_modules(q):  # what a fine-tune leaves: moved weights, scales off min-max
@@ -112,6 +116,9 @@ def check_export(cli, d, fwtk, xt, calib, float_convs, failures):
         failures.append(f"{tag}: exported file has version {version}, features {feats:#x} (want 2, int8)")
     _, _, _, tensors = qat.read_wtk_raw(qwtk)
     s8 = [k for k, a in tensors if a.dtype == np.int8]
+    n_smooth = sum(k.endswith(".conv.act_smooth") for k, _ in tensors)
+    if n_smooth != (want_conv if smooth_alpha is not None else 0):
+        failures.append(f"{tag}: {n_smooth} convs with act_smooth in the export")
     if len(s8) != want_conv + 4:
         failures.append(f"{tag}: {len(s8)} s8 tensors in the export (want {want_conv} conv weights + 4 LSTM matrices)")
 
@@ -182,6 +189,8 @@ def main():
         check_export(cli, d, fwtk, xt, calib, None, failures)
         # a mixed recipe (configs/quant/qat-*.yaml): the first stages float, fine-tuned as float convs
         check_export(cli, d, fwtk, xt, calib, ["model.0", "model.1", "model.3"], failures)
+        # the SmoothQuant-b input transform (--smooth-alpha): act_shift / act_smooth per int8 conv
+        check_export(cli, d, fwtk, xt, calib, ["model.0", "model.1", "model.3"], failures, smooth_alpha=0.5)
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         sys.exit(1)

@@ -142,29 +142,85 @@ class QConv1d(nn.Module):
         self.register_buffer("sa0", torch.ones(1))
         self.register_buffer("zero", torch.zeros(1))
         self.t_a = nn.Parameter(torch.zeros(1))
+        # per-input-channel transform (SmoothQuant-b, the engine's act_shift / act_smooth): the layer quantizes
+        # (x - shift_c) / smooth_c and runs the weight W * smooth_c with the bias b + sum W shift (both stored so)
+        cin = w.shape[1]
+        self.register_buffer("shift", torch.zeros(cin))
+        self.register_buffer("smooth", torch.ones(cin))
+        self.register_buffer("has_transform", torch.zeros(1))
         self.quant = True
         self.exact = False  # engine_forward (evaluation: the engine's rounding of every step)
         self.calib: Optional[List[float]] = None  # [lo, hi] while calibrating
         self.calib_rows: List[torch.Tensor] = []  # a sample of the input values while calibrating
+        self.calib_ch = None  # per-input-channel (min, max) of the raw input while calibrating
 
     def scales(self):
         return self.sw0 * torch.exp(self.t_w), self.sa0 * torch.exp(self.t_a)
 
+    def transformed(self) -> bool:
+        return bool(self.has_transform.item())
+
+    def tweight(self):
+        """The weight the int8 kernel runs: W * smooth_c (W without a transform)."""
+        return self.weight * self.smooth[None, :, None] if self.transformed() else self.weight
+
+    def tbias(self):
+        """b + sum_{c,k} W[o, c, k] shift_c (b without a transform)."""
+        if not self.transformed():
+            return self.bias
+        return self.bias + (self.weight * self.shift[None, :, None]).sum((1, 2))
+
+    def tinput(self, x):
+        return (x - self.shift[None, :, None]) / self.smooth[None, :, None] if self.transformed() else x
+
     def forward(self, x):
         if self.calib is not None:
-            self.calib[0] = min(self.calib[0], float(x.min()))
-            self.calib[1] = max(self.calib[1], float(x.max()))
-            flat = x.detach().reshape(-1)
+            xt = self.tinput(x).detach()
+            self.calib[0] = min(self.calib[0], float(xt.min()))
+            self.calib[1] = max(self.calib[1], float(xt.max()))
+            flat = xt.reshape(-1)
             self.calib_rows.append(flat[torch.randint(0, flat.numel(), (min(flat.numel(), 20000),))])
+            cmin, cmax = x.detach().amin((0, 2)), x.detach().amax((0, 2))
+            self.calib_ch = (cmin, cmax) if self.calib_ch is None else (torch.minimum(self.calib_ch[0], cmin),
+                                                                         torch.maximum(self.calib_ch[1], cmax))
         if not self.quant:
             return F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
         sw, sa = self.scales()
         if self.exact:
             return self.engine_forward(x, sw, sa)
-        n_w = self.weight[0].numel()
-        xq = fq_act(x, sa, int(self.zero.item()), 1.0 / math.sqrt(x[0].numel() * 255.0))
-        wq = fq_weight(self.weight, sw, self.qmax, 1.0 / math.sqrt(n_w * self.qmax))
-        return F.conv1d(xq, wq, self.bias, self.stride, 0, self.dilation, self.groups)
+        w = self.tweight()
+        n_w = w[0].numel()
+        xq = fq_act(self.tinput(x), sa, int(self.zero.item()), 1.0 / math.sqrt(x[0].numel() * 255.0))
+        wq = fq_weight(w, sw, self.qmax, 1.0 / math.sqrt(n_w * self.qmax))
+        return F.conv1d(xq, wq, self.tbias(), self.stride, 0, self.dilation, self.groups)
+
+    @torch.no_grad()
+    def set_transform(self, alpha: float, use_shift: bool = True):
+        """SmoothQuant-b from the calibrated per-channel ranges: shift_c = the range's midpoint (or 0), smooth_c =
+        r_c^alpha / max|W[:, c]|^(1 - alpha) with r_c the half range (max |x_c| without the shift); the weight
+        scales are refitted to W * smooth."""
+        cmin, cmax = self.calib_ch
+        w = self.weight.detach()
+        if use_shift:
+            sh = (cmin + cmax) / 2
+            r = (cmax - cmin) / 2
+        else:
+            sh = torch.zeros_like(cmin)
+            r = torch.maximum(cmax.abs(), cmin.abs())
+        wmax = w.abs().amax((0, 2))
+        sm = r.clamp(min=1e-5).pow(alpha) / wmax.clamp(min=1e-5).pow(1 - alpha)
+        sm = sm / sm.max()  # the scale of the product is free: keep the largest divisor at 1
+        sm = torch.where(sm > 0, sm, torch.ones_like(sm)).clamp(min=1e-4)
+        self.shift.copy_(sh)
+        self.smooth.copy_(sm)
+        self.has_transform.fill_(1.0)
+        self.refit_weight_scales()
+
+    @torch.no_grad()
+    def refit_weight_scales(self):
+        w = self.tweight()
+        self.sw0.copy_((w.abs().reshape(w.shape[0], -1).amax(1) / self.qmax).clamp(min=1e-8))
+        self.t_w.zero_()
 
     @torch.no_grad()
     def engine_forward(self, x, sw, sa):
@@ -172,11 +228,15 @@ class QConv1d(nn.Module):
         convolution): u8 codes, an exact integer accumulation, bias in accumulator units with the zero point folded
         in (float32 of a float64 expression), dst = float32(out_scale * float32(acc + bias_acc))."""
         z = int(self.zero.item())
-        inv = 1.0 / sa
-        q = torch.round(torch.clamp(x * inv, -float(z), 255.0 - float(z))) + float(z)
-        qw = weight_codes(self.weight, sw, self.qmax).double()
+        if self.transformed():  # nn/layers.cc: v = (x - shift_c) * inv_c, inv_c = 1 / (smooth_c * act_scale)
+            inv = (1.0 / (self.smooth * sa))[None, :, None]
+            v = (x - self.shift[None, :, None]) * inv
+        else:
+            v = x * (1.0 / sa)
+        q = torch.round(torch.clamp(v, -float(z), 255.0 - float(z))) + float(z)
+        qw = weight_codes(self.tweight(), sw, self.qmax).double()
         acc = F.conv1d(q.double(), qw, None, self.stride, 0, self.dilation, self.groups)  # exact: integers < 2^53
-        bias_acc = (self.bias.double() / (sa.double() * sw.double()) - z * qw.sum((1, 2))).float()
+        bias_acc = (self.tbias().double() / (sa.double() * sw.double()) - z * qw.sum((1, 2))).float()
         out_scale = sa * sw  # float32 product, as the engine's out_scale
         return (acc.float() + bias_acc[None, :, None]) * out_scale[None, :, None]
 
@@ -375,11 +435,28 @@ def qat_modules(model: WavTokenizer):
     return [m for m in model.feature_extractor.encodec.encoder.modules() if isinstance(m, (QConv1d, QLSTM))]
 
 
-def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbits: int = 8) -> WavTokenizer:
-    """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated)."""
+def conv_names(model: WavTokenizer) -> List[str]:
+    """The encoder's SEANet convs (NormConv1d module names relative to the encoder, e.g. `model.1.block.3.conv`)."""
+    return [n for n, m in model.feature_extractor.encodec.encoder.named_modules() if isinstance(m, NormConv1d)]
+
+
+def _is_float_conv(name: str, float_convs) -> bool:
+    """name (`model.1.block.3.conv`) matches an entry of float_convs: the module name, or a prefix of it ending at a
+    dot boundary (`model.1` keeps the whole first residual block float)."""
+    for f in float_convs or ():
+        f = f.strip().removesuffix(".conv.conv").removesuffix(".conv")
+        if f and (name == f + ".conv" or name.startswith(f + ".")):
+            return True
+    return False
+
+
+def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbits: int = 8,
+                float_convs=None) -> WavTokenizer:
+    """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated).
+    Convs named in float_convs (see _is_float_conv) stay float (and are still fine-tuned)."""
     enc = model.feature_extractor.encodec.encoder
     for name, mod in list(enc.named_modules()):
-        if convs and isinstance(mod, NormConv1d):
+        if convs and isinstance(mod, NormConv1d) and not _is_float_conv(name, float_convs):
             mod.conv = QConv1d(mod.conv, ENC + name + ".conv", wbits)
         elif lstm and isinstance(mod, SLSTM):
             mod.lstm = QLSTM(mod.lstm, ENC + name + ".lstm")
@@ -403,23 +480,37 @@ def mse_range(v: torch.Tensor, lo: float, hi: float) -> Tuple[float, float]:
 
 
 @torch.no_grad()
-def calibrate(model: WavTokenizer, batches: List[torch.Tensor], act_init: str = "minmax"):
+def calibrate(model: WavTokenizer, batches: List[torch.Tensor], act_init: str = "minmax",
+              smooth_alpha: Optional[float] = None, smooth_shift: bool = True):
     """Activation ranges from the float encoder (min/max over every frame, like `wavtok quantize` minmax, or the
-    MSE-optimal shrink of it), the LSTM divisor from max |x|; weight scales min-max."""
+    MSE-optimal shrink of it), the LSTM divisor from max |x|; weight scales min-max. smooth_alpha: every int8
+    conv gets a SmoothQuant-b input transform (QConv1d.set_transform) from a first pass, and its range is
+    calibrated on the transformed input in a second."""
     qm = qat_modules(model)
-    for m in qm:
-        m.quant = False
-        m.calib = [math.inf, -math.inf] if isinstance(m, QConv1d) else [0.0]
     enc = model.feature_extractor.encodec.encoder
-    for b in batches:
-        enc(b.unsqueeze(1))
+
+    def run_pass():
+        for m in qm:
+            m.quant = False
+            m.calib = [math.inf, -math.inf] if isinstance(m, QConv1d) else [0.0]
+            if isinstance(m, QConv1d):
+                m.calib_rows, m.calib_ch = [], None
+        for b in batches:
+            enc(b.unsqueeze(1))
+
+    run_pass()
+    if smooth_alpha is not None:
+        for m in qm:
+            if isinstance(m, QConv1d):
+                m.set_transform(smooth_alpha, smooth_shift)
+        run_pass()
     for m in qm:
         if isinstance(m, QConv1d):
             if act_init == "mse":
                 m.set_act_range(*mse_range(torch.cat(m.calib_rows), *m.calib))
             else:
                 m.set_act_range(*m.calib)
-            m.calib_rows = []
+            m.calib_rows, m.calib_ch = [], None
         else:
             a = m.calib[0] if m.calib[0] > 0 else 1.0
             m.div0.fill_(a)
@@ -454,8 +545,11 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
             new[m.name + ".bias"] = m.bias.numpy().astype(np.float32)
         elif isinstance(m, QConv1d):
             sw, sa = m.scales()
-            new[m.name + ".weight"] = weight_codes(m.weight, sw, m.qmax).numpy()
-            new[m.name + ".bias"] = m.bias.numpy().astype(np.float32)
+            new[m.name + ".weight"] = weight_codes(m.tweight(), sw, m.qmax).numpy()
+            new[m.name + ".bias"] = m.tbias().numpy().astype(np.float32)
+            if m.transformed():
+                new[m.name + ".act_shift"] = m.shift.numpy().astype(np.float32)
+                new[m.name + ".act_smooth"] = m.smooth.numpy().astype(np.float32)
             new[m.name + ".weight_scale"] = sw.numpy().astype(np.float32)
             new[m.name + ".act_quant"] = np.array([float(sa), float(m.zero)], dtype=np.float32)
             n_conv += 1
@@ -491,10 +585,31 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
     return {"int8_convs": n_conv, "int8_lstms": n_lstm}
 
 
-def load_qat_model(init_wtk: str, convs=True, lstm=True, wbits=8) -> WavTokenizer:
+def load_qat_model(init_wtk: str, convs=True, lstm=True, wbits=8, float_convs=None) -> WavTokenizer:
     from wtk_io import load_wtk_as_reference
     m = load_wtk_as_reference(init_wtk)
-    return prepare_qat(m, convs, lstm, wbits)
+    return prepare_qat(m, convs, lstm, wbits, float_convs)
+
+
+@torch.no_grad()
+def load_from_run(model: WavTokenizer, ckpt: str) -> int:
+    """Initialise model from another run's checkpoint (`--init-run`): every tensor of the same name and shape
+    (weights, biases, learned log-scales, calibrated ranges and zero points); a conv that is float here but was int8
+    there gets that run's fine-tuned weight as weight_v with weight_g = its norm. Returns the tensors copied."""
+    sd = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    own = model.state_dict()
+    n = 0
+    for k, v in own.items():
+        if k in sd and sd[k].shape == v.shape:
+            v.copy_(sd[k])
+            n += 1
+        elif k.endswith(".weight_v") and k[:-2] in sd and sd[k[:-2]].shape == v.shape:
+            w = sd[k[:-2]]
+            v.copy_(w)
+            own[k[:-1] + "g"].copy_(w.reshape(w.shape[0], -1).norm(dim=1).view_as(own[k[:-1] + "g"]))
+            n += 2
+    model.load_state_dict(own)
+    return n
 
 
 # --------------------------------------------------------------------------- loss and tokens
@@ -553,6 +668,14 @@ def train(args):
                convs=not args.no_convs, lstm=not args.no_lstm, wbits=args.wbits, init_wtk=args.init_wtk,
                seed=args.seed, calib_batches=args.calib_batches, max_steps=args.total_steps, act_init=args.act_init,
                gain_db=list(args.gain_db), peak_db=list(args.peak_db) if args.peak_db else None)
+    # settings added later: recorded only when used, so that older runs still resume
+    extra = dict(float_convs=sorted(c for c in args.float_convs.split(",") if c), init_run=args.init_run,
+                 lstm_frozen=args.lstm_frozen, freeze_above_scalar=args.freeze_above_scalar,
+                 warmup_steps=args.warmup_steps, smooth_alpha=args.smooth_alpha, smooth_no_shift=args.smooth_no_shift,
+                 float_frozen=args.float_frozen)
+    defaults = dict(float_convs=[], init_run=None, lstm_frozen=False, freeze_above_scalar=None, warmup_steps=0,
+                    smooth_alpha=None, smooth_no_shift=False, float_frozen=False)
+    cfg.update({k: v for k, v in extra.items() if v != defaults[k]})
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -561,7 +684,8 @@ def train(args):
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    model = prepare_qat(load_wtk_as_reference(args.init_wtk), cfg["convs"], cfg["lstm"], cfg["wbits"])
+    model = prepare_qat(load_wtk_as_reference(args.init_wtk), cfg["convs"], cfg["lstm"], cfg["wbits"],
+                        cfg.get("float_convs"))
     enc = model.feature_extractor.encodec.encoder
     t_enc = teacher.feature_extractor.encodec.encoder
     e = codebook(teacher).detach()
@@ -574,10 +698,17 @@ def train(args):
         eval_ref = [nearest_codes(t_enc(x[:, None]), e) for x in eval_audio]
 
     scales = scale_params(model)
+    fixed = set()
+    if args.lstm_frozen:  # the LSTM stays as calibrated (PTQ int8): neither its weights nor its scales train
+        fixed = {id(p) for m in qat_modules(model) if isinstance(m, QLSTM) for p in m.parameters()}
+        scales = [(n, p) for n, p in scales if id(p) not in fixed]
+    if args.float_frozen:  # the float convs keep the float model's weights; only the int8 layers train
+        fixed |= {id(p) for mod in enc.modules() if isinstance(mod, nn.Conv1d) for p in mod.parameters()}
     scale_ids = {id(p) for _, p in scales}
-    weights = [p for n, p in model.named_parameters() if n.startswith(ENC) and id(p) not in scale_ids]
+    weights = [p for n, p in model.named_parameters() if n.startswith(ENC) and id(p) not in scale_ids
+               and id(p) not in fixed]
     for n, p in model.named_parameters():
-        p.requires_grad_(n.startswith(ENC))
+        p.requires_grad_(n.startswith(ENC) and id(p) not in fixed)
     opt = torch.optim.Adam([{"params": weights, "lr": args.lr, "base": args.lr},
                             {"params": [p for _, p in scales], "lr": args.scale_lr, "base": args.scale_lr}])
     step = 0
@@ -589,7 +720,7 @@ def train(args):
         if st["cfg"] != cfg and not args.allow_config_change:
             diff = [k for k in cfg if st["cfg"].get(k) != cfg[k]]
             sys.exit(f"{ckpt_path} was written with other settings ({', '.join(diff)}); use another --run or --restart")
-        model.load_state_dict(st["model"])
+        load_state(model, st["model"])
         opt.load_state_dict(st["opt"])
         step = st["step"]
         rng.bit_generator.state = st["np_rng"]
@@ -600,8 +731,12 @@ def train(args):
         log(f"resumed {ckpt_path} at step {step}")
     else:
         calib = [sampler.batch(rng, args.batch) for _ in range(args.calib_batches)]
-        calibrate(model, calib, args.act_init)
-        log(f"initialised from {args.init_wtk}: {sum(isinstance(m, QConv1d) for m in qat_modules(model))} int8 convs, "
+        calibrate(model, calib, args.act_init, args.smooth_alpha, not args.smooth_no_shift)
+        if args.init_run:
+            n_init = load_from_run(model, os.path.join(args.init_run, "last.ckpt"))
+            log(f"initialised {n_init} tensors from {args.init_run}/last.ckpt")
+        log(f"initialised from {args.init_wtk}: {sum(isinstance(m, QConv1d) for m in qat_modules(model))} int8 convs "
+            f"(float: {', '.join(cfg.get('float_convs') or []) or 'none'}), "
             f"{sum(isinstance(m, QLSTM) for m in qat_modules(model))} int8 LSTMs, scales min-max calibrated on "
             f"{args.calib_batches} batches ({args.act_init}); method {args.method}")
         with open(log_path, "w") as f:
@@ -640,6 +775,8 @@ def train(args):
         frac = min(1.0, step / max(args.total_steps, 1))
         for g in opt.param_groups:
             g["lr"] = g["base"] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            if args.warmup_steps:
+                g["lr"] *= min(1.0, (step + 1) / args.warmup_steps)
         audio = sampler.batch(rng, args.batch)
         with torch.no_grad():
             zt = t_enc(audio.unsqueeze(1))
@@ -670,7 +807,10 @@ def train(args):
                 dis = float(((torch.sign(gt) != torch.sign(gf)) & m).sum()) / max(int(m.sum()), 1)
                 hist[i].append(dis)
                 avg = sum(hist[i]) / len(hist[i])
-                frozen[i] = len(hist[i]) >= min(args.window, 5) and avg > args.freeze_above
+                thr = args.freeze_above
+                if p.numel() == 1 and args.freeze_above_scalar is not None:
+                    thr = args.freeze_above_scalar
+                frozen[i] = len(hist[i]) >= min(args.window, 5) and avg > thr
                 if frozen[i]:
                     freeze_steps[i] += 1
             set_frozen_grads(scale_list, frozen)
@@ -703,19 +843,51 @@ def train(args):
         log("frozen steps per quantizer: " + json.dumps({n: s for (n, _), s in zip(scales, freeze_steps) if s}))
 
 
+def load_state(model: WavTokenizer, sd):
+    """load_state_dict; a checkpoint from before the input transform existed has no shift/smooth buffers (none)."""
+    own = model.state_dict()
+    sd = dict(sd)
+    for k, v in own.items():
+        if k not in sd and k.rsplit(".", 1)[-1] in ("shift", "smooth", "has_transform"):
+            sd[k] = v
+    model.load_state_dict(sd)
+
+
 def load_run(run: str) -> WavTokenizer:
     st = torch.load(os.path.join(run, "last.ckpt"), map_location="cpu", weights_only=False)
     cfg = st["cfg"]
-    model = load_qat_model(cfg["init_wtk"], cfg["convs"], cfg["lstm"], cfg["wbits"])
-    model.load_state_dict(st["model"])
+    model = load_qat_model(cfg["init_wtk"], cfg["convs"], cfg["lstm"], cfg["wbits"], cfg.get("float_convs"))
+    load_state(model, st["model"])
     model.eval()
     return model, st
+
+
+def apply_recipe(parser: argparse.ArgumentParser, path: str):
+    """Sets parser defaults from a recipe's `train:` map (unknown keys are an error naming the file)."""
+    import yaml
+    with open(path) as f:
+        doc = yaml.safe_load(f) or {}
+    opts = doc.get("train")
+    if not isinstance(opts, dict):
+        raise SystemExit(f"{path}: no `train:` map")
+    dests = {a.dest for a in parser._actions}
+    d = {}
+    for k, v in opts.items():
+        key = str(k).replace("-", "_")
+        if key not in dests or key == "recipe":
+            raise SystemExit(f"{path}: unknown option `{k}` in train:")
+        if key == "float_convs" and isinstance(v, list):
+            v = ",".join(v)
+        d[key] = v
+    parser.set_defaults(**d)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="fine-tune (resumes runs/<name>/last.ckpt)")
+    t.add_argument("--recipe", default=None, help="YAML recipe (configs/quant/qat/*.yaml): its `train:` map sets "
+                   "these options' defaults (names as here, without the dashes); the command line overrides it")
     t.add_argument("--init-wtk", default="codec/default/wavtok-default.wtk")
     t.add_argument("--run", required=True)
     t.add_argument("--method", choices=["lsq", "gaqat"], default="gaqat")
@@ -732,9 +904,25 @@ def main():
     t.add_argument("--window", type=int, default=20, help="GAQAT: steps averaged per quantizer")
     t.add_argument("--freeze-above", type=float, default=0.5, help="GAQAT: freeze a quantizer's scales above this "
                    "mean fraction of scale elements whose task and flatness gradients disagree in sign")
+    t.add_argument("--freeze-above-scalar", type=float, default=None,
+                   help="GAQAT: the threshold for quantizers with one scale (activation scales, the LSTM divisor); "
+                        "default --freeze-above. A scalar's disagreement is 0 or 1 per step, so its window mean "
+                        "crosses 0.5 by chance about half the time when the signs are unrelated")
     t.add_argument("--wbits", type=int, default=8)
+    t.add_argument("--float-convs", default="", help="comma list of encoder convs kept float (module names relative "
+                   "to the encoder, e.g. model.0,model.1.block.3; a prefix such as model.1 takes a whole block)")
+    t.add_argument("--init-run", default=None, help="start from this run's last.ckpt (weights and scales) instead "
+                   "of the calibrated float model")
+    t.add_argument("--smooth-alpha", type=float, default=None, help="SmoothQuant-b input transform of every int8 "
+                   "conv (per-channel shift to the range's midpoint, divisor r^alpha / max|W|^(1-alpha); the engine's "
+                   "act_shift / act_smooth), calibrated before fine-tuning; default none")
+    t.add_argument("--smooth-no-shift", action="store_true", help="the transform without the shift")
+    t.add_argument("--float-frozen", action="store_true", help="the convs left float (--float-convs) keep the "
+                   "float model's weights (only the int8 layers train)")
+    t.add_argument("--lstm-frozen", action="store_true", help="keep the int8 LSTM as calibrated (not trained)")
     t.add_argument("--no-convs", action="store_true")
     t.add_argument("--no-lstm", action="store_true")
+    t.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up over this many steps")
     t.add_argument("--total-steps", type=int, default=3000, help="length of the lr schedule and the step limit")
     t.add_argument("--max-minutes", type=float, default=None)
     t.add_argument("--calib-batches", type=int, default=8)
@@ -758,6 +946,9 @@ def main():
                    "`wavtok quantize` w8a8-lstm output for an int8 decoder)")
     x.add_argument("-o", "--out", required=True)
     a = ap.parse_args()
+    if a.cmd == "train" and a.recipe:
+        apply_recipe(t, a.recipe)
+        a = ap.parse_args()
     if a.cmd == "train":
         train(a)
     else:

@@ -10,7 +10,11 @@ weights by 2 %, scales off their min-max values by up to +-25 %), exported with 
 encoder in the engine's arithmetic (qat.set_engine_exact: integer accumulation, the engine's bias folding and
 ELU, float64 LSTM gates on u8/s8 codes).
 
-Asserts: the file is version 2 with the int8 feature and s8 encoder weights; the engine's tokens equal the
+The same again for a mixed export (`qat.py train --float-convs model.0,model.1,model.3`): the first five convs stay
+float (fine-tuned, weight norm folded on export), 13 int8; and that mixed export once more with the SmoothQuant-b
+input transform of `--smooth-alpha 0.5` (per-channel act_shift / act_smooth, W * smooth and the shifted bias).
+
+Asserts, for both: the file is version 2 with the int8 feature and s8 encoder weights; the engine's tokens equal the
 reference's on >= 99.5 % of the frames; the engine's latents are within 1e-2 (relative) of the reference's while
 the float model's are far (> 1e-2, so int8 really ran); the float .wtk's engine tokens equal the float reference's.
 
@@ -68,6 +72,87 @@ def engine_encode(cli, model, wav, out_dir, tag):
     return codes, np.load(lat)[0]
 
 
+def check_export(cli, d, fwtk, xt, calib, float_convs, failures, smooth_alpha=None):
+    """Fake-quantize the float model of fwtk (convs in float_convs left float), perturb it as a fine-tune would,
+    export, encode with the engine, compare with the engine-exact reference; appends to failures."""
+    tag = ("mixed" if float_convs else "all") + ("-smoothed" if smooth_alpha is not None else "")
+    qwtk = os.path.join(d, f"qat-{tag}.wtk")
+    q = qat.load_qat_model(fwtk, float_convs=float_convs)
+    n_conv = sum(isinstance(mod, qat.QConv1d) for mod in qat.qat_modules(q))
+    want_conv = 18 - (5 if float_convs else 0)
+    if n_conv != want_conv:
+        failures.append(f"{tag}: {n_conv} int8 convs prepared (want {want_conv})")
+    e = qat.codebook(q).detach()
+    for mod in qat.qat_modules(q):
+        mod.quant = False
+    with torch.no_grad():
+        z_float = q.feature_extractor.encoder(xt[:, None])
+    calib_in = [c for c in calib]
+    qat.calibrate(q, calib_in, "minmax", smooth_alpha)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for mod in qat.qat_modules(q):  # what a fine-tune leaves: moved weights, scales off min-max
+            mod.t_w.add_((torch.rand(mod.t_w.shape, generator=g) - 0.5) * 0.5)
+            if isinstance(mod, qat.QConv1d):
+                mod.t_a.add_((torch.rand(1, generator=g) - 0.5) * 0.5)
+                mod.weight.mul_(1 + 0.02 * torch.randn(mod.weight.shape, generator=g))
+            else:
+                mod.t_div.add_((torch.rand(1, generator=g) - 0.5) * 0.5)
+        for name, mod in q.feature_extractor.encodec.encoder.named_modules():  # fine-tuned float convs
+            if isinstance(mod, torch.nn.Conv1d) and hasattr(mod, "weight_v"):
+                mod.weight_v.mul_(1 + 0.02 * torch.randn(mod.weight_v.shape, generator=g))
+        z_lsq = q.feature_extractor.encoder(xt[:, None])  # the training forward (float32 fake quant)
+        qat.set_engine_exact(q)
+        z_ref = q.feature_extractor.encoder(xt[:, None])  # the engine's rounding of every step
+    ref = qat.nearest_codes(z_ref, e).reshape(-1).numpy()
+    ref_float = qat.nearest_codes(z_float, e).reshape(-1).numpy()
+    n = qat.export_wtk(q, fwtk, qwtk)
+    if n != {"int8_convs": want_conv, "int8_lstms": 1}:
+        failures.append(f"{tag}: exported {n}")
+    with open(qwtk, "rb") as f:
+        head = f.read(16)
+    version, feats = struct.unpack_from("<II", head, 8)
+    if version != 2 or not feats & 1:
+        failures.append(f"{tag}: exported file has version {version}, features {feats:#x} (want 2, int8)")
+    _, _, _, tensors = qat.read_wtk_raw(qwtk)
+    s8 = [k for k, a in tensors if a.dtype == np.int8]
+    n_smooth = sum(k.endswith(".conv.act_smooth") for k, _ in tensors)
+    if n_smooth != (want_conv if smooth_alpha is not None else 0):
+        failures.append(f"{tag}: {n_smooth} convs with act_smooth in the export")
+    if len(s8) != want_conv + 4:
+        failures.append(f"{tag}: {len(s8)} s8 tensors in the export (want {want_conv} conv weights + 4 LSTM matrices)")
+
+    codes, lat = engine_encode(cli, qwtk, os.path.join(d, "in.wav"), d, "qat-" + tag)
+    fcodes, flat = engine_encode(cli, fwtk, os.path.join(d, "in.wav"), d, "float")
+    zr = z_ref[0].numpy()
+    nf = min(len(codes), len(ref))
+    agree = float(np.mean(codes[:nf] == ref[:nf]))
+    rel = float(np.linalg.norm(lat[:, :nf] - zr[:, :nf]) / np.linalg.norm(zr[:, :nf]))
+    rel_float = float(np.linalg.norm(flat[:, :nf] - zr[:, :nf]) / np.linalg.norm(zr[:, :nf]))
+    f_agree = float(np.mean(fcodes[:nf] == ref_float[:nf]))
+    train_ref = qat.nearest_codes(z_lsq, e).reshape(-1).numpy()
+    print(f"{tag} ({want_conv} int8 convs): training forward vs engine-exact reference: tokens {np.mean(train_ref == ref) * 100:.2f}%, latents "
+          f"{float((z_lsq - z_ref).norm() / z_ref.norm()):.2e}")
+    q_vs_f = float(np.mean(ref[:nf] == ref_float[:nf]))
+    print(f"frames: engine {len(codes)}, reference {len(ref)}; engine int8 tokens = fake-quant reference: "
+          f"{agree * 100:.2f}%; latents rel. error {rel:.2e} (float model's latents: {rel_float:.2e}); "
+          f"float engine = float reference {f_agree * 100:.2f}%; int8 reference = float reference "
+          f"{q_vs_f * 100:.2f}%")
+    fe = np.linalg.norm(lat[:, :nf] - zr[:, :nf], axis=0) / np.linalg.norm(zr[:, :nf], axis=0)
+    print("frames whose tokens differ:", np.nonzero(codes[:nf] != ref[:nf])[0].tolist(),
+          "; frames with latent error > 1e-3:", np.nonzero(fe > 1e-3)[0].tolist()[:40])
+    if len(codes) != len(ref):
+        failures.append(f"{tag}: frame counts differ: engine {len(codes)}, reference {len(ref)}")
+    if agree < 0.995:
+        failures.append(f"{tag}: engine int8 tokens equal the fake-quant reference on {agree * 100:.2f}% < 99.5%")
+    if not rel < 1e-2:
+        failures.append(f"{tag}: engine int8 latents {rel:.2e} from the fake-quant reference (want < 1e-2)")
+    if not rel_float > 1e-2:
+        failures.append(f"{tag}: float latents only {rel_float:.2e} from the int8 reference: int8 did not run?")
+    if f_agree < 0.995:
+        failures.append(f"{tag}: float engine tokens equal the float reference on {f_agree * 100:.2f}% only")
+
+
 def main():
     cli = sys.argv[1] if len(sys.argv) > 1 else "build/wavtok"
     torch.manual_seed(3)
@@ -101,70 +186,11 @@ def main():
         subprocess.run([cli, "convert", os.path.join(d, "m.ckpt"), "--config", os.path.join(d, "config.yaml"),
                         "-o", fwtk, "-q"], check=True)
 
-        q = qat.load_qat_model(fwtk)
-        e = qat.codebook(q).detach()
-        for mod in qat.qat_modules(q):
-            mod.quant = False
-        with torch.no_grad():
-            z_float = q.feature_extractor.encoder(xt[:, None])
-        calib_in = [c for c in calib]
-        qat.calibrate(q, calib_in)
-        g = torch.Generator().manual_seed(7)
-        with torch.no_grad():
-            for mod in qat.qat_modules(q):  # what a fine-tune leaves: moved weights, scales off min-max
-                mod.t_w.add_((torch.rand(mod.t_w.shape, generator=g) - 0.5) * 0.5)
-                if isinstance(mod, qat.QConv1d):
-                    mod.t_a.add_((torch.rand(1, generator=g) - 0.5) * 0.5)
-                    mod.weight.mul_(1 + 0.02 * torch.randn(mod.weight.shape, generator=g))
-                else:
-                    mod.t_div.add_((torch.rand(1, generator=g) - 0.5) * 0.5)
-            z_lsq = q.feature_extractor.encoder(xt[:, None])  # the training forward (float32 fake quant)
-            qat.set_engine_exact(q)
-            z_ref = q.feature_extractor.encoder(xt[:, None])  # the engine's rounding of every step
-        ref = qat.nearest_codes(z_ref, e).reshape(-1).numpy()
-        ref_float = qat.nearest_codes(z_float, e).reshape(-1).numpy()
-        n = qat.export_wtk(q, fwtk, qwtk)
-        if n != {"int8_convs": 18, "int8_lstms": 1}:
-            failures.append(f"exported {n}")
-        with open(qwtk, "rb") as f:
-            head = f.read(16)
-        version, feats = struct.unpack_from("<II", head, 8)
-        if version != 2 or not feats & 1:
-            failures.append(f"exported file has version {version}, features {feats:#x} (want 2, int8)")
-        _, _, _, tensors = qat.read_wtk_raw(qwtk)
-        s8 = [k for k, a in tensors if a.dtype == np.int8]
-        if len(s8) != 18 + 4:
-            failures.append(f"{len(s8)} s8 tensors in the export (want 18 conv weights + 4 LSTM matrices)")
-
-        codes, lat = engine_encode(cli, qwtk, os.path.join(d, "in.wav"), d, "qat")
-        fcodes, flat = engine_encode(cli, fwtk, os.path.join(d, "in.wav"), d, "float")
-        zr = z_ref[0].numpy()
-        nf = min(len(codes), len(ref))
-        agree = float(np.mean(codes[:nf] == ref[:nf]))
-        rel = float(np.linalg.norm(lat[:, :nf] - zr[:, :nf]) / np.linalg.norm(zr[:, :nf]))
-        rel_float = float(np.linalg.norm(flat[:, :nf] - zr[:, :nf]) / np.linalg.norm(zr[:, :nf]))
-        f_agree = float(np.mean(fcodes[:nf] == ref_float[:nf]))
-        train_ref = qat.nearest_codes(z_lsq, e).reshape(-1).numpy()
-        print(f"training forward vs engine-exact reference: tokens {np.mean(train_ref == ref) * 100:.2f}%, latents "
-              f"{float((z_lsq - z_ref).norm() / z_ref.norm()):.2e}")
-        q_vs_f = float(np.mean(ref[:nf] == ref_float[:nf]))
-        print(f"frames: engine {len(codes)}, reference {len(ref)}; engine int8 tokens = fake-quant reference: "
-              f"{agree * 100:.2f}%; latents rel. error {rel:.2e} (float model's latents: {rel_float:.2e}); "
-              f"float engine = float reference {f_agree * 100:.2f}%; int8 reference = float reference "
-              f"{q_vs_f * 100:.2f}%")
-        fe = np.linalg.norm(lat[:, :nf] - zr[:, :nf], axis=0) / np.linalg.norm(zr[:, :nf], axis=0)
-        print("frames whose tokens differ:", np.nonzero(codes[:nf] != ref[:nf])[0].tolist(),
-              "; frames with latent error > 1e-3:", np.nonzero(fe > 1e-3)[0].tolist()[:40])
-        if len(codes) != len(ref):
-            failures.append(f"frame counts differ: engine {len(codes)}, reference {len(ref)}")
-        if agree < 0.995:
-            failures.append(f"engine int8 tokens equal the fake-quant reference on {agree * 100:.2f}% < 99.5%")
-        if not rel < 1e-2:
-            failures.append(f"engine int8 latents {rel:.2e} from the fake-quant reference (want < 1e-2)")
-        if not rel_float > 1e-2:
-            failures.append(f"float latents only {rel_float:.2e} from the int8 reference: int8 did not run?")
-        if f_agree < 0.995:
-            failures.append(f"float engine tokens equal the float reference on {f_agree * 100:.2f}% only")
+        check_export(cli, d, fwtk, xt, calib, None, failures)
+        # a mixed recipe (configs/quant/qat-*.yaml): the first stages float, fine-tuned as float convs
+        check_export(cli, d, fwtk, xt, calib, ["model.0", "model.1", "model.3"], failures)
+        # the SmoothQuant-b input transform (--smooth-alpha): act_shift / act_smooth per int8 conv
+        check_export(cli, d, fwtk, xt, calib, ["model.0", "model.1", "model.3"], failures, smooth_alpha=0.5)
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         sys.exit(1)

@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""Which encoder convs cost the tokens in int8 (docs/PTQ.md "Quantization-aware fine-tuning", choosing the float
+convs of a mixed recipe). No training: the fake-quant encoder of python/qat.py with the calibration `qat.py train`
+starts from (same seed, same batches), its token agreement with the float model on held-out clips for
+
+- every conv int8 (+ the int8 LSTM), the PTQ start of a fine-tune;
+- each conv alone left float (leave-one-out), and each conv alone in int8 (the rest float, the LSTM int8);
+- a greedy order: the conv whose float version gains most, added one by one to the float set (--greedy N).
+
+    /usr/bin/python3 python/qat_probe.py --clips 40 --greedy 4 --json runs/qat-probe.json
+    /usr/bin/python3 python/qat_probe.py --run runs/qat-lsq      # the same from a fine-tuned checkpoint
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import qat  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--init-wtk", default="codec/default/wavtok-default.wtk")
+    ap.add_argument("--run", default=None, help="start from this qat.py run's checkpoint instead of calibrating")
+    ap.add_argument("--train-filelist", default="data/train/filelist")
+    ap.add_argument("--eval-filelist", default="data/eval/filelist")
+    ap.add_argument("--clips", type=int, default=40, help="held-out clips (every k-th of the filelist)")
+    ap.add_argument("--seed", type=int, default=24)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--calib-batches", type=int, default=8)
+    ap.add_argument("--act-init", choices=["minmax", "mse"], default="mse")
+    ap.add_argument("--wbits", type=int, default=8)
+    ap.add_argument("--greedy", type=int, default=0, help="greedy steps (convs added to the float set)")
+    ap.add_argument("--single", choices=["both", "only", "leave", "none"], default="both",
+                    help="one-conv-at-a-time tables: int8 alone (only), float alone (leave), both or none")
+    ap.add_argument("--float-convs", default="", help="comma list kept float in every configuration")
+    ap.add_argument("--int8-convs", default="", help="comma list: only these int8 (the complement of --float-convs)")
+    ap.add_argument("--float-lstm", action="store_true", help="the LSTM float in every configuration")
+    ap.add_argument("--smooth-alpha", type=float, default=None, help="SmoothQuant-b transform (qat.py train)")
+    ap.add_argument("--smooth-no-shift", action="store_true")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    from train import CropSampler, read_filelist, read_wav_int16  # noqa: E402
+    from wtk_io import load_wtk_as_reference
+
+    if a.run:
+        model, st = qat.load_run(a.run)
+        init = st["cfg"]["init_wtk"]
+    else:
+        model = qat.prepare_qat(load_wtk_as_reference(a.init_wtk), True, True, a.wbits)
+        init = a.init_wtk
+    teacher = load_wtk_as_reference(init)
+    enc, t_enc = model.feature_extractor.encodec.encoder, teacher.feature_extractor.encodec.encoder
+    e = qat.codebook(teacher).detach()
+    if not a.run:
+        rng = np.random.default_rng(a.seed)
+        torch.manual_seed(a.seed)
+        sampler = CropSampler(a.train_filelist, 24000 // 320 * 320, gain_db=(-6.0, 6.0))
+        calib = [sampler.batch(rng, a.batch) for _ in range(a.calib_batches)]
+        qat.calibrate(model, calib, a.act_init, a.smooth_alpha, not a.smooth_no_shift)
+    files = read_filelist(a.eval_filelist)
+    k = max(1, len(files) // a.clips)
+    files = files[::k][: a.clips]
+    audio = [torch.from_numpy(read_wav_int16(p).astype(np.float32) / 32768.0)[None] for p in files]
+    audio = [x[:, : x.shape[1] // 320 * 320] for x in audio]
+    with torch.no_grad():
+        ref = [qat.nearest_codes(t_enc(x[:, None]), e) for x in audio]
+    convs = {m.name[len(qat.ENC):].removesuffix(".conv"): m for m in qat.qat_modules(model) if isinstance(m, qat.QConv1d)}
+    lstm = [m for m in qat.qat_modules(model) if isinstance(m, qat.QLSTM)]
+    base_float = {n for n in convs if qat._is_float_conv(n, a.float_convs.split(","))}
+    if a.int8_convs:
+        base_float = {n for n in convs if not qat._is_float_conv(n, a.int8_convs.split(","))}
+
+    @torch.no_grad()
+    def agree(float_set, lstm_q=not a.float_lstm):
+        for n, m in convs.items():
+            m.quant = n not in float_set
+        for m in lstm:
+            m.quant = lstm_q
+        kk = nn = 0
+        for x, r in zip(audio, ref):
+            c = qat.nearest_codes(enc(x[:, None]), e)
+            kk += int((c == r).sum())
+            nn += r.numel()
+        return 100.0 * kk / nn
+
+    t0 = time.time()
+    res = {"clips": len(files), "frames": int(sum(r.numel() for r in ref)), "convs": list(convs)}
+    res["all_int8"] = agree(base_float)
+    print(f"{len(files)} clips, {res['frames']} frames; int8 convs {sorted(set(convs) - base_float)} + int8 LSTM: "
+          f"{res['all_int8']:.2f}% ({time.time() - t0:.0f} s)".replace("int8 LSTM", "float LSTM" if a.float_lstm else "int8 LSTM"), flush=True)
+    res["float_convs_int8_lstm"] = agree(set(convs))
+    print(f"every conv float, int8 LSTM: {res['float_convs_int8_lstm']:.2f}%", flush=True)
+    if a.single != "none":
+        res["leave_one_float"], res["only_one_int8"] = {}, {}
+        for n in convs:
+            line = f"  {n:28s}"
+            if a.single in ("both", "leave"):
+                res["leave_one_float"][n] = agree(base_float | {n})
+                line += f" float (rest int8): {res['leave_one_float'][n]:6.2f}%"
+            if a.single in ("both", "only"):
+                res["only_one_int8"][n] = agree(set(convs) - {n})
+                line += f" int8 alone (+ int8 LSTM): {res['only_one_int8'][n]:6.2f}%"
+            print(line, flush=True)
+    fl = set(base_float)
+    res["greedy"] = []
+    for _ in range(a.greedy):
+        best = max((agree(fl | {n}), n) for n in convs if n not in fl)
+        fl.add(best[1])
+        res["greedy"].append([best[1], best[0]])
+        print(f"greedy: float {sorted(fl)} -> {best[0]:.2f}%", flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -307,7 +307,8 @@ def mean_table(rows: List[Row], res: Dict[str, Dict[str, dict]], clips: List[str
             parts = []
             for key, label, better in (("stoi", "STOI", 1), ("mel_distance", "mel", -1), ("si_snr_db", "SI-SNR", 1)):
                 parts.append(f"{label} {'**wins**' if (w[key] - x[key]) * better > 0 else 'loses'}")
-            rate = "lower bitrate" if w["kbps"] < x["kbps"] else "higher bitrate"
+            rate = ("same bitrate" if abs(w["kbps"] - x["kbps"]) < 1e-9 else
+                    "lower bitrate" if w["kbps"] < x["kbps"] else "higher bitrate")
             verdict = ", ".join(parts) + f"; {rate}"
         name = f"**{r.name}**" if r.name == "wavtok" else r.name
         out.append(f"| {name} | {x['kbps']:.2f} | {x['stoi']:.3f} | {x['mel_distance']:.3f} | "

@@ -65,6 +65,10 @@ std::shared_ptr<const Model> load_model(const Common& c) {
                  want_bf16 ? "--precision" : "--vq-precision");
   set_precision(want_bf16 && bf16_supported() ? Precision::BF16 : Precision::F32);
   set_vq_precision(vq == VqPrecision::BF16 && !bf16_supported() ? VqPrecision::F32 : vq);
+  return load_model_only(c);
+}
+
+std::shared_ptr<const Model> load_model_only(const Common& c) {
   LoadOptions o;
   o.config_path = c.config;
   const std::string path = resolve_model(c);

@@ -558,6 +558,11 @@ TEST_F(CliTest, CausalModelInfoBenchAndRealtimeRefusal) {
   if (has_embedded_model("rt") || fs::exists(source_dir() + "/codec/rt/wavtok-rt.wtk")) {
     EXPECT_EQ(rt.code, 0) << rt.err;
     EXPECT_NE(rt.err.find("algorithmic latency"), std::string::npos) << rt.err;
+    // bench takes the shipped name too
+    auto brt = run({"bench", "-m", "rt", "--seconds", "0.5", "--repeats", "1", "--phases", "decode", "--streaming",
+                    "realtime", "--stream-seconds", "1", "--no-memory", "-t", "1", "-q"});
+    EXPECT_EQ(brt.code, 0) << brt.err;
+    EXPECT_NE(brt.err.find("realtime algorithmic latency 20.0 ms"), std::string::npos) << brt.err;
   } else {
     EXPECT_EQ(rt.code, 1);
     EXPECT_NE(rt.err.find("'rt' model (causal, for --preset realtime) is not trained yet"), std::string::npos)

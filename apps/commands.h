@@ -50,6 +50,9 @@ Audio read_input_audio(const std::string& path, int target_rate, const Common& c
 
 std::string resolve_model(const Common& c);
 std::shared_ptr<const Model> load_model(const Common& c);  // also applies c.threads
+// The model -m names (a file, a shipped model's name such as "rt", $WAVTOK_MODEL or the embedded default), loaded
+// without touching the thread count or the precision (wavtok bench sets those per run).
+std::shared_ptr<const Model> load_model_only(const Common& c);
 // Refuses an output that is one of the inputs, a folder, or inside a missing folder.
 void check_output(const std::string& out, const std::vector<std::string>& inputs);
 // A range check for a number option that, unlike CLI::Range, refuses NaN (and "inf"); with `lo_open`, lo itself

@@ -78,9 +78,7 @@ std::vector<std::string> split(const std::string& s) {
 std::shared_ptr<const Model> make_model(const Common& c, const BenchOpts& o) {
   std::shared_ptr<const Model> m;
   if (!c.model.empty() && !o.released) {
-    LoadOptions lo;
-    lo.config_path = c.config;
-    m = Model::load(c.model, lo);
+    m = load_model_only(c);  // a file or a shipped model's name (-m rt)
   } else {
     m = random_wavtokenizer(released_dims_config(), o.seed);
   }

@@ -39,10 +39,11 @@ dnnl::memory reorder_s8_weights(const dnnl::memory::desc& want, const dnnl::memo
 // The calibration observer of this thread (set_act_observer), or nullptr.
 extern thread_local const ActObserver* t_observer;
 
-// exp(x) for x <= 0 without a libm call, so that loops over it vectorise (std::expm1 does not, and the SEANet
-// encoder applies ELU to every activation): x = n ln2 + r, |r| <= ln2/2, exp(r) by Cephes' degree-6 polynomial
-// (relative error ~1e-7), times 2^n built in the exponent bits. Inputs below -87 give exp(-87) ~ 1.6e-38.
-inline float exp_nonpositive(float x) {
+// exp(x) - 1 for x <= 0 as 2^n (exp(r) - 1) + (2^n - 1), without a libm call, so that loops over it vectorise
+// (std::exp / std::expm1 do not, and the SEANet encoder applies ELU to every activation): x = n ln2 + r,
+// |r| <= ln2/2, exp(r) - 1 = r + r^2 p(r) by Cephes' degree-6 polynomial (relative error ~1e-7), 2^n built in the
+// exponent bits (returned in *scale). Inputs below -87 give exp(-87) ~ 1.6e-38.
+inline float expm1_reduced(float x, float* scale) {
   x = x > -87.0f ? x : -87.0f;  // also maps NaN to -87 (the caller keeps NaN inputs itself)
   x = x < 0.0f ? x : 0.0f;
   const float n = std::floor(x * 1.44269504088896341f + 0.5f);
@@ -53,32 +54,25 @@ inline float exp_nonpositive(float x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  std::memcpy(scale, &bits, sizeof(*scale));
+  return p * r * r + r;  // exp(r) - 1
+}
+
+// exp(x) for x <= 0.
+inline float exp_nonpositive(float x) {
   float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  const float em1 = expm1_reduced(x, &scale);
+  return (em1 + 1.0f) * scale;
 }
 
 // exp(x) - 1 for x <= 0, accurate relative to the result also near 0 (as std::expm1, which ELU needs: exp(x) - 1.0f
 // loses up to ~6e-8 absolute there, i.e. most digits of a small ELU output, and that error was the largest part of
-// the encoder latents' distance to upstream). Same reduction and polynomial as exp_nonpositive; the 1 is never added.
+// the encoder latents' distance to upstream). The 1 is never added; the correction is exactly 0 when n = 0.
 inline float expm1_nonpositive(float x) {
-  x = x > -87.0f ? x : -87.0f;  // also maps NaN to -87 (the caller keeps NaN inputs itself)
-  x = x < 0.0f ? x : 0.0f;
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float em1 = p * r * r + r;  // exp(r) - 1
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return em1 * scale + (scale - 1.0f);  // 2^n exp(r) - 1; exact 0 correction when n = 0
+  const float em1 = expm1_reduced(x, &scale);
+  return em1 * scale + (scale - 1.0f);
 }
 
 // v * sigmoid(v) with e = exp(-|v|) <= 1, so that no libm call keeps the loops from vectorising; NaN stays NaN.

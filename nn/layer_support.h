@@ -36,6 +36,15 @@ const int8_t* quantize_act_s8(float inv, const float* x, int64_t n);
 dnnl::primitive_attr int8_attr(const Int8State& s, Act post, bool accumulate);
 dnnl::memory reorder_s8_weights(const dnnl::memory::desc& want, const dnnl::memory::desc& have, const int8_t* data);
 
+// Lets GCC vectorise an elementwise loop with 512-bit registers where the CPU has them: -march=native on AVX-512
+// CPUs still prefers 256 bits, and the ELU over every SEANet activation ran 1.4x faster with 512 (0.40 -> 0.28 ns
+// per element in cache). Results are the same bits: only elementwise loops get it.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#define WAVTOK_WIDE_VECTORS __attribute__((target("prefer-vector-width=512")))
+#else
+#define WAVTOK_WIDE_VECTORS
+#endif
+
 // The calibration observer of this thread (set_act_observer), or nullptr.
 extern thread_local const ActObserver* t_observer;
 

@@ -181,7 +181,7 @@ memory reorder_s8_weights(const memory::desc& want, const memory::desc& have, co
 void set_act_observer(const ActObserver* obs) { t_observer = obs; }
 const ActObserver* act_observer() { return t_observer; }
 
-void apply_act(Act act, float* x, int64_t n) {
+WAVTOK_WIDE_VECTORS void apply_act(Act act, float* x, int64_t n) {
   if (act == Act::None || n == 0) return;
   // Tiny and called per layer: a plain loop avoids creating a primitive for every length.
   switch (act) {
@@ -204,7 +204,7 @@ void apply_act(Act act, float* x, int64_t n) {
   }
 }
 
-void apply_act_copy(Act act, const float* x, float* y, int64_t n) {
+WAVTOK_WIDE_VECTORS void apply_act_copy(Act act, const float* x, float* y, int64_t n) {
   if (n <= 0) return;
   if (act == Act::Elu) {  // the loop of apply_act, reading x and writing y
     for (int64_t i = 0; i < n; ++i) {

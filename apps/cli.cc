@@ -54,8 +54,8 @@ std::string resolve_model(const Common& c) {
 
 std::shared_ptr<const Model> load_model(const Common& c) {
   set_num_threads(c.threads);
-  if (c.precision != "f32" && c.precision != "bf16")
-    throw Error("--precision must be f32 or bf16, not '" + c.precision + "'");
+  if (c.precision != "f32" && c.precision != "bf16" && c.precision != "f64")
+    throw Error("--precision must be f32, bf16 or f64, not '" + c.precision + "'");
   const VqPrecision vq = parse_vq_precision(c.vq_precision);  // throws on an unknown name
   // bf16 is a speed option: on a CPU without native bf16 the command runs in float32 (the library refuses, so a
   // program that needs bf16 can tell), with a warning that -q does not silence.
@@ -63,7 +63,9 @@ std::shared_ptr<const Model> load_model(const Common& c) {
   if ((want_bf16 || want_vq_bf16) && !bf16_supported())
     std::fprintf(stderr, "wavtok: warning: %s bf16: this CPU has neither AVX512-BF16 nor AMX; running in float32\n",
                  want_bf16 ? "--precision" : "--vq-precision");
-  set_precision(want_bf16 && bf16_supported() ? Precision::BF16 : Precision::F32);
+  set_precision(want_bf16 && bf16_supported() ? Precision::BF16
+                : c.precision == "f64"            ? Precision::F64
+                                                  : Precision::F32);
   set_vq_precision(vq == VqPrecision::BF16 && !bf16_supported() ? VqPrecision::F32 : vq);
   return load_model_only(c);
 }

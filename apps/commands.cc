@@ -19,7 +19,9 @@ void add_common_options(CLI::App* sub, Common& c, const char* quiet_help) {
   sub->add_option("--config", c.config, "config.yaml for a checkpoint (default: config.yaml beside it)");
   sub->add_option("-t,--threads", c.threads, "CPU threads")->check(CLI::Range(1, 1024));
   sub->add_option("--precision", c.precision,
-                  "f32 (default) or bf16 (on CPUs with AVX512-BF16/AMX; float32 with a warning elsewhere)");
+                  "f32 (default), bf16 (on CPUs with AVX512-BF16/AMX; float32 with a warning elsewhere) or f64 (the "
+                  "encoder's convolutions accumulate in float64: the deep residual-VQ levels closest to upstream's "
+                  "codes; slower encode)");
   sub->add_flag("-q,--quiet", c.quiet, quiet_help);
 }
 

@@ -21,7 +21,7 @@ struct Common {
   std::string model;
   std::string config;
   int threads = 1;
-  std::string precision = "f32";     // f32 | bf16
+  std::string precision = "f32";     // f32 | bf16 | f64
   std::string vq_precision = "f32";  // f32 | bf16 | int8: codebook search arithmetic (encode, roundtrip)
   bool quiet = false;
   bool strict = false;  // --strict: refuse a truncated audio file instead of warning

@@ -50,9 +50,10 @@ const char* wavtok_version(void);
  * thread avoids oversubscribing the cores). Without it, OpenMP's default (OMP_NUM_THREADS, else every core).
  * Returns 0, or -1 for n < 1. */
 int wavtok_set_num_threads(int n);
-/* Arithmetic of the matrix layers for every model of the process: "f32" (the default) or "bf16" (bfloat16 inputs,
+/* Arithmetic of the matrix layers for every model of the process: "f32" (the default), "bf16" (bfloat16 inputs,
  * float32 accumulation: faster on CPUs with AVX512-BF16 or AMX; tokens agree with f32 on about 98-100% of
- * frames). Returns 0, or -1 with the precision unchanged (an unknown name, or "bf16" on a CPU without native
+ * frames) or "f64" (the encoder's convolutions accumulate in float64, the rest as f32: a residual VQ's deep
+ * levels closest to upstream's codes, at a slower encode). Returns 0, or -1 with the precision unchanged (an unknown name, or "bf16" on a CPU without native
  * bf16). Set it before sessions run, not while they do. */
 int wavtok_set_precision(const char* name);
 

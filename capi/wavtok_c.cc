@@ -88,7 +88,8 @@ int wavtok_set_precision(const char* name) {
         const std::string p = name ? name : "";
         if (p == "f32") wavtok::set_precision(wavtok::Precision::F32);
         else if (p == "bf16") wavtok::set_precision(wavtok::Precision::BF16);  // throws on a CPU without native bf16
-        else throw wavtok::Error("wavtok_set_precision: '" + p + "' (use \"f32\" or \"bf16\")");
+        else if (p == "f64") wavtok::set_precision(wavtok::Precision::F64);
+        else throw wavtok::Error("wavtok_set_precision: '" + p + "' (use \"f32\", \"bf16\" or \"f64\")");
         return 0;
       },
       -1);

@@ -213,6 +213,13 @@ SeanetEncoder::SeanetEncoder(const WeightMap& w, const std::string& prefix, cons
     st.down.keep_f32();
     for (auto& rb : st.res) rb.keep_f32();
   }
+  // Precision::F64 accumulates every encoder conv in float64 (the LSTM and the decoders stay float32).
+  first_.allow_f64();
+  last_.allow_f64();
+  for (auto& st : stages_) {
+    st.down.allow_f64();
+    for (auto& rb : st.res) rb.allow_f64();
+  }
 }
 
 int64_t SeanetEncoder::frames(int64_t T) const {

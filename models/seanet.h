@@ -33,6 +33,7 @@ class SConv1d {
   void forward_act(Act act, const Tensor& x, Tensor& y, Tensor& scratch, bool accumulate = false) const;
   const Conv1d& conv() const { return conv_; }
   void keep_f32() { conv_.allow_bf16(false); }
+  void allow_f64() { conv_.allow_f64(true); }
   int64_t padding_total() const { return int64_t(conv_.dilation()) * (conv_.kernel() - 1) + 1 - conv_.stride(); }
   int64_t extra_padding(int64_t tin) const;
   bool causal() const { return causal_; }
@@ -66,6 +67,11 @@ class SeanetResBlock {
     conv1_.keep_f32();
     conv2_.keep_f32();
     shortcut_.keep_f32();
+  }
+  void allow_f64() {
+    conv1_.allow_f64();
+    conv2_.allow_f64();
+    shortcut_.allow_f64();
   }
 
  private:

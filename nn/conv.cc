@@ -108,10 +108,48 @@ int64_t conv_tile(int64_t macs_per_output) {
 
 bool Conv1d::cheap_shapes() const { return kernel_ == 1; }
 
+void Conv1d::allow_f64(bool on) {
+  if (on && groups_ == 1 && channels_last_) w64_ = std::make_shared<F64Weights>();
+  else w64_.reset();
+}
+
+void Conv1d::forward_f64(const float* x, int64_t tin, float* y, bool accumulate) const {
+  const int64_t tout = out_len(tin);
+  std::call_once(w64_->once, [&] {
+    w64_->w.resize(size_t(kernel_) * cin_ * cout_);
+    for (int o = 0; o < cout_; ++o)
+      for (int i = 0; i < cin_; ++i)
+        for (int k = 0; k < kernel_; ++k)
+          w64_->w[(size_t(k) * cin_ + i) * cout_ + o] = w_[(int64_t(o) * cin_ + i) * kernel_ + k];
+  });
+  thread_local std::vector<double> acc;  // one output frame; the loop over Cout vectorises
+  acc.resize(size_t(cout_));
+  const double* w = w64_->w.data();
+  for (int64_t t = 0; t < tout; ++t) {
+    for (int o = 0; o < cout_; ++o) acc[size_t(o)] = b_.empty() ? 0.0 : double(b_[o]);
+    for (int k = 0; k < kernel_; ++k) {
+      const float* xr = x + (t * stride_ + int64_t(k) * dilation_) * cin_;
+      for (int i = 0; i < cin_; ++i) {
+        const double xv = xr[i];
+        const double* wr = w + (size_t(k) * cin_ + i) * cout_;
+        for (int o = 0; o < cout_; ++o) acc[size_t(o)] += xv * wr[o];
+      }
+    }
+    float* yr = y + t * cout_;
+    for (int o = 0; o < cout_; ++o) {
+      double v = acc[size_t(o)] + (accumulate ? double(yr[o]) : 0.0);  // post(conv + y), as the primitives
+      if (post_ == Act::Elu) v = v < 0 ? std::expm1(v) : v;
+      yr[o] = float(v);
+    }
+  }
+}
+
 void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) const {
   const int64_t tout = out_len(tin);
   if (tout < 1) throw Error("Conv1d: input of " + std::to_string(tin) + " samples is shorter than the kernel");
   if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
+  if (w64_ && !q_ && get_precision() == Precision::F64 && (post_ == Act::None || post_ == Act::Elu))
+    return forward_f64(x, tin, y, accumulate);
   const int64_t span = int64_t(dilation_) * (kernel_ - 1) + 1;
   auto part = [&](int64_t a, int64_t n, float* out, bool acc) {
     run(x + a * stride_ * cin_, (n - 1) * stride_ + span, out, acc);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -81,8 +82,17 @@ class Conv1d {
   bool is_int8() const { return q_ != nullptr; }
   // Primitives held (one per piece length and accumulate flag; see forward()).
   size_t cached_shapes() const { return cache_.size(); }
+  // Lets Precision::F64 run this conv with float64 accumulation (the encoders' convs; channels-last float convs
+  // with groups == 1: others ignore it, as int8 ones do).
+  void allow_f64(bool on);
 
  private:
+  struct F64Weights {  // [K][Cin][Cout] in float64, made on the first F64 call
+    std::once_flag once;
+    std::vector<double> w;
+  };
+  void forward_f64(const float* x, int64_t tin, float* y, bool accumulate) const;
+  std::shared_ptr<F64Weights> w64_;
   struct Entry {
     dnnl::convolution_forward prim;
     dnnl::memory weights, bias;

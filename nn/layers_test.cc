@@ -2,10 +2,12 @@
 #include "nn/layers.h"
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 #include <gtest/gtest.h>
 
+#include "core/settings.h"
 #include "tests/testing/layer_testing.h"
 
 namespace wavtok {
@@ -120,6 +122,49 @@ TEST_P(ConvTest, MatchesDirectConvolution) {
   Tensor y0 = y;
   conv.forward(x.data(), T, y.data(), /*accumulate=*/true);
   EXPECT_LT(max_abs_diff(y.data(), conv_ref(p, x, T, w, b, y0.data(), Act::Elu)), 1e-4);
+}
+
+// Precision::F64 on a conv that allows it (the encoders' convs): the float64 sum rounded once, so within one
+// float32 step of the exact result everywhere, where oneDNN's float32 sums of 1792 products stray further on
+// average. Convs that do not allow it, and any conv under F32, keep the oneDNN result.
+TEST(Conv1d, F64AccumulatesInDouble) {
+  std::mt19937 rng(5);
+  const ConvCase p{256, 48, 7, 2, 1, 1, true};
+  const int64_t T = 301;
+  Tensor w = randn({p.cout, p.cin, p.k}, rng, 0.1f), b = randn({p.cout}, rng);
+  Tensor x = randn({T, p.cin}, rng);
+  Conv1d c64(w, b, p.stride, p.dil, 1, true, Act::Elu), c32(w, b, p.stride, p.dil, 1, true, Act::Elu);
+  c64.allow_f64(true);
+  const int64_t To = c64.out_len(T);
+  Tensor y0 = randn({To, p.cout}, rng);
+  const std::vector<double> ref = conv_ref(p, x, T, w, b, y0.data(), Act::Elu);
+  auto run = [&](const Conv1d& c, Precision prec) {
+    set_precision(prec);
+    Tensor y = y0;
+    c.forward(x.data(), T, y.data(), /*accumulate=*/true);
+    set_precision(Precision::F32);
+    return y;
+  };
+  auto ulps = [&](const Tensor& y, double* mean) {  // error in float32 steps at the exact value
+    double worst = 0, sum = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const float r = float(ref[i]);
+      const double step = double(std::nextafter(std::abs(r), INFINITY)) - std::abs(r);
+      const double e = std::abs(double(y[int64_t(i)]) - ref[i]) / step;
+      worst = std::max(worst, e);
+      sum += e;
+    }
+    *mean = sum / double(ref.size());
+    return worst;
+  };
+  double mean64 = 0, mean32 = 0;
+  const Tensor y64 = run(c64, Precision::F64), y32 = run(c32, Precision::F64), y64_off = run(c64, Precision::F32);
+  EXPECT_LE(ulps(y64, &mean64), 1.0);
+  ulps(y32, &mean32);
+  EXPECT_LT(mean64, mean32) << "float64 accumulation should be nearer the exact sums";
+  EXPECT_EQ(max_abs_diff(y64_off.data(), std::vector<double>(y32.data(), y32.data() + y32.numel())), 0.0)
+      << "under F32 an F64-allowed conv runs the oneDNN path";
+  std::printf("mean error in float32 steps: f64 %.3f, oneDNN f32 %.3f\n", mean64, mean32);
 }
 
 // Long channels-last inputs run in whole tiles, the last one overlapping the one before, so a new input length

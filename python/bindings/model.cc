@@ -76,16 +76,24 @@ void bind_settings(py::module_& m) {
           set_precision(Precision::F32);
         else if (p == "bf16")
           set_precision(Precision::BF16);  // throws on a CPU without native bf16
+        else if (p == "f64")
+          set_precision(Precision::F64);
         else
-          throw InputError("precision '" + p + "': use \"f32\" or \"bf16\"");
+          throw InputError("precision '" + p + "': use \"f32\", \"bf16\" or \"f64\"");
       },
       py::arg("precision"),
-      "Arithmetic of the decoder's matrix layers for every model of the process: \"f32\" (default) or \"bf16\"\n"
-      "(bfloat16 inputs, float32 accumulation; needs AVX512-BF16 or AMX, else raises wavtok.Error). The encoder\n"
-      "stays float32, so tokens do not change. Set it before computing, not while other threads compute.");
+      "Arithmetic of the matrix layers for every model of the process: \"f32\" (default), \"bf16\" (the\n"
+      "decoder's layers with bfloat16 inputs, float32 accumulation; needs AVX512-BF16 or AMX, else raises\n"
+      "wavtok.Error; the encoder stays float32, so tokens do not change) or \"f64\" (the encoder's convolutions\n"
+      "accumulate in float64: a residual VQ's deep levels closest to upstream's codes, at a slower encode).\n"
+      "Set it before computing, not while other threads compute.");
   m.def(
-      "get_precision", []() { return get_precision() == Precision::BF16 ? "bf16" : "f32"; },
-      "The precision set with set_precision: \"f32\" or \"bf16\".");
+      "get_precision",
+      []() {
+        const Precision p = get_precision();
+        return p == Precision::BF16 ? "bf16" : p == Precision::F64 ? "f64" : "f32";
+      },
+      "The precision set with set_precision: \"f32\", \"bf16\" or \"f64\".");
   m.def("bf16_supported", &bf16_supported, "True when this CPU runs bf16 natively (set_precision(\"bf16\") works).");
 }
 

@@ -143,6 +143,8 @@ TEST(CApi, VersionThreadsAndPrecision) {
     EXPECT_EQ(wavtok_set_precision("bf16"), -1);
     EXPECT_NE(std::string(wavtok_last_error()).find("AVX512-BF16"), std::string::npos) << wavtok_last_error();
   }
+  EXPECT_EQ(wavtok_set_precision("f64"), 0);
+  EXPECT_EQ(get_precision(), Precision::F64);
   EXPECT_EQ(wavtok_set_precision("f32"), 0);
   EXPECT_EQ(get_precision(), Precision::F32);
 }

@@ -329,6 +329,17 @@ def test_settings(default_model):
     else:
         with pytest.raises(wavtok.Error):
             wavtok.set_precision("bf16")
+    # f64: the encoder's convolutions accumulate in float64; latents move by float32 rounding only
+    x = tone(24000, 1.0)
+    lat32 = default_model.encode_latents(x, 24000)
+    wavtok.set_precision("f64")
+    try:
+        assert wavtok.get_precision() == "f64"
+        lat64 = default_model.encode_latents(x, 24000)
+        assert lat64.shape == lat32.shape
+        assert 0 < np.max(np.abs(lat64 - lat32)) < 1e-4 * np.max(np.abs(lat32))
+    finally:
+        wavtok.set_precision("f32")
     m = wavtok.Model()
     assert m.threads == 0
     m.threads = 2

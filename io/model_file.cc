@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -39,6 +40,30 @@ std::string int8_layer_of(const std::string& tensor) {
       leaf.find_first_not_of("0123456789", 11) == std::string::npos)
     return tensor.substr(0, dot);
   return std::string();
+}
+
+// The row scales of the int8 weight `name` with `rows` rows: its layer's weight_scale, or, for an LSTM matrix
+// (NAME.weight_ih_lK / NAME.weight_hh_lK) whose layer has one scale per row of each matrix ([2 * layers * rows]:
+// W_ih_l0, W_hh_l0, W_ih_l1, ...; LstmInt8Params in nn/layers.h), that matrix's rows. Throws, naming `path`, on any
+// other size.
+std::vector<float> int8_row_scales(const WeightMap& w, const std::string& name, int64_t rows, const std::string& path) {
+  const std::string layer = int8_layer_of(name);
+  const Tensor& sc = w.get(layer + ".weight_scale");
+  if (rows > 0 && sc.numel() == rows) return std::vector<float>(sc.data(), sc.data() + rows);
+  const std::string leaf = name.substr(name.rfind('.') + 1);
+  const bool ih = leaf.rfind("weight_ih_l", 0) == 0, hh = leaf.rfind("weight_hh_l", 0) == 0;
+  int64_t k = -1;
+  if ((ih || hh) && rows > 0 && sc.numel() % (2 * rows) == 0) {
+    const char* b = leaf.data() + 11;
+    const auto [end, ec] = std::from_chars(b, leaf.data() + leaf.size(), k);
+    if (ec != std::errc() || end != leaf.data() + leaf.size()) k = -1;
+  }
+  if (k >= 0 && k < sc.numel() / (2 * rows)) {
+    const float* s = sc.data() + (2 * k + (hh ? 1 : 0)) * rows;
+    return std::vector<float>(s, s + rows);
+  }
+  throw Error(path + ": int8 layer " + layer + " has a weight_scale of " + std::to_string(sc.numel()) +
+              " values for its weight " + name + " of " + std::to_string(rows) + " rows");
 }
 
 // "WEIGHT" for "WEIGHT_groups" when WEIGHT is a quantizable weight (NAME.weight, an LSTM's NAME.weight_ih_lK ...).
@@ -112,11 +137,9 @@ void write_model_file(const std::string& path, const ModelConfig& config, const 
     for (const auto& [name, t] : weights.all()) {
       const std::string layer = int8_layer_of(name);
       if (layer.empty() || !weights.has(layer + kActQuant)) continue;
-      const Tensor& sc = weights.get(layer + ".weight_scale");
-      if (t.ndim() < 2 || sc.numel() != t.dim(0))
-        throw Error(path + ": int8 layer " + layer + " has a weight_scale of " + std::to_string(sc.numel()) +
-                    " values for weight " + shape_str(t.shape()));
-      codes[name] = int8_weight_codes(t.data(), t.numel(), std::vector<float>(sc.data(), sc.data() + sc.numel()));
+      if (t.ndim() < 2)
+        throw Error(path + ": int8 layer " + layer + " has a weight " + shape_str(t.shape()) + " of fewer than 2 dims");
+      codes[name] = int8_weight_codes(t.data(), t.numel(), int8_row_scales(weights, name, t.dim(0), path));
     }
   // Low-bit layers: NAME.weight packed, NAME.weight_groups as bytes.
   std::map<std::string, std::vector<uint8_t>> raw;
@@ -364,7 +387,7 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
     if (!weights.has(layer + kActQuant) || !weights.has(layer + ".weight_scale"))
       throw Error(path + ": s8 weight '" + name + "' has no " + layer + ".act_quant / .weight_scale beside it");
     Tensor& t = weights.all().at(name);
-    const Tensor& sc = weights.get(layer + ".weight_scale", {t.dim(0)});
+    const std::vector<float> sc = int8_row_scales(weights, name, t.dim(0), path);
     const int64_t per = t.dim(0) ? t.numel() / t.dim(0) : 0;
     for (int64_t o = 0; o < t.dim(0); ++o)
       for (int64_t j = 0; j < per; ++j) t[o * per + j] *= sc[o];

@@ -80,7 +80,13 @@ void setup_layer(Lstm& layer, const WeightMap& w, const std::string& name) {
   p.data_scale = 1.0f / a[0];
   p.data_shift = a[1];
   if (w.has(name + ".act_smooth")) p.in_divisor = w.get(name + ".act_smooth", {1})[0];
-  p.weight_scale = vec(w.get(name + ".weight_scale", {int64_t(4) * layer.hidden()}));
+  // One scale per gate row shared by the layers [4H], or one per row of each matrix [2 * layers * 4H].
+  const Tensor& ws = w.get(name + ".weight_scale");
+  const int64_t g4 = int64_t(4) * layer.hidden(), per_matrix = 2 * int64_t(layer.layers()) * g4;
+  if (ws.ndim() != 1 || (ws.numel() != g4 && ws.numel() != per_matrix))
+    throw Error(w.origin() + ": " + name + ".weight_scale has " + std::to_string(ws.numel()) + " values, want " +
+                std::to_string(g4) + " (shared by the layers) or " + std::to_string(per_matrix) + " (per matrix)");
+  p.weight_scale = vec(ws);
   try {
     layer.set_int8(std::move(p));
   } catch (const Error& e) {

@@ -273,13 +273,17 @@ void dwconv_layer_norm_to_codes(const float* x, int64_t n, int64_t first, int64_
 
 // Int8 LSTM (docs/PTQ.md): every layer input v (the layer-0 input divided by `in_divisor`, and the hidden states,
 // which lie in (-1, 1)) is u8 = clamp(rint(v * data_scale + data_shift), 0, 255), one mapping for all of them as
-// oneDNN's int8 RNN requires; weights are s8 codes times weight_scale[row], one scale per gate row shared by every
-// layer's W_ih and W_hh (oneDNN's RNN weight scales span layers). The layer-0 W_ih given to the Lstm already carries
-// the in_divisor factor (W_ih * in_divisor), so the layer computes the float LSTM's function. Cell states stay f32.
+// oneDNN's int8 RNN requires; weights are s8 codes times a scale per gate row: either one scale per row shared by
+// every layer's W_ih and W_hh (weight_scale [4H], as oneDNN's RNN weight scales span layers), or one per row of
+// each matrix (weight_scale [2 * layers * 4H]: W_ih_l0, W_hh_l0, W_ih_l1, ...; the own kernels only, nn/lstm_int8.h:
+// a shared row scale is set by the largest of 2L rows, which costs the others resolution, e.g. 1.3 points of the v6
+// model's tokens). The layer-0 W_ih given to the Lstm already carries the in_divisor factor (W_ih * in_divisor), so
+// the layer computes the float LSTM's function. Cell states stay f32.
 struct LstmInt8Params {
   float data_scale = 127.0f, data_shift = 128.0f;
   float in_divisor = 1.0f;
-  std::vector<float> weight_scale;  // [4 * hidden]
+  std::vector<float> weight_scale;  // [4 * hidden] (shared) or [2 * layers * 4 * hidden] (per matrix)
+  bool per_matrix(int hidden) const { return weight_scale.size() != size_t(4) * size_t(hidden); }
 };
 
 class LstmInt8Impl;  // nn/lstm_int8.h

@@ -52,9 +52,10 @@ Lstm::State Lstm::initial_state() const {
 }
 
 void Lstm::set_int8(LstmInt8Params p) {
-  if (p.weight_scale.size() != size_t(4) * hidden_)
+  if (p.weight_scale.size() != size_t(4) * hidden_ && p.weight_scale.size() != size_t(8) * layers_ * hidden_)
     throw Error("Lstm: int8 weight_scale has " + std::to_string(p.weight_scale.size()) + " values, want " +
-                std::to_string(4 * hidden_));
+                std::to_string(4 * hidden_) + " (shared by the layers) or " + std::to_string(8 * layers_ * hidden_) +
+                " (per matrix)");
   for (float w : p.weight_scale)
     if (!(w > 0) || !std::isfinite(w)) throw Error("Lstm: int8 weight_scale holds a non-positive or non-finite value");
   if (!(p.data_scale > 0) || !std::isfinite(p.data_scale) || !std::isfinite(p.data_shift) || p.data_shift < 0 ||
@@ -63,6 +64,8 @@ void Lstm::set_int8(LstmInt8Params p) {
   i8_.reset();
   if (LstmInt8Impl::supports(hidden_, p))
     i8_ = std::make_shared<const LstmInt8Impl>(layers_, hidden_, wl_.data(), wi_.data(), bias_.data(), p);
+  else if (p.per_matrix(hidden_))
+    throw Error("Lstm: int8 weight scales per matrix need an integral data shift (only the own kernels run them)");
   q_ = std::move(p);
   cache_.clear();
   wl_cache_.clear();
@@ -128,7 +131,11 @@ void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
   Tensor& c_out = state->c_next;
   h_out.resize({layers_, hidden_});
   c_out.resize({layers_, hidden_});
-  const LstmInt8Kernel kernel = q_ ? lstm_int8_kernel() : LstmInt8Kernel::OneDnnRnn;
+  LstmInt8Kernel kernel = q_ ? lstm_int8_kernel() : LstmInt8Kernel::OneDnnRnn;
+  // oneDNN's RNN has one weight scale per gate row for all matrices: per-matrix scales run on the own kernels.
+  if (q_ && kernel == LstmInt8Kernel::OneDnnRnn && q_->per_matrix(hidden_))
+    kernel = lstm_int8_kernel_supported(LstmInt8Kernel::Avx512Vnni) ? LstmInt8Kernel::Avx512Vnni
+                                                                     : LstmInt8Kernel::Portable;
   if (i8_ && kernel != LstmInt8Kernel::OneDnnRnn) {
     i8_->forward(x, T, y, state->h.data(), state->c.data(), h_out.data(), c_out.data(), kernel);
     std::swap(state->h, state->h_next);

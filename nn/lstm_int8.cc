@@ -84,6 +84,25 @@ void gates_step(const int32_t* __restrict acc, const int32_t* __restrict comp, c
   }
 }
 
+// gates_step with W_ih and W_hh under their own row scales (per-matrix LstmInt8Params): the input sums in acc, the
+// recurrent ones in acc_h, each with its compensation and dequantization.
+void gates_step2(const int32_t* __restrict acc, const int32_t* __restrict comp, const float* __restrict deq,
+                 const int32_t* __restrict acc_h, const int32_t* __restrict comp_h, const float* __restrict deq_h,
+                 const float* __restrict bias, int H, float scale, float shift, float* __restrict c,
+                 uint8_t* __restrict hq) {
+  for (int j = 0; j < H; ++j) {
+    float z[4];
+    for (int k = 0; k < 4; ++k) {
+      const int r = k * H + j;
+      z[k] = float(acc[r] - comp[r]) * deq[r] + float(acc_h[r] - comp_h[r]) * deq_h[r] + bias[r];
+    }
+    const float cj = sigmoid_v(z[1]) * c[j] + sigmoid_v(z[0]) * tanh_v(z[2]);
+    c[j] = cj;
+    const float h = sigmoid_v(z[3]) * tanh_v(cj);
+    hq[j] = uint8_t(std::clamp(std::nearbyint(h * scale + shift), 0.0f, 255.0f));
+  }
+}
+
 // u8 codes clamp(rint(x * k + z), 0, 255) (locals and __restrict: so that the loop vectorises).
 void quantize_codes(const float* __restrict x, int64_t n, float k, float z, uint8_t* __restrict out) {
   for (int64_t i = 0; i < n; ++i) out[i] = uint8_t(std::clamp(std::nearbyint(x[i] * k + z), 0.0f, 255.0f));
@@ -195,22 +214,37 @@ LstmInt8Impl::LstmInt8Impl(int layers, int hidden, const float* w_l, const float
   whh_.assign(size_t(L_) * G4 * H, 0);
   comp_.assign(size_t(L_) * R_, 0);
   bias_.assign(size_t(L_) * R_, 0.0f);
-  deq_.assign(size_t(R_), 0.0f);
-  for (int r = 0; r < G4; ++r) deq_[r] = p.weight_scale[r] / p.data_scale;
-  auto code = [&](float w, int r) {
-    return int8_t(std::clamp(std::nearbyint(w / p.weight_scale[r]), -127.0f, 127.0f));
+  per_matrix_ = p.per_matrix(H);
+  // Row scale of layer l's W_ih (m = 0) or W_hh (m = 1).
+  auto scale_of = [&](int l, int m, int r) {
+    return per_matrix_ ? p.weight_scale[(size_t(2) * l + m) * G4 + r] : p.weight_scale[size_t(r)];
   };
+  deq_.assign(size_t(L_) * R_, 0.0f);
+  if (per_matrix_) {
+    deq_hh_.assign(size_t(L_) * R_, 0.0f);
+    comp_hh_.assign(size_t(L_) * R_, 0);
+  }
+  auto code = [&](float w, float s) { return int8_t(std::clamp(std::nearbyint(w / s), -127.0f, 127.0f)); };
   for (int l = 0; l < L_; ++l)
     for (int r = 0; r < G4; ++r) {
-      int32_t sum = 0;
+      const float si = scale_of(l, 0, r), sh = scale_of(l, 1, r);
+      int32_t sum_i = 0, sum_h = 0;
       for (int i = 0; i < H; ++i) {
         const size_t src = (size_t(l) * H + i) * G4 + r;  // ldigo: [l][i][gate row]
-        const int8_t a = code(w_l[src], r), b = code(w_i[src], r);
+        const int8_t a = code(w_l[src], si), b = code(w_i[src], sh);
         wih_[(size_t(l) * G4 + r) * H + i] = a;
         whh_[(size_t(l) * G4 + r) * H + i] = b;
-        sum += int32_t(a) + int32_t(b);
+        sum_i += int32_t(a);
+        sum_h += int32_t(b);
       }
-      comp_[size_t(l) * R_ + r] = shift_i_ * sum;
+      deq_[size_t(l) * R_ + r] = si / p.data_scale;
+      if (per_matrix_) {
+        comp_[size_t(l) * R_ + r] = shift_i_ * sum_i;
+        comp_hh_[size_t(l) * R_ + r] = shift_i_ * sum_h;
+        deq_hh_[size_t(l) * R_ + r] = sh / p.data_scale;
+      } else {
+        comp_[size_t(l) * R_ + r] = shift_i_ * (sum_i + sum_h);
+      }
       bias_[size_t(l) * R_ + r] = bias[size_t(l) * G4 + r];
     }
   wcache_.resize(size_t(L_));
@@ -252,11 +286,12 @@ void LstmInt8Impl::forward(const float* x, int64_t T, float* y, const float* h0,
   const int64_t TC = std::min(T, kChunk);
   // Scratch per thread, grown to the largest shape seen: no allocation once warm.
   thread_local std::vector<uint8_t> in, out, hq, rowpad;
-  thread_local std::vector<int32_t> gx;
+  thread_local std::vector<int32_t> gx, gh;
   thread_local std::vector<float> c;
   const size_t hs = size_t(4) * K4;  // hidden codes of a layer, padded with zero codes (their weights are 0)
   if (in.size() < size_t(TC) * H) in.resize(size_t(TC) * H), out.resize(size_t(TC) * H);
   if (gx.size() < size_t(TC) * R) gx.resize(size_t(TC) * R);
+  if (per_matrix_ && gh.size() < size_t(R)) gh.resize(size_t(R));
   if (hq.size() < size_t(L) * hs) hq.resize(size_t(L) * hs);
   if (rowpad.size() < hs) rowpad.resize(hs);
   if (c.size() < size_t(L) * H) c.resize(size_t(L) * H);
@@ -311,12 +346,22 @@ void LstmInt8Impl::forward(const float* x, int64_t T, float* y, const float* h0,
       const int8_t* wp = whh_p_.data() + l * per;
       const int8_t* wr = whh_.data() + size_t(l) * 4 * H * H;
       const int32_t* comp = comp_.data() + size_t(l) * R;
+      const float* deq = deq_.data() + size_t(l) * R;
       const float* bias = bias_.data() + size_t(l) * R;
       for (int64_t t = 0; t < n; ++t) {
         int32_t* a = g + t * R;
-        if (vnni) lstm_int8_gemv_vnni(wp, R / 16, K4, q, a);
-        else lstm_int8_gemv_portable(wr, 4 * H, H, q, a);
-        gates_step(a, comp, deq_.data(), bias, H, scale_, shift_, cl, q);
+        if (per_matrix_) {  // the recurrent sums apart, under W_hh's scales
+          int32_t* ah = gh.data();
+          std::fill(ah, ah + R, 0);
+          if (vnni) lstm_int8_gemv_vnni(wp, R / 16, K4, q, ah);
+          else lstm_int8_gemv_portable(wr, 4 * H, H, q, ah);
+          gates_step2(a, comp, deq, ah, comp_hh_.data() + size_t(l) * R, deq_hh_.data() + size_t(l) * R, bias, H,
+                      scale_, shift_, cl, q);
+        } else {
+          if (vnni) lstm_int8_gemv_vnni(wp, R / 16, K4, q, a);
+          else lstm_int8_gemv_portable(wr, 4 * H, H, q, a);
+          gates_step(a, comp, deq, bias, H, scale_, shift_, cl, q);
+        }
         std::copy(q, q + H, out.data() + t * H);
       }
       std::swap(in, out);

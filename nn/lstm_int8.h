@@ -54,8 +54,11 @@ class LstmInt8Impl {
   int32_t shift_i_ = 128;
   std::vector<int8_t> wih_, whh_;      // [L, 4H, H] row-major codes (portable kernel; W_ih: the matmul's weights)
   std::vector<int8_t> whh_p_, wih_p_;  // [L, R * K4 * 4] packed for lstm_int8_gemv_vnni
-  std::vector<int32_t> comp_;          // [L, R]: shift * (row sums of W_ih and W_hh codes)
-  std::vector<float> deq_;             // [R] weight_scale / data_scale (0 in padding rows)
+  std::vector<int32_t> comp_;          // [L, R]: shift * (row sums of W_ih and W_hh codes; of W_ih alone if per matrix)
+  std::vector<float> deq_;             // [L, R] weight_scale / data_scale (0 in padding rows); of W_ih if per matrix
+  bool per_matrix_ = false;            // W_ih and W_hh have their own row scales: two sums per gate row
+  std::vector<int32_t> comp_hh_;       // per matrix: [L, R] shift * row sums of the W_hh codes
+  std::vector<float> deq_hh_;          // per matrix: [L, R] W_hh's weight_scale / data_scale
   std::vector<float> bias_;            // [L, R]
   float deq_code_[256];                // (code - shift) / data_scale
   ShapeCache<Proj> proj_cache_;

@@ -77,9 +77,11 @@ double sigm(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 // compared with an emulation of LstmInt8Params' arithmetic: inputs and hidden states as u8 codes
 // clamp(rint(v * data_scale + data_shift)), weights as s8 codes clamp(rint(w / weight_scale[r])) per gate row,
 // exact integer sums of s8 * (u8 - shift), gates and cell in float64, output = the last layer's dequantized codes.
-void check_against_emulation(int H, int L, int64_t T, float data_scale, float data_shift, unsigned seed) {
+void check_against_emulation(int H, int L, int64_t T, float data_scale, float data_shift, unsigned seed,
+                             bool per_matrix = false) {
   SCOPED_TRACE("H " + std::to_string(H) + " L " + std::to_string(L) + " T " + std::to_string(T) + " scale " +
-               std::to_string(data_scale) + " shift " + std::to_string(data_shift));
+               std::to_string(data_scale) + " shift " + std::to_string(data_shift) +
+               (per_matrix ? " per-matrix scales" : ""));
   std::mt19937 rng(seed);
   const int G = 4;
   std::vector<Tensor> wih, whh, bih, bhh;
@@ -97,15 +99,19 @@ void check_against_emulation(int H, int L, int64_t T, float data_scale, float da
   p.data_scale = data_scale;
   p.data_shift = data_shift;
   p.in_divisor = a;
-  p.weight_scale.assign(size_t(G) * H, 0.0f);
+  // Shared: one scale per gate row over every matrix; per matrix: [W_ih_l0, W_hh_l0, W_ih_l1, ...] rows.
+  p.weight_scale.assign(size_t(G) * H * (per_matrix ? 2 * L : 1), 0.0f);
+  auto slot = [&](int l, int m, int r) { return per_matrix ? (size_t(2) * l + m) * G * H + r : size_t(r); };
   for (int l = 0; l < L; ++l)
-    for (const Tensor* m : {&wih[size_t(l)], &whh[size_t(l)]})
+    for (int m = 0; m < 2; ++m) {
+      const Tensor& w = m == 0 ? wih[size_t(l)] : whh[size_t(l)];
       for (int r = 0; r < G * H; ++r)
         for (int i = 0; i < H; ++i)
-          p.weight_scale[size_t(r)] = std::max(p.weight_scale[size_t(r)], std::abs((*m)[r * H + i]) / 127.0f);
+          p.weight_scale[slot(l, m, r)] = std::max(p.weight_scale[slot(l, m, r)], std::abs(w[r * H + i]) / 127.0f);
+    }
   auto u8 = [&](float v) { return int(std::clamp(std::nearbyint(v * data_scale + data_shift), 0.0f, 255.0f)); };
-  auto s8 = [&](float w, int r) {
-    return int(std::clamp(std::nearbyint(w / p.weight_scale[size_t(r)]), -127.0f, 127.0f));
+  auto s8 = [&](float w, int l, int m, int r) {
+    return int(std::clamp(std::nearbyint(w / p.weight_scale[slot(l, m, r)]), -127.0f, 127.0f));
   };
   const int zs = int(data_shift);
   std::vector<int> in(size_t(T) * H);
@@ -118,11 +124,14 @@ void check_against_emulation(int H, int L, int64_t T, float data_scale, float da
     for (int64_t t = 0; t < T; ++t) {
       std::vector<double> z(size_t(G) * H);
       for (int r = 0; r < G * H; ++r) {
-        int64_t acc = 0;
-        for (int i = 0; i < H; ++i)
-          acc += int64_t(s8(wih[l][r * H + i], r)) * (in[size_t(t * H + i)] - zs) +
-                 int64_t(s8(whh[l][r * H + i], r)) * (hq[size_t(i)] - zs);
-        z[size_t(r)] = double(acc) * p.weight_scale[size_t(r)] / data_scale + bih[l][r] + bhh[l][r];
+        int64_t acc_i = 0, acc_h = 0;
+        for (int i = 0; i < H; ++i) {
+          acc_i += int64_t(s8(wih[l][r * H + i], l, 0, r)) * (in[size_t(t * H + i)] - zs);
+          acc_h += int64_t(s8(whh[l][r * H + i], l, 1, r)) * (hq[size_t(i)] - zs);
+        }
+        z[size_t(r)] = (double(acc_i) * p.weight_scale[slot(l, 0, r)] + double(acc_h) * p.weight_scale[slot(l, 1, r)]) /
+                           data_scale +
+                       bih[l][r] + bhh[l][r];
       }
       for (int j = 0; j < H; ++j) {
         c[size_t(j)] = sigm(z[size_t(H + j)]) * c[size_t(j)] + sigm(z[size_t(j)]) * std::tanh(z[size_t(2 * H + j)]);
@@ -183,6 +192,10 @@ TEST(LstmInt8Kernels, MatchIntegerEmulation) {
   check_against_emulation(21, 1, 25, 127.0f, 128.0f, 9);
   // Longer than the implementation's 256-step chunks (the chunked call below also crosses a chunk boundary).
   check_against_emulation(16, 2, 600, 127.0f, 128.0f, 4);
+  // W_ih and W_hh of every layer under their own row scales (the onednn-rnn choice runs the own kernels then).
+  check_against_emulation(32, 2, 40, 127.0f, 128.0f, 12, true);
+  check_against_emulation(30, 2, 300, 100.0f, 120.0f, 7, true);
+  check_against_emulation(21, 1, 25, 127.0f, 128.0f, 9, true);
 }
 
 TEST(LstmInt8Kernels, ChoiceFollowsTheCpu) {

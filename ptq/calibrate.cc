@@ -335,8 +335,9 @@ Quantized quantize_layer_searched(const LayerStats& st, const LayerView& v, cons
 
 // Int8 LSTM (LstmInt8Params in nn/layers.h): the layer-0 input is divided by its calibrated max |x| so that it
 // shares the hidden state's range (-1, 1), and one u8 mapping (scale 127, shift 128) serves both, as oneDNN's int8
-// RNN needs; the divisor is folded into weight_ih_l0. Weight scales: symmetric per gate row over every layer's
-// W_ih and W_hh (oneDNN's RNN weight scales are shared across layers). Returns the relative error of the
+// RNN needs; the divisor is folded into weight_ih_l0. Weight scales: symmetric per row of each matrix (recipe key
+// lstm_scales: per_matrix, the default), or per gate row over every layer's W_ih and W_hh (shared: oneDNN's RNN
+// weight scales span layers; low-bit and weight-only LSTMs always share). Returns the relative error of the
 // layer-0 gate pre-activations W_ih x on the sampled rows (a proxy: the recurrence is not replayed).
 double quantize_lstm(WeightMap& out, const std::string& name, const LayerStats& st, const PtqRule& rule,
                      double* avg_bits_out = nullptr) {
@@ -382,6 +383,20 @@ double quantize_lstm(WeightMap& out, const std::string& name, const LayerStats& 
   }
   for (auto& x : scale)
     if (!(x > 0)) x = 1.0f;
+  // Per matrix: each W_ih / W_hh row gets its own max|row| / 127 instead of the largest over all 2L matrices.
+  std::vector<float> stored_scale = scale;
+  if (!lowbit && !rule.weight_only && rule.lstm_scales == "per_matrix") {
+    stored_scale.assign(mats.size() * size_t(rows), 0.0f);
+    for (size_t k = 0; k < mats.size(); ++k) {
+      const Tensor& t = out.get(mats[k]);
+      for (int64_t r = 0; r < rows; ++r) {
+        float& s = stored_scale[k * size_t(rows) + size_t(r)];
+        for (int64_t j = 0; j < t.dim(1); ++j) s = std::max(s, std::fabs(t[r * t.dim(1) + j]) / 127.0f);
+        if (!(s > 0)) s = 1.0f;
+      }
+    }
+    scale.assign(stored_scale.begin(), stored_scale.begin() + rows);  // W_ih_l0's, for the error estimate below
+  }
   if (lowbit) {
     // Group-wise low-bit codes under the shared per-gate-row scale (quant/lowbit.h): the rows of all matrices side
     // by side, [W_ih_l0 | W_hh_l0 | W_ih_l1 | ...], one row scale max|row| / 127 (the scale above), groups within
@@ -431,10 +446,11 @@ double quantize_lstm(WeightMap& out, const std::string& name, const LayerStats& 
       out.set(mats[k] + "_group_size", Tensor({1}, std::vector<float>{float(rule.group_size)}));
     }
     scale = lb.row_scale;
+    stored_scale = scale;
     wf = out.get(mats[0]);  // for the error estimate below
     if (avg_bits_out) *avg_bits_out = lb.avg_bits();
   }
-  out.set(name + ".weight_scale", Tensor({rows}, scale));
+  out.set(name + ".weight_scale", Tensor({int64_t(stored_scale.size())}, stored_scale));
   if (!rule.weight_only) {
     out.set(name + ".act_quant", Tensor({2}, std::vector<float>{1.0f / 127.0f, 128.0f}));
     out.set(name + ".act_smooth", Tensor({1}, std::vector<float>{float(a)}));
@@ -561,6 +577,9 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
       p.avg_bits = opt<double>(n, "avg_bits", 0.0);
       if (n["widths"]) p.widths = n["widths"].as<std::vector<int>>();
       p.sqc = opt<bool>(n, "sqc", true);
+      p.lstm_scales = opt<std::string>(n, "lstm_scales", "per_matrix");
+      if (p.lstm_scales != "per_matrix" && p.lstm_scales != "shared")
+        throw Error(origin + ": lstm_scales must be per_matrix or shared, not '" + p.lstm_scales + "'");
       p.weight_only = opt<bool>(n, "weight_only", false);
       p.ln_fold = opt<bool>(n, "ln_fold", false);
       p.hadamard = opt<bool>(n, "hadamard", false);

@@ -38,6 +38,9 @@ struct PtqRule {
   double avg_bits = 0;
   std::vector<int> widths = {2, 3, 4, 8};
   bool sqc = true;           // salience-weighted search of each group's scale multiplier
+  // int8 LSTM weight scales: per_matrix (one per row of every W_ih / W_hh; the own kernels) or shared (one per gate
+  // row for all matrices, what oneDNN's RNN takes). Low-bit and weight-only LSTMs always share.
+  std::string lstm_scales = "per_matrix";
   bool weight_only = false;  // activations stay float (no act_quant): the layer runs float on dequantized weights
   bool ln_fold = false;      // fold the repq/sqb input transform into the preceding (Ada)LayerNorm affine
   bool hadamard = false;     // rotate the layer's input, folded into the previous layer (fold_hadamard)

@@ -8,7 +8,7 @@ token agreement with the float encoder on held-out clips, for:
   block-N          + inputs quantized with a min/max per block of N time steps (finer dynamic ranges);
   lstm-int8        the convs float, the LSTM as `wavtok quantize` runs it (nn/layers.h LstmInt8Params): layer
                    inputs and hidden states u8 = rint(127 v + 128), the layer-0 input divided by its max |x| (per
-                   clip here, calibrated in the engine), s8 weights with one scale per gate row over all layers;
+                   clip here, calibrated in the engine), s8 weights with one scale per row of each matrix;
   --per-layer      also each conv alone (s8 weights, per-tensor dynamic u8 input), the others float.
 
     /usr/bin/python3 python/ptq_token_sensitivity.py [--model codec/default/wavtok-default.wtk] [--clips 8] data/eval
@@ -62,8 +62,9 @@ def main():
         mats = []
         for l in range(L):
             mats += [getattr(self.lstm, f"weight_ih_l{l}") * (a if l == 0 else 1), getattr(self.lstm, f"weight_hh_l{l}")]
-        sw = torch.stack([m_.abs().amax(dim=1) for m_ in mats]).amax(dim=0)[:, None].clamp(min=1e-12) / 127
-        q = [torch.clamp(torch.round(m_ / sw), -127, 127) * sw for m_ in mats]
+        # s8 rows with one scale per row of each matrix (the recipes' default, lstm_scales: per_matrix)
+        sws = [m_.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127 for m_ in mats]
+        q = [torch.clamp(torch.round(m_ / sw), -127, 127) * sw for m_, sw in zip(mats, sws)]
 
         def u8(v):
             return (torch.clamp(torch.round(v * 127 + 128), 0, 255) - 128) / 127

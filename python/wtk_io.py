@@ -291,8 +291,25 @@ class WtkFile:
         if dtype == DT_U8:
             return np.frombuffer(raw, dtype=np.uint8).reshape(shape).astype(np.float32)
         codes = self.codes(name).astype(np.float32)
-        sc = self.array(int8_layer_of(name) + ".weight_scale")
+        sc = self.row_scales(name, shape[0])
         return (codes.reshape(shape[0], -1) * sc[:, None]).reshape(shape)
+
+    def row_scales(self, name, rows):
+        """The row scales of int8 weight `name` (io/model_file.cc int8_row_scales): its layer's weight_scale, or for
+        an LSTM matrix (NAME.weight_ih_lK / weight_hh_lK) whose layer stores one scale per row of each matrix
+        ([2 * layers * rows]: W_ih_l0, W_hh_l0, W_ih_l1, ...) that matrix's rows."""
+        layer = int8_layer_of(name)
+        sc = self.array(layer + ".weight_scale").reshape(-1)
+        if sc.size == rows:
+            return sc
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.startswith(("weight_ih_l", "weight_hh_l")) and rows > 0 and sc.size % (2 * rows) == 0:
+            k = int(leaf[11:])
+            if k < sc.size // (2 * rows):
+                m = 1 if leaf.startswith("weight_hh_l") else 0
+                return sc[(2 * k + m) * rows:(2 * k + m + 1) * rows]
+        raise WtkError(f"{self.path}: int8 layer {layer} has a weight_scale of {sc.size} values for its weight "
+                       f"{name} of {rows} rows")
 
     def codes(self, name):
         """The s8 codes of an s8 weight, or of a packed low-bit weight (m_g * q, unpacked as the engine does)."""

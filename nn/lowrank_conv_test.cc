@@ -132,8 +132,8 @@ TEST(LowRankConv, F64PathAddsAdapter) {
 // adapter) - (int8 layer without) is the float adapter term, and the ELU comes after the sum.
 TEST(LowRankConv, Int8ConvAddsFloatTerm) {
   std::mt19937 rng(29);
-  for (const Case& p : {Case{32, 24, 3, 1, 1, true, 4300}, Case{16, 20, 7, 1, 2, false, 150}}) {
-    const int r = 8;
+  for (const Case& p : {Case{32, 24, 3, 1, 1, true, 4300}, Case{16, 20, 7, 1, 2, false, 150}, Case{64, 128, 7, 1, 1, true, 306}}) {
+    const int r = p.cout == 128 ? 4 : 8;
     const Tensor w = randn({p.cout, p.cin, p.k}, rng, 0.1f), bias = randn({p.cout}, rng);
     const Tensor x = randn({p.tin * p.cin}, rng);
     const Tensor a = randn({r, p.cin, p.k}, rng, 0.1f), b = randn({p.cout, r}, rng, 0.3f);

@@ -40,8 +40,9 @@ constexpr uint32_t kModelFeatureSoftmaxQuant = 1u << 1;  // attention probabilit
 constexpr uint32_t kModelFeatureLowBit = 1u << 2;        // packed group-wise low-bit weights (quant/lowbit.h)
 // Q K^T and P V of an attention block in int8 (NAME.attn_int8, models/quantized.h).
 constexpr uint32_t kModelFeatureInt8Attention = 1u << 3;
-// Low-rank float adapters beside a layer's (quantized) weight, NAME.lora_a [r, Cin] and NAME.lora_b [Cout, r]
-// (RILQ, docs/PTQ.md "Low-rank adapters"; models/quantized.h).
+// Low-rank float adapters beside a layer's (quantized) weight, NAME.lora_a [r, Cin] and NAME.lora_b [Cout, r] on a
+// Linear, NAME.lora_a [r, Cin, K] and NAME.lora_b [Cout, r] on a convolution (RILQ, docs/PTQ.md "Low-rank
+// adapters"; models/quantized.h).
 constexpr uint32_t kModelFeatureLowRank = 1u << 4;
 constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant | kModelFeatureLowBit |
                                          kModelFeatureInt8Attention | kModelFeatureLowRank;

@@ -196,6 +196,23 @@ std::shared_ptr<const Model> Model::from_weights(ModelConfig config, WeightMap w
 void Model::build() {
   validate_config(cfg_, weights_.origin());
   const bool wt = cfg_.arch == Arch::WavTokenizer;
+  // Adapter tensors only on the layers that take them (models/quantized.h), checked before any layer reads its own:
+  // the decoder's Linear layers, backbone.embed and the pos_net ResnetBlock convs.
+  if (wt) {
+    const int layers = cfg_.vocos.num_layers;
+    check_adapters_used(weights_, [layers](const std::string& n) {
+      if (n == "head.out" || n == "backbone.embed") return true;
+      for (int i = 0; i < layers; ++i)
+        for (const char* p : {".pwconv1", ".pwconv2"})
+          if (n == "backbone.convnext." + std::to_string(i) + p) return true;
+      for (const char* b : {"0", "1", "3", "4"})
+        for (const char* c : {".conv1", ".conv2"})
+          if (n == std::string("backbone.pos_net.") + b + c) return true;
+      return false;
+    });
+  } else {
+    check_adapters_used(weights_, [](const std::string&) { return false; });
+  }
   g_->encoder = SeanetEncoder(weights_, wt ? kWtEncoder : "encoder.", cfg_.encoder);
   std::vector<Tensor> books;
   for (int i = 0; i < cfg_.quantizer.n_q; ++i)
@@ -209,16 +226,7 @@ void Model::build() {
                   " differs from the codebook width " + std::to_string(cfg_.quantizer.dim));
     g_->backbone = VocosBackbone(weights_, "backbone.", cfg_.vocos);
     g_->head = IstftHead(weights_, "head.", cfg_.vocos);
-    const int layers = cfg_.vocos.num_layers;
-    check_adapters_used(weights_, [layers](const std::string& n) {  // the Linear layers setup_layer adapts
-      if (n == "head.out") return true;
-      for (int i = 0; i < layers; ++i)
-        for (const char* p : {".pwconv1", ".pwconv2"})
-          if (n == "backbone.convnext." + std::to_string(i) + p) return true;
-      return false;
-    });
   } else {
-    check_adapters_used(weights_, [](const std::string&) { return false; });
     g_->decoder = SeanetDecoder(weights_, "decoder.", cfg_.decoder);
   }
   // Fingerprint: config + codebooks, identical for a checkpoint and its converted file.

@@ -26,9 +26,11 @@ std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::stri
   return p;
 }
 
-void setup_layer(Linear& layer, const WeightMap& w, const std::string& name) {
-  layer.set_name(name);
-  if (auto p = stored_int8_params(w, name, layer.in_features(), layer.out_features())) layer.set_int8(std::move(*p));
+namespace {
+
+// NAME.lora_a / NAME.lora_b onto a Linear or Conv1d (both or neither; the layer checks shapes, rank and values).
+template <class Layer>
+void setup_adapter(Layer& layer, const WeightMap& w, const std::string& name) {
   const bool ha = w.has(name + ".lora_a"), hb = w.has(name + ".lora_b");
   if (ha != hb)
     throw Error(w.origin() + ": " + name + " has " + (ha ? ".lora_a without .lora_b" : ".lora_b without .lora_a"));
@@ -40,6 +42,14 @@ void setup_layer(Linear& layer, const WeightMap& w, const std::string& name) {
   }
 }
 
+}  // namespace
+
+void setup_layer(Linear& layer, const WeightMap& w, const std::string& name) {
+  layer.set_name(name);
+  if (auto p = stored_int8_params(w, name, layer.in_features(), layer.out_features())) layer.set_int8(std::move(*p));
+  setup_adapter(layer, w, name);
+}
+
 int64_t check_adapters_used(const WeightMap& w, const std::function<bool(const std::string&)>& is_linear) {
   int64_t n = 0;
   for (const auto& [k, v] : w.all()) {
@@ -48,7 +58,8 @@ int64_t check_adapters_used(const WeightMap& w, const std::function<bool(const s
     const std::string layer = k.substr(0, k.size() - 7);
     if (!is_linear(layer))
       throw Error(w.origin() + ": " + k + " is an adapter on '" + layer +
-                  "', which is not a dense (Linear) layer of this model; adapters are supported on Linear layers only");
+                  "', which is not a layer of this model that takes adapters (the decoder's Linear layers, "
+                  "backbone.embed and the pos_net convs)");
     ++n;
   }
   return n / 2;
@@ -57,6 +68,7 @@ int64_t check_adapters_used(const WeightMap& w, const std::function<bool(const s
 void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name) {
   layer.set_name(name);
   if (auto p = stored_int8_params(w, name, layer.in_channels(), layer.out_channels())) layer.set_int8(std::move(*p));
+  setup_adapter(layer, w, name);
 }
 
 void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& name) {

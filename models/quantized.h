@@ -54,9 +54,12 @@ std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::stri
 // low-rank adapter NAME.lora_a [r, Cin] / NAME.lora_b [Cout, r] (RILQ; float32, a file marked
 // kModelFeatureLowRank), run beside the (int8) layer: y = W x + b + B (A x).
 void setup_layer(Linear& layer, const WeightMap& w, const std::string& name);
-// Throws naming the file when an adapter tensor sits on a layer that `is_linear` does not know (a typo, a conv):
-// otherwise it would be silently ignored. Returns the number of adapted layers.
+// Throws naming the file when an adapter tensor sits on a layer that `is_linear` (the layers the model adapts: its
+// decoder Linears and, for WavTokenizer, backbone.embed and the pos_net convs) does not know (a typo, an encoder
+// conv): otherwise it would be silently ignored. Returns the number of adapted layers.
 int64_t check_adapters_used(const WeightMap& w, const std::function<bool(const std::string&)>& is_linear);
+// A Conv1d takes its adapter NAME.lora_a [r, Cin, K] / NAME.lora_b [Cout, r] the same way (Conv1d::set_lowrank:
+// y = conv(x) + b + B (A * x), A * x a convolution with the layer's stride and dilation).
 void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name);
 void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& name);
 

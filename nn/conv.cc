@@ -93,6 +93,37 @@ Conv1d::Entry Conv1d::make_int8(int64_t tin, bool accumulate) const {
       false};
 }
 
+// The adapter's two float convolutions: x -> A * x [r, Tout] (the layer's stride and dilation), then the 1x1 mix
+// B [Cout, r] written (or added) into the output, before the main primitive accumulates onto it.
+struct Conv1d::LowRank {
+  Conv1d a, b;
+};
+
+int Conv1d::lowrank_rank() const { return lr_ ? lr_->a.out_channels() : 0; }
+
+void Conv1d::set_lowrank(const Tensor& a, const Tensor& b) {
+  const std::string who = "Conv1d" + (name_.empty() ? std::string() : " " + name_) + ": low-rank adapter ";
+  if (groups_ != 1) throw Error(who + "needs a dense conv (groups == 1), this one has " + std::to_string(groups_));
+  if (a.ndim() != 3 || b.ndim() != 2 || a.dim(1) != cin_ || a.dim(2) != kernel_ || b.dim(0) != cout_ ||
+      b.dim(1) != a.dim(0))
+    throw Error(who + "shapes " + shape_str(a.shape()) + " / " + shape_str(b.shape()) + " do not fit [r, " +
+                std::to_string(cin_) + ", " + std::to_string(kernel_) + "] / [" + std::to_string(cout_) + ", r]");
+  if (a.dim(0) < 1 || a.dim(0) > kMaxAdapterRank)
+    throw Error(who + "rank " + std::to_string(a.dim(0)) + " is outside 1.." + std::to_string(kMaxAdapterRank));
+  for (const Tensor* t : {&a, &b})
+    for (int64_t i = 0; i < t->numel(); ++i)
+      if (!std::isfinite((*t)[i])) throw Error(who + "holds a non-finite value");
+  const int r = int(a.dim(0));
+  Tensor b1({cout_, r, 1});  // the 1x1 conv's weight [Cout, r, 1]: the same numbers as B
+  std::copy_n(b.data(), b.numel(), b1.data());
+  auto lr = std::make_shared<LowRank>();
+  lr->a = Conv1d(a, Tensor({r}), stride_, dilation_, 1, channels_last_);
+  lr->b = Conv1d(b1, Tensor({cout_}), 1, 1, 1, channels_last_);
+  lr->a.allow_bf16(false);  // float32 adapters at every precision, as fitted
+  lr->b.allow_bf16(false);
+  lr_ = std::move(lr);
+}
+
 namespace {
 
 // Output frames per primitive call for layers whose primitives are costly to create (see Conv1d::forward): ~8M
@@ -148,8 +179,15 @@ void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) con
   const int64_t tout = out_len(tin);
   if (tout < 1) throw Error("Conv1d: input of " + std::to_string(tin) + " samples is shorter than the kernel");
   if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
-  if (w64_ && !q_ && get_precision() == Precision::F64 && (post_ == Act::None || post_ == Act::Elu))
-    return forward_f64(x, tin, y, accumulate);
+  if (w64_ && !q_ && get_precision() == Precision::F64 && (post_ == Act::None || post_ == Act::Elu)) {
+    if (!lr_) return forward_f64(x, tin, y, accumulate);
+    thread_local std::vector<float> t;  // A * x, [Tout, r]
+    const size_t n = size_t(tout) * size_t(lr_->a.out_channels());
+    if (t.size() < n) t.resize(n);
+    lr_->a.forward(x, tin, t.data());
+    lr_->b.forward(t.data(), tout, y, accumulate);
+    return forward_f64(x, tin, y, true);  // post(conv + delta [+ y])
+  }
   const int64_t span = int64_t(dilation_) * (kernel_ - 1) + 1;
   auto part = [&](int64_t a, int64_t n, float* out, bool acc) {
     run(x + a * stride_ * cin_, (n - 1) * stride_ + span, out, acc);
@@ -185,6 +223,20 @@ void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) con
 }
 
 void Conv1d::run(const float* x, int64_t tin, float* y, bool accumulate) const {
+  if (!lr_) return run_main(x, tin, y, accumulate);
+  // y <- B (A * x) [+ y] on this piece, then the main primitive accumulates onto it before its post-op:
+  // post(conv(x) + b + delta [+ y]), the same sum-then-activation order as accumulate alone. Every call of a
+  // given piece shape runs the same three primitives, so overlapping tiles recompute the same values.
+  thread_local std::vector<float> t;  // A * x of the piece, [r, Tout] or [Tout, r]
+  const int64_t tout = out_len(tin);
+  const size_t n = size_t(tout) * size_t(lr_->a.out_channels());
+  if (t.size() < n) t.resize(n);
+  lr_->a.run_main(x, tin, t.data(), false);
+  lr_->b.run_main(t.data(), tout, y, accumulate);
+  run_main(x, tin, y, true);
+}
+
+void Conv1d::run_main(const float* x, int64_t tin, float* y, bool accumulate) const {
   if (q_) {
     auto e = cache_.get(tin * 2 + (accumulate ? 1 : 0), [&] { return make_int8(tin, accumulate); });
     const uint8_t* src = quantize_act(*q_, x, tin, cin_, channels_last_);

@@ -82,6 +82,16 @@ class Conv1d {
   bool is_int8() const { return q_ != nullptr; }
   // Primitives held (one per piece length and accumulate flag; see forward()).
   size_t cached_shapes() const { return cache_.size(); }
+  // Low-rank float adapter (RILQ on a convolution, docs/PTQ.md "Low-rank adapters"): with a [r, Cin, K] and
+  // b [Cout, r], y = post(conv(x) + b' + B (A * x) [+ y]) where A * x is the convolution of x with a (this layer's
+  // stride and dilation, no bias) and B a 1x1 mix, both float32 oneDNN convolutions run on the layer's raw float
+  // input (before any int8 input transform), piece by piece with the main one (see forward()), the sum before the
+  // fused activation. groups == 1 only; 1 <= r <= kMaxAdapterRank, finite values; throws otherwise. y must not
+  // alias x. Float, int8 and packed low-bit (s8-coded) layers, either layout.
+  static constexpr int kMaxAdapterRank = 64;
+  void set_lowrank(const Tensor& a, const Tensor& b);
+  bool has_lowrank() const { return lr_ != nullptr; }
+  int lowrank_rank() const;
   // Lets Precision::F64 run this conv with float64 accumulation (the encoders' convs; channels-last float convs
   // with groups == 1: others ignore it, as int8 ones do).
   void allow_f64(bool on);
@@ -102,9 +112,12 @@ class Conv1d {
   Entry make(int64_t tin, bool accumulate) const;
   Entry make_int8(int64_t tin, bool accumulate) const;
   void run(const float* x, int64_t tin, float* y, bool accumulate) const;  // one primitive call, exact shape
+  void run_main(const float* x, int64_t tin, float* y, bool accumulate) const;  // run() without the adapter
   bool cheap_shapes() const;  // 1x1 kernel: its primitives are cheap to create for every length
+  struct LowRank;
   std::string name_;
   std::shared_ptr<const Int8State> q_;
+  std::shared_ptr<const LowRank> lr_;
   Tensor w_, b_;
   int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1, dilation_ = 1, groups_ = 1;
   bool channels_last_ = false;

@@ -155,10 +155,10 @@ TEST(LowRankFile, RefusesBadAdapters) {
   refused("nan.wtk", w, "non-finite");
   w = with_adapters(s.q, Linear::kMaxAdapterRank + 1);
   refused("rank.wtk", w, "rank 65");
-  w = good;  // a conv is not adapted: the tensors would be ignored, so the file is refused
-  w.set("backbone.embed.lora_a", Tensor({2, 4}));
-  w.set("backbone.embed.lora_b", Tensor({4, 2}));
-  refused("conv.wtk", w, "backbone.embed.lora_a is an adapter on 'backbone.embed'");
+  w = good;  // a layer that takes no adapter (depthwise): the tensors would be ignored, so the file is refused
+  w.set("backbone.convnext.0.dwconv.lora_a", Tensor({2, 4}));
+  w.set("backbone.convnext.0.dwconv.lora_b", Tensor({4, 2}));
+  refused("conv.wtk", w, "backbone.convnext.0.dwconv.lora_a is an adapter on 'backbone.convnext.0.dwconv'");
 
   // Adapter tensors in a file that does not declare them (feature bit cleared, or an old version 1 header).
   write_model_file(dir + "/ok.wtk", s.model->config(), good);

@@ -6,7 +6,8 @@
 The quantized model (a version 2 .wtk from `wavtok quantize`: s8 weights, or the packed group-wise low-bit weights
 of the configs/quant/w4-*.yaml recipes) runs its decoder in an exact PyTorch emulation of the engine's int8/W4
 layers (python/wtk_quant.py). Each chosen Linear layer NAME gets y += (x A^T) B^T with
-A [r, Cin], B [Cout, r] (r <= 16), fitted with Adam on calibration audio to the discrepancy of the WHOLE decoder
+A [r, Cin], B [Cout, r] (r <= 16); each chosen convolution (backbone.embed, the pos_net ResnetBlock convs)
+y += B (A * x) with A [r, Cin, K] a convolution of the layer's padded input and B [Cout, r] a 1x1 mix. Fitted with Adam on calibration audio to the discrepancy of the WHOLE decoder
 against the float model (not layer by layer, as in RILQ, Lee et al. 2024): relative MSE of the backbone's output
 features plus L1 of the log-mel spectrogram of the decoded audio, on the float tokens of the calibration clips.
 Adapters start from a truncated SVD of the layer's weight error (--init svd) or at zero (--init zero: A random,
@@ -119,14 +120,21 @@ class ModelwiseLoss:
             return tot / n
 
 
+LAYER_SETS = ("low", "low-linear", "int8")
+
+
 def choose_layers(student, which):
+    """low: the low-bit layers that take adapters (Linear, backbone.embed, pos_net convs); low-linear: the low-bit
+    Linear layers only; int8: every quantized Linear; else a regex on the names of the layers that take adapters."""
     out = []
     for name, q in student.quant_layers.items():
-        if not q.is_linear:
+        if not q.takes_adapter():
             continue
-        if which == "low" and q.weight_bits() >= 8:
+        if which in ("low-linear", "int8") and not q.is_linear:
             continue
-        if which not in ("low", "int8") and not re.search(which, name):
+        if which in ("low", "low-linear") and q.weight_bits() >= 8:
+            continue
+        if which not in LAYER_SETS and not re.search(which, name):
             continue
         out.append(name)
     return out
@@ -134,16 +142,21 @@ def choose_layers(student, which):
 
 def init_adapter(teacher, q, name, rank, init, gen):
     """(A, B): svd = the best rank-r approximation of the weight error in the input's space,
-    W_float - diag(weight_scale) codes diag(1 / act_smooth); zero = A small random, B = 0."""
-    cout, cin = q.codes.shape
+    W_float - diag(weight_scale) codes diag(1 / act_smooth) (a conv's [Cout, Cin, K] flattened to [Cout, Cin K]);
+    zero = A small random, B = 0."""
+    cout = q.codes.shape[0]
+    tail = tuple(q.codes.shape[1:])  # (Cin,) or (Cin, K)
+    fan_in = int(np.prod(tail))
     if init == "zero":
-        return torch.randn(rank, cin, generator=gen) / math.sqrt(cin), torch.zeros(cout, rank)
+        return torch.randn(rank, *tail, generator=gen) / math.sqrt(fan_in), torch.zeros(cout, rank)
     wf, _ = float_linear_weight(teacher, name)
-    wq = q.codes * (q.out_scale / q.act_scale)[:, None] * (q.inv * q.act_scale)[None, :]
-    u, s, vh = torch.linalg.svd((wf - wq).double(), full_matrices=False)
+    col = (q.inv * q.act_scale).view((1, -1) + (1,) * (len(tail) - 1))
+    wq = q.codes * (q.out_scale / q.act_scale).view((-1,) + (1,) * len(tail)) * col
+    u, s, vh = torch.linalg.svd((wf - wq).reshape(cout, fan_in).double(), full_matrices=False)
     r = min(rank, len(s))
     sq = s[:r].sqrt()
-    return (sq[:, None] * vh[:r]).float(), (u[:, :r] * sq[None, :]).float()
+    a = (sq[:, None] * vh[:r]).float().reshape((r,) + tail)
+    return a, (u[:, :r] * sq[None, :]).float()
 
 
 def fit(float_model, qfile, calib, rank=8, steps=300, lr=5e-4, layers="low", init="svd", max_clips=8,
@@ -161,7 +174,7 @@ def fit(float_model, qfile, calib, rank=8, steps=300, lr=5e-4, layers="low", ini
     student = quantized_decoder(teacher, qfile)
     names = choose_layers(student, layers)
     if not names:
-        raise WtkError(f"{qfile.path}: no quantized Linear layer matches --layers {layers!r}")
+        raise WtkError(f"{qfile.path}: no quantized layer that takes adapters matches --layers {layers!r}")
     feats = segments if segments is not None else calib_segments(teacher, calib, max_clips, max_seconds, frames)
     loss = ModelwiseLoss(teacher, feats, bandwidth_id, mel_weight, margin)
     none = loss.full(student)
@@ -217,9 +230,10 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=300, help="Adam steps (default 300)")
     ap.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
     ap.add_argument("--layers", default="low",
-                    help="low: quantized Linear layers below 8 bits (s8 codes within 7 bits, or packed low-bit "
-                         "weights averaging below 8 code bits; default); int8: every quantized Linear; "
-                         "else a regex on layer names")
+                    help="low: the quantized layers below 8 bits that take adapters (s8 codes within 7 bits, or "
+                         "packed low-bit weights averaging below 8 code bits): Linear layers, backbone.embed and the "
+                         "pos_net convs (default); low-linear: those Linear layers only; int8: every quantized "
+                         "Linear; else a regex on the names of the quantized layers that take adapters")
     ap.add_argument("--init", choices=("svd", "zero"), default="svd", help="adapter start (default svd)")
     ap.add_argument("--max-clips", type=int, default=8, help="calibration clips, in name order (default 8)")
     ap.add_argument("--max-seconds", type=float, default=10.0, help="seconds used per clip (default 10)")

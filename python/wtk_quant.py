@@ -16,7 +16,9 @@ codes c = m_g * q (wtk_io.unpack_lowbit, the engine's arithmetic): a W4A8 layer 
 on those codes, as in the engine (nn/layers.cc runs it on the s8 kernels). A low-bit weight-only layer (no
 act_quant) runs in float on codes * weight_scale, as the engine's reader hands it out.
 Low-rank adapters NAME.lora_a [r, Cin] / NAME.lora_b [Cout, r] (feature bit 4) add (x A^T) B^T to a Linear's
-output before its activation, as the engine does.
+output before its activation, as the engine does; on the convolutions the engine adapts (backbone.embed and the
+pos_net ResnetBlock convs, ADAPTED_CONV) NAME.lora_a [r, Cin, K] / NAME.lora_b [Cout, r] add B (A * x), A * x the
+convolution of the layer's zero-padded float input with A (the layer's dilation), as Conv1d::set_lowrank does.
 """
 import copy
 import os
@@ -32,6 +34,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wavtok_ref.vocos import CausalConv1d  # noqa: E402
 from wtk_io import (DT_F32, DT_PACKED, DT_S8, FEATURE_INT8_ATTENTION, FEATURE_SOFTMAX,  # noqa: E402
                     WtkError)  # (reader/writer: wtk_io)
+
+
+# The convolutions the engine runs as Conv1d with adapters (models/model.cc); pos_net.2's q/k/v/proj_out are 1x1
+# convs here but Linear layers in the engine, and take no adapters.
+ADAPTED_CONV = re.compile(r"^backbone\.(embed|pos_net\.\d+\.conv[12])$")
 
 
 def _round_ste(u):
@@ -82,9 +89,25 @@ class QuantLayer(nn.Module):
             self.register_buffer("weight", torch.from_numpy(f.array(name + ".weight")))
         self.lora_a = self.lora_b = None
 
+    def takes_adapter(self):
+        """Whether the engine runs an adapter on this layer: every Linear, and the ADAPTED_CONV convolutions."""
+        return self.is_linear or ADAPTED_CONV.match(self.name) is not None
+
     def set_adapter(self, a, b):
-        self.lora_a = nn.Parameter(torch.as_tensor(a, dtype=torch.float32).clone())
-        self.lora_b = nn.Parameter(torch.as_tensor(b, dtype=torch.float32).clone())
+        a = torch.as_tensor(a, dtype=torch.float32)
+        b = torch.as_tensor(b, dtype=torch.float32)
+        cout, cin = self.codes.shape[:2]
+        want = (cin,) if self.is_linear else (cin, self.codes.shape[2])
+        if (a.dim() != 1 + len(want) or tuple(a.shape[1:]) != want or b.dim() != 2 or b.shape[0] != cout
+                or b.shape[1] != a.shape[0] or not 1 <= a.shape[0] <= 64):
+            raise WtkError(f"{self.name}: adapter shapes {tuple(a.shape)} / {tuple(b.shape)} do not fit "
+                           f"[r, {', '.join(map(str, want))}] / [{cout}, r] with r in 1..64")
+        self.lora_a = nn.Parameter(a.clone())
+        self.lora_b = nn.Parameter(b.clone())
+
+    def adapter_term(self, xp):
+        """B (A * xp) of a conv's padded input (B, Cin, T + pad) -> (B, Cout, T)."""
+        return F.conv1d(F.conv1d(xp, self.lora_a, dilation=self.dilation), self.lora_b[:, :, None])
 
     def weight_bits(self):
         """Code bits: the average group width of a packed low-bit weight, else the narrowest width holding every
@@ -110,11 +133,15 @@ class QuantLayer(nn.Module):
             if self.lora_a is not None:
                 y = y + F.linear(F.linear(x, self.lora_a), self.lora_b)
             return y
-        if self.weight_only:
-            return F.conv1d(F.pad(x, self.pad), self.weight, self.bias, dilation=self.dilation)
         xp = F.pad(x, self.pad)  # zeros, quantized like the engine's padded rows
-        y = F.conv1d(self.quant_input(xp, 1), self.codes, dilation=self.dilation)
-        return y * self.out_scale[None, :, None] + self.bias[None, :, None]
+        if self.weight_only:
+            y = F.conv1d(xp, self.weight, self.bias, dilation=self.dilation)
+        else:
+            y = F.conv1d(self.quant_input(xp, 1), self.codes, dilation=self.dilation)
+            y = y * self.out_scale[None, :, None] + self.bias[None, :, None]
+        if self.lora_a is not None:
+            y = y + self.adapter_term(xp)
+        return y
 
 
 DECODER_PREFIXES = ("backbone.", "head.")
@@ -167,15 +194,24 @@ def quantized_decoder(float_model, f):
     for name in f.entries:
         if name.endswith(".lora_a"):
             base = name[:-7]
-            if base not in layers or not layers[base].is_linear:
-                raise WtkError(f"{f.path}: adapter {name} is not on a quantized Linear of the decoder")
-            layers[base].set_adapter(f.array(name), f.array(base + ".lora_b"))
+            if base not in layers or not layers[base].takes_adapter():
+                raise WtkError(f"{f.path}: adapter {name} is not on a quantized Linear, backbone.embed or pos_net "
+                               "conv of the decoder")
+            if base + ".lora_b" not in f.entries:
+                raise WtkError(f"{f.path}: {base} has .lora_a without .lora_b")
+            try:
+                layers[base].set_adapter(f.array(name), f.array(base + ".lora_b"))
+            except WtkError as e:
+                raise WtkError(f"{f.path}: {e}") from None
+        elif name.endswith(".lora_b") and name[:-7] + ".lora_a" not in f.entries:
+            raise WtkError(f"{f.path}: {name[:-7]} has .lora_b without .lora_a")
     m.quant_layers = layers
     return m
 
 
 def float_linear_weight(float_model, name):
-    """(W, b) of the float model's Linear `name` as the function it computes (ConvNeXt gamma folded into pwconv2)."""
+    """(W, b) of the float model's Linear or Conv1d `name` as the function it computes (ConvNeXt gamma folded into
+    pwconv2)."""
     mod = float_model.get_submodule(name)
     w, b = mod.weight.detach().clone(), mod.bias.detach().clone()
     m = re.match(r"^(backbone\.convnext\.\d+)\.pwconv2$", name)

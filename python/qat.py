@@ -14,9 +14,10 @@ kernels compute them (nn/layers.h Int8Params / LstmInt8Params):
 - conv weight: s8 symmetric per output channel, clamp(rint(w / s_w[o]), -127, 127) (core/util.cc
   int8_weight_codes), s_w learned;
 - LSTM: every layer input and hidden state u8 = clamp(rint(v * 127 + 128)) with the layer-0 input divided by
-  `in_divisor` first (k = 127 / in_divisor, clamp(rint(x * k + 128))), s8 weights with one scale per gate row shared
-  by every layer's W_ih / W_hh (W_ih_l0 multiplied by in_divisor before rounding), f32 gates and cell; in_divisor
-  and the row scales are learned.
+  `in_divisor` first (k = 127 / in_divisor, clamp(rint(x * k + 128))), s8 weights with one scale per row of each
+  matrix (`--lstm-scales per_matrix`, the default: the engine's own int8 LSTM kernels, W_ih x and W_hh h summed
+  apart) or one per gate row shared by every layer's W_ih / W_hh (`shared`, oneDNN's RNN), W_ih_l0 multiplied by
+  in_divisor before rounding, f32 gates and cell; in_divisor and the row scales are learned.
 Scales are learned LSQ-style (straight-through estimator for the rounding, the LSQ gradient for the step size),
 parametrised as s = s0 * exp(t) so that Adam's steps are relative. The loss distils the float encoder: latent MSE
 (relative to the latents' energy) plus a margin hinge on the codebook assignment (the float model's code must stay
@@ -290,19 +291,22 @@ class _U8Input(torch.autograd.Function):
 
 
 class QLSTM(nn.Module):
-    """The encoder's int8 LSTM (engine: Lstm::set_int8 on oneDNN's int8 RNN), called like nn.LSTM on (T, B, C)."""
+    """The encoder's int8 LSTM (engine: Lstm::set_int8), called like nn.LSTM on (T, B, C). per_matrix: weight
+    scales [2 * layers, 4H] (row scales of W_ih_l0, W_hh_l0, W_ih_l1, ...), else [4H] shared by all matrices."""
 
-    def __init__(self, lstm: nn.LSTM, name: str):
+    def __init__(self, lstm: nn.LSTM, name: str, per_matrix: bool = True):
         super().__init__()
         self.name = name
+        self.per_matrix = per_matrix
         self.layers, self.hidden = lstm.num_layers, lstm.hidden_size
         for l in range(self.layers):
             for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 setattr(self, f"{k}_l{l}", nn.Parameter(getattr(lstm, f"{k}_l{l}").detach().clone()))
         self.register_buffer("div0", torch.ones(1))
         self.t_div = nn.Parameter(torch.zeros(1))
-        self.register_buffer("sw0", torch.ones(4 * self.hidden))
-        self.t_w = nn.Parameter(torch.zeros(4 * self.hidden))
+        shape = (2 * self.layers, 4 * self.hidden) if per_matrix else (4 * self.hidden,)
+        self.register_buffer("sw0", torch.ones(shape))
+        self.t_w = nn.Parameter(torch.zeros(shape))
         self.quant = True
         self.exact = False  # engine_forward (evaluation)
         self.calib: Optional[List[float]] = None
@@ -324,9 +328,12 @@ class QLSTM(nn.Module):
 
     @torch.no_grad()
     def refit_weight_scales(self):
-        """Symmetric min-max per gate row over every layer's matrices (ptq/calibrate.cc quantize_lstm)."""
+        """Symmetric min-max per row of each matrix, or per gate row over every layer's matrices (shared), as
+        ptq/calibrate.cc quantize_lstm."""
         m = self.mats(self.divisor())
-        s = torch.stack([x.abs().amax(1) for x in m]).amax(0) / 127.0
+        s = torch.stack([x.abs().amax(1) for x in m]) / 127.0
+        if not self.per_matrix:
+            s = s.amax(0)
         self.sw0.copy_(torch.where(s > 0, s, torch.ones_like(s)))
         self.t_w.zero_()
 
@@ -343,9 +350,13 @@ class QLSTM(nn.Module):
             return self.engine_forward(seq, div, ws), None
         n_w = sum(m.shape[1] for m in self.mats(div.detach()))
         gsw = 1.0 / math.sqrt(n_w * 127.0)
-        wq = [fq_weight(m, ws, 127, gsw) for m in self.mats(div)]
+        wq = [fq_weight(m, self.matrix_scales(ws, i), 127, gsw) for i, m in enumerate(self.mats(div))]
         x = _U8Input.apply(seq, div, 1.0 / math.sqrt(seq[0].numel() * 255.0)) / div  # the grid in divided units
         return self.run(x, wq, seq, torch.tensor(127.0)), None
+
+    def matrix_scales(self, ws, i: int):
+        """The row scales of matrix i (W_ih_l0, W_hh_l0, W_ih_l1, ...)."""
+        return ws[i] if self.per_matrix else ws
 
     @torch.no_grad()
     def engine_forward(self, seq, div, ws):
@@ -355,8 +366,8 @@ class QLSTM(nn.Module):
         H = self.hidden
         k = 127.0 / div
         x = torch.clamp(torch.round(seq * k + 128.0), 0.0, 255.0).double() - 128.0
-        mats = [weight_codes(m, ws).double() for m in self.mats(div)]
-        wsd = ws.double() / 127.0
+        mats = [weight_codes(m, self.matrix_scales(ws, i)).double() for i, m in enumerate(self.mats(div))]
+        wsd = [self.matrix_scales(ws, i).double() / 127.0 for i in range(len(mats))]
         for l in range(self.layers):
             b = getattr(self, f"bias_ih_l{l}").double() + getattr(self, f"bias_hh_l{l}").double()
             gx = x @ mats[2 * l].t()
@@ -364,7 +375,7 @@ class QLSTM(nn.Module):
             c = seq.new_zeros(B, H, dtype=torch.float64)
             outs = []
             for t in range(T):
-                z = (gx[t] + hq @ mats[2 * l + 1].t()) * wsd + b
+                z = gx[t] * wsd[2 * l] + (hq @ mats[2 * l + 1].t()) * wsd[2 * l + 1] + b  # integer sums apart
                 c = torch.sigmoid(z[:, H:2 * H]) * c + torch.sigmoid(z[:, :H]) * torch.tanh(z[:, 2 * H:3 * H])
                 h = torch.sigmoid(z[:, 3 * H:]) * torch.tanh(c)
                 hq = torch.clamp(torch.round(h.float() * 127.0 + 128.0), 0.0, 255.0).double() - 128.0
@@ -451,7 +462,7 @@ def _is_float_conv(name: str, float_convs) -> bool:
 
 
 def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbits: int = 8,
-                float_convs=None) -> WavTokenizer:
+                float_convs=None, lstm_scales: str = "per_matrix") -> WavTokenizer:
     """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated).
     Convs named in float_convs (see _is_float_conv) stay float (and are still fine-tuned)."""
     enc = model.feature_extractor.encodec.encoder
@@ -459,7 +470,7 @@ def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbit
         if convs and isinstance(mod, NormConv1d) and not _is_float_conv(name, float_convs):
             mod.conv = QConv1d(mod.conv, ENC + name + ".conv", wbits)
         elif lstm and isinstance(mod, SLSTM):
-            mod.lstm = QLSTM(mod.lstm, ENC + name + ".lstm")
+            mod.lstm = QLSTM(mod.lstm, ENC + name + ".lstm", lstm_scales == "per_matrix")
     return model
 
 
@@ -561,11 +572,11 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
             div, ws = m.divisor(), m.weight_scales()
             for l, mat in enumerate(m.mats(div)):
                 kind = "weight_ih" if l % 2 == 0 else "weight_hh"
-                new[f"{m.name}.{kind}_l{l // 2}"] = weight_codes(mat, ws).numpy()
+                new[f"{m.name}.{kind}_l{l // 2}"] = weight_codes(mat, m.matrix_scales(ws, l)).numpy()
             for l in range(m.layers):
                 for k in ("bias_ih", "bias_hh"):
                     new[f"{m.name}.{k}_l{l}"] = getattr(m, f"{k}_l{l}").numpy().astype(np.float32)
-            new[m.name + ".weight_scale"] = ws.numpy().astype(np.float32)
+            new[m.name + ".weight_scale"] = ws.reshape(-1).numpy().astype(np.float32)  # [4H] or [2L * 4H]
             new[m.name + ".act_quant"] = np.array([1.0 / 127.0, 128.0], dtype=np.float32)
             new[m.name + ".act_smooth"] = np.array([float(div)], dtype=np.float32)
             n_lstm += 1
@@ -585,10 +596,11 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
     return {"int8_convs": n_conv, "int8_lstms": n_lstm}
 
 
-def load_qat_model(init_wtk: str, convs=True, lstm=True, wbits=8, float_convs=None) -> WavTokenizer:
+def load_qat_model(init_wtk: str, convs=True, lstm=True, wbits=8, float_convs=None,
+                   lstm_scales: str = "per_matrix") -> WavTokenizer:
     from wtk_io import load_wtk_as_reference
     m = load_wtk_as_reference(init_wtk)
-    return prepare_qat(m, convs, lstm, wbits, float_convs)
+    return prepare_qat(m, convs, lstm, wbits, float_convs, lstm_scales)
 
 
 @torch.no_grad()
@@ -672,9 +684,10 @@ def train(args):
     extra = dict(float_convs=sorted(c for c in args.float_convs.split(",") if c), init_run=args.init_run,
                  lstm_frozen=args.lstm_frozen, freeze_above_scalar=args.freeze_above_scalar,
                  warmup_steps=args.warmup_steps, smooth_alpha=args.smooth_alpha, smooth_no_shift=args.smooth_no_shift,
-                 float_frozen=args.float_frozen)
+                 float_frozen=args.float_frozen, lstm_scales=args.lstm_scales)
+    # lstm_scales: runs made before per-matrix scales existed recorded nothing and used shared scales
     defaults = dict(float_convs=[], init_run=None, lstm_frozen=False, freeze_above_scalar=None, warmup_steps=0,
-                    smooth_alpha=None, smooth_no_shift=False, float_frozen=False)
+                    smooth_alpha=None, smooth_no_shift=False, float_frozen=False, lstm_scales="shared")
     cfg.update({k: v for k, v in extra.items() if v != defaults[k]})
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -685,7 +698,7 @@ def train(args):
     for p in teacher.parameters():
         p.requires_grad_(False)
     model = prepare_qat(load_wtk_as_reference(args.init_wtk), cfg["convs"], cfg["lstm"], cfg["wbits"],
-                        cfg.get("float_convs"))
+                        cfg.get("float_convs"), cfg.get("lstm_scales", "shared"))
     enc = model.feature_extractor.encodec.encoder
     t_enc = teacher.feature_extractor.encodec.encoder
     e = codebook(teacher).detach()
@@ -856,7 +869,8 @@ def load_state(model: WavTokenizer, sd):
 def load_run(run: str) -> WavTokenizer:
     st = torch.load(os.path.join(run, "last.ckpt"), map_location="cpu", weights_only=False)
     cfg = st["cfg"]
-    model = load_qat_model(cfg["init_wtk"], cfg["convs"], cfg["lstm"], cfg["wbits"], cfg.get("float_convs"))
+    model = load_qat_model(cfg["init_wtk"], cfg["convs"], cfg["lstm"], cfg["wbits"], cfg.get("float_convs"),
+                           cfg.get("lstm_scales", "shared"))
     load_state(model, st["model"])
     model.eval()
     return model, st
@@ -920,6 +934,9 @@ def main():
     t.add_argument("--float-frozen", action="store_true", help="the convs left float (--float-convs) keep the "
                    "float model's weights (only the int8 layers train)")
     t.add_argument("--lstm-frozen", action="store_true", help="keep the int8 LSTM as calibrated (not trained)")
+    t.add_argument("--lstm-scales", choices=["per_matrix", "shared"], default="per_matrix",
+                   help="int8 LSTM weight scales per row of each matrix (the engine's own kernels; default) or per "
+                        "gate row shared by all matrices (oneDNN's RNN; runs made before 2026-12-07)")
     t.add_argument("--no-convs", action="store_true")
     t.add_argument("--no-lstm", action="store_true")
     t.add_argument("--warmup-steps", type=int, default=0, help="linear lr warm-up over this many steps")

@@ -41,6 +41,8 @@ def main():
                     help="one-conv-at-a-time tables: int8 alone (only), float alone (leave), both or none")
     ap.add_argument("--float-convs", default="", help="comma list kept float in every configuration")
     ap.add_argument("--int8-convs", default="", help="comma list: only these int8 (the complement of --float-convs)")
+    ap.add_argument("--lstm-scales", choices=["per_matrix", "shared"], default="per_matrix",
+                    help="int8 LSTM weight scales (python/qat.py --lstm-scales)")
     ap.add_argument("--float-lstm", action="store_true", help="the LSTM float in every configuration")
     ap.add_argument("--smooth-alpha", type=float, default=None, help="SmoothQuant-b transform (qat.py train)")
     ap.add_argument("--smooth-no-shift", action="store_true")
@@ -54,7 +56,7 @@ def main():
         model, st = qat.load_run(a.run)
         init = st["cfg"]["init_wtk"]
     else:
-        model = qat.prepare_qat(load_wtk_as_reference(a.init_wtk), True, True, a.wbits)
+        model = qat.prepare_qat(load_wtk_as_reference(a.init_wtk), True, True, a.wbits, lstm_scales=a.lstm_scales)
         init = a.init_wtk
     teacher = load_wtk_as_reference(init)
     enc, t_enc = model.feature_extractor.encodec.encoder, teacher.feature_extractor.encodec.encoder

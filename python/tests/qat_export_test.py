@@ -119,6 +119,11 @@ def check_export(cli, d, fwtk, xt, calib, float_convs, failures, smooth_alpha=No
     n_smooth = sum(k.endswith(".conv.act_smooth") for k, _ in tensors)
     if n_smooth != (want_conv if smooth_alpha is not None else 0):
         failures.append(f"{tag}: {n_smooth} convs with act_smooth in the export")
+    lstm_ws = [a for k, a in tensors if k.endswith(".lstm.weight_scale")]
+    lstm = [m for m in qat.qat_modules(q) if isinstance(m, qat.QLSTM)][0]
+    if len(lstm_ws) != 1 or lstm_ws[0].size != 2 * lstm.layers * 4 * lstm.hidden:  # per-matrix row scales
+        failures.append(f"{tag}: LSTM weight_scale sizes {[x.size for x in lstm_ws]} (want one of "
+                        f"{2 * lstm.layers * 4 * lstm.hidden}: per row of each matrix)")
     if len(s8) != want_conv + 4:
         failures.append(f"{tag}: {len(s8)} s8 tensors in the export (want {want_conv} conv weights + 4 LSTM matrices)")
 

@@ -1,0 +1,143 @@
+// Conv1d with per-token (dynamic) u8 activations: each output step's im2col row quantized on its own range
+// (Int8Params::dynamic in nn/layers.h defines the arithmetic; docs/PTQ.md "Per-token activations").
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "nn/layer_support.h"
+#include "nn/layers.h"
+
+namespace wavtok {
+
+using dnnl::memory;
+
+void Conv1d::set_token_int8(const Int8State& q) {
+  const std::string who = "Conv1d" + (name_.empty() ? std::string() : " " + name_) + ": per-token int8 ";
+  if (!channels_last_)
+    throw Error(who + "needs a channels-last layer (the SEANet convs); this one is channels-first");
+  if (groups_ != 1) throw Error(who + "needs groups == 1");
+  const Int8Params& p = q.p;
+  if (p.act_scale != 1.0f || p.act_zero != 0 || !p.in_shift.empty() || !p.in_scale.empty())
+    throw Error(who + "takes no static activation scale, zero point, shift or divisor");
+  const int64_t kc = int64_t(cin_) * kernel_;
+  if (kc > kMaxTokenCols)
+    throw Error(who + "reads " + std::to_string(kc) + " inputs per output, more than " +
+                std::to_string(kMaxTokenCols));
+  auto t = std::make_shared<TokenWeights>();
+  t->w.resize(size_t(cout_) * size_t(kc));
+  t->sum.assign(size_t(cout_), 0);
+  t->scale = p.weight_scale;
+  for (int o = 0; o < cout_; ++o)
+    for (int c = 0; c < cin_; ++c)
+      for (int k = 0; k < kernel_; ++k) {
+        const int8_t v = q.qw[(size_t(o) * cin_ + c) * kernel_ + k];
+        t->w[size_t(o) * kc + size_t(k) * cin_ + c] = v;
+        t->sum[size_t(o)] += v;
+      }
+  tok_ = std::move(t);
+}
+
+Conv1d::TokenEntry Conv1d::make_token(int64_t tout) const {
+  const int64_t kc = int64_t(cin_) * kernel_;
+  memory::desc src_md({tout, kc}, ddt::u8, dtag::ab);
+  memory::desc w_any({kc, cout_}, ddt::s8, dtag::any);
+  memory::desc w_user({kc, cout_}, ddt::s8, dtag::ba);  // stored [Cout][K*Cin]
+  memory::desc dst_md({tout, cout_}, ddt::s32, dtag::ab);
+  // No output scales: the exact integer sums are dequantized per token and channel below.
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_any, dst_md), scratchpad_attr(), cpu_engine());
+  return TokenEntry{dnnl::matmul(pd), wcache_.get(pd.weights_desc(), [&] {
+                      return reorder_s8_weights(pd.weights_desc(), w_user, tok_->w.data());
+                    }),
+                    src_md, dst_md};
+}
+
+namespace {
+
+// min(min(r), 0) and max(max(r), 0) over n floats, in 16 lanes so that the loop vectorises without -ffast-math.
+WAVTOK_WIDE_VECTORS void range_with_zero(const float* r, int64_t n, float* lo_io, float* hi_io) {
+  constexpr int kL = 16;
+  float lo[kL], hi[kL];
+  for (int j = 0; j < kL; ++j) lo[j] = *lo_io, hi[j] = *hi_io;
+  int64_t i = 0;
+  for (; i + kL <= n; i += kL)
+    for (int j = 0; j < kL; ++j) {
+      const float v = r[i + j];
+      lo[j] = v < lo[j] ? v : lo[j];
+      hi[j] = v > hi[j] ? v : hi[j];
+    }
+  for (; i < n; ++i) {
+    lo[0] = r[i] < lo[0] ? r[i] : lo[0];
+    hi[0] = r[i] > hi[0] ? r[i] : hi[0];
+  }
+  for (int j = 0; j < kL; ++j) {
+    *lo_io = lo[j] < *lo_io ? lo[j] : *lo_io;
+    *hi_io = hi[j] > *hi_io ? hi[j] : *hi_io;
+  }
+}
+
+// u8 codes clamp(rint(v * inv), -z, 255 - z) + z (rint half-to-even, as quantize_act).
+WAVTOK_WIDE_VECTORS void codes_row(const float* r, int64_t n, float inv, float z, uint8_t* out) {
+  constexpr float kMagic = 12582912.0f;
+  const float lo = -z, hi = 255.0f - z;
+  for (int64_t i = 0; i < n; ++i) {
+    float v = std::clamp(r[i] * inv, lo, hi);
+    v = (v + kMagic) - kMagic;
+    out[i] = static_cast<uint8_t>(static_cast<int>(v + z));
+  }
+}
+
+// y[t, o] = (s_t * ws[o]) * float(acc[t, o] - z_t * S_o) + b[o] [+ y[t, o]] over one token's Cout outputs.
+WAVTOK_WIDE_VECTORS void epilogue_row(const int32_t* acc, int cout, float st, int32_t zt, const float* ws,
+                                      const int32_t* sum, const float* b, float* y, bool accumulate) {
+  if (accumulate) {
+    for (int o = 0; o < cout; ++o) y[o] = ((st * ws[o]) * float(acc[o] - zt * sum[o]) + b[o]) + y[o];
+  } else {
+    for (int o = 0; o < cout; ++o) y[o] = (st * ws[o]) * float(acc[o] - zt * sum[o]) + b[o];
+  }
+}
+
+}  // namespace
+
+void Conv1d::run_token(const float* x, int64_t tin, float* y, bool accumulate) const {
+  const int64_t tout = out_len(tin);
+  const int64_t kc = int64_t(cin_) * kernel_;
+  // Outputs per matmul: about 512 KiB of u8 codes (so they stay in cache), 16 .. 4096 rows; a call of n outputs
+  // uses at most two shapes (the tile and the rest).
+  const int64_t tile = std::clamp<int64_t>((int64_t(1) << 19) / kc / 16 * 16, 16, 4096);
+  thread_local std::vector<uint8_t> cols;
+  thread_local std::vector<int32_t> acc, zs;
+  thread_local std::vector<float> ss;
+  const int64_t rows = std::min(tile, tout);
+  if (cols.size() < size_t(rows * kc)) cols.resize(size_t(rows * kc));
+  if (acc.size() < size_t(rows * cout_)) acc.resize(size_t(rows * cout_));
+  if (ss.size() < size_t(rows)) ss.resize(size_t(rows)), zs.resize(size_t(rows));
+  const TokenWeights& tw = *tok_;
+  const int64_t step = int64_t(dilation_) * cin_;
+  for (int64_t a = 0; a < tout; a += tile) {
+    const int64_t n = std::min(tile, tout - a);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* base = x + (a + t) * stride_ * cin_;
+      float lo = 0.0f, hi = 0.0f;
+      for (int k = 0; k < kernel_; ++k) range_with_zero(base + k * step, cin_, &lo, &hi);
+      const float s = std::max((hi - lo) / 255.0f, 1e-8f);
+      const float inv = 1.0f / s;
+      const float z = std::clamp(std::nearbyint(-lo * inv), 0.0f, 255.0f);
+      ss[size_t(t)] = s;
+      zs[size_t(t)] = int32_t(z);
+      uint8_t* row = cols.data() + t * kc;
+      for (int k = 0; k < kernel_; ++k) codes_row(base + k * step, cin_, inv, z, row + int64_t(k) * cin_);
+    }
+    auto e = tcache_.get(n, [&] { return make_token(n); });
+    run_primitive(e->prim, {{DNNL_ARG_SRC, memory(e->src_md, cpu_engine(), cols.data())},
+                            {DNNL_ARG_WEIGHTS, e->weights},
+                            {DNNL_ARG_DST, memory(e->dst_md, cpu_engine(), acc.data())}});
+    float* yt = y + a * cout_;
+    for (int64_t t = 0; t < n; ++t)
+      epilogue_row(acc.data() + t * cout_, cout_, ss[size_t(t)], zs[size_t(t)], tw.scale.data(), tw.sum.data(),
+                   b_.data(), yt + t * cout_, accumulate);
+    apply_act(post_, yt, n * cout_);
+  }
+}
+
+}  // namespace wavtok

@@ -4,6 +4,10 @@
 #include <cmath>
 #include <string>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "core/error.h"
 #include "nn/layer_support.h"
 #include "nn/layers.h"
@@ -54,26 +58,34 @@ Conv1d::TokenEntry Conv1d::make_token(int64_t tout) const {
 
 namespace {
 
-// min(min(r), 0) and max(max(r), 0) over n floats, in 16 lanes so that the loop vectorises without -ffast-math.
-WAVTOK_WIDE_VECTORS void range_with_zero(const float* r, int64_t n, float* lo_io, float* hi_io) {
-  constexpr int kL = 16;
-  float lo[kL], hi[kL];
-  for (int j = 0; j < kL; ++j) lo[j] = *lo_io, hi[j] = *hi_io;
-  int64_t i = 0;
-  for (; i + kL <= n; i += kL)
-    for (int j = 0; j < kL; ++j) {
-      const float v = r[i + j];
-      lo[j] = v < lo[j] ? v : lo[j];
-      hi[j] = v > hi[j] ? v : hi[j];
+// min(min(r), 0) and max(max(r), 0) of one input frame of n floats (any order: min and max are exact).
+inline void frame_range(const float* r, int n, float* lo_out, float* hi_out) {
+#if defined(__AVX512F__)
+  if (n >= 16) {
+    __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m512 v = _mm512_loadu_ps(r + i);
+      lo = _mm512_min_ps(lo, v);
+      hi = _mm512_max_ps(hi, v);
     }
-  for (; i < n; ++i) {
-    lo[0] = r[i] < lo[0] ? r[i] : lo[0];
-    hi[0] = r[i] > hi[0] ? r[i] : hi[0];
+    if (i < n) {  // the rest, zero-filled: 0 lies in the range anyway
+      const __m512 v = _mm512_maskz_loadu_ps(__mmask16((1u << (n - i)) - 1u), r + i);
+      lo = _mm512_min_ps(lo, v);
+      hi = _mm512_max_ps(hi, v);
+    }
+    *lo_out = _mm512_reduce_min_ps(lo);
+    *hi_out = _mm512_reduce_max_ps(hi);
+    return;
   }
-  for (int j = 0; j < kL; ++j) {
-    *lo_io = lo[j] < *lo_io ? lo[j] : *lo_io;
-    *hi_io = hi[j] > *hi_io ? hi[j] : *hi_io;
+#endif
+  float lo = 0.0f, hi = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    lo = r[i] < lo ? r[i] : lo;
+    hi = r[i] > hi ? r[i] : hi;
   }
+  *lo_out = lo;
+  *hi_out = hi;
 }
 
 // u8 codes clamp(rint(v * inv), -z, 255 - z) + z (rint half-to-even, as quantize_act).
@@ -113,20 +125,35 @@ void Conv1d::run_token(const float* x, int64_t tin, float* y, bool accumulate) c
   if (acc.size() < size_t(rows * cout_)) acc.resize(size_t(rows * cout_));
   if (ss.size() < size_t(rows)) ss.resize(size_t(rows)), zs.resize(size_t(rows));
   const TokenWeights& tw = *tok_;
+  const int64_t span = int64_t(dilation_) * (kernel_ - 1) + 1;
+  thread_local std::vector<float> flo, fhi;  // per input frame: min(min, 0), max(max, 0)
+  const int64_t frames = (rows - 1) * stride_ + span;
+  if (flo.size() < size_t(frames)) flo.resize(size_t(frames)), fhi.resize(size_t(frames));
   const int64_t step = int64_t(dilation_) * cin_;
   for (int64_t a = 0; a < tout; a += tile) {
     const int64_t n = std::min(tile, tout - a);
+    const float* xa = x + a * stride_ * cin_;
+    const int64_t nf = (n - 1) * stride_ + span;
+    for (int64_t f = 0; f < nf; ++f) frame_range(xa + f * cin_, cin_, &flo[size_t(f)], &fhi[size_t(f)]);
     for (int64_t t = 0; t < n; ++t) {
-      const float* base = x + (a + t) * stride_ * cin_;
-      float lo = 0.0f, hi = 0.0f;
-      for (int k = 0; k < kernel_; ++k) range_with_zero(base + k * step, cin_, &lo, &hi);
+      const float* base = xa + t * stride_ * cin_;
+      float lo = 0.0f, hi = 0.0f;  // the row's range: that of the K frames it reads
+      for (int k = 0; k < kernel_; ++k) {
+        const size_t f = size_t(t * stride_ + int64_t(k) * dilation_);
+        lo = flo[f] < lo ? flo[f] : lo;
+        hi = fhi[f] > hi ? fhi[f] : hi;
+      }
       const float s = std::max((hi - lo) / 255.0f, 1e-8f);
       const float inv = 1.0f / s;
       const float z = std::clamp(std::nearbyint(-lo * inv), 0.0f, 255.0f);
       ss[size_t(t)] = s;
       zs[size_t(t)] = int32_t(z);
       uint8_t* row = cols.data() + t * kc;
-      for (int k = 0; k < kernel_; ++k) codes_row(base + k * step, cin_, inv, z, row + int64_t(k) * cin_);
+      if (dilation_ == 1) {
+        codes_row(base, kc, inv, z, row);  // the K frames lie next to each other: one run of K*Cin values
+      } else {
+        for (int k = 0; k < kernel_; ++k) codes_row(base + k * step, cin_, inv, z, row + int64_t(k) * cin_);
+      }
     }
     auto e = tcache_.get(n, [&] { return make_token(n); });
     run_primitive(e->prim, {{DNNL_ARG_SRC, memory(e->src_md, cpu_engine(), cols.data())},

@@ -89,7 +89,19 @@ inline void frame_range(const float* r, int n, float* lo_out, float* hi_out) {
 }
 
 // u8 codes clamp(rint(v * inv), -z, 255 - z) + z (rint half-to-even, as quantize_act).
-WAVTOK_WIDE_VECTORS void codes_row(const float* r, int64_t n, float inv, float z, uint8_t* out) {
+WAVTOK_WIDE_VECTORS inline void codes_row(const float* r, int64_t n, float inv, float z, uint8_t* out) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  // 16 values a step, the tail masked: rows are short (K*Cin from 7), so no scalar remainder loop.
+  const __m512 vi = _mm512_set1_ps(inv), vz = _mm512_set1_ps(z), vlo = _mm512_set1_ps(-z),
+               vhi = _mm512_set1_ps(255.0f - z);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1u);
+    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, r + i), vi);
+    v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
+    v = _mm512_add_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+    _mm_mask_storeu_epi8(out + i, m, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));
+  }
+#else
   constexpr float kMagic = 12582912.0f;
   const float lo = -z, hi = 255.0f - z;
   for (int64_t i = 0; i < n; ++i) {
@@ -97,21 +109,36 @@ WAVTOK_WIDE_VECTORS void codes_row(const float* r, int64_t n, float inv, float z
     v = (v + kMagic) - kMagic;
     out[i] = static_cast<uint8_t>(static_cast<int>(v + z));
   }
+#endif
 }
 
 // y[t, o] = (s_t * ws[o]) * float(acc[t, o] - z_t * S_o) + b[o] [+ y[t, o]] over one token's Cout outputs.
-WAVTOK_WIDE_VECTORS void epilogue_row(const int32_t* acc, int cout, float st, int32_t zt, const float* ws,
-                                      const int32_t* sum, const float* b, float* y, bool accumulate) {
+WAVTOK_WIDE_VECTORS inline void epilogue_row(const int32_t* acc, int cout, float st, int32_t zt, const float* ws,
+                                             const int32_t* sum, const float* b, float* y, bool accumulate) {
+#if defined(__AVX512F__)
+  const __m512 vs = _mm512_set1_ps(st);
+  const __m512i vz = _mm512_set1_epi32(zt);
+  for (int o = 0; o < cout; o += 16) {
+    const __mmask16 m = cout - o >= 16 ? __mmask16(0xffff) : __mmask16((1u << (cout - o)) - 1u);
+    const __m512i d = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, acc + o),
+                                       _mm512_mullo_epi32(vz, _mm512_maskz_loadu_epi32(m, sum + o)));
+    const __m512 sc = _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(m, ws + o));
+    __m512 v = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(d), _mm512_maskz_loadu_ps(m, b + o));
+    if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, y + o));
+    _mm512_mask_storeu_ps(y + o, m, v);
+  }
+#else
   if (accumulate) {
     for (int o = 0; o < cout; ++o) y[o] = ((st * ws[o]) * float(acc[o] - zt * sum[o]) + b[o]) + y[o];
   } else {
     for (int o = 0; o < cout; ++o) y[o] = (st * ws[o]) * float(acc[o] - zt * sum[o]) + b[o];
   }
+#endif
 }
 
 }  // namespace
 
-void Conv1d::run_token(const float* x, int64_t tin, float* y, bool accumulate) const {
+WAVTOK_WIDE_VECTORS void Conv1d::run_token(const float* x, int64_t tin, float* y, bool accumulate) const {
   const int64_t tout = out_len(tin);
   const int64_t kc = int64_t(cin_) * kernel_;
   // Outputs per matmul: about 512 KiB of u8 codes (so they stay in cache), 16 .. 4096 rows; a call of n outputs

@@ -88,18 +88,44 @@ inline void frame_range(const float* r, int n, float* lo_out, float* hi_out) {
   *hi_out = hi;
 }
 
+// s = max((hi - lo) / 255, 1e-8), inv = 1 / s, z = clamp(rint(-lo * inv), 0, 255) for n rows (Int8Params::dynamic).
+WAVTOK_WIDE_VECTORS void row_params(const float* lo, const float* hi, int64_t n, float* s, float* inv, float* z) {
+  for (int64_t t = 0; t < n; ++t) {
+    const float st = std::max((hi[t] - lo[t]) / 255.0f, 1e-8f);
+    const float it = 1.0f / st;
+    s[t] = st;
+    inv[t] = it;
+    z[t] = std::clamp(std::nearbyint(-lo[t] * it), 0.0f, 255.0f);
+  }
+}
+
 // u8 codes clamp(rint(v * inv), -z, 255 - z) + z (rint half-to-even, as quantize_act).
 WAVTOK_WIDE_VECTORS inline void codes_row(const float* r, int64_t n, float inv, float z, uint8_t* out) {
 #if defined(__AVX512F__) && defined(__AVX512BW__)
-  // 16 values a step, the tail masked: rows are short (K*Cin from 7), so no scalar remainder loop.
+  // 64 values a step, packed to bytes in registers and stored at once; the tail masked (rows are short, K*Cin
+  // from 7), so there is no scalar remainder loop.
   const __m512 vi = _mm512_set1_ps(inv), vz = _mm512_set1_ps(z), vlo = _mm512_set1_ps(-z),
                vhi = _mm512_set1_ps(255.0f - z);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1u);
+  // packus interleaves the four vectors by 128-bit lane: dword 4l + j of the packed bytes holds lane l of vector j.
+  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  auto code16 = [&](int64_t i) {
+    const int64_t left = n - i;
+    const __mmask16 m = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1u);
     __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, r + i), vi);
     v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
     v = _mm512_add_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
-    _mm_mask_storeu_epi8(out + i, m, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));
+    return _mm512_cvttps_epi32(v);
+  };
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512i a0 = code16(i), a1 = code16(i + 16), a2 = code16(i + 32), a3 = code16(i + 48);
+    const __m512i b = _mm512_packus_epi16(_mm512_packus_epi32(a0, a1), _mm512_packus_epi32(a2, a3));
+    _mm512_storeu_si512(out + i, _mm512_permutexvar_epi32(order, b));
+  }
+  for (; i < n; i += 16) {  // the rest 16 at a time
+    const int64_t left = n - i;
+    const __mmask16 m = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
+    _mm_mask_storeu_epi8(out + i, m, _mm512_cvtepi32_epi8(code16(i)));
   }
 #else
   constexpr float kMagic = 12582912.0f;
@@ -145,12 +171,13 @@ WAVTOK_WIDE_VECTORS void Conv1d::run_token(const float* x, int64_t tin, float* y
   // uses at most two shapes (the tile and the rest).
   const int64_t tile = std::clamp<int64_t>((int64_t(1) << 19) / kc / 16 * 16, 16, 4096);
   thread_local std::vector<uint8_t> cols;
-  thread_local std::vector<int32_t> acc, zs;
-  thread_local std::vector<float> ss;
+  thread_local std::vector<int32_t> acc;
+  thread_local std::vector<float> ss, rlo, rhi, rinv, rz;
   const int64_t rows = std::min(tile, tout);
   if (cols.size() < size_t(rows * kc)) cols.resize(size_t(rows * kc));
   if (acc.size() < size_t(rows * cout_)) acc.resize(size_t(rows * cout_));
-  if (ss.size() < size_t(rows)) ss.resize(size_t(rows)), zs.resize(size_t(rows));
+  if (ss.size() < size_t(rows))
+    for (auto* v : {&ss, &rlo, &rhi, &rinv, &rz}) v->resize(size_t(rows));
   const TokenWeights& tw = *tok_;
   const int64_t span = int64_t(dilation_) * (kernel_ - 1) + 1;
   thread_local std::vector<float> flo, fhi;  // per input frame: min(min, 0), max(max, 0)
@@ -162,19 +189,20 @@ WAVTOK_WIDE_VECTORS void Conv1d::run_token(const float* x, int64_t tin, float* y
     const float* xa = x + a * stride_ * cin_;
     const int64_t nf = (n - 1) * stride_ + span;
     for (int64_t f = 0; f < nf; ++f) frame_range(xa + f * cin_, cin_, &flo[size_t(f)], &fhi[size_t(f)]);
-    for (int64_t t = 0; t < n; ++t) {
-      const float* base = xa + t * stride_ * cin_;
-      float lo = 0.0f, hi = 0.0f;  // the row's range: that of the K frames it reads
+    for (int64_t t = 0; t < n; ++t) {  // each row's range: that of the K frames it reads
+      float lo = 0.0f, hi = 0.0f;
       for (int k = 0; k < kernel_; ++k) {
         const size_t f = size_t(t * stride_ + int64_t(k) * dilation_);
         lo = flo[f] < lo ? flo[f] : lo;
         hi = fhi[f] > hi ? fhi[f] : hi;
       }
-      const float s = std::max((hi - lo) / 255.0f, 1e-8f);
-      const float inv = 1.0f / s;
-      const float z = std::clamp(std::nearbyint(-lo * inv), 0.0f, 255.0f);
-      ss[size_t(t)] = s;
-      zs[size_t(t)] = int32_t(z);
+      rlo[size_t(t)] = lo;
+      rhi[size_t(t)] = hi;
+    }
+    row_params(rlo.data(), rhi.data(), n, ss.data(), rinv.data(), rz.data());  // vectorised over the rows
+    for (int64_t t = 0; t < n; ++t) {
+      const float* base = xa + t * stride_ * cin_;
+      const float inv = rinv[size_t(t)], z = rz[size_t(t)];
       uint8_t* row = cols.data() + t * kc;
       if (dilation_ == 1) {
         codes_row(base, kc, inv, z, row);  // the K frames lie next to each other: one run of K*Cin values
@@ -188,7 +216,7 @@ WAVTOK_WIDE_VECTORS void Conv1d::run_token(const float* x, int64_t tin, float* y
                             {DNNL_ARG_DST, memory(e->dst_md, cpu_engine(), acc.data())}});
     float* yt = y + a * cout_;
     for (int64_t t = 0; t < n; ++t)
-      epilogue_row(acc.data() + t * cout_, cout_, ss[size_t(t)], zs[size_t(t)], tw.scale.data(), tw.sum.data(),
+      epilogue_row(acc.data() + t * cout_, cout_, ss[size_t(t)], int32_t(rz[size_t(t)]), tw.scale.data(), tw.sum.data(),
                    b_.data(), yt + t * cout_, accumulate);
     apply_act(post_, yt, n * cout_);
   }

@@ -149,7 +149,8 @@ WAVTOK_WIDE_VECTORS inline void epilogue_row(const int32_t* acc, int cout, float
     const __m512i d = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, acc + o),
                                        _mm512_mullo_epi32(vz, _mm512_maskz_loadu_epi32(m, sum + o)));
     const __m512 sc = _mm512_mul_ps(vs, _mm512_maskz_loadu_ps(m, ws + o));
-    __m512 v = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(d), _mm512_maskz_loadu_ps(m, b + o));
+    // a product then a sum, not fused: the same float32 roundings as the definition (and python/qat.py's emulation)
+    __m512 v = _mm512_add_ps(_mm512_mul_ps(sc, _mm512_cvtepi32_ps(d)), _mm512_maskz_loadu_ps(m, b + o));
     if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, y + o));
     _mm512_mask_storeu_ps(y + o, m, v);
   }

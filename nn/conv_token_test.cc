@@ -1,6 +1,6 @@
 // Per-token int8 Conv1d (Int8Params::dynamic) against an integer emulation written here from the definition in
 // nn/layers.h: im2col rows gathered in torch's unfold order (c major, k minor), each row's range, zero point and
-// u8 codes, exact int64 sums with the s8 weight codes, then the float epilogue.
+// u8 codes, exact int64 sums with the s8 weight codes, then the float epilogue (product, then sum): bit for bit.
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -50,7 +50,8 @@ std::vector<float> emulate_token_conv(const Tensor& x, int64_t tin, const Tensor
           acc += q * wq;
           sum += wq;
         }
-      float v = (sc * ws[size_t(o)]) * float(acc - int64_t(z) * sum) + b[o];
+      volatile float prod = (sc * ws[size_t(o)]) * float(acc - int64_t(z) * sum);  // rounded: no fused multiply-add
+      float v = prod + b[o];
       if (y_old) v += (*y_old)[size_t(t * s.cout + o)];
       y[size_t(t * s.cout + o)] = v;
     }
@@ -103,7 +104,7 @@ TEST(ConvToken, MatchesIntegerEmulation) {
       std::vector<float> y = y_old;
       conv.forward(x.data(), tin, y.data(), accumulate);
       const std::vector<float> want = emulate_token_conv(x, tin, w, b, s, ws, post, accumulate ? &y_old : nullptr);
-      // Only the float rounding of the epilogue may differ (e.g. a fused multiply-add): a few ulps of the terms.
+      // The same float32 operations in the same order: bit for bit (the tolerance reports how far a miss is).
       double worst = 0;
       for (int64_t t = 0; t < tout; ++t)
         for (int o = 0; o < s.cout; ++o) {
@@ -114,6 +115,9 @@ TEST(ConvToken, MatchesIntegerEmulation) {
           ASSERT_LE(rel, 1e-6) << "cin " << s.cin << " k " << s.k << " stride " << s.stride << " dil " << s.dil
                                << " mode " << mode << " at t " << t << " o " << o << ": " << y[i] << " vs " << want[i];
         }
+      int64_t differ = 0;
+      for (size_t i = 0; i < y.size(); ++i) differ += y[i] != want[i];
+      EXPECT_EQ(differ, 0) << "cin " << s.cin << " k " << s.k << " mode " << mode << ": worst relative error " << worst;
       ++checked;
     }
   EXPECT_EQ(checked, 32);

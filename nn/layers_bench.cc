@@ -80,7 +80,14 @@ BENCHMARK(BM_Conv1dEncoderInt8)
     ->ArgsProduct({{32}, {64}, {4}, {2}, {24002}, {0, 1, 2}})
     ->ArgsProduct({{64}, {128}, {8}, {4}, {12004}, {0, 1, 2}})
     ->ArgsProduct({{256}, {512}, {16}, {8}, {608}, {0, 1, 2}})
-    ->ArgsProduct({{512}, {512}, {7}, {1}, {81}, {0, 1, 2}});
+    ->ArgsProduct({{512}, {512}, {7}, {1}, {81}, {0, 1, 2}})
+    // the shipped default model's encoder (n_filters 16) at 24 and 12 kHz
+    ->ArgsProduct({{1}, {16}, {7}, {1}, {24006}, {0, 1, 2}})
+    ->ArgsProduct({{16}, {8}, {3}, {1}, {24002}, {0, 1, 2}})
+    ->ArgsProduct({{8}, {16}, {1}, {1}, {24000}, {0, 1, 2}})
+    ->ArgsProduct({{16}, {16}, {1}, {1}, {24000}, {0, 1, 2}})
+    ->ArgsProduct({{16}, {32}, {4}, {2}, {24002}, {0, 1, 2}})
+    ->ArgsProduct({{32}, {16}, {3}, {1}, {12002}, {0, 1, 2}});
 
 // Encoder (channels-first), 1 s of audio: input lengths include SConv1d's padding.
 BENCHMARK(BM_Conv1d)

@@ -163,6 +163,85 @@ WAVTOK_WIDE_VECTORS inline void epilogue_row(const int32_t* acc, int cout, float
 #endif
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+// Narrow layers (the shipped model's 24 kHz convs: 1-16 channels, 8-16 outputs) cost per row more than their MACs;
+// these do several rows or frames per vector where the widths divide 16.
+
+// l / w for lane l: lane -> row within a vector of 16 / w rows of width w.
+inline __m512i lane_rows(int w) {
+  alignas(64) int32_t idx[16];
+  for (int l = 0; l < 16; ++l) idx[l] = l / w;
+  return _mm512_load_si512(idx);
+}
+
+// Per-frame min(min, 0) / max(max, 0) for cin in {1, 2, 4, 8}: 16 / cin frames per vector, reduced within each
+// group of cin lanes by xor-permutes, one lane per frame compress-stored. Returns the frames done.
+WAVTOK_WIDE_VECTORS int64_t frame_ranges_narrow(const float* x, int64_t nf, int cin, float* flo, float* fhi) {
+  const int g = 16 / cin;
+  __mmask16 first = 0;
+  for (int l = 0; l < 16; l += cin) first = __mmask16(first | (1u << l));
+  const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512 zero = _mm512_setzero_ps();
+  int64_t f = 0;
+  for (; f + g <= nf; f += g) {
+    const __m512 v = _mm512_loadu_ps(x + f * cin);
+    __m512 lo = _mm512_min_ps(v, zero), hi = _mm512_max_ps(v, zero);
+    for (int st = 1; st < cin; st <<= 1) {
+      const __m512i idx = _mm512_xor_si512(lanes, _mm512_set1_epi32(st));
+      lo = _mm512_min_ps(lo, _mm512_permutexvar_ps(idx, lo));
+      hi = _mm512_max_ps(hi, _mm512_permutexvar_ps(idx, hi));
+    }
+    _mm512_mask_compressstoreu_ps(flo + f, first, lo);
+    _mm512_mask_compressstoreu_ps(fhi + f, first, hi);
+  }
+  return f;
+}
+
+// The u8 codes of rows that are single contiguous frames (K = 1, stride 1) of width cin in {1, 2, 4, 8, 16}:
+// 16 / cin rows per vector, each lane with its row's inv and z. Returns the rows done.
+WAVTOK_WIDE_VECTORS int64_t codes_rows_narrow(const float* x, int64_t n, int cin, const float* rinv, const float* rz,
+                                              uint8_t* out) {
+  const int g = 16 / cin;
+  const __m512i rows = lane_rows(cin);
+  const __mmask16 gm = __mmask16((1u << g) - 1u);
+  int64_t t = 0;
+  for (; t + g <= n; t += g) {
+    const __m512 vi = _mm512_permutexvar_ps(rows, _mm512_maskz_loadu_ps(gm, rinv + t));
+    const __m512 vz = _mm512_permutexvar_ps(rows, _mm512_maskz_loadu_ps(gm, rz + t));
+    __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + t * cin), vi);
+    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_sub_ps(_mm512_setzero_ps(), vz)),
+                      _mm512_sub_ps(_mm512_set1_ps(255.0f), vz));
+    v = _mm512_add_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + t * cin), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));
+  }
+  return t;
+}
+
+// epilogue_row over rows of cout in {1, 2, 4, 8, 16} outputs: 16 / cout rows per vector. Returns the rows done.
+WAVTOK_WIDE_VECTORS int64_t epilogue_rows_narrow(const int32_t* acc, int64_t n, int cout, const float* ss,
+                                                 const float* rz, const float* ws, const int32_t* sum, const float* b,
+                                                 float* y, bool accumulate) {
+  const int g = 16 / cout;
+  const __m512i rows = lane_rows(cout);
+  const __mmask16 gm = __mmask16((1u << g) - 1u);
+  alignas(64) float wsl[16], bl[16];
+  alignas(64) int32_t suml[16];
+  for (int l = 0; l < 16; ++l) wsl[l] = ws[l % cout], bl[l] = b[l % cout], suml[l] = sum[l % cout];
+  const __m512 vws = _mm512_load_ps(wsl), vb = _mm512_load_ps(bl);
+  const __m512i vsum = _mm512_load_si512(suml);
+  int64_t t = 0;
+  for (; t + g <= n; t += g) {
+    const __m512 vs = _mm512_permutexvar_ps(rows, _mm512_maskz_loadu_ps(gm, ss + t));
+    const __m512i vz = _mm512_cvttps_epi32(_mm512_permutexvar_ps(rows, _mm512_maskz_loadu_ps(gm, rz + t)));
+    const __m512i d = _mm512_sub_epi32(_mm512_loadu_si512(acc + t * cout), _mm512_mullo_epi32(vz, vsum));
+    __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(vs, vws), _mm512_cvtepi32_ps(d)), vb);
+    if (accumulate) v = _mm512_add_ps(v, _mm512_loadu_ps(y + t * cout));
+    _mm512_storeu_ps(y + t * cout, v);
+  }
+  return t;
+}
+#endif
+
 }  // namespace
 
 WAVTOK_WIDE_VECTORS void Conv1d::run_token(const float* x, int64_t tin, float* y, bool accumulate) const {
@@ -189,19 +268,38 @@ WAVTOK_WIDE_VECTORS void Conv1d::run_token(const float* x, int64_t tin, float* y
     const int64_t n = std::min(tile, tout - a);
     const float* xa = x + a * stride_ * cin_;
     const int64_t nf = (n - 1) * stride_ + span;
-    for (int64_t f = 0; f < nf; ++f) frame_range(xa + f * cin_, cin_, &flo[size_t(f)], &fhi[size_t(f)]);
-    for (int64_t t = 0; t < n; ++t) {  // each row's range: that of the K frames it reads
-      float lo = 0.0f, hi = 0.0f;
-      for (int k = 0; k < kernel_; ++k) {
-        const size_t f = size_t(t * stride_ + int64_t(k) * dilation_);
-        lo = flo[f] < lo ? flo[f] : lo;
-        hi = fhi[f] > hi ? fhi[f] : hi;
+    int64_t f0 = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    if (cin_ < 16 && 16 % cin_ == 0) f0 = frame_ranges_narrow(xa, nf, cin_, flo.data(), fhi.data());
+#endif
+    for (int64_t f = f0; f < nf; ++f) frame_range(xa + f * cin_, cin_, &flo[size_t(f)], &fhi[size_t(f)]);
+    // each row's range: that of the K frames it reads (loops over the rows, which vectorise)
+    std::fill_n(rlo.data(), n, 0.0f);
+    std::fill_n(rhi.data(), n, 0.0f);
+    for (int k = 0; k < kernel_; ++k) {
+      const float* fl = flo.data() + int64_t(k) * dilation_;
+      const float* fh = fhi.data() + int64_t(k) * dilation_;
+      float* lo = rlo.data();
+      float* hi = rhi.data();
+      if (stride_ == 1) {
+        for (int64_t t = 0; t < n; ++t) {
+          lo[t] = fl[t] < lo[t] ? fl[t] : lo[t];
+          hi[t] = fh[t] > hi[t] ? fh[t] : hi[t];
+        }
+      } else {
+        for (int64_t t = 0; t < n; ++t) {
+          lo[t] = fl[t * stride_] < lo[t] ? fl[t * stride_] : lo[t];
+          hi[t] = fh[t * stride_] > hi[t] ? fh[t * stride_] : hi[t];
+        }
       }
-      rlo[size_t(t)] = lo;
-      rhi[size_t(t)] = hi;
     }
     row_params(rlo.data(), rhi.data(), n, ss.data(), rinv.data(), rz.data());  // vectorised over the rows
-    for (int64_t t = 0; t < n; ++t) {
+    int64_t t0 = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    if (kernel_ == 1 && stride_ == 1 && 16 % cin_ == 0)
+      t0 = codes_rows_narrow(xa, n, cin_, rinv.data(), rz.data(), cols.data());
+#endif
+    for (int64_t t = t0; t < n; ++t) {
       const float* base = xa + t * stride_ * cin_;
       const float inv = rinv[size_t(t)], z = rz[size_t(t)];
       uint8_t* row = cols.data() + t * kc;
@@ -216,7 +314,13 @@ WAVTOK_WIDE_VECTORS void Conv1d::run_token(const float* x, int64_t tin, float* y
                             {DNNL_ARG_WEIGHTS, e->weights},
                             {DNNL_ARG_DST, memory(e->dst_md, cpu_engine(), acc.data())}});
     float* yt = y + a * cout_;
-    for (int64_t t = 0; t < n; ++t)
+    int64_t e0 = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    if (16 % cout_ == 0)
+      e0 = epilogue_rows_narrow(acc.data(), n, cout_, ss.data(), rz.data(), tw.scale.data(), tw.sum.data(), b_.data(),
+                                yt, accumulate);
+#endif
+    for (int64_t t = e0; t < n; ++t)
       epilogue_row(acc.data() + t * cout_, cout_, ss[size_t(t)], int32_t(rz[size_t(t)]), tw.scale.data(), tw.sum.data(),
                    b_.data(), yt + t * cout_, accumulate);
     apply_act(post_, yt, n * cout_);

@@ -24,6 +24,45 @@ sys.path.insert(0, HERE)
 import qat  # noqa: E402
 
 
+def _u8(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """v on the engine's asymmetric u8 grid of [min(lo, 0), max(hi, 0)], dequantized (lo/hi broadcast with v)."""
+    lo, hi = lo.clamp(max=0), hi.clamp(min=0)
+    s = ((hi - lo) / 255.0).clamp(min=1e-8)
+    z = torch.round(-lo / s).clamp(0, 255)
+    return torch.round(torch.clamp(v / s, -z, 255 - z)) * s
+
+
+def install_dynamic_range(mode: str):
+    """Replaces QConv1d's int8 forward by one whose input range is measured on the input itself (a probe of what a
+    dynamic range would keep; the engine's int8 convs use the calibrated static range). Weights: the calibrated s8
+    per-channel codes."""
+    F = torch.nn.functional
+    if not (mode in ("call", "token") or (mode.startswith("block") and mode[5:].isdigit())):
+        raise SystemExit(f"--dynamic: unknown mode '{mode}' (none, call, blockN, token)")
+    plain = qat.QConv1d.forward
+
+    def forward(self, x):
+        if not self.quant or self.calib is not None:
+            return plain(self, x)
+        if self.groups != 1 or self.transformed():
+            raise SystemExit(f"--dynamic: {self.name} is grouped or has an input transform (--smooth-alpha)")
+        sw = self.sw0 * torch.exp(self.t_w)
+        w = qat.weight_codes(self.weight, sw, self.qmax).float() * sw[:, None, None]
+        if mode == "token":
+            K, d, st = self.kernel_size[0], self.dilation[0], self.stride[0]
+            cols = F.unfold(x[:, :, None, :], (1, K), dilation=(1, d), stride=(1, st))  # (B, Cin*K, L): c major
+            q = _u8(cols, cols.amin(1, keepdim=True), cols.amax(1, keepdim=True))
+            return torch.einsum("ok,bkl->bol", w.reshape(w.shape[0], -1), q) + self.bias[None, :, None]
+        if mode == "call":
+            xq = _u8(x, x.min(), x.max())
+        else:
+            n = int(mode[5:])
+            xq = torch.cat([_u8(b, b.min(), b.max()) for b in torch.split(x, n, dim=2)], 2)
+        return F.conv1d(xq, w, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    qat.QConv1d.forward = forward
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--init-wtk", default="codec/default/wavtok-default.wtk")
@@ -46,8 +85,13 @@ def main():
     ap.add_argument("--float-lstm", action="store_true", help="the LSTM float in every configuration")
     ap.add_argument("--smooth-alpha", type=float, default=None, help="SmoothQuant-b transform (qat.py train)")
     ap.add_argument("--smooth-no-shift", action="store_true")
+    ap.add_argument("--dynamic", default="none", help="activation range of the int8 convs instead of the calibrated "
+                    "static one (no fine-tuning): none | call (min/max of each input tensor) | blockN (of every N "
+                    "input steps, all channels) | token (each output step's im2col row of Cin x K inputs)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    if a.dynamic != "none":
+        install_dynamic_range(a.dynamic)
     torch.set_num_threads(1)
     from train import CropSampler, read_filelist, read_wav_int16  # noqa: E402
     from wtk_io import load_wtk_as_reference

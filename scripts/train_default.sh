@@ -8,14 +8,16 @@
 #   4. recipe v5 (python/train_config_v5.yaml: the streamable backbone, decoder-only fine-tuning) in runs/v5,
 #      branched from stage 3, up to step 18570;
 #   5. recipe v6 (python/train_config_v6.yaml: v5 fine-tuned on data with recorded human voices, encoder trainable)
-#      in runs/v6, branched from stage 4.
+#      in runs/v6, branched from stage 4, up to step 21069;
+#   6. recipe v7 (python/train_config_v7.yaml: a 4096-code codebook k-means-fitted on v6's latents, + the split
+#      train_human2) in runs/v7, initialised from stage 5's export (converted to runs/v6/v6.wtk by build/wavtok).
 # Each stage resumes automatically from its last.ckpt (train.py refuses a checkpoint written with another recipe).
 # The data step resumes too (make_dataset.py continues after the last clip it wrote).
 # See python/TRAINING.md.
-#   scripts/train_default.sh [extra train.py args for stage 5, e.g. --max-minutes 60]
+#   scripts/train_default.sh [extra train.py args for stage 6, e.g. --max-minutes 60]
 # Environment: MINUTES (espeak-ng/music/noise training audio, default 90), HUMAN_MINUTES (human-voice training
 #              audio, default 30), STAGE1_STEPS (default 2751), STAGE2_STEPS (default 4799), STAGE3_STEPS (default
-#              10487), STAGE4_STEPS (default 18570), NICE (default 5)
+#              10487), STAGE4_STEPS (default 18570), STAGE5_STEPS (default 21069), NICE (default 5)
 set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -25,11 +27,16 @@ STAGE1_STEPS=${STAGE1_STEPS:-2751}
 STAGE2_STEPS=${STAGE2_STEPS:-4799}
 STAGE3_STEPS=${STAGE3_STEPS:-10487}
 STAGE4_STEPS=${STAGE4_STEPS:-18570}
+STAGE5_STEPS=${STAGE5_STEPS:-21069}
 NICE=${NICE:-5}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 nice -n "$NICE" $PY python/data/make_dataset.py --out data --minutes "$MINUTES" --human-minutes "$HUMAN_MINUTES"
-mkdir -p runs/v2 runs/v3 runs/v4 runs/v5 runs/v6
+nice -n "$NICE" $PY python/data/make_dataset.py --out data --splits train_human2
+mkdir -p runs/v2 runs/v3 runs/v4 runs/v5 runs/v6 runs/v7
+if [ -f runs/v7/last.ckpt ]; then
+  exec nice -n "$NICE" $PY python/train.py --config python/train_config_v7.yaml --run runs/v7 --resume "$@"
+fi
 if [ ! -f runs/v6/last.ckpt ]; then
   if [ ! -f runs/v5/last.ckpt ]; then
     if [ ! -f runs/v4/last.ckpt ]; then
@@ -45,5 +52,14 @@ if [ ! -f runs/v6/last.ckpt ]; then
   nice -n "$NICE" $PY python/train.py --config python/train_config_v5.yaml --run runs/v5 \
     --branch-from runs/v4/last.ckpt --max-steps "$STAGE4_STEPS"
 fi
-exec nice -n "$NICE" $PY python/train.py --config python/train_config_v6.yaml --run runs/v6 \
-  --branch-from runs/v5/last.ckpt "$@"
+if [ -f runs/v6/last.ckpt ]; then
+  nice -n "$NICE" $PY python/train.py --config python/train_config_v6.yaml --run runs/v6 --resume --max-steps "$STAGE5_STEPS"
+else
+  nice -n "$NICE" $PY python/train.py --config python/train_config_v6.yaml --run runs/v6 \
+    --branch-from runs/v5/last.ckpt --max-steps "$STAGE5_STEPS"
+fi
+# v7 changes the codebook size, so it starts from v6's exported weights (train.py --init-wtk refits the codebook)
+[ -x build/wavtok ] || bash scripts/build.sh
+build/wavtok convert runs/v6/export/model.ckpt --config runs/v6/export/config.yaml -o runs/v6/v6.wtk
+exec nice -n "$NICE" $PY python/train.py --config python/train_config_v7.yaml --run runs/v7 \
+  --init-wtk runs/v6/v6.wtk --init-step "$STAGE5_STEPS" "$@"

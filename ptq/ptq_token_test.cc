@@ -128,7 +128,7 @@ TEST_F(PtqToken, WavTokenizerEncoderConvsBeatStaticRanges) {
   const double act_t = latent_snr(*mw, *mt, audio_), act_s = latent_snr(*mw, *ms, audio_);
   std::printf("  against the int8 weights with float activations: per-token %.2f dB, static min-max %.2f dB\n", act_t,
               act_s);
-  // Measured 7.99 vs 7.76 dB: the random weights' activations have no quiet stretches or row-to-row level changes
+  // Measured 8.01 vs 7.76 dB: the random weights' activations have no quiet stretches or row-to-row level changes
   // for per-token ranges to exploit past the first conv (the shipped model's do: tests/token_quant_test.cc).
   EXPECT_GT(act_t, act_s);
   EXPECT_GT(snr_t, snr_s);

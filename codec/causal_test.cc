@@ -197,6 +197,51 @@ TEST_F(CausalModel, SteadyStreamAllocatesNoTensorBuffers) {
   EXPECT_EQ(int64_t(audio.size()), at / 320 * 320 - 160);  // every frame's audio but the iSTFT's last half hop
 }
 
+// Per-token int8 activations on every encoder conv (Int8Params::dynamic, NAME.act_dynamic): each output's
+// quantization depends only on the inputs it reads, so the streamed encoder gives the one-shot tokens at every push
+// size, and the steady stream allocates nothing.
+TEST_F(CausalModel, PerTokenInt8EncoderStreamsBitIdentically) {
+  auto plain = model();
+  WeightMap w = plain->weights();
+  std::vector<std::string> convs;
+  for (const auto& [k, t] : w.all())
+    if (k.rfind("feature_extractor.encodec.encoder.", 0) == 0 && k.size() > 17 &&
+        k.compare(k.size() - 17, 17, ".conv.conv.weight") == 0)
+      convs.push_back(k.substr(0, k.size() - 7));
+  ASSERT_EQ(convs.size(), 18u);
+  for (const std::string& n : convs) {
+    const Tensor& k = w.get(n + ".weight");
+    w.set(n + ".weight_scale", Tensor({k.dim(0)}, weight_scales(k, int(k.dim(0)))));
+    w.set(n + ".act_quant", Tensor({2}, std::vector<float>{1.0f, 0.0f}));
+    w.set(n + ".act_dynamic", Tensor({1}, std::vector<float>{1.0f}));
+  }
+  auto m = Model::from_weights(plain->config(), w);
+  std::vector<float> x = clip();
+  x.resize(x.size() - 77);
+  const int64_t n = int64_t(x.size());
+  const Tokens one = m->encode(x.data(), n, 1);
+  const Tensor lf = plain->encode_latents(x.data(), n), lq = m->encode_latents(x.data(), n);
+  ASSERT_EQ(lf.numel(), lq.numel());
+  EXPECT_FALSE(std::equal(lf.data(), lf.data() + lf.numel(), lq.data())) << "the int8 convs changed nothing";
+  for (int64_t chunk : {int64_t(1), int64_t(333), int64_t(480), int64_t(24000)}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    StreamingEncoder enc(m, stream_preset("realtime"));
+    std::vector<int32_t> codes, fresh;
+    uint64_t before = 0;
+    for (int64_t at = 0; at < n; at += chunk) {
+      if (at == 20 * 480 && chunk == 480) before = tensor_buffer_allocations();  // warm
+      fresh.clear();
+      enc.push(x.data() + at, std::min(chunk, n - at), fresh);
+      codes.insert(codes.end(), fresh.begin(), fresh.end());
+    }
+    if (chunk == 480) EXPECT_EQ(tensor_buffer_allocations(), before);
+    fresh.clear();
+    enc.flush(fresh);
+    codes.insert(codes.end(), fresh.begin(), fresh.end());
+    EXPECT_EQ(codes, one.codes);
+  }
+}
+
 TEST_F(CausalModel, RealtimePresetAndItsRefusalOfModelsThatLookAhead) {
   const StreamParams p = stream_preset("realtime");
   EXPECT_EQ(p.block_frames, 1);

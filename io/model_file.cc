@@ -124,6 +124,7 @@ uint32_t required_model_features(const WeightMap& weights) {
     if (!lowbit_weight_of(name).empty()) f |= kModelFeatureLowBit;
     if (ends_with(name, ".lora_a") || ends_with(name, ".lora_b")) f |= kModelFeatureLowRank;
     if (ends_with(name, ".attn_int8")) f |= kModelFeatureInt8Attention;
+    if (ends_with(name, ".act_dynamic")) f |= kModelFeatureTokenAct;
   }
   return f;
 }
@@ -342,6 +343,9 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
     if ((ends_with(name, ".lora_a") || ends_with(name, ".lora_b")) && !(features & kModelFeatureLowRank))
       throw Error(path + ": tensor '" + name + "' is a low-rank adapter, but the file does not declare the " +
                   "low-rank feature (bit 4); refusing to run the layer without it");
+    if (ends_with(name, ".act_dynamic") && !(features & kModelFeatureTokenAct))
+      throw Error(path + ": tensor '" + name + "' marks per-token activations, but the file does not declare the " +
+                  "per-token feature (bit 5); refusing to run the layer without it");
     if (weights.has(name)) throw Error(path + ": tensor '" + name + "' appears twice");
     weights.set(name, std::move(t));
   }

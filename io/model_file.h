@@ -44,8 +44,11 @@ constexpr uint32_t kModelFeatureInt8Attention = 1u << 3;
 // Linear, NAME.lora_a [r, Cin, K] and NAME.lora_b [Cout, r] on a convolution (RILQ, docs/PTQ.md "Low-rank
 // adapters"; models/quantized.h).
 constexpr uint32_t kModelFeatureLowRank = 1u << 4;
+// Per-token (dynamic) activation ranges of an int8 Conv1d, NAME.act_dynamic [1] = 1 beside NAME.act_quant (docs/PTQ.md
+// "Per-token activations", models/quantized.h): a reader without it would run the layer on the placeholder range.
+constexpr uint32_t kModelFeatureTokenAct = 1u << 5;
 constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant | kModelFeatureLowBit |
-                                         kModelFeatureInt8Attention | kModelFeatureLowRank;
+                                         kModelFeatureInt8Attention | kModelFeatureLowRank | kModelFeatureTokenAct;
 
 // The features a file holding these weights requires (0 for a float model).
 uint32_t required_model_features(const WeightMap& weights);

@@ -213,6 +213,10 @@ void Model::build() {
   } else {
     check_adapters_used(weights_, [](const std::string&) { return false; });
   }
+  // Per-token activation markers only on convolutions (each Conv1d then checks its own layout).
+  check_act_dynamic_used(weights_, [this](const std::string& n) {
+    return weights_.has(n + ".weight") && weights_.get(n + ".weight").ndim() == 3 && !is_transposed_conv_layer(n);
+  });
   g_->encoder = SeanetEncoder(weights_, wt ? kWtEncoder : "encoder.", cfg_.encoder);
   std::vector<Tensor> books;
   for (int i = 0; i < cfg_.quantizer.n_q; ++i)

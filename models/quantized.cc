@@ -23,7 +23,31 @@ std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::stri
   p.weight_scale = vec(w.get(name + ".weight_scale", {cout}));
   if (w.has(name + ".act_shift")) p.in_shift = vec(w.get(name + ".act_shift", {cin}));
   if (w.has(name + ".act_smooth")) p.in_scale = vec(w.get(name + ".act_smooth", {cin}));
+  if (w.has(name + kActDynamicSuffix)) {
+    const Tensor& d = w.get(name + kActDynamicSuffix);
+    if (d.ndim() != 1 || d.numel() != 1 || d[0] != 1.0f)
+      throw Error(w.origin() + ": " + name + kActDynamicSuffix + " must be [1] holding 1 (per-token activations), got " +
+                  shape_str(d.shape()) + (d.numel() == 1 ? " holding " + std::to_string(d[0]) : std::string()));
+    if (a[0] != 1.0f || a[1] != 0.0f || !p.in_shift.empty() || !p.in_scale.empty())
+      throw Error(w.origin() + ": " + name +
+                  " has per-token activations (act_dynamic); its act_quant must be [1, 0] and it takes no "
+                  "act_shift / act_smooth");
+    p.dynamic = true;
+  }
   return p;
+}
+
+void check_act_dynamic_used(const WeightMap& w, const std::function<bool(const std::string&)>& is_conv) {
+  const std::string suf = kActDynamicSuffix;
+  for (const auto& [k, v] : w.all()) {
+    if (!(k.size() > suf.size() && k.compare(k.size() - suf.size(), suf.size(), suf) == 0)) continue;
+    const std::string layer = k.substr(0, k.size() - suf.size());
+    if (!w.has(layer + ".act_quant"))
+      throw Error(w.origin() + ": " + k + " marks per-token activations, but " + layer + " has no act_quant");
+    if (!is_conv(layer))
+      throw Error(w.origin() + ": " + k + " marks per-token activations on '" + layer +
+                  "', which is not a channels-last Conv1d of this model (per-token int8 runs there only)");
+  }
 }
 
 namespace {
@@ -44,9 +68,24 @@ void setup_adapter(Layer& layer, const WeightMap& w, const std::string& name) {
 
 }  // namespace
 
+namespace {
+
+// set_int8 with the layer's complaint (e.g. per-token activations where they cannot run) naming the file.
+template <class Layer>
+void set_int8_from(Layer& layer, Int8Params p, const WeightMap& w, const std::string& name) {
+  try {
+    layer.set_int8(std::move(p));
+  } catch (const Error& e) {
+    throw Error(w.origin() + ": " + name + ": " + e.what());
+  }
+}
+
+}  // namespace
+
 void setup_layer(Linear& layer, const WeightMap& w, const std::string& name) {
   layer.set_name(name);
-  if (auto p = stored_int8_params(w, name, layer.in_features(), layer.out_features())) layer.set_int8(std::move(*p));
+  if (auto p = stored_int8_params(w, name, layer.in_features(), layer.out_features()))
+    set_int8_from(layer, std::move(*p), w, name);
   setup_adapter(layer, w, name);
 }
 
@@ -67,7 +106,8 @@ int64_t check_adapters_used(const WeightMap& w, const std::function<bool(const s
 
 void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name) {
   layer.set_name(name);
-  if (auto p = stored_int8_params(w, name, layer.in_channels(), layer.out_channels())) layer.set_int8(std::move(*p));
+  if (auto p = stored_int8_params(w, name, layer.in_channels(), layer.out_channels()))
+    set_int8_from(layer, std::move(*p), w, name);
   setup_adapter(layer, w, name);
 }
 
@@ -75,6 +115,8 @@ void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& 
   layer.set_name(name);
   auto p = stored_int8_params(w, name, layer.in_channels(), layer.out_channels());
   if (!p) return;
+  if (p->dynamic)
+    throw Error(w.origin() + ": " + name + " is a transposed conv; per-token activations (act_dynamic) are for Conv1d");
   if (p->act_zero != 0 || !p->in_shift.empty() || !p->in_scale.empty())
     throw Error(w.origin() + ": " + name +
                 " is a transposed conv: its int8 input must be symmetric (zero point 0, "
@@ -85,6 +127,8 @@ void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& 
 void setup_layer(Lstm& layer, const WeightMap& w, const std::string& name) {
   layer.set_name(name);
   if (!w.has(name + ".act_quant")) return;
+  if (w.has(name + kActDynamicSuffix))
+    throw Error(w.origin() + ": " + name + " is an LSTM; per-token activations (act_dynamic) are for Conv1d");
   const Tensor& a = w.get(name + ".act_quant", {2});
   LstmInt8Params p;
   if (!(a[0] > 0) || !std::isfinite(a[0]) || !(a[1] >= 0 && a[1] <= 255))

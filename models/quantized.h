@@ -15,6 +15,12 @@
 // absent), so the .wtk writer stores it as format version 2 requiring kModelFeatureInt8, with NAME.weight as s8
 // codes (io/model_file.h).
 //
+// A Conv1d with per-token activations (Int8Params::dynamic, docs/PTQ.md "Per-token activations"; recipe key
+// `act_range: token`) carries NAME.act_dynamic [1] = 1 beside NAME.act_quant = [1, 0] (a placeholder: no static
+// range) and NAME.weight_scale, no act_shift / act_smooth; kModelFeatureTokenAct (io/model_file.h), so that a reader
+// predating it refuses the file instead of running the layer on the placeholder range. Only channels-last Conv1d
+// layers (the SEANet convs) take it; a marker elsewhere, of another shape or value, is refused naming the file.
+//
 // An int8 LSTM NAME (e.g. "encoder.model.13.lstm", see LstmInt8Params in nn/layers.h) carries
 //   NAME.act_quant    [2]     (1 / data_scale, data_shift): the u8 mapping of every layer input
 //   NAME.act_smooth   [1]     the divisor of the layer-0 input (NAME.weight_ih_l0 is stored multiplied by it)
@@ -49,6 +55,11 @@ namespace wavtok {
 // The int8 parameters stored for layer `name`, or nothing when it is not quantized. Throws naming the
 // file on malformed tensors.
 std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::string& name, int cin, int cout);
+
+constexpr const char* kActDynamicSuffix = ".act_dynamic";
+// Throws naming the file when a NAME.act_dynamic sits on a layer without act_quant or one that `is_conv` (the
+// model's channels-last Conv1d layers) does not know: it would otherwise be silently ignored.
+void check_act_dynamic_used(const WeightMap& w, const std::function<bool(const std::string&)>& is_conv);
 
 // Names the layer (for calibration) and switches it to int8 when the file quantizes it. A Linear also takes its
 // low-rank adapter NAME.lora_a [r, Cin] / NAME.lora_b [Cout, r] (RILQ; float32, a file marked

@@ -67,7 +67,12 @@ Conv1d::Entry Conv1d::make(int64_t tin, bool accumulate) const {
 
 void Conv1d::set_int8(Int8Params p) {
   if (groups_ != 1) throw Error("Conv1d " + name_ + ": int8 needs groups == 1");
-  q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "Conv1d");
+  const bool dynamic = p.dynamic;
+  auto q = make_int8_state(std::move(p), w_, b_, cin_, cout_, "Conv1d");
+  tok_.reset();
+  tcache_.clear();
+  if (dynamic) set_token_int8(*q);  // checks and gathers the codes; q_ still answers is_int8()
+  q_ = std::move(q);
   cache_.clear();
   wcache_.clear();
 }
@@ -237,6 +242,7 @@ void Conv1d::run(const float* x, int64_t tin, float* y, bool accumulate) const {
 }
 
 void Conv1d::run_main(const float* x, int64_t tin, float* y, bool accumulate) const {
+  if (tok_) return run_token(x, tin, y, accumulate);
   if (q_) {
     auto e = cache_.get(tin * 2 + (accumulate ? 1 : 0), [&] { return make_int8(tin, accumulate); });
     const uint8_t* src = quantize_act(*q_, x, tin, cin_, channels_last_);
@@ -298,6 +304,8 @@ ConvTranspose1d::Entry ConvTranspose1d::make(int64_t tin) const {
 }
 
 void ConvTranspose1d::set_int8(Int8Params p) {
+  if (p.dynamic)
+    throw Error("ConvTranspose1d " + name_ + ": per-token (dynamic) int8 activations are for Conv1d only");
   if (p.act_zero != 0 || !p.in_shift.empty() || !p.in_scale.empty())
     throw Error("ConvTranspose1d " + name_ + ": int8 needs symmetric activations (zero point 0, no shift/smooth)");
   q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "ConvTranspose1d");

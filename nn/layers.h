@@ -37,12 +37,28 @@ const uint16_t* to_bf16_scratch(const float* x, int64_t n, int slot);
 // must already be the transformed W' = W diag(in_scale) with bias b' = b + W in_shift. Weights are s8 with one
 // scale per output channel, q_w = clamp(rint(W' / weight_scale[o]), -127, 127); oneDNN accumulates u8 x s8
 // in int32 and dequantizes with per-channel output scales into float32 (post-ops: sum, activation).
+//
+// Per-token (dynamic) activations, `dynamic = true` (Conv1d only, channels-last, groups == 1; docs/PTQ.md
+// "Per-token activations"): no static act_scale / act_zero / in_shift / in_scale (they must keep their defaults
+// 1, 0, empty, empty). Over the already padded input x, output step t reads the im2col row r_t, the Cin*K values
+// x[c, t*stride + k*dilation] (torch's unfold order is c major, k minor; the engine gathers k major, c minor,
+// which changes neither the range nor the exact integer sums below). Every float below is float32:
+//   lo_t = min(min(r_t), 0),  hi_t = max(max(r_t), 0),  s_t = max((hi_t - lo_t) / 255, 1e-8),  inv_t = 1 / s_t,
+//   z_t  = clamp(rint(-lo_t * inv_t), 0, 255),
+//   q    = clamp(rint(v * inv_t), -z_t, 255 - z_t) + z_t       (u8 code of each value v of r_t)
+// with rint half-to-even (quantize_act's rounding). With the s8 weight codes w[o, c, k] (int8_weight_codes,
+// weight_scale[o] per output channel) and S_o = sum of w[o, ., .], the integer sum is exact in int32
+//   acc[t, o] = sum q * w,   y[o, t] = post((s_t * weight_scale[o]) * float(acc[t, o] - z_t * S_o) + b[o] [+ y])
+// (post, `accumulate` and the order of the additions as in the float Conv1d: bias, then the old y, then the
+// activation). Cin*K is at most kMaxTokenCols, so that |acc| and |z_t S_o| stay below 2^31.
 struct Int8Params {
   float act_scale = 1.0f;
   int32_t act_zero = 0;
   std::vector<float> in_shift, in_scale;  // [Cin] or empty
   std::vector<float> weight_scale;        // [Cout]
+  bool dynamic = false;                   // per-token activation ranges (see above)
 };
+constexpr int64_t kMaxTokenCols = 32768;
 
 struct Int8State;  // quantized weights and per-channel factors (nn/layer_support.h)
 
@@ -78,10 +94,12 @@ class Conv1d {
   const Tensor& weight() const { return w_; }
   const Tensor& bias() const { return b_; }
   // Switches to int8 (groups == 1 only); the weight/bias given at construction must be the transformed ones.
+  // p.dynamic (per-token activations, see Int8Params) needs a channels-last layer; throws otherwise.
   void set_int8(Int8Params p);
   bool is_int8() const { return q_ != nullptr; }
+  bool is_token_int8() const { return tok_ != nullptr; }
   // Primitives held (one per piece length and accumulate flag; see forward()).
-  size_t cached_shapes() const { return cache_.size(); }
+  size_t cached_shapes() const { return cache_.size() + tcache_.size(); }
   // Low-rank float adapter (RILQ on a convolution, docs/PTQ.md "Low-rank adapters"): with a [r, Cin, K] and
   // b [Cout, r], y = post(conv(x) + b' + B (A * x) [+ y]) where A * x is the convolution of x with a (this layer's
   // stride and dilation, no bias) and B a 1x1 mix, both float32 oneDNN convolutions run on the layer's raw float
@@ -114,6 +132,23 @@ class Conv1d {
   void run(const float* x, int64_t tin, float* y, bool accumulate) const;  // one primitive call, exact shape
   void run_main(const float* x, int64_t tin, float* y, bool accumulate) const;  // run() without the adapter
   bool cheap_shapes() const;  // 1x1 kernel: its primitives are cheap to create for every length
+  // Per-token int8 (nn/conv_token.cc): s8 codes gathered [Cout, K*Cin] (k major), their row sums; one u8 x s8 ->
+  // s32 matmul [L, K*Cin] x [K*Cin, Cout] per output length L.
+  struct TokenWeights {
+    std::vector<int8_t> w;     // [Cout][K][Cin]
+    std::vector<int32_t> sum;  // S_o
+    std::vector<float> scale;  // weight_scale
+  };
+  struct TokenEntry {
+    dnnl::matmul prim;
+    dnnl::memory weights;
+    dnnl::memory::desc src_md, dst_md;
+  };
+  void set_token_int8(const Int8State& q);
+  TokenEntry make_token(int64_t tout) const;
+  void run_token(const float* x, int64_t tin, float* y, bool accumulate) const;
+  std::shared_ptr<const TokenWeights> tok_;
+  ShapeCache<TokenEntry> tcache_;
   struct LowRank;
   std::string name_;
   std::shared_ptr<const Int8State> q_;

@@ -46,6 +46,7 @@ Linear::Entry Linear::make(int64_t rows, bool accumulate) const {
 }
 
 void Linear::set_int8(Int8Params p) {
+  if (p.dynamic) throw Error("Linear " + name_ + ": per-token (dynamic) int8 activations are for Conv1d only");
   q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "Linear");
   rq_.reset();
   cache_.clear();

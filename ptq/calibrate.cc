@@ -88,6 +88,7 @@ struct Quantized {
   std::vector<float> weight_scale;
   double alpha = 0;
   bool weight_only = false;  // activations stay float: `act` unused
+  bool dynamic = false;      // act_range token: per-token ranges at run time, `act` unused
   bool lowbit = false;       // group-wise low-bit weights (quant/lowbit.h)
   q::LowBitWeights lb;       // when lowbit: widths, multipliers, codes
 };
@@ -118,7 +119,15 @@ double layer_rel_mse(const LayerStats& st, const LayerView& v, const Tensor& w, 
       const float sh = r.shift.empty() ? 0.0f : r.shift[c], sm = r.smooth.empty() ? 1.0f : r.smooth[c];
       u[c] = (x[c] - sh) / sm;
     }
-    if (!r.weight_only) q::fake_quant(u, u, act);
+    if (r.dynamic) {  // the row on its own range (a proxy: the layer takes the range over K input rows)
+      float lo = 0, hi = 0;
+      for (float x : u) lo = std::min(lo, x), hi = std::max(hi, x);
+      const float s = std::max((hi - lo) / 255.0f, 1e-8f), inv = 1.0f / s;
+      const float z = std::clamp(std::nearbyint(-lo * inv), 0.0f, 255.0f);
+      for (float& x : u) x = s * std::nearbyint(std::clamp(x * inv, -z, 255.0f - z));
+    } else if (!r.weight_only) {
+      q::fake_quant(u, u, act);
+    }
     for (int64_t o = 0; o < R; ++o) {
       double yf = 0, yq = 0;
       const float* a = wt.data() + o * v.cin;
@@ -222,7 +231,11 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
     r.act = rp.act;
   }
   r.weight_only = rule.weight_only;
-  if (rule.transform != "repq" && !transposed && !r.weight_only) {
+  r.dynamic = rule.act_range == "token";
+  if (r.dynamic) {  // no static range: act_quant is the placeholder [1, 0]
+    r.act.scale = {1.0f};
+    r.act.zero_point = {0};
+  } else if (rule.transform != "repq" && !transposed && !r.weight_only) {
     q::UniformSpec as;
     as.bits = 8;
     as.range = range_of(rule.act_range);
@@ -598,7 +611,7 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
         throw Error(origin + ": weight_only layers keep float inputs; transform must be none");
       if (p.ln_fold && p.transform == "none") throw Error(origin + ": ln_fold needs transform repq or sqb");
       check_one_of(p.weight_range, {"minmax", "mse", "omse"}, "weight_range", origin);
-      check_one_of(p.act_range, {"minmax", "percentile", "mse", "dualclip"}, "act_range", origin);
+      check_one_of(p.act_range, {"minmax", "percentile", "mse", "dualclip", "token"}, "act_range", origin);
       check_one_of(p.transform, {"none", "repq", "sqb"}, "transform", origin);
       check_one_of(p.repq_shared, {"mean", "median"}, "repq_shared", origin);
       try {
@@ -684,6 +697,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   const WeightMap& in = model.weights();
   for (const auto& [k, v] : in.all())
     if ((k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0) ||
+        (k.size() > 12 && k.compare(k.size() - 12, 12, ".act_dynamic") == 0) ||
         (k.size() > 7 && k.compare(k.size() - 7, 7, "_groups") == 0 && k.find(".weight") != std::string::npos) ||
         (k.size() > 14 && k.compare(k.size() - 14, 14, ".softmax_quant") == 0) ||
         (k.size() > 10 && k.compare(k.size() - 10, 10, ".attn_int8") == 0))
@@ -732,6 +746,20 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
       throw Error("quantize: " + name + ": a weight-only LSTM needs group_size (its weights are stored packed)");
     if (rule->group_size > 0 && is_transposed_conv_layer(name))
       throw Error("quantize: " + name + " is a transposed conv; group_size (low-bit weights) is not supported there");
+    if (rule->act_range == "token") {  // per-token activations: a Conv1d's own input, int8 weights (nn/layers.h)
+      const std::string why =
+          is_lstm_layer(name)                 ? "it is an LSTM"
+          : is_transposed_conv_layer(name)    ? "it is a transposed conv"
+          : rule->transform != "none"         ? "the rule asks for transform '" + rule->transform + "' (must be none)"
+          : rule->weight_only                 ? "the rule is weight_only"
+          : rule->group_size > 0              ? "the rule asks for group-wise low-bit weights (group_size)"
+          : rule->ln_fold || rule->hadamard   ? "the rule asks for ln_fold / hadamard"
+          : !out.has(name + ".weight") || out.get(name + ".weight").ndim() != 3 ? "it is not a convolution"
+                                                                                : "";
+      if (!why.empty())
+        throw Error("quantize: " + name + ": act_range token (per-token activations) is for Conv1d layers only with "
+                    "no transform, and " + why);
+    }
     if (rule->hadamard && !out.has(name + ".input_rotation"))
       throw Error("quantize: the recipe rotates the input of " + name +
                   " (hadamard: true), but the model was not prepared by fold_hadamard, or the layer has no "
@@ -811,6 +839,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
         e.group_size = r.lb.group;
         if (r.weight_only) e.transform = "w-only";
       }
+      if (r.dynamic) e.transform = "token";
       report->push_back(e);
     }
     out.set(j.v.name + ".weight", Tensor(j.v.wshape, r.weight));
@@ -828,6 +857,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
     }
     if (!r.weight_only)
       out.set(j.v.name + ".act_quant", Tensor({2}, std::vector<float>{r.act.scale[0], float(r.act.zero_point[0])}));
+    if (r.dynamic) out.set(j.v.name + kActDynamicSuffix, Tensor({1}, std::vector<float>{1.0f}));
     if (!r.shift.empty() && rule.ln_fold) {
       folds[j.v.name] = {r.shift, r.smooth};
     } else if (!r.shift.empty()) {

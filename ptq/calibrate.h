@@ -27,7 +27,9 @@ struct PtqRule {
   bool quantize = true;                 // false: the matching layers stay float
   int weight_bits = 8;                  // 2..8; below 8 weights are fake-quantized onto a coarser s8 grid
   std::string weight_range = "minmax";  // minmax | mse | omse  (per output channel, symmetric)
-  std::string act_range = "minmax";     // minmax | percentile | mse  (per tensor, asymmetric u8)
+  // minmax | percentile | mse | dualclip (per tensor, asymmetric u8) | token (Conv1d only, transform none: each
+  // output step's im2col row on its own u8 range at run time, Int8Params::dynamic; nothing calibrated)
+  std::string act_range = "minmax";
   double percentile = 99.99;
   std::string transform = "none";      // none | repq (RepQ-ViT) | sqb (SmoothQuant with bias, OPT-m alpha)
   std::string repq_shared = "median";  // mean | median

@@ -13,6 +13,11 @@ kernels compute them (nn/layers.h Int8Params / LstmInt8Params):
   integer calibrated at initialisation, the scale s_a is learned;
 - conv weight: s8 symmetric per output channel, clamp(rint(w / s_w[o]), -127, 127) (core/util.cc
   int8_weight_codes), s_w learned;
+- or, with `--act-mode token` (the engine's per-token activations, Int8Params::dynamic, recipe key
+  `act_range: token`): each output step's im2col row (the Cin*K inputs it reads) on its own u8 range at run time,
+  lo = min(row, 0), hi = max(row, 0), s = max((hi - lo) / 255, 1e-8), z = clamp(rint(-lo * (1/s)), 0, 255),
+  q = clamp(rint(v * (1/s)), -z, 255 - z) + z; nothing to learn or calibrate on the activation side (straight-through
+  estimator for the rounding); exported as act_quant [1, 0] + act_dynamic [1] = 1;
 - LSTM: every layer input and hidden state u8 = clamp(rint(v * 127 + 128)) with the layer-0 input divided by
   `in_divisor` first (k = 127 / in_divisor, clamp(rint(x * k + 128))), s8 weights with one scale per row of each
   matrix (`--lstm-scales per_matrix`, the default: the engine's own int8 LSTM kernels, W_ih x and W_hh h summed
@@ -116,6 +121,28 @@ def fq_weight(w, s, qmax, gscale):
     return _FakeQuantWeight.apply(w, s, int(qmax), float(gscale))
 
 
+@torch.no_grad()
+def token_row_params(cols: torch.Tensor):
+    """Per-token u8 parameters of im2col columns cols [B, C*K, L] (the engine's Int8Params::dynamic, float32):
+    s, inv = 1 / s and the zero point z, each [B, 1, L]."""
+    lo = cols.amin(1, keepdim=True).clamp(max=0.0)
+    hi = cols.amax(1, keepdim=True).clamp(min=0.0)
+    s = ((hi - lo) / 255.0).clamp(min=1e-8)
+    inv = 1.0 / s  # float32 reciprocal, as the engine's
+    z = torch.clamp(torch.round(-lo * inv), 0.0, 255.0)
+    return s, inv, z
+
+
+def token_codes(cols: torch.Tensor, inv: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """u8 codes (as float) clamp(rint(v * inv), -z, 255 - z) + z of every value of cols."""
+    return torch.round(torch.minimum(torch.maximum(cols * inv, -z), 255.0 - z)) + z
+
+
+def im2col(x: torch.Tensor, k: int, stride: int, dilation: int) -> torch.Tensor:
+    """[B, C, T] -> [B, C*K, L] in torch's unfold order (c major, k minor), L = the conv's output length."""
+    return F.unfold(x[:, :, None, :], (1, k), dilation=(1, dilation), stride=(1, stride))
+
+
 def weight_codes(w: torch.Tensor, s: torch.Tensor, qmax: int = 127) -> torch.Tensor:
     """The s8 codes the engine computes (core/util.cc int8_weight_codes), float32 arithmetic."""
     sv = s.view(-1, *([1] * (w.dim() - 1)))
@@ -149,6 +176,7 @@ class QConv1d(nn.Module):
         self.register_buffer("shift", torch.zeros(cin))
         self.register_buffer("smooth", torch.ones(cin))
         self.register_buffer("has_transform", torch.zeros(1))
+        self.register_buffer("act_token", torch.zeros(1))  # 1: per-token activations (set_token)
         self.quant = True
         self.exact = False  # engine_forward (evaluation: the engine's rounding of every step)
         self.calib: Optional[List[float]] = None  # [lo, hi] while calibrating
@@ -160,6 +188,17 @@ class QConv1d(nn.Module):
 
     def transformed(self) -> bool:
         return bool(self.has_transform.item())
+
+    def token(self) -> bool:
+        return bool(self.act_token.item())
+
+    def set_token(self, on: bool = True):
+        """Per-token activations (the engine's act_dynamic): no activation scale, no input transform."""
+        if on and self.transformed():
+            raise ValueError(f"{self.name}: per-token activations take no input transform (act_shift/act_smooth)")
+        if on and self.groups != 1:
+            raise ValueError(f"{self.name}: per-token activations need groups == 1")
+        self.act_token.fill_(1.0 if on else 0.0)
 
     def tweight(self):
         """The weight the int8 kernel runs: W * smooth_c (W without a transform)."""
@@ -189,6 +228,13 @@ class QConv1d(nn.Module):
         sw, sa = self.scales()
         if self.exact:
             return self.engine_forward(x, sw, sa)
+        if self.token():
+            k, st, dl = self.kernel_size[0], self.stride[0], self.dilation[0]
+            cols = im2col(x, k, st, dl)
+            s, inv, z = token_row_params(cols.detach())
+            xq = cols + ((token_codes(cols.detach(), inv, z) - z) * s - cols).detach()  # STE: identity inside
+            wq = fq_weight(self.weight, sw, self.qmax, 1.0 / math.sqrt(self.weight[0].numel() * self.qmax))
+            return torch.einsum("ok,bkl->bol", wq.reshape(wq.shape[0], -1), xq) + self.bias[None, :, None]
         w = self.tweight()
         n_w = w[0].numel()
         xq = fq_act(self.tinput(x), sa, int(self.zero.item()), 1.0 / math.sqrt(x[0].numel() * 255.0))
@@ -200,6 +246,8 @@ class QConv1d(nn.Module):
         """SmoothQuant-b from the calibrated per-channel ranges: shift_c = the range's midpoint (or 0), smooth_c =
         r_c^alpha / max|W[:, c]|^(1 - alpha) with r_c the half range (max |x_c| without the shift); the weight
         scales are refitted to W * smooth."""
+        if self.token():
+            raise ValueError(f"{self.name}: per-token activations take no input transform")
         cmin, cmax = self.calib_ch
         w = self.weight.detach()
         if use_shift:
@@ -228,6 +276,8 @@ class QConv1d(nn.Module):
         """The engine's arithmetic step by step (nn/layers.cc make_int8_state, quantize_act; oneDNN 2.x int8
         convolution): u8 codes, an exact integer accumulation, bias in accumulator units with the zero point folded
         in (float32 of a float64 expression), dst = float32(out_scale * float32(acc + bias_acc))."""
+        if self.token():
+            return self.engine_token_forward(x, sw)
         z = int(self.zero.item())
         if self.transformed():  # nn/layers.cc: v = (x - shift_c) * inv_c, inv_c = 1 / (smooth_c * act_scale)
             inv = (1.0 / (self.smooth * sa))[None, :, None]
@@ -240,6 +290,19 @@ class QConv1d(nn.Module):
         bias_acc = (self.tbias().double() / (sa.double() * sw.double()) - z * qw.sum((1, 2))).float()
         out_scale = sa * sw  # float32 product, as the engine's out_scale
         return (acc.float() + bias_acc[None, :, None]) * out_scale[None, :, None]
+
+    @torch.no_grad()
+    def engine_token_forward(self, x, sw):
+        """The engine's per-token int8 conv (nn/layers.h Int8Params::dynamic, nn/conv_token.cc): each im2col row's
+        u8 codes, the exact integer sum with the s8 weights, y = (s_t * s_w[o]) * float32(acc - z_t S_o) + b[o]."""
+        cols = im2col(x, self.kernel_size[0], self.stride[0], self.dilation[0])
+        s, inv, z = token_row_params(cols)
+        q = token_codes(cols, inv, z)
+        qw = weight_codes(self.weight, sw, self.qmax)
+        qw2 = qw.reshape(qw.shape[0], -1).double()
+        acc = torch.einsum("ok,bkl->bol", qw2, q.double())  # exact: integers < 2^53
+        d = (acc - z.double() * qw2.sum(1)[None, :, None]).float()  # an int32 in the engine, then float32
+        return (s * sw[None, :, None]) * d + self.bias[None, :, None]
 
     def set_act_range(self, lo: float, hi: float):
         """Engine-style asymmetric min-max: range includes 0, scale (hi - lo) / 255, zero point rint(-lo / s)."""
@@ -462,13 +525,18 @@ def _is_float_conv(name: str, float_convs) -> bool:
 
 
 def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbits: int = 8,
-                float_convs=None, lstm_scales: str = "per_matrix") -> WavTokenizer:
+                float_convs=None, lstm_scales: str = "per_matrix", act_mode: str = "static") -> WavTokenizer:
     """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated).
-    Convs named in float_convs (see _is_float_conv) stay float (and are still fine-tuned)."""
+    Convs named in float_convs (see _is_float_conv) stay float (and are still fine-tuned). act_mode token: the int8
+    convs quantize their activations per token (QConv1d.set_token)."""
+    if act_mode not in ("static", "token"):
+        raise ValueError(f"act_mode must be static or token, not {act_mode!r}")
     enc = model.feature_extractor.encodec.encoder
     for name, mod in list(enc.named_modules()):
         if convs and isinstance(mod, NormConv1d) and not _is_float_conv(name, float_convs):
             mod.conv = QConv1d(mod.conv, ENC + name + ".conv", wbits)
+            if act_mode == "token":
+                mod.conv.set_token()
         elif lstm and isinstance(mod, SLSTM):
             mod.lstm = QLSTM(mod.lstm, ENC + name + ".lstm", lstm_scales == "per_matrix")
     return model
@@ -512,12 +580,14 @@ def calibrate(model: WavTokenizer, batches: List[torch.Tensor], act_init: str = 
     run_pass()
     if smooth_alpha is not None:
         for m in qm:
-            if isinstance(m, QConv1d):
+            if isinstance(m, QConv1d) and not m.token():
                 m.set_transform(smooth_alpha, smooth_shift)
         run_pass()
     for m in qm:
         if isinstance(m, QConv1d):
-            if act_init == "mse":
+            if m.token():
+                pass  # per-token: no static range
+            elif act_init == "mse":
                 m.set_act_range(*mse_range(torch.cat(m.calib_rows), *m.calib))
             else:
                 m.set_act_range(*m.calib)
@@ -536,7 +606,7 @@ def scale_params(model) -> List[Tuple[str, nn.Parameter]]:
     out = []
     for m in qat_modules(model):
         if isinstance(m, QConv1d):
-            out += [(m.name + ".weight_scale", m.t_w), (m.name + ".act_scale", m.t_a)]
+            out += [(m.name + ".weight_scale", m.t_w)] + ([] if m.token() else [(m.name + ".act_scale", m.t_a)])
         else:
             out += [(m.name + ".weight_scale", m.t_w), (m.name + ".act_smooth", m.t_div)]
     return out
@@ -562,7 +632,11 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
                 new[m.name + ".act_shift"] = m.shift.numpy().astype(np.float32)
                 new[m.name + ".act_smooth"] = m.smooth.numpy().astype(np.float32)
             new[m.name + ".weight_scale"] = sw.numpy().astype(np.float32)
-            new[m.name + ".act_quant"] = np.array([float(sa), float(m.zero)], dtype=np.float32)
+            if m.token():  # per-token activations: the placeholder range and the marker (models/quantized.h)
+                new[m.name + ".act_quant"] = np.array([1.0, 0.0], dtype=np.float32)
+                new[m.name + ".act_dynamic"] = np.array([1.0], dtype=np.float32)
+            else:
+                new[m.name + ".act_quant"] = np.array([float(sa), float(m.zero)], dtype=np.float32)
             n_conv += 1
         elif not m.quant:
             for l in range(m.layers):
@@ -597,10 +671,10 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
 
 
 def load_qat_model(init_wtk: str, convs=True, lstm=True, wbits=8, float_convs=None,
-                   lstm_scales: str = "per_matrix") -> WavTokenizer:
+                   lstm_scales: str = "per_matrix", act_mode: str = "static") -> WavTokenizer:
     from wtk_io import load_wtk_as_reference
     m = load_wtk_as_reference(init_wtk)
-    return prepare_qat(m, convs, lstm, wbits, float_convs, lstm_scales)
+    return prepare_qat(m, convs, lstm, wbits, float_convs, lstm_scales, act_mode)
 
 
 @torch.no_grad()
@@ -684,10 +758,13 @@ def train(args):
     extra = dict(float_convs=sorted(c for c in args.float_convs.split(",") if c), init_run=args.init_run,
                  lstm_frozen=args.lstm_frozen, freeze_above_scalar=args.freeze_above_scalar,
                  warmup_steps=args.warmup_steps, smooth_alpha=args.smooth_alpha, smooth_no_shift=args.smooth_no_shift,
-                 float_frozen=args.float_frozen, lstm_scales=args.lstm_scales)
+                 float_frozen=args.float_frozen, lstm_scales=args.lstm_scales, act_mode=args.act_mode)
     # lstm_scales: runs made before per-matrix scales existed recorded nothing and used shared scales
     defaults = dict(float_convs=[], init_run=None, lstm_frozen=False, freeze_above_scalar=None, warmup_steps=0,
-                    smooth_alpha=None, smooth_no_shift=False, float_frozen=False, lstm_scales="shared")
+                    smooth_alpha=None, smooth_no_shift=False, float_frozen=False, lstm_scales="shared",
+                    act_mode="static")
+    if args.act_mode == "token" and args.smooth_alpha is not None:
+        raise SystemExit("--act-mode token takes no input transform (--smooth-alpha)")
     cfg.update({k: v for k, v in extra.items() if v != defaults[k]})
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -698,7 +775,7 @@ def train(args):
     for p in teacher.parameters():
         p.requires_grad_(False)
     model = prepare_qat(load_wtk_as_reference(args.init_wtk), cfg["convs"], cfg["lstm"], cfg["wbits"],
-                        cfg.get("float_convs"), cfg.get("lstm_scales", "shared"))
+                        cfg.get("float_convs"), cfg.get("lstm_scales", "shared"), cfg.get("act_mode", "static"))
     enc = model.feature_extractor.encodec.encoder
     t_enc = teacher.feature_extractor.encodec.encoder
     e = codebook(teacher).detach()
@@ -861,7 +938,7 @@ def load_state(model: WavTokenizer, sd):
     own = model.state_dict()
     sd = dict(sd)
     for k, v in own.items():
-        if k not in sd and k.rsplit(".", 1)[-1] in ("shift", "smooth", "has_transform"):
+        if k not in sd and k.rsplit(".", 1)[-1] in ("shift", "smooth", "has_transform", "act_token"):
             sd[k] = v
     model.load_state_dict(sd)
 
@@ -870,7 +947,7 @@ def load_run(run: str) -> WavTokenizer:
     st = torch.load(os.path.join(run, "last.ckpt"), map_location="cpu", weights_only=False)
     cfg = st["cfg"]
     model = load_qat_model(cfg["init_wtk"], cfg["convs"], cfg["lstm"], cfg["wbits"], cfg.get("float_convs"),
-                           cfg.get("lstm_scales", "shared"))
+                           cfg.get("lstm_scales", "shared"), cfg.get("act_mode", "static"))
     load_state(model, st["model"])
     model.eval()
     return model, st
@@ -931,6 +1008,9 @@ def main():
                    "conv (per-channel shift to the range's midpoint, divisor r^alpha / max|W|^(1-alpha); the engine's "
                    "act_shift / act_smooth), calibrated before fine-tuning; default none")
     t.add_argument("--smooth-no-shift", action="store_true", help="the transform without the shift")
+    t.add_argument("--act-mode", choices=["static", "token"], default="static",
+                   help="int8 conv activations: one learned u8 scale per tensor (static), or each output step's "
+                        "im2col row on its own range at run time (token; the engine's act_dynamic)")
     t.add_argument("--float-frozen", action="store_true", help="the convs left float (--float-convs) keep the "
                    "float model's weights (only the int8 layers train)")
     t.add_argument("--lstm-frozen", action="store_true", help="keep the int8 LSTM as calibrated (not trained)")

@@ -25,7 +25,9 @@ from wavtok_ref import WavTokenizer  # noqa: E402
 MAGIC = b"WAVTOKMF"
 # Feature bits of a version 2 header (io/model_file.h).
 FEATURE_INT8, FEATURE_SOFTMAX, FEATURE_LOWBIT, FEATURE_INT8_ATTENTION, FEATURE_LOWRANK = 1, 2, 4, 8, 16
-KNOWN_FEATURES = FEATURE_INT8 | FEATURE_SOFTMAX | FEATURE_LOWBIT | FEATURE_INT8_ATTENTION | FEATURE_LOWRANK
+FEATURE_TOKEN_ACT = 32  # NAME.act_dynamic: per-token activation ranges of an int8 Conv1d (io/model_file.h)
+KNOWN_FEATURES = (FEATURE_INT8 | FEATURE_SOFTMAX | FEATURE_LOWBIT | FEATURE_INT8_ATTENTION | FEATURE_LOWRANK |
+                  FEATURE_TOKEN_ACT)
 # dtypes: f32, s8 codes (int8 layers), u8 (a low-bit weight's group table W_groups), packed low-bit codes
 DT_F32, DT_S8, DT_U8, DT_PACKED = 0, 1, 2, 3
 ALIGN = 64
@@ -358,6 +360,8 @@ class WtkFile:
                 feats |= FEATURE_LOWRANK
             if n.endswith(".attn_int8"):
                 feats |= FEATURE_INT8_ATTENTION
+            if n.endswith(".act_dynamic"):
+                feats |= FEATURE_TOKEN_ACT
             if lowbit_weight_of(n):
                 feats |= FEATURE_LOWBIT
         version = 2 if feats else 1

@@ -1,7 +1,7 @@
 """python/wtk_io.py, the one Python reader and writer of the .wtk model file (io/model_file.h), against the engine's
 own writer: files written by `wavtok convert` and `wavtok quantize` (float, int8, int8 attention) read and written
 back are the same bytes, through WtkFile and through read_wtk_raw / write_wtk_raw, packed low-bit files of the
-configs/quant/w4-slim.yaml recipe included; read_wtk gives the float tensors; the packed codes equal a bit-by-bit
+configs/quant/w4-slim.yaml recipe and per-token encoder convs (act_dynamic, feature bit 5) included; read_wtk gives the float tensors; the packed codes equal a bit-by-bit
 reading of the documented layout; damaged files and hostile packed streams are refused with the file named, by this
 reader and by the engine.
 
@@ -23,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 FIX = os.path.join(ROOT, "..", "shared", "fixtures", "wavtokenizer-75")
 CLI = os.environ.get("WAVTOK_CLI", os.path.join(ROOT, "build", "wavtok"))
 RECIPES = {"int8": "rules:\n  - match: 'pwconv'\n  - match: '^head\\.out$'\n",
-           "int8-attention": "attention: int8\nrules:\n  - match: 'pwconv'\n  - match: 'pos_net'\n"}
+           "int8-attention": "attention: int8\nrules:\n  - match: 'pwconv'\n  - match: 'pos_net'\n",
+           "token": "rules:\n  - match: 'encoder\\.model\\.\\d+\\..*conv\\.conv$'\n    act_range: token\n"}
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +55,8 @@ def header(path):
 
 def test_engine_files_round_trip_byte_for_byte(files):
     d, out = files
-    assert [header(out[k])[:2] for k in ("float", "int8", "int8-attention", "w4-slim")] == [
-        (1, 0), (2, 1), (2, 1 | 8), (2, 1 | 4)]
+    assert [header(out[k])[:2] for k in ("float", "int8", "int8-attention", "w4-slim", "token")] == [
+        (1, 0), (2, 1), (2, 1 | 8), (2, 1 | 4), (2, 1 | 32)]  # token: per-token conv activations (act_dynamic)
     for name, path in out.items():
         f = WtkFile.read(str(path))
         assert f.tobytes() == path.read_bytes(), name
@@ -118,7 +119,7 @@ def test_damaged_files_refused(files):
     refused("short.wtk", good[:20], "truncated")
     refused("cut.wtk", good[:len(good) // 2], "bad size or offset|truncated")
     refused("v3.wtk", good[:8] + struct.pack("<I", 3) + good[12:], "version 3")
-    refused("bit5.wtk", good[:12] + struct.pack("<I", 1 | 32) + good[16:], "unknown features")
+    refused("bit6.wtk", good[:12] + struct.pack("<I", 1 | 64) + good[16:], "unknown features")  # bit 5: token-act
     refused("unmarked.wtk", good[:12] + struct.pack("<I", 16) + good[16:], "not marked int8")
     refused("huge.wtk", good[:24] + struct.pack("<Q", 1 << 40) + good[32:], "bad header sizes")
 

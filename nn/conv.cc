@@ -113,11 +113,7 @@ void Conv1d::set_lowrank(const Tensor& a, const Tensor& b) {
       b.dim(1) != a.dim(0))
     throw Error(who + "shapes " + shape_str(a.shape()) + " / " + shape_str(b.shape()) + " do not fit [r, " +
                 std::to_string(cin_) + ", " + std::to_string(kernel_) + "] / [" + std::to_string(cout_) + ", r]");
-  if (a.dim(0) < 1 || a.dim(0) > kMaxAdapterRank)
-    throw Error(who + "rank " + std::to_string(a.dim(0)) + " is outside 1.." + std::to_string(kMaxAdapterRank));
-  for (const Tensor* t : {&a, &b})
-    for (int64_t i = 0; i < t->numel(); ++i)
-      if (!std::isfinite((*t)[i])) throw Error(who + "holds a non-finite value");
+  check_adapter_values(who, a, b, kMaxAdapterRank);
   const int r = int(a.dim(0));
   Tensor b1({cout_, r, 1});  // the 1x1 conv's weight [Cout, r, 1]: the same numbers as B
   std::copy_n(b.data(), b.numel(), b1.data());

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "nn/layers.h"
@@ -90,5 +91,9 @@ inline float silu_value(float v) {
   const float sig = v > 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
   return v * sig;
 }
+
+// The checks every low-rank adapter pair shares (Conv1d / Linear set_lowrank): rank within 1..max_rank, every
+// value finite. `who` starts each message (layer kind and name). Throws Error.
+void check_adapter_values(const std::string& who, const Tensor& a, const Tensor& b, int max_rank);
 
 }  // namespace wavtok

@@ -87,6 +87,14 @@ struct Linear::LowRank {
   Linear a, b;  // x -> [rows, r] -> [rows, Cout], float (no bias, no post-op)
 };
 
+void check_adapter_values(const std::string& who, const Tensor& a, const Tensor& b, int max_rank) {
+  if (a.dim(0) < 1 || a.dim(0) > max_rank)
+    throw Error(who + "rank " + std::to_string(a.dim(0)) + " is outside 1.." + std::to_string(max_rank));
+  for (const Tensor* t : {&a, &b})
+    for (int64_t i = 0; i < t->numel(); ++i)
+      if (!std::isfinite((*t)[i])) throw Error(who + "holds a non-finite value");
+}
+
 int Linear::lowrank_rank() const { return lr_ ? lr_->a.out_features() : 0; }
 
 void Linear::set_lowrank(const Tensor& a, const Tensor& b) {
@@ -94,11 +102,7 @@ void Linear::set_lowrank(const Tensor& a, const Tensor& b) {
   if (a.ndim() != 2 || b.ndim() != 2 || a.dim(1) != cin_ || b.dim(0) != cout_ || b.dim(1) != a.dim(0))
     throw Error(who + "shapes " + shape_str(a.shape()) + " / " + shape_str(b.shape()) + " do not fit [r, " +
                 std::to_string(cin_) + "] / [" + std::to_string(cout_) + ", r]");
-  if (a.dim(0) < 1 || a.dim(0) > kMaxAdapterRank)
-    throw Error(who + "rank " + std::to_string(a.dim(0)) + " is outside 1.." + std::to_string(kMaxAdapterRank));
-  for (const Tensor* t : {&a, &b})
-    for (int64_t i = 0; i < t->numel(); ++i)
-      if (!std::isfinite((*t)[i])) throw Error(who + "holds a non-finite value");
+  check_adapter_values(who, a, b, kMaxAdapterRank);
   const int r = int(a.dim(0));
   auto lr = std::make_shared<LowRank>();
   lr->a = Linear(a, Tensor({r}));

@@ -242,6 +242,43 @@ TEST_F(CausalModel, PerTokenInt8EncoderStreamsBitIdentically) {
   }
 }
 
+// int8 ConvNeXt depthwise convs (per-channel input ranges folded into the weights, as `transform: channel` stores
+// them): the codes of a row depend on that row alone and the integer sums are exact, so the frame-by-frame decoder
+// (the int8 primitive on the last 7 rows) gives the one-shot audio bit for bit, and the int8 layer really ran.
+TEST_F(CausalModel, Int8DepthwiseDecoderStreamsBitIdentically) {
+  auto plain = model();
+  WeightMap w = plain->weights();
+  const int layers = plain->config().vocos.num_layers;
+  ASSERT_GT(layers, 0);
+  for (int i = 0; i < layers; ++i) {
+    const std::string n = "backbone.convnext." + std::to_string(i) + ".dwconv";
+    Tensor k = w.get(n + ".weight");  // [D, 1, 7]
+    const int64_t D = k.dim(0);
+    std::vector<float> range(static_cast<size_t>(D));
+    for (int64_t c = 0; c < D; ++c) range[size_t(c)] = 1.0f + float(c % 7);  // input ranges 1..7
+    for (int64_t c = 0; c < D; ++c)
+      for (int j = 0; j < 7; ++j) k[c * 7 + j] *= range[size_t(c)];
+    w.set(n + ".weight_scale", Tensor({D}, weight_scales(k, int(D))));
+    w.set(n + ".weight", std::move(k));
+    w.set(n + ".act_quant", Tensor({2}, std::vector<float>{1.0f / 127.0f, 128.0f}));
+    w.set(n + ".act_smooth", Tensor({D}, range));
+  }
+  auto m = Model::from_weights(plain->config(), w);
+  std::vector<float> x = clip();
+  const Tokens one = plain->encode(x.data(), int64_t(x.size()), 1);
+  const std::vector<float> audio_one = m->decode(one);
+  EXPECT_NE(audio_one, plain->decode(one)) << "the int8 depthwise convs changed nothing";
+  for (int64_t chunk : {int64_t(1), int64_t(5), int64_t(75)}) {
+    SCOPED_TRACE("tokens per push " + std::to_string(chunk));
+    StreamingDecoder dec(m, stream_preset("realtime"));
+    std::vector<float> audio;
+    for (int64_t at = 0; at < one.frames; at += chunk)
+      dec.push(one.codes.data() + at, std::min(chunk, one.frames - at), 1, audio);
+    dec.flush(audio);
+    EXPECT_EQ(audio, audio_one);
+  }
+}
+
 TEST_F(CausalModel, RealtimePresetAndItsRefusalOfModelsThatLookAhead) {
   const StreamParams p = stream_preset("realtime");
   EXPECT_EQ(p.block_frames, 1);

@@ -87,6 +87,7 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
     const std::string n = prefix + "convnext." + std::to_string(i);
     Block b;
     b.dwconv = Conv1d(w.get(n + ".dwconv.weight", {D, 1, 7}), w.get(n + ".dwconv.bias", {D}), 1, 1, D, true);
+    setup_layer(b.dwconv, w, n + ".dwconv");  // int8 when the recipe has a transform: channel rule for it
     b.norm = load_norm(w, n + ".norm");
     b.pw1 = Linear(w.get(n + ".pwconv1.weight", {c.intermediate_dim, D}),
                    w.get(n + ".pwconv1.bias", {c.intermediate_dim}), Act::Gelu);
@@ -101,6 +102,10 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
         int8_chaining()) {
       b.pw1.chain_to(b.pw2);
       b.chain = true;
+      if (b.dwconv.is_int8()) {  // the int8 primitive, then LayerNorm -> codes (see forward)
+        blocks_.push_back(std::move(b));
+        continue;
+      }
       const Tensor& dw = b.dwconv.weight();  // [D, 1, 7]
       b.dw_kc = Tensor({7, D});
       for (int k = 0; k < 7; ++k)
@@ -243,8 +248,19 @@ void VocosBackbone::forward(const float* features, int64_t F, int bandwidth_id, 
       thread_local std::vector<uint8_t> c1, c2;
       if (c1.size() < size_t(m * D)) c1.resize(size_t(m * D));
       if (c2.size() < size_t(m * c_.intermediate_dim)) c2.resize(size_t(m * c_.intermediate_dim));
-      dwconv_layer_norm_to_codes(xs, n, nlo - lo, m, D, 7, blk.dw_kc.data(), blk.dw_b.data(), ln_.eps(),
-                                 blk.norm.scale.data() + row * D, blk.norm.shift.data() + row * D, blk.pw1, c1.data());
+      if (blk.dwconv.is_int8()) {
+        // int8 depthwise primitive (per-channel u8 inputs) on the m output rows wanted, float out, then the
+        // LayerNorm straight to pwconv1's codes.
+        pad_rows(xs, n, D, 3, t2);
+        t1.resize({m, D});
+        blk.dwconv.forward(t2.data() + (nlo - lo) * D, m + 6, t1.data());
+        layer_norm_to_codes(t1.data(), m, D, ln_.eps(), blk.norm.scale.data() + row * D,
+                            blk.norm.shift.data() + row * D, blk.pw1, c1.data());
+      } else {
+        dwconv_layer_norm_to_codes(xs, n, nlo - lo, m, D, 7, blk.dw_kc.data(), blk.dw_b.data(), ln_.eps(),
+                                   blk.norm.scale.data() + row * D, blk.norm.shift.data() + row * D, blk.pw1,
+                                   c1.data());
+      }
       xs += (nlo - lo) * D;
       lo = nlo, hi = nhi;
       blk.pw1.forward_codes_to_codes(c1.data(), m, c2.data());

@@ -66,8 +66,10 @@ Conv1d::Entry Conv1d::make(int64_t tin, bool accumulate) const {
 }
 
 void Conv1d::set_int8(Int8Params p) {
-  if (groups_ != 1) throw Error("Conv1d " + name_ + ": int8 needs groups == 1");
   const bool dynamic = p.dynamic;
+  if (dynamic && groups_ != 1)
+    throw Error("Conv1d " + name_ + ": per-token int8 activations need a dense conv (groups == 1), this one has " +
+                std::to_string(groups_) + " groups");
   auto q = make_int8_state(std::move(p), w_, b_, cin_, cout_, "Conv1d");
   tok_.reset();
   tcache_.clear();
@@ -84,8 +86,11 @@ Conv1d::Entry Conv1d::make_int8(int64_t tin, bool accumulate) const {
   memory::desc src_md({1, cin_, tin}, ddt::u8, act_tag);
   memory::desc dst_md({1, cout_, tout}, ddt::f32, act_tag);
   memory::desc bias_md({cout_}, ddt::f32, dtag::a);
-  memory::desc w_user({cout_, cin_, kernel_}, ddt::s8, dtag::oiw);
-  memory::desc w_any({cout_, cin_, kernel_}, ddt::s8, dtag::any);
+  // Grouped (the ConvNeXt depthwise conv): the codes [Cout, Cin/G, K] are the goiw layout as they stand.
+  const memory::dims wdims = groups_ == 1 ? memory::dims{cout_, cin_, kernel_}
+                                          : memory::dims{groups_, cout_ / groups_, cin_ / groups_, kernel_};
+  memory::desc w_user(wdims, ddt::s8, groups_ == 1 ? dtag::oiw : dtag::goiw);
+  memory::desc w_any(wdims, ddt::s8, dtag::any);
   dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
                                     w_any, bias_md, dst_md, {stride_}, {dilation_ - 1}, {0}, {0});
   dnnl::convolution_forward::primitive_desc pd(d, int8_attr(*q_, post_, accumulate), cpu_engine());

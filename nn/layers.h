@@ -93,8 +93,10 @@ class Conv1d {
   const std::string& name() const { return name_; }
   const Tensor& weight() const { return w_; }
   const Tensor& bias() const { return b_; }
-  // Switches to int8 (groups == 1 only); the weight/bias given at construction must be the transformed ones.
-  // p.dynamic (per-token activations, see Int8Params) needs a channels-last layer; throws otherwise.
+  // Switches to int8; the weight/bias given at construction must be the transformed ones. Grouped convs too (the
+  // ConvNeXt depthwise conv: in_scale per input channel folds exactly into its own output channel's weights, so
+  // per-channel input ranges cost nothing there). p.dynamic (per-token activations, see Int8Params) needs a dense
+  // (groups == 1) channels-last layer; throws otherwise.
   void set_int8(Int8Params p);
   bool is_int8() const { return q_ != nullptr; }
   bool is_token_int8() const { return tok_ != nullptr; }

@@ -288,8 +288,77 @@ TEST(Int8Params, RejectsInconsistentSizes) {
   Conv1d dw(randn({4, 1, 3}, rng), randn({4}, rng), 1, 1, 4, true);
   Int8Params q;
   q.weight_scale.assign(4, 0.1f);
+  q.in_scale.assign(1, 1.0f);  // one per input channel (4), not per group's input
   EXPECT_THROW(dw.set_int8(q), Error);
+  q.in_scale.clear();
+  q.dynamic = true;  // per-token activations: dense convs only
+  EXPECT_THROW(dw.set_int8(q), Error);
+  q.dynamic = false;
+  dw.set_int8(q);
+  EXPECT_TRUE(dw.is_int8());
 }
+
+// Grouped int8 convs (the ConvNeXt depthwise conv, groups == C; and 2 groups of dense channels) against the
+// integer emulation: u8 codes per input channel with its own range (in_scale), s8 weight codes per output
+// channel, the sum over the group's input channels only. Channels-last, as the backbone runs them.
+class GroupedConvInt8 : public ::testing::TestWithParam<int> {};
+
+TEST_P(GroupedConvInt8, MatchesIntegerEmulationAndFloat) {
+  const int groups = GetParam();
+  std::mt19937 rng(11);
+  const int C = 48, K = 7, per = C / groups;  // Cin = Cout = C
+  const int64_t T = 41;
+  Tensor w = randn({C, per, K}, rng, 0.3f), b = randn({C}, rng);
+  Tensor x({T, C});
+  std::vector<float> range(C);
+  std::normal_distribution<float> nd;
+  for (int c = 0; c < C; ++c) {  // channel ranges spread over two decades, as in a residual stream
+    const float s = std::pow(10.0f, float(c % 5) / 2.0f - 1.0f);
+    for (int64_t t = 0; t < T; ++t) x[t * C + c] = s * nd(rng);
+    for (int64_t t = 0; t < T; ++t) range[size_t(c)] = std::max(range[size_t(c)], std::fabs(x[t * C + c]));
+  }
+  Int8Params p;  // per-channel symmetric: codes rint(127 x / r_c) + 128, weights W' = W r_c
+  p.act_scale = 1.0f / 127.0f;
+  p.act_zero = 128;
+  p.in_scale = range;
+  Tensor wt = w;
+  for (int o = 0; o < C; ++o)
+    for (int i = 0; i < per; ++i)
+      for (int k = 0; k < K; ++k) wt[(int64_t(o) * per + i) * K + k] *= range[size_t((o / per) * per + i)];
+  p.weight_scale = weight_scales(wt, C);
+  Conv1d fl(w, b, 1, 1, groups, true);
+  Conv1d q(wt, b, 1, 1, groups, true);
+  q.set_int8(p);
+  ASSERT_TRUE(q.is_int8());
+  const int64_t To = q.out_len(T);
+  Tensor yq({To, C}), yf({To, C});
+  q.forward(x.data(), T, yq.data());
+  fl.forward(x.data(), T, yf.data());
+  double max_err = 0, num = 0, den = 0;
+  for (int64_t t = 0; t < To; ++t)
+    for (int o = 0; o < C; ++o) {
+      int64_t acc = 0;
+      for (int i = 0; i < per; ++i) {
+        const int c = (o / per) * per + i;  // the group's input channel
+        for (int k = 0; k < K; ++k) {
+          const float wv = wt[(int64_t(o) * per + i) * K + k];
+          const auto qw = int64_t(std::clamp(std::nearbyint(wv / p.weight_scale[o]), -127.0f, 127.0f));
+          acc += int64_t(act_code(x[(t + k) * C + c], c, p) - p.act_zero) * qw;
+        }
+      }
+      const double e = double(p.act_scale) * p.weight_scale[o] * double(acc) + b[o];
+      const double got = yq[t * C + o], ref = yf[t * C + o];
+      max_err = std::max(max_err, std::abs(e - got));
+      num += (ref - got) * (ref - got);
+      den += ref * ref;
+    }
+  EXPECT_LT(max_err, 2e-5 * std::max(1.0, std::sqrt(den / yf.numel()) * 4));
+  // Per-channel ranges keep the small channels: 8-bit error only against float.
+  EXPECT_GT(10 * std::log10(den / num), 35.0);
+  EXPECT_GT(num, 0.0);  // and it really ran in int8
+}
+
+INSTANTIATE_TEST_SUITE_P(Groups, GroupedConvInt8, ::testing::Values(48, 2));
 
 double sigm(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 

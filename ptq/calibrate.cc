@@ -312,6 +312,65 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
   return r;
 }
 
+// A depthwise conv (weight [C, 1, K], rule transform: channel): output channel c reads only input channel c, so a
+// symmetric range r_c per input channel (codes clamp(rint(127 x / r_c)) + 128: act_smooth r_c, act_quant
+// [1/127, 128]) folds exactly into that channel's weights, W'_c = W_c r_c, bias unchanged, at no cost at run time.
+// The conv's zero padding lands on code 128 exactly. r_c is the channel's largest |x| (minmax) or its percentile of
+// |x| over the sampled rows; int8 weights per output channel.
+Quantized quantize_depthwise(const LayerStats& st, const Tensor& w, const Tensor& b, const PtqRule& rule) {
+  const int C = st.cin;
+  const int64_t K = w.dim(2), n = st.sampled();
+  Quantized r;
+  r.smooth.assign(size_t(C), 1.0f);
+  std::vector<float> col;
+  for (int c = 0; c < C; ++c) {
+    float m = std::max(std::fabs(st.lo[size_t(c)]), std::fabs(st.hi[size_t(c)]));
+    if (rule.act_range == "percentile" && n > 0) {
+      col.resize(size_t(n));
+      for (int64_t t = 0; t < n; ++t) col[size_t(t)] = std::fabs(st.rows[size_t(t * C + c)]);
+      const auto at = std::min<int64_t>(n - 1, int64_t(std::ceil(rule.percentile / 100.0 * double(n))) - 1);
+      std::nth_element(col.begin(), col.begin() + std::max<int64_t>(at, 0), col.end());
+      m = col[size_t(std::max<int64_t>(at, 0))];
+    }
+    r.smooth[size_t(c)] = m > 0 && std::isfinite(m) ? m : 1.0f;  // an all-zero channel: any range gives code 128
+  }
+  r.act.scale = {1.0f / 127.0f};
+  r.act.zero_point = {128};
+  r.weight.resize(size_t(w.numel()));
+  r.weight_scale.resize(size_t(C));
+  for (int c = 0; c < C; ++c) {
+    float mx = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = w[c * K + k] * r.smooth[size_t(c)];
+      r.weight[size_t(c * K + k)] = v;
+      mx = std::max(mx, std::fabs(v));
+    }
+    r.weight_scale[size_t(c)] = mx > 0 ? mx / 127.0f : 1.0f;
+  }
+  r.bias.assign(b.data(), b.data() + b.numel());
+  return r;
+}
+
+// The depthwise layer's relative output error on the calibration sample, each tap taken as its own product
+// w_ck x_c (the sampled rows are not consecutive frames): a proxy, like layer_rel_mse for the dense convs.
+double depthwise_rel_mse(const LayerStats& st, const Tensor& w, const Quantized& r) {
+  const int C = st.cin;
+  const int64_t K = w.dim(2), n = std::min<int64_t>(st.sampled(), 256);
+  double num = 0, den = 0;
+  for (int64_t t = 0; t < n; ++t)
+    for (int c = 0; c < C; ++c) {
+      const float x = st.rows[size_t(t * C + c)];
+      const double u = std::clamp(std::nearbyint(double(x) * 127.0 / r.smooth[size_t(c)]), -128.0, 127.0);
+      for (int64_t k = 0; k < K; ++k) {
+        const double wq = std::nearbyint(r.weight[size_t(c * K + k)] / r.weight_scale[size_t(c)]);
+        const double yf = double(w[c * K + k]) * x, yq = wq * r.weight_scale[size_t(c)] * u / 127.0;
+        num += (yf - yq) * (yf - yq);
+        den += yf * yf;
+      }
+    }
+  return den > 0 ? num / den : 0;
+}
+
 // act_range dualclip: the clip multipliers (one per side, 1.0 .. 0.5 in steps of 0.05) searched on the layer's output
 // error over the calibration sample (layer_rel_mse), min-max ranges as a candidate too, so the result is never
 // worse than min-max on that objective.
@@ -612,7 +671,12 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
       if (p.ln_fold && p.transform == "none") throw Error(origin + ": ln_fold needs transform repq or sqb");
       check_one_of(p.weight_range, {"minmax", "mse", "omse"}, "weight_range", origin);
       check_one_of(p.act_range, {"minmax", "percentile", "mse", "dualclip", "token"}, "act_range", origin);
-      check_one_of(p.transform, {"none", "repq", "sqb"}, "transform", origin);
+      check_one_of(p.transform, {"none", "repq", "sqb", "channel"}, "transform", origin);
+      if (p.transform == "channel" &&
+          (p.weight_bits != 8 || p.group_size > 0 || p.weight_only || p.ln_fold || p.hadamard ||
+           (p.act_range != "minmax" && p.act_range != "percentile")))
+        throw Error(origin + ": transform channel (a depthwise conv's per-channel input ranges) takes 8-bit weights "
+                             "and act_range minmax or percentile, nothing else");
       check_one_of(p.repq_shared, {"mean", "median"}, "repq_shared", origin);
       try {
         std::regex re(p.match);
@@ -791,6 +855,23 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
       out.set(name + ".weight", std::move(wo));
     }
     const Tensor& w = out.get(name + ".weight");
+    const bool depthwise = w.ndim() == 3 && w.dim(1) == 1 && w.dim(0) == st.cin && st.cin > 1;
+    if (depthwise != (rule->transform == "channel"))
+      throw Error("quantize: " + name +
+                  (depthwise ? " is a depthwise conv; its rule needs transform: channel (per-channel input ranges)"
+                             : " is not a depthwise conv; transform channel is for depthwise convs only"));
+    if (depthwise) {  // on its own: the dense machinery (transforms, low-bit, mixed bits) does not apply
+      if (st.sampled() == 0) throw Error("quantize: no calibration rows for " + name);
+      const Tensor b = out.has(name + ".bias") ? out.get(name + ".bias") : Tensor({w.dim(0)});
+      const Quantized r = quantize_depthwise(st, w, b, *rule);
+      if (report) report->push_back({name, 8, "channel", 0, depthwise_rel_mse(st, w, r), w.numel()});
+      out.set(name + ".weight", Tensor(w.shape(), r.weight));
+      out.set(name + ".bias", Tensor({w.dim(0)}, r.bias));
+      out.set(name + ".weight_scale", Tensor({w.dim(0)}, r.weight_scale));
+      out.set(name + ".act_quant", Tensor({2}, std::vector<float>{r.act.scale[0], float(r.act.zero_point[0])}));
+      out.set(name + ".act_smooth", Tensor({int64_t(st.cin)}, r.smooth));
+      continue;
+    }
     LayerView v{name, w.shape(), int(w.dim(0)), int(w.dim(1)), w.ndim() == 3 ? int(w.dim(2)) : 1};
     if (v.cin != st.cin) throw Error("quantize: layer " + name + " input width differs from its weight");
     if (st.sampled() == 0) throw Error("quantize: no calibration rows for " + name);

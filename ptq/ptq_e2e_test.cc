@@ -99,6 +99,74 @@ TEST(PtqE2e, RecipeRoundTripsThroughFile) {
   EXPECT_GT(snr_chain, 35.0);                 // the same quantization, rounded in another order
 }
 
+// The ConvNeXt depthwise convs in int8 (rule transform: channel): per-channel symmetric input ranges (each
+// channel's largest |x| seen), stored as act_smooth and loaded bit-exactly; the decode really changes, stays close
+// to the float depthwise version, and the chained path (int8 primitive, then LayerNorm -> codes) equals the
+// unchained one up to rounding order.
+TEST(PtqE2e, DepthwiseConvsInInt8) {
+  const FixtureModel& f = fixture_model();
+  const std::string dir = scratch_dir("ptq_e2e_dw");
+  const std::string dw_recipe = std::string(kE2eRecipe) + "  - match: 'dwconv$'\n    transform: channel\n";
+  const WeightMap base = apply_recipe(*f.model, parse_recipe(kE2eRecipe, "e2e"), f.stats);
+  std::vector<PtqLayerReport> rep;
+  const WeightMap q = apply_recipe(*f.model, parse_recipe(dw_recipe, "e2e-dw"), f.stats, &rep);
+  const int layers = f.model->config().vocos.num_layers;
+  int reported = 0;
+  for (const auto& e : rep) reported += e.transform == "channel";
+  EXPECT_EQ(reported, layers);
+  for (int i = 0; i < layers; ++i) {
+    const std::string n = "backbone.convnext." + std::to_string(i) + ".dwconv";
+    ASSERT_TRUE(q.has(n + ".act_quant")) << n;
+    EXPECT_FALSE(base.has(n + ".act_quant"));
+    const Tensor& a = q.get(n + ".act_quant");
+    EXPECT_FLOAT_EQ(a[0], 1.0f / 127.0f);
+    EXPECT_EQ(a[1], 128.0f);
+    const LayerStats& st = f.stats.at(n);
+    const Tensor& r = q.get(n + ".act_smooth");
+    ASSERT_EQ(r.numel(), st.cin);
+    const Tensor& w0 = f.model->weights().get(n + ".weight");
+    const Tensor& w1 = q.get(n + ".weight");
+    for (int c = 0; c < st.cin; ++c) {
+      EXPECT_FLOAT_EQ(r[c], std::max(std::fabs(st.lo[size_t(c)]), std::fabs(st.hi[size_t(c)])));
+      EXPECT_FLOAT_EQ(w1[c * 7 + 3], w0[c * 7 + 3] * r[c]);  // folded into its own channel's taps
+    }
+  }
+  write_model_file(dir + "/q.wtk", f.model->config(), q);
+  auto disk = Model::load(dir + "/q.wtk");
+  auto mem = Model::from_weights(f.model->config(), q);
+  auto without = Model::from_weights(f.model->config(), base);
+  const Tokens t = f.model->encode(f.audio.data(), int64_t(f.audio.size()), 1);
+  const std::vector<float> yf = f.model->decode(t), ym = mem->decode(t), yd = disk->decode(t), yb = without->decode(t);
+  ASSERT_EQ(ym.size(), yd.size());
+  EXPECT_EQ(0, std::memcmp(ym.data(), yd.data(), ym.size() * sizeof(float))) << "decoded audio differs";
+  EXPECT_NE(ym, yb);
+  set_int8_chaining(false);
+  std::shared_ptr<const Model> unchained;
+  try {
+    unchained = Model::from_weights(f.model->config(), q);
+  } catch (...) {
+    set_int8_chaining(true);
+    throw;
+  }
+  set_int8_chaining(true);
+  const std::vector<float> yu = unchained->decode(t);
+  const double snr_dw = snr_db(yf, ym), snr_base = snr_db(yf, yb), snr_dw_only = snr_db(yb, ym),
+               snr_chain = snr_db(yu, ym);
+  std::printf("decode SNR vs float: int8 depthwise %.2f dB, float depthwise %.2f dB; int8 vs float depthwise "
+              "%.2f dB; chained vs unchained %.2f dB\n",
+              snr_dw, snr_base, snr_dw_only, snr_chain);
+  EXPECT_GT(snr_dw, snr_base - 1.0);  // per-channel ranges: the depthwise convs cost little next to the rest
+  EXPECT_GT(snr_dw_only, 25.0);
+  EXPECT_GT(snr_chain, 35.0);
+  // A depthwise conv needs transform channel, and transform channel fits nothing else.
+  EXPECT_THROW(apply_recipe(*f.model, parse_recipe("rules:\n  - match: 'dwconv$'\n", "r"), f.stats), Error);
+  EXPECT_THROW(
+      apply_recipe(*f.model, parse_recipe("rules:\n  - match: 'pwconv1$'\n    transform: channel\n", "r"), f.stats),
+      Error);
+  EXPECT_THROW(parse_recipe("rules:\n  - match: 'dwconv$'\n    transform: channel\n    weight_bits: 4\n", "r"),
+               Error);
+}
+
 TEST(PtqE2e, RefusesBadValues) {
   const FixtureModel& f = fixture_model();
   EXPECT_THROW(parse_recipe("attention: fp16\nrules:\n  - match: 'a'\n", "r"), Error);

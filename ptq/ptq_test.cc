@@ -52,7 +52,9 @@ TEST(PtqCalibrate, ObservesEveryQuantizableLayer) {
     if (name.rfind("feature_extractor.encodec.encoder.", 0) == 0 && name.size() > 17 &&
         name.compare(name.size() - 17, 17, ".conv.conv.weight") == 0)
       ++encoder_convs;
-  EXPECT_EQ(decoder, 2 * L + 8 + 4 + 1 + 1);  // pointwise, pos_net convs, attention, embed, head
+  EXPECT_EQ(decoder, 3 * L + 8 + 4 + 1 + 1);  // depthwise + pointwise, pos_net convs, attention, embed, head
+  for (int i = 0; i < L; ++i)  // the depthwise conv's input: the residual stream, one range per channel
+    EXPECT_EQ(f.stats.at("backbone.convnext." + std::to_string(i) + ".dwconv").cin, f.model->config().vocos.dim);
   EXPECT_EQ(encoder, encoder_convs + 1);      // every SEANet conv and the LSTM (its layer-0 input)
   EXPECT_EQ(encoder, 19);
   EXPECT_EQ(f.stats.at("feature_extractor.encodec.encoder.model.13.lstm").cin,
@@ -120,10 +122,12 @@ TEST(PtqModel, QuantizedFileDecodesCloseToFloat) {
   const std::string dir = scratch_dir("ptq_model");
   std::vector<PtqLayerReport> rep;
   const WeightMap q = apply_recipe(*f.model, parse_recipe(kAllRecipe, "test"), f.stats, &rep);
-  size_t decoder_layers = 0;  // every decoder layer the recipe covers; the encoder and the softmax stay float
+  // every decoder layer the recipe covers; the encoder, the softmax and the depthwise convs (which need a
+  // `transform: channel` rule of their own) stay float
+  size_t decoder_layers = 0;
   for (const auto& [name, st] : f.stats)
     decoder_layers += name.rfind("feature_extractor.", 0) != 0 && name != "backbone.pos_net.2.softmax" &&
-                      name != "backbone.pos_net.2.attn_v";
+                      name != "backbone.pos_net.2.attn_v" && name.find(".dwconv") == std::string::npos;
   EXPECT_EQ(rep.size(), decoder_layers);
   EXPECT_EQ(rep.size(), size_t(2 * f.model->config().vocos.num_layers + 14));
   write_model_file(dir + "/q.wtk", f.model->config(), q);

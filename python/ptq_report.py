@@ -80,7 +80,8 @@ for r, n in zip(recipes, names):
     # transform (always applied, identity here) cost the same, and the RepQ/SQ-b searches are slow at these dims.
     fast = f"{rel}/{n}.speed.yaml"
     txt = open(r).read()
-    txt = re.sub(r"(?m)^\s*(transform|ln_fold):.*$", "", txt)  # ln_fold needs a transform
+    # ln_fold needs a transform; transform channel (depthwise convs) is cheap and required by its rule
+    txt = re.sub(r"(?m)^\s*(transform:(?!\s*channel)|ln_fold:).*$", "", txt)
     txt = re.sub(r"(?m)^mixed_avg_bits:.*$", "", txt)
     txt = re.sub(r"(?m)act_range:\s*dualclip", "act_range: minmax", txt)  # same kernels; the clip search is slow
     open(fast, "w").write(txt)

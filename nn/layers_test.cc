@@ -2,6 +2,7 @@
 #include "nn/layers.h"
 
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <random>
 
@@ -122,6 +123,31 @@ TEST_P(ConvTest, MatchesDirectConvolution) {
   Tensor y0 = y;
   conv.forward(x.data(), T, y.data(), /*accumulate=*/true);
   EXPECT_LT(max_abs_diff(y.data(), conv_ref(p, x, T, w, b, y0.data(), Act::Elu)), 1e-4);
+}
+
+// One input channel, no fused activation (a mono waveform's first conv): against the float64 definition, with and
+// without accumulate, several strides / dilations / widths; and any split of a long input gives the same bits, as
+// the streaming encoder needs.
+TEST(Conv1d, OneInputChannelMatchesDirectConvolution) {
+  std::mt19937 rng(5);
+  for (const ConvCase p : {ConvCase{1, 16, 7, 1, 1, 1, true}, ConvCase{1, 5, 4, 2, 3, 1, true},
+                           ConvCase{1, 32, 1, 1, 1, 1, true}}) {
+    const int64_t T = 301;
+    Tensor w = randn({p.cout, 1, p.k}, rng, 0.3f), b = randn({p.cout}, rng), x = randn({T, 1}, rng);
+    Conv1d conv(w, b, p.stride, p.dil, 1, true);
+    const int64_t To = conv.out_len(T);
+    Tensor y({To, p.cout});
+    conv.forward(x.data(), T, y.data());
+    EXPECT_LT(max_abs_diff(y.data(), conv_ref(p, x, T, w, b, nullptr, Act::None)), 1e-5) << p.k;
+    Tensor ya = randn({To, p.cout}, rng), y0 = ya;
+    conv.forward(x.data(), T, ya.data(), /*accumulate=*/true);
+    EXPECT_LT(max_abs_diff(ya.data(), conv_ref(p, x, T, w, b, y0.data(), Act::None)), 1e-5) << p.k;
+    const int64_t cut = 77;  // outputs [0, cut) and [cut, To) from two calls
+    Tensor y1({To, p.cout});
+    conv.forward(x.data(), (cut - 1) * p.stride + p.dil * (p.k - 1) + 1, y1.data());
+    conv.forward(x.data() + cut * p.stride, T - cut * p.stride, y1.data() + cut * p.cout);
+    EXPECT_EQ(0, std::memcmp(y.data(), y1.data(), size_t(y.numel()) * sizeof(float))) << p.k;
+  }
 }
 
 // Precision::F64 on a conv that allows it (the encoders' convs): the float64 sum rounded once, so within one

@@ -38,6 +38,19 @@ rules:
   - match: '^head\.out$'
 )";
 
+// The model of q with its int8 layers unchained (each quantizing its float input), chaining back on after.
+std::shared_ptr<const Model> unchained_model(const ModelConfig& cfg, const WeightMap& q) {
+  set_int8_chaining(false);
+  try {
+    auto m = Model::from_weights(cfg, q);
+    set_int8_chaining(true);
+    return m;
+  } catch (...) {
+    set_int8_chaining(true);
+    throw;
+  }
+}
+
 TEST(PtqE2e, RecipeRoundTripsThroughFile) {
   const FixtureModel& f = fixture_model();
   const std::string dir = scratch_dir("ptq_e2e");
@@ -78,16 +91,7 @@ TEST(PtqE2e, RecipeRoundTripsThroughFile) {
   const std::vector<float> yn = Model::from_weights(f.model->config(), no_attn)->decode(t);
   EXPECT_NE(yn, ym);
   // The chained ConvNeXt path (u8 codes between LayerNorm, pwconv1, pwconv2) against the unchained one.
-  set_int8_chaining(false);
-  std::shared_ptr<const Model> unchained;
-  try {
-    unchained = Model::from_weights(f.model->config(), q);
-  } catch (...) {
-    set_int8_chaining(true);
-    throw;
-  }
-  set_int8_chaining(true);
-  const std::vector<float> yu = unchained->decode(t);
+  const std::vector<float> yu = unchained_model(f.model->config(), q)->decode(t);
   const double snr_attn = snr_db(yf, ym), snr_float_attn = snr_db(yf, yn), snr_chain = snr_db(yu, ym);
   const double snr_attn_only = snr_db(yn, ym);
   std::printf(
@@ -140,16 +144,7 @@ TEST(PtqE2e, DepthwiseConvsInInt8) {
   ASSERT_EQ(ym.size(), yd.size());
   EXPECT_EQ(0, std::memcmp(ym.data(), yd.data(), ym.size() * sizeof(float))) << "decoded audio differs";
   EXPECT_NE(ym, yb);
-  set_int8_chaining(false);
-  std::shared_ptr<const Model> unchained;
-  try {
-    unchained = Model::from_weights(f.model->config(), q);
-  } catch (...) {
-    set_int8_chaining(true);
-    throw;
-  }
-  set_int8_chaining(true);
-  const std::vector<float> yu = unchained->decode(t);
+  const std::vector<float> yu = unchained_model(f.model->config(), q)->decode(t);
   const double snr_dw = snr_db(yf, ym), snr_base = snr_db(yf, yb), snr_dw_only = snr_db(yb, ym),
                snr_chain = snr_db(yu, ym);
   std::printf("decode SNR vs float: int8 depthwise %.2f dB, float depthwise %.2f dB; int8 vs float depthwise "

@@ -77,19 +77,17 @@ TEST(DualClip, LowersErrorOnOutliers) {
 }
 
 // A per-tensor input (no transform) with a few isolated spikes on the upper side: min-max stretches the one grid
-// over them, clipping the upper side alone keeps the grid fine for everything else.
+// over them, clipping the upper side alone keeps the grid fine for everything else. The spikes are rare: the
+// ranges (every frame) saw them, the row sample the errors are measured on did not.
 TEST(DualClip, PerTensorSpikes) {
   const std::string layer = "backbone.convnext.1.pwconv2";
   CalibStats st = setup().stats;
   LayerStats& ls = st.at(layer);
   float hi = 0;
   for (int c = 0; c < ls.cin; ++c) hi = std::max(hi, ls.hi[c]);
-  for (int k = 0; k < 3; ++k) {
-    const int64_t t = 100 + 37 * k;
+  for (int k = 0; k < 3; ++k) {  // (this test wrote the spikes into rows 100 + 37 k of a 75-row sample before)
     const int c = 7 + 50 * k;
-    float& x = ls.rows[size_t(t * ls.cin + c)];
-    x = 30.0f * hi;
-    ls.hi[c] = std::max(ls.hi[c], x);
+    ls.hi[c] = std::max(ls.hi[c], 30.0f * hi);
   }
   const std::string r = "rules:\n  - match: 'convnext\\.1\\.pwconv2$'\n    act_range: ";
   const double mm = layer_error(st, r + "minmax\n", layer), dc = layer_error(st, r + "dualclip\n", layer);

@@ -102,15 +102,13 @@ VocosBackbone::VocosBackbone(const WeightMap& w, const std::string& prefix, cons
         int8_chaining()) {
       b.pw1.chain_to(b.pw2);
       b.chain = true;
-      if (b.dwconv.is_int8()) {  // the int8 primitive, then LayerNorm -> codes (see forward)
-        blocks_.push_back(std::move(b));
-        continue;
+      if (!b.dwconv.is_int8()) {  // the fused float front (an int8 dwconv runs its primitive, see forward)
+        const Tensor& dw = b.dwconv.weight();  // [D, 1, 7]
+        b.dw_kc = Tensor({7, D});
+        for (int k = 0; k < 7; ++k)
+          for (int d = 0; d < D; ++d) b.dw_kc[int64_t(k) * D + d] = dw[int64_t(d) * 7 + k];
+        b.dw_b = Tensor::share_or_copy(b.dwconv.bias());
       }
-      const Tensor& dw = b.dwconv.weight();  // [D, 1, 7]
-      b.dw_kc = Tensor({7, D});
-      for (int k = 0; k < 7; ++k)
-        for (int d = 0; d < D; ++d) b.dw_kc[int64_t(k) * D + d] = dw[int64_t(d) * 7 + k];
-      b.dw_b = Tensor::share_or_copy(b.dwconv.bias());
     }
     blocks_.push_back(std::move(b));
   }

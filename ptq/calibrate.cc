@@ -704,9 +704,10 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
                      int64_t max_rows) {
   CalibStats stats;
   std::mt19937_64 rng(12345);
-  // Transposed convs draw their reservoir from their own generator, so observing them leaves every other
-  // layer's sample (and so its calibration) exactly what it was before they were calibrated.
-  std::mt19937_64 rng_tr(54321);
+  // Transposed convs and the ConvNeXt depthwise convs draw their reservoirs from their own generators, so
+  // observing them leaves every other layer's sample (and so its calibration) exactly what it was before they were
+  // calibrated.
+  std::mt19937_64 rng_tr(54321), rng_dw(98765);
   ActObserver obs = [&](const std::string& name, const float* x, int64_t rows, int cols, bool channels_last) {
     if (!channels_last) return;  // only the decoder's channels-last layers are calibrated
     int64_t cap = max_rows;
@@ -715,7 +716,8 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
       cols = 1;
       cap = std::max<int64_t>(max_rows * 32, kSoftmaxSamples);
     }
-    std::mt19937_64& gen = is_transposed_conv_layer(name) ? rng_tr : rng;
+    const bool dw = name.size() > 7 && name.compare(name.size() - 7, 7, ".dwconv") == 0;
+    std::mt19937_64& gen = is_transposed_conv_layer(name) ? rng_tr : dw ? rng_dw : rng;
     LayerStats& s = stats[name];
     if (s.cin == 0) {
       s.cin = cols;

@@ -24,6 +24,13 @@ inline uint16_t float_to_bf16(float x) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+inline float bf16_to_float(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
 // The s8 weight codes an int8 layer uses: clamp(rint(w / scale[o]), -127, 127), w = [Cout, ...] row-major. The
 // model file stores exactly these; loading them back as codes * scale reproduces the same codes.
 std::vector<int8_t> int8_weight_codes(const float* w, int64_t numel, const std::vector<float>& scale);

@@ -125,6 +125,7 @@ uint32_t required_model_features(const WeightMap& weights) {
     if (ends_with(name, ".lora_a") || ends_with(name, ".lora_b")) f |= kModelFeatureLowRank;
     if (ends_with(name, ".attn_int8")) f |= kModelFeatureInt8Attention;
     if (ends_with(name, ".act_dynamic")) f |= kModelFeatureTokenAct;
+    if (ends_with(name, std::string("encoder.") + kEncoderConvBf16)) f |= kModelFeatureBf16Encoder;
   }
   return f;
 }

@@ -47,8 +47,14 @@ constexpr uint32_t kModelFeatureLowRank = 1u << 4;
 // Per-token (dynamic) activation ranges of an int8 Conv1d, NAME.act_dynamic [1] = 1 beside NAME.act_quant (docs/PTQ.md
 // "Per-token activations", models/quantized.h): a reader without it would run the layer on the placeholder range.
 constexpr uint32_t kModelFeatureTokenAct = 1u << 5;
+// The SEANet encoder's dense convs in bf16: ENCODER_PREFIX + kEncoderConvBf16 = [1] (a recipe's `encoder_convs: bf16`,
+// docs/PTQ.md "bf16 encoder convolutions"). A reader without it would run them in float32, on other tokens than the
+// file was measured with.
+constexpr uint32_t kModelFeatureBf16Encoder = 1u << 6;
+constexpr const char* kEncoderConvBf16 = "conv_bf16";
 constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant | kModelFeatureLowBit |
-                                         kModelFeatureInt8Attention | kModelFeatureLowRank | kModelFeatureTokenAct;
+                                         kModelFeatureInt8Attention | kModelFeatureLowRank | kModelFeatureTokenAct |
+                                         kModelFeatureBf16Encoder;
 
 // The features a file holding these weights requires (0 for a float model).
 uint32_t required_model_features(const WeightMap& weights);

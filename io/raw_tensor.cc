@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/util.h"
 
 namespace wavtok {
 
@@ -85,8 +86,6 @@ float half_to_float(uint16_t h) {
   }
   return std::bit_cast<float>(bits);
 }
-
-float bf16_to_float(uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); }
 
 template <typename T>
 T load(const uint8_t* p) {

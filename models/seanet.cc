@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "io/model_file.h"
 #include "models/quantized.h"
 
 namespace wavtok {
@@ -206,12 +207,26 @@ SeanetEncoder::SeanetEncoder(const WeightMap& w, const std::string& prefix, cons
   idx++;  // ELU
   last_ = SConv1d(w, name(idx++) + ".conv.conv", mult * c.n_filters, c.dimension, c.last_kernel_size, 1, 1, c.causal,
                   reflect);
-  // bf16 here would move latents enough to change tokens; the encoder always computes in float32.
+  // bf16 here would move latents enough to change tokens: the encoder computes in float32 at every process
+  // precision, unless its model file asks for bf16 convs (a recipe measured with them, docs/PTQ.md).
+  const std::string flag = prefix + kEncoderConvBf16;
+  if (w.has(flag)) {
+    if (w.get(flag, {1})[0] != 1.0f) throw Error(w.origin() + ": " + flag + " must be [1]");
+    bf16_convs_ = true;
+  }
   first_.keep_f32();
   last_.keep_f32();
   for (auto& st : stages_) {
     st.down.keep_f32();
     for (auto& rb : st.res) rb.keep_f32();
+  }
+  if (bf16_convs_) {
+    first_.force_bf16();
+    last_.force_bf16();
+    for (auto& st : stages_) {
+      st.down.force_bf16();
+      for (auto& rb : st.res) rb.force_bf16();
+    }
   }
   // Precision::F64 accumulates every encoder conv in float64 (the LSTM and the decoders stay float32).
   first_.allow_f64();

@@ -33,6 +33,7 @@ class SConv1d {
   void forward_act(Act act, const Tensor& x, Tensor& y, Tensor& scratch, bool accumulate = false) const;
   const Conv1d& conv() const { return conv_; }
   void keep_f32() { conv_.allow_bf16(false); }
+  void force_bf16() { conv_.force_bf16(true); }
   void allow_f64() { conv_.allow_f64(true); }
   int64_t padding_total() const { return int64_t(conv_.dilation()) * (conv_.kernel() - 1) + 1 - conv_.stride(); }
   int64_t extra_padding(int64_t tin) const;
@@ -68,6 +69,11 @@ class SeanetResBlock {
     conv2_.keep_f32();
     shortcut_.keep_f32();
   }
+  void force_bf16() {
+    conv1_.force_bf16();
+    conv2_.force_bf16();
+    shortcut_.force_bf16();
+  }
   void allow_f64() {
     conv1_.allow_f64();
     conv2_.allow_f64();
@@ -102,6 +108,8 @@ class SeanetEncoder {
   Tensor forward(const float* audio, int64_t T) const;
   int64_t frames(int64_t T) const;
   bool causal() const { return cfg_.causal; }
+  // The model file asks for bf16 convs (PREFIX + kEncoderConvBf16); they run bf16 where the CPU has it.
+  bool bf16_convs() const { return bf16_convs_; }
 
  private:
   friend class SeanetEncoderStream;
@@ -114,6 +122,7 @@ class SeanetEncoder {
   std::vector<Stage> stages_;
   SLstm lstm_;
   bool has_lstm_ = false;
+  bool bf16_convs_ = false;
 };
 
 class SeanetDecoder {

@@ -42,9 +42,8 @@ Conv1d::Entry Conv1d::make(int64_t tin, bool accumulate) const {
   const int64_t tout = out_len(tin);
   if (tout < 1) throw Error("Conv1d: input of " + std::to_string(tin) + " samples is shorter than the kernel");
   const dtag act_tag = channels_last_ ? dtag::nwc : dtag::ncw;
-  // bf16 only where it pays: dense convs with enough input channels (the depthwise and 1-channel ones are
-  // memory bound).
-  const bool bf16 = bf16_ok_ && get_precision() == Precision::BF16 && groups_ == 1 && cin_ >= 16;
+  const bool bf16 = bf16_pays() && ((bf16_ok_ && get_precision() == Precision::BF16) ||
+                                     (bf16_forced_ && bf16_supported()));
   const ddt cdt = bf16 ? ddt::bf16 : ddt::f32;
   memory::desc src_md({1, cin_, tin}, cdt, act_tag);
   memory::desc dst_md({1, cout_, tout}, ddt::f32, act_tag);

@@ -88,6 +88,12 @@ class Conv1d {
   int64_t macs_per_output() const { return int64_t(cin_ / groups_) * kernel_ * cout_; }
   // Layers whose error would change tokens (the encoder) stay float32 in bf16 mode.
   void allow_bf16(bool on) { bf16_ok_ = on; }
+  // bf16 whatever the process precision (a model file that asks for it: the encoder convs of a recipe with
+  // `encoder_convs: bf16`, docs/PTQ.md), on CPUs with native bf16; float32 elsewhere. Only where bf16 pays.
+  void force_bf16(bool on) { bf16_forced_ = on; }
+  // Dense convs with >= 16 input channels; the depthwise and few-channel ones are memory bound and stay float32.
+  bool bf16_pays() const { return bf16_pays(cin_, groups_); }
+  static bool bf16_pays(int cin, int groups) { return groups == 1 && cin >= 16; }
   // Name reported to the activation observer (the weight prefix, e.g. "backbone.embed").
   void set_name(std::string name) { name_ = std::move(name); }
   const std::string& name() const { return name_; }
@@ -159,6 +165,7 @@ class Conv1d {
   int cin_ = 0, cout_ = 0, kernel_ = 0, stride_ = 1, dilation_ = 1, groups_ = 1;
   bool channels_last_ = false;
   bool bf16_ok_ = true;
+  bool bf16_forced_ = false;
   Act post_ = Act::None;
   ShapeCache<Entry> cache_;
   WeightCache wcache_;  // the weights in each layout the cached primitives use

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "core/settings.h"
+#include "core/util.h"
 #include "tests/testing/layer_testing.h"
 
 namespace wavtok {
@@ -191,6 +192,49 @@ TEST(Conv1d, F64AccumulatesInDouble) {
   EXPECT_EQ(max_abs_diff(y64_off.data(), std::vector<double>(y32.data(), y32.data() + y32.numel())), 0.0)
       << "under F32 an F64-allowed conv runs the oneDNN path";
   std::printf("mean error in float32 steps: f64 %.3f, oneDNN f32 %.3f\n", mean64, mean32);
+}
+
+// force_bf16 (a model file's bf16 encoder convs): on a CPU with native bf16 the conv runs on bf16-rounded inputs
+// and weights with float32 sums, whatever the process precision, so it equals the exact convolution of the
+// rounded operands to float32 accumulation error and differs from the float32 conv; without bf16 it is the float32
+// conv bit for bit. A conv with < 16 inputs (memory bound) stays float32 either way.
+TEST(Conv1d, ForcedBf16RoundsOperandsOnly) {
+  std::mt19937 rng(9);
+  const ConvCase p{64, 48, 5, 2, 1, 1, true};
+  const int64_t T = 260;
+  Tensor w = randn({p.cout, p.cin, p.k}, rng, 0.1f), b = randn({p.cout}, rng), x = randn({T, p.cin}, rng);
+  auto rounded = [](Tensor t) {
+    for (int64_t i = 0; i < t.numel(); ++i) t[i] = bf16_to_float(float_to_bf16(t[i]));
+    return t;
+  };
+  Conv1d cb(w, b, p.stride, p.dil, 1, true, Act::Elu), cf(w, b, p.stride, p.dil, 1, true, Act::Elu);
+  cb.force_bf16(true);
+  const int64_t To = cb.out_len(T);
+  Tensor yb({To, p.cout}), yf({To, p.cout});
+  cb.forward(x.data(), T, yb.data());
+  cf.forward(x.data(), T, yf.data());
+  const std::vector<double> ref_rounded = conv_ref(p, rounded(x), T, rounded(w), b, nullptr, Act::Elu);
+  const std::vector<double> ref = conv_ref(p, x, T, w, b, nullptr, Act::Elu);
+  const double err_rounded = max_abs_diff(yb.data(), ref_rounded), err_exact = max_abs_diff(yb.data(), ref);
+  if (bf16_supported()) {
+    EXPECT_LT(err_rounded, 2e-5) << "bf16 operands, float32 sums";
+    EXPECT_GT(err_exact, 1e-3) << "the operands were not rounded to bf16";
+    EXPECT_GT(err_exact, 20 * err_rounded);
+  } else {
+    EXPECT_EQ(0, std::memcmp(yb.data(), yf.data(), size_t(yb.numel()) * sizeof(float))) << "float32 fallback";
+  }
+  std::printf("forced bf16 (%s): max error %.2e vs the rounded operands, %.2e vs the exact conv\n",
+              bf16_supported() ? "native" : "not on this CPU: float32", err_rounded, err_exact);
+  // Few inputs: float32 whatever is asked (the first SEANet conv has one input channel).
+  const ConvCase q{8, 16, 3, 1, 1, 1, true};
+  Tensor w8 = randn({q.cout, q.cin, q.k}, rng, 0.3f), b8 = randn({q.cout}, rng), x8 = randn({T, q.cin}, rng);
+  Conv1d c8(w8, b8, 1, 1, 1, true), c8f(w8, b8, 1, 1, 1, true);
+  c8.force_bf16(true);
+  EXPECT_FALSE(c8.bf16_pays());
+  Tensor y8({c8.out_len(T), q.cout}), y8f({c8.out_len(T), q.cout});
+  c8.forward(x8.data(), T, y8.data());
+  c8f.forward(x8.data(), T, y8f.data());
+  EXPECT_EQ(0, std::memcmp(y8.data(), y8f.data(), size_t(y8.numel()) * sizeof(float)));
 }
 
 // Long channels-last inputs run in whole tiles, the last one overlapping the one before, so a new input length

@@ -11,6 +11,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "core/error.h"
+#include "core/util.h"
+#include "io/model_file.h"
 #include "models/models.h"
 #include "models/quantized.h"
 #include "nn/layers.h"
@@ -606,6 +608,26 @@ void fold_into_norms(WeightMap& out, const std::map<std::string, InputTransform>
   }
 }
 
+// `encoder_convs: bf16`: the flag the encoder reads, and the weights of the convs that will run in bf16 rounded to
+// bf16 in the file (the conversion at load is then exact, and a CPU without bf16 runs the same weights in float32).
+void bf16_encoder_convs(WeightMap& out, bool wavtokenizer) {
+  const std::string prefix = wavtokenizer ? "feature_extractor.encodec.encoder." : "encoder.";
+  int64_t n = 0;
+  std::vector<std::string> names;
+  for (const auto& [name, t] : out.all())
+    if (name.rfind(prefix, 0) == 0 && name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 &&
+        t.ndim() == 3 && Conv1d::bf16_pays(int(t.dim(1)), 1) && !out.has(name.substr(0, name.size() - 7) + ".act_quant"))
+      names.push_back(name);
+  for (const auto& name : names) {
+    Tensor w = out.get(name);
+    for (int64_t i = 0; i < w.numel(); ++i) w[i] = bf16_to_float(float_to_bf16(w[i]));
+    out.set(name, std::move(w));
+    ++n;
+  }
+  if (n == 0) throw Error("quantize: encoder_convs: bf16, but the model has no float encoder convolution with >= 16 inputs");
+  out.set(prefix + kEncoderConvBf16, Tensor({1}, std::vector<float>{1.0f}));
+}
+
 }  // namespace
 
 PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
@@ -631,6 +653,8 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
     check_one_of(r.vq_search, {"f32", "int8"}, "vq_search", origin);
     r.attention = opt<std::string>(y, "attention", "float");
     check_one_of(r.attention, {"float", "int8"}, "attention", origin);
+    r.encoder_convs = opt<std::string>(y, "encoder_convs", "f32");
+    check_one_of(r.encoder_convs, {"f32", "bf16"}, "encoder_convs", origin);
     if (r.attention == "int8" && r.softmax != "none")
       throw Error(origin + ": attention: int8 quantizes the probabilities itself; it excludes a softmax quantizer");
     if (!y["rules"] || !y["rules"].IsSequence()) throw Error(origin + ": recipe needs a 'rules' list");
@@ -950,6 +974,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   }
   fold_into_norms(out, folds, model.config().arch == Arch::WavTokenizer);
   if (recipe.vq_search == "int8") out.set(kVqSearchTensor, Tensor({1}, std::vector<float>{2.0f}));
+  if (recipe.encoder_convs == "bf16") bf16_encoder_convs(out, model.config().arch == Arch::WavTokenizer);
   if (recipe.attention == "int8")
     for (const auto& [name, st] : stats) {
       if (!is_attn_v_stat(name)) continue;

@@ -58,6 +58,8 @@ struct PtqRecipe {
   int softmax_bits = 8;             // 2..8
   std::string vq_search = "f32";    // f32 | int8: the codebook search the model asks for (exact: same tokens)
   std::string attention = "float";  // float | int8: Q K^T and P V in int8 (AttentionCore::set_int8, nn/layers.h)
+  // f32 | bf16: the SEANet encoder's dense convs (not int8 by a rule) in bf16, weights rounded to bf16 in the file
+  std::string encoder_convs = "f32";
 };
 
 PtqRecipe parse_recipe(const std::string& yaml_text, const std::string& origin);

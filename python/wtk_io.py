@@ -26,8 +26,9 @@ MAGIC = b"WAVTOKMF"
 # Feature bits of a version 2 header (io/model_file.h).
 FEATURE_INT8, FEATURE_SOFTMAX, FEATURE_LOWBIT, FEATURE_INT8_ATTENTION, FEATURE_LOWRANK = 1, 2, 4, 8, 16
 FEATURE_TOKEN_ACT = 32  # NAME.act_dynamic: per-token activation ranges of an int8 Conv1d (io/model_file.h)
+FEATURE_BF16_ENCODER = 64  # ENCODER.conv_bf16: the SEANet encoder's dense convs in bf16 (io/model_file.h)
 KNOWN_FEATURES = (FEATURE_INT8 | FEATURE_SOFTMAX | FEATURE_LOWBIT | FEATURE_INT8_ATTENTION | FEATURE_LOWRANK |
-                  FEATURE_TOKEN_ACT)
+                  FEATURE_TOKEN_ACT | FEATURE_BF16_ENCODER)
 # dtypes: f32, s8 codes (int8 layers), u8 (a low-bit weight's group table W_groups), packed low-bit codes
 DT_F32, DT_S8, DT_U8, DT_PACKED = 0, 1, 2, 3
 ALIGN = 64
@@ -362,6 +363,8 @@ class WtkFile:
                 feats |= FEATURE_INT8_ATTENTION
             if n.endswith(".act_dynamic"):
                 feats |= FEATURE_TOKEN_ACT
+            if n.endswith("encoder.conv_bf16"):
+                feats |= FEATURE_BF16_ENCODER
             if lowbit_weight_of(n):
                 feats |= FEATURE_LOWBIT
         version = 2 if feats else 1
@@ -473,6 +476,8 @@ def load_wtk_as_reference(path):
     own = model.state_dict()
     sd = {}
     for name, w in tensors.items():
+        if name.endswith("encoder.conv_bf16"):  # a run-time flag (bf16 encoder convs), no tensor of the reference
+            continue
         base = name[:-len(".weight")] if name.endswith(".weight") else None
         t = torch.from_numpy(w)
         if base is not None and base + ".weight_g" in own:

@@ -67,7 +67,12 @@ std::shared_ptr<const Model> load_model(const Common& c) {
                 : c.precision == "f64"            ? Precision::F64
                                                   : Precision::F32);
   set_vq_precision(vq == VqPrecision::BF16 && !bf16_supported() ? VqPrecision::F32 : vq);
-  return load_model_only(c);
+  auto m = load_model_only(c);
+  if (m->encoder_bf16_convs() && !bf16_supported())
+    std::fprintf(stderr,
+                 "wavtok: warning: the model asks for bf16 encoder convolutions; this CPU has neither AVX512-BF16 "
+                 "nor AMX, so they run in float32 (tokens may differ slightly from the file's measured ones)\n");
+  return m;
 }
 
 std::shared_ptr<const Model> load_model_only(const Common& c) {

@@ -6,6 +6,7 @@
 #include "apps/commands.h"
 #include "codec/streaming.h"
 #include "core/error.h"
+#include "core/settings.h"
 #include "io/model_file.h"
 #include "models/model.h"
 
@@ -97,7 +98,10 @@ void register_model_commands(CLI::App& app, Common& c, std::vector<Command>& out
            std::printf("bitrate:      %.3f kbps per codebook\n", m.kbps(1));
            std::printf("encoder:      n_filters %d, dimension %d, ratios", m.encoder.n_filters, m.encoder.dimension);
            for (int r : m.encoder.ratios) std::printf(" %d", r);
-           std::printf(", %s\n", m.encoder.causal ? "causal" : "non-causal");
+           std::printf(", %s%s\n", m.encoder.causal ? "causal" : "non-causal",
+                       !model->encoder_bf16_convs() ? ""
+                       : bf16_supported()                     ? "; bf16 convolutions"
+                                                              : "; bf16 convolutions asked, float32 on this CPU");
            if (m.arch == Arch::WavTokenizer) {
              std::printf("backbone:     dim %d, intermediate %d, %d layers; head n_fft %d hop %d\n", m.vocos.dim,
                          m.vocos.intermediate_dim, m.vocos.num_layers, m.vocos.n_fft, m.vocos.hop);

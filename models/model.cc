@@ -258,6 +258,7 @@ Model::Model() : g_(std::make_unique<Graph>()) {}
 Model::~Model() = default;
 const ResidualVQ& Model::quantizer() const { return g_->vq; }
 const SeanetEncoder& Model::seanet_encoder() const { return g_->encoder; }
+bool Model::encoder_bf16_convs() const { return g_->encoder.bf16_convs(); }
 const VocosBackbone& Model::backbone() const { return g_->backbone; }
 const IstftHead& Model::head() const { return g_->head; }
 const SeanetDecoder& Model::seanet_decoder() const { return g_->decoder; }

@@ -77,6 +77,8 @@ class Model {
   const VocosBackbone& backbone() const;
   const IstftHead& head() const;
   // The SEANet layers, for layer-wise streaming (codec/streaming.h); the decoder exists for EnCodec-format models.
+  // The file asks for bf16 encoder convolutions (a recipe's `encoder_convs: bf16`; float32 on CPUs without bf16).
+  bool encoder_bf16_convs() const;
   const SeanetEncoder& seanet_encoder() const;
   const SeanetDecoder& seanet_decoder() const;
 

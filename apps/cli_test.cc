@@ -402,6 +402,35 @@ TEST_F(CliTest, Bf16FallsBackToFloat32) {
   expect_only({"f.wav", "b.wav"});
 }
 
+// A file with bf16 encoder convs (recipe key encoder_convs: bf16): `info` says so; on a CPU without native bf16
+// (simulated as above) it still encodes, in float32, with a warning even under -q.
+TEST_F(CliTest, Bf16EncoderConvsFile) {
+  fs::create_directories(path("calib"));
+  fs::copy_file(kWav, path("calib/a.wav"));
+  write_bytes(path("r.yaml"), "encoder_convs: bf16\nrules:\n  - match: '^head\\.out$'\n");
+  auto r = run({"quantize", kCkpt, "--calib", path("calib"), "--recipe", path("r.yaml"), "-o", path("q.wtk"), "-q"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run({"info", "-m", path("q.wtk")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find(bf16_supported() ? "; bf16 convolutions\n" : "bf16 convolutions asked, float32 on this CPU"),
+            std::string::npos)
+      << r.err;
+  const std::string no_bf16 = "ONEDNN_MAX_CPU_ISA=AVX2 ";
+  ASSERT_EQ(shell(no_bf16 + kBin + " encode " + kWav + " -m " + path("q.wtk") + " -q --format txt -o " +
+                  path("t.txt") + " 2> " + path("err.txt")),
+            0);
+  EXPECT_NE(slurp(path("err.txt")).find("warning: the model asks for bf16 encoder convolutions"), std::string::npos)
+      << slurp(path("err.txt"));
+  ASSERT_EQ(shell(kBin + " encode " + kWav + " -m " + path("q.wtk") + " -q --format txt -o " + path("n.txt") +
+                  " 2> " + path("err2.txt")),
+            0);
+  // Natively: no warning, and bf16 ran (other tokens than float32 are likely but not certain on a short clip).
+  EXPECT_EQ(slurp(path("err2.txt")).find("warning") == std::string::npos, bf16_supported()) << slurp(path("err2.txt"));
+  if (!bf16_supported()) {
+    EXPECT_EQ(slurp(path("t.txt")), slurp(path("n.txt")));  // float32 both times
+  }
+}
+
 // The shipped encoder recipe on an EnCodec checkpoint: every SEANet conv in int8, a version 2 file that round-trips.
 TEST_F(CliTest, QuantizeEncodecWithEncoderRecipe) {
   const std::string ckpt = fixture("encodec-24k/model.th");

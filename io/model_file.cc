@@ -347,6 +347,9 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
     if (ends_with(name, ".act_dynamic") && !(features & kModelFeatureTokenAct))
       throw Error(path + ": tensor '" + name + "' marks per-token activations, but the file does not declare the " +
                   "per-token feature (bit 5); refusing to run the layer without it");
+    if (ends_with(name, std::string("encoder.") + kEncoderConvBf16) && !(features & kModelFeatureBf16Encoder))
+      throw Error(path + ": tensor '" + name + "' asks for bf16 encoder convolutions, but the file does not declare " +
+                  "the bf16-encoder feature (bit 6); refusing to run it without");
     if (weights.has(name)) throw Error(path + ": tensor '" + name + "' appears twice");
     weights.set(name, std::move(t));
   }

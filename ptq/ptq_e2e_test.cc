@@ -200,6 +200,19 @@ TEST(PtqE2e, Bf16EncoderConvs) {
   write_model_file(dir + "/q.wtk", f.model->config(), q);
   EXPECT_EQ(u32_at(read_file_bytes(dir + "/q.wtk"), 12),
             kModelFeatureInt8 | kModelFeatureInt8Attention | kModelFeatureBf16Encoder);
+  {  // the flag in a file whose header does not declare it
+    std::string b = read_file_bytes(dir + "/q.wtk");
+    const uint32_t no_bf16 = kModelFeatureInt8 | kModelFeatureInt8Attention;
+    std::memcpy(b.data() + 12, &no_bf16, 4);
+    write_file_bytes(dir + "/nobit.wtk", b);
+    try {
+      Model::load(dir + "/nobit.wtk");
+      ADD_FAILURE() << "nobit.wtk was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("does not declare the bf16-encoder feature"), std::string::npos)
+          << e.what();
+    }
+  }
   auto disk = Model::load(dir + "/q.wtk");
   auto mem = Model::from_weights(f.model->config(), q);
   EXPECT_TRUE(disk->seanet_encoder().bf16_convs());

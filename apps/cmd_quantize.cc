@@ -53,7 +53,12 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
   sub->add_option("model", common.model, "float model (.wtk or checkpoint; default: the shipped model)");
   sub->add_option("--config", common.config, "config.yaml for a checkpoint");
   sub->add_option("--calib", o->calib, "folder of calibration audio (.wav/.flac/.ogg)")->required();
-  sub->add_option("--recipe", o->recipe, "quantization recipe YAML (configs/quant/*.yaml)")->required();
+  std::string built_in;
+  for (const auto& r : builtin_recipes()) built_in += (built_in.empty() ? "" : ", ") + std::string(r.name);
+  sub->add_option("--recipe", o->recipe,
+                  "quantization recipe: a YAML file, or the name of a built-in one (the files of configs/quant/: " +
+                      built_in + ")")
+      ->required();
   sub->add_option("-o,--output", o->output, "quantized model file (.wtk)")->required();
   sub->add_option("--max-clips", o->max_clips, "calibration clips used, in name order (default 16)")
       ->check(CLI::Range(1, 100000));

@@ -718,7 +718,17 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
 
 PtqRecipe load_recipe(const std::string& path) {
   std::ifstream f(path);
-  if (!f) throw Error(path + ": cannot open recipe");
+  if (!f) {
+    const bool yaml = path.size() > 5 && path.compare(path.size() - 5, 5, ".yaml") == 0;
+    const std::string name = yaml ? path.substr(0, path.size() - 5) : path;
+    std::string names;
+    for (const auto& r : builtin_recipes()) {
+      if (name == r.name) return parse_recipe(r.text, "built-in recipe " + name);
+      names += (names.empty() ? "" : ", ") + std::string(r.name);
+    }
+    throw Error(path + ": cannot open recipe (no such file, and no built-in recipe of that name; built in: " +
+                names + ")");
+  }
   std::stringstream ss;
   ss << f.rdbuf();
   return parse_recipe(ss.str(), path);

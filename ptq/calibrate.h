@@ -63,7 +63,15 @@ struct PtqRecipe {
 };
 
 PtqRecipe parse_recipe(const std::string& yaml_text, const std::string& origin);
+// A recipe file, or, where no file of that name exists, a built-in recipe by name (with or without ".yaml").
 PtqRecipe load_recipe(const std::string& path);
+
+// The recipes of configs/quant/*.yaml, built into the library (name = file stem, text = file contents).
+struct BuiltinRecipe {
+  const char* name;
+  const char* text;
+};
+const std::vector<BuiltinRecipe>& builtin_recipes();
 
 struct LayerStats {
   int cin = 0;

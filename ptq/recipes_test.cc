@@ -1,8 +1,12 @@
 // Every recipe shipped in configs/quant/ parses, and the issue-23 recipes say what their names promise.
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "ptq/calibrate.h"
 #include "tests/testing/test_util.h"
 
@@ -35,6 +39,36 @@ TEST(PtqRecipes, EveryShippedRecipeParses) {
     EXPECT_EQ(r->rules[0].weight_bits, 4);
     EXPECT_EQ(r->rules[1].weight_bits, 4);
   }
+}
+
+// The built-in recipes are the files of configs/quant/, byte for byte, and load by name where no such file exists.
+TEST(PtqRecipes, BuiltInRecipesAreTheShippedFiles) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(source_dir() + "/configs/quant")) {
+    if (e.path().extension() != ".yaml") continue;
+    std::ifstream f(e.path());
+    files[e.path().stem().string()] = std::string(std::istreambuf_iterator<char>(f), {});
+  }
+  std::map<std::string, std::string> built;
+  for (const auto& r : builtin_recipes()) built[r.name] = r.text;
+  EXPECT_EQ(built, files);
+  const std::string cwd = std::filesystem::current_path().string();
+  std::filesystem::current_path(scratch_dir("recipes_by_name"));  // no configs/ here: names resolve to built-ins
+  const PtqRecipe r = load_recipe("int8-e2e-bf16"), y = load_recipe("int8-e2e-bf16.yaml");
+  EXPECT_EQ(r.name, "int8-e2e-bf16");
+  EXPECT_EQ(r.encoder_convs, "bf16");
+  EXPECT_EQ(y.rules.size(), r.rules.size());
+  try {
+    load_recipe("int9-e2e");
+    ADD_FAILURE() << "an unknown recipe name was accepted";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("int9-e2e: cannot open recipe"), std::string::npos) << m;
+    EXPECT_NE(m.find("built in: "), std::string::npos) << m;
+    EXPECT_NE(m.find("w4-slim"), std::string::npos) << m;
+  }
+  EXPECT_THROW(load_recipe("sub/int8-e2e"), Error);  // a path is never a name
+  std::filesystem::current_path(cwd);
 }
 
 }  // namespace

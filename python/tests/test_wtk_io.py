@@ -24,7 +24,8 @@ FIX = os.path.join(ROOT, "..", "shared", "fixtures", "wavtokenizer-75")
 CLI = os.environ.get("WAVTOK_CLI", os.path.join(ROOT, "build", "wavtok"))
 RECIPES = {"int8": "rules:\n  - match: 'pwconv'\n  - match: '^head\\.out$'\n",
            "int8-attention": "attention: int8\nrules:\n  - match: 'pwconv'\n  - match: 'pos_net'\n",
-           "token": "rules:\n  - match: 'encoder\\.model\\.\\d+\\..*conv\\.conv$'\n    act_range: token\n"}
+           "token": "rules:\n  - match: 'encoder\\.model\\.\\d+\\..*conv\\.conv$'\n    act_range: token\n",
+           "bf16": "encoder_convs: bf16\nrules:\n  - match: '^head\\.out$'\n"}
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +56,9 @@ def header(path):
 
 def test_engine_files_round_trip_byte_for_byte(files):
     d, out = files
-    assert [header(out[k])[:2] for k in ("float", "int8", "int8-attention", "w4-slim", "token")] == [
-        (1, 0), (2, 1), (2, 1 | 8), (2, 1 | 4), (2, 1 | 32)]  # token: per-token conv activations (act_dynamic)
+    assert [header(out[k])[:2] for k in ("float", "int8", "int8-attention", "w4-slim", "token", "bf16")] == [
+        (1, 0), (2, 1), (2, 1 | 8), (2, 1 | 4), (2, 1 | 32), (2, 1 | 64)]
+    # token: per-token conv activations (act_dynamic); bf16: encoder convs in bf16 (ENCODER.conv_bf16)
     for name, path in out.items():
         f = WtkFile.read(str(path))
         assert f.tobytes() == path.read_bytes(), name
@@ -119,7 +121,7 @@ def test_damaged_files_refused(files):
     refused("short.wtk", good[:20], "truncated")
     refused("cut.wtk", good[:len(good) // 2], "bad size or offset|truncated")
     refused("v3.wtk", good[:8] + struct.pack("<I", 3) + good[12:], "version 3")
-    refused("bit6.wtk", good[:12] + struct.pack("<I", 1 | 64) + good[16:], "unknown features")  # bit 5: token-act
+    refused("bit7.wtk", good[:12] + struct.pack("<I", 1 | 128) + good[16:], "unknown features")  # 5: token-act, 6: bf16 encoder
     refused("unmarked.wtk", good[:12] + struct.pack("<I", 16) + good[16:], "not marked int8")
     refused("huge.wtk", good[:24] + struct.pack("<Q", 1 << 40) + good[32:], "bad header sizes")
 

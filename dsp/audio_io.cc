@@ -15,6 +15,8 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "core/error.h"
 
@@ -26,6 +28,17 @@ struct SndfileCloser {
   void operator()(SNDFILE* f) const { sf_close(f); }
 };
 using SndfilePtr = std::unique_ptr<SNDFILE, SndfileCloser>;
+
+// libsndfile keeps the error of a failed sf_open in one process-wide variable, so with files opened on several
+// threads (wavtok batch) sf_strerror(nullptr) could report another thread's outcome ("No Error." for a corrupt
+// file). Opening and reading that error under one lock keeps each message with its file.
+SndfilePtr open_sndfile(const std::string& path, int mode, SF_INFO* info, std::string& why) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  SndfilePtr f(sf_open(path.c_str(), mode, info));
+  if (!f) why = sf_strerror(nullptr);
+  return f;
+}
 
 std::string extension_of(const std::string& path) {
   const size_t slash = path.find_last_of('/');
@@ -132,8 +145,9 @@ Audio read_audio(const std::string& path, int target_rate, const ReadOptions& op
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw Error(path + ": is a directory, not audio");
   SF_INFO info{};
-  SndfilePtr file(sf_open(path.c_str(), SFM_READ, &info));
-  if (!file) throw Error(path + ": cannot read as audio: " + sf_strerror(nullptr));
+  std::string why;
+  SndfilePtr file = open_sndfile(path, SFM_READ, &info, why);
+  if (!file) throw Error(path + ": cannot read as audio: " + why);
   if (info.samplerate <= 0 || info.samplerate > kMaxSampleRate)
     throw Error(path + ": unsupported sample rate " + std::to_string(info.samplerate));
   if (info.channels <= 0 || info.channels > kMaxChannels)
@@ -254,8 +268,9 @@ void write_audio(const std::string& path, std::span<const float> samples, int sa
   } guard{tmp};
 
   {
-    SndfilePtr file(sf_open(tmp.c_str(), SFM_WRITE, &info));
-    if (!file) throw Error(path + ": cannot open for writing: " + sf_strerror(nullptr));
+    std::string why;
+    SndfilePtr file = open_sndfile(tmp, SFM_WRITE, &info, why);
+    if (!file) throw Error(path + ": cannot open for writing: " + why);
     sf_command(file.get(), SFC_SET_CLIPPING, nullptr, SF_TRUE);  // integer formats saturate instead of wrapping
     const auto n = static_cast<sf_count_t>(samples.size());
     if (n > 0 && sf_writef_float(file.get(), samples.data(), n) != n)

@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 #include <sndfile.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <numbers>
 #include <random>
+#include <thread>
+#include <vector>
 
 #include "core/error.h"
 #include "tests/testing/test_util.h"
@@ -203,6 +206,31 @@ TEST(AudioIo, RejectsNonAudioAndMissingFiles) {
   EXPECT_NE(msg.find("missing.flac"), std::string::npos) << msg;
   msg = error_of([&] { read_audio(dir.string(), 24000); });
   EXPECT_NE(msg.find("directory"), std::string::npos) << msg;
+}
+
+// libsndfile reports a failed open through one process-wide variable; read_audio on several threads must still give
+// each corrupt file its own reason (it once said "No Error." when another thread's open had just succeeded, which
+// made BatchTest.KilledAndRestartedRedoesNothingAndLosesNothing fail now and then).
+TEST(AudioIo, OpenErrorsStayWithTheirFileAcrossThreads) {
+  const std::filesystem::path dir = scratch_dir();
+  std::ofstream(dir / "notes.wav") << "this is not a RIFF file, just text\n";
+  write_audio((dir / "good.wav").string(), noise(2400, 0.3f, 3), 24000);
+  const std::string expected = error_of([&] { read_audio((dir / "notes.wav").string(), 24000); });
+  ASSERT_NE(expected.find("cannot read as audio"), std::string::npos) << expected;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        if ((i + t) % 2) {
+          read_audio((dir / "good.wav").string(), 0);
+        } else if (error_of([&] { read_audio((dir / "notes.wav").string(), 24000); }) != expected) {
+          ++wrong;
+        }
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0) << "a corrupt file's error message came from another thread's open";
 }
 
 TEST(AudioIo, RejectsEmptyAndTooManyChannels) {

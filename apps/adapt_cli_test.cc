@@ -7,6 +7,8 @@
 #include <fstream>
 #include <limits>
 
+#include <cstdio>
+
 #include <gtest/gtest.h>
 
 #include "apps/cli_test_util.h"
@@ -48,6 +50,26 @@ TEST_F(AdaptCli, AdaptsAndTokensOfParentAndChildDecodeWithEachOther) {
                                     std::string("latent MSE"), std::string("mel distance"), std::string("old tokens"),
                                     std::string("held-out audio"), std::string("no quantization")})
     EXPECT_NE(r.err.find(needle), std::string::npos) << needle << " missing in\n" << r.err;
+  {  // the note about codewords vs latents appears exactly where the unquantized mel is no better than the parent's
+    const std::string out = r.err;
+    size_t at = 0;
+    int sets = 0;
+    while ((at = out.find("  mel distance", at)) != std::string::npos) {
+      double before = 0, after = 0, unq = 0, stoi = 0;
+      ASSERT_EQ(std::sscanf(out.c_str() + at, "  mel distance %lf -> %lf", &before, &after), 2);
+      const size_t u = out.find("no quantization:", at);
+      ASSERT_NE(u, std::string::npos);
+      ASSERT_EQ(std::sscanf(out.c_str() + u, "no quantization:  STOI %lf, mel %lf", &stoi, &unq), 2);
+      const size_t next = out.find("  mel distance", u);
+      const bool noted = out.substr(u, next == std::string::npos ? std::string::npos : next - u).find("note: the parent "
+                                                                                                        "decodes") !=
+                         std::string::npos;
+      EXPECT_EQ(noted, unq >= before) << "mel " << before << ", unquantized " << unq;
+      at = u;
+      ++sets;
+    }
+    EXPECT_EQ(sets, 2);  // the adaptation audio and the held-out folder
+  }
   r = run_cli({"info", path("child.wtk")});
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.err.find("adapted from: " + fingerprint_str(parent->fingerprint())), std::string::npos) << r.err;

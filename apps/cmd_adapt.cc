@@ -114,6 +114,12 @@ void print_report(const char* name, const Clips& c, const SetReport& r) {
       r.old_by_child.mel);
   std::printf("  no quantization:  STOI %.4f, mel %.4f  (the latents decoded as they are, without a codebook)\n",
               r.unquantized.stoi, r.unquantized.mel);
+  // Centroids move toward the latents; where the decoder turns the latents themselves into worse audio than the
+  // codewords, that cannot be expected to lower the mel distance (docs/ADAPT.md, v7 on unseen instruments).
+  if (r.unquantized.mel >= r.before.mel)
+    std::printf("  note: the parent decodes its codewords at least as well as the latents themselves here (mel %.4f "
+                "vs %.4f); a codebook update is unlikely to improve the mel distance of this audio\n",
+                r.before.mel, r.unquantized.mel);
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ std::string codebook_tensor_name(const ModelConfig& cfg, int level) {
 }
 
 void infer_dims_from_weights(ModelConfig& cfg, const WeightMap& w) {
-  const std::string enc = cfg.arch == Arch::WavTokenizer ? kWtEncoder : "encoder.";
+  const std::string enc = encoder_weight_prefix(cfg.arch);
   const Tensor& first = w.get(enc + "model.0.conv.conv.weight");
   if (first.ndim() != 3) throw Error(w.origin() + ": encoder first conv is not 3-D");
   cfg.encoder.n_filters = static_cast<int>(first.dim(0));
@@ -217,7 +217,7 @@ void Model::build() {
   check_act_dynamic_used(weights_, [this](const std::string& n) {
     return weights_.has(n + ".weight") && weights_.get(n + ".weight").ndim() == 3 && !is_transposed_conv_layer(n);
   });
-  g_->encoder = SeanetEncoder(weights_, wt ? kWtEncoder : "encoder.", cfg_.encoder);
+  g_->encoder = SeanetEncoder(weights_, encoder_weight_prefix(cfg_.arch), cfg_.encoder);
   std::vector<Tensor> books;
   for (int i = 0; i < cfg_.quantizer.n_q; ++i)
     books.push_back(
@@ -259,6 +259,7 @@ Model::~Model() = default;
 const ResidualVQ& Model::quantizer() const { return g_->vq; }
 const SeanetEncoder& Model::seanet_encoder() const { return g_->encoder; }
 bool Model::encoder_bf16_convs() const { return g_->encoder.bf16_convs(); }
+std::string encoder_weight_prefix(Arch arch) { return arch == Arch::WavTokenizer ? kWtEncoder : "encoder."; }
 const VocosBackbone& Model::backbone() const { return g_->backbone; }
 const IstftHead& Model::head() const { return g_->head; }
 const SeanetDecoder& Model::seanet_decoder() const { return g_->decoder; }

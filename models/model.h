@@ -52,6 +52,10 @@ struct LoadOptions {
 // through the encoder's LSTM state one such sample would turn every later frame of a stream into garbage codes.
 void check_finite_audio(const float* audio, int64_t n, const std::string& what, int64_t first_index = 0);
 
+// Prefix of the SEANet encoder's weights in a model of this architecture ("feature_extractor.encodec.encoder." or
+// "encoder.").
+std::string encoder_weight_prefix(Arch arch);
+
 class Model {
  public:
   // Accepts a PyTorch checkpoint (.ckpt/.th/.pt, with config.yaml beside it or given) or a .wtk model file.

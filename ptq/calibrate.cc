@@ -610,8 +610,8 @@ void fold_into_norms(WeightMap& out, const std::map<std::string, InputTransform>
 
 // `encoder_convs: bf16`: the flag the encoder reads, and the weights of the convs that will run in bf16 rounded to
 // bf16 in the file (the conversion at load is then exact, and a CPU without bf16 runs the same weights in float32).
-void bf16_encoder_convs(WeightMap& out, bool wavtokenizer) {
-  const std::string prefix = wavtokenizer ? "feature_extractor.encodec.encoder." : "encoder.";
+void bf16_encoder_convs(WeightMap& out, Arch arch) {
+  const std::string prefix = encoder_weight_prefix(arch);
   int64_t n = 0;
   std::vector<std::string> names;
   for (const auto& [name, t] : out.all())
@@ -984,7 +984,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
   }
   fold_into_norms(out, folds, model.config().arch == Arch::WavTokenizer);
   if (recipe.vq_search == "int8") out.set(kVqSearchTensor, Tensor({1}, std::vector<float>{2.0f}));
-  if (recipe.encoder_convs == "bf16") bf16_encoder_convs(out, model.config().arch == Arch::WavTokenizer);
+  if (recipe.encoder_convs == "bf16") bf16_encoder_convs(out, model.config().arch);
   if (recipe.attention == "int8")
     for (const auto& [name, st] : stats) {
       if (!is_attn_v_stat(name)) continue;

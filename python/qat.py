@@ -18,6 +18,9 @@ kernels compute them (nn/layers.h Int8Params / LstmInt8Params):
   lo = min(row, 0), hi = max(row, 0), s = max((hi - lo) / 255, 1e-8), z = clamp(rint(-lo * (1/s)), 0, 255),
   q = clamp(rint(v * (1/s)), -z, 255 - z) + z; nothing to learn or calibrate on the activation side (straight-through
   estimator for the rounding); exported as act_quant [1, 0] + act_dynamic [1] = 1;
+- or, with `--act-mode frameN`, the same u8 range per input step and group of N channels (all of a conv's channels
+  where it has N or fewer): finer ranges than a whole im2col row. A probe: the engine has no kernel for it, so such a
+  run is measured with qat_probe.py --run and cannot be exported;
 - LSTM: every layer input and hidden state u8 = clamp(rint(v * 127 + 128)) with the layer-0 input divided by
   `in_divisor` first (k = 127 / in_divisor, clamp(rint(x * k + 128))), s8 weights with one scale per row of each
   matrix (`--lstm-scales per_matrix`, the default: the engine's own int8 LSTM kernels, W_ih x and W_hh h summed
@@ -177,6 +180,9 @@ class QConv1d(nn.Module):
         self.register_buffer("smooth", torch.ones(cin))
         self.register_buffer("has_transform", torch.zeros(1))
         self.register_buffer("act_token", torch.zeros(1))  # 1: per-token activations (set_token)
+        # with act_token: 0 = one range per im2col row (the engine's kernel); N > 0 = one per input step and group
+        # of N channels (act_mode frameN: a probe, no engine kernel yet, so such runs are not exported)
+        self.register_buffer("act_group", torch.zeros(1))
         self.quant = True
         self.exact = False  # engine_forward (evaluation: the engine's rounding of every step)
         self.calib: Optional[List[float]] = None  # [lo, hi] while calibrating
@@ -192,13 +198,26 @@ class QConv1d(nn.Module):
     def token(self) -> bool:
         return bool(self.act_token.item())
 
-    def set_token(self, on: bool = True):
-        """Per-token activations (the engine's act_dynamic): no activation scale, no input transform."""
+    def set_token(self, on: bool = True, group: int = 0):
+        """Per-token activations (the engine's act_dynamic): no activation scale, no input transform. group > 0:
+        a range per input step and group of `group` channels instead of per im2col row (act_mode frameN)."""
+        group = min(group, self.weight.shape[1])  # a conv with fewer inputs ranges the whole step
+        if on and group and self.weight.shape[1] % group:
+            raise ValueError(f"{self.name}: {self.weight.shape[1]} input channels do not split into groups of {group}")
+        self.act_group.fill_(float(group if on else 0))
         if on and self.transformed():
             raise ValueError(f"{self.name}: per-token activations take no input transform (act_shift/act_smooth)")
         if on and self.groups != 1:
             raise ValueError(f"{self.name}: per-token activations need groups == 1")
         self.act_token.fill_(1.0 if on else 0.0)
+
+    def group(self) -> int:
+        return int(self.act_group.item())
+
+    def group_view(self, x):
+        """[B, C, T] -> [B * C / N, N, T]: one row of N channels per input step and group (act_mode frameN)."""
+        n = self.group()
+        return x.reshape(x.shape[0] * (x.shape[1] // n), n, x.shape[2])
 
     def tweight(self):
         """The weight the int8 kernel runs: W * smooth_c (W without a transform)."""
@@ -228,6 +247,12 @@ class QConv1d(nn.Module):
         sw, sa = self.scales()
         if self.exact:
             return self.engine_forward(x, sw, sa)
+        if self.token() and self.group():
+            xg = self.group_view(x)
+            s, inv, z = token_row_params(xg.detach())
+            xq = x + ((token_codes(xg.detach(), inv, z) - z) * s - xg).detach().reshape(x.shape)  # STE
+            wq = fq_weight(self.weight, sw, self.qmax, 1.0 / math.sqrt(self.weight[0].numel() * self.qmax))
+            return F.conv1d(xq, wq, self.bias, self.stride, 0, self.dilation, self.groups)
         if self.token():
             k, st, dl = self.kernel_size[0], self.stride[0], self.dilation[0]
             cols = im2col(x, k, st, dl)
@@ -276,6 +301,12 @@ class QConv1d(nn.Module):
         """The engine's arithmetic step by step (nn/layers.cc make_int8_state, quantize_act; oneDNN 2.x int8
         convolution): u8 codes, an exact integer accumulation, bias in accumulator units with the zero point folded
         in (float32 of a float64 expression), dst = float32(out_scale * float32(acc + bias_acc))."""
+        if self.token() and self.group():  # no engine kernel: the same codes, the products in float64
+            xg = self.group_view(x)
+            s, inv, z = token_row_params(xg)
+            xd = ((token_codes(xg, inv, z) - z) * s).reshape(x.shape)
+            qw = weight_codes(self.weight, sw, self.qmax).double() * sw.double()[:, None, None]
+            return F.conv1d(xd.double(), qw, self.bias.double(), self.stride, 0, self.dilation, self.groups).float()
         if self.token():
             return self.engine_token_forward(x, sw)
         z = int(self.zero.item())
@@ -524,19 +555,28 @@ def _is_float_conv(name: str, float_convs) -> bool:
     return False
 
 
+def act_group(act_mode: str) -> int:
+    """0 for static and token, N for frameN; ValueError otherwise."""
+    if act_mode in ("static", "token"):
+        return 0
+    if act_mode.startswith("frame") and act_mode[5:].isdigit() and int(act_mode[5:]) > 0:
+        return int(act_mode[5:])
+    raise ValueError(f"act_mode must be static, token or frameN (N > 0), not {act_mode!r}")
+
+
 def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbits: int = 8,
                 float_convs=None, lstm_scales: str = "per_matrix", act_mode: str = "static") -> WavTokenizer:
     """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated).
     Convs named in float_convs (see _is_float_conv) stay float (and are still fine-tuned). act_mode token: the int8
-    convs quantize their activations per token (QConv1d.set_token)."""
-    if act_mode not in ("static", "token"):
-        raise ValueError(f"act_mode must be static or token, not {act_mode!r}")
+    convs quantize their activations per token (QConv1d.set_token); frameN: per input step and group of N channels
+    (a probe of finer ranges: not exported, the engine has no such kernel)."""
+    group = act_group(act_mode)
     enc = model.feature_extractor.encodec.encoder
     for name, mod in list(enc.named_modules()):
         if convs and isinstance(mod, NormConv1d) and not _is_float_conv(name, float_convs):
             mod.conv = QConv1d(mod.conv, ENC + name + ".conv", wbits)
-            if act_mode == "token":
-                mod.conv.set_token()
+            if act_mode != "static":
+                mod.conv.set_token(True, group)
         elif lstm and isinstance(mod, SLSTM):
             mod.lstm = QLSTM(mod.lstm, ENC + name + ".lstm", lstm_scales == "per_matrix")
     return model
@@ -625,6 +665,9 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
             new[m.name + ".weight"] = m.weight.numpy().astype(np.float32)
             new[m.name + ".bias"] = m.bias.numpy().astype(np.float32)
         elif isinstance(m, QConv1d):
+            if m.token() and m.group():
+                raise SystemExit(f"{m.name}: per-group activation ranges (act_mode frameN) have no engine kernel; "
+                                 "such a run is a probe and cannot be exported")
             sw, sa = m.scales()
             new[m.name + ".weight"] = weight_codes(m.tweight(), sw, m.qmax).numpy()
             new[m.name + ".bias"] = m.tbias().numpy().astype(np.float32)
@@ -763,7 +806,7 @@ def train(args):
     defaults = dict(float_convs=[], init_run=None, lstm_frozen=False, freeze_above_scalar=None, warmup_steps=0,
                     smooth_alpha=None, smooth_no_shift=False, float_frozen=False, lstm_scales="shared",
                     act_mode="static")
-    if args.act_mode == "token" and args.smooth_alpha is not None:
+    if args.act_mode != "static" and args.smooth_alpha is not None:
         raise SystemExit("--act-mode token takes no input transform (--smooth-alpha)")
     cfg.update({k: v for k, v in extra.items() if v != defaults[k]})
     torch.manual_seed(args.seed)
@@ -938,7 +981,7 @@ def load_state(model: WavTokenizer, sd):
     own = model.state_dict()
     sd = dict(sd)
     for k, v in own.items():
-        if k not in sd and k.rsplit(".", 1)[-1] in ("shift", "smooth", "has_transform", "act_token"):
+        if k not in sd and k.rsplit(".", 1)[-1] in ("shift", "smooth", "has_transform", "act_token", "act_group"):
             sd[k] = v
     model.load_state_dict(sd)
 
@@ -1008,7 +1051,7 @@ def main():
                    "conv (per-channel shift to the range's midpoint, divisor r^alpha / max|W|^(1-alpha); the engine's "
                    "act_shift / act_smooth), calibrated before fine-tuning; default none")
     t.add_argument("--smooth-no-shift", action="store_true", help="the transform without the shift")
-    t.add_argument("--act-mode", choices=["static", "token"], default="static",
+    t.add_argument("--act-mode", type=lambda v: (act_group(v), v)[1], default="static",
                    help="int8 conv activations: one learned u8 scale per tensor (static), or each output step's "
                         "im2col row on its own range at run time (token; the engine's act_dynamic)")
     t.add_argument("--float-frozen", action="store_true", help="the convs left float (--float-convs) keep the "

@@ -32,13 +32,15 @@ def _u8(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     return torch.round(torch.clamp(v / s, -z, 255 - z)) * s
 
 
-def install_dynamic_range(mode: str):
+def install_dynamic_range(mode: str, float_weights: bool = False):
     """Replaces QConv1d's int8 forward by one whose input range is measured on the input itself (a probe of what a
     dynamic range would keep; the engine's int8 convs use the calibrated static range). Weights: the calibrated s8
-    per-channel codes."""
+    per-channel codes, or float (`float_weights`: what the activations alone cost)."""
     F = torch.nn.functional
-    if not (mode in ("call", "token") or (mode.startswith("block") and mode[5:].isdigit())):
-        raise SystemExit(f"--dynamic: unknown mode '{mode}' (none, call, blockN, token)")
+    ok = mode in ("call", "token", "frame", "none") or any(
+        mode.startswith(p) and mode[len(p):].isdigit() for p in ("block", "frame"))
+    if not ok:
+        raise SystemExit(f"--dynamic: unknown mode '{mode}' (none, call, blockN, token, frame, frameN)")
     plain = qat.QConv1d.forward
 
     def forward(self, x):
@@ -47,7 +49,17 @@ def install_dynamic_range(mode: str):
         if self.groups != 1 or self.transformed():
             raise SystemExit(f"--dynamic: {self.name} is grouped or has an input transform (--smooth-alpha)")
         sw = self.sw0 * torch.exp(self.t_w)
-        w = qat.weight_codes(self.weight, sw, self.qmax).float() * sw[:, None, None]
+        w = self.weight if float_weights else qat.weight_codes(self.weight, sw, self.qmax).float() * sw[:, None, None]
+        if mode == "none":  # float activations (with float_weights off: the int8 weights alone)
+            return F.conv1d(x, w, self.bias, self.stride, 0, self.dilation, self.groups)
+        if mode.startswith("frame"):
+            # one range per input step over all its channels, or per group of N channels of the step (frameN)
+            n = min(int(mode[5:]), x.shape[1]) if mode != "frame" else x.shape[1]
+            if x.shape[1] % n:
+                raise SystemExit(f"--dynamic {mode}: {self.name} has {x.shape[1]} input channels")
+            g = x.reshape(x.shape[0], x.shape[1] // n, n, x.shape[2])
+            xq = _u8(g, g.amin(2, keepdim=True), g.amax(2, keepdim=True)).reshape(x.shape)
+            return F.conv1d(xq, w, self.bias, self.stride, 0, self.dilation, self.groups)
         if mode == "token":
             K, d, st = self.kernel_size[0], self.dilation[0], self.stride[0]
             cols = F.unfold(x[:, :, None, :], (1, K), dilation=(1, d), stride=(1, st))  # (B, Cin*K, L): c major
@@ -87,11 +99,24 @@ def main():
     ap.add_argument("--smooth-no-shift", action="store_true")
     ap.add_argument("--dynamic", default="none", help="activation range of the int8 convs instead of the calibrated "
                     "static one (no fine-tuning): none | call (min/max of each input tensor) | blockN (of every N "
-                    "input steps, all channels) | token (each output step's im2col row of Cin x K inputs)")
+                    "input steps, all channels) | token (each output step's im2col row of Cin x K inputs) | frame "
+                    "(each input step's Cin values, coded once for the K output steps that read it; the engine's "
+                    "per-token kernel ranges whole im2col rows, as token) | frameN (each input step's groups of N "
+                    "channels)")
+    ap.add_argument("--float-weights", action="store_true", help="with --dynamic: float weights (the activations' "
+                    "cost alone); --dynamic none --float-weights is refused, --weights-only is the other half")
+    ap.add_argument("--weights-only", action="store_true", help="int8 weights, float activations (the weights' cost "
+                    "alone)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    if a.dynamic != "none":
-        install_dynamic_range(a.dynamic)
+    if a.weights_only:
+        if a.dynamic != "none" or a.float_weights:
+            raise SystemExit("--weights-only takes no --dynamic or --float-weights")
+        install_dynamic_range("none")
+    elif a.dynamic != "none":
+        install_dynamic_range(a.dynamic, a.float_weights)
+    elif a.float_weights:
+        raise SystemExit("--float-weights needs --dynamic")
     torch.set_num_threads(1)
     from train import CropSampler, read_filelist, read_wav_int16  # noqa: E402
     from wtk_io import load_wtk_as_reference

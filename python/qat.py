@@ -564,6 +564,15 @@ def act_group(act_mode: str) -> int:
     raise ValueError(f"act_mode must be static, token or frameN (N > 0), not {act_mode!r}")
 
 
+def act_mode_arg(v: str) -> str:
+    """argparse type of --act-mode: the mode itself, checked by act_group."""
+    try:
+        act_group(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+    return v
+
+
 def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbits: int = 8,
                 float_convs=None, lstm_scales: str = "per_matrix", act_mode: str = "static") -> WavTokenizer:
     """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated).
@@ -1051,7 +1060,7 @@ def main():
                    "conv (per-channel shift to the range's midpoint, divisor r^alpha / max|W|^(1-alpha); the engine's "
                    "act_shift / act_smooth), calibrated before fine-tuning; default none")
     t.add_argument("--smooth-no-shift", action="store_true", help="the transform without the shift")
-    t.add_argument("--act-mode", type=lambda v: (act_group(v), v)[1], default="static",
+    t.add_argument("--act-mode", type=act_mode_arg, default="static",
                    help="int8 conv activations: one learned u8 scale per tensor (static), or each output step's "
                         "im2col row on its own range at run time (token; the engine's act_dynamic)")
     t.add_argument("--float-frozen", action="store_true", help="the convs left float (--float-convs) keep the "

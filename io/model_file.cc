@@ -125,6 +125,7 @@ uint32_t required_model_features(const WeightMap& weights) {
     if (ends_with(name, ".lora_a") || ends_with(name, ".lora_b")) f |= kModelFeatureLowRank;
     if (ends_with(name, ".attn_int8")) f |= kModelFeatureInt8Attention;
     if (ends_with(name, ".act_dynamic")) f |= kModelFeatureTokenAct;
+    if (ends_with(name, ".act_group")) f |= kModelFeatureGroupAct;
     if (ends_with(name, std::string("encoder.") + kEncoderConvBf16)) f |= kModelFeatureBf16Encoder;
   }
   return f;
@@ -347,6 +348,9 @@ void parse_model_file(const uint8_t* base, size_t size, const std::string& path,
     if (ends_with(name, ".act_dynamic") && !(features & kModelFeatureTokenAct))
       throw Error(path + ": tensor '" + name + "' marks per-token activations, but the file does not declare the " +
                   "per-token feature (bit 5); refusing to run the layer without it");
+    if (ends_with(name, ".act_group") && !(features & kModelFeatureGroupAct))
+      throw Error(path + ": tensor '" + name + "' sets per-group activation ranges, but the file does not declare " +
+                  "the per-group feature (bit 7); refusing to run the layer without it");
     if (ends_with(name, std::string("encoder.") + kEncoderConvBf16) && !(features & kModelFeatureBf16Encoder))
       throw Error(path + ": tensor '" + name + "' asks for bf16 encoder convolutions, but the file does not declare " +
                   "the bf16-encoder feature (bit 6); refusing to run it without");

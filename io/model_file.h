@@ -52,9 +52,13 @@ constexpr uint32_t kModelFeatureTokenAct = 1u << 5;
 // file was measured with.
 constexpr uint32_t kModelFeatureBf16Encoder = 1u << 6;
 constexpr const char* kEncoderConvBf16 = "conv_bf16";
+// Activation ranges per input step and group of N channels on a per-token Conv1d, NAME.act_group [1] = N (docs/PTQ.md
+// "Activation ranges per step and channel group", models/quantized.h): a reader without it would run the layer on
+// one range per im2col row, other tokens than the file was trained for.
+constexpr uint32_t kModelFeatureGroupAct = 1u << 7;
 constexpr uint32_t kKnownModelFeatures = kModelFeatureInt8 | kModelFeatureSoftmaxQuant | kModelFeatureLowBit |
                                          kModelFeatureInt8Attention | kModelFeatureLowRank | kModelFeatureTokenAct |
-                                         kModelFeatureBf16Encoder;
+                                         kModelFeatureBf16Encoder | kModelFeatureGroupAct;
 
 // The features a file holding these weights requires (0 for a float model).
 uint32_t required_model_features(const WeightMap& weights);

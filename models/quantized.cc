@@ -34,12 +34,27 @@ std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::stri
                   "act_shift / act_smooth");
     p.dynamic = true;
   }
+  if (w.has(name + kActGroupSuffix)) {
+    const Tensor& g = w.get(name + kActGroupSuffix);
+    if (!p.dynamic)
+      throw Error(w.origin() + ": " + name + kActGroupSuffix + " needs per-token activations (" + name +
+                  kActDynamicSuffix + ")");
+    if (g.ndim() != 1 || g.numel() != 1 || !(g[0] >= 1.0f && g[0] <= float(cin)) || g[0] != std::floor(g[0]) ||
+        cin % int(g[0]) != 0)
+      throw Error(w.origin() + ": " + name + kActGroupSuffix + " must be [1] holding a group size that divides the " +
+                  std::to_string(cin) + " input channels, got " + shape_str(g.shape()) +
+                  (g.numel() == 1 ? " holding " + std::to_string(g[0]) : std::string()));
+    p.act_group = int(g[0]);
+  }
   return p;
 }
 
 void check_act_dynamic_used(const WeightMap& w, const std::function<bool(const std::string&)>& is_conv) {
-  const std::string suf = kActDynamicSuffix;
+  const std::string suf = kActDynamicSuffix, gsuf = kActGroupSuffix;
   for (const auto& [k, v] : w.all()) {
+    if (k.size() > gsuf.size() && k.compare(k.size() - gsuf.size(), gsuf.size(), gsuf) == 0 &&
+        !w.has(k.substr(0, k.size() - gsuf.size()) + suf))
+      throw Error(w.origin() + ": " + k + " sets per-group activation ranges on a layer without " + suf);
     if (!(k.size() > suf.size() && k.compare(k.size() - suf.size(), suf.size(), suf) == 0)) continue;
     const std::string layer = k.substr(0, k.size() - suf.size());
     if (!w.has(layer + ".act_quant"))

@@ -20,6 +20,8 @@
 // range) and NAME.weight_scale, no act_shift / act_smooth; kModelFeatureTokenAct (io/model_file.h), so that a reader
 // predating it refuses the file instead of running the layer on the placeholder range. Only channels-last Conv1d
 // layers (the SEANet convs) take it; a marker elsewhere, of another shape or value, is refused naming the file.
+// NAME.act_group [1] = N beside it (Int8Params::act_group; python/qat.py --act-mode frameN) takes a range per input
+// step and group of N channels instead of per im2col row; N must divide Cin; kModelFeatureGroupAct.
 //
 // An int8 LSTM NAME (e.g. "encoder.model.13.lstm", see LstmInt8Params in nn/layers.h) carries
 //   NAME.act_quant    [2]     (1 / data_scale, data_shift): the u8 mapping of every layer input
@@ -57,8 +59,10 @@ namespace wavtok {
 std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::string& name, int cin, int cout);
 
 constexpr const char* kActDynamicSuffix = ".act_dynamic";
+constexpr const char* kActGroupSuffix = ".act_group";
 // Throws naming the file when a NAME.act_dynamic sits on a layer without act_quant or one that `is_conv` (the
-// model's channels-last Conv1d layers) does not know: it would otherwise be silently ignored.
+// model's channels-last Conv1d layers) does not know, or a NAME.act_group without NAME.act_dynamic: it would
+// otherwise be silently ignored.
 void check_act_dynamic_used(const WeightMap& w, const std::function<bool(const std::string&)>& is_conv);
 
 // Names the layer (for calibration) and switches it to int8 when the file quantizes it. A Linear also takes its

@@ -70,9 +70,15 @@ void Conv1d::set_int8(Int8Params p) {
     throw Error("Conv1d " + name_ + ": per-token int8 activations need a dense conv (groups == 1), this one has " +
                 std::to_string(groups_) + " groups");
   auto q = make_int8_state(std::move(p), w_, b_, cin_, cout_, "Conv1d");
+  if (q->p.act_group < 0 || (q->p.act_group > 0 && !dynamic))
+    throw Error("Conv1d " + name_ + ": act_group " + std::to_string(q->p.act_group) +
+                " needs per-token (dynamic) activations and a positive group size");
   tok_.reset();
+  grp_.reset();
   tcache_.clear();
-  if (dynamic) set_token_int8(*q);  // checks and gathers the codes; q_ still answers is_int8()
+  // both check and gather the codes; q_ still answers is_int8()
+  if (dynamic && q->p.act_group > 0) set_group_int8(*q);
+  else if (dynamic) set_token_int8(*q);
   q_ = std::move(q);
   cache_.clear();
   wcache_.clear();
@@ -242,6 +248,7 @@ void Conv1d::run(const float* x, int64_t tin, float* y, bool accumulate) const {
 }
 
 void Conv1d::run_main(const float* x, int64_t tin, float* y, bool accumulate) const {
+  if (grp_) return run_group(x, tin, y, accumulate);
   if (tok_) return run_token(x, tin, y, accumulate);
   if (q_) {
     auto e = cache_.get(tin * 2 + (accumulate ? 1 : 0), [&] { return make_int8(tin, accumulate); });

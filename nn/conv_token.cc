@@ -1,7 +1,9 @@
 // Conv1d with per-token (dynamic) u8 activations: each output step's im2col row quantized on its own range
-// (Int8Params::dynamic in nn/layers.h defines the arithmetic; docs/PTQ.md "Per-token activations").
+// (Int8Params::dynamic in nn/layers.h defines the arithmetic; docs/PTQ.md "Per-token activations"), or each input
+// step's group of N channels (Int8Params::act_group; docs/PTQ.md "Activation ranges per step and channel group").
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #if defined(__AVX512F__)
@@ -324,6 +326,190 @@ WAVTOK_WIDE_VECTORS void Conv1d::run_token(const float* x, int64_t tin, float* y
       epilogue_row(acc.data() + t * cout_, cout_, ss[size_t(t)], int32_t(rz[size_t(t)]), tw.scale.data(), tw.sum.data(),
                    b_.data(), yt + t * cout_, accumulate);
     apply_act(post_, yt, n * cout_);
+  }
+}
+
+// ---- Per-step, per-group ranges (Int8Params::act_group) ----
+
+// The s8 codes for the VNNI dot products: per block of 16 outputs, tap, group and quad of 4 channels (a group padded
+// to a multiple of 4 with zeros) a 64-byte vector whose lane l holds the 4 codes of output 16 ob + l; S_ogk per
+// (ob, k, g) as 16 floats.
+struct ConvGroupWeights {
+  int n = 0, np = 0, ng = 0, ob = 0;  // group size, padded size, groups, output blocks
+  std::vector<int8_t> w;              // [ob][K][ng][np / 4][16][4]
+  std::vector<float> sum;             // [ob][K][ng][16]
+  std::vector<float> scale;           // weight_scale [Cout]
+};
+
+int Conv1d::act_group() const { return grp_ ? grp_->n : 0; }
+
+void Conv1d::set_group_int8(const Int8State& q) {
+  const std::string who = "Conv1d" + (name_.empty() ? std::string() : " " + name_) + ": per-group int8 ";
+  if (!channels_last_)
+    throw Error(who + "needs a channels-last layer (the SEANet convs); this one is channels-first");
+  if (groups_ != 1) throw Error(who + "needs groups == 1");
+  const Int8Params& p = q.p;
+  if (p.act_scale != 1.0f || p.act_zero != 0 || !p.in_shift.empty() || !p.in_scale.empty())
+    throw Error(who + "takes no static activation scale, zero point, shift or divisor");
+  const int n = p.act_group;
+  if (n < 1 || n > cin_ || cin_ % n != 0)
+    throw Error(who + "group of " + std::to_string(n) + " channels does not divide the " + std::to_string(cin_) +
+                " input channels");
+  const int64_t kc = int64_t(cin_) * kernel_;
+  if (kc > kMaxTokenCols)
+    throw Error(who + "reads " + std::to_string(kc) + " inputs per output, more than " +
+                std::to_string(kMaxTokenCols));
+  auto g = std::make_shared<ConvGroupWeights>();
+  g->n = n;
+  g->np = (n + 3) / 4 * 4;
+  g->ng = cin_ / n;
+  g->ob = (cout_ + 15) / 16;
+  const int nq = g->np / 4;
+  g->w.assign(size_t(g->ob) * kernel_ * g->ng * nq * 64, 0);
+  g->sum.assign(size_t(g->ob) * kernel_ * g->ng * 16, 0.0f);
+  g->scale = p.weight_scale;
+  for (int o = 0; o < cout_; ++o)
+    for (int c = 0; c < cin_; ++c)
+      for (int k = 0; k < kernel_; ++k) {
+        const int8_t v = q.qw[(size_t(o) * cin_ + c) * kernel_ + k];
+        const size_t blk = (size_t(o / 16) * kernel_ + k) * g->ng + c / n;  // (ob, k, g)
+        const int j = c % n;
+        g->w[(blk * nq + j / 4) * 64 + (o % 16) * 4 + j % 4] = v;
+        g->sum[blk * 16 + o % 16] += float(v);  // |S| <= 127 N: exact in float32
+      }
+  grp_ = std::move(g);
+}
+
+namespace {
+
+// The per-group kernel's inputs for a tile: u8 codes [frames][ng][np] (zero padded) and, per (frame, group), s and
+// -(s z).
+struct GroupTile {
+  const uint8_t* codes;
+  const float* s;
+  const float* nsz;
+  int ng, np, stride, dilation, kernel, cout;
+};
+
+// Outputs [t0, t0 + tb) of output block ob, the definition's loops in its order (any CPU).
+void group_outputs_scalar(const GroupTile& gt, const ConvGroupWeights& gw, int ob, int64_t t0, int64_t tb,
+                          const float* b, float* y, bool accumulate) {
+  const int nq = gw.np / 4;
+  const int lanes = std::min(16, gt.cout - ob * 16);
+  for (int64_t t = t0; t < t0 + tb; ++t)
+    for (int l = 0; l < lanes; ++l) {
+      float a = 0.0f;
+      for (int k = 0; k < gt.kernel; ++k) {
+        const int64_t f = t * gt.stride + int64_t(k) * gt.dilation;
+        for (int g = 0; g < gt.ng; ++g) {
+          const size_t blk = (size_t(ob) * gt.kernel + k) * gt.ng + g;
+          const int64_t r = f * gt.ng + g;
+          const uint8_t* qp = gt.codes + r * gt.np;
+          const int8_t* wp = gw.w.data() + blk * nq * 64 + l * 4;
+          int32_t i = 0;
+          for (int j = 0; j < nq; ++j)
+            for (int e = 0; e < 4; ++e) i += int32_t(qp[4 * j + e]) * int32_t(wp[j * 64 + e]);
+          a = std::fma(float(i), gt.s[r], a);
+          a = std::fma(gt.nsz[r], gw.sum[blk * 16 + l], a);
+        }
+      }
+      const int o = ob * 16 + l;
+      float* yo = y + t * gt.cout + o;
+      const float v = gw.scale[size_t(o)] * a + b[o];  // a product, then a sum (this file: -ffp-contract=off)
+      *yo = accumulate ? v + *yo : v;
+    }
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+// The same for TB consecutive outputs of block ob: per (k, g) each output's group codes broadcast 4 at a time into
+// u8 x s8 dot products over 16 outputs (vpdpbusd), then the two fused multiply-adds of the definition.
+template <int TB>
+WAVTOK_WIDE_VECTORS inline void group_outputs_vnni(const GroupTile& gt, const ConvGroupWeights& gw, int ob,
+                                                   int64_t t0, const float* b, float* y, bool accumulate) {
+  const int nq = gw.np / 4;
+  __m512 acc[TB];
+  for (int u = 0; u < TB; ++u) acc[u] = _mm512_setzero_ps();
+  const int8_t* wp = gw.w.data() + size_t(ob) * gt.kernel * gt.ng * nq * 64;
+  const float* sp = gw.sum.data() + size_t(ob) * gt.kernel * gt.ng * 16;
+  for (int k = 0; k < gt.kernel; ++k) {
+    const int64_t r0 = (t0 * gt.stride + int64_t(k) * gt.dilation) * gt.ng;
+    const int64_t rstep = int64_t(gt.stride) * gt.ng;
+    for (int g = 0; g < gt.ng; ++g, wp += nq * 64, sp += 16) {
+      const __m512 sv = _mm512_loadu_ps(sp);
+      for (int u = 0; u < TB; ++u) {
+        const int64_t r = r0 + u * rstep + g;
+        const uint8_t* qp = gt.codes + r * gt.np;
+        __m512i i = _mm512_setzero_si512();
+        for (int j = 0; j < nq; ++j) {
+          int32_t quad;
+          std::memcpy(&quad, qp + 4 * j, 4);
+          i = _mm512_dpbusd_epi32(i, _mm512_set1_epi32(quad), _mm512_loadu_si512(wp + j * 64));
+        }
+        acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(gt.s[r]), acc[u]);
+        acc[u] = _mm512_fmadd_ps(_mm512_set1_ps(gt.nsz[r]), sv, acc[u]);
+      }
+    }
+  }
+  const int o = ob * 16;
+  const __mmask16 m = gt.cout - o >= 16 ? __mmask16(0xffff) : __mmask16((1u << (gt.cout - o)) - 1u);
+  const __m512 ws = _mm512_maskz_loadu_ps(m, gw.scale.data() + o), vb = _mm512_maskz_loadu_ps(m, b + o);
+  for (int u = 0; u < TB; ++u) {
+    float* yo = y + (t0 + u) * gt.cout + o;
+    __m512 v = _mm512_add_ps(_mm512_mul_ps(ws, acc[u]), vb);
+    if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, yo));
+    _mm512_mask_storeu_ps(yo, m, v);
+  }
+}
+#endif
+
+}  // namespace
+
+WAVTOK_WIDE_VECTORS void Conv1d::run_group(const float* x, int64_t tin, float* y, bool accumulate) const {
+  const ConvGroupWeights& gw = *grp_;
+  const int64_t tout = out_len(tin);
+  const int n = gw.n, ng = gw.ng, np = gw.np;
+  const int64_t span = int64_t(dilation_) * (kernel_ - 1) + 1;
+  // Outputs per tile: the codes and per-group factors of the frames they read, about 128 KiB (they are read once
+  // per block of 16 outputs, so they should stay in cache).
+  const int64_t per_frame = int64_t(ng) * (np + 8);
+  const int64_t tile = std::clamp<int64_t>((int64_t(1) << 17) / (per_frame * stride_), 16, 4096);
+  const int64_t rows_max = ((std::min(tile, tout) - 1) * stride_ + span) * ng;  // (frame, group) rows of a tile
+  thread_local std::vector<uint8_t> codes;
+  thread_local std::vector<float> lo, hi, s, inv, z, nsz;
+  if (codes.size() < size_t(rows_max * np)) codes.resize(size_t(rows_max * np));
+  if (s.size() < size_t(rows_max))
+    for (auto* v : {&lo, &hi, &s, &inv, &z, &nsz}) v->resize(size_t(rows_max));
+  for (int64_t a = 0; a < tout; a += tile) {
+    const int64_t nt = std::min(tile, tout - a);
+    const float* xa = x + a * stride_ * cin_;
+    const int64_t rows = ((nt - 1) * stride_ + span) * ng;  // each row: N adjacent values of xa
+    int64_t r0 = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    if (16 % n == 0 && n < 16) r0 = frame_ranges_narrow(xa, rows, n, lo.data(), hi.data());
+#endif
+    for (int64_t r = r0; r < rows; ++r) frame_range(xa + r * n, n, &lo[size_t(r)], &hi[size_t(r)]);
+    row_params(lo.data(), hi.data(), rows, s.data(), inv.data(), z.data());
+    for (int64_t r = 0; r < rows; ++r) nsz[size_t(r)] = -(s[size_t(r)] * z[size_t(r)]);
+    r0 = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    if (np == n && 16 % n == 0) r0 = codes_rows_narrow(xa, rows, n, inv.data(), z.data(), codes.data());
+#endif
+    for (int64_t r = r0; r < rows; ++r) {
+      uint8_t* out = codes.data() + r * np;
+      codes_row(xa + r * n, n, inv[size_t(r)], z[size_t(r)], out);
+      for (int e = n; e < np; ++e) out[e] = 0;
+    }
+    const GroupTile gt{codes.data(), s.data(), nsz.data(), ng, np, stride_, dilation_, kernel_, cout_};
+    float* yt = y + a * cout_;
+    for (int ob = 0; ob < gw.ob; ++ob) {
+      int64_t t = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+      for (; t + 8 <= nt; t += 8) group_outputs_vnni<8>(gt, gw, ob, t, b_.data(), yt, accumulate);
+      for (; t < nt; ++t) group_outputs_vnni<1>(gt, gw, ob, t, b_.data(), yt, accumulate);
+#endif
+      if (t < nt) group_outputs_scalar(gt, gw, ob, t, nt - t, b_.data(), yt, accumulate);
+    }
+    apply_act(post_, yt, nt * cout_);
   }
 }
 

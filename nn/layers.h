@@ -51,16 +51,27 @@ const uint16_t* to_bf16_scratch(const float* x, int64_t n, int slot);
 //   acc[t, o] = sum q * w,   y[o, t] = post((s_t * weight_scale[o]) * float(acc[t, o] - z_t * S_o) + b[o] [+ y])
 // (post, `accumulate` and the order of the additions as in the float Conv1d: bias, then the old y, then the
 // activation). Cin*K is at most kMaxTokenCols, so that |acc| and |z_t S_o| stay below 2^31.
+//
+// Per-step, per-group activation ranges, `dynamic = true` with `act_group = N` > 0 (Cin % N == 0; docs/PTQ.md
+// "Activation ranges per step and channel group"; python/qat.py --act-mode frameN): each input step f and group g
+// of N adjacent channels [g N, g N + N) takes its own range, lo, hi, s, inv and z as above over those N values
+// (s_fg, z_fg), and their u8 codes q. With i = the exact int32 sum over the group of q[f, c] * w[o, c, k] and
+// S_ogk = the sum of w[o, c, k] over the group, output t (f = t*stride + k*dilation) is, in float32,
+//   a = 0;  for k, then for g:  a = fma(float(i), s_fg, a);  a = fma(-(s_fg * z_fg), float(S_ogk), a)
+//   y[o, t] = post(weight_scale[o] * a + b[o] [+ y])      (a product, then sums: no fused multiply-add there)
+// so the integer sums span N channels and the float work is 1/N of the multiply-adds.
 struct Int8Params {
   float act_scale = 1.0f;
   int32_t act_zero = 0;
   std::vector<float> in_shift, in_scale;  // [Cin] or empty
   std::vector<float> weight_scale;        // [Cout]
   bool dynamic = false;                   // per-token activation ranges (see above)
+  int act_group = 0;                      // with dynamic: 0 = a range per im2col row, N = per step and N channels
 };
 constexpr int64_t kMaxTokenCols = 32768;
 
-struct Int8State;  // quantized weights and per-channel factors (nn/layer_support.h)
+struct Int8State;         // quantized weights and per-channel factors (nn/layer_support.h)
+struct ConvGroupWeights;  // a per-group int8 Conv1d's packed codes (nn/conv_token.cc)
 
 // The s8 weight codes an int8 layer uses: int8_weight_codes (core/util.h).
 
@@ -106,6 +117,8 @@ class Conv1d {
   void set_int8(Int8Params p);
   bool is_int8() const { return q_ != nullptr; }
   bool is_token_int8() const { return tok_ != nullptr; }
+  bool is_group_int8() const { return grp_ != nullptr; }  // per-step, per-group ranges (Int8Params::act_group)
+  int act_group() const;                                  // N of a per-group layer, else 0
   // Primitives held (one per piece length and accumulate flag; see forward()).
   size_t cached_shapes() const { return cache_.size() + tcache_.size(); }
   // Low-rank float adapter (RILQ on a convolution, docs/PTQ.md "Low-rank adapters"): with a [r, Cin, K] and
@@ -157,6 +170,10 @@ class Conv1d {
   void run_token(const float* x, int64_t tin, float* y, bool accumulate) const;
   std::shared_ptr<const TokenWeights> tok_;
   ShapeCache<TokenEntry> tcache_;
+  // Per-group int8 (nn/conv_token.cc, ConvGroupWeights there).
+  void set_group_int8(const Int8State& q);
+  void run_group(const float* x, int64_t tin, float* y, bool accumulate) const;
+  std::shared_ptr<const ConvGroupWeights> grp_;
   struct LowRank;
   std::string name_;
   std::shared_ptr<const Int8State> q_;

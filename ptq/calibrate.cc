@@ -91,6 +91,7 @@ struct Quantized {
   double alpha = 0;
   bool weight_only = false;  // activations stay float: `act` unused
   bool dynamic = false;      // act_range token: per-token ranges at run time, `act` unused
+  int act_group = 0;         // with dynamic: a range per input step and group of this many channels
   bool lowbit = false;       // group-wise low-bit weights (quant/lowbit.h)
   q::LowBitWeights lb;       // when lowbit: widths, multipliers, codes
 };
@@ -121,12 +122,15 @@ double layer_rel_mse(const LayerStats& st, const LayerView& v, const Tensor& w, 
       const float sh = r.shift.empty() ? 0.0f : r.shift[c], sm = r.smooth.empty() ? 1.0f : r.smooth[c];
       u[c] = (x[c] - sh) / sm;
     }
-    if (r.dynamic) {  // the row on its own range (a proxy: the layer takes the range over K input rows)
-      float lo = 0, hi = 0;
-      for (float x : u) lo = std::min(lo, x), hi = std::max(hi, x);
-      const float s = std::max((hi - lo) / 255.0f, 1e-8f), inv = 1.0f / s;
-      const float z = std::clamp(std::nearbyint(-lo * inv), 0.0f, 255.0f);
-      for (float& x : u) x = s * std::nearbyint(std::clamp(x * inv, -z, 255.0f - z));
+    if (r.dynamic) {  // the row on its own range (a proxy: the layer takes the range over K input rows), or each group
+      const int g = r.act_group > 0 ? r.act_group : v.cin;
+      for (int c0 = 0; c0 < v.cin; c0 += g) {
+        float lo = 0, hi = 0;
+        for (int c = c0; c < c0 + g; ++c) lo = std::min(lo, u[c]), hi = std::max(hi, u[c]);
+        const float s = std::max((hi - lo) / 255.0f, 1e-8f), inv = 1.0f / s;
+        const float z = std::clamp(std::nearbyint(-lo * inv), 0.0f, 255.0f);
+        for (int c = c0; c < c0 + g; ++c) u[c] = s * std::nearbyint(std::clamp(u[c] * inv, -z, 255.0f - z));
+      }
     } else if (!r.weight_only) {
       q::fake_quant(u, u, act);
     }
@@ -234,6 +238,12 @@ Quantized quantize_layer(const LayerStats& st, const LayerView& v, const Tensor&
   }
   r.weight_only = rule.weight_only;
   r.dynamic = rule.act_range == "token";
+  if (r.dynamic && rule.act_group > 0) {
+    r.act_group = std::min(rule.act_group, v.cin);
+    if (v.cin % r.act_group != 0)
+      throw Error("quantize: " + v.name + ": act_group " + std::to_string(rule.act_group) + " does not divide its " +
+                  std::to_string(v.cin) + " input channels");
+  }
   if (r.dynamic) {  // no static range: act_quant is the placeholder [1, 0]
     r.act.scale = {1.0f};
     r.act.zero_point = {0};
@@ -666,6 +676,10 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
       p.weight_bits = opt<int>(n, "weight_bits", 8);
       p.weight_range = opt<std::string>(n, "weight_range", "minmax");
       p.act_range = opt<std::string>(n, "act_range", "minmax");
+      p.act_group = opt<int>(n, "act_group", 0);
+      if (p.act_group < 0 || p.act_group > 4096) throw Error(origin + ": act_group must lie in [0, 4096]");
+      if (p.act_group > 0 && p.act_range != "token")
+        throw Error(origin + ": act_group (ranges per step and channel group) needs act_range: token");
       p.percentile = opt<double>(n, "percentile", 99.99);
       p.transform = opt<std::string>(n, "transform", "none");
       p.repq_shared = opt<std::string>(n, "repq_shared", "median");
@@ -956,7 +970,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
         e.group_size = r.lb.group;
         if (r.weight_only) e.transform = "w-only";
       }
-      if (r.dynamic) e.transform = "token";
+      if (r.dynamic) e.transform = r.act_group > 0 ? "group" + std::to_string(r.act_group) : "token";
       report->push_back(e);
     }
     out.set(j.v.name + ".weight", Tensor(j.v.wshape, r.weight));
@@ -975,6 +989,7 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
     if (!r.weight_only)
       out.set(j.v.name + ".act_quant", Tensor({2}, std::vector<float>{r.act.scale[0], float(r.act.zero_point[0])}));
     if (r.dynamic) out.set(j.v.name + kActDynamicSuffix, Tensor({1}, std::vector<float>{1.0f}));
+    if (r.act_group > 0) out.set(j.v.name + kActGroupSuffix, Tensor({1}, std::vector<float>{float(r.act_group)}));
     if (!r.shift.empty() && rule.ln_fold) {
       folds[j.v.name] = {r.shift, r.smooth};
     } else if (!r.shift.empty()) {

@@ -30,6 +30,10 @@ struct PtqRule {
   // minmax | percentile | mse | dualclip (per tensor, asymmetric u8) | token (Conv1d only, transform none: each
   // output step's im2col row on its own u8 range at run time, Int8Params::dynamic; nothing calibrated)
   std::string act_range = "minmax";
+  // With act_range token: > 0 takes a range per input step and group of this many channels instead (all of a
+  // conv's channels where it has fewer; Int8Params::act_group, docs/PTQ.md "Activation ranges per step and channel
+  // group"); 0 = one per im2col row.
+  int act_group = 0;
   double percentile = 99.99;
   std::string transform = "none";      // none | repq (RepQ-ViT) | sqb (SmoothQuant with bias, OPT-m alpha)
   std::string repq_shared = "median";  // mean | median

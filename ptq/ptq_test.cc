@@ -224,9 +224,9 @@ TEST(PtqModelFile, RefusesUnknownFeaturesAndVersions) {
     expect_model_refused(dir + "/" + name, what);
   };
   std::string b = qb;
-  const uint32_t unknown = kModelFeatureInt8 | (1u << 7);
+  const uint32_t unknown = kModelFeatureInt8 | (1u << 8);
   std::memcpy(b.data() + 12, &unknown, 4);
-  expect_refused("feature.wtk", b, "requires features this build does not support (bits 0x80)");
+  expect_refused("feature.wtk", b, "requires features this build does not support (bits 0x100)");
   b = qb;
   b[8] = 3;
   expect_refused("version3.wtk", b, "version 3 is not supported");

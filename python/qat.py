@@ -19,8 +19,8 @@ kernels compute them (nn/layers.h Int8Params / LstmInt8Params):
   q = clamp(rint(v * (1/s)), -z, 255 - z) + z; nothing to learn or calibrate on the activation side (straight-through
   estimator for the rounding); exported as act_quant [1, 0] + act_dynamic [1] = 1;
 - or, with `--act-mode frameN`, the same u8 range per input step and group of N channels (all of a conv's channels
-  where it has N or fewer): finer ranges than a whole im2col row. A probe: the engine has no kernel for it, so such a
-  run is measured with qat_probe.py --run and cannot be exported;
+  where it has N or fewer): finer ranges than a whole im2col row; exported as act_dynamic [1] = 1 plus act_group [1]
+  = N (the engine's Int8Params::act_group, feature bit 7);
 - LSTM: every layer input and hidden state u8 = clamp(rint(v * 127 + 128)) with the layer-0 input divided by
   `in_divisor` first (k = 127 / in_divisor, clamp(rint(x * k + 128))), s8 weights with one scale per row of each
   matrix (`--lstm-scales per_matrix`, the default: the engine's own int8 LSTM kernels, W_ih x and W_hh h summed
@@ -181,7 +181,7 @@ class QConv1d(nn.Module):
         self.register_buffer("has_transform", torch.zeros(1))
         self.register_buffer("act_token", torch.zeros(1))  # 1: per-token activations (set_token)
         # with act_token: 0 = one range per im2col row (the engine's kernel); N > 0 = one per input step and group
-        # of N channels (act_mode frameN: a probe, no engine kernel yet, so such runs are not exported)
+        # of N channels (act_mode frameN; the engine's Int8Params::act_group)
         self.register_buffer("act_group", torch.zeros(1))
         self.quant = True
         self.exact = False  # engine_forward (evaluation: the engine's rounding of every step)
@@ -301,12 +301,8 @@ class QConv1d(nn.Module):
         """The engine's arithmetic step by step (nn/layers.cc make_int8_state, quantize_act; oneDNN 2.x int8
         convolution): u8 codes, an exact integer accumulation, bias in accumulator units with the zero point folded
         in (float32 of a float64 expression), dst = float32(out_scale * float32(acc + bias_acc))."""
-        if self.token() and self.group():  # no engine kernel: the same codes, the products in float64
-            xg = self.group_view(x)
-            s, inv, z = token_row_params(xg)
-            xd = ((token_codes(xg, inv, z) - z) * s).reshape(x.shape)
-            qw = weight_codes(self.weight, sw, self.qmax).double() * sw.double()[:, None, None]
-            return F.conv1d(xd.double(), qw, self.bias.double(), self.stride, 0, self.dilation, self.groups).float()
+        if self.token() and self.group():
+            return self.engine_group_forward(x, sw)
         if self.token():
             return self.engine_token_forward(x, sw)
         z = int(self.zero.item())
@@ -334,6 +330,33 @@ class QConv1d(nn.Module):
         acc = torch.einsum("ok,bkl->bol", qw2, q.double())  # exact: integers < 2^53
         d = (acc - z.double() * qw2.sum(1)[None, :, None]).float()  # an int32 in the engine, then float32
         return (s * sw[None, :, None]) * d + self.bias[None, :, None]
+
+    @torch.no_grad()
+    def engine_group_forward(self, x, sw):
+        """The engine's per-group int8 conv (nn/layers.h Int8Params::act_group, nn/conv_token.cc): each (input step,
+        group of N channels) its own u8 codes, the exact integer sum per group and tap with the s8 weights, then for
+        each tap k and group g in order a = fma(float(i), s, a), a = fma(-(s z), float(S), a) (each fma as a float64
+        sum of the exact product, rounded to float32), y = s_w[o] * a + b[o] (rounded product, then sum)."""
+        n = self.group()
+        b, cin, tin = x.shape
+        ng = cin // n
+        xg = self.group_view(x)  # [B * ng, n, T]
+        s, inv, z = token_row_params(xg)
+        q = token_codes(xg, inv, z).reshape(b, cin, tin).double()
+        s = s.reshape(b, ng, tin).double()
+        nsz = (-(s.float() * z.reshape(b, ng, tin))).double()  # float32 product, as the engine's
+        qw = weight_codes(self.weight, sw, self.qmax).double()  # [Cout, Cin, K]
+        k_, st, dl = self.kernel_size[0], self.stride[0], self.dilation[0]
+        tout = (tin - dl * (k_ - 1) - 1) // st + 1
+        a = torch.zeros(b, qw.shape[0], tout, dtype=torch.float32)
+        for k in range(k_):
+            sl = slice(k * dl, k * dl + (tout - 1) * st + 1, st)
+            for g in range(ng):
+                c = slice(g * n, g * n + n)
+                acc = torch.einsum("oc,bcl->bol", qw[:, c, k], q[:, c, sl])  # exact: integers < 2^53
+                a = (acc.float().double() * s[:, g, sl][:, None, :] + a.double()).float()
+                a = (nsz[:, g, sl][:, None, :] * qw[:, c, k].sum(1)[None, :, None] + a.double()).float()
+        return (sw[None, :, None] * a) + self.bias[None, :, None]
 
     def set_act_range(self, lo: float, hi: float):
         """Engine-style asymmetric min-max: range includes 0, scale (hi - lo) / 255, zero point rint(-lo / s)."""
@@ -578,7 +601,7 @@ def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbit
     """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated).
     Convs named in float_convs (see _is_float_conv) stay float (and are still fine-tuned). act_mode token: the int8
     convs quantize their activations per token (QConv1d.set_token); frameN: per input step and group of N channels
-    (a probe of finer ranges: not exported, the engine has no such kernel)."""
+    (the engine's Int8Params::act_group)."""
     group = act_group(act_mode)
     enc = model.feature_extractor.encodec.encoder
     for name, mod in list(enc.named_modules()):
@@ -674,9 +697,6 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
             new[m.name + ".weight"] = m.weight.numpy().astype(np.float32)
             new[m.name + ".bias"] = m.bias.numpy().astype(np.float32)
         elif isinstance(m, QConv1d):
-            if m.token() and m.group():
-                raise SystemExit(f"{m.name}: per-group activation ranges (act_mode frameN) have no engine kernel; "
-                                 "such a run is a probe and cannot be exported")
             sw, sa = m.scales()
             new[m.name + ".weight"] = weight_codes(m.tweight(), sw, m.qmax).numpy()
             new[m.name + ".bias"] = m.tbias().numpy().astype(np.float32)
@@ -687,6 +707,8 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
             if m.token():  # per-token activations: the placeholder range and the marker (models/quantized.h)
                 new[m.name + ".act_quant"] = np.array([1.0, 0.0], dtype=np.float32)
                 new[m.name + ".act_dynamic"] = np.array([1.0], dtype=np.float32)
+                if m.group():  # act_mode frameN: a range per input step and group (Int8Params::act_group)
+                    new[m.name + ".act_group"] = np.array([float(m.group())], dtype=np.float32)
             else:
                 new[m.name + ".act_quant"] = np.array([float(sa), float(m.zero)], dtype=np.float32)
             n_conv += 1

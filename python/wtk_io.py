@@ -27,8 +27,9 @@ MAGIC = b"WAVTOKMF"
 FEATURE_INT8, FEATURE_SOFTMAX, FEATURE_LOWBIT, FEATURE_INT8_ATTENTION, FEATURE_LOWRANK = 1, 2, 4, 8, 16
 FEATURE_TOKEN_ACT = 32  # NAME.act_dynamic: per-token activation ranges of an int8 Conv1d (io/model_file.h)
 FEATURE_BF16_ENCODER = 64  # ENCODER.conv_bf16: the SEANet encoder's dense convs in bf16 (io/model_file.h)
+FEATURE_GROUP_ACT = 128  # NAME.act_group: activation ranges per input step and group of N channels (io/model_file.h)
 KNOWN_FEATURES = (FEATURE_INT8 | FEATURE_SOFTMAX | FEATURE_LOWBIT | FEATURE_INT8_ATTENTION | FEATURE_LOWRANK |
-                  FEATURE_TOKEN_ACT | FEATURE_BF16_ENCODER)
+                  FEATURE_TOKEN_ACT | FEATURE_BF16_ENCODER | FEATURE_GROUP_ACT)
 # dtypes: f32, s8 codes (int8 layers), u8 (a low-bit weight's group table W_groups), packed low-bit codes
 DT_F32, DT_S8, DT_U8, DT_PACKED = 0, 1, 2, 3
 ALIGN = 64
@@ -239,6 +240,9 @@ class WtkFile:
             if name.endswith((".lora_a", ".lora_b")) and not features & FEATURE_LOWRANK:
                 raise WtkError(f"{path}: tensor {name!r} is a low-rank adapter, but the file does not declare the "
                                "low-rank feature (bit 4)")
+            if name.endswith(".act_group") and not features & FEATURE_GROUP_ACT:
+                raise WtkError(f"{path}: tensor {name!r} sets per-group activation ranges, but the file does not "
+                               "declare the per-group feature (bit 7)")
             if name in entries:
                 raise WtkError(f"{path}: tensor {name!r} appears twice")
             entries[name] = (dtype, tuple(shape), data[off:off + nb])
@@ -363,6 +367,8 @@ class WtkFile:
                 feats |= FEATURE_INT8_ATTENTION
             if n.endswith(".act_dynamic"):
                 feats |= FEATURE_TOKEN_ACT
+            if n.endswith(".act_group"):
+                feats |= FEATURE_GROUP_ACT
             if n.endswith("encoder.conv_bf16"):
                 feats |= FEATURE_BF16_ENCODER
             if lowbit_weight_of(n):

@@ -13,7 +13,8 @@ ELU, float64 LSTM gates on u8/s8 codes).
 The same again for a mixed export (`qat.py train --float-convs model.0,model.1,model.3`): the first five convs stay
 float (fine-tuned, weight norm folded on export), 13 int8; and that mixed export once more with the SmoothQuant-b
 input transform of `--smooth-alpha 0.5` (per-channel act_shift / act_smooth, W * smooth and the shifted bias); and all
-18 convs with per-token activations (`--act-mode token`: act_quant [1, 0] + act_dynamic, feature bit 5).
+18 convs with per-token activations (`--act-mode token`: act_quant [1, 0] + act_dynamic, feature bit 5), and per input
+step and group of 4 channels (`--act-mode frame4`: act_group as well, feature bit 7).
 
 Asserts, for both: the file is version 2 with the int8 feature and s8 encoder weights; the engine's tokens equal the
 reference's on >= 99.5 % of the frames; the engine's latents are within 1e-2 (relative) of the reference's while
@@ -77,7 +78,7 @@ def check_export(cli, d, fwtk, xt, calib, float_convs, failures, smooth_alpha=No
     """Fake-quantize the float model of fwtk (convs in float_convs left float), perturb it as a fine-tune would,
     export, encode with the engine, compare with the engine-exact reference; appends to failures."""
     tag = ("mixed" if float_convs else "all") + ("-smoothed" if smooth_alpha is not None else "") + \
-        ("-token" if act_mode == "token" else "")
+        ("" if act_mode == "static" else "-" + act_mode)
     qwtk = os.path.join(d, f"qat-{tag}.wtk")
     q = qat.load_qat_model(fwtk, float_convs=float_convs, act_mode=act_mode)
     n_conv = sum(isinstance(mod, qat.QConv1d) for mod in qat.qat_modules(q))
@@ -114,15 +115,22 @@ def check_export(cli, d, fwtk, xt, calib, float_convs, failures, smooth_alpha=No
     with open(qwtk, "rb") as f:
         head = f.read(16)
     version, feats = struct.unpack_from("<II", head, 8)
-    want_feats = 1 | (32 if act_mode == "token" else 0)  # int8, + token-act (act_dynamic)
+    group = qat.act_group(act_mode)
+    # int8, + token-act (act_dynamic), + group-act (act_group)
+    want_feats = 1 | (32 if act_mode != "static" else 0) | (128 if group else 0)
     if version != 2 or feats != want_feats:
         failures.append(f"{tag}: exported file has version {version}, features {feats:#x} (want 2, {want_feats:#x})")
     _, _, _, tensors = qat.read_wtk_raw(qwtk)
     s8 = [k for k, a in tensors if a.dtype == np.int8]
     n_smooth = sum(k.endswith(".conv.act_smooth") for k, _ in tensors)
     n_dyn = sum(k.endswith(".conv.act_dynamic") for k, _ in tensors)
-    if n_dyn != (want_conv if act_mode == "token" else 0):
+    if n_dyn != (want_conv if act_mode != "static" else 0):
         failures.append(f"{tag}: {n_dyn} convs with act_dynamic in the export")
+    groups = {k: float(a[0]) for k, a in tensors if k.endswith(".conv.act_group")}
+    want_groups = {mod.name + ".act_group": float(mod.group()) for mod in qat.qat_modules(q)
+                   if isinstance(mod, qat.QConv1d) and group}
+    if groups != want_groups or (group and not any(v == group for v in groups.values())):
+        failures.append(f"{tag}: act_group tensors {groups} (want {want_groups})")
     if n_smooth != (want_conv if smooth_alpha is not None else 0):
         failures.append(f"{tag}: {n_smooth} convs with act_smooth in the export")
     lstm_ws = [a for k, a in tensors if k.endswith(".lstm.weight_scale")]
@@ -204,6 +212,9 @@ def main():
         check_export(cli, d, fwtk, xt, calib, ["model.0", "model.1", "model.3"], failures, smooth_alpha=0.5)
         # per-token activations (--act-mode token): every conv's im2col rows on their own range, act_dynamic
         check_export(cli, d, fwtk, xt, calib, None, failures, act_mode="token")
+        # per input step and group of 4 channels (--act-mode frame4): act_group, the engine's per-group kernel (the
+        # first conv's single channel is one group of 1)
+        check_export(cli, d, fwtk, xt, calib, None, failures, act_mode="frame4")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         sys.exit(1)

@@ -121,7 +121,8 @@ def test_damaged_files_refused(files):
     refused("short.wtk", good[:20], "truncated")
     refused("cut.wtk", good[:len(good) // 2], "bad size or offset|truncated")
     refused("v3.wtk", good[:8] + struct.pack("<I", 3) + good[12:], "version 3")
-    refused("bit7.wtk", good[:12] + struct.pack("<I", 1 | 128) + good[16:], "unknown features")  # 5: token-act, 6: bf16 encoder
+    # bits 5-7 are known (token-act, bf16 encoder, group-act)
+    refused("bit8.wtk", good[:12] + struct.pack("<I", 1 | 256) + good[16:], "unknown features")
     refused("unmarked.wtk", good[:12] + struct.pack("<I", 16) + good[16:], "not marked int8")
     refused("huge.wtk", good[:24] + struct.pack("<Q", 1 << 40) + good[32:], "bad header sizes")
 

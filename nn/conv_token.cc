@@ -177,9 +177,10 @@ inline __m512i lane_rows(int w) {
 }
 
 // Per-frame min(min, 0) / max(max, 0) for cin in {1, 2, 4, 8}: 16 / cin frames per vector, reduced within each
-// group of cin lanes by xor-permutes, one lane per frame compress-stored. Returns the frames done.
+// group of cin lanes by xor-permutes, one lane per frame compressed and stored. Returns the frames done.
 WAVTOK_WIDE_VECTORS int64_t frame_ranges_narrow(const float* x, int64_t nf, int cin, float* flo, float* fhi) {
   const int g = 16 / cin;
+  const __mmask16 gm = __mmask16((1u << g) - 1u);
   __mmask16 first = 0;
   for (int l = 0; l < 16; l += cin) first = __mmask16(first | (1u << l));
   const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -193,8 +194,10 @@ WAVTOK_WIDE_VECTORS int64_t frame_ranges_narrow(const float* x, int64_t nf, int 
       lo = _mm512_min_ps(lo, _mm512_permutexvar_ps(idx, lo));
       hi = _mm512_max_ps(hi, _mm512_permutexvar_ps(idx, hi));
     }
-    _mm512_mask_compressstoreu_ps(flo + f, first, lo);
-    _mm512_mask_compressstoreu_ps(fhi + f, first, hi);
+    // compress in registers, then a masked store: the memory form of vcompressps is microcoded on AMD Zen 4
+    // (it took 60 % of a per-group conv's time there)
+    _mm512_mask_storeu_ps(flo + f, gm, _mm512_maskz_compress_ps(first, lo));
+    _mm512_mask_storeu_ps(fhi + f, gm, _mm512_maskz_compress_ps(first, hi));
   }
   return f;
 }
@@ -382,6 +385,14 @@ void Conv1d::set_group_int8(const Int8State& q) {
 
 namespace {
 
+bool g_group_portable = false;
+
+}  // namespace
+
+void set_group_conv_portable_for_testing(bool on) { g_group_portable = on; }
+
+namespace {
+
 // The per-group kernel's inputs for a tile: u8 codes [frames][ng][np] (zero padded) and, per (frame, group), s and
 // -(s z).
 struct GroupTile {
@@ -422,43 +433,60 @@ void group_outputs_scalar(const GroupTile& gt, const ConvGroupWeights& gw, int o
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 // The same for TB consecutive outputs of block ob: per (k, g) each output's group codes broadcast 4 at a time into
-// u8 x s8 dot products over 16 outputs (vpdpbusd), then the two fused multiply-adds of the definition.
-template <int TB>
-WAVTOK_WIDE_VECTORS inline void group_outputs_vnni(const GroupTile& gt, const ConvGroupWeights& gw, int ob,
-                                                   int64_t t0, const float* b, float* y, bool accumulate) {
-  const int nq = gw.np / 4;
+// u8 x s8 dot products over 16 outputs (vpdpbusd), then the two fused multiply-adds of the definition. NQ (quads per
+// group) is a template argument where it is small, so that every loop unrolls and the accumulators stay in registers;
+// NQ = 0 reads it at run time.
+template <int TB, int NQ>
+WAVTOK_WIDE_VECTORS inline void group_outputs_vnni(const GroupTile& gt, const ConvGroupWeights& gw, int ob, int64_t t0,
+                                                   const float* b, float* y, bool accumulate) {
+  const int nq = NQ > 0 ? NQ : gw.np / 4;
   __m512 acc[TB];
+#pragma GCC unroll 16
   for (int u = 0; u < TB; ++u) acc[u] = _mm512_setzero_ps();
   const int8_t* wp = gw.w.data() + size_t(ob) * gt.kernel * gt.ng * nq * 64;
   const float* sp = gw.sum.data() + size_t(ob) * gt.kernel * gt.ng * 16;
+  const int64_t rstep = int64_t(gt.stride) * gt.ng;
   for (int k = 0; k < gt.kernel; ++k) {
     const int64_t r0 = (t0 * gt.stride + int64_t(k) * gt.dilation) * gt.ng;
-    const int64_t rstep = int64_t(gt.stride) * gt.ng;
     for (int g = 0; g < gt.ng; ++g, wp += nq * 64, sp += 16) {
       const __m512 sv = _mm512_loadu_ps(sp);
+      const uint8_t* q0 = gt.codes + (r0 + g) * gt.np;
+      const float* s0 = gt.s + r0 + g;
+      const float* n0 = gt.nsz + r0 + g;
+#pragma GCC unroll 16
       for (int u = 0; u < TB; ++u) {
-        const int64_t r = r0 + u * rstep + g;
-        const uint8_t* qp = gt.codes + r * gt.np;
+        const uint8_t* qp = q0 + u * rstep * gt.np;
         __m512i i = _mm512_setzero_si512();
+#pragma GCC unroll 4
         for (int j = 0; j < nq; ++j) {
           int32_t quad;
           std::memcpy(&quad, qp + 4 * j, 4);
           i = _mm512_dpbusd_epi32(i, _mm512_set1_epi32(quad), _mm512_loadu_si512(wp + j * 64));
         }
-        acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(gt.s[r]), acc[u]);
-        acc[u] = _mm512_fmadd_ps(_mm512_set1_ps(gt.nsz[r]), sv, acc[u]);
+        acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(s0[u * rstep]), acc[u]);
+        acc[u] = _mm512_fmadd_ps(_mm512_set1_ps(n0[u * rstep]), sv, acc[u]);
       }
     }
   }
   const int o = ob * 16;
   const __mmask16 m = gt.cout - o >= 16 ? __mmask16(0xffff) : __mmask16((1u << (gt.cout - o)) - 1u);
   const __m512 ws = _mm512_maskz_loadu_ps(m, gw.scale.data() + o), vb = _mm512_maskz_loadu_ps(m, b + o);
+#pragma GCC unroll 16
   for (int u = 0; u < TB; ++u) {
     float* yo = y + (t0 + u) * gt.cout + o;
     __m512 v = _mm512_add_ps(_mm512_mul_ps(ws, acc[u]), vb);
     if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, yo));
     _mm512_mask_storeu_ps(yo, m, v);
   }
+}
+
+// Every output of block ob: blocks of 8, then singles.
+template <int NQ>
+WAVTOK_WIDE_VECTORS void group_block_vnni(const GroupTile& gt, const ConvGroupWeights& gw, int ob, int64_t nt,
+                                          const float* b, float* y, bool accumulate) {
+  int64_t t = 0;
+  for (; t + 8 <= nt; t += 8) group_outputs_vnni<8, NQ>(gt, gw, ob, t, b, y, accumulate);
+  for (; t < nt; ++t) group_outputs_vnni<1, NQ>(gt, gw, ob, t, b, y, accumulate);
 }
 #endif
 
@@ -502,12 +530,18 @@ WAVTOK_WIDE_VECTORS void Conv1d::run_group(const float* x, int64_t tin, float* y
     const GroupTile gt{codes.data(), s.data(), nsz.data(), ng, np, stride_, dilation_, kernel_, cout_};
     float* yt = y + a * cout_;
     for (int ob = 0; ob < gw.ob; ++ob) {
-      int64_t t = 0;
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-      for (; t + 8 <= nt; t += 8) group_outputs_vnni<8>(gt, gw, ob, t, b_.data(), yt, accumulate);
-      for (; t < nt; ++t) group_outputs_vnni<1>(gt, gw, ob, t, b_.data(), yt, accumulate);
+      if (!g_group_portable) {
+        switch (np / 4) {
+          case 1: group_block_vnni<1>(gt, gw, ob, nt, b_.data(), yt, accumulate); break;
+          case 2: group_block_vnni<2>(gt, gw, ob, nt, b_.data(), yt, accumulate); break;
+          case 4: group_block_vnni<4>(gt, gw, ob, nt, b_.data(), yt, accumulate); break;
+          default: group_block_vnni<0>(gt, gw, ob, nt, b_.data(), yt, accumulate); break;
+        }
+        continue;
+      }
 #endif
-      if (t < nt) group_outputs_scalar(gt, gw, ob, t, nt - t, b_.data(), yt, accumulate);
+      group_outputs_scalar(gt, gw, ob, 0, nt, b_.data(), yt, accumulate);
     }
     apply_act(post_, yt, nt * cout_);
   }

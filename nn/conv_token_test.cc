@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/util.h"
+#include "nn/layer_support.h"
 #include "nn/layers.h"
 #include "tests/testing/layer_testing.h"
 
@@ -268,7 +269,16 @@ TEST(ConvToken, RefusesWhatItCannotRun) {
   EXPECT_FALSE(cl.is_token_int8());
 }
 
-TEST(ConvGroup, MatchesIntegerEmulation) {
+// Both code paths: the VNNI kernel where the CPU has it, and the portable loops (every CPU).
+class ConvGroup : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { set_group_conv_portable_for_testing(GetParam()); }
+  void TearDown() override { set_group_conv_portable_for_testing(false); }
+};
+INSTANTIATE_TEST_SUITE_P(Paths, ConvGroup, ::testing::Values(false, true),
+                         [](const auto& i) { return i.param ? "portable" : "native"; });
+
+TEST_P(ConvGroup, MatchesIntegerEmulation) {
   std::mt19937 rng(2025);
   // group sizes 1 and 2 (padded to a quad), 4, 8 and 16 (the vector code paths), 12 and 24 (several quads, rows that
   // are not a power of two); outputs not a multiple of 16, strides, dilations, long kernels
@@ -324,7 +334,7 @@ TEST(ConvGroup, MatchesIntegerEmulation) {
 
 // Finer ranges than a whole im2col row: closer to the float conv where channels differ in scale, and a long input
 // equals the same input cut in pieces.
-TEST(ConvGroup, TracksFloatBetterThanTokenAndIsIndependentOfPieces) {
+TEST_P(ConvGroup, TracksFloatBetterThanTokenAndIsIndependentOfPieces) {
   std::mt19937 rng(11);
   const int cin = 64, cout = 48, k = 3;
   Tensor w = randn({cout, cin, k}, rng, 0.2f);
@@ -370,7 +380,7 @@ TEST(ConvGroup, TracksFloatBetterThanTokenAndIsIndependentOfPieces) {
   for (size_t i = 0; i < yp.size(); ++i) ASSERT_EQ(yp[i], yg[i]) << i;
 }
 
-TEST(ConvGroup, RefusesWhatItCannotRun) {
+TEST(ConvGroupSetup, RefusesWhatItCannotRun) {
   std::mt19937 rng(5);
   Tensor w = randn({4, 12, 3}, rng), b({4});
   Int8Params p;

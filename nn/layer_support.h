@@ -46,6 +46,10 @@ dnnl::memory reorder_s8_weights(const dnnl::memory::desc& want, const dnnl::memo
 #define WAVTOK_WIDE_VECTORS
 #endif
 
+// Tests: the per-group int8 conv (Int8Params::act_group) takes its portable loops even where the CPU has AVX512-VNNI,
+// so that both paths are checked on one machine. Not for production use; not thread-safe against running convs.
+void set_group_conv_portable_for_testing(bool on);
+
 // The calibration observer of this thread (set_act_observer), or nullptr.
 extern thread_local const ActObserver* t_observer;
 

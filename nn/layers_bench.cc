@@ -49,7 +49,8 @@ void BM_Conv1d(benchmark::State& st) {
   flops(st, double(cin / groups) * k * cout * conv.out_len(tin));
 }
 // The SEANet encoder convs as the model runs them (channels-last), 1 s of audio. Args: cin, cout, kernel, stride,
-// padded input length, mode (0 float, 1 int8 with a static u8 range, 2 int8 per-token: Int8Params::dynamic).
+// padded input length, mode (0 float, 1 int8 with a static u8 range, 2 int8 per-token: Int8Params::dynamic, 3 int8
+// per input step and group of 8 channels (or all where fewer): Int8Params::act_group).
 void BM_Conv1dEncoderInt8(benchmark::State& st) {
   const int cin = int(st.range(0)), cout = int(st.range(1)), k = int(st.range(2)), s = int(st.range(3));
   const int64_t tin = st.range(4);
@@ -60,7 +61,8 @@ void BM_Conv1dEncoderInt8(benchmark::State& st) {
     Int8Params p;
     p.weight_scale.assign(size_t(cout), 1.0f / std::sqrt(float(cin * k)) / 127.0f);
     if (mode == 1) p.act_scale = 2.0f / 255.0f, p.act_zero = 128;
-    p.dynamic = mode == 2;
+    p.dynamic = mode >= 2;
+    if (mode == 3) p.act_group = std::min(8, cin);
     conv.set_int8(p);
   }
   Tensor x = random_tensor({tin, cin}, 1.0f, 3);
@@ -74,20 +76,20 @@ void BM_Conv1dEncoderInt8(benchmark::State& st) {
 }
 BENCHMARK(BM_Conv1dEncoderInt8)
     ->ArgNames({"cin", "cout", "k", "s", "tin", "mode"})
-    ->ArgsProduct({{1}, {32}, {7}, {1}, {24006}, {0, 1, 2}})
-    ->ArgsProduct({{32}, {16}, {3}, {1}, {24002}, {0, 1, 2}})
-    ->ArgsProduct({{16}, {32}, {1}, {1}, {24000}, {0, 1, 2}})
-    ->ArgsProduct({{32}, {64}, {4}, {2}, {24002}, {0, 1, 2}})
-    ->ArgsProduct({{64}, {128}, {8}, {4}, {12004}, {0, 1, 2}})
-    ->ArgsProduct({{256}, {512}, {16}, {8}, {608}, {0, 1, 2}})
-    ->ArgsProduct({{512}, {512}, {7}, {1}, {81}, {0, 1, 2}})
+    ->ArgsProduct({{1}, {32}, {7}, {1}, {24006}, {0, 1, 2, 3}})
+    ->ArgsProduct({{32}, {16}, {3}, {1}, {24002}, {0, 1, 2, 3}})
+    ->ArgsProduct({{16}, {32}, {1}, {1}, {24000}, {0, 1, 2, 3}})
+    ->ArgsProduct({{32}, {64}, {4}, {2}, {24002}, {0, 1, 2, 3}})
+    ->ArgsProduct({{64}, {128}, {8}, {4}, {12004}, {0, 1, 2, 3}})
+    ->ArgsProduct({{256}, {512}, {16}, {8}, {608}, {0, 1, 2, 3}})
+    ->ArgsProduct({{512}, {512}, {7}, {1}, {81}, {0, 1, 2, 3}})
     // the shipped default model's encoder (n_filters 16) at 24 and 12 kHz
-    ->ArgsProduct({{1}, {16}, {7}, {1}, {24006}, {0, 1, 2}})
-    ->ArgsProduct({{16}, {8}, {3}, {1}, {24002}, {0, 1, 2}})
-    ->ArgsProduct({{8}, {16}, {1}, {1}, {24000}, {0, 1, 2}})
-    ->ArgsProduct({{16}, {16}, {1}, {1}, {24000}, {0, 1, 2}})
-    ->ArgsProduct({{16}, {32}, {4}, {2}, {24002}, {0, 1, 2}})
-    ->ArgsProduct({{32}, {16}, {3}, {1}, {12002}, {0, 1, 2}});
+    ->ArgsProduct({{1}, {16}, {7}, {1}, {24006}, {0, 1, 2, 3}})
+    ->ArgsProduct({{16}, {8}, {3}, {1}, {24002}, {0, 1, 2, 3}})
+    ->ArgsProduct({{8}, {16}, {1}, {1}, {24000}, {0, 1, 2, 3}})
+    ->ArgsProduct({{16}, {16}, {1}, {1}, {24000}, {0, 1, 2, 3}})
+    ->ArgsProduct({{16}, {32}, {4}, {2}, {24002}, {0, 1, 2, 3}})
+    ->ArgsProduct({{32}, {16}, {3}, {1}, {12002}, {0, 1, 2, 3}});
 
 // Encoder (channels-first), 1 s of audio: input lengths include SConv1d's padding.
 BENCHMARK(BM_Conv1d)

@@ -155,7 +155,7 @@ def weight_codes(w: torch.Tensor, s: torch.Tensor, qmax: int = 127) -> torch.Ten
 class QConv1d(nn.Module):
     """An SConv1d's inner Conv1d in int8 (engine: Conv1d::set_int8, input already padded). Weight norm folded."""
 
-    def __init__(self, conv: nn.Conv1d, name: str, wbits: int = 8):
+    def __init__(self, conv: nn.Conv1d, name: str, wbits: int = 8, wgroup: int = 0):
         super().__init__()
         self.name = name
         if hasattr(conv, "weight_g"):  # weight norm folded, g v / |v| (what the .wtk stores)
@@ -167,7 +167,14 @@ class QConv1d(nn.Module):
         self.stride, self.dilation, self.groups = conv.stride, conv.dilation, conv.groups
         self.kernel_size = conv.kernel_size  # SConv1d.padding_for reads it
         self.qmax = 2 ** (wbits - 1) - 1
-        s0 = (w.abs().reshape(w.shape[0], -1).amax(1) / self.qmax).clamp(min=1e-8)
+        # wgroup > 0 (below 8 bits): the weight row (Cin*K, c major) cut into groups of wgroup values, each with an
+        # integer multiplier m of the row scale S_o (quant/lowbit.h's two-level scale): step S_o m, the s8 code
+        # m q, q in [-qmax, qmax]; S_o starts at max|W_o| / 127 and is learned, the multipliers are fixed at init
+        self.wgroup = wgroup if wbits < 8 else 0
+        self.register_buffer("wmult", torch.ones(w.shape[0], w[0].numel() if self.wgroup else 1))
+        s0 = (w.abs().reshape(w.shape[0], -1).amax(1) / (127 if self.wgroup else self.qmax)).clamp(min=1e-8)
+        if self.wgroup:
+            self.wmult.copy_(self.group_multipliers(w, s0))
         self.register_buffer("sw0", s0)
         self.t_w = nn.Parameter(torch.zeros_like(s0))  # s_w = sw0 * exp(t_w)
         self.register_buffer("sa0", torch.ones(1))
@@ -191,6 +198,32 @@ class QConv1d(nn.Module):
 
     def scales(self):
         return self.sw0 * torch.exp(self.t_w), self.sa0 * torch.exp(self.t_a)
+
+    @torch.no_grad()
+    def group_multipliers(self, w, s0):
+        """Per weight, its group's multiplier clamp(rint(max|w_g| / (qmax S_o)), 1, 127 // qmax) (min-max)."""
+        rows = w.reshape(w.shape[0], -1)
+        n = rows.shape[1]
+        m = torch.ones_like(rows)
+        for a in range(0, n, self.wgroup):
+            g = rows[:, a:a + self.wgroup].abs().amax(1)
+            m[:, a:a + self.wgroup] = torch.clamp(torch.round(g / (self.qmax * s0)), 1, 127 // self.qmax)[:, None]
+        return m
+
+    def qweight(self, w, sw):
+        """The fake-quantized weight (LSQ gradient for sw): per row, or per group with the fixed multipliers."""
+        gscale = 1.0 / math.sqrt(w[0].numel() * self.qmax)
+        if not self.wgroup:
+            return fq_weight(w, sw, self.qmax, gscale)
+        mult = self.wmult.view_as(w)
+        return fq_weight(w / mult, sw, self.qmax, gscale) * mult
+
+    def wcodes(self, w, sw):
+        """The s8 codes the engine runs with weight_scale sw: rint(w / sw) on the grid, or m * q per group."""
+        if not self.wgroup:
+            return weight_codes(w, sw, self.qmax)
+        mult = self.wmult.view_as(w)
+        return (weight_codes(w / mult, sw, self.qmax).to(torch.int16) * mult.to(torch.int16)).to(torch.int8)
 
     def transformed(self) -> bool:
         return bool(self.has_transform.item())
@@ -251,19 +284,19 @@ class QConv1d(nn.Module):
             xg = self.group_view(x)
             s, inv, z = token_row_params(xg.detach())
             xq = x + ((token_codes(xg.detach(), inv, z) - z) * s - xg).detach().reshape(x.shape)  # STE
-            wq = fq_weight(self.weight, sw, self.qmax, 1.0 / math.sqrt(self.weight[0].numel() * self.qmax))
+            wq = self.qweight(self.weight, sw)
             return F.conv1d(xq, wq, self.bias, self.stride, 0, self.dilation, self.groups)
         if self.token():
             k, st, dl = self.kernel_size[0], self.stride[0], self.dilation[0]
             cols = im2col(x, k, st, dl)
             s, inv, z = token_row_params(cols.detach())
             xq = cols + ((token_codes(cols.detach(), inv, z) - z) * s - cols).detach()  # STE: identity inside
-            wq = fq_weight(self.weight, sw, self.qmax, 1.0 / math.sqrt(self.weight[0].numel() * self.qmax))
+            wq = self.qweight(self.weight, sw)
             return torch.einsum("ok,bkl->bol", wq.reshape(wq.shape[0], -1), xq) + self.bias[None, :, None]
         w = self.tweight()
         n_w = w[0].numel()
         xq = fq_act(self.tinput(x), sa, int(self.zero.item()), 1.0 / math.sqrt(x[0].numel() * 255.0))
-        wq = fq_weight(w, sw, self.qmax, 1.0 / math.sqrt(n_w * self.qmax))
+        wq = self.qweight(w, sw)
         return F.conv1d(xq, wq, self.tbias(), self.stride, 0, self.dilation, self.groups)
 
     @torch.no_grad()
@@ -293,7 +326,9 @@ class QConv1d(nn.Module):
     @torch.no_grad()
     def refit_weight_scales(self):
         w = self.tweight()
-        self.sw0.copy_((w.abs().reshape(w.shape[0], -1).amax(1) / self.qmax).clamp(min=1e-8))
+        self.sw0.copy_((w.abs().reshape(w.shape[0], -1).amax(1) / (127 if self.wgroup else self.qmax)).clamp(min=1e-8))
+        if self.wgroup:
+            self.wmult.copy_(self.group_multipliers(w, self.sw0))
         self.t_w.zero_()
 
     @torch.no_grad()
@@ -312,7 +347,7 @@ class QConv1d(nn.Module):
         else:
             v = x * (1.0 / sa)
         q = torch.round(torch.clamp(v, -float(z), 255.0 - float(z))) + float(z)
-        qw = weight_codes(self.tweight(), sw, self.qmax).double()
+        qw = self.wcodes(self.tweight(), sw).double()
         acc = F.conv1d(q.double(), qw, None, self.stride, 0, self.dilation, self.groups)  # exact: integers < 2^53
         bias_acc = (self.tbias().double() / (sa.double() * sw.double()) - z * qw.sum((1, 2))).float()
         out_scale = sa * sw  # float32 product, as the engine's out_scale
@@ -325,7 +360,7 @@ class QConv1d(nn.Module):
         cols = im2col(x, self.kernel_size[0], self.stride[0], self.dilation[0])
         s, inv, z = token_row_params(cols)
         q = token_codes(cols, inv, z)
-        qw = weight_codes(self.weight, sw, self.qmax)
+        qw = self.wcodes(self.weight, sw)
         qw2 = qw.reshape(qw.shape[0], -1).double()
         acc = torch.einsum("ok,bkl->bol", qw2, q.double())  # exact: integers < 2^53
         d = (acc - z.double() * qw2.sum(1)[None, :, None]).float()  # an int32 in the engine, then float32
@@ -345,7 +380,7 @@ class QConv1d(nn.Module):
         q = token_codes(xg, inv, z).reshape(b, cin, tin).double()
         s = s.reshape(b, ng, tin).double()
         nsz = (-(s.float() * z.reshape(b, ng, tin))).double()  # float32 product, as the engine's
-        qw = weight_codes(self.weight, sw, self.qmax).double()  # [Cout, Cin, K]
+        qw = self.wcodes(self.weight, sw).double()  # [Cout, Cin, K]
         k_, st, dl = self.kernel_size[0], self.stride[0], self.dilation[0]
         tout = (tin - dl * (k_ - 1) - 1) // st + 1
         a = torch.zeros(b, qw.shape[0], tout, dtype=torch.float32)
@@ -597,7 +632,8 @@ def act_mode_arg(v: str) -> str:
 
 
 def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbits: int = 8,
-                float_convs=None, lstm_scales: str = "per_matrix", act_mode: str = "static") -> WavTokenizer:
+                float_convs=None, lstm_scales: str = "per_matrix", act_mode: str = "static",
+                wgroup: int = 0) -> WavTokenizer:
     """Replace the encoder's convs / LSTM by their fake-quantized versions (in place; scales not yet calibrated).
     Convs named in float_convs (see _is_float_conv) stay float (and are still fine-tuned). act_mode token: the int8
     convs quantize their activations per token (QConv1d.set_token); frameN: per input step and group of N channels
@@ -606,7 +642,7 @@ def prepare_qat(model: WavTokenizer, convs: bool = True, lstm: bool = True, wbit
     enc = model.feature_extractor.encodec.encoder
     for name, mod in list(enc.named_modules()):
         if convs and isinstance(mod, NormConv1d) and not _is_float_conv(name, float_convs):
-            mod.conv = QConv1d(mod.conv, ENC + name + ".conv", wbits)
+            mod.conv = QConv1d(mod.conv, ENC + name + ".conv", wbits, wgroup)
             if act_mode != "static":
                 mod.conv.set_token(True, group)
         elif lstm and isinstance(mod, SLSTM):
@@ -698,7 +734,7 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
             new[m.name + ".bias"] = m.bias.numpy().astype(np.float32)
         elif isinstance(m, QConv1d):
             sw, sa = m.scales()
-            new[m.name + ".weight"] = weight_codes(m.tweight(), sw, m.qmax).numpy()
+            new[m.name + ".weight"] = m.wcodes(m.tweight(), sw).numpy()
             new[m.name + ".bias"] = m.tbias().numpy().astype(np.float32)
             if m.transformed():
                 new[m.name + ".act_shift"] = m.shift.numpy().astype(np.float32)
@@ -745,10 +781,10 @@ def export_wtk(model: WavTokenizer, base: str, out: str) -> Dict[str, int]:
 
 
 def load_qat_model(init_wtk: str, convs=True, lstm=True, wbits=8, float_convs=None,
-                   lstm_scales: str = "per_matrix", act_mode: str = "static") -> WavTokenizer:
+                   lstm_scales: str = "per_matrix", act_mode: str = "static", wgroup: int = 0) -> WavTokenizer:
     from wtk_io import load_wtk_as_reference
     m = load_wtk_as_reference(init_wtk)
-    return prepare_qat(m, convs, lstm, wbits, float_convs, lstm_scales, act_mode)
+    return prepare_qat(m, convs, lstm, wbits, float_convs, lstm_scales, act_mode, wgroup)
 
 
 @torch.no_grad()
@@ -832,11 +868,12 @@ def train(args):
     extra = dict(float_convs=sorted(c for c in args.float_convs.split(",") if c), init_run=args.init_run,
                  lstm_frozen=args.lstm_frozen, freeze_above_scalar=args.freeze_above_scalar,
                  warmup_steps=args.warmup_steps, smooth_alpha=args.smooth_alpha, smooth_no_shift=args.smooth_no_shift,
-                 float_frozen=args.float_frozen, lstm_scales=args.lstm_scales, act_mode=args.act_mode)
+                 float_frozen=args.float_frozen, lstm_scales=args.lstm_scales, act_mode=args.act_mode,
+                 wgroup=args.wgroup)
     # lstm_scales: runs made before per-matrix scales existed recorded nothing and used shared scales
     defaults = dict(float_convs=[], init_run=None, lstm_frozen=False, freeze_above_scalar=None, warmup_steps=0,
                     smooth_alpha=None, smooth_no_shift=False, float_frozen=False, lstm_scales="shared",
-                    act_mode="static")
+                    act_mode="static", wgroup=0)
     if args.act_mode != "static" and args.smooth_alpha is not None:
         raise SystemExit("--act-mode token takes no input transform (--smooth-alpha)")
     cfg.update({k: v for k, v in extra.items() if v != defaults[k]})
@@ -849,7 +886,8 @@ def train(args):
     for p in teacher.parameters():
         p.requires_grad_(False)
     model = prepare_qat(load_wtk_as_reference(args.init_wtk), cfg["convs"], cfg["lstm"], cfg["wbits"],
-                        cfg.get("float_convs"), cfg.get("lstm_scales", "shared"), cfg.get("act_mode", "static"))
+                        cfg.get("float_convs"), cfg.get("lstm_scales", "shared"), cfg.get("act_mode", "static"),
+                        cfg.get("wgroup", 0))
     enc = model.feature_extractor.encodec.encoder
     t_enc = teacher.feature_extractor.encodec.encoder
     e = codebook(teacher).detach()
@@ -1012,7 +1050,7 @@ def load_state(model: WavTokenizer, sd):
     own = model.state_dict()
     sd = dict(sd)
     for k, v in own.items():
-        if k not in sd and k.rsplit(".", 1)[-1] in ("shift", "smooth", "has_transform", "act_token", "act_group"):
+        if k not in sd and k.rsplit(".", 1)[-1] in ("shift", "smooth", "has_transform", "act_token", "act_group", "wmult"):
             sd[k] = v
     model.load_state_dict(sd)
 
@@ -1021,7 +1059,7 @@ def load_run(run: str) -> WavTokenizer:
     st = torch.load(os.path.join(run, "last.ckpt"), map_location="cpu", weights_only=False)
     cfg = st["cfg"]
     model = load_qat_model(cfg["init_wtk"], cfg["convs"], cfg["lstm"], cfg["wbits"], cfg.get("float_convs"),
-                           cfg.get("lstm_scales", "shared"), cfg.get("act_mode", "static"))
+                           cfg.get("lstm_scales", "shared"), cfg.get("act_mode", "static"), cfg.get("wgroup", 0))
     load_state(model, st["model"])
     model.eval()
     return model, st
@@ -1074,6 +1112,9 @@ def main():
                         "default --freeze-above. A scalar's disagreement is 0 or 1 per step, so its window mean "
                         "crosses 0.5 by chance about half the time when the signs are unrelated")
     t.add_argument("--wbits", type=int, default=8)
+    t.add_argument("--wgroup", type=int, default=0, help="below 8 bits: groups of this many weights of a row (Cin*K, "
+                   "c major), each an integer multiplier of the row scale (quant/lowbit.h's two-level scale); 0: one "
+                   "scale per row")
     t.add_argument("--float-convs", default="", help="comma list of encoder convs kept float (module names relative "
                    "to the encoder, e.g. model.0,model.1.block.3; a prefix such as model.1 takes a whole block)")
     t.add_argument("--init-run", default=None, help="start from this run's last.ckpt (weights and scales) instead "

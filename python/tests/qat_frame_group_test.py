@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """QAT with activation ranges per input step and group of N channels (`qat.py train --act-mode frameN`, docs/PTQ.md
-"Finer activation ranges for v7"): the fake-quant conv against an independent float64 computation of the same
-codes, the straight-through gradient, the group size rules, and the refusal to export (no engine kernel).
+"Activation ranges per step and channel group"): the fake-quant conv against an independent float64 computation of
+the same codes, the straight-through gradient and the group size rules. And W4 weights in groups with integer
+multipliers (`qat.py train --wgroup N`): the codes are m * q with |q| <= 7 and one m in [1, 18] per group, m from the
+group's range, the fake-quant weight is codes * the row scale, and the row scale gets an LSQ gradient.
 
     /usr/bin/python3 python/tests/qat_frame_group_test.py
 """
@@ -39,6 +41,47 @@ def reference(x, w, b, group, stride, dilation):
         xs = xd[:, :, k * dilation: k * dilation + (L - 1) * stride + 1: stride]
         y += np.einsum("oc,bcl->bol", wd[:, :, k], xs)
     return y + b.numpy().astype(np.float64)[None, :, None]
+
+
+def check_weight_groups(failures):
+    torch.manual_seed(4)
+    conv = torch.nn.Conv1d(24, 6, 3)
+    with torch.no_grad():  # rows whose groups differ in range by up to 8x
+        conv.weight.mul_(torch.tensor([1.0, 0.125, 0.5, 0.25] * 18)[None, :72].reshape(1, 24, 3))
+    m = qat.QConv1d(conv, "g.conv", 4, 8)
+    sw, _ = m.scales()
+    w = m.weight
+    codes = m.wcodes(w, sw).numpy().astype(np.int64).reshape(6, -1)
+    wn = w.detach().numpy().astype(np.float64).reshape(6, -1)
+    s0 = np.abs(wn).max(1) / 127.0
+    for o in range(6):
+        for a in range(0, 72, 8):
+            g = wn[o, a:a + 8]
+            mult = int(np.clip(np.rint(np.abs(g).max() / (7 * s0[o])), 1, 18))
+            q = codes[o, a:a + 8]
+            if np.any(q % mult) or np.abs(q // mult).max() > 7:
+                failures.append(f"W4 groups: row {o} group {a // 8}: codes {q.tolist()} are not {mult} x [-7, 7]")
+                return
+            want = np.clip(np.rint(g / (s0[o] * mult)), -7, 7) * mult
+            if np.abs(want - q).max() > 1:  # float32 against float64 rounding at a tie
+                failures.append(f"W4 groups: row {o} group {a // 8}: codes {q.tolist()}, want {want.tolist()}")
+                return
+    mults = {int(np.abs(codes[o, a:a + 8]).max()) for o in range(6) for a in range(0, 72, 8)}
+    if len(mults) < 3:
+        failures.append(f"W4 groups: the groups' largest codes {sorted(mults)} do not follow their ranges")
+    fq = m.qweight(w, sw)
+    err = (fq.detach() - torch.from_numpy(codes.reshape(w.shape)).float() * sw.detach()[:, None, None]).abs().max()
+    if err > 1e-6 * float(sw.max()) * 127:
+        failures.append(f"W4 groups: the fake-quant weight is {float(err):.2e} from codes x row scale")
+    fq.pow(2).sum().backward()
+    if m.t_w.grad is None or not torch.isfinite(m.t_w.grad).all() or m.t_w.grad.abs().sum() == 0:
+        failures.append("W4 groups: no LSQ gradient for the row scales")
+    r = qat.QConv1d(conv, "r.conv", 4)
+    e_row = float((r.qweight(w, r.scales()[0]) - w).pow(2).sum())
+    e_grp = float((fq - w).pow(2).sum())
+    print(f"W4 weight error on rows with 8x range steps: per row {e_row:.3e}, groups of 8 {e_grp:.3e}")
+    if not e_grp < 0.7 * e_row:  # measured 0.45
+        failures.append("W4 groups: no smaller weight error than one scale per row")
 
 
 def main():
@@ -87,6 +130,7 @@ def main():
             failures.append(f"act_mode {bad} accepted")
         except ValueError:
             pass
+    check_weight_groups(failures)
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))
         sys.exit(1)

@@ -412,6 +412,7 @@ TEST_F(CliTest, Bf16EncoderConvsFile) {
   ASSERT_EQ(r.code, 0) << r.err;
   r = run({"info", "-m", path("q.wtk")});
   ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("\nquantized:    int8 in 1 layer\n"), std::string::npos) << r.err;  // head.out
   EXPECT_NE(r.err.find(bf16_supported() ? "; bf16 convolutions\n" : "bf16 convolutions asked, float32 on this CPU"),
             std::string::npos)
       << r.err;

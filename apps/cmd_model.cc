@@ -9,6 +9,7 @@
 #include "core/settings.h"
 #include "io/model_file.h"
 #include "models/model.h"
+#include "models/quantized.h"
 
 namespace wavtok {
 
@@ -115,6 +116,8 @@ void register_model_commands(CLI::App& app, Common& c, std::vector<Command>& out
            } else std::printf("decoder:      SEANet n_filters %d\n", m.decoder.n_filters);
            print_streaming_latency(*model);
            std::printf("parameters:   %lld\n", static_cast<long long>(model->parameter_count()));
+           if (const std::string q = quantization_summary(model->weights()); !q.empty())
+             std::printf("quantized:    %s\n", q.c_str());
            std::printf("fingerprint:  %016llx\n", static_cast<unsigned long long>(model->fingerprint()));
            if (model->parent_fingerprint())
              std::printf("adapted from: %016llx (wavtok adapt; tokens of either model decode with the other)\n",

@@ -1,7 +1,9 @@
 #include "models/quantized.h"
 
 #include <cmath>
+#include <cstring>
 #include <functional>
+#include <map>
 
 #include "core/error.h"
 
@@ -47,6 +49,43 @@ std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::stri
     p.act_group = int(g[0]);
   }
   return p;
+}
+
+std::string quantization_summary(const WeightMap& w) {
+  auto ends = [](const std::string& k, const char* suf) {
+    const size_t n = std::strlen(suf);
+    return k.size() > n && k.compare(k.size() - n, n, suf) == 0;
+  };
+  int64_t int8 = 0, token = 0, lowbit = 0, adapters = 0, attention = 0;
+  std::map<int, int64_t> groups;  // act_group N -> layers
+  for (const auto& [k, t] : w.all()) {
+    if (ends(k, ".act_quant")) ++int8;
+    if (ends(k, kActDynamicSuffix)) ++token;
+    if (ends(k, kActGroupSuffix) && t.numel() == 1) ++groups[int(t[0])];
+    if (ends(k, ".weight_group_size")) ++lowbit;
+    if (ends(k, ".lora_a")) ++adapters;
+    if (ends(k, ".attn_int8")) ++attention;
+  }
+  auto count = [](int64_t n, const char* one, const char* many) {
+    return std::to_string(n) + " " + (n == 1 ? one : many);
+  };
+  std::string s;
+  if (int8 > 0) {
+    s = "int8 in " + count(int8, "layer", "layers");
+    if (token > 0) {
+      s += " (" + count(token, "conv", "convs") + " with per-token activation ranges";
+      std::string per;
+      for (const auto& [n, c] : groups)
+        per += (per.empty() ? "" : ", ") + std::to_string(c) + " per step and group of " + count(n, "channel", "channels");
+      if (!per.empty()) s += ", of which " + per;
+      s += ")";
+    }
+  }
+  auto add = [&s](const std::string& part) { s += (s.empty() ? "" : "; ") + part; };
+  if (lowbit > 0) add(count(lowbit, "layer", "layers") + " with packed low-bit weights");
+  if (attention > 0) add(count(attention, "int8 attention block", "int8 attention blocks"));
+  if (adapters > 0) add(count(adapters, "low-rank adapter", "low-rank adapters"));
+  return s;
 }
 
 void check_act_dynamic_used(const WeightMap& w, const std::function<bool(const std::string&)>& is_conv) {

@@ -78,6 +78,10 @@ int64_t check_adapters_used(const WeightMap& w, const std::function<bool(const s
 void setup_layer(Conv1d& layer, const WeightMap& w, const std::string& name);
 void setup_layer(ConvTranspose1d& layer, const WeightMap& w, const std::string& name);
 
+// One line on what a file quantizes, for `wavtok info` ("" for a float model), e.g. "int8 in 19 layers (18 convs
+// with per-token activation ranges, of which 18 per step and group of 8 channels); 1 int8 attention block".
+std::string quantization_summary(const WeightMap& w);
+
 // Names the LSTM (for calibration) and switches it to int8 when the file quantizes it.
 void setup_layer(Lstm& layer, const WeightMap& w, const std::string& name);
 // True for the names of LSTMs (calibration statistics and int8 parameters: "….lstm").

@@ -258,6 +258,13 @@ TEST_F(PtqToken, GroupRangesLoadRunAndAreChecked) {
   }
   EXPECT_EQ(marked, 18);
   EXPECT_EQ(required_model_features(qg) & kModelFeatureGroupAct, kModelFeatureGroupAct);
+  // what `wavtok info` prints of it
+  const std::string summary = quantization_summary(qg);
+  EXPECT_EQ(summary.rfind("int8 in ", 0), 0u) << summary;
+  EXPECT_NE(summary.find("18 convs with per-token activation ranges, of which "), std::string::npos) << summary;
+  EXPECT_NE(summary.find("per step and group of 4 channels"), std::string::npos) << summary;
+  EXPECT_EQ(quantization_summary(qt).find("group"), std::string::npos) << quantization_summary(qt);
+  EXPECT_EQ(quantization_summary(m.weights()), "");
   EXPECT_EQ(required_model_features(qt) & kModelFeatureGroupAct, 0u);
   auto mt = Model::from_weights(m.config(), qt);
   auto mg = Model::from_weights(m.config(), qg);

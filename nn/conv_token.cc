@@ -18,18 +18,24 @@ namespace wavtok {
 
 using dnnl::memory;
 
-void Conv1d::set_token_int8(const Int8State& q) {
-  const std::string who = "Conv1d" + (name_.empty() ? std::string() : " " + name_) + ": per-token int8 ";
+// What per-token and per-group layers share: a dense channels-last conv with no static input quantization, at most
+// kMaxTokenCols inputs per output. Throws naming the layer.
+void Conv1d::check_dynamic_int8(const Int8Params& p, const std::string& who) const {
   if (!channels_last_)
     throw Error(who + "needs a channels-last layer (the SEANet convs); this one is channels-first");
   if (groups_ != 1) throw Error(who + "needs groups == 1");
-  const Int8Params& p = q.p;
   if (p.act_scale != 1.0f || p.act_zero != 0 || !p.in_shift.empty() || !p.in_scale.empty())
     throw Error(who + "takes no static activation scale, zero point, shift or divisor");
   const int64_t kc = int64_t(cin_) * kernel_;
   if (kc > kMaxTokenCols)
     throw Error(who + "reads " + std::to_string(kc) + " inputs per output, more than " +
                 std::to_string(kMaxTokenCols));
+}
+
+void Conv1d::set_token_int8(const Int8State& q) {
+  check_dynamic_int8(q.p, "Conv1d" + (name_.empty() ? std::string() : " " + name_) + ": per-token int8 ");
+  const Int8Params& p = q.p;
+  const int64_t kc = int64_t(cin_) * kernel_;
   auto t = std::make_shared<TokenWeights>();
   t->w.resize(size_t(cout_) * size_t(kc));
   t->sum.assign(size_t(cout_), 0);
@@ -348,20 +354,12 @@ int Conv1d::act_group() const { return grp_ ? grp_->n : 0; }
 
 void Conv1d::set_group_int8(const Int8State& q) {
   const std::string who = "Conv1d" + (name_.empty() ? std::string() : " " + name_) + ": per-group int8 ";
-  if (!channels_last_)
-    throw Error(who + "needs a channels-last layer (the SEANet convs); this one is channels-first");
-  if (groups_ != 1) throw Error(who + "needs groups == 1");
+  check_dynamic_int8(q.p, who);
   const Int8Params& p = q.p;
-  if (p.act_scale != 1.0f || p.act_zero != 0 || !p.in_shift.empty() || !p.in_scale.empty())
-    throw Error(who + "takes no static activation scale, zero point, shift or divisor");
   const int n = p.act_group;
   if (n < 1 || n > cin_ || cin_ % n != 0)
     throw Error(who + "group of " + std::to_string(n) + " channels does not divide the " + std::to_string(cin_) +
                 " input channels");
-  const int64_t kc = int64_t(cin_) * kernel_;
-  if (kc > kMaxTokenCols)
-    throw Error(who + "reads " + std::to_string(kc) + " inputs per output, more than " +
-                std::to_string(kMaxTokenCols));
   auto g = std::make_shared<ConvGroupWeights>();
   g->n = n;
   g->np = (n + 3) / 4 * 4;

@@ -165,6 +165,7 @@ class Conv1d {
     dnnl::memory weights;
     dnnl::memory::desc src_md, dst_md;
   };
+  void check_dynamic_int8(const Int8Params& p, const std::string& who) const;
   void set_token_int8(const Int8State& q);
   TokenEntry make_token(int64_t tout) const;
   void run_token(const float* x, int64_t tin, float* y, bool accumulate) const;

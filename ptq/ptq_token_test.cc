@@ -64,6 +64,26 @@ double token_agreement(const Model& f, const Model& q, const std::vector<float>&
   return double(same) / double(a.codes.size());
 }
 
+// Clears feature `bit` in the header of the file at `path` (a hand-edited header), then expects Model::load to refuse
+// it with a message containing `what`.
+void expect_refused_without_bit(const std::string& path, uint32_t bit, const std::string& what) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  uint32_t feats = 0;
+  f.seekg(12);
+  f.read(reinterpret_cast<char*>(&feats), 4);
+  ASSERT_EQ(feats & bit, bit);
+  feats &= ~bit;
+  f.seekp(12);
+  f.write(reinterpret_cast<const char*>(&feats), 4);
+  f.close();
+  try {
+    Model::load(path);
+    ADD_FAILURE() << path << " without feature bit " << bit << " was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+  }
+}
+
 class PtqToken : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -223,21 +243,7 @@ TEST_F(PtqToken, BadMarkersAreRefusedWhenLoading) {
   }
   // A file holding a marker without the feature bit (a hand-edited header) is refused by the reader.
   write_model_file(dir + "/q.wtk", m.config(), qt);
-  std::fstream f(dir + "/q.wtk", std::ios::in | std::ios::out | std::ios::binary);
-  uint32_t feats = 0;
-  f.seekg(12);
-  f.read(reinterpret_cast<char*>(&feats), 4);
-  ASSERT_EQ(feats & kModelFeatureTokenAct, kModelFeatureTokenAct);
-  feats &= ~kModelFeatureTokenAct;
-  f.seekp(12);
-  f.write(reinterpret_cast<const char*>(&feats), 4);
-  f.close();
-  try {
-    Model::load(dir + "/q.wtk");
-    ADD_FAILURE() << "a marker without the feature bit was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("per-token feature"), std::string::npos) << e.what();
-  }
+  expect_refused_without_bit(dir + "/q.wtk", kModelFeatureTokenAct, "per-token feature");
 }
 
 // Per-step, per-group ranges (recipe key act_group, NAME.act_group, Int8Params::act_group): what the recipe writes
@@ -312,21 +318,7 @@ TEST_F(PtqToken, GroupRangesLoadRunAndAreChecked) {
   EXPECT_THROW(parse_recipe(recipe_text("minmax") + "    act_group: 4\n", "r"), Error);
   EXPECT_THROW(parse_recipe(recipe_text("token") + "    act_group: -1\n", "r"), Error);
   // A file holding act_group without feature bit 7 is refused by the reader.
-  std::fstream f(dir + "/g.wtk", std::ios::in | std::ios::out | std::ios::binary);
-  uint32_t feats = 0;
-  f.seekg(12);
-  f.read(reinterpret_cast<char*>(&feats), 4);
-  ASSERT_EQ(feats & kModelFeatureGroupAct, kModelFeatureGroupAct);
-  feats &= ~kModelFeatureGroupAct;
-  f.seekp(12);
-  f.write(reinterpret_cast<const char*>(&feats), 4);
-  f.close();
-  try {
-    Model::load(dir + "/g.wtk");
-    ADD_FAILURE() << "act_group without the feature bit was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("per-group feature"), std::string::npos) << e.what();
-  }
+  expect_refused_without_bit(dir + "/g.wtk", kModelFeatureGroupAct, "per-group feature");
 }
 
 }  // namespace

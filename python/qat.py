@@ -1124,8 +1124,9 @@ def main():
                    "act_shift / act_smooth), calibrated before fine-tuning; default none")
     t.add_argument("--smooth-no-shift", action="store_true", help="the transform without the shift")
     t.add_argument("--act-mode", type=act_mode_arg, default="static",
-                   help="int8 conv activations: one learned u8 scale per tensor (static), or each output step's "
-                        "im2col row on its own range at run time (token; the engine's act_dynamic)")
+                   help="int8 conv activations: one learned u8 scale per tensor (static), each output step's "
+                        "im2col row on its own range at run time (token; the engine's act_dynamic), or each input "
+                        "step's groups of N channels (frameN, e.g. frame8; the engine's act_group)")
     t.add_argument("--float-frozen", action="store_true", help="the convs left float (--float-convs) keep the "
                    "float model's weights (only the int8 layers train)")
     t.add_argument("--lstm-frozen", action="store_true", help="keep the int8 LSTM as calibrated (not trained)")

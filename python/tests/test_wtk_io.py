@@ -125,6 +125,21 @@ def test_damaged_files_refused(files):
     refused("bit8.wtk", good[:12] + struct.pack("<I", 1 | 256) + good[16:], "unknown features")
     refused("unmarked.wtk", good[:12] + struct.pack("<I", 16) + good[16:], "not marked int8")
     refused("huge.wtk", good[:24] + struct.pack("<Q", 1 << 40) + good[32:], "bad header sizes")
+    # per-group activation ranges (NAME.act_group) in a file whose header lacks bit 7
+    grp = tensor_file_bytes(d, [("enc.conv.act_quant", np.array([1.0, 0.0], np.float32)),
+                                ("enc.conv.act_dynamic", np.array([1.0], np.float32)),
+                                ("enc.conv.act_group", np.array([8.0], np.float32))])
+    assert struct.unpack_from("<I", grp, 12)[0] & 128
+    refused("group.wtk", grp[:12] + struct.pack("<I", struct.unpack_from("<I", grp, 12)[0] & ~128) + grp[16:],
+            "per-group feature")
+
+
+def tensor_file_bytes(d, tensors):
+    """The bytes of a .wtk holding these float32 tensors, as python/wtk_io.py writes it (features from the names)."""
+    f = WtkFile(1, 0, "arch: x\n", {}, str(d / "t.wtk"))
+    for n, a in tensors:
+        f.set_f32(n, a)
+    return f.tobytes()
 
 
 def read_bits_lsb_first(raw, bits, mult, rows, cols, group):

@@ -1,11 +1,11 @@
 #include "models/quantized.h"
 
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <map>
 
 #include "core/error.h"
+#include "core/util.h"
 
 namespace wavtok {
 namespace {
@@ -52,19 +52,15 @@ std::optional<Int8Params> stored_int8_params(const WeightMap& w, const std::stri
 }
 
 std::string quantization_summary(const WeightMap& w) {
-  auto ends = [](const std::string& k, const char* suf) {
-    const size_t n = std::strlen(suf);
-    return k.size() > n && k.compare(k.size() - n, n, suf) == 0;
-  };
   int64_t int8 = 0, token = 0, lowbit = 0, adapters = 0, attention = 0;
   std::map<int, int64_t> groups;  // act_group N -> layers
   for (const auto& [k, t] : w.all()) {
-    if (ends(k, ".act_quant")) ++int8;
-    if (ends(k, kActDynamicSuffix)) ++token;
-    if (ends(k, kActGroupSuffix) && t.numel() == 1) ++groups[int(t[0])];
-    if (ends(k, ".weight_group_size")) ++lowbit;
-    if (ends(k, ".lora_a")) ++adapters;
-    if (ends(k, ".attn_int8")) ++attention;
+    if (ends_with(k, ".act_quant")) ++int8;
+    if (ends_with(k, kActDynamicSuffix)) ++token;
+    if (ends_with(k, kActGroupSuffix) && t.numel() == 1) ++groups[int(t[0])];
+    if (ends_with(k, ".weight_group_size")) ++lowbit;
+    if (ends_with(k, ".lora_a")) ++adapters;
+    if (ends_with(k, ".attn_int8")) ++attention;
   }
   auto count = [](int64_t n, const char* one, const char* many) {
     return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -76,7 +72,8 @@ std::string quantization_summary(const WeightMap& w) {
       s += " (" + count(token, "conv", "convs") + " with per-token activation ranges";
       std::string per;
       for (const auto& [n, c] : groups)
-        per += (per.empty() ? "" : ", ") + std::to_string(c) + " per step and group of " + count(n, "channel", "channels");
+        per += (per.empty() ? "" : ", ") + std::to_string(c) + " per step and group of " +
+               count(n, "channel", "channels");
       if (!per.empty()) s += ", of which " + per;
       s += ")";
     }
@@ -91,8 +88,7 @@ std::string quantization_summary(const WeightMap& w) {
 void check_act_dynamic_used(const WeightMap& w, const std::function<bool(const std::string&)>& is_conv) {
   const std::string suf = kActDynamicSuffix, gsuf = kActGroupSuffix;
   for (const auto& [k, v] : w.all()) {
-    if (k.size() > gsuf.size() && k.compare(k.size() - gsuf.size(), gsuf.size(), gsuf) == 0 &&
-        !w.has(k.substr(0, k.size() - gsuf.size()) + suf))
+    if (ends_with(k, gsuf) && !w.has(k.substr(0, k.size() - gsuf.size()) + suf))
       throw Error(w.origin() + ": " + k + " sets per-group activation ranges on a layer without " + suf);
     if (!(k.size() > suf.size() && k.compare(k.size() - suf.size(), suf.size(), suf) == 0)) continue;
     const std::string layer = k.substr(0, k.size() - suf.size());

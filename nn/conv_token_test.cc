@@ -134,6 +134,18 @@ Tensor make_input(int64_t tin, int cin, std::mt19937& rng) {
   return x;
 }
 
+// A long input equals the same input cut in pieces: the outputs [a, a + n) from the inputs they read (stride 1, no
+// dilation), with a few odd lengths (new shapes).
+void expect_same_in_pieces(const Conv1d& conv, const Tensor& x, int64_t tout, const std::vector<float>& whole) {
+  const int cin = conv.in_channels(), cout = conv.out_channels(), k = conv.kernel();
+  std::vector<float> yp(whole.size());
+  for (int64_t a = 0, n = 1; a < tout; a += n, n = n * 3 + 5) {
+    n = std::min(n, tout - a);
+    conv.forward(x.data() + a * cin, n + k - 1, yp.data() + a * cout);
+  }
+  for (size_t i = 0; i < yp.size(); ++i) ASSERT_EQ(yp[i], whole[i]) << i;
+}
+
 TEST(ConvToken, MatchesIntegerEmulation) {
   std::mt19937 rng(2024);
   // The last four take the narrow paths (channels / outputs dividing 16: several rows or frames per vector).
@@ -222,13 +234,7 @@ TEST(ConvToken, TracksFloatAndIsIndependentOfPieces) {
   std::printf("quiet stretches: per-token SNR %.1f dB, static %.1f dB\n", snr_t, snr_s);
   EXPECT_GT(snr_t, 30.0);
   EXPECT_GT(snr_t, snr_s + 20.0);
-  // Pieces: the outputs [a, a + n) from the inputs they read, with a few odd lengths (new matmul shapes).
-  std::vector<float> yp(yf.size());
-  for (int64_t a = 0, n = 1; a < tout; a += n, n = n * 3 + 5) {
-    n = std::min(n, tout - a);
-    tok.forward(x.data() + a * cin, n + k - 1, yp.data() + a * cout);
-  }
-  for (size_t i = 0; i < yp.size(); ++i) ASSERT_EQ(yp[i], yt[i]) << i;
+  expect_same_in_pieces(tok, x, tout, yt);
 }
 
 TEST(ConvToken, RefusesWhatItCannotRun) {
@@ -372,12 +378,7 @@ TEST_P(ConvGroup, TracksFloatBetterThanTokenAndIsIndependentOfPieces) {
   std::printf("per-token SNR %.1f dB, per step and group of 8: %.1f dB\n", snr_t, snr_g);
   EXPECT_GT(snr_g, 35.0);
   EXPECT_GT(snr_g, snr_t + 20.0);
-  std::vector<float> yp(yf.size());
-  for (int64_t a = 0, n = 1; a < tout; a += n, n = n * 3 + 5) {
-    n = std::min(n, tout - a);
-    grp.forward(x.data() + a * cin, n + k - 1, yp.data() + a * cout);
-  }
-  for (size_t i = 0; i < yp.size(); ++i) ASSERT_EQ(yp[i], yg[i]) << i;
+  expect_same_in_pieces(grp, x, tout, yg);
 }
 
 TEST(ConvGroupSetup, RefusesWhatItCannotRun) {

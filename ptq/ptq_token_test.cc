@@ -64,6 +64,16 @@ double token_agreement(const Model& f, const Model& q, const std::vector<float>&
   return double(same) / double(a.codes.size());
 }
 
+// Model::from_weights of these weights (with m's config) must throw an Error containing `needle`.
+void expect_weights_refused(const Model& m, WeightMap w, const std::string& needle) {
+  try {
+    Model::from_weights(m.config(), std::move(w));
+    ADD_FAILURE() << "accepted (" << needle << ")";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
 // Clears feature `bit` in the header of the file at `path` (a hand-edited header), then expects Model::load to refuse
 // it with a message containing `what`.
 void expect_refused_without_bit(const std::string& path, uint32_t bit, const std::string& what) {
@@ -200,12 +210,7 @@ TEST_F(PtqToken, BadMarkersAreRefusedWhenLoading) {
   const std::string conv = "feature_extractor.encodec.encoder.model.0.conv.conv";
   const std::string dir = scratch_dir("ptq_token_bad");
   auto expect_refused = [&](WeightMap w, const std::string& needle) {
-    try {
-      Model::from_weights(m.config(), std::move(w));
-      ADD_FAILURE() << "accepted (" << needle << ")";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
+    expect_weights_refused(m, std::move(w), needle);
   };
   {
     WeightMap w = qt;
@@ -274,7 +279,8 @@ TEST_F(PtqToken, GroupRangesLoadRunAndAreChecked) {
   EXPECT_EQ(required_model_features(qt) & kModelFeatureGroupAct, 0u);
   auto mt = Model::from_weights(m.config(), qt);
   auto mg = Model::from_weights(m.config(), qg);
-  const double snr_t = latent_snr(m, *mt, audio_), snr_g = latent_snr(m, *mg, audio_), t_g = latent_snr(*mt, *mg, audio_);
+  const double snr_t = latent_snr(m, *mt, audio_), snr_g = latent_snr(m, *mg, audio_);
+  const double t_g = latent_snr(*mt, *mg, audio_);
   std::printf("WavTokenizer fixture, 18 int8 encoder convs: latent SNR per-token %.2f dB, per step and group of 4 "
               "%.2f dB; the two %.2f dB apart\n", snr_t, snr_g, t_g);
   EXPECT_LT(t_g, 60.0);  // the per-group kernel ran: other latents than per-token
@@ -293,12 +299,7 @@ TEST_F(PtqToken, GroupRangesLoadRunAndAreChecked) {
   const int64_t cin = qg.get(conv + ".weight").dim(1);
   ASSERT_GE(cin, 4);
   auto expect_refused = [&](WeightMap w, const std::string& needle) {
-    try {
-      Model::from_weights(m.config(), std::move(w));
-      ADD_FAILURE() << "accepted (" << needle << ")";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
+    expect_weights_refused(m, std::move(w), needle);
   };
   for (float bad : {0.0f, -4.0f, 2.5f, float(cin + 1), float(cin - 1)}) {
     WeightMap w = qg;

@@ -1050,7 +1050,8 @@ def load_state(model: WavTokenizer, sd):
     own = model.state_dict()
     sd = dict(sd)
     for k, v in own.items():
-        if k not in sd and k.rsplit(".", 1)[-1] in ("shift", "smooth", "has_transform", "act_token", "act_group", "wmult"):
+        if k not in sd and k.rsplit(".", 1)[-1] in ("shift", "smooth", "has_transform", "act_token", "act_group",
+                                                      "wmult"):
             sd[k] = v
     model.load_state_dict(sd)
 

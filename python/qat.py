@@ -51,7 +51,7 @@ import signal
 import sys
 import time
 from collections import deque
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -224,6 +224,42 @@ class QConv1d(nn.Module):
             return weight_codes(w, sw, self.qmax)
         mult = self.wmult.view_as(w)
         return (weight_codes(w / mult, sw, self.qmax).to(torch.int16) * mult.to(torch.int16)).to(torch.int8)
+
+    @torch.no_grad()
+    def set_gptq_weight(self, h: torch.Tensor, damp: float = 0.01, clips: Sequence[float] = (1.0,)) \
+            -> Tuple[float, float]:
+        """The weight set to its GPTQ rounding (gptq_round) on the grid of the current row scales (and group
+        multipliers), h = E[x x^T] of the im2col inputs (Cin*K square, c major). clips: row scales tried, as factors
+        of the current one (the group multipliers refitted to each); every row keeps the one with the lowest output
+        error. Returns the relative output errors E|(W - Q) x|^2 / E|W x|^2 of plain rounding (at the current scales)
+        and of GPTQ under h."""
+        w = self.tweight().reshape(self.weight.shape[0], -1)
+        sw, _ = self.scales()
+        hd = h.double()
+
+        def row_err(d):
+            d = d.double()
+            return torch.einsum("oi,ij,oj->o", d, hd, d)
+        step = sw[:, None] * self.wmult.expand_as(w)
+        rtn = torch.clamp(torch.round(w / step), -self.qmax, self.qmax) * step
+        best_q, best_e = None, None
+        for c in clips:
+            mult = self.group_multipliers(w, sw * c) if self.wgroup else self.wmult
+            q = gptq_round(w, (sw * c)[:, None] * mult.expand_as(w), self.qmax, h, damp)
+            e = row_err(w - q)
+            if best_q is None:
+                best_q, best_e, best_c, best_m = q, e, torch.full_like(sw, c), mult.clone()
+            else:
+                better = e < best_e
+                best_q[better], best_e[better], best_c[better] = q[better], e[better], c
+                best_m[better] = mult[better]
+        self.sw0.mul_(best_c)
+        self.wmult.copy_(best_m)
+        total = float(row_err(w).sum())
+        errs = (float(row_err(w - rtn).sum()) / total, float(best_e.sum()) / total)
+        wq = best_q.view_as(self.weight)
+        self.weight.copy_(wq / self.smooth[None, :, None] if self.transformed() else wq)
+        return errs
 
     def transformed(self) -> bool:
         return bool(self.has_transform.item())
@@ -709,6 +745,68 @@ def calibrate(model: WavTokenizer, batches: List[torch.Tensor], act_init: str = 
         m.quant = True
 
 
+@torch.no_grad()
+def gptq_round(w: torch.Tensor, step: torch.Tensor, qmax: int, h: torch.Tensor, damp: float = 0.01,
+               act_order: bool = True) -> torch.Tensor:
+    """Rounding of the weight rows w [O, N] to the fixed grid step [O, N] (codes in [-qmax, qmax]) that lowers the
+    output error E|(W - Q) x|^2 under the input second moment h = E[x x^T] [N, N] (GPTQ, Frantar et al. 2023, our
+    own code): the columns are rounded one at a time, largest h_jj first with act_order, and each one's error is
+    pushed onto the columns not yet rounded through the inverse of h (its upper Cholesky factor). Returns q * step."""
+    n = w.shape[1]
+    h = h.double().clone()
+    dead = torch.diagonal(h) <= 0  # inputs that never move: any code does
+    h[dead, dead] = 1.0
+    h += damp * float(torch.diagonal(h).mean()) * torch.eye(n, dtype=h.dtype)
+    perm = torch.argsort(torch.diagonal(h), descending=True) if act_order else torch.arange(n)
+    h = h[perm][:, perm]
+    u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    r = w.double()[:, perm].clone()
+    st = step.double()[:, perm]
+    q = torch.zeros_like(r)
+    for j in range(n):
+        q[:, j] = torch.clamp(torch.round(r[:, j] / st[:, j]), -qmax, qmax) * st[:, j]
+        err = (r[:, j] - q[:, j]) / u[j, j]
+        r[:, j + 1:] -= err[:, None] * u[j, j + 1:][None, :]
+    out = torch.empty_like(q)
+    out[:, perm] = q
+    return out.to(w.dtype)
+
+
+@torch.no_grad()
+def gptq_init(model: WavTokenizer, batches: List[torch.Tensor], damp: float = 0.01,
+              clips: Sequence[float] = (1.0,)) -> Dict[str, Tuple[float, float]]:
+    """`--w-init gptq`: every low-bit conv's weight set to its GPTQ rounding (gptq_round) on the grid of its
+    calibrated row scale (and group multipliers), from the im2col second moment of its input over the calibration
+    batches (the float encoder's activations). The weight then sits on the grid, so the fake-quant reproduces it.
+    Returns per conv the relative output error E|(W - Q) x|^2 / E|W x|^2 of plain rounding and of GPTQ."""
+    enc = model.feature_extractor.encodec.encoder
+    low = [m for m in qat_modules(model) if isinstance(m, QConv1d)]
+    mods = qat_modules(model)
+    hs = {id(m): None for m in low}
+    cnt = {id(m): 0 for m in low}
+
+    def hook(m, inp):
+        x = m.tinput(inp[0])
+        cols = im2col(x, m.kernel_size[0], m.stride[0], m.dilation[0])  # [B, N, L]
+        c = cols.permute(1, 0, 2).reshape(cols.shape[1], -1).double()
+        hs[id(m)] = c @ c.T if hs[id(m)] is None else hs[id(m)] + c @ c.T
+        cnt[id(m)] += c.shape[1]
+
+    handles = [m.register_forward_pre_hook(hook) for m in low]
+    was = [m.quant for m in mods]
+    for m in mods:
+        m.quant = False
+    try:
+        for b in batches:
+            enc(b.unsqueeze(1))
+    finally:
+        for hd in handles:
+            hd.remove()
+        for m, q in zip(mods, was):
+            m.quant = q
+    return {m.name: m.set_gptq_weight(hs[id(m)] / max(cnt[id(m)], 1), damp, clips) for m in low}
+
+
 def scale_params(model) -> List[Tuple[str, nn.Parameter]]:
     """(quantizer name, scale parameter): one weight-scale vector and one activation scale per quantizer."""
     out = []
@@ -869,11 +967,13 @@ def train(args):
                  lstm_frozen=args.lstm_frozen, freeze_above_scalar=args.freeze_above_scalar,
                  warmup_steps=args.warmup_steps, smooth_alpha=args.smooth_alpha, smooth_no_shift=args.smooth_no_shift,
                  float_frozen=args.float_frozen, lstm_scales=args.lstm_scales, act_mode=args.act_mode,
-                 wgroup=args.wgroup)
+                 wgroup=args.wgroup, w_init=args.w_init,
+                 gptq_clips=list(args.gptq_clips))
     # lstm_scales: runs made before per-matrix scales existed recorded nothing and used shared scales
     defaults = dict(float_convs=[], init_run=None, lstm_frozen=False, freeze_above_scalar=None, warmup_steps=0,
                     smooth_alpha=None, smooth_no_shift=False, float_frozen=False, lstm_scales="shared",
-                    act_mode="static", wgroup=0)
+                    act_mode="static", wgroup=0, w_init="rtn",
+                    gptq_clips=[1.0])
     if args.act_mode != "static" and args.smooth_alpha is not None:
         raise SystemExit("--act-mode token takes no input transform (--smooth-alpha)")
     cfg.update({k: v for k, v in extra.items() if v != defaults[k]})
@@ -934,6 +1034,11 @@ def train(args):
     else:
         calib = [sampler.batch(rng, args.batch) for _ in range(args.calib_batches)]
         calibrate(model, calib, args.act_init, args.smooth_alpha, not args.smooth_no_shift)
+        if args.w_init == "gptq":
+            gb = [sampler.batch(rng, args.batch) for _ in range(args.gptq_batches)]
+            for name, (a, b) in gptq_init(model, gb, clips=args.gptq_clips).items():
+                log(f"GPTQ {name}: output error {10 * math.log10(a):.2f} dB (rounding) -> {10 * math.log10(b):.2f} dB "
+                    f"on {args.gptq_batches} batches")
         if args.init_run:
             n_init = load_from_run(model, os.path.join(args.init_run, "last.ckpt"))
             log(f"initialised {n_init} tensors from {args.init_run}/last.ckpt")
@@ -1116,6 +1221,11 @@ def main():
     t.add_argument("--wgroup", type=int, default=0, help="below 8 bits: groups of this many weights of a row (Cin*K, "
                    "c major), each an integer multiplier of the row scale (quant/lowbit.h's two-level scale); 0: one "
                    "scale per row")
+    t.add_argument("--w-init", choices=["rtn", "gptq"], default="rtn", help="below 8 bits: start from the "
+                   "weights rounded to nearest, or from their GPTQ rounding (output-error aware, see gptq_init)")
+    t.add_argument("--gptq-batches", type=int, default=64, help="--w-init gptq: batches of the input statistics")
+    t.add_argument("--gptq-clips", type=float, nargs="+", default=[1.0], help="--w-init gptq: row scales tried, as "
+                   "factors of the min-max one; each row keeps the one with the lowest output error")
     t.add_argument("--float-convs", default="", help="comma list of encoder convs kept float (module names relative "
                    "to the encoder, e.g. model.0,model.1.block.3; a prefix such as model.1 takes a whole block)")
     t.add_argument("--init-run", default=None, help="start from this run's last.ckpt (weights and scales) instead "

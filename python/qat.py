@@ -29,7 +29,8 @@ kernels compute them (nn/layers.h Int8Params / LstmInt8Params):
 Scales are learned LSQ-style (straight-through estimator for the rounding, the LSQ gradient for the step size),
 parametrised as s = s0 * exp(t) so that Adam's steps are relative. The loss distils the float encoder: latent MSE
 (relative to the latents' energy) plus a margin hinge on the codebook assignment (the float model's code must stay
-nearer than the runner-up by a relative margin).
+nearer than the runner-up by a relative margin). `--w-init gptq` starts the quantized convs from their GPTQ rounding
+(gptq_init) instead of the nearest codes.
 
 Methods: `lsq` (the control: task gradient for weights and scales) and `gaqat` (GAQAT, Jiang et al. 2024, our own
 code): each step also evaluates a SAM-perturbed loss (weights moved by rho * g / |g|); the weights step along the
@@ -775,12 +776,12 @@ def gptq_round(w: torch.Tensor, step: torch.Tensor, qmax: int, h: torch.Tensor, 
 @torch.no_grad()
 def gptq_init(model: WavTokenizer, batches: List[torch.Tensor], damp: float = 0.01,
               clips: Sequence[float] = (1.0,)) -> Dict[str, Tuple[float, float]]:
-    """`--w-init gptq`: every low-bit conv's weight set to its GPTQ rounding (gptq_round) on the grid of its
+    """`--w-init gptq`: every quantized conv's weight (int8 or below) set to its GPTQ rounding (gptq_round) on the grid of its
     calibrated row scale (and group multipliers), from the im2col second moment of its input over the calibration
     batches (the float encoder's activations). The weight then sits on the grid, so the fake-quant reproduces it.
     Returns per conv the relative output error E|(W - Q) x|^2 / E|W x|^2 of plain rounding and of GPTQ."""
     enc = model.feature_extractor.encodec.encoder
-    low = [m for m in qat_modules(model) if isinstance(m, QConv1d)]
+    low = [m for m in qat_modules(model) if isinstance(m, QConv1d) and m.quant]
     mods = qat_modules(model)
     hs = {id(m): None for m in low}
     cnt = {id(m): 0 for m in low}
@@ -1191,7 +1192,8 @@ def apply_recipe(parser: argparse.ArgumentParser, path: str):
     parser.set_defaults(**d)
 
 
-def main():
+def build_parser():
+    """(the whole parser, its `train` subparser): apply_recipe sets the latter's defaults."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="fine-tune (resumes runs/<name>/last.ckpt)")
@@ -1221,8 +1223,8 @@ def main():
     t.add_argument("--wgroup", type=int, default=0, help="below 8 bits: groups of this many weights of a row (Cin*K, "
                    "c major), each an integer multiplier of the row scale (quant/lowbit.h's two-level scale); 0: one "
                    "scale per row")
-    t.add_argument("--w-init", choices=["rtn", "gptq"], default="rtn", help="below 8 bits: start from the "
-                   "weights rounded to nearest, or from their GPTQ rounding (output-error aware, see gptq_init)")
+    t.add_argument("--w-init", choices=["rtn", "gptq"], default="rtn", help="the quantized convs start from "
+                   "their weights rounded to nearest, or from their GPTQ rounding (output-error aware, see gptq_init)")
     t.add_argument("--gptq-batches", type=int, default=64, help="--w-init gptq: batches of the input statistics")
     t.add_argument("--gptq-clips", type=float, nargs="+", default=[1.0], help="--w-init gptq: row scales tried, as "
                    "factors of the min-max one; each row keeps the one with the lowest output error")
@@ -1269,6 +1271,11 @@ def main():
     x.add_argument("--base", required=True, help=".wtk whose other tensors are kept (float model, or its "
                    "`wavtok quantize` w8a8-lstm output for an int8 decoder)")
     x.add_argument("-o", "--out", required=True)
+    return ap, t
+
+
+def main():
+    ap, t = build_parser()
     a = ap.parse_args()
     if a.cmd == "train" and a.recipe:
         apply_recipe(t, a.recipe)

@@ -7,6 +7,7 @@ forms and brute force:
 - correlated random inputs, 6 weights per row: the codes equal GPTQ written the long way (explicit inverses of the
   free weights' second moment after each step), the output error is below rounding's and within 10 % of the best of
   all 3^6 codes within one step of rounding's, and every code is on the grid and within [-qmax, qmax];
+- every recipe of configs/quant/qat parses (the GPTQ ones set w_init: gptq), an unknown key is refused;
 - QConv1d.set_gptq_weight on a W4 conv in groups of 8: the weight lands on its grid (the fake-quant weight is the
   weight itself), the codes keep the group rule (m q, |q| <= 7), and the output error on held-out inputs is lower.
 
@@ -141,8 +142,37 @@ def check_conv(failures):
                         f"vs {held_r:.3e})")
 
 
+def check_recipes(failures):
+    """Every QAT recipe of configs/quant/qat parses into the train options (an unknown key is an error), and the
+    GPTQ ones ask for it."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "quant", "qat")
+    names = sorted(f for f in os.listdir(root) if f.endswith(".yaml"))
+    for f in names:
+        ap, t = qat.build_parser()
+        try:
+            qat.apply_recipe(t, os.path.join(root, f))
+            a = ap.parse_args(["train", "--run", "unused"])
+        except SystemExit as e:
+            failures.append(f"recipe {f}: {e}")
+            continue
+        if ("gptq" in f) != (a.w_init == "gptq"):
+            failures.append(f"recipe {f}: w_init {a.w_init}")
+    print(f"{len(names)} QAT recipes parse")
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
+        bad.write("train:\n  w_init: gptq\n  gptq_rounds: 3\n")
+        bad.flush()
+        ap, t = qat.build_parser()
+        try:
+            qat.apply_recipe(t, bad.name)
+            failures.append("a recipe with an unknown key was accepted")
+        except SystemExit as e:
+            print("refused:", e)
+
+
 def main():
     failures = []
+    check_recipes(failures)
     check_closed_form(failures)
     check_diagonal(failures)
     check_brute_force(failures)

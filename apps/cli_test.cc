@@ -417,19 +417,35 @@ TEST_F(CliTest, Bf16EncoderConvsFile) {
             std::string::npos)
       << r.err;
   const std::string no_bf16 = "ONEDNN_MAX_CPU_ISA=AVX2 ";
-  ASSERT_EQ(shell(no_bf16 + kBin + " encode " + kWav + " -m " + path("q.wtk") + " -q --format txt -o " +
-                  path("t.txt") + " 2> " + path("err.txt")),
+  ASSERT_EQ(shell(no_bf16 + kBin + " encode " + kWav + " -m " + path("q.wtk") + " -q --format txt -o " + path("t.txt") +
+                  " 2> " + path("err.txt")),
             0);
   EXPECT_NE(slurp(path("err.txt")).find("warning: the model asks for bf16 encoder convolutions"), std::string::npos)
       << slurp(path("err.txt"));
-  ASSERT_EQ(shell(kBin + " encode " + kWav + " -m " + path("q.wtk") + " -q --format txt -o " + path("n.txt") +
-                  " 2> " + path("err2.txt")),
+  ASSERT_EQ(shell(kBin + " encode " + kWav + " -m " + path("q.wtk") + " -q --format txt -o " + path("n.txt") + " 2> " +
+                  path("err2.txt")),
             0);
   // Natively: no warning, and bf16 ran (other tokens than float32 are likely but not certain on a short clip).
   EXPECT_EQ(slurp(path("err2.txt")).find("warning") == std::string::npos, bf16_supported()) << slurp(path("err2.txt"));
   if (!bf16_supported()) {
     EXPECT_EQ(slurp(path("t.txt")), slurp(path("n.txt")));  // float32 both times
   }
+}
+
+// The built-in GPTQ recipe by name: calibration gathers the encoder convs' input moments (else the recipe could not
+// be applied), -v prints each conv's output error for both roundings, and the file encodes.
+TEST_F(CliTest, QuantizeWithGptqRounding) {
+  fs::create_directories(path("calib"));
+  fs::copy_file(kWav, path("calib/a.wav"));
+  auto r =
+      run({"quantize", kCkpt, "--calib", path("calib"), "--recipe", "int8-e2e-group8-gptq", "-o", path("q.wtk"), "-v"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  size_t lines = 0;
+  for (size_t at = r.err.find("GPTQ: output error"); at != std::string::npos; at = r.err.find("GPTQ: output", at + 1))
+    ++lines;
+  EXPECT_EQ(lines, 18u) << r.err;
+  ASSERT_EQ(run({"encode", kWav, "-m", path("q.wtk"), "-q", "--format", "txt", "-o", path("t.txt")}).code, 0);
+  EXPECT_FALSE(slurp(path("t.txt")).empty());
 }
 
 // The shipped encoder recipe on an EnCodec checkpoint: every SEANet conv in int8, a version 2 file that round-trips.

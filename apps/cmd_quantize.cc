@@ -4,6 +4,7 @@
 // the same input, measured side by side (interleaved) in one run.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -85,7 +86,8 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
                    }
                    if (clips.empty()) throw Error(o->calib + ": no calibration clip is long enough");
                    prog.say("calibrating on " + std::to_string(clips.size()) + " clips");
-                   CalibStats st = calibrate(*model, clips, recipe.bandwidth_id, recipe.max_rows);
+                   const auto moments = moment_layers(recipe);  // weight_rounding: gptq
+                   CalibStats st = calibrate(*model, clips, recipe.bandwidth_id, recipe.max_rows, moments);
                    std::vector<PtqLayerReport> rep;
                    WeightMap w = apply_recipe(*model, recipe, st, &rep);
                    write_model_file(o->output, model->config(), w);
@@ -105,6 +107,9 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
                        else
                          std::fprintf(stderr, "%-40s W%d %-5s alpha=%.2f rel_mse=%.3e\n", r.name.c_str(), r.weight_bits,
                                       r.transform.c_str(), r.alpha, r.rel_mse);
+                       if (r.gptq_error_nearest > 0)
+                         std::fprintf(stderr, "%-42s GPTQ: output error %.2f dB (rounding to nearest) -> %.2f dB\n", "",
+                                      10 * std::log10(r.gptq_error_nearest), 10 * std::log10(r.gptq_error + 1e-30));
                      }
                    double code_bits = 0;  // average code bits over the quantized weights (low-bit: per group)
                    for (const auto& r : rep)

@@ -162,7 +162,7 @@ void AttentionCore::forward_int8(const Entry& e, const float* q, const float* k,
   if (t_observer && !name_.empty()) {  // calibration sees the probabilities the codes stand for
     for (int64_t t = 0; t < T; ++t)
       for (int64_t j = 0; j < T; ++j) sc[size_t(t * T + j)] = float(ec[size_t(t * T + j)]) * rsum[size_t(t)];
-    (*t_observer)(name_, sc.data(), T, int(T), true);
+    (*t_observer)(name_, sc.data(), T, int(T), true, {});
   }
   // (the int8 Entry keeps the codes' desc E [T, T] u8 in v_md's place and V's s8 desc in q_md's shape)
   run_primitive(e.pv, {{DNNL_ARG_SRC, memory(e.v_md, cpu_engine(), ec.data())},
@@ -186,7 +186,7 @@ void AttentionCore::set_int8(bool on, std::vector<float> v_scale) {
 
 void AttentionCore::forward(const float* q, const float* k, const float* v, int64_t T, int C, float* out,
                             Tensor& scratch) const {
-  if (t_observer && !v_name_.empty()) (*t_observer)(v_name_, v, T, C, true);
+  if (t_observer && !v_name_.empty()) (*t_observer)(v_name_, v, T, C, true, {});
   if (int8_ && !pq_) {
     auto e = cache_.get(T * 2 + 1, [&] { return make_int8(T, C); });
     return forward_int8(*e, q, k, v, T, C, out);
@@ -207,7 +207,7 @@ void AttentionCore::forward(const float* q, const float* k, const float* v, int6
     }
   }
   run_primitive(e->softmax, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DST, sm}});
-  if (t_observer && !name_.empty()) (*t_observer)(name_, scratch.data(), T, int(T), true);
+  if (t_observer && !name_.empty()) (*t_observer)(name_, scratch.data(), T, int(T), true, {});
   if (pq_)
     quant::fake_quant(std::span<const float>(scratch.data(), size_t(T * T)),
                       std::span<float>(scratch.data(), size_t(T * T)), *pq_);

@@ -42,8 +42,8 @@ Conv1d::Entry Conv1d::make(int64_t tin, bool accumulate) const {
   const int64_t tout = out_len(tin);
   if (tout < 1) throw Error("Conv1d: input of " + std::to_string(tin) + " samples is shorter than the kernel");
   const dtag act_tag = channels_last_ ? dtag::nwc : dtag::ncw;
-  const bool bf16 = bf16_pays() && ((bf16_ok_ && get_precision() == Precision::BF16) ||
-                                     (bf16_forced_ && bf16_supported()));
+  const bool bf16 =
+      bf16_pays() && ((bf16_ok_ && get_precision() == Precision::BF16) || (bf16_forced_ && bf16_supported()));
   const ddt cdt = bf16 ? ddt::bf16 : ddt::f32;
   memory::desc src_md({1, cin_, tin}, cdt, act_tag);
   memory::desc dst_md({1, cout_, tout}, ddt::f32, act_tag);
@@ -189,7 +189,7 @@ void Conv1d::forward_f64(const float* x, int64_t tin, float* y, bool accumulate)
 void Conv1d::forward(const float* x, int64_t tin, float* y, bool accumulate) const {
   const int64_t tout = out_len(tin);
   if (tout < 1) throw Error("Conv1d: input of " + std::to_string(tin) + " samples is shorter than the kernel");
-  if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
+  if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_, {kernel_, stride_, dilation_});
   if (w64_ && !q_ && get_precision() == Precision::F64 && (post_ == Act::None || post_ == Act::Elu)) {
     if (!lr_) return forward_f64(x, tin, y, accumulate);
     thread_local std::vector<float> t;  // A * x, [Tout, r]
@@ -311,8 +311,7 @@ ConvTranspose1d::Entry ConvTranspose1d::make(int64_t tin) const {
 }
 
 void ConvTranspose1d::set_int8(Int8Params p) {
-  if (p.dynamic)
-    throw Error("ConvTranspose1d " + name_ + ": per-token (dynamic) int8 activations are for Conv1d only");
+  if (p.dynamic) throw Error("ConvTranspose1d " + name_ + ": per-token (dynamic) int8 activations are for Conv1d only");
   if (p.act_zero != 0 || !p.in_shift.empty() || !p.in_scale.empty())
     throw Error("ConvTranspose1d " + name_ + ": int8 needs symmetric activations (zero point 0, no shift/smooth)");
   q_ = make_int8_state(std::move(p), w_, b_, cin_, cout_, "ConvTranspose1d");
@@ -321,7 +320,7 @@ void ConvTranspose1d::set_int8(Int8Params p) {
 }
 
 void ConvTranspose1d::forward(const float* x, int64_t tin, float* y) const {
-  if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_);
+  if (t_observer && !name_.empty()) (*t_observer)(name_, x, tin, cin_, channels_last_, {});
   auto e = cache_.get(pkey(tin), [&] { return make(tin); });
   const dnnl::memory src =
       q_ ? dnnl::memory(e->src_md, cpu_engine(), const_cast<int8_t*>(quantize_act_s8(q_->inv[0], x, tin * cin_)))

@@ -75,10 +75,15 @@ struct ConvGroupWeights;  // a per-group int8 Conv1d's packed codes (nn/conv_tok
 
 // The s8 weight codes an int8 layer uses: int8_weight_codes (core/util.h).
 
+// What one output step of an observed layer reads: `kernel` input steps `dilation` apart, output steps `stride`
+// apart (a Conv1d's geometry; 1, 1, 1 for every other layer).
+struct ObservedGeometry {
+  int kernel = 1, stride = 1, dilation = 1;
+};
 // Calibration hook: while set on a thread, every named Conv1d/Linear forward on that thread reports its
 // float input (rows x cols, channels-last when `channels_last`, else [cols, rows] channels-first).
-using ActObserver =
-    std::function<void(const std::string& layer, const float* x, int64_t rows, int cols, bool channels_last)>;
+using ActObserver = std::function<void(const std::string& layer, const float* x, int64_t rows, int cols,
+                                       bool channels_last, const ObservedGeometry& geometry)>;
 void set_act_observer(const ActObserver* obs);  // nullptr turns it off
 const ActObserver* act_observer();
 
@@ -150,7 +155,7 @@ class Conv1d {
   };
   Entry make(int64_t tin, bool accumulate) const;
   Entry make_int8(int64_t tin, bool accumulate) const;
-  void run(const float* x, int64_t tin, float* y, bool accumulate) const;  // one primitive call, exact shape
+  void run(const float* x, int64_t tin, float* y, bool accumulate) const;       // one primitive call, exact shape
   void run_main(const float* x, int64_t tin, float* y, bool accumulate) const;  // run() without the adapter
   bool cheap_shapes() const;  // 1x1 kernel: its primitives are cheap to create for every length
   // Per-token int8 (nn/conv_token.cc): s8 codes gathered [Cout, K*Cin] (k major), their row sums; one u8 x s8 ->

@@ -161,7 +161,7 @@ void Linear::forward_codes(const uint8_t* q, int64_t rows, float* y, bool accumu
 void Linear::forward_to_codes(const float* x, int64_t rows, uint8_t* codes_out) const {
   if (!rq_) throw Error("Linear " + name_ + ": forward_to_codes needs chain_to()");
   if (rows == 0) return;
-  if (t_observer && !name_.empty()) (*t_observer)(name_, x, rows, cin_, true);
+  if (t_observer && !name_.empty()) (*t_observer)(name_, x, rows, cin_, true, {});
   run_int8(quantize_act(*q_, x, rows, cin_, true), rows, codes_out, false, true);
 }
 
@@ -173,7 +173,7 @@ void Linear::forward_codes_to_codes(const uint8_t* q, int64_t rows, uint8_t* cod
 
 void Linear::forward(const float* x, int64_t rows, float* y, bool accumulate) const {
   if (rows == 0) return;
-  if (t_observer && !name_.empty()) (*t_observer)(name_, x, rows, cin_, true);
+  if (t_observer && !name_.empty()) (*t_observer)(name_, x, rows, cin_, true, {});
   if (lr_) {
     // y <- (x A^T) B^T [+ y], then the main GEMM accumulates onto it before its post-op:
     // post(x W^T + b + delta [+ y]), the same sum-then-activation order as accumulate alone.

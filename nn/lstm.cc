@@ -120,7 +120,7 @@ Lstm::Entry Lstm::make(int64_t T) const {
 
 void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
   if (T == 0) return;
-  if (!q_ && t_observer && !name_.empty()) (*t_observer)(name_, x, T, input_, true);
+  if (!q_ && t_observer && !name_.empty()) (*t_observer)(name_, x, T, input_, true, {});
   State local;
   if (!state) {
     local = initial_state();
@@ -134,8 +134,8 @@ void Lstm::forward(const float* x, int64_t T, float* y, State* state) const {
   LstmInt8Kernel kernel = q_ ? lstm_int8_kernel() : LstmInt8Kernel::OneDnnRnn;
   // oneDNN's RNN has one weight scale per gate row for all matrices: per-matrix scales run on the own kernels.
   if (q_ && kernel == LstmInt8Kernel::OneDnnRnn && q_->per_matrix(hidden_))
-    kernel = lstm_int8_kernel_supported(LstmInt8Kernel::Avx512Vnni) ? LstmInt8Kernel::Avx512Vnni
-                                                                     : LstmInt8Kernel::Portable;
+    kernel =
+        lstm_int8_kernel_supported(LstmInt8Kernel::Avx512Vnni) ? LstmInt8Kernel::Avx512Vnni : LstmInt8Kernel::Portable;
   if (i8_ && kernel != LstmInt8Kernel::OneDnnRnn) {
     i8_->forward(x, T, y, state->h.data(), state->c.data(), h_out.data(), c_out.data(), kernel);
     std::swap(state->h, state->h_next);

@@ -461,7 +461,8 @@ TEST(ActObserver, SeesNamedLayerInputs) {
   l.set_name("probe");
   Tensor x = randn({3, 6}, rng), y({3, 5});
   int calls = 0;
-  ActObserver obs = [&](const std::string& name, const float* in, int64_t rows, int cols, bool cl) {
+  ActObserver obs = [&](const std::string& name, const float* in, int64_t rows, int cols, bool cl,
+                        const ObservedGeometry&) {
     EXPECT_EQ(name, "probe");
     EXPECT_EQ(in, x.data());
     EXPECT_EQ(rows, 3);

@@ -626,7 +626,8 @@ void bf16_encoder_convs(WeightMap& out, Arch arch) {
   std::vector<std::string> names;
   for (const auto& [name, t] : out.all())
     if (name.rfind(prefix, 0) == 0 && name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 &&
-        t.ndim() == 3 && Conv1d::bf16_pays(int(t.dim(1)), 1) && !out.has(name.substr(0, name.size() - 7) + ".act_quant"))
+        t.ndim() == 3 && Conv1d::bf16_pays(int(t.dim(1)), 1) &&
+        !out.has(name.substr(0, name.size() - 7) + ".act_quant"))
       names.push_back(name);
   for (const auto& name : names) {
     Tensor w = out.get(name);
@@ -634,7 +635,8 @@ void bf16_encoder_convs(WeightMap& out, Arch arch) {
     out.set(name, std::move(w));
     ++n;
   }
-  if (n == 0) throw Error("quantize: encoder_convs: bf16, but the model has no float encoder convolution with >= 16 inputs");
+  if (n == 0)
+    throw Error("quantize: encoder_convs: bf16, but the model has no float encoder convolution with >= 16 inputs");
   out.set(prefix + kEncoderConvBf16, Tensor({1}, std::vector<float>{1.0f}));
 }
 
@@ -693,6 +695,12 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
       p.weight_only = opt<bool>(n, "weight_only", false);
       p.ln_fold = opt<bool>(n, "ln_fold", false);
       p.hadamard = opt<bool>(n, "hadamard", false);
+      p.weight_rounding = opt<std::string>(n, "weight_rounding", "nearest");
+      check_one_of(p.weight_rounding, {"nearest", "gptq"}, "weight_rounding", origin);
+      if (p.weight_rounding == "gptq" && (p.transform != "none" || p.ln_fold || p.hadamard))
+        throw Error(origin +
+                    ": weight_rounding gptq rounds on the layer's own input: transform must be none, "
+                    "without ln_fold or hadamard");
       if (p.weight_bits < 2 || p.weight_bits > 8) throw Error(origin + ": weight_bits must be 2..8");
       if (p.group_size < 0 || p.group_size > (int64_t(1) << 20)) throw Error(origin + ": group_size must be 0..2^20");
       if (p.widths.empty()) throw Error(origin + ": widths must list at least one width");
@@ -710,11 +718,11 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
       check_one_of(p.weight_range, {"minmax", "mse", "omse"}, "weight_range", origin);
       check_one_of(p.act_range, {"minmax", "percentile", "mse", "dualclip", "token"}, "act_range", origin);
       check_one_of(p.transform, {"none", "repq", "sqb", "channel"}, "transform", origin);
-      if (p.transform == "channel" &&
-          (p.weight_bits != 8 || p.group_size > 0 || p.weight_only || p.ln_fold || p.hadamard ||
-           (p.act_range != "minmax" && p.act_range != "percentile")))
-        throw Error(origin + ": transform channel (a depthwise conv's per-channel input ranges) takes 8-bit weights "
-                             "and act_range minmax or percentile, nothing else");
+      if (p.transform == "channel" && (p.weight_bits != 8 || p.group_size > 0 || p.weight_only || p.ln_fold ||
+                                       p.hadamard || (p.act_range != "minmax" && p.act_range != "percentile")))
+        throw Error(origin +
+                    ": transform channel (a depthwise conv's per-channel input ranges) takes 8-bit weights "
+                    "and act_range minmax or percentile, nothing else");
       check_one_of(p.repq_shared, {"mean", "median"}, "repq_shared", origin);
       try {
         std::regex re(p.match);
@@ -740,23 +748,69 @@ PtqRecipe load_recipe(const std::string& path) {
       if (name == r.name) return parse_recipe(r.text, "built-in recipe " + name);
       names += (names.empty() ? "" : ", ") + std::string(r.name);
     }
-    throw Error(path + ": cannot open recipe (no such file, and no built-in recipe of that name; built in: " +
-                names + ")");
+    throw Error(path + ": cannot open recipe (no such file, and no built-in recipe of that name; built in: " + names +
+                ")");
   }
   std::stringstream ss;
   ss << f.rdbuf();
   return parse_recipe(ss.str(), path);
 }
 
+std::function<bool(const std::string&)> moment_layers(const PtqRecipe& recipe) {
+  std::vector<std::pair<std::regex, bool>> rules;  // first match wins, as in apply_recipe
+  for (const auto& r : recipe.rules) rules.emplace_back(std::regex(r.match), r.quantize && r.weight_rounding == "gptq");
+  bool any = false;
+  for (const auto& r : rules) any = any || r.second;
+  if (!any) return {};
+  return [rules](const std::string& name) {
+    for (const auto& [re, gptq] : rules)
+      if (std::regex_search(name, re)) return gptq;
+    return false;
+  };
+}
+
+namespace {
+// At most this many output steps per observed call feed a layer's second moment (evenly spaced): enough for
+// moments of a few thousand inputs, while the first convs' 24 kHz inputs stay cheap.
+constexpr int64_t kMomentStepsPerCall = 4096;
+
+// The im2col columns of the output steps of a channels-last input x [tin, cin] (column (c, j) = x[t s + j d, c])
+// added to st.moment.
+void add_moment(LayerStats& st, const float* x, int64_t tin, int cin, const ObservedGeometry& g) {
+  const int64_t k = g.kernel, n = int64_t(cin) * k;
+  const int64_t tout = (tin - int64_t(g.dilation) * (k - 1) - 1) / g.stride + 1;
+  if (tout < 1) return;
+  if (st.moment.size() == 0) {
+    st.moment = quant::SecondMoment(n);
+    st.kernel = g.kernel, st.stride = g.stride, st.dilation = g.dilation;
+  }
+  if (st.moment.size() != n || st.kernel != g.kernel || st.stride != g.stride || st.dilation != g.dilation)
+    throw Error("calibration: layer changed its geometry between calls");
+  const int64_t every = (tout + kMomentStepsPerCall - 1) / kMomentStepsPerCall;
+  const int64_t m = (tout + every - 1) / every;
+  std::vector<float> cols(size_t(m * n));
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t t = i * every;
+    float* v = cols.data() + i * n;
+    for (int64_t j = 0; j < k; ++j) {
+      const float* xr = x + (t * g.stride + j * g.dilation) * cin;
+      for (int c = 0; c < cin; ++c) v[c * k + j] = xr[c];
+    }
+  }
+  st.moment.add(cols, m);
+}
+}  // namespace
+
 CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& clips, int bandwidth_id,
-                     int64_t max_rows) {
+                     int64_t max_rows, const std::function<bool(const std::string&)>& moments) {
   CalibStats stats;
   std::mt19937_64 rng(12345);
   // Transposed convs and the ConvNeXt depthwise convs draw their reservoirs from their own generators, so
   // observing them leaves every other layer's sample (and so its calibration) exactly what it was before they were
   // calibrated.
   std::mt19937_64 rng_tr(54321), rng_dw(98765);
-  ActObserver obs = [&](const std::string& name, const float* x, int64_t rows, int cols, bool channels_last) {
+  ActObserver obs = [&](const std::string& name, const float* x, int64_t rows, int cols, bool channels_last,
+                        const ObservedGeometry& geom) {
     if (!channels_last) return;  // only the decoder's channels-last layers are calibrated
     int64_t cap = max_rows;
     if (is_softmax_stat(name)) {  // a [T, T] probability map: a sample of values for the log quantizers
@@ -773,6 +827,7 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
       s.hi.assign(cols, 0.0f);
     }
     if (s.cin != cols) throw Error("calibration: layer " + name + " changed width");
+    if (moments && !is_softmax_stat(name) && moments(name)) add_moment(s, x, rows, cols, geom);
     for (int64_t t = 0; t < rows; ++t) {
       const float* r = x + t * cols;
       for (int c = 0; c < cols; ++c) {
@@ -804,6 +859,53 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
   if (stats.empty()) throw Error("calibration saw no quantizable layer");
   return stats;
 }
+
+namespace {
+// weight_rounding gptq: r's codes (per output channel, or its low-bit groups) chosen again by GPTQ on the layer's
+// input moment; the grid (scales, multipliers, widths) stays as quantize_layer chose it. w is the float weight
+// (transform none: the weight the layer quantizes). Returns the relative output error under the moment of rounding
+// to nearest on that grid, and of GPTQ.
+std::pair<double, double> gptq_weights(Quantized& r, const LayerStats& st, const LayerView& v, const Tensor& w,
+                                       int weight_bits) {
+  const int64_t n = int64_t(v.cin) * v.k, rows = v.cout;
+  if (st.moment.count() == 0)
+    throw Error("quantize: " + v.name + ": weight_rounding gptq, but calibration gathered no input moment for it");
+  if (st.moment.size() != n || st.kernel != v.k)
+    throw Error("quantize: " + v.name + ": the input moment gathered in calibration does not fit its weight");
+  const std::vector<double> h = st.moment.mean();
+  std::vector<float> step(size_t(rows * n));
+  std::vector<int32_t> qmax(step.size());
+  const int64_t G = r.lowbit ? r.lb.groups_per_row() : 0;
+  for (int64_t o = 0; o < rows; ++o)
+    for (int64_t j = 0; j < n; ++j) {
+      const size_t i = size_t(o * n + j);
+      if (r.lowbit) {
+        const size_t g = size_t(o * G + j / r.lb.group);
+        step[i] = r.lb.row_scale[size_t(o)] * float(r.lb.mult[g]);
+        qmax[i] = (1 << (r.lb.bits[g] - 1)) - 1;
+      } else {
+        step[i] = r.weight_scale[size_t(o)];
+        qmax[i] = (1 << (weight_bits - 1)) - 1;
+      }
+    }
+  const std::span<const float> wf(w.data(), size_t(w.numel()));
+  std::vector<float> nearest(step.size());
+  for (size_t i = 0; i < step.size(); ++i)
+    nearest[i] = std::clamp(std::nearbyint(wf[i] / step[i]), -float(qmax[i]), float(qmax[i])) * step[i];
+  const std::vector<int32_t> codes = quant::gptq_round(wf, rows, n, step, qmax, h);
+  for (size_t i = 0; i < codes.size(); ++i) {
+    if (r.lowbit) {
+      const size_t g = size_t(int64_t(i) / n * G + int64_t(i) % n / r.lb.group);
+      r.lb.codes[i] = int8_t(codes[i] * int32_t(r.lb.mult[g]));
+    } else {
+      r.weight[i] = float(codes[i]) * step[i];
+    }
+  }
+  if (r.lowbit) r.weight = r.lb.dequantize();
+  return {quant::relative_output_error(wf, nearest, rows, n, h),
+          quant::relative_output_error(wf, r.weight, rows, n, h)};
+}
+}  // namespace
 
 WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibStats& stats,
                        std::vector<PtqLayerReport>* report) {
@@ -851,6 +953,10 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
         break;
       }
     if (!rule || !rule->quantize) continue;
+    if (rule->weight_rounding == "gptq" && (is_lstm_layer(name) || is_transposed_conv_layer(name)))
+      throw Error("quantize: " + name +
+                  " is an LSTM or transposed conv; weight_rounding gptq applies to Conv1d/Linear "
+                  "layers only");
     if ((rule->ln_fold || rule->hadamard) && (is_lstm_layer(name) || is_transposed_conv_layer(name)))
       throw Error("quantize: " + name +
                   " is an LSTM or transposed conv; ln_fold and hadamard apply to Conv1d/Linear layers only");
@@ -862,17 +968,19 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
       throw Error("quantize: " + name + " is a transposed conv; group_size (low-bit weights) is not supported there");
     if (rule->act_range == "token") {  // per-token activations: a Conv1d's own input, int8 weights (nn/layers.h)
       const std::string why =
-          is_lstm_layer(name)                 ? "it is an LSTM"
-          : is_transposed_conv_layer(name)    ? "it is a transposed conv"
-          : rule->transform != "none"         ? "the rule asks for transform '" + rule->transform + "' (must be none)"
-          : rule->weight_only                 ? "the rule is weight_only"
-          : rule->group_size > 0              ? "the rule asks for group-wise low-bit weights (group_size)"
-          : rule->ln_fold || rule->hadamard   ? "the rule asks for ln_fold / hadamard"
+          is_lstm_layer(name)               ? "it is an LSTM"
+          : is_transposed_conv_layer(name)  ? "it is a transposed conv"
+          : rule->transform != "none"       ? "the rule asks for transform '" + rule->transform + "' (must be none)"
+          : rule->weight_only               ? "the rule is weight_only"
+          : rule->group_size > 0            ? "the rule asks for group-wise low-bit weights (group_size)"
+          : rule->ln_fold || rule->hadamard ? "the rule asks for ln_fold / hadamard"
           : !out.has(name + ".weight") || out.get(name + ".weight").ndim() != 3 ? "it is not a convolution"
                                                                                 : "";
       if (!why.empty())
-        throw Error("quantize: " + name + ": act_range token (per-token activations) is for Conv1d layers only with "
-                    "no transform, and " + why);
+        throw Error("quantize: " + name +
+                    ": act_range token (per-token activations) is for Conv1d layers only with "
+                    "no transform, and " +
+                    why);
     }
     if (rule->hadamard && !out.has(name + ".input_rotation"))
       throw Error("quantize: the recipe rotates the input of " + name +
@@ -962,8 +1070,12 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
     PtqRule rule = *j.rule;
     if (bits[i] < 8 && rule.weight_range == "minmax" && recipe.mixed_avg_bits > 0) rule.weight_range = "omse";
     Quantized r = quantize_layer_searched(*j.st, j.v, w, b, rule, bits[i]);
+    std::pair<double, double> gptq_err{0.0, 0.0};
+    if (rule.weight_rounding == "gptq") gptq_err = gptq_weights(r, *j.st, j.v, w, bits[i]);
     if (report) {
       PtqLayerReport e{j.v.name, bits[i], rule.transform, r.alpha, layer_rel_mse(*j.st, j.v, w, r), w.numel()};
+      e.gptq_error_nearest = gptq_err.first;
+      e.gptq_error = gptq_err.second;
       if (r.lowbit) {
         e.weight_bits = *std::max_element(r.lb.bits.begin(), r.lb.bits.end());
         e.avg_bits = r.lb.avg_bits();

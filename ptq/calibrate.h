@@ -13,12 +13,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "models/model.h"
+#include "quant/gptq.h"
 
 namespace wavtok {
 
@@ -43,13 +45,16 @@ struct PtqRule {
   int64_t group_size = 0;
   double avg_bits = 0;
   std::vector<int> widths = {2, 3, 4, 8};
-  bool sqc = true;           // salience-weighted search of each group's scale multiplier
+  bool sqc = true;  // salience-weighted search of each group's scale multiplier
   // int8 LSTM weight scales: per_matrix (one per row of every W_ih / W_hh; the own kernels) or shared (one per gate
   // row for all matrices, what oneDNN's RNN takes). Low-bit and weight-only LSTMs always share.
   std::string lstm_scales = "per_matrix";
   bool weight_only = false;  // activations stay float (no act_quant): the layer runs float on dequantized weights
   bool ln_fold = false;      // fold the repq/sqb input transform into the preceding (Ada)LayerNorm affine
   bool hadamard = false;     // rotate the layer's input, folded into the previous layer (fold_hadamard)
+  // nearest | gptq: the weights' codes rounded to nearest, or by GPTQ (quant/gptq.h) on the second moment of the
+  // layer's input seen in calibration (Conv1d/Linear with transform none; docs/PTQ.md "GPTQ rounding")
+  std::string weight_rounding = "nearest";
 };
 
 struct PtqRecipe {
@@ -83,14 +88,22 @@ struct LayerStats {
   std::vector<float> rows;    // reservoir sample [n, cin]
   int64_t seen = 0;
   int64_t sampled() const { return cin ? int64_t(rows.size()) / cin : 0; }
+  // Layers whose rule rounds by GPTQ: E[v v^T] of the im2col columns v (Cin*K, c major) the layer's output steps
+  // read (a Linear's input rows), and the conv geometry they were gathered with.
+  quant::SecondMoment moment;
+  int kernel = 1, stride = 1, dilation = 1;
 };
 
 // Attention probabilities are recorded as NAME.softmax with cin = 1: every probability is one "row".
 using CalibStats = std::map<std::string, LayerStats>;
 
 // Encodes each clip and decodes its float tokens with the observer on; clips are mono audio at the model's rate.
+// `moments` names the layers whose input second moment is gathered too (moment_layers: those the recipe rounds
+// by GPTQ); empty: none.
 CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& clips, int bandwidth_id,
-                     int64_t max_rows);
+                     int64_t max_rows, const std::function<bool(const std::string&)>& moments = {});
+// The layers whose first matching rule of the recipe quantizes them with weight_rounding: gptq.
+std::function<bool(const std::string&)> moment_layers(const PtqRecipe& recipe);
 
 struct PtqLayerReport {
   std::string name;
@@ -101,6 +114,9 @@ struct PtqLayerReport {
   int64_t weights = 0;     // parameter count
   double avg_bits = 0;     // low-bit layers: average code bits
   int64_t group_size = 0;  // low-bit layers
+  // weight_rounding gptq: the relative output error E|(W - Q) x|^2 / E|W x|^2 under the calibration input's second
+  // moment, rounding to nearest on the layer's grid against GPTQ's rounding (0 for other layers)
+  double gptq_error_nearest = 0, gptq_error = 0;
 };
 
 // The float model's weights with the recipe applied (gamma folded into pwconv2, transforms, int8 tensors).

@@ -353,7 +353,8 @@ TEST(PtqSeanet, WavTokenizerLstmInt8) {
   const std::string last = "feature_extractor.encodec.encoder.model.15.conv.conv";
   std::vector<float> after_f, after_q;
   std::vector<float>* sink = nullptr;
-  ActObserver obs = [&](const std::string& name, const float* x, int64_t rows, int cols, bool) {
+  ActObserver obs = [&](const std::string& name, const float* x, int64_t rows, int cols, bool,
+                        const ObservedGeometry&) {
     if (name == last) sink->assign(x, x + rows * cols);
   };
   set_act_observer(&obs);
@@ -368,7 +369,8 @@ TEST(PtqSeanet, WavTokenizerLstmInt8) {
   std::printf("WavTokenizer int8 LSTM: LSTM block output SNR %.2f dB, latent SNR %.2f dB, tokens equal %.2f%% of %zu\n",
               lstm_snr, lat_snr, 100.0 * same / tf.codes.size(), tf.codes.size());
   EXPECT_NE(after_f, after_q);
-  EXPECT_GT(lstm_snr, 28.0);  // measured 32.31 dB (shared scales below: 32.25 dB; trained models gain more, docs/PTQ.md)
+  EXPECT_GT(lstm_snr,
+            28.0);  // measured 32.31 dB (shared scales below: 32.25 dB; trained models gain more, docs/PTQ.md)
   // lstm_scales: shared (one scale per gate row for all four matrices, as oneDNN's RNN takes) is still available,
   // and costs accuracy: each row's step is set by the largest of its four matrices.
   {

@@ -3,6 +3,7 @@
 // The library's public header.
 #pragma once
 
+#include "quant/gptq.h"
 #include "quant/log_quant.h"
 #include "quant/lowbit.h"
 #include "quant/mixed.h"

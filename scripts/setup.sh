@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   libsndfile1-dev libsoxr-dev libkissfft-dev libdnnl-dev libyaml-cpp-dev libzip-dev libcli11-dev libssl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libeigen3-dev
   python3 python3-torch python3-numpy python3-yaml python3-scipy python3-matplotlib libopenblas0 wamerican
   python3-dev python3-pip python3-pybind11 pybind11-dev python3-pytest python3-distributed
   espeak-ng fluidsynth fluid-soundfont-gm sox libsox-fmt-base codec2 opus-tools

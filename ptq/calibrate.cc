@@ -972,7 +972,6 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
           : is_transposed_conv_layer(name)  ? "it is a transposed conv"
           : rule->transform != "none"       ? "the rule asks for transform '" + rule->transform + "' (must be none)"
           : rule->weight_only               ? "the rule is weight_only"
-          : rule->group_size > 0            ? "the rule asks for group-wise low-bit weights (group_size)"
           : rule->ln_fold || rule->hadamard ? "the rule asks for ln_fold / hadamard"
           : !out.has(name + ".weight") || out.get(name + ".weight").ndim() != 3 ? "it is not a convolution"
                                                                                 : "";
@@ -1088,7 +1087,9 @@ WeightMap apply_recipe(const Model& model, const PtqRecipe& recipe, const CalibS
     out.set(j.v.name + ".weight", Tensor(j.v.wshape, r.weight));
     out.set(j.v.name + ".bias", Tensor({j.v.cout}, r.bias));
     out.set(j.v.name + ".weight_scale", Tensor({j.v.cout}, r.weight_scale));
-    if (r.lowbit) {
+    // Per-token convs run s8 codes only: their low-bit groups are stored as the s8 codes m q themselves (one byte
+    // per weight, what the loader rounds weight / weight_scale back to), not packed.
+    if (r.lowbit && !r.dynamic) {
       const int64_t G = r.lb.groups_per_row();
       Tensor g({int64_t(j.v.cout), G, 2});
       for (int64_t k = 0; k < int64_t(j.v.cout) * G; ++k) {

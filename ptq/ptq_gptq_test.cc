@@ -4,6 +4,7 @@
 // under the moment falls for every conv, and the encoder's latents on held-out audio come closer to float than with
 // rounding to nearest; recipes that cannot use it are refused.
 #include <cmath>
+#include <numeric>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -152,6 +153,49 @@ TEST_F(PtqGptq, W4WeightsStayInTheirRange) {
     at_limit += std::fabs(c) == 7.0f;
   }
   EXPECT_GT(at_limit, 0);  // the range is used, not shrunk
+}
+
+// W4 in groups of 16 on a per-token conv (the recipe w4-conv12-gptq's form): stored as the s8 codes m q under the row
+// scale, without the packed low-bit tensors, one multiplier per group and |q| <= 7; GPTQ lowers the output error, and
+// the file loads and runs.
+TEST_F(PtqGptq, W4GroupsOnAPerTokenConvAreStoredAsCodes) {
+  const std::string conv12 = R"('encoder\.model\.12\.conv\.conv$')";
+  const std::string text =
+      "rules:\n  - match: " + conv12 + "\n    act_range: token\n    weight_bits: 4\n    group_size: 16\n";
+  const PtqRecipe rg = parse_recipe(text + "    weight_rounding: gptq\n", "w4g");
+  const CalibStats st = calibrate(*model_, {calib_}, 0, 256, moment_layers(rg));
+  std::vector<PtqLayerReport> rep;
+  const WeightMap q = apply_recipe(*model_, rg, st, &rep);
+  ASSERT_EQ(rep.size(), 1u);
+  const std::string n = rep[0].name;
+  EXPECT_EQ(rep[0].group_size, 16);
+  EXPECT_LT(rep[0].gptq_error, rep[0].gptq_error_nearest);
+  EXPECT_FALSE(q.has(n + ".weight_groups"));
+  EXPECT_FALSE(q.has(n + ".weight_group_size"));
+  EXPECT_TRUE(q.has(n + ".act_dynamic"));
+  const Tensor& w = q.get(n + ".weight");
+  const Tensor& s = q.get(n + ".weight_scale");
+  const int64_t per = w.numel() / w.dim(0);
+  int multipliers_above_1 = 0;
+  for (int64_t o = 0; o < w.dim(0); ++o)
+    for (int64_t g0 = 0; g0 < per; g0 += 16) {
+      int m = 0;  // the group's multiplier: the gcd of its codes, at least |code| / 7
+      std::vector<int> c;
+      for (int64_t j = g0; j < g0 + 16; ++j) {
+        const float v = w[o * per + j] / s[o];
+        ASSERT_LE(std::fabs(v - std::nearbyint(v)), 1e-3f) << n << " " << o << " " << j;
+        c.push_back(int(std::nearbyint(v)));
+        m = std::gcd(m, std::abs(c.back()));
+      }
+      if (m == 0) continue;
+      for (int v : c) ASSERT_LE(std::abs(v), 7 * m) << "row " << o << " group " << g0 / 16;
+      ASSERT_LE(m, 127);
+      multipliers_above_1 += m > 1;
+    }
+  EXPECT_GT(multipliers_above_1, 0);  // the groups use their multipliers
+  auto mq = Model::from_weights(model_->config(), q);
+  EXPECT_EQ(mq->encode(held_.data(), int64_t(held_.size()), 1).codes.size(),
+            model_->encode(held_.data(), int64_t(held_.size()), 1).codes.size());
 }
 
 TEST_F(PtqGptq, RefusedWhereItCannotRun) {

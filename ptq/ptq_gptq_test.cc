@@ -14,6 +14,7 @@
 #include "dsp/audio_io.h"
 #include "models/model.h"
 #include "ptq/calibrate.h"
+#include "tests/testing/model_file_testing.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -26,26 +27,6 @@ constexpr const char* kEncoderConvs =
 
 std::string recipe(const std::string& extra) {
   return std::string("rules:\n  - match: ") + kEncoderConvs + "\n    act_range: token\n" + extra;
-}
-
-// The float model with the quantized encoder convs' weights as codes x weight_scale (the values the int8 kernels
-// multiply by) and float activations: the weights' own error, which is what GPTQ changes.
-WeightMap dequantized_weights(const WeightMap& q) {
-  WeightMap w = q;
-  std::vector<std::string> layers;
-  for (const auto& [k, t] : q.all())
-    if (ends_with(k, ".act_dynamic")) layers.push_back(k.substr(0, k.size() - 12));
-  for (const std::string& n : layers) {
-    Tensor wt = q.get(n + ".weight");
-    const Tensor& sc = q.get(n + ".weight_scale");
-    const std::vector<float> scale(sc.data(), sc.data() + sc.numel());
-    const std::vector<int8_t> codes = int8_weight_codes(wt.data(), wt.numel(), scale);
-    const int64_t per = wt.numel() / wt.dim(0);
-    for (int64_t i = 0; i < wt.numel(); ++i) wt[i] = float(codes[size_t(i)]) * scale[size_t(i / per)];
-    w.set(n + ".weight", std::move(wt));
-    for (const char* suf : {".act_quant", ".act_dynamic", ".act_group", ".weight_scale"}) w.all().erase(n + suf);
-  }
-  return w;
 }
 
 class PtqGptq : public ::testing::Test {
@@ -115,8 +96,8 @@ TEST_F(PtqGptq, LowersTheWeightErrorOnHeldOutAudio) {
     }
   }
   EXPECT_EQ(convs, 18);
-  auto fg = Model::from_weights(m.config(), dequantized_weights(qg));
-  auto fn = Model::from_weights(m.config(), dequantized_weights(qn));
+  auto fg = Model::from_weights(m.config(), with_int8_weights_float_acts(qg));
+  auto fn = Model::from_weights(m.config(), with_int8_weights_float_acts(qn));
   const Tensor lf = m.encode_latents(held_.data(), int64_t(held_.size()));
   auto snr = [&](const Model& q) {
     const Tensor l = q.encode_latents(held_.data(), int64_t(held_.size()));

@@ -16,6 +16,7 @@
 #include "models/model.h"
 #include "models/quantized.h"
 #include "ptq/calibrate.h"
+#include "tests/testing/model_file_testing.h"
 #include "tests/testing/test_util.h"
 
 namespace wavtok {
@@ -23,7 +24,8 @@ namespace {
 
 using namespace wavtok::testing;
 
-constexpr const char* kEncoderConvs = R"('encoder\.model\.\d+\.(conv\.conv|block\.\d+\.conv\.conv|shortcut\.conv\.conv)$')";
+constexpr const char* kEncoderConvs =
+    R"('encoder\.model\.\d+\.(conv\.conv|block\.\d+\.conv\.conv|shortcut\.conv\.conv)$')";
 
 std::string recipe_text(const std::string& act_range) {
   return std::string("rules:\n  - match: ") + kEncoderConvs + "\n    act_range: " + act_range + "\n";
@@ -33,27 +35,6 @@ double latent_snr(const Model& f, const Model& q, const std::vector<float>& audi
   const Tensor a = f.encode_latents(audio.data(), int64_t(audio.size()));
   const Tensor b = q.encode_latents(audio.data(), int64_t(audio.size()));
   return snr_db(std::vector<float>(a.data(), a.data() + a.numel()), std::vector<float>(b.data(), b.data() + b.numel()));
-}
-
-// The float model with the int8 layers' weights replaced by their s8 codes times weight_scale (the codes the int8
-// layers use; the same for both recipes, which share the weight scales): against it only the activation
-// quantization is measured.
-WeightMap with_int8_weights_float_acts(const WeightMap& q) {
-  WeightMap w = q;
-  std::vector<std::string> layers;
-  for (const auto& [k, t] : q.all())
-    if (k.size() > 10 && k.compare(k.size() - 10, 10, ".act_quant") == 0) layers.push_back(k.substr(0, k.size() - 10));
-  for (const std::string& n : layers) {
-    Tensor wt = q.get(n + ".weight");
-    const Tensor& sc = q.get(n + ".weight_scale");
-    const std::vector<float> scale(sc.data(), sc.data() + sc.numel());
-    const std::vector<int8_t> codes = int8_weight_codes(wt.data(), wt.numel(), scale);
-    const int64_t per = wt.numel() / wt.dim(0);
-    for (int64_t i = 0; i < wt.numel(); ++i) wt[i] = float(codes[size_t(i)]) * scale[size_t(i / per)];
-    w.set(n + ".weight", std::move(wt));
-    for (const char* suf : {".act_quant", ".act_dynamic", ".weight_scale"}) w.all().erase(n + suf);
-  }
-  return w;
 }
 
 double token_agreement(const Model& f, const Model& q, const std::vector<float>& audio) {
@@ -141,9 +122,10 @@ TEST_F(PtqToken, WavTokenizerEncoderConvsBeatStaticRanges) {
   auto ms = Model::from_weights(m.config(), qs);
   const double snr_t = latent_snr(m, *mt, audio_), snr_s = latent_snr(m, *ms, audio_);
   const double agr_t = token_agreement(m, *mt, audio_), agr_s = token_agreement(m, *ms, audio_);
-  std::printf("WavTokenizer fixture, 18 int8 encoder convs: latent SNR per-token %.2f dB (tokens %.1f%%), static "
-              "min-max %.2f dB (tokens %.1f%%)\n",
-              snr_t, 100 * agr_t, snr_s, 100 * agr_s);
+  std::printf(
+      "WavTokenizer fixture, 18 int8 encoder convs: latent SNR per-token %.2f dB (tokens %.1f%%), static "
+      "min-max %.2f dB (tokens %.1f%%)\n",
+      snr_t, 100 * agr_t, snr_s, 100 * agr_s);
   // The fixture's random-weight encoder ends in a conv whose bias cancels most of its output (see the note above
   // PtqSeanet.EncodecEndToEnd): the int8 weights alone leave ~6 dB of latent SNR whatever the activations do, so
   // the activations' own error is measured against the same int8 weights with float activations.
@@ -281,8 +263,10 @@ TEST_F(PtqToken, GroupRangesLoadRunAndAreChecked) {
   auto mg = Model::from_weights(m.config(), qg);
   const double snr_t = latent_snr(m, *mt, audio_), snr_g = latent_snr(m, *mg, audio_);
   const double t_g = latent_snr(*mt, *mg, audio_);
-  std::printf("WavTokenizer fixture, 18 int8 encoder convs: latent SNR per-token %.2f dB, per step and group of 4 "
-              "%.2f dB; the two %.2f dB apart\n", snr_t, snr_g, t_g);
+  std::printf(
+      "WavTokenizer fixture, 18 int8 encoder convs: latent SNR per-token %.2f dB, per step and group of 4 "
+      "%.2f dB; the two %.2f dB apart\n",
+      snr_t, snr_g, t_g);
   EXPECT_LT(t_g, 60.0);  // the per-group kernel ran: other latents than per-token
   // Measured 9.94 against 6.18 dB: finer ranges keep the latents closer to float.
   EXPECT_GT(snr_g, snr_t + 2.0);

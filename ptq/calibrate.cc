@@ -697,10 +697,8 @@ PtqRecipe parse_recipe(const std::string& text, const std::string& origin) {
       p.hadamard = opt<bool>(n, "hadamard", false);
       p.weight_rounding = opt<std::string>(n, "weight_rounding", "nearest");
       check_one_of(p.weight_rounding, {"nearest", "gptq"}, "weight_rounding", origin);
-      if (p.weight_rounding == "gptq" && (p.transform != "none" || p.ln_fold || p.hadamard))
-        throw Error(origin +
-                    ": weight_rounding gptq rounds on the layer's own input: transform must be none, "
-                    "without ln_fold or hadamard");
+      if (p.weight_rounding == "gptq" && (p.hadamard || p.transform == "channel"))
+        throw Error(origin + ": weight_rounding gptq takes no hadamard rotation and no depthwise (channel) transform");
       if (p.weight_bits < 2 || p.weight_bits > 8) throw Error(origin + ": weight_bits must be 2..8");
       if (p.group_size < 0 || p.group_size > (int64_t(1) << 20)) throw Error(origin + ": group_size must be 0..2^20");
       if (p.widths.empty()) throw Error(origin + ": widths must list at least one width");
@@ -872,7 +870,17 @@ std::pair<double, double> gptq_weights(Quantized& r, const LayerStats& st, const
     throw Error("quantize: " + v.name + ": weight_rounding gptq, but calibration gathered no input moment for it");
   if (st.moment.size() != n || st.kernel != v.k)
     throw Error("quantize: " + v.name + ": the input moment gathered in calibration does not fit its weight");
-  const std::vector<double> h = st.moment.mean();
+  // The layer quantizes u = (x - shift) / smooth per input channel (transform repq / sqb; identity without one) and
+  // multiplies it by W' = W diag(smooth): the moment and the weight GPTQ works on are those of u and W'.
+  std::vector<double> shift(size_t(n), 0.0), scale(size_t(n), 1.0);
+  if (!r.shift.empty())
+    for (int64_t i = 0; i < n; ++i) {
+      shift[size_t(i)] = r.shift[size_t(i / v.k)];
+      scale[size_t(i)] = r.smooth[size_t(i / v.k)];
+    }
+  const std::vector<double> h = st.moment.mean(shift, scale);
+  std::vector<float> wt(w.data(), w.data() + w.numel());
+  for (int64_t i = 0; i < int64_t(wt.size()); ++i) wt[size_t(i)] = float(double(wt[size_t(i)]) * scale[size_t(i % n)]);
   std::vector<float> step(size_t(rows * n));
   std::vector<int32_t> qmax(step.size());
   const int64_t G = r.lowbit ? r.lb.groups_per_row() : 0;
@@ -888,7 +896,7 @@ std::pair<double, double> gptq_weights(Quantized& r, const LayerStats& st, const
         qmax[i] = (1 << (weight_bits - 1)) - 1;
       }
     }
-  const std::span<const float> wf(w.data(), size_t(w.numel()));
+  const std::span<const float> wf(wt);
   std::vector<float> nearest(step.size());
   for (size_t i = 0; i < step.size(); ++i)
     nearest[i] = std::clamp(std::nearbyint(wf[i] / step[i]), -float(qmax[i]), float(qmax[i])) * step[i];

@@ -179,6 +179,45 @@ TEST_F(PtqGptq, W4GroupsOnAPerTokenConvAreStoredAsCodes) {
             model_->encode(held_.data(), int64_t(held_.size()), 1).codes.size());
 }
 
+// Decoder layers that quantize a transformed input (RepQ-ViT on pwconv1, SQ-b on pwconv2) with W4 weights: GPTQ
+// works on the transformed input's moment and the transformed weight, and the decoded audio of the held-out half's
+// tokens comes closer to the float decoder's.
+TEST_F(PtqGptq, DecoderLayersWithInputTransforms) {
+  const Model& m = *model_;
+  const std::string rules =
+      "rules:\n"
+      "  - match: 'convnext\\.\\d+\\.pwconv1$'\n    transform: repq\n    act_range: minmax\n    weight_bits: 4\n"
+      "    weight_range: mse\nROUND"
+      "  - match: 'convnext\\.\\d+\\.pwconv2$'\n    transform: sqb\n    act_range: minmax\n    weight_bits: 4\n"
+      "    weight_range: mse\nROUND";
+  auto text = [&](const std::string& round) {
+    std::string t = rules;
+    for (size_t at; (at = t.find("ROUND")) != std::string::npos;) t.replace(at, 5, round);
+    return t;
+  };
+  const PtqRecipe rg = parse_recipe(text("    weight_rounding: gptq\n"), "gptq");
+  const PtqRecipe rn = parse_recipe(text(""), "nearest");
+  const CalibStats st = calibrate(m, {calib_}, 0, 256, moment_layers(rg));
+  std::vector<PtqLayerReport> rep;
+  auto qg = Model::from_weights(m.config(), apply_recipe(m, rg, st, &rep));
+  auto qn = Model::from_weights(m.config(), apply_recipe(m, rn, st));
+  int layers = 0;
+  for (const auto& e : rep)
+    if (e.gptq_error_nearest > 0) {
+      ++layers;
+      EXPECT_LT(e.gptq_error, e.gptq_error_nearest) << e.name;
+    }
+  EXPECT_EQ(layers, 2 * m.config().vocos.num_layers);
+  const Tokens t = m.encode(held_.data(), int64_t(held_.size()), 1);
+  const std::vector<float> yf = m.decode(t), yg = qg->decode(t), yn = qn->decode(t);
+  const double s_g = snr_db(yf, yg), s_n = snr_db(yf, yn);
+  std::printf(
+      "fixture decoder, W4 pwconv1 (repq) and pwconv2 (sqb), held-out tokens: audio SNR against float GPTQ "
+      "%.2f dB, rounding to nearest %.2f dB\n",
+      s_g, s_n);
+  EXPECT_GT(s_g, s_n + 1.0);
+}
+
 TEST_F(PtqGptq, RefusedWhereItCannotRun) {
   auto expect_refused = [&](const std::string& yaml, const CalibStats& st, const std::string& needle) {
     try {
@@ -193,8 +232,8 @@ TEST_F(PtqGptq, RefusedWhereItCannotRun) {
   expect_refused("rules:\n  - match: 'encoder\\.model\\.\\d+\\.lstm$'\n    weight_rounding: gptq\n", plain, "LSTM");
   EXPECT_THROW(parse_recipe("rules:\n  - match: x\n    weight_rounding: best\n", "r"), Error);
   try {
-    parse_recipe("rules:\n  - match: x\n    transform: sqb\n    weight_rounding: gptq\n", "r.yaml");
-    ADD_FAILURE() << "gptq with a transform accepted";
+    parse_recipe("rules:\n  - match: x\n    hadamard: true\n    weight_rounding: gptq\n", "r.yaml");
+    ADD_FAILURE() << "gptq with a Hadamard rotation accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("r.yaml"), std::string::npos) << e.what();
   }

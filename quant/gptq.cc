@@ -21,7 +21,7 @@ void check_finite(std::span<const float> v, const char* what) {
 }
 }  // namespace
 
-SecondMoment::SecondMoment(int64_t n) : n_(n), sum_(size_t(n * n), 0.0) {
+SecondMoment::SecondMoment(int64_t n) : n_(n), sum_(size_t(n * n), 0.0), first_(size_t(n), 0.0) {
   if (n < 0) throw Error("gptq: negative moment size");
 }
 
@@ -31,6 +31,7 @@ void SecondMoment::add(std::span<const float> cols, int64_t m) {
   Eigen::Map<Eigen::MatrixXd> s(sum_.data(), n_, n_);
   const Eigen::MatrixXd x = Eigen::Map<const Eigen::MatrixXf>(cols.data(), n_, m).cast<double>();
   s.selfadjointView<Eigen::Lower>().rankUpdate(x);
+  Eigen::Map<Eigen::VectorXd>(first_.data(), n_) += x.rowwise().sum();
   count_ += m;
 }
 
@@ -43,6 +44,22 @@ std::vector<double> SecondMoment::mean() const {
       out[size_t(i * n_ + j)] = out[size_t(j * n_ + i)] = v;
     }
   return out;
+}
+
+std::vector<double> SecondMoment::mean(std::span<const double> shift, std::span<const double> scale) const {
+  if (int64_t(shift.size()) != n_ || int64_t(scale.size()) != n_)
+    throw Error("gptq: the input transform does not match the moment's size");
+  for (double s : scale)
+    if (!(s != 0) || !std::isfinite(s)) throw Error("gptq: an input scale is zero or not finite");
+  std::vector<double> h = mean();
+  for (int64_t i = 0; i < n_; ++i)
+    for (int64_t j = 0; j < n_; ++j) {
+      const double mi = first_[size_t(i)] / double(count_), mj = first_[size_t(j)] / double(count_);
+      const double c =
+          h[size_t(i * n_ + j)] - shift[size_t(i)] * mj - mi * shift[size_t(j)] + shift[size_t(i)] * shift[size_t(j)];
+      h[size_t(i * n_ + j)] = c / (scale[size_t(i)] * scale[size_t(j)]);
+    }
+  return h;
 }
 
 std::vector<int32_t> gptq_round(std::span<const float> w, int64_t rows, int64_t n, std::span<const float> step,

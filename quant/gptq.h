@@ -24,10 +24,14 @@ class SecondMoment {
   void add(std::span<const float> cols, int64_t m);
   // E[x x^T], [n, n] row-major (the sum divided by the count). Throws when nothing was added.
   std::vector<double> mean() const;
+  // E[u u^T] of the transformed columns u_i = (x_i - shift_i) / scale_i (a layer that quantizes its input after a
+  // per-input shift and scale): from E[x x^T] and E[x], no second pass.
+  std::vector<double> mean(std::span<const double> shift, std::span<const double> scale) const;
 
  private:
   int64_t n_ = 0, count_ = 0;
-  std::vector<double> sum_;  // lower triangle used, column-major [n, n]
+  std::vector<double> sum_;    // lower triangle used, column-major [n, n]
+  std::vector<double> first_;  // sum of x [n]
 };
 
 struct GptqSpec {

@@ -171,6 +171,17 @@ TEST(Gptq, SecondMomentIsTheMeanOuterProduct) {
       for (int64_t t = 0; t < m; ++t) want += double(cols[t * n + i]) * cols[t * n + j];
       EXPECT_NEAR(h[i * n + j], want / m, 1e-12) << i << "," << j;
     }
+  // the moment of u = (x - shift) / scale, from the same sums, against a direct sum over the transformed columns
+  const std::vector<double> shift = {0.5, -1.0, 0.0, 2.0, 0.25}, scale = {2.0, 0.5, 1.0, 4.0, -3.0};
+  const auto hu = s.mean(shift, scale);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double want = 0;
+      for (int64_t t = 0; t < m; ++t)
+        want += (cols[t * n + i] - shift[i]) / scale[i] * ((cols[t * n + j] - shift[j]) / scale[j]);
+      EXPECT_NEAR(hu[i * n + j], want / m, 1e-12) << i << "," << j;
+    }
+  EXPECT_THROW(s.mean(shift, std::vector<double>{1, 1, 0, 1, 1}), Error);
   const std::vector<float> w = {1, 2, 3, 4, 5};
   EXPECT_DOUBLE_EQ(relative_output_error(w, w, 1, n, h), 0.0);
   EXPECT_NEAR(relative_output_error(w, std::vector<float>(5, 0.0f), 1, n, h), 1.0, 1e-12);

@@ -860,9 +860,9 @@ CalibStats calibrate(const Model& model, const std::vector<std::vector<float>>& 
 
 namespace {
 // weight_rounding gptq: r's codes (per output channel, or its low-bit groups) chosen again by GPTQ on the layer's
-// input moment; the grid (scales, multipliers, widths) stays as quantize_layer chose it. w is the float weight
-// (transform none: the weight the layer quantizes). Returns the relative output error under the moment of rounding
-// to nearest on that grid, and of GPTQ.
+// input moment; the grid (scales, multipliers, widths) stays as quantize_layer chose it. w is the float weight W
+// (the weight an input transform gives the layer, W diag(smooth), is formed here). Returns the relative output error
+// under the moment of rounding to nearest on that grid, and of GPTQ.
 std::pair<double, double> gptq_weights(Quantized& r, const LayerStats& st, const LayerView& v, const Tensor& w,
                                        int weight_bits) {
   const int64_t n = int64_t(v.cin) * v.k, rows = v.cout;

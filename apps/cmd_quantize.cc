@@ -66,7 +66,8 @@ void register_quantize_commands(CLI::App& app, Common& common, std::vector<Comma
   sub->add_option("--max-seconds", o->max_seconds, "seconds used from each clip (default 10)")
       ->check(number_in(0.1, 3600.0));
   sub->add_option("-t,--threads", common.threads, "CPU threads")->check(CLI::Range(1, 1024));
-  sub->add_flag("-v,--verbose", o->verbose, "print each layer's bits, transform and calibration error");
+  sub->add_flag("-v,--verbose", o->verbose,
+                "print each layer's bits, transform and calibration error (and GPTQ's output errors)");
   sub->add_flag("-q,--quiet", common.quiet, "no progress output");
   out.push_back({sub, [o, &common]() {
                    check_output(o->output, {common.model, o->recipe});

@@ -776,9 +776,10 @@ def gptq_round(w: torch.Tensor, step: torch.Tensor, qmax: int, h: torch.Tensor, 
 @torch.no_grad()
 def gptq_init(model: WavTokenizer, batches: List[torch.Tensor], damp: float = 0.01,
               clips: Sequence[float] = (1.0,)) -> Dict[str, Tuple[float, float]]:
-    """`--w-init gptq`: every quantized conv's weight (int8 or below) set to its GPTQ rounding (gptq_round) on the grid of its
-    calibrated row scale (and group multipliers), from the im2col second moment of its input over the calibration
-    batches (the float encoder's activations). The weight then sits on the grid, so the fake-quant reproduces it.
+    """`--w-init gptq`: every quantized conv's weight (int8 or below) set to its GPTQ rounding (gptq_round) on the
+    grid of its calibrated row scale (and group multipliers), from the im2col second moment of its input over the
+    calibration batches (the float encoder's activations). The weight then sits on the grid, so the fake-quant
+    reproduces it.
     Returns per conv the relative output error E|(W - Q) x|^2 / E|W x|^2 of plain rounding and of GPTQ."""
     enc = model.feature_extractor.encodec.encoder
     low = [m for m in qat_modules(model) if isinstance(m, QConv1d) and m.quant]

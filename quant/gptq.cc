@@ -89,7 +89,7 @@ std::vector<int32_t> gptq_round(std::span<const float> w, int64_t rows, int64_t 
   // H^-1's upper Cholesky factor U (H^-1 = U^T U): row j holds how rounding column j moves the later columns.
   // H from a short calibration can be singular: the damping grows until both factorizations succeed.
   RowMatrixXd u;
-  for (double damp = spec.damp;; damp *= 10) {
+  for (double damp = spec.damp;; damp = std::max(damp * 10, 1e-6)) {  // from 0 too
     RowMatrixXd hk = hp;
     hk.diagonal().array() += damp * mean_diag;
     Eigen::LLT<Eigen::MatrixXd> l1(hk);

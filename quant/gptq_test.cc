@@ -200,6 +200,9 @@ TEST(Gptq, BadInputIsRefused) {
   // a moment of zeros (inputs that never move) still rounds
   const auto c = gptq_round(w, 1, 2, step, qmax, std::vector<double>{0.0, 0.0, 0.0, 0.0});
   EXPECT_EQ(c.size(), 2u);
+  // a singular moment without damping (two inputs that always move together) is damped until it factorizes
+  const auto d = gptq_round(w, 1, 2, step, qmax, std::vector<double>{1.0, 1.0, 1.0, 1.0}, {.damp = 0.0});
+  EXPECT_EQ(d.size(), 2u);
 }
 
 }  // namespace
